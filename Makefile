@@ -1,0 +1,27 @@
+# The two commands a new user needs (see README.md):
+#   make start   the whole service: API + admin, Celery worker and beat
+#   make test    the whole test suite, against the local PostgreSQL and Redis
+PYTHON ?= python3
+VENV := .venv
+
+.PHONY: start test lint bench
+
+start: $(VENV)/.installed .env
+	bin/start
+
+test: $(VENV)/.installed .env
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# A virtualenv with the pinned dependencies, rebuilt when they change.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Local settings: a random secret key, made once and never committed.
+.env:
+	$(PYTHON) -c "import secrets; print('DJANGO_SECRET_KEY=' + secrets.token_urlsafe(50))" > $@

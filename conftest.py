@@ -1,0 +1,66 @@
+"""Fixtures shared by every app's tests: API clients with tokens and groups,
+and wallets funded through the real deposit service (never by writing a
+balance, so the books balance in every test)."""
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from transfers.tests.factories import ApiUserFactory
+from wallets.tests.factories import WalletFactory
+
+
+def pytest_configure(config):
+    # Keep this run's Redis keys (transfer locks) apart from a running
+    # service's and from other runs'.
+    settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
+
+
+def make_api_client(*group_names: str) -> APIClient:
+    user = ApiUserFactory()
+    user.groups.add(*Group.objects.filter(name__in=group_names))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def treasury_api(db) -> APIClient:
+    """A client that may transfer, deposit and withdraw."""
+    return make_api_client("Treasury client")
+
+
+@pytest.fixture
+def transfer_api(db) -> APIClient:
+    """A client that may only open wallets and transfer."""
+    return make_api_client("Transfer client")
+
+
+@pytest.fixture
+def funded_wallet(db):
+    """funded_wallet(amount, currency="NGN") -> a customer wallet holding amount,
+    put there by a real deposit from the settlement wallet."""
+    from transfers.services import deposit_create
+
+    funder = ApiUserFactory()
+
+    def make(amount: Decimal | str = "1000.00", **wallet_fields):
+        wallet = WalletFactory(**wallet_fields)
+        if Decimal(amount) > 0:
+            deposit_create(
+                client=funder,
+                wallet_id=wallet.pk,
+                amount=Decimal(amount),
+                idempotency_key=f"fund-{uuid.uuid4()}",
+                metadata={},
+            )
+        wallet.refresh_from_db()
+        return wallet
+
+    return make

@@ -1,0 +1,68 @@
+"""Re-drive PENDING transactions, for a person on call.
+
+python manage.py reconcile                       # PENDING older than RECONCILE_PENDING_AFTER
+python manage.py reconcile --older-than 60       # seconds
+python manage.py reconcile --dry-run
+python manage.py reconcile --transaction TXN-20261124ABCDEFGHJK   # or a log id
+"""
+
+import sys
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from reconciliation import services
+from transfers.models import TransactionLog, TransactionStatus
+
+
+class Command(BaseCommand):
+    help = "Complete or fail PENDING transactions that a crash left behind."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than", type=int, metavar="SECONDS", help="Default: RECONCILE_PENDING_AFTER.")
+        parser.add_argument("--dry-run", action="store_true", help="List what would be re-driven; change nothing.")
+        parser.add_argument("--transaction", metavar="ID_OR_REFERENCE", help="Only this transaction (any age).")
+
+    def handle(self, *args, older_than, dry_run, transaction, **options):
+        if transaction:
+            log = services.pending_log_lookup(identifier=transaction)
+            if log is None:
+                raise CommandError(f"No transaction {transaction!r}.")
+            if log.status != TransactionStatus.PENDING:
+                self.stdout.write(f"{log.reference} is {log.status}: nothing to do.")
+                return
+            logs = TransactionLog.objects.filter(pk=log.pk)
+        else:
+            age = timedelta(seconds=older_than) if older_than is not None else None
+            logs = services.stale_pending_logs(older_than=age)
+
+        total = logs.count()
+        if total == 0:
+            self.stdout.write("No PENDING transactions to reconcile.")
+            return
+        verb = "Would re-drive" if dry_run else "Re-driving"
+        self.stdout.write(f"{verb} {total} PENDING transaction(s).")
+        done = 0
+
+        def progress(_outcome):
+            nonlocal done
+            done += 1
+            # A progress line on a terminal for large backlogs; quiet otherwise.
+            if total >= 100 and sys.stderr.isatty() and (done % 100 == 0 or done == total):
+                sys.stderr.write(f"\r  {done}/{total}")
+                sys.stderr.flush()
+
+        outcomes = services.logs_reconcile(logs=logs, dry_run=dry_run, on_progress=progress)
+        if total >= 100 and sys.stderr.isatty():
+            sys.stderr.write("\n")
+        self._table(outcomes)
+
+    def _table(self, outcomes):
+        rows = [("REFERENCE", "OUTCOME", "DETAIL")] + [(o.reference, o.outcome, o.detail) for o in outcomes]
+        widths = [max(len(row[i]) for row in rows) for i in range(2)]
+        for row in rows:
+            self.stdout.write(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip())
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+        self.stdout.write("Summary: " + ", ".join(f"{name} {count}" for name, count in sorted(counts.items())))

@@ -1,0 +1,22 @@
+"""Celery tasks. Thin: they call reconciliation.services, which are safe to
+run twice at once (SKIP LOCKED + the settle step's status check), so a task
+redelivered after a killed worker (acks_late) does no harm."""
+
+import logging
+
+from celery import shared_task
+
+from reconciliation import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def reconcile_stale_pending() -> dict:
+    outcomes = services.stale_pending_reconcile()
+    summary: dict[str, int] = {}
+    for outcome in outcomes:
+        summary[outcome.outcome] = summary.get(outcome.outcome, 0) + 1
+    if outcomes:
+        logger.info("reconciliation re-drove %d stale PENDING logs: %s", len(outcomes), summary)
+    return summary

@@ -1,0 +1,85 @@
+"""Every lock a money movement takes, written once so the order is too.
+
+Order, always: the Redis lock on (client, idempotency key); then, inside the
+settle transaction, the log row; then the wallet rows in primary-key order.
+
+Row locks are FOR NO KEY UPDATE: inserting a log takes KEY SHARE locks on its
+two wallets through the foreign keys (source first), which plain FOR UPDATE
+would conflict with and, on a hot wallet, deadlock against the fixed order.
+"""
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.core.cache import cache
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import LockError, RedisError
+
+from transfers.exceptions import IdempotencyKeyInUse
+from transfers.models import TransactionLog
+from wallet_project.exceptions import retry_after_header
+from wallets.models import Wallet
+
+logger = logging.getLogger(__name__)
+
+REDIS_ERRORS = (RedisError, ConnectionInterrupted, OSError)
+
+
+def idempotency_lock_name(client_id: int, idempotency_key: str) -> str:
+    # Hashed: a key may hold any printable character, a Redis name should not.
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+    return f"transfer-lock:{client_id}:{digest}"
+
+
+@contextmanager
+def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[None]:
+    """Keep concurrent duplicates of one request off the database.
+
+    Raises IdempotencyKeyInUse when another request holds the key. When Redis
+    cannot be reached the lock is skipped with a warning: correctness never
+    depends on it (the unique constraint and the row locks do), it only spares
+    PostgreSQL the pile-up of a double-tap. Released after the caller's work
+    has committed, since it wraps that work.
+    """
+    lock = cache.lock(
+        idempotency_lock_name(client_id, idempotency_key),
+        timeout=settings.TRANSFER_LOCK_TIMEOUT,
+        blocking=False,
+    )
+    try:
+        acquired = lock.acquire(blocking=False)
+    except REDIS_ERRORS as exc:
+        logger.warning("transfer lock skipped, Redis unavailable: %s", exc)
+        yield
+        return
+    if not acquired:
+        raise IdempotencyKeyInUse(headers=retry_after_header())
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            # Expired while we worked (the timeout is far above any transfer);
+            # harmless: the database already decided.
+            logger.warning("transfer lock had expired before release")
+        except REDIS_ERRORS as exc:
+            logger.warning("transfer lock not released, Redis unavailable: %s", exc)
+
+
+def lock_log(log_id: uuid.UUID, *, skip_locked: bool = False) -> TransactionLog | None:
+    """The log row, locked; None if skip_locked and another transaction holds it."""
+    logs = TransactionLog.objects.select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
+    log = logs.filter(pk=log_id).first()
+    if log is None and not skip_locked:
+        raise TransactionLog.DoesNotExist(log_id)
+    return log
+
+
+def lock_wallets(*wallet_ids: uuid.UUID) -> dict[uuid.UUID, Wallet]:
+    wallets = Wallet.objects.select_for_update(no_key=True, of=("self",)).filter(pk__in=wallet_ids).order_by("pk")
+    return {wallet.pk: wallet for wallet in wallets}

@@ -1,0 +1,134 @@
+"""The ledger: one row of transaction_logs per movement of money.
+
+A log is written PENDING before any money moves, then settled (COMPLETED or
+FAILED) in one database transaction with the balance changes. See
+transfers/services.py for the protocol and DESIGN.md for the invariants.
+"""
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from wallets.models import Wallet
+from wallets.money import DECIMAL_PLACES, MAX_DIGITS
+
+REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
+
+
+def new_reference() -> str:
+    """TXN-, the UTC date (support can tell the day at a glance), 10 random
+    characters (32^10 per day: a collision is as good as impossible, and the
+    unique constraint would refuse it anyway)."""
+    suffix = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(10))
+    return f"TXN-{timezone.now():%Y%m%d}{suffix}"
+
+
+class TransactionType(models.TextChoices):
+    TRANSFER = "TRANSFER", "Transfer"
+    DEPOSIT = "DEPOSIT", "Deposit"
+    WITHDRAWAL = "WITHDRAWAL", "Withdrawal"
+
+
+class TransactionStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    COMPLETED = "COMPLETED", "Completed"
+    FAILED = "FAILED", "Failed"
+    REVERSED = "REVERSED", "Reversed"
+
+
+# The statuses whose logs moved money (a REVERSED log did, and its
+# compensating transfer moved it back).
+MONEY_MOVED_STATUSES = (TransactionStatus.COMPLETED, TransactionStatus.REVERSED)
+
+
+class TransactionLog(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="transaction_logs",
+        help_text="The API client that asked for this movement.",
+    )
+    idempotency_key = models.CharField(max_length=255)
+    # sha256 of the request that first used the key: a replay must match it.
+    request_fingerprint = models.CharField(max_length=64)
+    source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="outgoing_logs")
+    destination_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="incoming_logs")
+    amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
+    currency = models.CharField(max_length=3)
+    type = models.CharField(max_length=16, choices=TransactionType.choices)
+    status = models.CharField(max_length=16, choices=TransactionStatus.choices, default=TransactionStatus.PENDING)
+    reference = models.CharField(max_length=32, default=new_reference)
+    metadata = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    reversal_of = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reversed_by",
+        help_text="For a compensating transfer: the log it reverses (at most one each).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "transaction_logs"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["source_wallet", "created_at"], name="idx_txlogs_source_wallet"),
+            models.Index(fields=["destination_wallet", "created_at"], name="idx_txlogs_destination_wallet"),
+            models.Index(fields=["status", "created_at"], name="idx_txlogs_status"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"], name="transfers_transactionlog_unique_client_key"
+            ),
+            models.UniqueConstraint(fields=["reference"], name="transfers_transactionlog_unique_reference"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transfers_transactionlog_amount_positive"),
+            models.CheckConstraint(
+                condition=~Q(source_wallet=F("destination_wallet")),
+                name="transfers_transactionlog_distinct_wallets",
+            ),
+            models.CheckConstraint(
+                condition=Q(reference__regex=r"^TXN-[A-Z0-9]{10,}$"),
+                name="transfers_transactionlog_reference_format",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=TransactionStatus.values), name="transfers_transactionlog_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(type__in=TransactionType.values), name="transfers_transactionlog_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(idempotency_key=""), name="transfers_transactionlog_idempotency_key_present"
+            ),
+            # A failure always says why.
+            models.CheckConstraint(
+                condition=~Q(status=TransactionStatus.FAILED) | (~Q(error_code="") & ~Q(error_message="")),
+                name="transfers_transactionlog_failed_has_reason",
+            ),
+            # completed_at is set exactly when money moved.
+            models.CheckConstraint(
+                condition=(Q(status__in=MONEY_MOVED_STATUSES) & Q(completed_at__isnull=False))
+                | (~Q(status__in=MONEY_MOVED_STATUSES) & Q(completed_at__isnull=True)),
+                name="transfers_transactionlog_completed_at_iff_moved",
+            ),
+        ]
+        permissions = [
+            ("create_transfer", "Can move money between wallets (POST /api/transfer)"),
+            ("create_deposit", "Can deposit into wallets"),
+            ("create_withdrawal", "Can withdraw from wallets"),
+            ("view_all_transfers", "Can see every API client's transactions"),
+            ("reconcile_transactionlog", "Can re-drive PENDING transactions"),
+            ("reverse_transactionlog", "Can reverse completed transfers"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.type} {self.amount} {self.currency} {self.status}"

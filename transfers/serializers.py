@@ -1,0 +1,153 @@
+import json
+from decimal import Decimal
+
+from django.conf import settings
+from rest_framework import serializers
+
+from transfers.models import TransactionLog, TransactionStatus
+from wallets.money import AmountField
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+
+
+class MetadataField(serializers.JSONField):
+    """A JSON object of at most TRANSFER_METADATA_MAX_BYTES.
+
+    Metadata describes a movement; it is not money. Fractional numbers in it
+    are stored as JSON numbers (binary floats); a client that needs them exact
+    sends strings. The amount itself never goes through a float.
+    """
+
+    default_error_messages = {
+        "not_an_object": "Metadata must be a JSON object.",
+        "too_large": "Metadata must be at most {limit} bytes of JSON.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_an_object")
+        encoded = json.dumps(data, default=str, separators=(",", ":"))
+        if len(encoded.encode()) > settings.TRANSFER_METADATA_MAX_BYTES:
+            self.fail("too_large", limit=settings.TRANSFER_METADATA_MAX_BYTES)
+        return _decimals_to_numbers(data)
+
+
+def _decimals_to_numbers(value):
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+    if isinstance(value, dict):
+        return {k: _decimals_to_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals_to_numbers(v) for v in value]
+    return value
+
+
+def validate_idempotency_key(value: str) -> str:
+    if not value or not value.strip():
+        raise serializers.ValidationError("The idempotency key must not be blank.")
+    if len(value) > MAX_KEY_LENGTH:
+        raise serializers.ValidationError(f"The idempotency key must be at most {MAX_KEY_LENGTH} characters.")
+    if not value.isprintable():
+        raise serializers.ValidationError("The idempotency key must be printable characters only.")
+    return value
+
+
+class MoneyRequestSerializer(serializers.Serializer):
+    """The fields every money-moving request shares. The idempotency key comes
+    from the Idempotency-Key header or the idempotencyKey field (both: they
+    must agree) and lands in validated_data["idempotency_key"]."""
+
+    amount = AmountField()
+    idempotencyKey = serializers.CharField(
+        required=False, trim_whitespace=False, max_length=None, help_text="Or the Idempotency-Key header."
+    )
+    metadata = MetadataField(required=False, default=dict)
+
+    def validate(self, attrs):
+        request = self.context["request"]
+        from_header = request.headers.get(IDEMPOTENCY_HEADER)
+        from_body = attrs.pop("idempotencyKey", None)
+        if from_header is not None and from_body is not None and from_header != from_body:
+            raise serializers.ValidationError(
+                {"idempotencyKey": [f"The {IDEMPOTENCY_HEADER} header and the idempotencyKey field differ."]}
+            )
+        key = from_body if from_body is not None else from_header
+        if key is None:
+            raise serializers.ValidationError(
+                {"idempotencyKey": [f"Required, in the {IDEMPOTENCY_HEADER} header or the idempotencyKey field."]}
+            )
+        try:
+            attrs["idempotency_key"] = validate_idempotency_key(key)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"idempotencyKey": exc.detail}) from None
+        return attrs
+
+
+class TransferRequestSerializer(MoneyRequestSerializer):
+    sourceWalletId = serializers.UUIDField(source="source_wallet_id")
+    destinationWalletId = serializers.UUIDField(source="destination_wallet_id")
+
+    def validate(self, attrs):
+        if attrs["source_wallet_id"] == attrs["destination_wallet_id"]:
+            raise serializers.ValidationError(
+                {"destinationWalletId": ["The destination wallet must differ from the source wallet."]}
+            )
+        return super().validate(attrs)
+
+
+class TransferResultSerializer(serializers.Serializer):
+    """The seed's answer to a money-moving request."""
+
+    transactionId = serializers.UUIDField(source="log.id")
+    status = serializers.ChoiceField(source="log.status", choices=TransactionStatus.choices)
+    reference = serializers.CharField(source="log.reference")
+    message = serializers.SerializerMethodField()
+
+    def get_message(self, result) -> str:
+        if result.replayed:
+            return "Transaction already processed"
+        if result.log.status == TransactionStatus.FAILED:
+            return result.log.error_message
+        return "Transfer completed successfully"
+
+
+class TransactionLogSerializer(serializers.ModelSerializer):
+    """The seed's log view. The idempotency key is shown only to the client
+    that chose it (or to a viewer allowed to see all clients)."""
+
+    idempotencyKey = serializers.SerializerMethodField()
+    sourceWalletId = serializers.UUIDField(source="source_wallet_id")
+    destinationWalletId = serializers.UUIDField(source="destination_wallet_id")
+    errorCode = serializers.CharField(source="error_code")
+    errorMessage = serializers.CharField(source="error_message")
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+    completedAt = serializers.DateTimeField(source="completed_at")
+
+    class Meta:
+        model = TransactionLog
+        fields = [
+            "id",
+            "idempotencyKey",
+            "reference",
+            "type",
+            "status",
+            "sourceWalletId",
+            "destinationWalletId",
+            "amount",
+            "currency",
+            "metadata",
+            "errorCode",
+            "errorMessage",
+            "createdAt",
+            "updatedAt",
+            "completedAt",
+        ]
+        read_only_fields = fields
+
+    def get_idempotencyKey(self, log) -> str | None:
+        request = self.context.get("request")
+        if request is None or log.client_id == request.user.pk or request.user.has_perm("transfers.view_all_transfers"):
+            return log.idempotency_key
+        return None

@@ -1,0 +1,20 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from transfers.views import TransferViewSet, WalletMoneyViewSet
+
+router = SimpleRouter(trailing_slash=False, use_regex_path=False)
+# Same prefix as wallets/urls.py: these routes are /api/wallets/{id}/deposit etc.
+router.register("wallets", WalletMoneyViewSet, basename="wallet-money")
+
+urlpatterns = [
+    path("transfer", TransferViewSet.as_view({"post": "create"}), name="transfer-create"),
+    # Before the key route: a key may itself contain "/", so order decides.
+    path(
+        "transfer/reference/<str:reference>",
+        TransferViewSet.as_view({"get": "by_reference"}),
+        name="transfer-by-reference",
+    ),
+    path("transfer/<path:idempotency_key>", TransferViewSet.as_view({"get": "retrieve"}), name="transfer-detail"),
+    *router.urls,
+]

@@ -1,0 +1,141 @@
+"""The money-moving endpoints. Each action validates with an input serializer,
+calls one service, and renders its result; nothing here touches a balance."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from transfers import selectors, services
+from transfers.exceptions import BUSINESS_RULE_ERRORS
+from transfers.filters import TransactionLogFilter
+from transfers.models import TransactionStatus
+from transfers.serializers import (
+    IDEMPOTENCY_HEADER,
+    MoneyRequestSerializer,
+    TransactionLogSerializer,
+    TransferRequestSerializer,
+    TransferResultSerializer,
+)
+from transfers.services import TransferResult
+from wallet_project.responses import EnvelopeCursorPagination, ok
+from wallet_project.schema import envelope, error
+from wallets.selectors import customer_wallet_get
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The idempotency key (or the idempotencyKey body field; if both, they must agree). "
+    "At most 255 printable characters, scoped to the calling client.",
+)
+
+MONEY_RESPONSES = {
+    201: OpenApiResponse(envelope(TransferResultSerializer(), "TransferCompleted"), description="Money moved."),
+    200: OpenApiResponse(
+        envelope(TransferResultSerializer(), "TransferReplayed"),
+        description="Same key and payload again: the first result, with header Idempotent-Replayed: true.",
+    ),
+    404: error("Unknown wallet (code wallet_not_found); nothing stored, the key stays free."),
+    409: error("The key is being processed by another request (code idempotency_key_in_use); see Retry-After."),
+    422: error(
+        "A business rule refused the movement and a FAILED log was stored (codes insufficient_balance, "
+        "wallet_inactive, currency_mismatch; replays return the same), or the key was used for a different "
+        "request (code idempotency_key_reused)."
+    ),
+}
+
+
+def money_response(result: TransferResult) -> Response:
+    """201 for the request that settled the log, 200 + Idempotent-Replayed for
+    a replay; a FAILED log is the same 422 every time."""
+    headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
+    data = TransferResultSerializer(result).data
+    if result.log.status == TransactionStatus.FAILED:
+        failure = BUSINESS_RULE_ERRORS[result.log.error_code]
+        raise failure(result.log.error_message, data=data, headers=headers)
+    return ok(data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED, headers=headers)
+
+
+class TransferViewSet(viewsets.GenericViewSet):
+    """POST /api/transfer and the log views by idempotency key and by reference."""
+
+    required_permissions = {
+        "create": ["transfers.create_transfer"],
+        "retrieve": [],
+        "by_reference": [],
+    }
+
+    @extend_schema(request=TransferRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
+    def create(self, request):
+        payload = TransferRequestSerializer(data=request.data, context={"request": request})
+        payload.is_valid(raise_exception=True)
+        return money_response(services.transfer_create(client=request.user, **payload.validated_data))
+
+    @extend_schema(
+        responses={
+            200: envelope(TransactionLogSerializer(), "TransactionByKey"),
+            404: error("No transaction of this client has that key (code transaction_not_found)."),
+        }
+    )
+    def retrieve(self, request, idempotency_key: str):
+        log = selectors.log_for_client_key(client=request.user, idempotency_key=idempotency_key)
+        return ok(TransactionLogSerializer(log, context={"request": request}).data)
+
+    @extend_schema(
+        responses={
+            200: envelope(TransactionLogSerializer(), "TransactionByReference"),
+            404: error("No visible transaction has that reference (code transaction_not_found)."),
+        }
+    )
+    def by_reference(self, request, reference: str):
+        log = selectors.log_by_reference(viewer=request.user, reference=reference)
+        return ok(TransactionLogSerializer(log, context={"request": request}).data)
+
+
+class WalletMoneyViewSet(viewsets.GenericViewSet):
+    """Deposit, withdraw and history under /api/wallets/{id}/: they move or
+    list money, so they live here, beside the service that moves it."""
+
+    lookup_value_converter = "uuid"
+    # Used by the history action only.
+    serializer_class = TransactionLogSerializer
+    filterset_class = TransactionLogFilter
+    pagination_class = EnvelopeCursorPagination
+    required_permissions = {
+        "deposit": ["transfers.create_deposit"],
+        "withdraw": ["transfers.create_withdrawal"],
+        "transactions": ["wallets.view_wallet"],
+    }
+
+    @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
+    @action(detail=True, methods=["post"])
+    def deposit(self, request, pk):
+        payload = MoneyRequestSerializer(data=request.data, context={"request": request})
+        payload.is_valid(raise_exception=True)
+        return money_response(services.deposit_create(client=request.user, wallet_id=pk, **payload.validated_data))
+
+    @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request, pk):
+        payload = MoneyRequestSerializer(data=request.data, context={"request": request})
+        payload.is_valid(raise_exception=True)
+        return money_response(services.withdrawal_create(client=request.user, wallet_id=pk, **payload.validated_data))
+
+    @extend_schema(
+        filters=True,
+        responses={
+            200: TransactionLogSerializer(many=True),
+            404: error("No such customer wallet (code wallet_not_found)."),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def transactions(self, request, pk):
+        customer_wallet_get(wallet_id=pk)
+        logs = self.filter_queryset(selectors.wallet_transactions(wallet_id=pk))
+        page = self.paginate_queryset(logs)
+        return self.get_paginated_response(TransactionLogSerializer(page, many=True, context={"request": request}).data)

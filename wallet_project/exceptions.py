@@ -1,0 +1,133 @@
+"""One error shape for the whole API, and the exception handler that renders it.
+
+Every error under /api/ is JSON in the envelope
+``{"success": false, "message": ..., "code": ..., "errors": {...}}``:
+DRF's own exceptions, the domain errors of transfers/exceptions.py, a database
+that cannot be reached (503), and anything unexpected (500, logged).
+Django-level errors that never reach a DRF view (an unknown path, a body too
+large for Django itself, a crash in middleware) get the same shape from the
+``handler*`` views below.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(exceptions.APIException):
+    """A domain error: DRF's status_code/default_code/default_detail, plus
+    optional ``data`` (e.g. the FAILED log) and extra response headers."""
+
+    def __init__(self, detail=None, *, data: dict | None = None, headers: dict | None = None):
+        super().__init__(detail=detail)
+        self.data = data
+        self.headers = headers or {}
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+    default_detail = "The request body is too large."
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "service_unavailable"
+    default_detail = "The database is unavailable; retry with the same idempotency key."
+
+
+def error_body(message: str, code: str, errors: dict | None = None, data: dict | None = None) -> dict:
+    body: dict = {"success": False, "message": message, "code": code}
+    if errors is not None:
+        body["errors"] = errors
+    if data is not None:
+        body["data"] = data
+    return body
+
+
+def retry_after_header() -> dict:
+    return {"Retry-After": str(settings.RETRY_AFTER_SECONDS)}
+
+
+def _validation_message(errors: dict) -> str:
+    fields = ", ".join(sorted(errors))
+    return f"Invalid input: {fields}." if fields else "Invalid input."
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response:
+    # Imported here: rest_framework.views loads the parsers at import time,
+    # and the parser imports this module (PayloadTooLarge).
+    from rest_framework.views import set_rollback
+
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        # The connection is gone or refused. Whatever the service had begun
+        # was rolled back by PostgreSQL; a retry with the same key is safe.
+        logger.warning("database unavailable: %s", exc)
+        exc = ServiceUnavailable(headers=retry_after_header())
+
+    if not isinstance(exc, exceptions.APIException):
+        # A bug. An IntegrityError lands here too: the database refused a
+        # write the service should never have tried, so nothing is half-done.
+        view = context.get("view")
+        logger.exception("unhandled error in %s", type(view).__name__ if view else "API", exc_info=exc)
+        if isinstance(exc, DatabaseError):
+            set_rollback()
+        return Response(
+            error_body("Internal server error.", "internal_error"),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    headers = dict(getattr(exc, "headers", None) or {})
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = f"{int(exc.wait)}"
+
+    if isinstance(exc, exceptions.ValidationError):
+        errors = (
+            exc.detail
+            if isinstance(exc.detail, dict)
+            else {settings.REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"]: exc.detail}
+        )
+        body = error_body(_validation_message(errors), "validation_error", errors=errors)
+    else:
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        body = error_body(str(exc.detail), code, data=getattr(exc, "data", None))
+
+    set_rollback()
+    return Response(body, status=exc.status_code, headers=headers)
+
+
+# --- Django-level handlers (wired in wallet_project/urls.py) -------------------
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or request.path == "/api"
+
+
+def json_or_default(default_view, status_code: int, message: str, code: str):
+    def handler(request: HttpRequest, *args, **kwargs):
+        if _is_api(request):
+            return JsonResponse(error_body(message, code), status=status_code)
+        return default_view(request, *args, **kwargs)
+
+    return handler
+
+
+handler400 = json_or_default(defaults.bad_request, 400, "Bad request.", "bad_request")
+handler403 = json_or_default(defaults.permission_denied, 403, "Permission denied.", "permission_denied")
+handler404 = json_or_default(defaults.page_not_found, 404, "Not found.", "not_found")
+handler500 = json_or_default(defaults.server_error, 500, "Internal server error.", "internal_error")

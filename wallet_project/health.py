@@ -1,0 +1,48 @@
+"""GET /health: is the service able to move money? No authentication."""
+
+import logging
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django_redis import get_redis_connection
+
+logger = logging.getLogger(__name__)
+
+
+def _database_up() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception as exc:  # any failure to answer is "down"
+        logger.warning("health: PostgreSQL down: %s", exc)
+        return False
+
+
+def _redis_up() -> bool:
+    try:
+        return bool(get_redis_connection("default").ping())
+    except Exception as exc:
+        logger.warning("health: Redis down: %s", exc)
+        return False
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    checks = {"database": "up" if _database_up() else "down", "redis": "up" if _redis_up() else "down"}
+    down = [name for name, state in checks.items() if state == "down"]
+    timestamp = timezone.now().isoformat()
+    if not down:
+        return JsonResponse(
+            {"success": True, "message": "Service is healthy", "timestamp": timestamp, "checks": checks}
+        )
+    return JsonResponse(
+        {
+            "success": False,
+            "message": f"Service is unhealthy: {' and '.join(down)} down",
+            "code": "service_unavailable",
+            "timestamp": timestamp,
+            "checks": checks,
+        },
+        status=503,
+    )

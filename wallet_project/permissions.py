@@ -1,0 +1,21 @@
+from rest_framework.permissions import BasePermission
+
+
+class ActionPermissions(BasePermission):
+    """Each viewset names the Django permissions each action needs:
+
+        required_permissions = {"create": ["wallets.add_wallet"], "retrieve": [...]}
+
+    An action missing from the map is refused (deny by default). A request
+    that matches no action (an unsupported method) passes, so that DRF
+    answers it with 405 rather than 403.
+    """
+
+    def has_permission(self, request, view) -> bool:
+        action = getattr(view, "action", None)
+        if action is None:
+            return True
+        required = getattr(view, "required_permissions", {})
+        if action not in required:
+            return False
+        return request.user.has_perms(required[action])

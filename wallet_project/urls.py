@@ -1,0 +1,36 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.permissions import IsAuthenticated
+
+from wallet_project import exceptions
+from wallet_project.health import health
+
+# The schema and docs need a token like every /api/ endpoint, or a staff
+# session from the admin (so a person can browse them).
+DOCS_ACCESS = {
+    "authentication_classes": [TokenAuthentication, SessionAuthentication],
+    "permission_classes": [IsAuthenticated],
+}
+
+api_urlpatterns = [
+    path("", include("wallets.urls")),
+    path("", include("transfers.urls")),
+    path("schema/", SpectacularAPIView.as_view(**DOCS_ACCESS), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema", **DOCS_ACCESS), name="docs"),
+    # Last: any other /api/ path is a JSON 404, in DEBUG too (where Django
+    # would otherwise answer with its HTML debug page).
+    re_path(r"^.*$", exceptions.handler404, name="api-not-found"),
+]
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("api/", include(api_urlpatterns)),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = exceptions.handler400
+handler403 = exceptions.handler403
+handler404 = exceptions.handler404
+handler500 = exceptions.handler500

@@ -1,0 +1,73 @@
+"""Wallets: the account noun. Knows nothing of transfers.
+
+A wallet's balance only ever changes inside transfers/services.py; here it is
+a read-only number as far as any other code is concerned.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from wallets.money import DECIMAL_PLACES, MAX_DIGITS
+
+
+class WalletKind(models.TextChoices):
+    CUSTOMER = "CUSTOMER", "Customer"
+    # One per currency: money enters (deposit) and leaves (withdrawal) through
+    # it, so its balance is minus the money held in customer wallets.
+    SETTLEMENT = "SETTLEMENT", "Settlement"
+
+
+class Wallet(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user_id = models.UUIDField(null=True, blank=True, help_text="The end user in the client's own user system.")
+    kind = models.CharField(max_length=16, choices=WalletKind.choices, default=WalletKind.CUSTOMER)
+    currency = models.CharField(max_length=3, default=settings.DEFAULT_CURRENCY)
+    balance = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=0, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "wallets"
+        ordering = ["created_at"]
+        permissions = [("freeze_wallet", "Can freeze and unfreeze wallets")]
+        indexes = [
+            models.Index(fields=["user_id"], name="idx_wallets_user_id"),
+            models.Index(fields=["is_active"], name="idx_wallets_is_active"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "currency"],
+                name="wallets_wallet_one_per_user_and_currency",
+                violation_error_code="wallet_exists",
+            ),
+            models.UniqueConstraint(
+                fields=["currency"],
+                condition=Q(kind=WalletKind.SETTLEMENT),
+                name="wallets_wallet_one_settlement_per_currency",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=WalletKind.SETTLEMENT) | Q(balance__gte=0),
+                name="wallets_wallet_customer_balance_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind=WalletKind.CUSTOMER) & Q(user_id__isnull=False))
+                | (Q(kind=WalletKind.SETTLEMENT) & Q(user_id__isnull=True)),
+                name="wallets_wallet_owner_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[A-Z]{3}$"),
+                name="wallets_wallet_currency_iso_4217",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.user_id if self.kind == WalletKind.CUSTOMER else "settlement"
+        return f"{self.currency} wallet {self.id} ({owner})"
+
+    @property
+    def is_settlement(self) -> bool:
+        return self.kind == WalletKind.SETTLEMENT

@@ -1,0 +1,41 @@
+"""Money constants and the one serializer field that reads an amount.
+
+Amounts are exact decimals end to end: NUMERIC(20,2) in PostgreSQL, `Decimal`
+in Python, strings like "1000.50" in JSON responses.
+"""
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+MAX_DIGITS = 20
+DECIMAL_PLACES = 2
+MIN_AMOUNT = Decimal("0.01")
+MAX_AMOUNT = Decimal("999999999999999999.99")  # the largest NUMERIC(20,2)
+CENT = Decimal("0.01")
+
+
+class AmountField(serializers.DecimalField):
+    """A positive amount with at most two decimal places.
+
+    Accepts a JSON number (parsed as Decimal by the API's parser) or a decimal
+    string. Rejects booleans (``True`` is an int to Python), floats (they only
+    arrive if something bypassed the Decimal parser), NaN, Infinity, zero,
+    negatives, extra places and anything beyond NUMERIC(20,2). Never rounds.
+    """
+
+    default_error_messages = {
+        "not_a_number": "A valid number or decimal string is required.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_digits", MAX_DIGITS)
+        kwargs.setdefault("decimal_places", DECIMAL_PLACES)
+        kwargs.setdefault("min_value", MIN_AMOUNT)
+        kwargs.setdefault("max_value", MAX_AMOUNT)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, (bool, float)) or not isinstance(data, (str, int, Decimal)):
+            self.fail("not_a_number")
+        return super().to_internal_value(data)

@@ -1,0 +1,50 @@
+"""Writes of wallets. A balance is never written here: money moves only in
+transfers/services.py."""
+
+import uuid
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from wallets.exceptions import WalletAlreadyExists
+from wallets.models import Wallet, WalletKind
+
+
+def settlement_wallet_get_or_create(*, currency: str) -> Wallet:
+    """The one settlement wallet of a currency, created on first need.
+
+    Safe under concurrency: the partial unique constraint lets one insert
+    win; the others read the winner.
+    """
+    wallet = Wallet.objects.filter(kind=WalletKind.SETTLEMENT, currency=currency).first()
+    if wallet is not None:
+        return wallet
+    try:
+        with transaction.atomic():
+            return Wallet.objects.create(kind=WalletKind.SETTLEMENT, currency=currency, user_id=None)
+    except IntegrityError:
+        return Wallet.objects.get(kind=WalletKind.SETTLEMENT, currency=currency)
+
+
+def wallet_create(*, user_id: uuid.UUID, currency: str) -> Wallet:
+    """Open a customer wallet with a zero balance.
+
+    One per (user, currency), guarded by a unique constraint: a concurrent
+    duplicate gets WalletAlreadyExists, never a second wallet.
+    """
+    settlement_wallet_get_or_create(currency=currency)
+    try:
+        with transaction.atomic():
+            return Wallet.objects.create(user_id=user_id, currency=currency, kind=WalletKind.CUSTOMER)
+    except IntegrityError:
+        if Wallet.objects.filter(user_id=user_id, currency=currency).exists():
+            raise WalletAlreadyExists() from None
+        raise
+
+
+def wallet_set_active(*, wallet: Wallet, is_active: bool) -> Wallet:
+    """Freeze (False) or unfreeze (True) a wallet. A frozen wallet can neither
+    send nor receive; transfers check the flag under the row lock."""
+    Wallet.objects.filter(pk=wallet.pk).update(is_active=is_active, updated_at=timezone.now())
+    wallet.refresh_from_db(fields=["is_active", "updated_at"])
+    return wallet

@@ -1,0 +1,51 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+
+from wallet_project.responses import ok
+from wallet_project.schema import envelope, error
+from wallets import selectors, services
+from wallets.serializers import WalletCreateSerializer, WalletListQuerySerializer, WalletSerializer
+
+
+class WalletViewSet(viewsets.GenericViewSet):
+    """Customer wallets. Balances change only through transfers/services.py."""
+
+    serializer_class = WalletSerializer
+    lookup_value_converter = "uuid"
+    required_permissions = {
+        "create": ["wallets.add_wallet"],
+        "retrieve": ["wallets.view_wallet"],
+        "list": ["wallets.view_wallet"],
+    }
+
+    @extend_schema(
+        request=WalletCreateSerializer,
+        responses={
+            201: envelope(WalletSerializer(), "WalletCreated"),
+            409: error("The user already has a wallet in this currency (code wallet_exists)."),
+        },
+    )
+    def create(self, request):
+        payload = WalletCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        wallet = services.wallet_create(**payload.validated_data)
+        return ok(WalletSerializer(wallet).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        responses={
+            200: envelope(WalletSerializer(), "WalletDetail"),
+            404: error("No such customer wallet (code wallet_not_found)."),
+        }
+    )
+    def retrieve(self, request, pk):
+        return ok(WalletSerializer(selectors.customer_wallet_get(wallet_id=pk)).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("userId", str, required=True, description="The end user's UUID.")],
+        responses={200: envelope(WalletSerializer(many=True), "WalletList")},
+    )
+    def list(self, request):
+        query = WalletListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        wallets = selectors.wallets_for_user(**query.validated_data)
+        return ok(WalletSerializer(wallets, many=True).data)
