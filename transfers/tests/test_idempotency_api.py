@@ -1,0 +1,269 @@
+"""Each row of the contract's idempotency table, through the API."""
+
+from decimal import Decimal
+
+import pytest
+
+from transfers import locks, services
+from transfers.models import TransactionLog, TransactionStatus, TransactionType
+from wallets.tests.factories import WalletFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def transfer(api, source, destination, amount="10.00", key="key-1", **extra):
+    body = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": amount, **extra}
+    return api.post("/api/transfer", body, format="json", headers={"Idempotency-Key": key} if key else {})
+
+
+def balances(*wallets):
+    return [type(w).objects.get(pk=w.pk).balance for w in wallets]
+
+
+def test_first_request_moves_money_and_answers_201(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+
+    response = transfer(treasury_api, source, destination, "10.00")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["success"] is True
+    assert body["data"]["status"] == "COMPLETED"
+    assert body["data"]["message"] == "Transfer completed successfully"
+    assert body["data"]["reference"].startswith("TXN-")
+    assert "Idempotent-Replayed" not in response.headers
+    assert balances(source, destination) == [Decimal("90.00"), Decimal("10.00")]
+
+
+def test_same_key_and_payload_replays_the_first_result(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    first = transfer(treasury_api, source, destination, "10.00").json()["data"]
+
+    again = transfer(treasury_api, source, destination, "10.00")
+
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    data = again.json()["data"]
+    assert (data["transactionId"], data["reference"]) == (first["transactionId"], first["reference"])
+    assert data["message"] == "Transaction already processed"
+    assert balances(source, destination) == [Decimal("90.00"), Decimal("10.00")]
+
+
+def test_the_same_amount_written_differently_is_the_same_payload(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    transfer(treasury_api, source, destination, "10")
+
+    again = transfer(treasury_api, source, destination, Decimal("10.00"))
+
+    assert again.status_code == 200
+    assert balances(source) == [Decimal("90.00")]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"amount": "11.00"}, {"metadata": {"note": "other"}}, {"swap": True}],
+    ids=["other-amount", "other-metadata", "other-direction"],
+)
+def test_duplicate_key_with_other_payload_is_rejected(treasury_api, funded_wallet, change):
+    source, destination = funded_wallet("100.00"), funded_wallet("100.00")
+    transfer(treasury_api, source, destination, "10.00")
+
+    if change.get("swap"):
+        response = transfer(treasury_api, destination, source, "10.00")
+    else:
+        response = transfer(
+            treasury_api,
+            source,
+            destination,
+            change.get("amount", "10.00"),
+            **{k: v for k, v in change.items() if k != "amount"},
+        )
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert balances(source, destination) == [Decimal("90.00"), Decimal("110.00")]
+    assert TransactionLog.objects.filter(type=TransactionType.TRANSFER).count() == 1
+
+
+def test_a_key_used_for_a_transfer_cannot_be_reused_for_a_deposit(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    transfer(treasury_api, source, destination, "10.00", key="shared")
+
+    response = treasury_api.post(
+        f"/api/wallets/{destination.pk}/deposit",
+        {"amount": "10.00"},
+        format="json",
+        headers={"Idempotency-Key": "shared"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert balances(destination) == [Decimal("10.00")]
+
+
+def test_same_key_while_the_first_is_processing_is_409_with_retry_after(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    # The first request holds the real Redis lock for (client, key) right now.
+    with locks.idempotency_lock(treasury_api.user.pk, "busy-key"):
+        response = transfer(treasury_api, source, destination, "10.00", key="busy-key")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "idempotency_key_in_use"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert not TransactionLog.objects.filter(idempotency_key="busy-key").exists()
+    assert balances(source) == [Decimal("100.00")]
+    # Once the first is done, the key works.
+    assert transfer(treasury_api, source, destination, "10.00", key="busy-key").status_code == 201
+
+
+def test_a_retry_finishes_a_log_a_crash_left_pending_and_answers_as_first(treasury_api, funded_wallet, monkeypatch):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+
+    def crash(**kwargs):
+        raise ConnectionError("worker died after the PENDING log was committed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "transaction_settle", crash)
+        crashed = transfer(treasury_api, source, destination, "10.00", key="crashed")
+    assert crashed.status_code == 500
+    pending = TransactionLog.objects.get(idempotency_key="crashed")
+    assert pending.status == TransactionStatus.PENDING
+    assert balances(source) == [Decimal("100.00")]  # a PENDING log has moved no money
+
+    retry = transfer(treasury_api, source, destination, "10.00", key="crashed")
+
+    assert retry.status_code == 201
+    assert retry.json()["data"]["transactionId"] == str(pending.pk)
+    assert retry.json()["data"]["message"] == "Transfer completed successfully"
+    assert balances(source, destination) == [Decimal("90.00"), Decimal("10.00")]
+
+
+def test_malformed_input_stores_nothing_and_leaves_the_key_free(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+
+    response = transfer(treasury_api, source, source, "10.00", key="free")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert "destinationWalletId" in response.json()["errors"]
+    assert not TransactionLog.objects.filter(idempotency_key="free").exists()
+    assert transfer(treasury_api, source, destination, "10.00", key="free").status_code == 201
+
+
+def test_unknown_wallet_is_404_stores_nothing_and_leaves_the_key_free(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    ghost = WalletFactory.build()
+
+    response = transfer(treasury_api, source, ghost, "10.00", key="free")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "wallet_not_found"
+    assert not TransactionLog.objects.filter(idempotency_key="free").exists()
+    assert transfer(treasury_api, source, destination, "10.00", key="free").status_code == 201
+
+
+def test_insufficient_balance_stores_a_failed_log_and_replays_the_same_failure(treasury_api, funded_wallet):
+    source, destination = funded_wallet("5.00"), funded_wallet("0")
+
+    first = transfer(treasury_api, source, destination, "10.00")
+    again = transfer(treasury_api, source, destination, "10.00")
+
+    assert first.status_code == again.status_code == 422
+    assert first.json()["code"] == again.json()["code"] == "insufficient_balance"
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert first.json()["data"]["transactionId"] == again.json()["data"]["transactionId"]
+    log = TransactionLog.objects.get(idempotency_key="key-1")
+    assert (log.status, log.error_code) == (TransactionStatus.FAILED, "insufficient_balance")
+    assert log.error_message
+    assert balances(source, destination) == [Decimal("5.00"), Decimal("0.00")]
+
+
+@pytest.mark.parametrize("frozen", ["source", "destination"])
+def test_an_inactive_wallet_fails_the_transfer(treasury_api, funded_wallet, frozen):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    (source if frozen == "source" else destination).__class__.objects.filter(
+        pk=(source if frozen == "source" else destination).pk
+    ).update(is_active=False)
+
+    response = transfer(treasury_api, source, destination, "10.00")
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "wallet_inactive"
+    assert TransactionLog.objects.get(idempotency_key="key-1").status == TransactionStatus.FAILED
+    assert balances(source, destination) == [Decimal("100.00"), Decimal("0.00")]
+
+
+def test_wallets_of_different_currencies_fail_with_currency_mismatch(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0", currency="USD")
+
+    response = transfer(treasury_api, source, destination, "10.00")
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "currency_mismatch"
+    assert balances(source, destination) == [Decimal("100.00"), Decimal("0.00")]
+
+
+def test_keys_are_scoped_to_the_calling_client(treasury_api, transfer_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+
+    mine = transfer(treasury_api, source, destination, "10.00", key="same")
+    theirs = transfer(transfer_api, source, destination, "10.00", key="same")
+
+    assert mine.status_code == theirs.status_code == 201
+    assert mine.json()["data"]["transactionId"] != theirs.json()["data"]["transactionId"]
+    assert balances(source) == [Decimal("80.00")]
+    # And neither can read the other's key.
+    other = transfer_api.get("/api/transfer/same").json()["data"]
+    assert other["id"] == theirs.json()["data"]["transactionId"]
+
+
+def test_key_in_header_and_body_must_agree(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+
+    agree = transfer(treasury_api, source, destination, "1.00", key="k", idempotencyKey="k")
+    differ = transfer(treasury_api, source, destination, "1.00", key="k2", idempotencyKey="other")
+    body_only = transfer(treasury_api, source, destination, "1.00", key=None, idempotencyKey="k3")
+
+    assert agree.status_code == 201
+    assert differ.status_code == 400
+    assert "idempotencyKey" in differ.json()["errors"]
+    assert body_only.status_code == 201
+    assert balances(source) == [Decimal("98.00")]
+
+
+def test_deposit_and_withdrawal_move_money_through_the_settlement_wallet(treasury_api, funded_wallet):
+    wallet = funded_wallet("0")
+
+    deposit = treasury_api.post(
+        f"/api/wallets/{wallet.pk}/deposit", {"amount": "50.00", "idempotencyKey": "d"}, format="json"
+    )
+    withdrawal = treasury_api.post(
+        f"/api/wallets/{wallet.pk}/withdraw", {"amount": "20.00", "idempotencyKey": "w"}, format="json"
+    )
+    overdraw = treasury_api.post(
+        f"/api/wallets/{wallet.pk}/withdraw", {"amount": "30.01", "idempotencyKey": "w2"}, format="json"
+    )
+
+    assert (deposit.status_code, withdrawal.status_code, overdraw.status_code) == (201, 201, 422)
+    assert overdraw.json()["code"] == "insufficient_balance"
+    assert balances(wallet) == [Decimal("30.00")]
+    logs = {log.idempotency_key: log for log in TransactionLog.objects.filter(client=treasury_api.user)}
+    assert logs["d"].type == TransactionType.DEPOSIT and logs["d"].source_wallet.is_settlement
+    assert logs["w"].type == TransactionType.WITHDRAWAL and logs["w"].destination_wallet.is_settlement
+
+
+def test_log_views_by_key_and_by_reference(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    data = transfer(treasury_api, source, destination, "10.00", key="look/me up", metadata={"loan": "L-1"}).json()[
+        "data"
+    ]
+
+    by_key = treasury_api.get("/api/transfer/look/me up")
+    by_reference = treasury_api.get(f"/api/transfer/reference/{data['reference']}")
+
+    assert by_key.status_code == by_reference.status_code == 200
+    assert by_key.json() == by_reference.json()
+    log = by_key.json()["data"]
+    assert log["idempotencyKey"] == "look/me up"
+    assert (log["amount"], log["status"], log["metadata"]) == ("10.00", "COMPLETED", {"loan": "L-1"})
+    assert treasury_api.get("/api/transfer/unknown").status_code == 404
