@@ -113,8 +113,11 @@ def ledger_discrepancies() -> list[Discrepancy]:
     """
     moved = ", ".join(f"'{status}'" for status in MONEY_MOVED_STATUSES)
     found: list[Discrepancy] = []
+    # Inside a caller's transaction (a test's, say) that one sets the snapshot.
+    own_transaction = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if own_transaction:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
         cursor.execute("SELECT currency, SUM(balance) FROM wallets GROUP BY currency HAVING SUM(balance) <> 0")
         for currency, total in cursor.fetchall():

@@ -50,3 +50,9 @@ class TransactionNotFound(ServiceError):
     status_code = status.HTTP_404_NOT_FOUND
     default_code = "transaction_not_found"
     default_detail = "Transaction not found."
+
+
+class ReversalNotAllowed(ServiceError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "not_reversible"
+    default_detail = "Only a COMPLETED transaction can be reversed, and only once."

@@ -40,6 +40,7 @@ from transfers.exceptions import (
     CurrencyMismatch,
     IdempotencyKeyReused,
     InsufficientBalance,
+    ReversalNotAllowed,
     WalletInactive,
 )
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
@@ -176,6 +177,57 @@ def transaction_settle(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple
     raise AssertionError("unreachable")
 
 
+REVERSAL_TYPE = {
+    TransactionType.TRANSFER: TransactionType.TRANSFER,
+    TransactionType.DEPOSIT: TransactionType.WITHDRAWAL,
+    TransactionType.WITHDRAWAL: TransactionType.DEPOSIT,
+}
+
+
+def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: AbstractBaseUser) -> TransactionLog:
+    """Undo a COMPLETED movement: a compensating log moves the amount back and
+    the original becomes REVERSED, in one transaction. Returns the compensating log.
+
+    At most once: the original's row lock and status check serialise
+    concurrent attempts, and reversal_of is unique in the database. Frozen
+    wallets do not block it (it is an operator's correction), but a customer
+    wallet that no longer holds the money does: InsufficientBalance.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("A reversal needs a reason.")
+    with transaction.atomic(durable=True):
+        original = locks.lock_log(log_id)
+        if original.status != TransactionStatus.COMPLETED:
+            raise ReversalNotAllowed(f"{original.reference} is {original.status}; only COMPLETED can be reversed.")
+        wallets = locks.lock_wallets(original.source_wallet_id, original.destination_wallet_id)
+        # Money flows back: the original destination pays.
+        payer, payee = wallets[original.destination_wallet_id], wallets[original.source_wallet_id]
+        if payer.kind == WalletKind.CUSTOMER and payer.balance < original.amount:
+            raise InsufficientBalance(
+                f"The wallet that received {original.reference} holds {payer.balance}, less than {original.amount}."
+            )
+        now = timezone.now()
+        compensation = TransactionLog.objects.create(
+            client=reversed_by,
+            idempotency_key=f"reversal:{original.pk}",
+            request_fingerprint=request_fingerprint(reversal_of=str(original.pk)),
+            type=REVERSAL_TYPE[original.type],
+            status=TransactionStatus.COMPLETED,
+            source_wallet=payer,
+            destination_wallet=payee,
+            amount=original.amount,
+            currency=original.currency,
+            metadata={"reversalOf": original.reference, "reason": reason, "reversedBy": reversed_by.get_username()},
+            reversal_of=original,
+            completed_at=now,
+        )
+        _move_money(source=payer, destination=payee, amount=original.amount, now=now)
+        original.status = TransactionStatus.REVERSED
+        original.save(update_fields=["status", "updated_at"])
+        return compensation
+
+
 # --- the protocol ------------------------------------------------------------------
 
 
@@ -290,19 +342,20 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
             log.error_message = str(violation.detail)
             log.save(update_fields=["status", "error_code", "error_message", "updated_at"])
             return log, True
-        # One statement for both legs; the CHECK on customer balances is the
-        # backstop should the rules above ever be wrong.
-        Wallet.objects.filter(pk__in=[source.pk, destination.pk]).update(
-            balance=Case(
-                When(pk=source.pk, then=F("balance") - log.amount),
-                default=F("balance") + log.amount,
-            ),
-            updated_at=now,
-        )
+        _move_money(source=source, destination=destination, amount=log.amount, now=now)
         log.status = TransactionStatus.COMPLETED
         log.completed_at = now
         log.save(update_fields=["status", "completed_at", "updated_at"])
         return log, True
+
+
+def _move_money(*, source: Wallet, destination: Wallet, amount: Decimal, now) -> None:
+    """Both legs in one statement, on rows the caller has locked. The CHECK on
+    customer balances is the backstop should a rule check ever be wrong."""
+    Wallet.objects.filter(pk__in=[source.pk, destination.pk]).update(
+        balance=Case(When(pk=source.pk, then=F("balance") - amount), default=F("balance") + amount),
+        updated_at=now,
+    )
 
 
 def _check_business_rules(log: TransactionLog, source: Wallet, destination: Wallet) -> None:

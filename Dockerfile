@@ -1,0 +1,17 @@
+# The service image: API and admin (gunicorn), Celery worker and beat.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+# Static files (admin, API docs) are baked into the image and served by WhiteNoise.
+RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0 \
+    && useradd --system --uid 10001 wallet && chown -R wallet /app
+USER wallet
+
+EXPOSE 8000
+CMD ["gunicorn", "wallet_project.wsgi", "--config", "wallet_project/gunicorn.conf.py", "--bind", "0.0.0.0:8000"]
