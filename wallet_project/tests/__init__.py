@@ -1,0 +1,33 @@
+"""Tests of what the whole API shares (the error envelope, the schema, /health),
+and the two checks every app's API tests make of a refused request.
+
+The helpers live here because the envelope is the project's
+(wallet_project/exceptions.py). Asserts outside test modules are not rewritten
+by pytest, hence the explicit messages.
+"""
+
+from transfers.models import TransactionLog
+from wallets.models import Wallet
+
+
+def assert_error_envelope(response, *, status: int, code: str, field: str | None = None) -> dict:
+    """The response is the API's JSON error envelope with this status and code,
+    naming `field` in `errors` when given. Returns the body."""
+    assert response.status_code == status, (response.status_code, response.content)
+    assert response["Content-Type"] == "application/json", response["Content-Type"]
+    body = response.json()
+    assert body["success"] is False, body
+    assert body["code"] == code, body
+    assert isinstance(body["message"], str) and body["message"], body
+    if field is not None:
+        assert field in body.get("errors", {}), body
+    return body
+
+
+def ledger_state() -> tuple:
+    """Every wallet's balance and every log's status: what a refused request
+    must leave exactly as it was."""
+    return (
+        sorted(Wallet.objects.values_list("pk", "balance")),
+        sorted(TransactionLog.objects.values_list("pk", "status")),
+    )

@@ -1,0 +1,461 @@
+"""The wallet endpoints, who may call what, and what one API client may see of
+another's transactions."""
+
+import uuid
+from decimal import Decimal
+from urllib.parse import quote
+
+import pytest
+from rest_framework.test import APIClient
+
+from conftest import make_api_client
+from transfers.models import TransactionLog
+from wallet_project.tests import assert_error_envelope, ledger_state
+from wallets.models import Wallet, WalletKind
+from wallets.tests.factories import WalletFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def data_of(response, status: int = 200):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["success"] is True
+    return body["data"]
+
+
+def settlement_wallet(currency: str = "NGN") -> Wallet:
+    return Wallet.objects.get(kind=WalletKind.SETTLEMENT, currency=currency)
+
+
+# --- POST /api/wallets ------------------------------------------------------------------
+
+
+def test_new_wallet_defaults_to_ngn_with_a_zero_balance(treasury_api):
+    user_id = uuid.uuid4()
+
+    wallet = data_of(treasury_api.post("/api/wallets", {"userId": str(user_id)}, format="json"), 201)
+
+    assert wallet["userId"] == str(user_id)
+    assert (wallet["currency"], wallet["balance"], wallet["isActive"]) == ("NGN", "0.00", True)
+    stored = Wallet.objects.get(pk=wallet["id"])
+    assert (stored.user_id, stored.kind, stored.balance) == (user_id, WalletKind.CUSTOMER, Decimal("0"))
+
+
+@pytest.mark.parametrize("second_currency", ["NGN", "ngn"], ids=["same_code", "same_code_in_lower_case"])
+def test_second_wallet_in_the_same_currency_is_409_wallet_exists(second_currency, treasury_api):
+    user_id = str(uuid.uuid4())
+    data_of(treasury_api.post("/api/wallets", {"userId": user_id, "currency": "NGN"}, format="json"), 201)
+
+    response = treasury_api.post("/api/wallets", {"userId": user_id, "currency": second_currency}, format="json")
+
+    assert_error_envelope(response, status=409, code="wallet_exists")
+    assert Wallet.objects.filter(user_id=user_id).count() == 1
+
+
+def test_same_user_may_open_a_wallet_in_another_currency(treasury_api):
+    user_id = str(uuid.uuid4())
+    data_of(treasury_api.post("/api/wallets", {"userId": user_id}, format="json"), 201)
+
+    wallet = data_of(treasury_api.post("/api/wallets", {"userId": user_id, "currency": "USD"}, format="json"), 201)
+
+    assert wallet["currency"] == "USD"
+    assert sorted(Wallet.objects.filter(user_id=user_id).values_list("currency", flat=True)) == ["NGN", "USD"]
+
+
+def test_unsupported_currency_is_400_naming_the_field(treasury_api):
+    response = treasury_api.post("/api/wallets", {"userId": str(uuid.uuid4()), "currency": "XYZ"}, format="json")
+
+    body = assert_error_envelope(response, status=400, code="validation_error")
+    assert list(body["errors"]) == ["currency"]
+    assert not Wallet.objects.filter(currency="XYZ").exists()
+
+
+# --- GET /api/wallets/{id} and ?userId= ------------------------------------------------------
+
+
+def test_wallet_is_read_by_id_with_its_balance(treasury_api, funded_wallet):
+    wallet = funded_wallet("1234.56")
+
+    data = data_of(treasury_api.get(f"/api/wallets/{wallet.pk}"))
+
+    assert data["id"] == str(wallet.pk)
+    assert data["userId"] == str(wallet.user_id)
+    assert data["balance"] == "1234.56"
+    assert set(data) == {"id", "userId", "currency", "balance", "isActive", "createdAt", "updatedAt"}
+
+
+@pytest.mark.parametrize(
+    "wallet_id",
+    [
+        pytest.param(lambda: uuid.uuid4(), id="unknown_id"),
+        pytest.param(lambda: settlement_wallet().pk, id="settlement"),
+    ],
+)
+def test_wallet_that_a_client_may_not_address_is_404(wallet_id, treasury_api, funded_wallet):
+    funded_wallet("1.00")  # so that the NGN settlement wallet exists
+
+    assert_error_envelope(treasury_api.get(f"/api/wallets/{wallet_id()}"), status=404, code="wallet_not_found")
+
+
+def test_wallets_of_a_user_are_listed_and_nobody_elses(treasury_api):
+    user_id = uuid.uuid4()
+    usd, ngn = WalletFactory(user_id=user_id, currency="USD"), WalletFactory(user_id=user_id, currency="NGN")
+    WalletFactory(currency="NGN")  # another user's
+
+    data = data_of(treasury_api.get("/api/wallets", {"userId": str(user_id)}))
+
+    assert [(w["id"], w["currency"]) for w in data] == [(str(ngn.pk), "NGN"), (str(usd.pk), "USD")]
+
+
+def test_user_without_wallets_gets_an_empty_list(treasury_api):
+    assert data_of(treasury_api.get("/api/wallets", {"userId": str(uuid.uuid4())})) == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param({}, id="missing"),
+        pytest.param({"userId": ""}, id="empty"),
+        pytest.param({"userId": "user-42"}, id="not_a_uuid"),
+    ],
+)
+def test_listing_wallets_needs_a_valid_user_id(query, treasury_api):
+    body = assert_error_envelope(treasury_api.get("/api/wallets", query), status=400, code="validation_error")
+
+    assert list(body["errors"]) == ["userId"]
+
+
+# --- GET /api/wallets/{id}/transactions ---------------------------------------------------
+
+
+def deposit(api, wallet, amount: str, key: str):
+    return api.post(f"/api/wallets/{wallet.pk}/deposit", {"amount": amount, "idempotencyKey": key}, format="json")
+
+
+def withdraw(api, wallet, amount: str, key: str):
+    return api.post(f"/api/wallets/{wallet.pk}/withdraw", {"amount": amount, "idempotencyKey": key}, format="json")
+
+
+def transfer(api, source, destination, amount: str, key: str):
+    body = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": amount}
+    return api.post("/api/transfer", {**body, "idempotencyKey": key}, format="json")
+
+
+def history(api, wallet, **query) -> dict:
+    return data_of(api.get(f"/api/wallets/{wallet.pk}/transactions", query))
+
+
+@pytest.fixture
+def busy_wallet(treasury_api, funded_wallet):
+    """A wallet with, oldest first: deposit d1 (10.00), deposit d2 (20.00), a
+    withdrawal w-failed refused for want of money, a transfer t1 (5.00) out."""
+    wallet, other = funded_wallet("0"), funded_wallet("0")
+    assert deposit(treasury_api, wallet, "10.00", "d1").status_code == 201
+    assert deposit(treasury_api, wallet, "20.00", "d2").status_code == 201
+    assert withdraw(treasury_api, wallet, "1000.00", "w-failed").status_code == 422
+    assert transfer(treasury_api, wallet, other, "5.00", "t1").status_code == 201
+    return wallet
+
+
+def test_history_is_newest_first(treasury_api, busy_wallet):
+    results = history(treasury_api, busy_wallet)["results"]
+
+    assert [log["idempotencyKey"] for log in results] == ["t1", "w-failed", "d2", "d1"]
+    assert [(log["type"], log["status"], log["amount"]) for log in results] == [
+        ("TRANSFER", "COMPLETED", "5.00"),
+        ("WITHDRAWAL", "FAILED", "1000.00"),
+        ("DEPOSIT", "COMPLETED", "20.00"),
+        ("DEPOSIT", "COMPLETED", "10.00"),
+    ]
+
+
+def test_history_pages_follow_the_next_link_to_the_end(treasury_api, busy_wallet):
+    page = history(treasury_api, busy_wallet, limit=3)
+    seen = [log["idempotencyKey"] for log in page["results"]]
+    assert len(seen) == 3 and page["next"]
+
+    page = data_of(treasury_api.get(page["next"]))
+    seen += [log["idempotencyKey"] for log in page["results"]]
+
+    assert seen == ["t1", "w-failed", "d2", "d1"]
+    assert page["next"] is None
+    assert page["previous"]
+
+
+def test_history_cursor_is_stable_when_a_new_log_arrives_between_pages(treasury_api, busy_wallet):
+    first = history(treasury_api, busy_wallet, limit=2)
+    assert deposit(treasury_api, busy_wallet, "1.00", "d-late").status_code == 201
+
+    rest = data_of(treasury_api.get(first["next"]))["results"]
+
+    assert [log["idempotencyKey"] for log in first["results"] + rest] == ["t1", "w-failed", "d2", "d1"]
+
+
+@pytest.mark.parametrize(
+    ("query", "keys"),
+    [
+        pytest.param({"status": "FAILED"}, ["w-failed"], id="status_failed"),
+        pytest.param({"status": "COMPLETED"}, ["t1", "d2", "d1"], id="status_completed"),
+        pytest.param({"status": "PENDING"}, [], id="status_pending"),
+        pytest.param({"type": "DEPOSIT"}, ["d2", "d1"], id="type_deposit"),
+        pytest.param({"type": "TRANSFER"}, ["t1"], id="type_transfer"),
+        pytest.param({"type": "WITHDRAWAL", "status": "COMPLETED"}, [], id="type_and_status_together"),
+    ],
+)
+def test_history_is_filtered_by_status_and_type(query, keys, treasury_api, busy_wallet):
+    results = history(treasury_api, busy_wallet, **query)["results"]
+
+    assert [log["idempotencyKey"] for log in results] == keys
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        pytest.param({"status": "DONE"}, "status", id="unknown_status"),
+        pytest.param({"status": "completed"}, "status", id="status_in_lower_case"),
+        pytest.param({"type": "REFUND"}, "type", id="unknown_type"),
+    ],
+)
+def test_history_filter_with_an_invalid_value_is_400(query, field, treasury_api, busy_wallet):
+    response = treasury_api.get(f"/api/wallets/{busy_wallet.pk}/transactions", query)
+
+    body = assert_error_envelope(response, status=400, code="validation_error")
+    assert list(body["errors"]) == [field]
+
+
+def test_history_with_a_forged_cursor_is_404_in_the_envelope(treasury_api, busy_wallet):
+    response = treasury_api.get(f"/api/wallets/{busy_wallet.pk}/transactions", {"cursor": "not-a-cursor"})
+
+    assert_error_envelope(response, status=404, code="not_found")
+
+
+@pytest.mark.parametrize(
+    "wallet_id",
+    [
+        pytest.param(lambda: uuid.uuid4(), id="unknown_id"),
+        pytest.param(lambda: settlement_wallet().pk, id="settlement"),
+    ],
+)
+def test_history_of_a_wallet_a_client_may_not_address_is_404(wallet_id, treasury_api, funded_wallet):
+    funded_wallet("1.00")
+
+    response = treasury_api.get(f"/api/wallets/{wallet_id()}/transactions")
+
+    assert_error_envelope(response, status=404, code="wallet_not_found")
+
+
+# --- permissions ------------------------------------------------------------------------
+
+
+def request_for(api, action: str, wallet, other):
+    """One call of each endpoint, valid in every way but permission."""
+    key = f"perm-{uuid.uuid4()}"
+    return {
+        "create_wallet": lambda: api.post("/api/wallets", {"userId": str(uuid.uuid4())}, format="json"),
+        "get_wallet": lambda: api.get(f"/api/wallets/{wallet.pk}"),
+        "list_wallets": lambda: api.get("/api/wallets", {"userId": str(wallet.user_id)}),
+        "history": lambda: api.get(f"/api/wallets/{wallet.pk}/transactions"),
+        "transfer": lambda: transfer(api, wallet, other, "1.00", key),
+        "deposit": lambda: deposit(api, wallet, "1.00", key),
+        "withdraw": lambda: withdraw(api, wallet, "1.00", key),
+    }[action]()
+
+
+@pytest.mark.parametrize(
+    ("groups", "action"),
+    [
+        pytest.param(["Transfer client"], "deposit", id="transfer_client_may_not_deposit"),
+        pytest.param(["Transfer client"], "withdraw", id="transfer_client_may_not_withdraw"),
+        pytest.param(["Auditor"], "create_wallet", id="auditor_may_not_open_wallets"),
+        pytest.param(["Auditor"], "transfer", id="auditor_may_not_transfer"),
+        pytest.param(["Auditor"], "deposit", id="auditor_may_not_deposit"),
+        *(
+            pytest.param([], action, id=f"client_without_group_may_not_{action}")
+            for action in ("create_wallet", "get_wallet", "list_wallets", "history", "transfer", "deposit", "withdraw")
+        ),
+    ],
+)
+def test_client_without_the_permission_gets_403_and_changes_nothing(groups, action, funded_wallet):
+    wallet, other = funded_wallet("100.00"), funded_wallet("0")
+    api = make_api_client(*groups)
+    before = ledger_state()
+
+    assert_error_envelope(request_for(api, action, wallet, other), status=403, code="permission_denied")
+
+    assert ledger_state() == before
+
+
+@pytest.mark.parametrize(
+    ("groups", "action", "status"),
+    [
+        pytest.param(["Transfer client"], "create_wallet", 201, id="transfer_client_opens_wallets"),
+        pytest.param(["Transfer client"], "transfer", 201, id="transfer_client_transfers"),
+        pytest.param(["Transfer client"], "history", 200, id="transfer_client_reads_history"),
+        pytest.param(["Treasury client"], "deposit", 201, id="treasury_client_deposits"),
+        pytest.param(["Treasury client"], "withdraw", 201, id="treasury_client_withdraws"),
+        pytest.param(["Auditor"], "get_wallet", 200, id="auditor_reads_wallets"),
+        pytest.param(["Auditor"], "history", 200, id="auditor_reads_history"),
+    ],
+)
+def test_client_with_the_permission_is_served(groups, action, status, funded_wallet):
+    wallet, other = funded_wallet("100.00"), funded_wallet("0")
+
+    response = request_for(make_api_client(*groups), action, wallet, other)
+
+    assert response.status_code == status, response.content
+
+
+def anonymous() -> APIClient:
+    return APIClient()
+
+
+def bad_token() -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token 0000000000000000000000000000000000000000")
+    return client
+
+
+def wrong_scheme() -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer 0000000000000000000000000000000000000000")
+    return client
+
+
+@pytest.mark.parametrize(
+    ("make_client", "code"),
+    [
+        pytest.param(anonymous, "not_authenticated", id="no_token"),
+        pytest.param(wrong_scheme, "not_authenticated", id="bearer_instead_of_token"),
+        pytest.param(bad_token, "authentication_failed", id="unknown_token"),
+    ],
+)
+@pytest.mark.parametrize(
+    "action", ["create_wallet", "get_wallet", "list_wallets", "history", "transfer", "deposit", "withdraw"]
+)
+def test_request_without_a_valid_token_is_401_and_changes_nothing(make_client, code, action, funded_wallet):
+    wallet, other = funded_wallet("100.00"), funded_wallet("0")
+    before = ledger_state()
+
+    response = request_for(make_client(), action, wallet, other)
+
+    assert_error_envelope(response, status=401, code=code)
+    assert response["WWW-Authenticate"] == "Token"
+    assert ledger_state() == before
+
+
+# --- one client never sees another's idempotency keys ---------------------------------------
+
+
+@pytest.fixture
+def first_client_transfer(treasury_api, funded_wallet):
+    """A transfer made by treasury_api with the key "order-1"."""
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    data = data_of(transfer(treasury_api, source, destination, "10.00", "order-1"), 201)
+    return TransactionLog.objects.get(pk=data["transactionId"])
+
+
+def test_client_reads_its_own_log_by_key(treasury_api, first_client_transfer):
+    data = data_of(treasury_api.get("/api/transfer/order-1"))
+
+    assert (data["id"], data["idempotencyKey"]) == (str(first_client_transfer.pk), "order-1")
+    assert (data["amount"], data["status"], data["reference"]) == (
+        "10.00",
+        "COMPLETED",
+        first_client_transfer.reference,
+    )
+
+
+@pytest.mark.parametrize("groups", [["Transfer client"], ["Auditor"]], ids=["other_client", "auditor"])
+def test_another_clients_key_is_not_found(groups, first_client_transfer):
+    response = make_api_client(*groups).get("/api/transfer/order-1")
+
+    assert_error_envelope(response, status=404, code="transaction_not_found")
+
+
+def test_the_same_key_from_another_client_is_a_new_transfer_not_a_replay(
+    transfer_api, funded_wallet, first_client_transfer
+):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+
+    response = transfer(transfer_api, source, destination, "10.00", "order-1")
+
+    data = data_of(response, 201)
+    assert "Idempotent-Replayed" not in response
+    assert data["transactionId"] != str(first_client_transfer.pk)
+    assert TransactionLog.objects.filter(idempotency_key="order-1").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("groups", "visible"),
+    [
+        pytest.param(["Transfer client"], False, id="other_client_does_not_find_it"),
+        pytest.param([], False, id="client_without_group_does_not_find_it"),
+        pytest.param(["Auditor"], True, id="auditor_finds_it_key_included"),
+    ],
+)
+def test_log_by_reference_is_visible_to_its_client_and_auditors_only(groups, visible, first_client_transfer):
+    response = make_api_client(*groups).get(f"/api/transfer/reference/{first_client_transfer.reference}")
+
+    if visible:
+        assert data_of(response)["idempotencyKey"] == "order-1"
+    else:
+        assert_error_envelope(response, status=404, code="transaction_not_found")
+
+
+def test_client_reads_its_own_log_by_reference(treasury_api, first_client_transfer):
+    data = data_of(treasury_api.get(f"/api/transfer/reference/{first_client_transfer.reference}"))
+
+    assert (data["id"], data["idempotencyKey"]) == (str(first_client_transfer.pk), "order-1")
+
+
+def test_unknown_reference_is_404(treasury_api):
+    assert_error_envelope(
+        treasury_api.get("/api/transfer/reference/TXN-20260101AAAAAAAAAA"), status=404, code="transaction_not_found"
+    )
+
+
+@pytest.mark.parametrize(
+    ("groups", "shown"),
+    [
+        pytest.param(["Treasury client"], None, id="hidden_from_another_client"),
+        pytest.param(["Auditor"], "order-1", id="shown_to_an_auditor"),
+    ],
+)
+def test_history_hides_another_clients_key(groups, shown, treasury_api, first_client_transfer):
+    wallet = first_client_transfer.source_wallet
+
+    own = history(treasury_api, wallet)["results"][0]
+    theirs = history(make_api_client(*groups), wallet)["results"][0]
+
+    assert own["id"] == theirs["id"] == str(first_client_transfer.pk)
+    assert own["idempotencyKey"] == "order-1"
+    assert theirs["idempotencyKey"] == shown
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("order/42", id="with_a_slash"),
+        pytest.param("a?b#c%d&e", id="with_url_delimiters"),
+        pytest.param("with space", id="with_a_space"),
+        pytest.param("\u043a\u043b\u044e\u0447-\u00e9", id="non_ascii"),
+        pytest.param("k" * 255, id="255_characters"),
+        pytest.param(
+            "reference/ABC",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="core bug: GET /api/transfer/reference/ABC is routed to the reference lookup, so a client "
+                "whose key starts with 'reference/' cannot read its log by key",
+            ),
+            id="starting_with_reference_slash",
+        ),
+    ],
+)
+def test_any_printable_key_can_be_read_back(key, treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    data_of(transfer(treasury_api, source, destination, "1.00", key), 201)
+
+    data = data_of(treasury_api.get(f"/api/transfer/{quote(key, safe='')}"))
+
+    assert data["idempotencyKey"] == key
