@@ -1,0 +1,305 @@
+"""The support staff's ledger pages: every transaction log, read-only, and the
+one correction the admin may make, a reversal through the transfer service.
+
+Also the wallet page's ledger side: wallets/admin.py cannot know about
+transfers, so the Wallet admin is re-registered here with the wallet's recent
+transactions and its ledger-derived balance beside the stored one.
+"""
+
+import json
+import uuid
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import DecimalField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from transfers.exceptions import BusinessRuleViolation, ReversalNotAllowed
+from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus
+from transfers.services import transaction_reverse
+from wallets.admin import CurrencyListFilter, EstimatedCountPaginator, ReadOnlyAdminMixin, WalletAdmin, parse_uuid
+from wallets.models import Wallet
+from wallets.money import DECIMAL_PLACES, MAX_DIGITS
+
+RECENT_TRANSACTIONS = 20
+
+# --- read-only selectors the admin pages need ---------------------------------------------
+
+
+def wallet_balance_and_ledger(*, wallet_id: uuid.UUID) -> tuple[Decimal, Decimal]:
+    """The stored balance and the ledger's (credits minus debits of the logs
+    that moved money), read in one statement: one snapshot, so a transfer
+    committing meanwhile cannot make them look different."""
+    money = DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
+    moved = TransactionLog.objects.filter(status__in=MONEY_MOVED_STATUSES).order_by()
+
+    def total(side: str) -> Coalesce:
+        sums = moved.filter(**{side: OuterRef("pk")}).values(side).annotate(total=Sum("amount")).values("total")
+        return Coalesce(Subquery(sums, output_field=money), Value(Decimal("0")), output_field=money)
+
+    balance, credits, debits = (
+        Wallet.objects.filter(pk=wallet_id)
+        .annotate(credits=total("destination_wallet_id"), debits=total("source_wallet_id"))
+        .values_list("balance", "credits", "debits")
+        .get()
+    )
+    return balance, credits - debits
+
+
+def wallet_recent_transactions(*, wallet_id: uuid.UUID, limit: int = RECENT_TRANSACTIONS) -> list[TransactionLog]:
+    """The newest logs on either side of a wallet. Two index-ordered reads
+    (source, created_at) and (destination, created_at) of `limit` rows each,
+    merged: an OR over both sides would gather every log of a busy wallet
+    (a settlement wallet has most of them) just to sort it."""
+    newest = TransactionLog.objects.order_by("-created_at")
+    outgoing = newest.filter(source_wallet_id=wallet_id)[:limit]
+    incoming = newest.filter(destination_wallet_id=wallet_id)[:limit]
+    return list(outgoing.union(incoming, all=True).order_by("-created_at")[:limit])
+
+
+# --- links ---------------------------------------------------------------------------------
+
+
+def admin_link(obj, text: str) -> str:
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[quote(obj.pk)])
+    return format_html('<a href="{}">{}</a>', url, text)
+
+
+def wallet_link(wallet: Wallet) -> str:
+    """A short label (the list has two wallet columns), the whole id on hover."""
+    label = f"{wallet.currency} settlement" if wallet.is_settlement else f"{str(wallet.pk)[:8]}…"
+    url = reverse("admin:wallets_wallet_change", args=[quote(wallet.pk)])
+    return format_html('<a href="{}" title="{}">{}</a>', url, wallet, label)
+
+
+# --- transaction logs ------------------------------------------------------------------
+
+
+class ReversalForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=500,
+        help_text="Why the money goes back. Stored on the compensating transaction and in the history.",
+    )
+
+
+@admin.register(TransactionLog)
+class TransactionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Read-only: the ledger is history. A correction is a new log (a reversal).
+    list_display = ("reference", "type", "status", "amount", "currency", "source", "destination", "created_at")
+    list_filter = ("status", "type", CurrencyListFilter, ("created_at", admin.DateFieldListFilter))
+    # Searched by exact value in get_search_results; listed so the admin shows its box.
+    search_fields = ("=reference", "=idempotency_key")
+    search_help_text = "A reference (TXN-...), an idempotency key, a transaction id or a wallet id."
+    # Both wallets in the page's one query: no query per row.
+    list_select_related = ("source_wallet", "destination_wallet")
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    # Filter counts ("Show counts") are a COUNT per choice over the whole table.
+    show_facets = admin.ShowFacets.NEVER
+    fieldsets = (
+        (None, {"fields": ("reference", "type", "status", "amount", "currency")}),
+        ("Wallets", {"fields": ("source", "destination")}),
+        ("Request", {"fields": ("client_name", "idempotency_key", "pretty_metadata")}),
+        ("Failure", {"fields": ("error_code", "readable_error_message")}),
+        ("Reversal", {"fields": ("reversal_of_link", "reversed_by_link")}),
+        ("Dates", {"fields": ("created_at", "completed_at", "updated_at")}),
+    )
+    readonly_fields = (
+        *("reference", "type", "status", "amount", "currency", "source", "destination"),
+        *("client_name", "idempotency_key", "pretty_metadata", "error_code", "readable_error_message"),
+        *("reversal_of_link", "reversed_by_link", "created_at", "completed_at", "updated_at"),
+    )
+    actions = ["reverse_selected"]
+    change_form_template = "admin/transfers/transactionlog/change_form.html"
+
+    def has_reverse_permission(self, request) -> bool:
+        return request.user.has_perm("transfers.reverse_transactionlog")
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        # Exact matches only, each on an indexed column, so that PostgreSQL
+        # can OR index scans instead of reading a million rows.
+        match = Q(reference=term.upper()) | Q(idempotency_key=term)
+        value = parse_uuid(term)
+        if value is not None:
+            match |= Q(pk=value) | Q(source_wallet_id=value) | Q(destination_wallet_id=value)
+        return queryset.filter(match), False
+
+    # --- display --------------------------------------------------------------------
+
+    @admin.display(description="source", ordering="source_wallet_id")
+    def source(self, log):
+        return wallet_link(log.source_wallet)
+
+    @admin.display(description="destination", ordering="destination_wallet_id")
+    def destination(self, log):
+        return wallet_link(log.destination_wallet)
+
+    @admin.display(description="API client")
+    def client_name(self, log):
+        return log.client.get_username()
+
+    @admin.display(description="metadata")
+    def pretty_metadata(self, log):
+        text = json.dumps(log.metadata, indent=2, sort_keys=True, ensure_ascii=False)
+        return format_html('<pre style="margin: 0; white-space: pre-wrap">{}</pre>', text)
+
+    @admin.display(description="error message")
+    def readable_error_message(self, log):
+        if not log.error_message:
+            return "-"
+        return format_html('<pre style="margin: 0; white-space: pre-wrap">{}</pre>', log.error_message)
+
+    @admin.display(description="reverses")
+    def reversal_of_link(self, log):
+        return admin_link(log.reversal_of, log.reversal_of.reference) if log.reversal_of_id else "-"
+
+    @admin.display(description="reversed by")
+    def reversed_by_link(self, log):
+        compensation = TransactionLog.objects.filter(reversal_of=log).only("id", "reference").first()
+        return admin_link(compensation, compensation.reference) if compensation else "-"
+
+    # --- reversal -------------------------------------------------------------------
+
+    @admin.action(description="Reverse the selected COMPLETED transaction…", permissions=["reverse"])
+    def reverse_selected(self, request, queryset):
+        # One at a time: each reversal needs its own reason and confirmation.
+        selected = list(queryset.select_related(None).only("id")[:2])
+        if len(selected) != 1:
+            self.message_user(request, "Select exactly one transaction to reverse.", messages.ERROR)
+            return None
+        return HttpResponseRedirect(self.reverse_url(selected[0]))
+
+    def reverse_url(self, log) -> str:
+        return reverse("admin:transfers_transactionlog_reverse", args=[quote(log.pk)], current_app=self.admin_site.name)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.reverse_view)
+        return [path("<path:object_id>/reverse/", view, name="transfers_transactionlog_reverse"), *super().get_urls()]
+
+    def reverse_view(self, request, object_id):
+        """The confirmation page: shows the transaction, asks for a reason, and
+        on POST calls transaction_reverse, which alone decides (under the row
+        lock) whether the log can still be reversed."""
+        if not self.has_reverse_permission(request):
+            raise PermissionDenied
+        log = self.get_object(request, unquote(object_id))
+        if log is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        log_url = reverse(
+            "admin:transfers_transactionlog_change", args=[quote(log.pk)], current_app=self.admin_site.name
+        )
+
+        form = ReversalForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            try:
+                compensation = transaction_reverse(log_id=log.pk, reason=reason, reversed_by=request.user)
+            # Already reversed (or no longer COMPLETED), or a rule of the money
+            # model (the receiver no longer holds the money, ...): nothing moved.
+            except (ReversalNotAllowed, BusinessRuleViolation) as refused:
+                self.message_user(request, f"{log.reference} was not reversed: {refused.detail}", messages.ERROR)
+                return HttpResponseRedirect(log_url)
+            self.log_change(request, log, f"Reversed by {compensation.reference}. Reason: {reason}")
+            self.log_addition(request, compensation, f"Reversal of {log.reference}. Reason: {reason}")
+            self.message_user(
+                request,
+                f"{log.reference} reversed: {compensation.reference} moved {compensation.amount} "
+                f"{compensation.currency} back.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(log_url)
+
+        if request.method == "GET" and log.status != TransactionStatus.COMPLETED:
+            self.message_user(
+                request,
+                f"{log.reference} is {log.status}: only a COMPLETED transaction can be reversed, and only once.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(log_url)
+
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reverse {log.reference}?",
+            "subtitle": None,
+            "opts": self.opts,
+            "original": log,
+            "log": log,
+            "log_url": log_url,
+            "source": self.source(log),
+            "destination": self.destination(log),
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/transfers/transactionlog/reverse_confirmation.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "has_reverse_permission": self.has_reverse_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+# --- the wallet page, with its ledger ------------------------------------------------------
+
+
+class WalletLedgerAdmin(WalletAdmin):
+    readonly_fields = (*WalletAdmin.readonly_fields, "ledger_balance", "recent_transactions")
+    fieldsets = (
+        *WalletAdmin.fieldsets,
+        ("Ledger", {"fields": ("ledger_balance", "recent_transactions")}),
+    )
+    change_form_template = "admin/transfers/wallet/change_form.html"
+
+    @admin.display(description="ledger-derived balance")
+    def ledger_balance(self, wallet):
+        balance, ledger = wallet_balance_and_ledger(wallet_id=wallet.pk)
+        if balance == ledger:
+            return format_html("{} (agrees with the stored balance {})", ledger, balance)
+        return format_html(
+            '<strong style="color: var(--error-fg)">{} but the stored balance is {} (off by {}).</strong> '
+            "Run the ledger verification and tell engineering.",
+            ledger,
+            balance,
+            balance - ledger,
+        )
+
+    @admin.display(description=f"last {RECENT_TRANSACTIONS} transactions")
+    def recent_transactions(self, wallet):
+        logs = wallet_recent_transactions(wallet_id=wallet.pk)
+        all_url = reverse("admin:transfers_transactionlog_changelist") + f"?q={wallet.pk}"
+        if not logs:
+            return "None yet."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{} {}</td><td>{}</td></tr>",
+            (
+                (
+                    admin_link(log, log.reference),
+                    log.type,
+                    log.status,
+                    "-" if log.source_wallet_id == wallet.pk else "+",
+                    log.amount,
+                    log.currency,
+                    log.created_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                )
+                for log in logs
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>reference</th><th>type</th><th>status</th><th>amount</th><th>created</th></tr>"
+            '</thead><tbody>{}</tbody></table><p><a href="{}">All transactions of this wallet</a></p>',
+            rows,
+            all_url,
+        )
+
+
+admin.site.unregister(Wallet)
+admin.site.register(Wallet, WalletLedgerAdmin)

@@ -1,0 +1,204 @@
+"""The support staff's wallet pages: find a wallet, see it, freeze or unfreeze it.
+
+Nothing here writes a balance: wallets are opened by client apps through the
+API and money moves only in transfers/services.py, so the admin has no add,
+change or delete for wallets, even for superusers. Freezing goes through
+wallets.services.wallet_set_active and is written to the admin history with
+who did it.
+
+transfers/admin.py registers a subclass that adds what needs the ledger (the
+recent transactions and the ledger-derived balance): wallets knows nothing of
+transfers.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connection, transaction
+from django.db.models import Q
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+
+from wallets.models import Wallet
+from wallets.services import wallet_set_active
+
+# --- shared by the money changelists (transfers/admin.py uses them too) -------------
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator that never counts a big table row by row.
+
+    The admin's paginator asks for COUNT(*) of the filtered list on every
+    page; over a million transaction logs that is a full scan per click.
+    Instead: count at most EXACT_COUNT_LIMIT + 1 matching rows (exact for any
+    list that fits in a few pages, cheap however big the table); past that,
+    an unfiltered list takes PostgreSQL's own estimate of the table's size
+    (pg_class.reltuples, kept by autovacuum) and a filtered one says
+    "EXACT_COUNT_LIMIT + 1", which still pages through the first hundred pages.
+    It never undercounts a short list: the admin shows a list it believes
+    fits on one page unpaginated.
+    """
+
+    EXACT_COUNT_LIMIT = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        # Ordering is irrelevant to a count, and would make PostgreSQL sort
+        # the whole table before taking the first rows.
+        capped = self.object_list.order_by()[: self.EXACT_COUNT_LIMIT + 1].count()
+        if capped <= self.EXACT_COUNT_LIMIT or self.object_list.query.where:
+            return capped
+        return max(capped, table_size_estimate(self.object_list.model._meta.db_table))
+
+
+def table_size_estimate(table: str) -> int:
+    """PostgreSQL's row estimate for a table; -1 when it was never analysed."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+        return cursor.fetchone()[0]
+
+
+class CurrencyListFilter(admin.SimpleListFilter):
+    """Currency from the configured list. The admin's default filter for a
+    plain CharField runs SELECT DISTINCT over the whole table on every page."""
+
+    title = "currency"
+    parameter_name = "currency"
+
+    def lookups(self, request, model_admin):
+        return [(code, code) for code in settings.SUPPORTED_CURRENCIES]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(currency=self.value())
+        return queryset
+
+
+class ReadOnlyAdminMixin:
+    """No add, change or delete, whatever the user's permissions: superusers
+    too, since has_perm is always true for them. What may still happen is
+    offered as actions, each with its own permission."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def parse_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return None
+
+
+# --- wallets ----------------------------------------------------------------------------
+
+
+@admin.register(Wallet)
+class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Read-only: wallets are opened through the API, balances change only
+    # through transfers, and the active flag only through the freeze actions
+    # (so that each change is in the history).
+    list_display = ("id", "user_id", "currency", "balance", "is_active", "kind", "updated_at")
+    list_filter = (CurrencyListFilter, "is_active", "kind")
+    # Searched by exact id in get_search_results (index lookups); listed so the
+    # admin shows its search box.
+    search_fields = ("=id", "=user_id")
+    search_help_text = "A wallet id or a user id (the whole UUID)."
+    fieldsets = (
+        (None, {"fields": ("id", "user_id", "kind", "currency", "balance", "is_active")}),
+        ("Dates", {"fields": ("created_at", "updated_at")}),
+    )
+    readonly_fields = ("id", "user_id", "kind", "currency", "balance", "is_active", "created_at", "updated_at")
+    actions = ["freeze_wallets", "unfreeze_wallets"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    # Filter counts ("Show counts") are a COUNT per choice over the whole table.
+    show_facets = admin.ShowFacets.NEVER
+
+    def has_freeze_permission(self, request) -> bool:
+        return request.user.has_perm("wallets.freeze_wallet")
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        # An exact match on the primary key or the indexed user_id: a partial
+        # UUID would need a scan of a cast, and support always has the whole one.
+        value = parse_uuid(search_term)
+        if value is None:
+            return queryset.none(), False
+        return queryset.filter(Q(pk=value) | Q(user_id=value)), False
+
+    # --- freeze and unfreeze --------------------------------------------------------
+
+    @admin.action(description="Freeze selected wallets", permissions=["freeze"])
+    def freeze_wallets(self, request, queryset):
+        self.set_active(request, queryset, is_active=False)
+
+    @admin.action(description="Unfreeze selected wallets", permissions=["freeze"])
+    def unfreeze_wallets(self, request, queryset):
+        self.set_active(request, queryset, is_active=True)
+
+    def set_active(self, request, wallets, *, is_active: bool) -> None:
+        verb = "Unfroze" if is_active else "Froze"
+        changed, unchanged, settlement = 0, 0, 0
+        for wallet in wallets:
+            # A frozen settlement wallet would stop every deposit and
+            # withdrawal of its currency: not a support decision.
+            if wallet.is_settlement and not is_active:
+                settlement += 1
+                continue
+            if wallet.is_active == is_active:
+                unchanged += 1
+                continue
+            # The flag and its history entry commit together.
+            with transaction.atomic():
+                wallet_set_active(wallet=wallet, is_active=is_active)
+                self.log_change(request, wallet, f"{verb} the wallet.")
+            changed += 1
+        if changed:
+            self.message_user(request, f"{verb} {changed} wallet{'s' if changed != 1 else ''}.", messages.SUCCESS)
+        if unchanged:
+            state = "active" if is_active else "frozen"
+            self.message_user(request, f"{unchanged} already {state}, left as it was.", messages.WARNING)
+        if settlement:
+            self.message_user(
+                request, f"{settlement} settlement wallet(s) left active: they are never frozen here.", messages.ERROR
+            )
+
+    def get_urls(self):
+        app, model = self.opts.app_label, self.opts.model_name
+        freeze = self.admin_site.admin_view(self.freeze_view)
+        return [
+            path("<path:object_id>/freeze/", freeze, {"is_active": False}, name=f"{app}_{model}_freeze"),
+            path("<path:object_id>/unfreeze/", freeze, {"is_active": True}, name=f"{app}_{model}_unfreeze"),
+            *super().get_urls(),
+        ]
+
+    def freeze_view(self, request, object_id, is_active: bool):
+        """The wallet page's Freeze / Unfreeze button: the action, for one wallet."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_freeze_permission(request):
+            raise PermissionDenied
+        wallet = self.get_object(request, unquote(object_id))
+        if wallet is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        self.set_active(request, [wallet], is_active=is_active)
+        return HttpResponseRedirect(
+            reverse("admin:wallets_wallet_change", args=[quote(wallet.pk)], current_app=self.admin_site.name)
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "has_freeze_permission": self.has_freeze_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
