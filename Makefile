@@ -10,6 +10,7 @@ start: $(VENV)/.installed .env
 	bin/start
 
 test: $(VENV)/.installed .env
+	bin/ensure-chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

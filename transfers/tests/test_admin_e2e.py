@@ -1,0 +1,135 @@
+"""End to end, in a real browser: a support agent finds a transfer by its
+reference, follows it to the source wallet, freezes that wallet, and sees the
+freeze in the wallet's history.
+
+Playwright drives Debian's Chromium (/usr/bin/chromium, installed by
+bin/ensure-chromium, which `make test` runs first) against pytest-django's
+live server. Screenshots of each step go to test-artifacts/admin-e2e/.
+
+The database is only touched before the browser starts and after it closes:
+Playwright's sync API runs an event loop in this thread, and Django refuses
+ORM calls from a thread with a running loop.
+"""
+
+import importlib
+import shutil
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission
+from playwright.sync_api import expect, sync_playwright
+
+from transfers import services
+from transfers.tests.factories import ApiUserFactory
+from wallets.models import Wallet
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin-e2e"
+PASSWORD = "a-long-support-passphrase-42"
+STAFF_GROUPS = importlib.import_module("transfers.migrations.0003_staff_groups").STAFF_GROUPS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def support_group() -> Group:
+    """The migration's Support group, put back if an earlier transactional
+    test's flush emptied the table (post_migrate recreates permissions, never
+    a data migration's groups)."""
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0)
+    group, _ = Group.objects.get_or_create(name="Support")
+    group.permissions.set(
+        Permission.objects.get(content_type__app_label=app, codename=codename)
+        for app, codename in STAFF_GROUPS["Support"]
+    )
+    return group
+
+
+def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_history(live_server, funded_wallet):
+    # Before the browser: the agent, and a transfer to look for.
+    agent = get_user_model().objects.create_user(
+        username=f"support-{uuid.uuid4().hex[:6]}", password=PASSWORD, is_staff=True
+    )
+    agent.groups.add(support_group())
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    log = services.transfer_create(
+        client=ApiUserFactory(),
+        source_wallet_id=source.pk,
+        destination_wallet_id=destination.pk,
+        amount=Decimal("40.00"),
+        idempotency_key="e2e-order-1",
+        metadata={"note": "rent"},
+    ).log
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as playwright:
+        if not shutil.which(CHROMIUM):
+            pytest.fail(f"{CHROMIUM} is missing: run bin/ensure-chromium (make test does)")
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(15_000)
+        stylesheets = []
+        page.on("response", lambda r: stylesheets.append((r.url, r.status)) if r.url.endswith(".css") else None)
+        try:
+            page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+            page.fill("#id_username", agent.username)
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            expect(page.locator("#content h1")).to_have_text("Site administration")
+            page.screenshot(path=ARTIFACTS / "01-index.png", full_page=True)
+
+            page.click("text=Transaction logs")
+            page.fill("#searchbar", log.reference.lower())  # as typed from a customer's email
+            page.press("#searchbar", "Enter")
+            rows = page.locator("#result_list tbody tr")
+            expect(rows).to_have_count(1)
+            expect(rows.first.locator(".field-status")).to_have_text("Completed")
+            page.screenshot(path=ARTIFACTS / "02-search-by-reference.png", full_page=True)
+
+            rows.first.get_by_role("link", name=log.reference).click()
+            expect(page.locator(".field-pretty_metadata pre")).to_contain_text('"note": "rent"')
+            page.screenshot(path=ARTIFACTS / "03-transaction.png", full_page=True)
+
+            page.locator(".field-source a").click()
+            expect(page).to_have_url(f"{live_server.url}/admin/wallets/wallet/{source.pk}/change/")
+            expect(page.locator(".field-ledger_balance")).to_contain_text("60.00 (agrees with the stored balance")
+            expect(page.locator(".field-recent_transactions")).to_contain_text(log.reference)
+            page.click("#freeze-wallet")
+            expect(page.locator("ul.messagelist")).to_contain_text("Froze 1 wallet.")
+            expect(page.locator("#unfreeze-wallet")).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "04-wallet-frozen.png", full_page=True)
+
+            page.click("a.historylink")
+            history = page.locator("#change-history")
+            expect(history).to_contain_text("Froze the wallet.")
+            expect(history).to_contain_text(agent.username)
+            page.screenshot(path=ARTIFACTS / "05-wallet-history.png", full_page=True)
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+
+    # The admin's stylesheets were served (by the live server's static
+    # handler), so the screenshots show the admin as staff see it.
+    assert any(url.endswith("/admin/css/base.css") and status == 200 for url, status in stylesheets), stylesheets
+    # After the browser: what the clicks did.
+    assert not Wallet.objects.get(pk=source.pk).is_active
+    entry = LogEntry.objects.get(object_id=str(source.pk))
+    assert (entry.user_id, entry.get_change_message()) == (agent.pk, "Froze the wallet.")
