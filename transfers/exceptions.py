@@ -31,7 +31,14 @@ class CurrencyMismatch(BusinessRuleViolation):
     default_detail = "The wallets hold different currencies."
 
 
-BUSINESS_RULE_ERRORS = {cls.default_code: cls for cls in (InsufficientBalance, WalletInactive, CurrencyMismatch)}
+class BalanceLimitExceeded(BusinessRuleViolation):
+    default_code = "balance_limit_exceeded"
+    default_detail = "The movement would take a balance beyond what the ledger can hold (NUMERIC(20,2))."
+
+
+BUSINESS_RULE_ERRORS = {
+    cls.default_code: cls for cls in (InsufficientBalance, WalletInactive, CurrencyMismatch, BalanceLimitExceeded)
+}
 
 
 class IdempotencyKeyReused(ServiceError):

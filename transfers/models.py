@@ -5,6 +5,7 @@ FAILED) in one database transaction with the balance changes. See
 transfers/services.py for the protocol and DESIGN.md for the invariants.
 """
 
+import re
 import secrets
 import uuid
 
@@ -17,6 +18,7 @@ from wallets.models import Wallet
 from wallets.money import DECIMAL_PLACES, MAX_DIGITS
 
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
+REFERENCE_FORMAT = re.compile(r"TXN-[A-Z0-9]{10,}", re.ASCII)  # also a CHECK constraint below
 
 
 def new_reference() -> str:

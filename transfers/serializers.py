@@ -1,10 +1,12 @@
 import json
+import math
 from decimal import Decimal
 
 from django.conf import settings
 from rest_framework import serializers
 
 from transfers.models import TransactionLog, TransactionStatus
+from wallet_project.fields import StrictUUIDField
 from wallets.money import AmountField
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -22,6 +24,8 @@ class MetadataField(serializers.JSONField):
     default_error_messages = {
         "not_an_object": "Metadata must be a JSON object.",
         "too_large": "Metadata must be at most {limit} bytes of JSON.",
+        "nul": "Metadata must not contain the NUL character.",
+        "not_finite": "Metadata numbers must be finite.",
     }
 
     def to_internal_value(self, data):
@@ -30,17 +34,27 @@ class MetadataField(serializers.JSONField):
         encoded = json.dumps(data, default=str, separators=(",", ":"))
         if len(encoded.encode()) > settings.TRANSFER_METADATA_MAX_BYTES:
             self.fail("too_large", limit=settings.TRANSFER_METADATA_MAX_BYTES)
-        return _decimals_to_numbers(data)
+        return self._storable(data)
 
-
-def _decimals_to_numbers(value):
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
-    if isinstance(value, dict):
-        return {k: _decimals_to_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decimals_to_numbers(v) for v in value]
-    return value
+    def _storable(self, value):
+        """What PostgreSQL's jsonb accepts: no NUL, finite numbers (Decimals
+        from the parser become ints or floats)."""
+        if isinstance(value, Decimal):
+            if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
+                return int(value)
+            number = float(value)
+            if not math.isfinite(number):
+                self.fail("not_finite")
+            return number
+        if isinstance(value, str):
+            if "\x00" in value:
+                self.fail("nul")
+            return value
+        if isinstance(value, dict):
+            return {self._storable(k): self._storable(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._storable(v) for v in value]
+        return value
 
 
 def validate_idempotency_key(value: str) -> str:
@@ -85,8 +99,8 @@ class MoneyRequestSerializer(serializers.Serializer):
 
 
 class TransferRequestSerializer(MoneyRequestSerializer):
-    sourceWalletId = serializers.UUIDField(source="source_wallet_id")
-    destinationWalletId = serializers.UUIDField(source="destination_wallet_id")
+    sourceWalletId = StrictUUIDField(source="source_wallet_id")
+    destinationWalletId = StrictUUIDField(source="destination_wallet_id")
 
     def validate(self, attrs):
         if attrs["source_wallet_id"] == attrs["destination_wallet_id"]:
@@ -123,7 +137,7 @@ class TransactionLogSerializer(serializers.ModelSerializer):
     errorMessage = serializers.CharField(source="error_message")
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
-    completedAt = serializers.DateTimeField(source="completed_at")
+    completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
 
     class Meta:
         model = TransactionLog

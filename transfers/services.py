@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from transfers import locks
 from transfers.exceptions import (
+    BalanceLimitExceeded,
     BusinessRuleViolation,
     CurrencyMismatch,
     IdempotencyKeyReused,
@@ -46,6 +47,7 @@ from transfers.exceptions import (
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from wallets.exceptions import WalletNotFound
 from wallets.models import Wallet, WalletKind
+from wallets.money import MAX_AMOUNT
 from wallets.services import settlement_wallet_get_or_create
 
 logger = logging.getLogger(__name__)
@@ -207,6 +209,7 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
             raise InsufficientBalance(
                 f"The wallet that received {original.reference} holds {payer.balance}, less than {original.amount}."
             )
+        _check_balance_limits(payer, payee, original.amount)
         now = timezone.now()
         compensation = TransactionLog.objects.create(
             client=reversed_by,
@@ -370,3 +373,11 @@ def _check_business_rules(log: TransactionLog, source: Wallet, destination: Wall
         )
     if source.kind == WalletKind.CUSTOMER and source.balance < log.amount:
         raise InsufficientBalance()
+    _check_balance_limits(source, destination, log.amount)
+
+
+def _check_balance_limits(source: Wallet, destination: Wallet, amount: Decimal) -> None:
+    # Without this a balance past NUMERIC(20,2) is an overflow error at the
+    # UPDATE, and the log would stay PENDING through every retry.
+    if destination.balance + amount > MAX_AMOUNT or source.balance - amount < -MAX_AMOUNT:
+        raise BalanceLimitExceeded()

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from transfers import selectors, services
 from transfers.exceptions import BUSINESS_RULE_ERRORS
 from transfers.filters import TransactionLogFilter
-from transfers.models import TransactionStatus
+from transfers.models import REFERENCE_FORMAT, TransactionLog, TransactionStatus
 from transfers.serializers import (
     IDEMPOTENCY_HEADER,
     MoneyRequestSerializer,
@@ -44,7 +44,8 @@ MONEY_RESPONSES = {
     409: error("The key is being processed by another request (code idempotency_key_in_use); see Retry-After."),
     422: error(
         "A business rule refused the movement and a FAILED log was stored (codes insufficient_balance, "
-        "wallet_inactive, currency_mismatch; replays return the same), or the key was used for a different "
+        "wallet_inactive, currency_mismatch, balance_limit_exceeded; replays return the same), or the key was used "
+        "for a different "
         "request (code idempotency_key_reused)."
     ),
 }
@@ -93,6 +94,10 @@ class TransferViewSet(viewsets.GenericViewSet):
         }
     )
     def by_reference(self, request, reference: str):
+        if not REFERENCE_FORMAT.fullmatch(reference):
+            # Not a reference: an idempotency key that happens to start with
+            # "reference/" (keys may hold "/"), so look it up as one.
+            return self.retrieve(request, idempotency_key=f"reference/{reference}")
         log = selectors.log_by_reference(viewer=request.user, reference=reference)
         return ok(TransactionLogSerializer(log, context={"request": request}).data)
 
@@ -102,7 +107,8 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
     list money, so they live here, beside the service that moves it."""
 
     lookup_value_converter = "uuid"
-    # Used by the history action only.
+    # Used by the history action only (and by the schema generator).
+    queryset = TransactionLog.objects.none()
     serializer_class = TransactionLogSerializer
     filterset_class = TransactionLogFilter
     pagination_class = EnvelopeCursorPagination

@@ -12,7 +12,7 @@ large for Django itself, a crash in middleware) get the same shape from the
 import logging
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views import defaults
@@ -69,6 +69,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
 
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):
+        # Django's own bound (DATA_UPLOAD_MAX_MEMORY_SIZE), hit when DRF reads request.body.
+        exc = PayloadTooLarge()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, (OperationalError, InterfaceError)):
@@ -131,3 +134,13 @@ handler400 = json_or_default(defaults.bad_request, 400, "Bad request.", "bad_req
 handler403 = json_or_default(defaults.permission_denied, 403, "Permission denied.", "permission_denied")
 handler404 = json_or_default(defaults.page_not_found, 404, "Not found.", "not_found")
 handler500 = json_or_default(defaults.server_error, 500, "Internal server error.", "internal_error")
+
+
+def csrf_failure(request: HttpRequest, reason: str = ""):
+    """CSRF_FAILURE_VIEW. API clients authenticate by token and never meet CSRF,
+    except on a path no view claims; there too the answer is JSON."""
+    from django.views.csrf import csrf_failure as default_csrf_failure
+
+    if _is_api(request):
+        return JsonResponse(error_body("Not found.", "not_found"), status=404)
+    return default_csrf_failure(request, reason)

@@ -29,9 +29,10 @@ def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
 class DecimalJSONParser(JSONParser):
     """Parses JSON numbers as `Decimal`, never through a binary float.
 
-    DRF's parsers read the request stream directly, so Django's
-    DATA_UPLOAD_MAX_MEMORY_SIZE does not apply to them: the bound is enforced
-    here instead, before anything is parsed.
+    The body is bounded twice: here by Content-Length and by what is read
+    (413 before anything is parsed), and by Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+    (set to the same value) where DRF reads request.body; the exception handler
+    turns that one into the same 413.
     """
 
     def parse(self, stream, media_type=None, parser_context=None):
@@ -52,5 +53,7 @@ class DecimalJSONParser(JSONParser):
                 parse_constant=_reject_constant,
                 object_pairs_hook=_reject_duplicate_keys,
             )
+        except RecursionError as exc:
+            raise ParseError("JSON parse error - nested too deeply") from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc

@@ -8,12 +8,14 @@ class ActionPermissions(BasePermission):
 
     An action missing from the map is refused (deny by default). A request
     that matches no action (an unsupported method) passes, so that DRF
-    answers it with 405 rather than 403.
+    answers it with 405 rather than 403, and so does OPTIONS.
     """
 
     def has_permission(self, request, view) -> bool:
         action = getattr(view, "action", None)
-        if action is None:
+        if action is None or action == "metadata":
+            # No action: DRF answers 405. "metadata" is OPTIONS, which only
+            # describes the endpoint to a client that is authenticated anyway.
             return True
         required = getattr(view, "required_permissions", {})
         if action not in required:

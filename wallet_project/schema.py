@@ -1,12 +1,15 @@
 """OpenAPI pieces shared by every endpoint, so the schema tells the truth.
 
 Each view declares its own success body and the errors only it can return
-(404, 409, 422); `add_common_error_responses` adds the ones any endpoint can
-return (401, 403, 405, 406, 429, 500, 503, and 400/413/415 for bodies).
+(404, 409, 422); `complete_schema` adds the ones any endpoint can return
+(401, 403, 405, 406, 429, 500, 503, 400 for bodies and queries, 413/415 for
+bodies) and documents /health.
 """
 
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -45,19 +48,101 @@ _WITH_BODY = {
 }
 
 
-def add_common_error_responses(result, generator, request, public):
-    """drf-spectacular post-processing hook."""
+def complete_schema(result, generator, request, public):
+    """drf-spectacular post-processing hook: the common errors of every
+    operation, and /health (a plain Django view the generator cannot see)."""
     error_ref = {"$ref": "#/components/schemas/Error"}
     result.setdefault("components", {}).setdefault("schemas", {})
     for path, operations in result.get("paths", {}).items():
+        if not path.startswith("/api/"):
+            continue  # /health: no auth, its own two answers
         for method, operation in operations.items():
             extra = dict(_COMMON)
             if method in ("post", "put", "patch"):
                 extra.update(_WITH_BODY)
+            elif any(parameter.get("in") == "query" for parameter in operation.get("parameters", [])):
+                extra["400"] = "Invalid query parameters (code validation_error, with `errors`)."
             if "{" in path:
                 extra.setdefault("404", "No such resource (code not_found).")
             for code, description in extra.items():
                 operation["responses"].setdefault(
                     code, {"description": description, "content": {"application/json": {"schema": error_ref}}}
                 )
+    result["paths"].update(HEALTH_PATH)
     return result
+
+
+# /health is a plain Django view (no DRF, no auth): described here by hand.
+_HEALTH_CHECKS = {
+    "type": "object",
+    "properties": {
+        "database": {"type": "string", "enum": ["up", "down"]},
+        "redis": {"type": "string", "enum": ["up", "down"]},
+    },
+}
+HEALTH_PATH = {
+    "/health": {
+        "get": {
+            "operationId": "health",
+            "summary": "Are PostgreSQL and Redis answering? No authentication.",
+            "tags": ["health"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Both answer.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["success", "message", "timestamp", "checks"],
+                                "properties": {
+                                    "success": {"type": "boolean", "enum": [True]},
+                                    "message": {"type": "string", "example": "Service is healthy"},
+                                    "timestamp": {"type": "string", "format": "date-time"},
+                                    "checks": _HEALTH_CHECKS,
+                                },
+                            }
+                        }
+                    },
+                },
+                "503": {
+                    "description": "At least one is down; the message names which (code service_unavailable).",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["success", "message", "code", "timestamp", "checks"],
+                                "properties": {
+                                    "success": {"type": "boolean", "enum": [False]},
+                                    "message": {"type": "string", "example": "Service is unhealthy: redis down"},
+                                    "code": {"type": "string", "enum": ["service_unavailable"]},
+                                    "timestamp": {"type": "string", "format": "date-time"},
+                                    "checks": _HEALTH_CHECKS,
+                                },
+                            }
+                        }
+                    },
+                },
+            },
+        }
+    }
+}
+
+
+class _JsonErrors:
+    """Errors of the schema and docs views in the API's JSON envelope, not in
+    the YAML or HTML their own renderers would produce."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if getattr(response, "exception", False):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class SchemaView(_JsonErrors, SpectacularAPIView):
+    pass
+
+
+class DocsView(_JsonErrors, SpectacularSwaggerView):
+    pass

@@ -51,6 +51,7 @@ ROOT_URLCONF = "wallet_project.urls"
 WSGI_APPLICATION = "wallet_project.wsgi.application"
 # The API paths have no trailing slash; never redirect a POST to add one.
 APPEND_SLASH = False
+CSRF_FAILURE_VIEW = "wallet_project.exceptions.csrf_failure"
 
 TEMPLATES = [
     {
@@ -161,7 +162,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "wallet_project.schema.add_common_error_responses",
+        "wallet_project.schema.complete_schema",
     ],
 }
 

@@ -4,8 +4,10 @@ Amounts are exact decimals end to end: NUMERIC(20,2) in PostgreSQL, `Decimal`
 in Python, strings like "1000.50" in JSON responses.
 """
 
+import re
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 MAX_DIGITS = 20
@@ -13,8 +15,18 @@ DECIMAL_PLACES = 2
 MIN_AMOUNT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999999999.99")  # the largest NUMERIC(20,2)
 CENT = Decimal("0.01")
+DECIMAL_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$", "example": "1000.50"},
+            {"type": "number", "minimum": 0.01, "multipleOf": 0.01, "example": 1000.5},
+        ],
+        "description": "A positive amount with at most two decimal places, as a JSON number or a decimal string.",
+    }
+)
 class AmountField(serializers.DecimalField):
     """A positive amount with at most two decimal places.
 
@@ -37,5 +49,9 @@ class AmountField(serializers.DecimalField):
 
     def to_internal_value(self, data):
         if isinstance(data, (bool, float)) or not isinstance(data, (str, int, Decimal)):
+            self.fail("not_a_number")
+        # Decimal() also reads "1e2", "1_000" and non-ASCII digits: a decimal
+        # string here is plain ASCII digits with an optional fraction.
+        if isinstance(data, str) and not DECIMAL_STRING.fullmatch(data.strip()):
             self.fail("not_a_number")
         return super().to_internal_value(data)

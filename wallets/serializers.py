@@ -1,6 +1,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from wallet_project.fields import StrictUUIDField
 from wallets.models import Wallet
 
 
@@ -20,7 +21,7 @@ class CurrencyField(serializers.CharField):
 
 
 class WalletCreateSerializer(serializers.Serializer):
-    userId = serializers.UUIDField(source="user_id")
+    userId = StrictUUIDField(source="user_id")
     currency = CurrencyField(required=False, default=settings.DEFAULT_CURRENCY)
 
 

@@ -10,4 +10,4 @@ class ApiUserFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"api-client-{n}")
-    password = factory.PostGenerationMethodCall("set_unusable_password")
+    password = factory.django.Password(None)  # unusable: clients authenticate by token

@@ -68,11 +68,6 @@ def test_unknown_api_path_is_a_json_404(authenticated, path, method, treasury_ap
         assert_error_envelope(response, status=404, code="not_found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the catch-all JSON 404 view is not csrf_exempt, so a POST to an unknown /api/ path from "
-    "a client without a CSRF cookie (every API client) gets Django's HTML 403 CSRF page",
-)
 @pytest.mark.parametrize(
     "path",
     [
@@ -89,11 +84,6 @@ def test_post_to_an_unknown_path_is_a_json_404_when_csrf_is_enforced(path, treas
     assert_error_envelope(response, status=404, code="not_found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a NUL byte in a path parameter reaches psycopg ('PostgreSQL text fields cannot contain "
-    "NUL'): a 500 where an unknown key or reference is a 404",
-)
 @pytest.mark.parametrize(
     "path",
     [
@@ -159,11 +149,6 @@ def test_body_that_is_not_json_is_a_json_415_and_moves_nothing(content_type, tre
     assert ledger_state() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a body over API_MAX_BODY_BYTES raises Django's RequestDataTooBig inside DRF (it parses "
-    "request.body), which api_exception_handler renders as a 500 instead of 413 payload_too_large",
-)
 @pytest.mark.parametrize("path", ["/api/transfer", "/api/wallets"])
 def test_body_over_the_limit_is_a_json_413(path, settings, treasury_api, wallets):
     body = {**transfer_body(*wallets), "padding": "x" * settings.API_MAX_BODY_BYTES}
@@ -203,11 +188,6 @@ def test_missing_or_bad_credentials_are_a_json_401(authorization, code, wallets)
     assert ledger_state() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: errors of the schema and docs views are rendered by their own renderers: a 401 on "
-    "/api/schema/ is YAML (application/vnd.oai.openapi) and on /api/docs/ the text/html '401 Unauthorized'",
-)
 @pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
 def test_schema_and_docs_refuse_anonymous_callers_in_json(path):
     assert_error_envelope(APIClient().get(path), status=401, code="not_authenticated")

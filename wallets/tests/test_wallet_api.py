@@ -443,11 +443,6 @@ def test_history_hides_another_clients_key(groups, shown, treasury_api, first_cl
         pytest.param("k" * 255, id="255_characters"),
         pytest.param(
             "reference/ABC",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="core bug: GET /api/transfer/reference/ABC is routed to the reference lookup, so a client "
-                "whose key starts with 'reference/' cannot read its log by key",
-            ),
             id="starting_with_reference_slash",
         ),
     ],
