@@ -2,12 +2,15 @@
 and wallets funded through the real deposit service (never by writing a
 balance, so the books balance in every test)."""
 
+import importlib
 import uuid
 from decimal import Decimal
 
 import pytest
+from django.apps import apps
 from django.conf import settings
-from django.contrib.auth.models import Group
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -21,7 +24,35 @@ def pytest_configure(config):
     settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
 
 
+# Groups that data migrations create. The flush that ends a transactional test
+# empties every table; post_migrate then recreates content types and
+# permissions but never these, so they are put back on demand.
+MIGRATED_GROUPS = {
+    **importlib.import_module("transfers.migrations.0002_api_client_groups").API_CLIENT_GROUPS,
+    **importlib.import_module("transfers.migrations.0003_staff_groups").STAFF_GROUPS,
+}
+
+
+def ensure_migrated_groups() -> None:
+    if Group.objects.filter(name__in=MIGRATED_GROUPS).count() == len(MIGRATED_GROUPS):
+        return
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0)
+    for name, codenames in MIGRATED_GROUPS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set(
+            Permission.objects.get(content_type__app_label=app, codename=codename) for app, codename in codenames
+        )
+
+
+@pytest.fixture
+def migrated_groups(db) -> None:
+    """The groups of the data migrations, present even after a transactional test."""
+    ensure_migrated_groups()
+
+
 def make_api_client(*group_names: str) -> APIClient:
+    ensure_migrated_groups()
     user = ApiUserFactory()
     user.groups.add(*Group.objects.filter(name__in=group_names))
     client = APIClient()
