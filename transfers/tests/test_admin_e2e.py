@@ -77,13 +77,17 @@ def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_h
         metadata={"note": "rent"},
     ).log
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in ARTIFACTS.glob("failure.*"):
+        stale.unlink()
 
     with sync_playwright() as playwright:
         if not shutil.which(CHROMIUM):
             pytest.fail(f"{CHROMIUM} is missing: run bin/ensure-chromium (make test does)")
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(15_000)
+        # Generous: CI shares two cores with the rest of the suite.
+        page.set_default_timeout(30_000)
+        expect.set_options(timeout=30_000)
         stylesheets = []
         page.on("response", lambda r: stylesheets.append((r.url, r.status)) if r.url.endswith(".css") else None)
         try:
@@ -102,7 +106,7 @@ def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_h
             expect(rows.first.locator(".field-status")).to_have_text("Completed")
             page.screenshot(path=ARTIFACTS / "02-search-by-reference.png", full_page=True)
 
-            rows.first.get_by_role("link", name=log.reference).click()
+            rows.first.locator("th a").click()  # the reference, the row's link to the log
             expect(page.locator(".field-pretty_metadata pre")).to_contain_text('"note": "rent"')
             page.screenshot(path=ARTIFACTS / "03-transaction.png", full_page=True)
 
@@ -120,7 +124,8 @@ def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_h
             expect(history).to_contain_text("Froze the wallet.")
             expect(history).to_contain_text(agent.username)
             page.screenshot(path=ARTIFACTS / "05-wallet-history.png", full_page=True)
-        except Exception:
+        except Exception as failure:
+            (ARTIFACTS / "failure.txt").write_text(f"{page.url}\n{failure}\n")
             page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
             raise
         finally:
