@@ -14,7 +14,8 @@ from transfers.tests.factories import ApiUserFactory
 from wallets.models import Wallet
 from wallets.tests.test_admin import staff_client
 
-pytestmark = pytest.mark.django_db
+# The Support and Finance groups of migration 0003, put back if a transactional test flushed them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("migrated_groups")]
 
 CHANGELIST = reverse("admin:transfers_transactionlog_changelist")
 VERIFY_LEDGER = reverse("admin:transfers_transactionlog_verify_ledger")

@@ -21,7 +21,8 @@ from wallets.models import Wallet
 from wallets.tests.factories import WalletFactory
 from wallets.tests.test_admin import staff_client
 
-pytestmark = pytest.mark.django_db
+# The Support and Finance groups of migration 0003, put back if a transactional test flushed them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("migrated_groups")]
 
 CHANGELIST = reverse("admin:transfers_transactionlog_changelist")
 

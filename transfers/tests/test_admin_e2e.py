@@ -11,18 +11,15 @@ Playwright's sync API runs an event loop in this thread, and Django refuses
 ORM calls from a thread with a running loop.
 """
 
-import importlib
 import shutil
 import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.apps import apps
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
-from django.contrib.auth.management import create_permissions
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from playwright.sync_api import expect, sync_playwright
 
 from transfers import services
@@ -42,31 +39,18 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin-e2e"
 PASSWORD = "a-long-support-passphrase-42"
-STAFF_GROUPS = importlib.import_module("transfers.migrations.0003_staff_groups").STAFF_GROUPS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def support_group() -> Group:
-    """The migration's Support group, put back if an earlier transactional
-    test's flush emptied the table (post_migrate recreates permissions, never
-    a data migration's groups)."""
-    for app_config in apps.get_app_configs():
-        create_permissions(app_config, verbosity=0)
-    group, _ = Group.objects.get_or_create(name="Support")
-    group.permissions.set(
-        Permission.objects.get(content_type__app_label=app, codename=codename)
-        for app, codename in STAFF_GROUPS["Support"]
-    )
-    return group
-
-
-def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_history(live_server, funded_wallet):
+def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_history(
+    live_server, funded_wallet, migrated_groups
+):
     # Before the browser: the agent, and a transfer to look for.
     agent = get_user_model().objects.create_user(
         username=f"support-{uuid.uuid4().hex[:6]}", password=PASSWORD, is_staff=True
     )
-    agent.groups.add(support_group())
+    agent.groups.add(Group.objects.get(name="Support"))
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     log = services.transfer_create(
         client=ApiUserFactory(),

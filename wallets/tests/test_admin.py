@@ -19,7 +19,8 @@ from wallets.models import Wallet, WalletKind
 from wallets.services import settlement_wallet_get_or_create
 from wallets.tests.factories import WalletFactory
 
-pytestmark = pytest.mark.django_db
+# The Support and Finance groups of migration 0003, put back if a transactional test flushed them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("migrated_groups")]
 
 CHANGELIST = reverse("admin:wallets_wallet_changelist")
 
