@@ -87,6 +87,10 @@ class TransactionLog(models.Model):
             models.Index(fields=["source_wallet", "created_at"], name="idx_txlogs_source_wallet"),
             models.Index(fields=["destination_wallet", "created_at"], name="idx_txlogs_destination_wallet"),
             models.Index(fields=["status", "created_at"], name="idx_txlogs_status"),
+            # Newest-first lists (the admin's, reconciliation's keyset pages)
+            # and support's search by key alone, across clients.
+            models.Index(fields=["created_at", "id"], name="idx_txlogs_created_at"),
+            models.Index(fields=["idempotency_key"], name="idx_txlogs_idempotency_key"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -191,7 +191,8 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
     the original becomes REVERSED, in one transaction. Returns the compensating log.
 
     At most once: the original's row lock and status check serialise
-    concurrent attempts, and reversal_of is unique in the database. Frozen
+    concurrent attempts, and reversal_of is unique in the database. A
+    compensating log is not itself reversible. Frozen
     wallets do not block it (it is an operator's correction), but a customer
     wallet that no longer holds the money does: InsufficientBalance.
     """
@@ -202,6 +203,10 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
         original = locks.lock_log(log_id)
         if original.status != TransactionStatus.COMPLETED:
             raise ReversalNotAllowed(f"{original.reference} is {original.status}; only COMPLETED can be reversed.")
+        if original.reversal_of_id is not None:
+            # Undoing an undo would re-apply the original under a new log:
+            # make a new, deliberate movement instead.
+            raise ReversalNotAllowed(f"{original.reference} is itself a reversal and cannot be reversed.")
         wallets = locks.lock_wallets(original.source_wallet_id, original.destination_wallet_id)
         # Money flows back: the original destination pays.
         payer, payee = wallets[original.destination_wallet_id], wallets[original.source_wallet_id]

@@ -37,6 +37,7 @@ class Wallet(models.Model):
         indexes = [
             models.Index(fields=["user_id"], name="idx_wallets_user_id"),
             models.Index(fields=["is_active"], name="idx_wallets_is_active"),
+            models.Index(fields=["created_at", "id"], name="idx_wallets_created_at"),
         ]
         constraints = [
             models.UniqueConstraint(

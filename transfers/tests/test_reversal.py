@@ -69,6 +69,17 @@ def test_a_log_is_reversed_at_most_once(funded_wallet):
 
 
 @pytest.mark.django_db
+def test_a_reversal_cannot_itself_be_reversed(funded_wallet):
+    original = completed_transfer(funded_wallet("100.00"), funded_wallet("0"))
+    compensation = services.transaction_reverse(log_id=original.pk, reason="first", reversed_by=ApiUserFactory())
+
+    with pytest.raises(ReversalNotAllowed, match="itself a reversal"):
+        services.transaction_reverse(log_id=compensation.pk, reason="undo the undo", reversed_by=ApiUserFactory())
+    compensation.refresh_from_db()
+    assert compensation.status == TransactionStatus.COMPLETED
+
+
+@pytest.mark.django_db
 def test_a_reversal_the_receiver_cannot_cover_is_refused_and_changes_nothing(funded_wallet):
     source, destination, third = funded_wallet("100.00"), funded_wallet("0"), funded_wallet("0")
     original = completed_transfer(source, destination)
