@@ -17,6 +17,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The benchmark against PostgreSQL's own ceiling (bench/README.md); needs wrk
+# (apt-get install -y wrk). BENCH_QUICK=1 make bench: one round of 5 s runs.
+bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/run.py
+
 # A virtualenv with the pinned dependencies, rebuilt when they change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
