@@ -1,0 +1,229 @@
+"""Real faults for the crash-safety tests, and the checks that follow them.
+
+A fault here is never a mock of PostgreSQL or Redis: a backend is terminated
+with pg_terminate_backend from a second connection, a process is killed, a
+Redis server is stopped. What is replaced are only the seams where a fault is
+injected: the functions of transfers.services and transfers.locks that a
+money movement calls in order (see STAGES).
+"""
+
+import functools
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from io import StringIO
+
+import psycopg
+from django.core.management import call_command
+from django.db import close_old_connections, connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from reconciliation.services import ledger_discrepancies
+from transfers import locks, services
+from transfers.models import TransactionLog, TransactionStatus
+
+# Where a money movement can be interrupted: (module, function, when). The
+# action runs just before or just after that call, in the order a transfer
+# makes them.
+STAGES = {
+    # The key is free and nothing is stored yet.
+    "before_pending_log": (services, "_record_pending", "before"),
+    # The PENDING log is committed; no money has moved.
+    "after_pending_log": (services, "_record_pending", "after"),
+    # Inside the settle transaction: the log and both wallet rows are locked,
+    # nothing is committed.
+    "inside_settle": (locks, "lock_wallets", "after"),
+    # The money moved and COMPLETED is committed; the response is not sent yet.
+    "after_settle_commit": (services, "transaction_settle", "after"),
+}
+
+
+def interrupt_at(stage: str, action: Callable[[], None], *, times: int = 1, patch=setattr) -> None:
+    """Run `action` at `stage` of the next `times` money movements.
+
+    A test passes monkeypatch.setattr as `patch`, so the seam is restored after it.
+    """
+    module, name, when = STAGES[stage]
+    original = getattr(module, name)
+    remaining = times
+    guard = threading.Lock()
+
+    def due() -> bool:
+        nonlocal remaining
+        with guard:
+            remaining -= 1
+            return remaining >= 0
+
+    @functools.wraps(original)
+    def interrupted(*args, **kwargs):
+        fire = due()
+        if fire and when == "before":
+            action()
+        result = original(*args, **kwargs)
+        if fire and when == "after":
+            action()
+        return result
+
+    patch(module, name, interrupted)
+
+
+# --- PostgreSQL --------------------------------------------------------------------
+
+
+def admin_connection() -> psycopg.Connection:
+    """A second connection to the test database, outside Django, in autocommit."""
+    db = connection.settings_dict
+    return psycopg.connect(
+        dbname=db["NAME"],
+        user=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        autocommit=True,
+    )
+
+
+def terminate_backend(pid: int) -> None:
+    with admin_connection() as admin:
+        # With a timeout, pg_terminate_backend waits until the backend is gone:
+        # the next statement on the victim's connection fails for certain.
+        (terminated,) = admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid]).fetchone()
+    assert terminated, f"backend {pid} was not terminated"
+
+
+def terminate_own_backend() -> None:
+    """Kill the server side of this thread's Django connection, the way a
+    PostgreSQL restart, a failover or a network cut would."""
+    terminate_backend(connection.connection.info.backend_pid)
+
+
+def wait_for_backend_exit(pid: int, timeout: float = 10.0) -> None:
+    """A killed client's backend stays until it reads the EOF, holding its
+    row locks; wait for it so that SKIP LOCKED does not just pass the log by."""
+    deadline = time.monotonic() + timeout
+    with admin_connection() as admin:
+        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+            assert time.monotonic() < deadline, f"backend {pid} still alive after {timeout}s"
+            time.sleep(0.02)
+
+
+def database_url() -> str:
+    """DATABASE_URL of the test database, for the processes a test starts."""
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+# --- the API as a WSGI server would serve it --------------------------------------
+
+
+def api_client_for(user) -> APIClient:
+    """Another APIClient of the same API client, for use from another thread."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
+    return client
+
+
+def post_money(api: APIClient, path: str, payload: dict, key: str):
+    """POST a money-moving request, then end the request as a WSGI server does.
+
+    Django's test client skips close_old_connections at the end of a request;
+    the real handler runs it, and it is what drops a connection that died
+    during the request (or marks it for a health check on the next one).
+    """
+    response = api.post(path, payload, format="json", headers={"Idempotency-Key": key})
+    close_old_connections()
+    return response
+
+
+def run_together(*jobs: Callable[[], object], timeout: float = 60.0) -> list:
+    """Run each job in its own thread, released at the same instant; return
+    their results in order, or raise the first error."""
+    barrier = threading.Barrier(len(jobs))
+    results: list = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def run(index: int, job: Callable[[], object]) -> None:
+        try:
+            barrier.wait()
+            results[index] = job()
+        except BaseException as exc:  # re-raised in the test's thread below
+            errors.append(exc)
+        finally:
+            # Each thread has its own connection; leave none open behind.
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, job), daemon=True) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), f"jobs still running after {timeout}s"
+    if errors:
+        raise errors[0]
+    return results
+
+
+# --- the books ------------------------------------------------------------------------
+
+
+def assert_books_balance() -> None:
+    """Invariants 1-3 over the whole database, and nothing left half-done."""
+    assert ledger_discrepancies() == []
+    pending = TransactionLog.objects.filter(status=TransactionStatus.PENDING)
+    assert list(pending.values_list("reference", flat=True)) == []
+
+
+def reconcile_now() -> str:
+    """What on-call runs: `manage.py reconcile --older-than 0`; its output."""
+    out = StringIO()
+    call_command("reconcile", "--older-than", "0", stdout=out)
+    return out.getvalue()
+
+
+def outcome_of(reference: str, table: str) -> str:
+    """The OUTCOME column of `reconcile`'s table for one reference."""
+    (row,) = [line.split() for line in table.splitlines() if line.startswith(reference)]
+    return row[1]
+
+
+def balances(*wallets) -> list[Decimal]:
+    for wallet in wallets:
+        wallet.refresh_from_db(fields=["balance"])
+    return [wallet.balance for wallet in wallets]
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (so a connection to it is refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Stop a process a test started, and every child it forked (it was
+    started in a session of its own): politely, then by force."""
+    try:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout)
+        # A child that outlived its parent (celery's embedded beat) goes too.
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if process.stdout:
+        process.stdout.close()
