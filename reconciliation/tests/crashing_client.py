@@ -1,0 +1,47 @@
+"""A process that starts a money movement and hangs at a chosen stage, so
+that a test can kill it there (test_fault_process_killed.py).
+
+    python -m reconciliation.tests.crashing_client STAGE CLIENT_ID AMOUNT KEY SOURCE DESTINATION  # a transfer
+    python -m reconciliation.tests.crashing_client STAGE CLIENT_ID AMOUNT KEY WALLET              # a deposit
+
+Settings come from the environment (DATABASE_URL of the test database). When
+the movement reaches STAGE it prints "inside <backend pid>" and sleeps.
+"""
+
+import sys
+import time
+import uuid
+from decimal import Decimal
+
+
+def main(stage: str, client_id: str, amount: str, key: str, *wallets: str) -> None:
+    import django
+
+    django.setup()
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from reconciliation.tests.faults import interrupt_at
+    from transfers.services import deposit_create, transfer_create
+
+    def hang() -> None:
+        print(f"inside {connection.connection.info.backend_pid}", flush=True)
+        time.sleep(600)
+
+    interrupt_at(stage, hang)
+    request = {
+        "client": get_user_model().objects.get(pk=client_id),
+        "amount": Decimal(amount),
+        "idempotency_key": key,
+        "metadata": {},
+    }
+    if len(wallets) == 2:
+        transfer_create(source_wallet_id=uuid.UUID(wallets[0]), destination_wallet_id=uuid.UUID(wallets[1]), **request)
+    else:
+        deposit_create(wallet_id=uuid.UUID(wallets[0]), **request)
+    sys.exit(f"the money movement finished without reaching {stage}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
