@@ -1,0 +1,150 @@
+"""Redis refused, hung or killed while money moves.
+
+The contract: money still moves exactly once (PostgreSQL's unique constraint
+and row locks are the guard, the Redis lock only an optimisation), the API
+answers as usual (201, 200 replays; never a 500), GET /health says Redis is
+down with a 503, and nothing is left half-done. The shared Redis is never
+touched: the cache is pointed at a closed port or at a redis-server the test
+starts, stops and kills itself.
+"""
+
+import copy
+import signal
+import subprocess
+import time
+from decimal import Decimal
+
+import pytest
+import redis
+
+from reconciliation.tests.faults import (
+    api_client_for,
+    assert_books_balance,
+    balances,
+    free_port,
+    interrupt_at,
+    post_money,
+    run_together,
+    stop_process,
+)
+from transfers.models import TransactionLog
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def caches_at(settings, url: str) -> dict:
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = url
+    return caches
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own: (process, url)."""
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603, S607 (fixed arguments; redis-server from PATH, as .ci/run uses it)
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url, socket_timeout=0.5).ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield process, url
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(params=["refused", "hung"])
+def unreachable_redis(request, settings):
+    """The cache points at a Redis that refuses connections (nothing listens),
+    or at one that accepts them and never answers (SIGSTOP)."""
+    if request.param == "refused":
+        url = f"redis://127.0.0.1:{free_port()}/0"
+    else:
+        process, url = request.getfixturevalue("own_redis")
+        process.send_signal(signal.SIGSTOP)
+    settings.CACHES = caches_at(settings, url)
+    return request.param
+
+
+def test_with_redis_unreachable_concurrent_duplicates_move_money_once(unreachable_redis, treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("100.00")
+    requests = {
+        "a": ("/api/transfer", {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk)}, "30"),
+        "b": ("/api/transfer", {"sourceWalletId": str(destination.pk), "destinationWalletId": str(source.pk)}, "12.5"),
+        "w": (f"/api/wallets/{source.pk}/withdraw", {}, "10.00"),
+    }
+    user = treasury_api.user
+
+    def double_tap(key):
+        path, payload, amount = requests[key]
+        return lambda: (key, post_money(api_client_for(user), path, {**payload, "amount": amount}, key))
+
+    # Four copies of each request at the same instant: no Redis lock holds
+    # any of them back, so they all reach PostgreSQL together.
+    results = run_together(*(double_tap(key) for key in requests for _ in range(4)))
+
+    for key in requests:
+        responses = [response for k, response in results if k == key]
+        assert sorted(r.status_code for r in responses) == [200, 200, 200, 201], [r.json() for r in responses]
+        assert [r.headers.get("Idempotent-Replayed") for r in responses if r.status_code == 200] == ["true"] * 3
+        (log,) = TransactionLog.objects.filter(client=user, idempotency_key=key)
+        assert {r.json()["data"]["transactionId"] for r in responses} == {str(log.pk)}
+    assert balances(source, destination) == [Decimal("72.50"), Decimal("117.50")]
+    assert_books_balance()
+
+    health = treasury_api.get("/health")
+    assert health.status_code == 503
+    assert health.json()["checks"] == {"database": "up", "redis": "down"}
+    assert health.json()["code"] == "service_unavailable"
+
+
+def test_redis_killed_mid_run_never_moves_money_twice(own_redis, settings, monkeypatch, treasury_api, funded_wallet):
+    process, url = own_redis
+    settings.CACHES = caches_at(settings, url)
+    assert treasury_api.get("/health").status_code == 200
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    payload = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "5.00"}
+    user = treasury_api.user
+
+    def kill_redis():
+        process.kill()
+        process.wait()
+
+    statuses = {}
+    for i in range(8):
+        key = f"run-{i}"
+        if i == 3:
+            # Killed inside this transfer's settle step, while it holds its
+            # Redis lock: the release afterwards fails, and must not matter.
+            interrupt_at("inside_settle", kill_redis, patch=monkeypatch.setattr)
+        # Each request double-tapped: while Redis lives the twin may get 409.
+        responses = run_together(
+            *(lambda key=key: post_money(api_client_for(user), "/api/transfer", payload, key),) * 2
+        )
+        statuses[key] = sorted(r.status_code for r in responses)
+
+    assert process.poll() is not None, "Redis was never killed"
+    for codes in statuses.values():
+        assert codes.count(201) == 1 and set(codes) <= {200, 201, 409}, statuses
+    # Once Redis is gone no lock is taken, so no twin can be told "in use".
+    assert all(statuses[f"run-{i}"] == [200, 201] for i in range(4, 8)), statuses
+    # A twin told 409 retries: the first result is replayed.
+    for key in statuses:
+        retry = post_money(treasury_api, "/api/transfer", payload, key)
+        assert (retry.status_code, retry.headers["Idempotent-Replayed"]) == (200, "true")
+        (log,) = TransactionLog.objects.filter(client=user, idempotency_key=key)
+        assert retry.json()["data"]["transactionId"] == str(log.pk)
+    assert balances(source, destination) == [Decimal("60.00"), Decimal("40.00")]
+    assert_books_balance()
+    health = treasury_api.get("/health")
+    assert (health.status_code, health.json()["checks"]["redis"]) == (503, "down")
