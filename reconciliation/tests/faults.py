@@ -21,7 +21,6 @@ from io import StringIO
 import psycopg
 from django.core.management import call_command
 from django.db import close_old_connections, connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from reconciliation.services import ledger_discrepancies
@@ -123,13 +122,6 @@ def database_url() -> str:
 # --- the API as a WSGI server would serve it --------------------------------------
 
 
-def api_client_for(user) -> APIClient:
-    """Another APIClient of the same API client, for use from another thread."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
-    return client
-
-
 def post_money(api: APIClient, path: str, payload: dict, key: str):
     """POST a money-moving request, then end the request as a WSGI server does.
 
@@ -140,34 +132,6 @@ def post_money(api: APIClient, path: str, payload: dict, key: str):
     response = api.post(path, payload, format="json", headers={"Idempotency-Key": key})
     close_old_connections()
     return response
-
-
-def run_together(*jobs: Callable[[], object], timeout: float = 60.0) -> list:
-    """Run each job in its own thread, released at the same instant; return
-    their results in order, or raise the first error."""
-    barrier = threading.Barrier(len(jobs))
-    results: list = [None] * len(jobs)
-    errors: list[BaseException] = []
-
-    def run(index: int, job: Callable[[], object]) -> None:
-        try:
-            barrier.wait()
-            results[index] = job()
-        except BaseException as exc:  # re-raised in the test's thread below
-            errors.append(exc)
-        finally:
-            # Each thread has its own connection; leave none open behind.
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, job), daemon=True) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads), f"jobs still running after {timeout}s"
-    if errors:
-        raise errors[0]
-    return results
 
 
 # --- the books ------------------------------------------------------------------------

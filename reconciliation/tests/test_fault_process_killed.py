@@ -24,7 +24,6 @@ from django.db import connection
 
 from reconciliation.tests.faults import (
     admin_connection,
-    api_client_for,
     assert_books_balance,
     balances,
     database_url,
@@ -35,6 +34,7 @@ from reconciliation.tests.faults import (
     wait_for_backend_exit,
 )
 from transfers.models import TransactionLog, TransactionStatus
+from transfers.tests.concurrency import api_client, token_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -179,11 +179,11 @@ def test_client_frozen_inside_settle_does_not_hold_the_settlement_wallet_for_goo
     # Frozen, not dead: its socket stays open, as after a network cut or a
     # stopped VM, so PostgreSQL sees a session idle in its transaction.
     process.send_signal(signal.SIGSTOP)
-    responses = []
+    responses, token = [], token_of(treasury_api)
 
     def deposit_behind_the_frozen_client():
         try:
-            api = api_client_for(treasury_api.user)
+            api = api_client(token)
             responses.append(post_money(api, f"/api/wallets/{waiting_for.pk}/deposit", {"amount": "5.00"}, "next"))
         finally:
             connection.close()

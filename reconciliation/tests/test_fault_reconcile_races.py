@@ -18,16 +18,15 @@ from django.core.management import call_command
 from reconciliation.services import logs_reconcile, stale_pending_logs
 from reconciliation.tasks import reconcile_stale_pending
 from reconciliation.tests.faults import (
-    api_client_for,
     assert_books_balance,
     balances,
     interrupt_at,
     post_money,
-    run_together,
     terminate_own_backend,
 )
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
+from transfers.tests.concurrency import api_client, run_concurrently, token_of
 from transfers.tests.factories import ApiUserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -79,8 +78,10 @@ def test_reconciliation_racing_client_retries_and_itself_applies_each_log_once(
     assert sorted(stuck) == sorted(key for key, _ in requests)
     settled = record_who_settles(monkeypatch)
 
+    token = token_of(treasury_api)
+
     def client_retry(key, payload):
-        return lambda: post_money(api_client_for(treasury_api.user), "/api/transfer", payload, key)
+        return lambda: post_money(api_client(token), "/api/transfer", payload, key)
 
     def reconcile_service():
         return [o.outcome for o in logs_reconcile(logs=stale_pending_logs(older_than=timedelta(0)))]
@@ -90,12 +91,9 @@ def test_reconciliation_racing_client_retries_and_itself_applies_each_log_once(
         call_command("reconcile", "--older-than", "0", stdout=out)
         return [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("TXN-")]
 
-    *responses, by_service_a, by_service_b, by_command = run_together(
-        *(client_retry(key, payload) for key, payload in requests),
-        reconcile_service,
-        reconcile_service,
-        reconcile_command,
-    )
+    retries = [client_retry(key, payload) for key, payload in requests]
+    calls = [*retries, reconcile_service, reconcile_service, reconcile_command]
+    *responses, by_service_a, by_service_b, by_command = run_concurrently(calls, threads=len(calls))
 
     assert Counter(settled) == {log.pk: 1 for log in stuck.values()}
     assert {r.status_code for r in responses} <= {200, 201}, [r.json() for r in responses]
@@ -130,7 +128,7 @@ def test_reconcile_task_run_twice_at_once_applies_each_log_once(monkeypatch, set
         )
     settled = record_who_settles(monkeypatch)
 
-    summaries = run_together(reconcile_stale_pending, reconcile_stale_pending)
+    summaries = run_concurrently([reconcile_stale_pending, reconcile_stale_pending], threads=2)
 
     assert sum(summary.get("COMPLETED", 0) for summary in summaries) == len(moves)
     assert Counter(Counter(settled).values()) == {1: len(moves)}

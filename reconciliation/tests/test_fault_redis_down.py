@@ -18,16 +18,15 @@ import pytest
 import redis
 
 from reconciliation.tests.faults import (
-    api_client_for,
     assert_books_balance,
     balances,
     free_port,
     interrupt_at,
     post_money,
-    run_together,
     stop_process,
 )
 from transfers.models import TransactionLog
+from transfers.tests.concurrency import api_client, run_concurrently, token_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -83,15 +82,16 @@ def test_with_redis_unreachable_concurrent_duplicates_move_money_once(unreachabl
         "b": ("/api/transfer", {"sourceWalletId": str(destination.pk), "destinationWalletId": str(source.pk)}, "12.5"),
         "w": (f"/api/wallets/{source.pk}/withdraw", {}, "10.00"),
     }
-    user = treasury_api.user
+    user, token = treasury_api.user, token_of(treasury_api)
 
-    def double_tap(key):
+    def request(key):
         path, payload, amount = requests[key]
-        return lambda: (key, post_money(api_client_for(user), path, {**payload, "amount": amount}, key))
+        return lambda: (key, post_money(api_client(token), path, {**payload, "amount": amount}, key))
 
     # Four copies of each request at the same instant: no Redis lock holds
     # any of them back, so they all reach PostgreSQL together.
-    results = run_together(*(double_tap(key) for key in requests for _ in range(4)))
+    calls = [request(key) for key in requests for _ in range(4)]
+    results = run_concurrently(calls, threads=len(calls))
 
     for key in requests:
         responses = [response for k, response in results if k == key]
@@ -114,7 +114,7 @@ def test_redis_killed_mid_run_never_moves_money_twice(own_redis, settings, monke
     assert treasury_api.get("/health").status_code == 200
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     payload = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "5.00"}
-    user = treasury_api.user
+    user, token = treasury_api.user, token_of(treasury_api)
 
     def kill_redis():
         process.kill()
@@ -127,10 +127,12 @@ def test_redis_killed_mid_run_never_moves_money_twice(own_redis, settings, monke
             # Killed inside this transfer's settle step, while it holds its
             # Redis lock: the release afterwards fails, and must not matter.
             interrupt_at("inside_settle", kill_redis, patch=monkeypatch.setattr)
+
         # Each request double-tapped: while Redis lives the twin may get 409.
-        responses = run_together(
-            *(lambda key=key: post_money(api_client_for(user), "/api/transfer", payload, key),) * 2
-        )
+        def tap(key=key):
+            return post_money(api_client(token), "/api/transfer", payload, key)
+
+        responses = run_concurrently([tap, tap], threads=2)
         statuses[key] = sorted(r.status_code for r in responses)
 
     assert process.poll() is not None, "Redis was never killed"
