@@ -6,6 +6,7 @@ traffic: re-driving goes through the very settle step a client retry uses
 verification reads one consistent snapshot and writes nothing.
 """
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,13 +14,15 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus
 from transfers.services import transaction_settle
 from wallets.models import WalletKind
+
+logger = logging.getLogger(__name__)
 
 # --- re-driving PENDING logs ----------------------------------------------------
 
@@ -29,7 +32,8 @@ class ReconcileOutcome:
     log_id: uuid.UUID
     reference: str
     # COMPLETED or FAILED (settled by this run), SKIPPED (another worker or a
-    # client retry held it, or had already settled it), PENDING (dry run).
+    # client retry held it, or had already settled it), PENDING (dry run),
+    # ERROR (settling it raised: still PENDING, needs a person).
     outcome: str
     detail: str = ""
 
@@ -57,23 +61,34 @@ def logs_reconcile(
 
     Never moves money twice: each log is taken with SKIP LOCKED and settled
     only if still PENDING under its row lock. A log a client retry is busy with
-    is SKIPPED; it will be COMPLETED by that retry.
+    is SKIPPED; it will be COMPLETED by that retry. A log whose settling fails
+    is reported as ERROR and the run goes on, so one bad log cannot block the
+    ones behind it; losing the database itself ends the run.
     """
     outcomes = []
     for log in _in_batches(logs):
         if dry_run:
             outcome = ReconcileOutcome(log.pk, log.reference, "PENDING", "dry run: would be re-driven")
         else:
-            settled, settled_now = transaction_settle(log_id=log.pk, skip_locked=True)
-            if settled is None or not settled_now:
-                detail = "busy elsewhere" if settled is None else f"already {settled.status}"
-                outcome = ReconcileOutcome(log.pk, log.reference, "SKIPPED", detail)
-            else:
-                outcome = ReconcileOutcome(settled.pk, settled.reference, settled.status, settled.error_message)
+            outcome = _reconcile_one(log)
         outcomes.append(outcome)
         if on_progress:
             on_progress(outcome)
     return outcomes
+
+
+def _reconcile_one(log: TransactionLog) -> ReconcileOutcome:
+    try:
+        settled, settled_now = transaction_settle(log_id=log.pk, skip_locked=True)
+    except (OperationalError, InterfaceError):
+        raise  # the database is gone: no other log can be settled either
+    except Exception as exc:
+        logger.exception("reconciliation could not settle %s", log.reference)
+        return ReconcileOutcome(log.pk, log.reference, "ERROR", f"{type(exc).__name__}: {exc}")
+    if settled is None or not settled_now:
+        detail = "busy elsewhere" if settled is None else f"already {settled.status}"
+        return ReconcileOutcome(log.pk, log.reference, "SKIPPED", detail)
+    return ReconcileOutcome(settled.pk, settled.reference, str(settled.status), settled.error_message)
 
 
 def _in_batches(logs) -> Iterator[TransactionLog]:

@@ -75,6 +75,16 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+# A client frozen inside a transaction (a stopped VM, a cut network) would
+# otherwise hold its wallet row locks until TCP keepalive gives up, hours
+# later, and every movement on those wallets would queue behind it. No
+# transaction here waits on anything but the database, so idle in one for
+# this long means the client is gone: PostgreSQL ends the session and rolls
+# back (a PENDING log stays PENDING, to be retried or reconciled).
+IDLE_TIMEOUT_MS = env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=10000)
+DATABASES["default"]["OPTIONS"].setdefault("options", f"-c idle_in_transaction_session_timeout={IDLE_TIMEOUT_MS}")
+# And notice a dead peer in about a minute, not two hours.
+DATABASES["default"]["OPTIONS"].update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
 # Services own their transactions: see transfers/services.py.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -152,13 +152,6 @@ def test_transfer_whose_process_is_killed_is_finished_exactly_once(
     assert_books_balance()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: no idle_in_transaction_session_timeout, so a client frozen inside the settle step holds the "
-    "settlement wallet's row until TCP keepalive gives up (over two hours by default): every deposit and "
-    "withdrawal of that currency waits behind it",
-)
 def test_client_frozen_inside_settle_does_not_hold_the_settlement_wallet_for_good(
     treasury_api, funded_wallet, tmp_path
 ):

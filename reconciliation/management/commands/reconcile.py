@@ -56,6 +56,9 @@ class Command(BaseCommand):
         if total >= 100 and sys.stderr.isatty():
             sys.stderr.write("\n")
         self._table(outcomes)
+        errors = sum(outcome.outcome == "ERROR" for outcome in outcomes)
+        if errors:
+            raise CommandError(f"{errors} transaction(s) could not be settled; see the log, then the runbook.")
 
     def _table(self, outcomes):
         rows = [("REFERENCE", "OUTCOME", "DETAIL")] + [(o.reference, o.outcome, o.detail) for o in outcomes]
