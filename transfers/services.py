@@ -30,9 +30,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Case, F, When
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from transfers import locks
 from transfers.exceptions import (
@@ -44,7 +44,7 @@ from transfers.exceptions import (
     ReversalNotAllowed,
     WalletInactive,
 )
-from transfers.models import TransactionLog, TransactionStatus, TransactionType
+from transfers.models import TransactionLog, TransactionStatus, TransactionType, new_reference
 from wallets.exceptions import WalletNotFound
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
@@ -75,6 +75,27 @@ def request_fingerprint(**request: object) -> str:
 # --- public services -------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Movement:
+    """What a money-moving request asks for. A wallet id of None stands for
+    the settlement wallet of the other side's currency (deposit, withdrawal)."""
+
+    type: TransactionType
+    amount: Decimal
+    metadata: dict
+    source_wallet_id: uuid.UUID | None
+    destination_wallet_id: uuid.UUID | None
+
+    def fingerprint(self) -> str:
+        return request_fingerprint(
+            type=self.type,
+            source=self.source_wallet_id and str(self.source_wallet_id),
+            destination=self.destination_wallet_id and str(self.destination_wallet_id),
+            amount=self.amount,
+            metadata=self.metadata,
+        )
+
+
 def transfer_create(
     *,
     client: AbstractBaseUser,
@@ -85,75 +106,24 @@ def transfer_create(
     metadata: dict,
 ) -> TransferResult:
     """Move `amount` from one customer wallet to another, exactly once per key."""
-    fingerprint = request_fingerprint(
-        type=TransactionType.TRANSFER,
-        source=str(source_wallet_id),
-        destination=str(destination_wallet_id),
-        amount=amount,
-        metadata=metadata,
-    )
-
-    def resolve_wallets() -> tuple[Wallet, Wallet]:
-        wallets = {w.pk: w for w in Wallet.objects.filter(pk__in=[source_wallet_id, destination_wallet_id])}
-        source, destination = wallets.get(source_wallet_id), wallets.get(destination_wallet_id)
-        for wallet, role in ((source, "Source"), (destination, "Destination")):
-            if wallet is None or wallet.kind != WalletKind.CUSTOMER:
-                raise WalletNotFound(f"{role} wallet not found.")
-        return source, destination
-
-    return _execute(
-        client=client,
-        idempotency_key=idempotency_key,
-        fingerprint=fingerprint,
-        type=TransactionType.TRANSFER,
-        amount=amount,
-        metadata=metadata,
-        resolve_wallets=resolve_wallets,
-    )
+    movement = Movement(TransactionType.TRANSFER, amount, metadata, source_wallet_id, destination_wallet_id)
+    return _execute(client=client, idempotency_key=idempotency_key, movement=movement)
 
 
 def deposit_create(
     *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
 ) -> TransferResult:
     """Move money in: from the currency's settlement wallet to a customer wallet."""
-
-    def resolve_wallets() -> tuple[Wallet, Wallet]:
-        wallet = _customer_wallet(wallet_id)
-        return settlement_wallet_get_or_create(currency=wallet.currency), wallet
-
-    return _execute(
-        client=client,
-        idempotency_key=idempotency_key,
-        fingerprint=request_fingerprint(
-            type=TransactionType.DEPOSIT, wallet=str(wallet_id), amount=amount, metadata=metadata
-        ),
-        type=TransactionType.DEPOSIT,
-        amount=amount,
-        metadata=metadata,
-        resolve_wallets=resolve_wallets,
-    )
+    movement = Movement(TransactionType.DEPOSIT, amount, metadata, None, wallet_id)
+    return _execute(client=client, idempotency_key=idempotency_key, movement=movement)
 
 
 def withdrawal_create(
     *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
 ) -> TransferResult:
     """Move money out: from a customer wallet to the currency's settlement wallet."""
-
-    def resolve_wallets() -> tuple[Wallet, Wallet]:
-        wallet = _customer_wallet(wallet_id)
-        return wallet, settlement_wallet_get_or_create(currency=wallet.currency)
-
-    return _execute(
-        client=client,
-        idempotency_key=idempotency_key,
-        fingerprint=request_fingerprint(
-            type=TransactionType.WITHDRAWAL, wallet=str(wallet_id), amount=amount, metadata=metadata
-        ),
-        type=TransactionType.WITHDRAWAL,
-        amount=amount,
-        metadata=metadata,
-        resolve_wallets=resolve_wallets,
-    )
+    movement = Movement(TransactionType.WITHDRAWAL, amount, metadata, wallet_id, None)
+    return _execute(client=client, idempotency_key=idempotency_key, movement=movement)
 
 
 def transaction_settle(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransactionLog | None, bool]:
@@ -230,24 +200,80 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
             reversal_of=original,
             completed_at=now,
         )
-        _move_money(source=payer, destination=payee, amount=original.amount, now=now)
+        _sql(_MOVE_MONEY, {"source": payer.pk, "destination": payee.pk, "amount": original.amount, "now": now})
         original.status = TransactionStatus.REVERSED
         original.save(update_fields=["status", "updated_at"])
         return compensation
 
 
 # --- the protocol ------------------------------------------------------------------
+#
+# The statements a transfer runs on every request are written as SQL: building
+# them through the ORM cost more CPU than everything else a transfer does
+# (bench/README.md). The row locks stay ORM querysets in locks.py, as the
+# design asks, and every statement runs inside the same transactions.
+
+_LOG_FIELDS_FOR_REPLAY = {"id", "request_fingerprint", "status", "reference", "error_code", "error_message"}
+# In model order, as Model.from_db expects.
+_REPLAY_COLUMNS = [f.attname for f in TransactionLog._meta.concrete_fields if f.attname in _LOG_FIELDS_FOR_REPLAY]
+_FIND_LOG = (
+    f"SELECT {', '.join(_REPLAY_COLUMNS)} FROM transaction_logs "  # noqa: S608 (model field names)
+    "WHERE client_id = %s AND idempotency_key = %s"
+)
+
+# The PENDING log, its wallets resolved in the same statement (the settlement
+# wallet is found by the customer wallet's currency); no row inserted means the
+# key is taken or a wallet does not match. ON CONFLICT on the unique (client,
+# key) constraint: losing the race is an answer, not an error.
+_CUSTOMER, _SETTLEMENT = WalletKind.CUSTOMER.value, WalletKind.SETTLEMENT.value
+_WALLETS_OF = {
+    TransactionType.TRANSFER: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND d.id = %(destination)s "
+    f"AND d.kind = '{_CUSTOMER}'",
+    TransactionType.DEPOSIT: f"d.id = %(destination)s AND d.kind = '{_CUSTOMER}' AND s.kind = '{_SETTLEMENT}' "
+    "AND s.currency = d.currency",
+    TransactionType.WITHDRAWAL: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND d.kind = '{_SETTLEMENT}' "
+    "AND d.currency = s.currency",
+}
+_INSERT_PENDING = """
+INSERT INTO transaction_logs (
+    id, client_id, idempotency_key, request_fingerprint, source_wallet_id, destination_wallet_id,
+    amount, currency, type, status, reference, metadata, error_code, error_message, created_at, updated_at)
+SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, s.id, d.id,
+       %(amount)s, s.currency, %(type)s, 'PENDING', %(reference)s, %(metadata)s, '', '', %(now)s, %(now)s
+  FROM wallets s, wallets d
+ WHERE {wallets}
+ON CONFLICT (client_id, idempotency_key) DO NOTHING
+RETURNING id
+"""
+
+# Both legs in one statement, on rows the caller has locked. The CHECK on
+# customer balances is the backstop should a rule check ever be wrong.
+_MOVE_MONEY = """
+UPDATE wallets
+   SET balance = balance + CASE WHEN id = %(source)s THEN -%(amount)s ELSE %(amount)s END, updated_at = %(now)s
+ WHERE id IN (%(source)s, %(destination)s)
+"""
+# ...and the log marked COMPLETED by the same statement: one round trip fewer
+# while the wallet rows are locked.
+_MOVE_MONEY_AND_COMPLETE = f"""
+WITH legs AS ({_MOVE_MONEY})
+UPDATE transaction_logs SET status = 'COMPLETED', completed_at = %(now)s, updated_at = %(now)s WHERE id = %(log)s
+"""  # noqa: S608 (constants only)
+_FAIL = """
+UPDATE transaction_logs SET status = 'FAILED', error_code = %(code)s, error_message = %(message)s, updated_at = %(now)s
+ WHERE id = %(log)s
+"""
 
 
-def _customer_wallet(wallet_id: uuid.UUID) -> Wallet:
-    wallet = Wallet.objects.filter(pk=wallet_id, kind=WalletKind.CUSTOMER).first()
-    if wallet is None:
-        raise WalletNotFound()
-    return wallet
+def _sql(statement: str, params) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
-    return TransactionLog.objects.filter(client=client, idempotency_key=idempotency_key).first()
+    rows = _sql(_FIND_LOG, [client.pk, idempotency_key])
+    return TransactionLog.from_db(connection.alias, _REPLAY_COLUMNS, rows[0]) if rows else None
 
 
 def _ensure_same_request(log: TransactionLog, fingerprint: str) -> None:
@@ -255,16 +281,8 @@ def _ensure_same_request(log: TransactionLog, fingerprint: str) -> None:
         raise IdempotencyKeyReused()
 
 
-def _execute(
-    *,
-    client: AbstractBaseUser,
-    idempotency_key: str,
-    fingerprint: str,
-    type: TransactionType,
-    amount: Decimal,
-    metadata: dict,
-    resolve_wallets,
-) -> TransferResult:
+def _execute(*, client: AbstractBaseUser, idempotency_key: str, movement: Movement) -> TransferResult:
+    fingerprint = movement.fingerprint()
     # 1. A finished log is replayed without touching the lock or the wallets.
     log = _find_log(client, idempotency_key)
     if log is not None:
@@ -275,18 +293,9 @@ def _execute(
     # 2. The Redis lock.
     with locks.idempotency_lock(client.pk, idempotency_key):
         if log is None:
-            # Unknown wallets are a 404 before anything is stored: the key stays free.
-            source, destination = resolve_wallets()
-            # 3. The PENDING log, committed on its own.
+            # 3. The PENDING log, committed on its own (or the race's winner).
             log, created = _record_pending(
-                client=client,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                type=type,
-                source=source,
-                destination=destination,
-                amount=amount,
-                metadata=metadata,
+                client=client, idempotency_key=idempotency_key, fingerprint=fingerprint, movement=movement
             )
             if not created:
                 _ensure_same_request(log, fingerprint)
@@ -299,37 +308,53 @@ def _execute(
 
 
 def _record_pending(
-    *,
-    client: AbstractBaseUser,
-    idempotency_key: str,
-    fingerprint: str,
-    type: TransactionType,
-    source: Wallet,
-    destination: Wallet,
-    amount: Decimal,
-    metadata: dict,
+    *, client: AbstractBaseUser, idempotency_key: str, fingerprint: str, movement: Movement
 ) -> tuple[TransactionLog, bool]:
-    """Insert and commit the PENDING log, or return the one that won the race
-    for this (client, key). Returns (log, created)."""
-    try:
-        with transaction.atomic(durable=True):
-            log = TransactionLog.objects.create(
-                client=client,
-                idempotency_key=idempotency_key,
-                request_fingerprint=fingerprint,
-                type=type,
-                source_wallet=source,
-                destination_wallet=destination,
-                amount=amount,
-                currency=source.currency,
-                metadata=metadata,
-            )
-        return log, True
-    except IntegrityError:
+    """Insert the PENDING log in autocommit, so it is committed before any money
+    moves, or return the log that won the race for this (client, key).
+    Returns (log, created). Unknown wallets are a 404 and store nothing: the
+    key stays free."""
+    params = {
+        "id": uuid.uuid4(),
+        "client": client.pk,
+        "key": idempotency_key,
+        "fingerprint": fingerprint,
+        "source": movement.source_wallet_id,
+        "destination": movement.destination_wallet_id,
+        "amount": movement.amount,
+        "type": movement.type.value,
+        "reference": new_reference(),
+        "metadata": Jsonb(movement.metadata),
+        "now": timezone.now(),
+    }
+    insert = _INSERT_PENDING.format(wallets=_WALLETS_OF[movement.type])
+    for attempt in (1, 2):
+        if _sql(insert, params):
+            return TransactionLog.from_db(connection.alias, ["id", "status"], [params["id"], "PENDING"]), True
         winner = _find_log(client, idempotency_key)
-        if winner is None:
-            raise  # not the key's constraint: a bug, surfaced as such
-        return winner, False
+        if winner is not None:
+            return winner, False
+        if attempt == 1:
+            # Rare: say which wallet is unknown, or create the currency's
+            # settlement wallet on its first use, then try once more.
+            _ensure_wallets(movement)
+    raise RuntimeError(f"could not record the PENDING log for key {idempotency_key!r}")
+
+
+def _ensure_wallets(movement: Movement) -> None:
+    roles = (("Source", movement.source_wallet_id), ("Destination", movement.destination_wallet_id))
+    customer_wallets = {
+        w.pk: w
+        for w in Wallet.objects.filter(
+            pk__in=[wallet_id for _, wallet_id in roles if wallet_id], kind=WalletKind.CUSTOMER
+        )
+    }
+    for role, wallet_id in roles:
+        if wallet_id is not None and wallet_id not in customer_wallets:
+            raise WalletNotFound(f"{role} wallet not found." if movement.type == TransactionType.TRANSFER else None)
+    if movement.type != TransactionType.TRANSFER:
+        (wallet,) = customer_wallets.values()
+        settlement_wallet_get_or_create(currency=wallet.currency)
 
 
 def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLog | None, bool]:
@@ -346,24 +371,16 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
             _check_business_rules(log, source, destination)
         except BusinessRuleViolation as violation:
             log.status = TransactionStatus.FAILED
-            log.error_code = violation.default_code
-            log.error_message = str(violation.detail)
-            log.save(update_fields=["status", "error_code", "error_message", "updated_at"])
-            return log, True
-        _move_money(source=source, destination=destination, amount=log.amount, now=now)
-        log.status = TransactionStatus.COMPLETED
-        log.completed_at = now
-        log.save(update_fields=["status", "completed_at", "updated_at"])
+            log.error_code, log.error_message = violation.default_code, str(violation.detail)
+            _sql(_FAIL, {"code": log.error_code, "message": log.error_message, "now": now, "log": log.pk})
+        else:
+            _sql(
+                _MOVE_MONEY_AND_COMPLETE,
+                {"source": source.pk, "destination": destination.pk, "amount": log.amount, "now": now, "log": log.pk},
+            )
+            log.status, log.completed_at = TransactionStatus.COMPLETED, now
+        log.updated_at = now
         return log, True
-
-
-def _move_money(*, source: Wallet, destination: Wallet, amount: Decimal, now) -> None:
-    """Both legs in one statement, on rows the caller has locked. The CHECK on
-    customer balances is the backstop should a rule check ever be wrong."""
-    Wallet.objects.filter(pk__in=[source.pk, destination.pk]).update(
-        balance=Case(When(pk=source.pk, then=F("balance") - amount), default=F("balance") + amount),
-        updated_at=now,
-    )
 
 
 def _check_business_rules(log: TransactionLog, source: Wallet, destination: Wallet) -> None:

@@ -146,7 +146,7 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Django REST framework -------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["wallet_project.authentication.TokenWithPermissionsAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
         "wallet_project.permissions.ActionPermissions",

@@ -120,11 +120,7 @@ def test_reconcile_task_run_twice_at_once_applies_each_log_once(monkeypatch, set
             client=client,
             idempotency_key=f"stuck-{i}",
             fingerprint=f"{i:064d}",
-            type=TransactionType.TRANSFER,
-            source=wallets[s],
-            destination=wallets[d],
-            amount=amount,
-            metadata={},
+            movement=services.Movement(TransactionType.TRANSFER, amount, {}, wallets[s].pk, wallets[d].pk),
         )
     settled = record_who_settles(monkeypatch)
 

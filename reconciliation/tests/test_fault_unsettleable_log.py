@@ -66,11 +66,7 @@ def test_one_log_that_cannot_settle_does_not_stop_reconciliation_of_the_others(f
             client=client,
             idempotency_key=key,
             fingerprint="0" * 64,
-            type=type,
-            source=debited,
-            destination=credited,
-            amount=Decimal("0.01"),
-            metadata={},
+            movement=services.Movement(type, Decimal("0.01"), {}, debited.pk, credited.pk),
         )
 
     outcomes = logs_reconcile(logs=stale_pending_logs(older_than=timedelta(0)))

@@ -53,11 +53,7 @@ def books(funded_wallet):
         client=client,
         idempotency_key="crashed",
         fingerprint="0" * 64,
-        type=TransactionType.TRANSFER,
-        source=a,
-        destination=b,
-        amount=Decimal("5.00"),
-        metadata={},
+        movement=services.Movement(TransactionType.TRANSFER, Decimal("5.00"), {}, a.pk, b.pk),
     )
     return SimpleNamespace(
         client=client,
