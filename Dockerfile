@@ -1,4 +1,4 @@
-# The service image: API and admin (gunicorn), Celery worker and beat.
+# The service image: API and admin (bin/web: Granian), Celery worker and beat.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -14,4 +14,5 @@ RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinpu
 USER wallet
 
 EXPOSE 8000
-CMD ["gunicorn", "wallet_project.wsgi", "--config", "wallet_project/gunicorn.conf.py", "--bind", "0.0.0.0:8000"]
+ENV HOST=0.0.0.0 PORT=8000
+CMD ["bin/web"]

@@ -22,6 +22,9 @@ def pytest_configure(config):
     # Keep this run's Redis keys (transfer locks) apart from a running
     # service's and from other runs'.
     settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
+    # Tests change tokens and groups and expect the next request to see it;
+    # the per-process token cache has tests of its own (it is enabled there).
+    settings.API_AUTH_CACHE_SECONDS = 0
 
 
 # Groups that data migrations create. The flush that ends a transactional test

@@ -157,6 +157,13 @@ def children_of(ppid: int) -> list[int]:
     return out
 
 
+def procfile_command(name: str) -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise RuntimeError(f"no {name!r} process in the Procfile")
+
+
 @dataclass
 class Service:
     port: int
@@ -169,23 +176,22 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        # The Procfile's web line, with the bench port.
-        cmd = [
-            str(VENV_BIN / "gunicorn"),
-            "wallet_project.wsgi",
-            "--config",
-            "wallet_project/gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-        ]
+        # Exactly the Procfile's web line (what `make start` runs), with the
+        # bench port; `exec` so that the server is this process, for /proc.
+        env = {**self.env, "HOST": "127.0.0.1", "PORT": str(self.port), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True
+            ["bash", "-c", f"exec {procfile_command('web')}"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({self.proc.returncode}); see {self.log_path}")
+                raise RuntimeError(f"the web server exited ({self.proc.returncode}); see {self.log_path}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
                     if resp.status == 200:

@@ -8,14 +8,14 @@ What it does (see bench/README.md):
 1. A fresh database (BENCH_DB, default wallet_bench; dropped at the start of
    the next run, never at the end), migrated; an API client in the "Treasury
    client" group; 1,000 funded customer wallets and one pool wallet.
-2. The service as in production: the Procfile's gunicorn line with
-   wallet_project/gunicorn.conf.py, DEBUG off, a real secret key, on a free
+2. The service as in production: the Procfile's web line (bin/web: Granian),
+   DEBUG off, a real secret key, on a free
    port, the bench database and Redis database BENCH_REDIS_URL.
 3. Rounds, each interleaving for every concurrency: service uniform, pgbench
    uniform, service hot source, pgbench hot source, service replays. wrk drives
    the service (bench/wrk/transfer.lua); pgbench runs the same protocol as raw
    SQL (bench/pgbench/transfer.sql) against the same tables.
-4. CPU of gunicorn (master + workers), of every postgres process, of the load
+4. CPU of the web server (main process + workers), of every postgres process, of the load
    generator and of the whole machine, from /proc, around every run.
 5. A table of medians, saved with every raw figure in bench/results/<time>/.
 6. verify_ledger on the bench database, and counts of what was stored.
@@ -57,6 +57,7 @@ from harness import (  # noqa: E402
     median,
     pg_admin,
     postmaster_pid,
+    procfile_command,
     recreate_database,
     redis_db_keys,
     require_tools,
@@ -105,8 +106,8 @@ class Bench:
         self.wallets_file = self.outdir / "wallets.txt"
         self.wallets_file.write_text("".join(f"{wallet_id(n)}\n" for n in range(WALLETS + 1)))
         vacuum_analyze()
-        self.service = Service(port=free_port(), env=self.env, log_path=self.outdir / "gunicorn.log")
-        log(f"starting gunicorn (wallet_project/gunicorn.conf.py) on {self.service.url}")
+        self.service = Service(port=free_port(), env=self.env, log_path=self.outdir / "web.log")
+        log(f"starting the web server (Procfile: {procfile_command('web')}) on {self.service.url}")
         self.service.start()
         log(f"service up: master {self.service.master_pid}, {len(self.service.worker_pids())} workers")
 
@@ -340,7 +341,8 @@ def render_table(rows: list[dict], config: dict) -> str:
     lines = [
         f"Wallet service benchmark, {config['finished']}, {config['rounds']} round(s) x {config['duration_s']:.0f} s, "
         f"medians; {config['cpus']} CPUs shared with PostgreSQL, Redis and the load generator",
-        f"service: gunicorn {config['gunicorn_workers']} sync workers (wallet_project/gunicorn.conf.py), DEBUG off; "
+        f"service: the Procfile's web line ({config['web_command']}), {config['web_workers']} worker processes, "
+        "DEBUG off; "
         f"pgbench --protocol={config['pgbench_protocol']}; wrk -t{config['load_threads']}",
         "",
         head,
@@ -364,7 +366,7 @@ def render_table(rows: list[dict], config: dict) -> str:
         "p50/p99: per-request latency (wrk: from request written to response read; pgbench: per script).",
         "non2xx/5xx: summed over rounds (pgbench: failed transactions + aborted clients).",
         "ratio: median over rounds of this row's transfers/s divided by the same round's 'of' row.",
-        "svc ms / pg ms / load ms: CPU milliseconds per transfer of gunicorn (master + workers), of all",
+        "svc ms / pg ms / load ms: CPU milliseconds per transfer of the web server (all its processes), of all",
         "  postgres processes, of the load generator (wrk or pgbench); from /proc utime+stime.",
         "pg(db): only the backends connected to the bench database (sampled every 0.1 s), without the",
         "  other databases' backends (other engineers' tests) and PostgreSQL's background processes.",
@@ -434,7 +436,7 @@ def main() -> None:
     finally:
         if getattr(bench, "service", None):
             bench.service.stop()
-            log("gunicorn stopped")
+            log("web server stopped")
     verification = bench.verify()
     rows = summarise(bench.runs)
     config = {
@@ -447,7 +449,8 @@ def main() -> None:
         "replay_keys": REPLAY_KEYS,
         "load_threads": LOAD_THREADS,
         "pgbench_protocol": PGBENCH_PROTOCOL,
-        "gunicorn_workers": workers,
+        "web_workers": workers,
+        "web_command": procfile_command("web"),
         "cpus": os.cpu_count(),
         "database": BENCH_DB,
         "redis": BENCH_REDIS_URL,

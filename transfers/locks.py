@@ -71,15 +71,26 @@ def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[None]:
             logger.warning("transfer lock not released, Redis unavailable: %s", exc)
 
 
+# Only what settling and reversing read: these run on every transfer, and
+# decoding the rest (metadata JSON, timestamps) is CPU no decision needs.
+LOCKED_LOG_FIELDS = (
+    "id", "client_id", "type", "status", "source_wallet_id", "destination_wallet_id", "amount", "currency",
+    "reference", "error_code", "error_message", "reversal_of_id",
+)  # fmt: skip
+LOCKED_WALLET_FIELDS = ("id", "kind", "currency", "balance", "is_active")
+
+
 def lock_log(log_id: uuid.UUID, *, skip_locked: bool = False) -> TransactionLog | None:
     """The log row, locked; None if skip_locked and another transaction holds it."""
     logs = TransactionLog.objects.select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
-    log = logs.filter(pk=log_id).first()
-    if log is None and not skip_locked:
+    # order_by(): the primary key selects one row, no ORDER BY needed.
+    rows = list(logs.filter(pk=log_id).order_by().only(*LOCKED_LOG_FIELDS))
+    if not rows and not skip_locked:
         raise TransactionLog.DoesNotExist(log_id)
-    return log
+    return rows[0] if rows else None
 
 
 def lock_wallets(*wallet_ids: uuid.UUID) -> dict[uuid.UUID, Wallet]:
-    wallets = Wallet.objects.select_for_update(no_key=True, of=("self",)).filter(pk__in=wallet_ids).order_by("pk")
-    return {wallet.pk: wallet for wallet in wallets}
+    """Both wallets, locked in primary-key order (the one order every caller uses)."""
+    wallets = Wallet.objects.select_for_update(no_key=True, of=("self",)).filter(pk__in=wallet_ids)
+    return {wallet.pk: wallet for wallet in wallets.order_by("pk").only(*LOCKED_WALLET_FIELDS)}

@@ -71,7 +71,9 @@ TEMPLATES = [
 # --- PostgreSQL -------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/wallet")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-# A connection that died since the last request is replaced instead of failing it.
+# A connection that died since the last request is replaced instead of failing
+# it; the check is a socket poll, not a round trip (wallet_project/db/base.py).
+DATABASES["default"]["ENGINE"] = "wallet_project.db"
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
@@ -120,6 +122,10 @@ TRANSFER_METADATA_MAX_BYTES = env.int("TRANSFER_METADATA_MAX_BYTES", default=409
 # Largest JSON body the API parses; larger gets 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+
+# How long each web process trusts a token (and the client's permissions) it
+# has read: a revoked token works for at most this long. 0: check every request.
+API_AUTH_CACHE_SECONDS = env.float("API_AUTH_CACHE_SECONDS", default=10.0)
 
 # --- Reconciliation ------------------------------------------------------------
 RECONCILE_PENDING_AFTER = timedelta(seconds=env.int("RECONCILE_PENDING_AFTER_SECONDS", default=300))

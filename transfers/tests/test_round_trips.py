@@ -1,0 +1,120 @@
+"""Pins what one transfer and one replay cost in database and Redis round trips,
+so that a later change cannot silently add some (bench/README.md has what each
+one costs on this machine). Counted on the real PostgreSQL and Redis."""
+
+from contextlib import contextmanager
+
+import pytest
+import redis.connection
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from wallet_project.authentication import token_cache
+
+pytestmark = pytest.mark.django_db
+
+# A transfer: the token (with permissions), the idempotency lookup, the PENDING
+# INSERT (wallets resolved inside it), then the settle transaction: BEGIN, lock
+# the log, lock both wallets, move both legs and mark COMPLETED in one
+# statement, COMMIT.
+TRANSFER_STATEMENTS = ["authtoken_token", "FROM transaction_logs", "INSERT INTO transaction_logs"] + [
+    "BEGIN",
+    'FOR NO KEY UPDATE OF "transaction_logs"',
+    'FOR NO KEY UPDATE OF "wallets"',
+    "WITH legs AS",
+    "COMMIT",
+]
+# Taking the lock (SET NX PX) and releasing it (EVALSHA).
+TRANSFER_REDIS_ROUND_TRIPS = 2
+
+
+@contextmanager
+def counting_redis_round_trips():
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = counting
+    try:
+        yield sent
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = original
+
+
+def transfer(api, source, destination, key="pinned"):
+    body = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "1.00"}
+    return api.post("/api/transfer", body, format="json", headers={"Idempotency-Key": key})
+
+
+# transaction=True: outside a test's transaction, BEGIN and COMMIT are real
+# (inside one they would be savepoints).
+@pytest.mark.django_db(transaction=True)
+def test_one_transfer_costs_eight_statements_and_two_redis_round_trips(treasury_api, funded_wallet):
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+
+    with CaptureQueriesContext(connection) as queries, counting_redis_round_trips() as redis_trips:
+        response = transfer(treasury_api, source, destination)
+
+    assert response.status_code == 201
+    assert len(queries) == len(TRANSFER_STATEMENTS), [q["sql"][:80] for q in queries]
+    for query, expected in zip(queries, TRANSFER_STATEMENTS, strict=True):
+        assert expected in query["sql"], (expected, query["sql"][:200])
+    assert len(redis_trips) == TRANSFER_REDIS_ROUND_TRIPS
+
+
+def test_one_replay_costs_two_statements_and_no_redis(treasury_api, funded_wallet):
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    transfer(treasury_api, source, destination)
+
+    with CaptureQueriesContext(connection) as queries, counting_redis_round_trips() as redis_trips:
+        response = transfer(treasury_api, source, destination)
+
+    assert response.status_code == 200
+    assert ["authtoken_token" in queries[0]["sql"], "FROM transaction_logs" in queries[1]["sql"]] == [True, True]
+    assert len(queries) == 2
+    assert redis_trips == []
+
+
+def test_with_the_token_cache_a_replay_is_one_statement(settings, treasury_api, funded_wallet):
+    settings.API_AUTH_CACHE_SECONDS = 10
+    token_cache.clear()
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    transfer(treasury_api, source, destination)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = transfer(treasury_api, source, destination)
+
+    token_cache.clear()
+    assert response.status_code == 200
+    assert len(queries) == 1
+
+
+def test_the_per_request_health_check_costs_no_round_trip_on_a_live_connection(monkeypatch, funded_wallet):
+    from django.db.backends.postgresql.base import DatabaseWrapper as DjangoWrapper
+
+    funded_wallet("1.00")  # the connection is open and idle
+    round_trips = []
+    monkeypatch.setattr(DjangoWrapper, "is_usable", lambda self: round_trips.append(1) or True)
+
+    assert connection.is_usable() is True
+    assert round_trips == []
+
+
+def test_a_connection_the_server_ended_fails_the_health_check():
+    import psycopg
+
+    from wallet_project.db.base import DatabaseWrapper
+
+    wrapper = DatabaseWrapper({**connection.settings_dict}, alias="health-check-probe")
+    wrapper.connect()
+    try:
+        pid = wrapper.connection.info.backend_pid
+        params = wrapper.get_connection_params()
+        with psycopg.connect(**params, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+        assert wrapper.is_usable() is False
+    finally:
+        wrapper.close()
