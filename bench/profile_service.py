@@ -4,10 +4,10 @@
 
 On its own database (BENCH_PROFILE_DB, default wallet_bench_profile; the
 wallet_bench of the last `make bench` is left alone), set up as bench/run.py
-does, with the service under gunicorn as in production:
+does, with the service under the Procfile's web server (bin/web) as in production:
 
 1. py-spy (--gil: only samples where a worker runs Python, i.e. CPU, not
-   waits) on the gunicorn master and its workers while wrk drives the uniform
+   waits) on the web server's processes while wrk drives the uniform
    workload at c=8, then the replay workload at c=8;
 2. py-spy --idle while wrk drives one transfer at a time (c=1): wall-clock,
    where a lone transfer waits;
@@ -121,7 +121,7 @@ def parse_raw(path: Path):
 
 
 def phase_of(frames) -> str:
-    label = "unattributed (py-spy partial stacks), gunicorn loop"
+    label = "unattributed (py-spy partial stacks), web server loop"
     in_settle = False
     for func, file in frames:
         if func == "_settle_once" and "transfers/services" in file:
@@ -269,7 +269,7 @@ def main() -> None:
     rt = json.loads((out / "roundtrips.json").read_text())
 
     parts = [
-        "# Profile of the wallet service (gunicorn sync workers, DEBUG off)",
+        "# Profile of the wallet service (Procfile web server, DEBUG off)",
         f"py-spy at {RATE} Hz on master + workers; {DURATION:.0f} s per workload; service CPU from /proc.",
         "",
         analyse(
