@@ -10,7 +10,7 @@ start: $(VENV)/.installed .env
 	bin/start
 
 test: $(VENV)/.installed .env
-	bin/ensure-chromium
+	bin/ensure-test-tools
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

@@ -3,7 +3,7 @@ reference, follows it to the source wallet, freezes that wallet, and sees the
 freeze in the wallet's history.
 
 Playwright drives Debian's Chromium (/usr/bin/chromium, installed by
-bin/ensure-chromium, which `make test` runs first) against pytest-django's
+bin/ensure-test-tools, which `make test` runs first) against pytest-django's
 live server. Screenshots of each step go to test-artifacts/admin-e2e/.
 
 The database is only touched before the browser starts and after it closes:
@@ -66,7 +66,7 @@ def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_h
 
     with sync_playwright() as playwright:
         if not shutil.which(CHROMIUM):
-            pytest.fail(f"{CHROMIUM} is missing: run bin/ensure-chromium (make test does)")
+            pytest.fail(f"{CHROMIUM} is missing: run bin/ensure-test-tools (make test does)")
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         # Generous: CI shares two cores with the rest of the suite.
