@@ -6,15 +6,11 @@ That rules out the usual per-test transaction: these tests run with
 django_db(transaction=True).
 """
 
-import importlib
 import threading
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TypeVar
 
-from django.apps import apps
-from django.contrib.auth.management import create_permissions
-from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.db.models import Sum
 from rest_framework.authtoken.models import Token
@@ -24,30 +20,8 @@ from wallets.models import Wallet, WalletKind
 
 T = TypeVar("T")
 
-API_CLIENT_GROUPS = importlib.import_module("transfers.migrations.0002_api_client_groups").API_CLIENT_GROUPS
-
 # Far above any healthy run; a hung thread fails the test instead of the suite.
 TIMEOUT_SECONDS = 60
-
-
-def restore_api_client_groups() -> None:
-    """Put back what the migrations stored and a transactional test's flush
-    removed: content types, permissions and the API client groups.
-
-    The flush that ends a transactional test empties every table; post_migrate
-    then recreates content types and permissions (not always: not after a
-    serialized_rollback test), but never the groups of a data migration, so
-    the fixtures' API clients would have no permissions. serialized_rollback
-    is no cure: it reloads the content types with their first primary keys,
-    which collide with the ones post_migrate recreated after another test.
-    """
-    for app_config in apps.get_app_configs():
-        create_permissions(app_config, verbosity=0)
-    for name, codenames in API_CLIENT_GROUPS.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.set(
-            Permission.objects.get(content_type__app_label=app, codename=codename) for app, codename in codenames
-        )
 
 
 def run_concurrently(calls: Sequence[Callable[[], T]], *, threads: int) -> list[T]:

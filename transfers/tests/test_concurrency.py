@@ -26,7 +26,6 @@ from transfers.tests.concurrency import (
     post_deposit,
     post_transfer,
     post_withdrawal,
-    restore_api_client_groups,
     run_concurrently,
     token_of,
 )
@@ -37,12 +36,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 MONEY_MOVED = 201
 REFUSED_FOR_FUNDS = (422, "insufficient_balance")
-
-
-@pytest.fixture(autouse=True)
-def api_client_groups(transactional_db):
-    # Before treasury_api and transfer_api put their users in the groups.
-    restore_api_client_groups()
 
 
 def outcome(response) -> int | tuple[int, str]:
