@@ -22,6 +22,7 @@ from redis.exceptions import LockError, RedisError
 
 from transfers.exceptions import IdempotencyKeyInUse
 from transfers.models import TransactionLog
+from wallet_project.db import in_model_order
 from wallet_project.exceptions import retry_after_header
 from wallets.models import Wallet
 
@@ -94,8 +95,7 @@ class CompiledLock:
 
     def __init__(self, model, fields: tuple[str, ...], queryset_for):
         self.model = model
-        # .only() selects the primary key and these, in the model's field order.
-        self.fields = [f.attname for f in model._meta.concrete_fields if f.attname in {"id", *fields}]
+        self.fields = in_model_order(model, fields)
         self.queryset_for = queryset_for
         self._sql: str | None = None
 

@@ -103,7 +103,7 @@ class TransactionLog(models.Model):
                 name="transfers_transactionlog_distinct_wallets",
             ),
             models.CheckConstraint(
-                condition=Q(reference__regex=r"^TXN-[A-Z0-9]{10,}$"),
+                condition=Q(reference__regex=f"^{REFERENCE_FORMAT.pattern}$"),
                 name="transfers_transactionlog_reference_format",
             ),
             models.CheckConstraint(

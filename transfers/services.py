@@ -45,6 +45,7 @@ from transfers.exceptions import (
     WalletInactive,
 )
 from transfers.models import TransactionLog, TransactionStatus, TransactionType, new_reference
+from wallet_project.db import in_model_order
 from wallets.exceptions import WalletNotFound
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
@@ -213,9 +214,9 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
 # (bench/README.md). The row locks stay ORM querysets in locks.py, as the
 # design asks, and every statement runs inside the same transactions.
 
-_LOG_FIELDS_FOR_REPLAY = {"id", "request_fingerprint", "status", "reference", "error_code", "error_message"}
-# In model order, as Model.from_db expects.
-_REPLAY_COLUMNS = [f.attname for f in TransactionLog._meta.concrete_fields if f.attname in _LOG_FIELDS_FOR_REPLAY]
+_REPLAY_COLUMNS = in_model_order(
+    TransactionLog, ["request_fingerprint", "status", "reference", "error_code", "error_message"]
+)
 _FIND_LOG = (
     f"SELECT {', '.join(_REPLAY_COLUMNS)} FROM transaction_logs "  # noqa: S608 (model field names)
     "WHERE client_id = %s AND idempotency_key = %s"

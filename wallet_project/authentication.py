@@ -21,10 +21,11 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
+from wallet_project.db import in_model_order
+
 User = get_user_model()
-# In the model's field order, as Model.from_db expects them.
-LOADED = {"id", "username", "is_active", "is_staff", "is_superuser"}
-USER_FIELDS = [f.attname for f in User._meta.concrete_fields if f.attname in LOADED]
+USER_FIELDS = in_model_order(User, ["username", "is_active", "is_staff", "is_superuser"])
+IS_ACTIVE = USER_FIELDS.index("is_active")
 
 USER_AND_PERMISSIONS_SQL = """
 SELECT {user_columns},
@@ -86,16 +87,15 @@ class TokenWithPermissionsAuthentication(TokenAuthentication):
             with connection.cursor() as cursor:
                 cursor.execute(USER_AND_PERMISSIONS_SQL, [key])
                 row = cursor.fetchone()
-            if row is not None and row[USER_FIELDS.index("is_active")] and ttl > 0:
+            if row is not None and row[IS_ACTIVE] and ttl > 0:
                 token_cache.put(key, row, ttl)
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        is_active, permissions = row[USER_FIELDS.index("is_active")], row[-1]
-        if not is_active:
+        if not row[IS_ACTIVE]:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         # A user with only these fields loaded (the others deferred, so a
         # save() could never blank them).
         user = User.from_db(connection.alias, USER_FIELDS, row[: len(USER_FIELDS)])
         # What ModelBackend.get_all_permissions would compute with two queries.
-        user._perm_cache = set(permissions)
+        user._perm_cache = set(row[-1])
         return user, key
