@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from reconciliation.services import ledger_discrepancies, logs_reconcile
+from reconciliation.services import ledger_verify, logs_reconcile
 from transfers.admin import TransactionLogAdmin
 from transfers.models import TransactionLog, TransactionStatus
 
@@ -66,7 +66,7 @@ class ReconcilingTransactionLogAdmin(TransactionLogAdmin):
         offered only to those who may reconcile, not on every page load)."""
         if not self.has_reconcile_permission(request):
             raise PermissionDenied
-        discrepancies = ledger_discrepancies()
+        discrepancies = ledger_verify()
         context = {
             **self.admin_site.each_context(request),
             "title": "Ledger verification",

@@ -20,3 +20,10 @@ def reconcile_stale_pending() -> dict:
     if outcomes:
         logger.info("reconciliation re-drove %d stale PENDING logs: %s", len(outcomes), summary)
     return summary
+
+
+@shared_task
+def verify_ledger() -> int:
+    """Hourly from beat (VERIFY_LEDGER_EVERY_SECONDS): the result becomes the
+    wallet_ledger_* metrics, which page on-call on any discrepancy."""
+    return len(services.ledger_verify())

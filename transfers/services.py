@@ -25,6 +25,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -34,11 +35,12 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from transfers import locks
+from transfers import locks, telemetry
 from transfers.exceptions import (
     BalanceLimitExceeded,
     BusinessRuleViolation,
     CurrencyMismatch,
+    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientBalance,
     ReversalNotAllowed,
@@ -46,6 +48,7 @@ from transfers.exceptions import (
 )
 from transfers.models import TransactionLog, TransactionStatus, TransactionType, new_reference
 from wallet_project.db import in_model_order
+from wallet_project.metrics import LOCK_WAIT
 from wallets.exceptions import WalletNotFound
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
@@ -74,6 +77,16 @@ def request_fingerprint(**request: object) -> str:
 
 
 # --- public services -------------------------------------------------------------
+
+# Called with replay=True or False once the request is known to replay a
+# finished key or to be new, before any lock or write; may raise to refuse
+# the request (the API's rate limits, wallet_project/throttling.py), which
+# then changes nothing.
+Admission = Callable[[bool], None]
+
+
+def admit_all(replay: bool) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -105,26 +118,39 @@ def transfer_create(
     amount: Decimal,
     idempotency_key: str,
     metadata: dict,
+    admit: Admission = admit_all,
 ) -> TransferResult:
     """Move `amount` from one customer wallet to another, exactly once per key."""
     movement = Movement(TransactionType.TRANSFER, amount, metadata, source_wallet_id, destination_wallet_id)
-    return _execute(client=client, idempotency_key=idempotency_key, movement=movement)
+    return _execute(client=client, idempotency_key=idempotency_key, movement=movement, admit=admit)
 
 
 def deposit_create(
-    *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
+    *,
+    client: AbstractBaseUser,
+    wallet_id: uuid.UUID,
+    amount: Decimal,
+    idempotency_key: str,
+    metadata: dict,
+    admit: Admission = admit_all,
 ) -> TransferResult:
     """Move money in: from the currency's settlement wallet to a customer wallet."""
     movement = Movement(TransactionType.DEPOSIT, amount, metadata, None, wallet_id)
-    return _execute(client=client, idempotency_key=idempotency_key, movement=movement)
+    return _execute(client=client, idempotency_key=idempotency_key, movement=movement, admit=admit)
 
 
 def withdrawal_create(
-    *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
+    *,
+    client: AbstractBaseUser,
+    wallet_id: uuid.UUID,
+    amount: Decimal,
+    idempotency_key: str,
+    metadata: dict,
+    admit: Admission = admit_all,
 ) -> TransferResult:
     """Move money out: from a customer wallet to the currency's settlement wallet."""
     movement = Movement(TransactionType.WITHDRAWAL, amount, metadata, wallet_id, None)
-    return _execute(client=client, idempotency_key=idempotency_key, movement=movement)
+    return _execute(client=client, idempotency_key=idempotency_key, movement=movement, admit=admit)
 
 
 def transaction_settle(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransactionLog | None, bool]:
@@ -204,7 +230,8 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
         _sql(_MOVE_MONEY, {"source": payer.pk, "destination": payee.pk, "amount": original.amount, "now": now})
         original.status = TransactionStatus.REVERSED
         original.save(update_fields=["status", "updated_at"])
-        return compensation
+    telemetry.reversal_done(original=original, compensation=compensation, reversed_by=reversed_by)
+    return compensation
 
 
 # --- the protocol ------------------------------------------------------------------
@@ -215,7 +242,7 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
 # design asks, and every statement runs inside the same transactions.
 
 _REPLAY_COLUMNS = in_model_order(
-    TransactionLog, ["request_fingerprint", "status", "reference", "error_code", "error_message"]
+    TransactionLog, ["request_fingerprint", "status", "reference", "currency", "error_code", "error_message"]
 )
 _FIND_LOG = (
     f"SELECT {', '.join(_REPLAY_COLUMNS)} FROM transaction_logs "  # noqa: S608 (model field names)
@@ -282,14 +309,38 @@ def _ensure_same_request(log: TransactionLog, fingerprint: str) -> None:
         raise IdempotencyKeyReused()
 
 
-def _execute(*, client: AbstractBaseUser, idempotency_key: str, movement: Movement) -> TransferResult:
+def _execute(*, client: AbstractBaseUser, idempotency_key: str, movement: Movement, admit: Admission) -> TransferResult:
+    started = time.perf_counter()
+    try:
+        result = _run_protocol(client=client, idempotency_key=idempotency_key, movement=movement, admit=admit)
+    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
+        telemetry.key_refused(
+            client=client, movement=movement, idempotency_key=idempotency_key, code=refusal.default_code
+        )
+        raise
+    telemetry.movement_answered(
+        client=client,
+        movement=movement,
+        idempotency_key=idempotency_key,
+        log=result.log,
+        replayed=result.replayed,
+        seconds=time.perf_counter() - started,
+    )
+    return result
+
+
+def _run_protocol(
+    *, client: AbstractBaseUser, idempotency_key: str, movement: Movement, admit: Admission
+) -> TransferResult:
     fingerprint = movement.fingerprint()
     # 1. A finished log is replayed without touching the lock or the wallets.
     log = _find_log(client, idempotency_key)
     if log is not None:
         _ensure_same_request(log, fingerprint)
         if log.status != TransactionStatus.PENDING:
+            admit(True)
             return TransferResult(log=log, replayed=True)
+    admit(False)
 
     # 2. The Redis lock.
     with locks.idempotency_lock(client.pk, idempotency_key):
@@ -360,12 +411,14 @@ def _ensure_wallets(movement: Movement) -> None:
 
 def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLog | None, bool]:
     with transaction.atomic(durable=True):
+        locking_started = time.perf_counter()
         log = locks.lock_log(log_id, skip_locked=skip_locked)
         if log is None:
             return None, False
         if log.status != TransactionStatus.PENDING:
             return log, False
         wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id)
+        LOCK_WAIT.observe(time.perf_counter() - locking_started)
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
         now = timezone.now()
         try:

@@ -21,6 +21,7 @@ from transfers.serializers import (
 from transfers.services import TransferResult
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
+from wallet_project.throttling import CHARGED_BY_SERVICE, movement_admission
 from wallets.selectors import customer_wallet_get
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -70,12 +71,18 @@ class TransferViewSet(viewsets.GenericViewSet):
         "retrieve": [],
         "by_reference": [],
     }
+    # A new transfer or a replay: the service knows which (throttling.py).
+    throttle_scopes = {"create": CHARGED_BY_SERVICE}
 
     @extend_schema(request=TransferRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     def create(self, request):
         payload = TransferRequestSerializer(data=request.data, context={"request": request})
         payload.is_valid(raise_exception=True)
-        return money_response(services.transfer_create(client=request.user, **payload.validated_data))
+        return money_response(
+            services.transfer_create(
+                client=request.user, admit=movement_admission(request, self), **payload.validated_data
+            )
+        )
 
     @extend_schema(
         responses={
@@ -117,20 +124,27 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
         "withdraw": ["transfers.create_withdrawal"],
         "transactions": ["wallets.view_wallet"],
     }
+    throttle_scopes = {"deposit": CHARGED_BY_SERVICE, "withdraw": CHARGED_BY_SERVICE}
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def deposit(self, request, pk):
         payload = MoneyRequestSerializer(data=request.data, context={"request": request})
         payload.is_valid(raise_exception=True)
-        return money_response(services.deposit_create(client=request.user, wallet_id=pk, **payload.validated_data))
+        admit = movement_admission(request, self)
+        return money_response(
+            services.deposit_create(client=request.user, wallet_id=pk, admit=admit, **payload.validated_data)
+        )
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def withdraw(self, request, pk):
         payload = MoneyRequestSerializer(data=request.data, context={"request": request})
         payload.is_valid(raise_exception=True)
-        return money_response(services.withdrawal_create(client=request.user, wallet_id=pk, **payload.validated_data))
+        admit = movement_admission(request, self)
+        return money_response(
+            services.withdrawal_create(client=request.user, wallet_id=pk, admit=admit, **payload.validated_data)
+        )
 
     @extend_schema(
         filters=True,

@@ -10,6 +10,7 @@ large for Django itself, a crash in middleware) get the same shape from the
 """
 
 import logging
+import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
@@ -95,8 +96,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     headers = dict(getattr(exc, "headers", None) or {})
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = f"{int(exc.wait)}"
+    if getattr(exc, "wait", None) is not None:
+        # Whole seconds, rounded up: a client that waits this long gets in.
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
 
     if isinstance(exc, exceptions.ValidationError):
         errors = (

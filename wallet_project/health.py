@@ -10,7 +10,7 @@ from django_redis import get_redis_connection
 logger = logging.getLogger(__name__)
 
 
-def _database_up() -> bool:
+def database_up() -> bool:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -20,7 +20,7 @@ def _database_up() -> bool:
         return False
 
 
-def _redis_up() -> bool:
+def redis_up() -> bool:
     try:
         return bool(get_redis_connection("default").ping())
     except Exception as exc:
@@ -29,7 +29,7 @@ def _redis_up() -> bool:
 
 
 def health(request: HttpRequest) -> JsonResponse:
-    checks = {"database": "up" if _database_up() else "down", "redis": "up" if _redis_up() else "down"}
+    checks = {"database": "up" if database_up() else "down", "redis": "up" if redis_up() else "down"}
     down = [name for name, state in checks.items() if state == "down"]
     timestamp = timezone.now().isoformat()
     if not down:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django_guid.integrations import CeleryIntegration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -43,12 +44,17 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_guid",
     "wallets",
     "transfers",
     "reconciliation",
 ]
 
 MIDDLEWARE = [
+    # First: the request id (X-Request-ID) every later log line carries, and
+    # the one log line and metrics of each request, timed around all the rest.
+    "django_guid.middleware.guid_middleware",
+    "wallet_project.middleware.RequestTelemetryMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -146,6 +152,9 @@ API_AUTH_CACHE_SECONDS = env.float("API_AUTH_CACHE_SECONDS", default=10.0)
 RECONCILE_PENDING_AFTER = timedelta(seconds=env.int("RECONCILE_PENDING_AFTER_SECONDS", default=300))
 RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=500)
 
+# verify_ledger runs from beat this often, and its result is a metric.
+VERIFY_LEDGER_EVERY = timedelta(seconds=env.int("VERIFY_LEDGER_EVERY_SECONDS", default=3600))
+
 # --- Celery ------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -163,7 +172,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reconciliation.tasks.reconcile_stale_pending",
         "schedule": env.float("RECONCILE_EVERY_SECONDS", default=60.0),
     },
+    "verify-ledger": {
+        "task": "reconciliation.tasks.verify_ledger",
+        "schedule": VERIFY_LEDGER_EVERY.total_seconds(),
+    },
 }
+# Workers and beat log through LOGGING below (JSON lines with the request id
+# of the request that queued the task), not Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Django REST framework -------------------------------------------------------
 REST_FRAMEWORK = {
@@ -178,6 +194,16 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "wallet_project.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Per API client, counted in Redis (wallet_project/throttling.py). Which
+    # scope a request is charged to: see the viewsets' throttle_scopes. New
+    # money movements (and opening wallets) are the dear ones; a replay of a
+    # finished key and a read cost the service little, so get more.
+    "DEFAULT_THROTTLE_CLASSES": ["wallet_project.throttling.ActionScopeThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "transfers": env("THROTTLE_RATE_TRANSFERS", default="1200/min"),
+        "replays": env("THROTTLE_RATE_REPLAYS", default="6000/min"),
+        "reads": env("THROTTLE_RATE_READS", default="6000/min"),
+    },
     "NON_FIELD_ERRORS_KEY": "nonFieldErrors",
 }
 
@@ -203,7 +229,8 @@ SPECTACULAR_SETTINGS = {
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = PRODUCTION
-SECURE_REDIRECT_EXEMPT = [r"^health$"]
+# Probes and the Prometheus scraper call from inside the private network.
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
@@ -242,12 +269,48 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# --- Logs, request ids and metrics -------------------------------------------------
+# One JSON object per line (LOG_FORMAT=json, the default in production), or
+# plain text for a developer's terminal. Every line carries the request id.
+LOG_FORMAT = env("LOG_FORMAT", default="json" if PRODUCTION else "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # django-axes announces itself at INFO in every process, commands included.
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        # django-axes announces itself at INFO in every process, commands included.
+        "axes": {"level": "WARNING"},
+        # django-guid says at INFO, on every request, where the id came from.
+        "django_guid": {"level": "WARNING"},
+        # Our request line covers every 4xx; Django's own would double it.
+        # Errors (5xx, with their traceback) still come through.
+        "django.request": {"level": "ERROR"},
+    },
 }
+
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    # A given id that is not a UUID is replaced by a new one (and the
+    # replacement returned), so an id in the logs is always well-formed.
+    # Generated ids are 32 hex digits.
+    "VALIDATE_GUID": True,
+    "INTEGRATIONS": [
+        # The request id travels into Celery tasks queued while serving a
+        # request; a task beat starts gets an id of its own.
+        CeleryIntegration(use_django_logging=True),
+    ],
+}
+
+# GET /metrics, Prometheus text format, for a scraper holding this bearer
+# token (wallet_project/metrics.py). Unset: the endpoint answers 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")

@@ -6,6 +6,7 @@ from rest_framework.permissions import IsAuthenticated
 
 from wallet_project import exceptions
 from wallet_project.health import health
+from wallet_project.metrics import metrics_view
 from wallet_project.schema import DocsView, SchemaView
 
 # The schema and docs need a token like every /api/ endpoint, or a staff
@@ -28,6 +29,7 @@ api_urlpatterns = [
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/", include(api_urlpatterns)),
     path("admin/", admin.site.urls),
 ]

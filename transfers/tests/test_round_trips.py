@@ -24,8 +24,19 @@ TRANSFER_STATEMENTS = ["authtoken_token", "FROM transaction_logs", "INSERT INTO 
     "WITH legs AS",
     "COMMIT",
 ]
-# Taking the lock (SET NX PX) and releasing it (EVALSHA).
-TRANSFER_REDIS_ROUND_TRIPS = 2
+# The client's rate limit (INCRBY, EXPIRE and GET pipelined), taking the lock
+# (SET NX PX) and releasing it (EVALSHA).
+TRANSFER_REDIS_COMMANDS = [[b"INCRBY", b"EXPIRE", b"GET"], [b"SET"], [b"EVALSHA"]]
+
+
+def commands(round_trip: bytes | list[bytes]) -> list[bytes]:
+    """The command names of one round trip, in RESP (*N, $len, NAME, ...)."""
+    lines = (round_trip if isinstance(round_trip, bytes) else b"".join(round_trip)).split(b"\r\n")
+    names = []
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith(b"*"):
+            names.append(lines[i + 2])
+    return names
 
 
 @contextmanager
@@ -52,7 +63,7 @@ def transfer(api, source, destination, key="pinned"):
 # transaction=True: outside a test's transaction, BEGIN and COMMIT are real
 # (inside one they would be savepoints).
 @pytest.mark.django_db(transaction=True)
-def test_one_transfer_costs_eight_statements_and_two_redis_round_trips(treasury_api, funded_wallet):
+def test_one_transfer_costs_eight_statements_and_three_redis_round_trips(treasury_api, funded_wallet):
     source, destination = funded_wallet("10.00"), funded_wallet("0")
 
     with CaptureQueriesContext(connection) as queries, counting_redis_round_trips() as redis_trips:
@@ -62,10 +73,10 @@ def test_one_transfer_costs_eight_statements_and_two_redis_round_trips(treasury_
     assert len(queries) == len(TRANSFER_STATEMENTS), [q["sql"][:80] for q in queries]
     for query, expected in zip(queries, TRANSFER_STATEMENTS, strict=True):
         assert expected in query["sql"], (expected, query["sql"][:200])
-    assert len(redis_trips) == TRANSFER_REDIS_ROUND_TRIPS
+    assert [commands(trip) for trip in redis_trips] == TRANSFER_REDIS_COMMANDS
 
 
-def test_one_replay_costs_two_statements_and_no_redis(treasury_api, funded_wallet):
+def test_one_replay_costs_two_statements_and_one_redis_round_trip(treasury_api, funded_wallet):
     source, destination = funded_wallet("10.00"), funded_wallet("0")
     transfer(treasury_api, source, destination)
 
@@ -75,7 +86,8 @@ def test_one_replay_costs_two_statements_and_no_redis(treasury_api, funded_walle
     assert response.status_code == 200
     assert ["authtoken_token" in queries[0]["sql"], "FROM transaction_logs" in queries[1]["sql"]] == [True, True]
     assert len(queries) == 2
-    assert redis_trips == []
+    # The replays rate limit only: no lock.
+    assert [commands(trip) for trip in redis_trips] == [[b"INCRBY", b"EXPIRE", b"GET"]]
 
 
 def test_with_the_token_cache_a_replay_is_one_statement(settings, treasury_api, funded_wallet):

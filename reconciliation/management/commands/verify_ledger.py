@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         started = time.monotonic()
-        discrepancies = services.ledger_discrepancies()
+        discrepancies = services.ledger_verify()
         elapsed = time.monotonic() - started
         for d in discrepancies:
             self.stdout.write(f"{d.invariant:<17} {d.subject:<36} {d.detail}")

@@ -1,0 +1,89 @@
+"""What on-call sees of each money movement: one log line and its counters
+(the metrics are defined in wallet_project/metrics.py).
+
+A line carries the transaction id and reference, the type, the outcome, the
+amount and currency, the client, the idempotency key and the duration; the
+request id is added by the logging filter. Metadata is never logged: clients
+put names and notes there.
+"""
+
+import logging
+
+from transfers.models import TransactionLog
+from wallet_project.metrics import KEY_CONFLICTS, REPLAYS, TRANSFERS
+
+logger = logging.getLogger("wallet.transfers")
+
+
+def movement_answered(
+    *, client, movement, idempotency_key: str, log: TransactionLog, replayed: bool, seconds: float
+) -> None:
+    """A money request got its answer: settled now (completed or failed) or
+    replayed. Reads only the log fields every answer has loaded."""
+    kind = movement.type.value
+    outcome = "replayed" if replayed else log.status.lower()
+    if replayed:
+        REPLAYS.labels(kind).inc()
+    else:
+        TRANSFERS.labels(kind, outcome, log.error_code or "").inc()
+    duration_ms = round(seconds * 1000, 1)
+    logger.info(
+        "%s %s %s%s in %.1fms",
+        kind,
+        log.reference,
+        outcome,
+        f" ({log.error_code})" if log.error_code else "",
+        duration_ms,
+        extra={
+            "event": "money_movement",
+            "type": kind,
+            "outcome": outcome,
+            "status": log.status,
+            "error_code": log.error_code or None,
+            "transaction_id": str(log.pk),
+            "reference": log.reference,
+            "amount": f"{movement.amount:.2f}",
+            "currency": log.currency,
+            "client": client.get_username(),
+            "idempotency_key": idempotency_key,
+            "duration_ms": duration_ms,
+        },
+    )
+
+
+def key_refused(*, client, movement, idempotency_key: str, code: str) -> None:
+    """The key was in use by a request in flight (409) or belongs to another
+    request (422): nothing was moved or stored."""
+    KEY_CONFLICTS.labels(movement.type.value, code).inc()
+    logger.info(
+        "%s refused: %s",
+        movement.type.value,
+        code,
+        extra={
+            "event": "money_movement",
+            "type": movement.type.value,
+            "outcome": "refused",
+            "error_code": code,
+            "client": client.get_username(),
+            "idempotency_key": idempotency_key,
+        },
+    )
+
+
+def reversal_done(*, original: TransactionLog, compensation: TransactionLog, reversed_by) -> None:
+    logger.info(
+        "reversed %s by %s",
+        original.reference,
+        compensation.reference,
+        extra={
+            "event": "money_movement",
+            "type": compensation.type,
+            "outcome": "reversal",
+            "transaction_id": str(compensation.pk),
+            "reference": compensation.reference,
+            "reversal_of": original.reference,
+            "amount": f"{compensation.amount:.2f}",
+            "currency": compensation.currency,
+            "client": reversed_by.get_username(),
+        },
+    )

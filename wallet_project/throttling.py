@@ -1,0 +1,147 @@
+"""Rate limits per API client, DRF throttling counted in Redis.
+
+Three scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+(THROTTLE_RATE_* in the environment):
+
+- transfers: a new money movement (transfer, deposit, withdrawal) and opening
+  a wallet: what writes;
+- replays: a money request that replays the result of a finished key;
+- reads: every GET.
+
+Whether a money request is new or a replay is known only once its key has
+been looked up, so those are charged by the transfer service itself
+(`movement_admission`, called before it takes a lock or writes anything);
+every other request is charged by DRF before its view runs (ActionScopeThrottle).
+Over the limit the answer is 429 `throttled` in the envelope, with
+Retry-After, and nothing is written.
+
+With Redis unreachable the limits are not enforced (a warning is logged): the
+service keeps moving money, as its correctness never depends on Redis.
+"""
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
+from django_redis import get_redis_connection
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+from transfers.locks import REDIS_ERRORS
+
+logger = logging.getLogger(__name__)
+
+TRANSFERS, REPLAYS, READS = "transfers", "replays", "reads"
+# A view's throttle_scopes entry for an action the transfer service charges.
+CHARGED_BY_SERVICE = None
+
+
+class ClientRateThrottle(SimpleRateThrottle):
+    """One scope's limit for one API client, in one Redis round trip.
+
+    DRF's SimpleRateThrottle keeps a list of every request's time in one cache
+    entry and rewrites it on each request: two round trips, a list as long as
+    the rate to unpickle, and two concurrent requests can both slip through.
+    This counts a sliding window instead, as a pair of fixed-window counters:
+    INCR this window's counter and GET the previous one, pipelined; the number
+    of requests in the last `duration` seconds is estimated as this window's
+    count plus the previous window's, weighted by how much of it the sliding
+    window still covers. A refused request is taken back off the count, so a
+    client that waits its Retry-After gets in.
+    """
+
+    cache_format = "throttle:%(scope)s:%(ident)s"
+
+    def __init__(self, scope: str):
+        self.scope = scope
+        super().__init__()
+
+    def get_rate(self) -> str:
+        # Read on each use, not at import as DRF's class attribute is, so
+        # that a changed setting applies.
+        try:
+            return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+        except KeyError:
+            raise ImproperlyConfigured(f"No throttle rate for scope {self.scope!r}") from None
+
+    def get_cache_key(self, request, view) -> str:
+        return cache.make_key(self.cache_format % {"scope": self.scope, "ident": request.user.pk})
+
+    def allow_request(self, request, view) -> bool:
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        now = self.timer()
+        window, into_window = divmod(now, self.duration)
+        current, previous = f"{key}:{int(window)}", f"{key}:{int(window) - 1}"
+        try:
+            redis = get_redis_connection("default")
+            pipe = redis.pipeline(transaction=False)
+            pipe.incr(current)
+            pipe.expire(current, 2 * self.duration)
+            pipe.get(previous)
+            count, _, previous_count = pipe.execute()
+        except REDIS_ERRORS as exc:
+            logger.warning("rate limit not enforced, Redis unavailable: %s", exc)
+            return True
+        self._count, self._previous = count - 1, int(previous_count or 0)
+        self._into_window = into_window
+        if self._estimate(into_window, self._count) < self.num_requests:
+            return True
+        with contextlib.suppress(*REDIS_ERRORS):  # else one refused request counts: harmless
+            redis.decr(current)
+        return False
+
+    def _estimate(self, into_window: float, count: int) -> float:
+        """Requests in the sliding window ending `into_window` seconds into
+        this fixed window, `count` of them in this fixed window."""
+        return count + self._previous * (1 - into_window / self.duration)
+
+    def wait(self) -> float:
+        """Seconds until a request would be let in again."""
+        if self._count >= self.num_requests:
+            # Not before the next window, and then once enough of this one
+            # has slid out: count * (1 - t / d) < limit.
+            to_next_window = self.duration - self._into_window
+            return to_next_window + self.duration * (1 - self.num_requests / max(self._count, 1))
+        # The previous window must slide out far enough: in this window,
+        # count + previous * (1 - t / d) < limit.
+        slides_out_at = self.duration * (1 - (self.num_requests - self._count) / self._previous)
+        return max(slides_out_at - self._into_window, 0.0)
+
+
+class ActionScopeThrottle(BaseThrottle):
+    """The default throttle class (REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]):
+    charges a request to the scope its view names for the action in
+    `throttle_scopes`, by default reads for a GET and transfers for a write.
+    CHARGED_BY_SERVICE: the transfer service charges it (movement_admission)."""
+
+    def __init__(self):
+        self.limit: ClientRateThrottle | None = None
+
+    def allow_request(self, request, view) -> bool:
+        default = READS if request.method in SAFE_METHODS else TRANSFERS
+        scope = getattr(view, "throttle_scopes", {}).get(getattr(view, "action", None), default)
+        if scope is CHARGED_BY_SERVICE:
+            return True
+        self.limit = ClientRateThrottle(scope)
+        return self.limit.allow_request(request, view)
+
+    def wait(self) -> float | None:
+        return self.limit.wait() if self.limit else None
+
+
+def movement_admission(request, view) -> Callable[[bool], None]:
+    """For the transfer service, once it knows whether the request replays a
+    finished key: charges it to replays or transfers, and raises Throttled
+    (429 with Retry-After) over the limit, before any lock or write."""
+
+    def admit(replay: bool) -> None:
+        limit = ClientRateThrottle(REPLAYS if replay else TRANSFERS)
+        if not limit.allow_request(request, view):
+            view.throttled(request, limit.wait())
+
+    return admit
