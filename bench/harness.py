@@ -89,6 +89,14 @@ def service_env(secret_key: str | None = None) -> dict[str, str]:
         REDIS_URL=BENCH_REDIS_URL,
         CELERY_BROKER_URL=BENCH_REDIS_URL,
         CACHE_KEY_PREFIX="bench",
+        # As production logs: one JSON line per request and per movement.
+        LOG_FORMAT="json",
+        METRICS_TOKEN=secrets.token_urlsafe(32),
+        # The rate limits stay on (their Redis round trip is part of the cost
+        # measured), set far above what one bench client sends.
+        THROTTLE_RATE_TRANSFERS="10000000/min",
+        THROTTLE_RATE_REPLAYS="10000000/min",
+        THROTTLE_RATE_READS="10000000/min",
         PATH=f"{VENV_BIN}:{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
     )

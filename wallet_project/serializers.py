@@ -1,0 +1,27 @@
+"""A cheaper base for the serializers every money request runs."""
+
+import copy
+
+from rest_framework import serializers
+
+
+class LeanSerializer(serializers.Serializer):
+    """A Serializer whose fields are shallow copies of the declared ones.
+
+    DRF deep-copies every declared field for each serializer instance
+    (Serializer.get_fields), which runs each field's __init__ again: on the
+    request and response serializers of a transfer that was more than half of
+    their cost (README "Performance"). A declared field is an unbound template
+    no request changes, so a shallow copy, which bind() then makes this
+    instance's own, is enough. For flat serializers only: a nested serializer
+    would share its own fields between the copies, so one is refused.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        nested = [name for name, f in cls._declared_fields.items() if isinstance(f, serializers.BaseSerializer)]
+        if nested:
+            raise TypeError(f"{cls.__name__}: LeanSerializer cannot hold nested serializers ({', '.join(nested)})")
+
+    def get_fields(self):
+        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
