@@ -280,8 +280,10 @@ LOGGING = {
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+            "fmt": "%(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
+            # ISO 8601 in UTC, e.g. 2026-11-24T06:12:53.806123+00:00.
+            "timestamp": "time",
         },
         "text": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"},
     },
