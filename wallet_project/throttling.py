@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 TRANSFERS, REPLAYS, READS = "transfers", "replays", "reads"
 # A view's throttle_scopes entry for an action the transfer service charges.
 CHARGED_BY_SERVICE = None
+# How far past the instant a refused client may come back wait() aims: far
+# more than the float error of the window arithmetic, far less than a second.
+PAST_THE_EDGE = 0.001
 
 
 class ClientRateThrottle(SimpleRateThrottle):
@@ -101,16 +104,21 @@ class ClientRateThrottle(SimpleRateThrottle):
         return count + self._previous * (1 - into_window / self.duration)
 
     def wait(self) -> float:
-        """Seconds until a request would be let in again."""
+        """Seconds until a request would be let in again: just past the
+        instant the estimate falls to the limit, which is still refused (the
+        estimate must be below it). Retry-After rounds up to whole seconds,
+        and that instant is often a whole number of seconds away (a window's
+        edge), where a client that waited exactly that long would be refused
+        again."""
         if self._count >= self.num_requests:
             # Not before the next window, and then once enough of this one
             # has slid out: count * (1 - t / d) < limit.
             to_next_window = self.duration - self._into_window
-            return to_next_window + self.duration * (1 - self.num_requests / max(self._count, 1))
+            return to_next_window + self.duration * (1 - self.num_requests / max(self._count, 1)) + PAST_THE_EDGE
         # The previous window must slide out far enough: in this window,
         # count + previous * (1 - t / d) < limit.
         slides_out_at = self.duration * (1 - (self.num_requests - self._count) / self._previous)
-        return max(slides_out_at - self._into_window, 0.0)
+        return max(slides_out_at - self._into_window, 0.0) + PAST_THE_EDGE
 
 
 class ActionScopeThrottle(BaseThrottle):

@@ -1,0 +1,310 @@
+"""Per-client rate limits (wallet_project/throttling.py), through the API and
+against the real Redis.
+
+The rates are made small with the `settings` fixture; time is a fake clock
+put in place of the throttle's timer, so that windows start and end where a
+test says. It mostly reads whole seconds, so a client that waits exactly its
+(whole-second) Retry-After often lands on a window's edge: a case a real
+clock rarely hits, and the one that needs care.
+"""
+
+import copy
+import math
+import uuid
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import make_api_client
+from reconciliation.tests.faults import free_port
+from transfers.models import TransactionLog
+from wallet_project.throttling import ClientRateThrottle
+
+pytestmark = pytest.mark.django_db
+
+MINUTE = 60
+# The start of a one-minute window, years before the real clock's: these
+# windows' Redis counters are this test run's alone (the key also carries
+# the run's cache prefix and the client's pk).
+WINDOW_START = MINUTE * 10_000_000
+
+
+class Clock:
+    """Stands in for ClientRateThrottle.timer. A class attribute that is a plain
+    callable object, not a function, so it is not bound as a method."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    """Ten seconds into a window."""
+    clock = Clock(WINDOW_START + 10)
+    monkeypatch.setattr(ClientRateThrottle, "timer", clock)
+    return clock
+
+
+@pytest.fixture
+def rates(settings):
+    """rates(transfers="2/min", ...): the whole REST_FRAMEWORK setting replaced
+    by a copy with those rates, so that DRF's api_settings reloads."""
+
+    def set_rates(**changed: str) -> None:
+        rest_framework = copy.deepcopy(settings.REST_FRAMEWORK)
+        rest_framework["DEFAULT_THROTTLE_RATES"].update(changed)
+        settings.REST_FRAMEWORK = rest_framework
+
+    return set_rates
+
+
+def transfer(api, source, destination, key: str, amount: str = "1.00"):
+    body = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": amount}
+    return api.post("/api/transfer", body, format="json", headers={"Idempotency-Key": key})
+
+
+def deposit(api, wallet, key: str, amount: str = "1.00"):
+    return api.post(
+        f"/api/wallets/{wallet.pk}/deposit", {"amount": amount}, format="json", headers={"Idempotency-Key": key}
+    )
+
+
+def withdraw(api, wallet, key: str, amount: str = "1.00"):
+    return api.post(
+        f"/api/wallets/{wallet.pk}/withdraw", {"amount": amount}, format="json", headers={"Idempotency-Key": key}
+    )
+
+
+def balances(*wallets) -> list[Decimal]:
+    return [type(w).objects.get(pk=w.pk).balance for w in wallets]
+
+
+def assert_throttled(response) -> int:
+    """A 429 in the contract's envelope; returns its Retry-After."""
+    assert response.status_code == 429, response.content
+    body = response.json()
+    assert body["success"] is False
+    assert body["code"] == "throttled"
+    assert body["message"]
+    retry_after = response.headers["Retry-After"]
+    assert retry_after.isdigit() and int(retry_after) >= 1, retry_after
+    return int(retry_after)
+
+
+# --- the transfers scope -------------------------------------------------------------
+
+
+def test_over_the_transfers_limit_is_429_and_moves_nothing_and_the_key_stays_free(
+    rates, clock, treasury_api, funded_wallet
+):
+    rates(transfers="2/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    assert [transfer(treasury_api, source, destination, key).status_code for key in ("a", "b")] == [201, 201]
+
+    retry_after = assert_throttled(transfer(treasury_api, source, destination, "c", amount="50.00"))
+
+    assert balances(source, destination) == [Decimal("98.00"), Decimal("2.00")]
+    assert not TransactionLog.objects.filter(client=treasury_api.user, idempotency_key="c").exists()
+    # Once its Retry-After has passed, the same key moves the money, once.
+    clock.advance(retry_after)
+    response = transfer(treasury_api, source, destination, "c", amount="50.00")
+    assert response.status_code == 201, response.json()
+    assert "Idempotent-Replayed" not in response.headers
+    assert balances(source, destination) == [Decimal("48.00"), Decimal("52.00")]
+
+
+def test_opening_a_wallet_is_charged_to_transfers(rates, clock, transfer_api, funded_wallet):
+    rates(transfers="1/min")
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    assert transfer(transfer_api, source, destination, "a").status_code == 201
+
+    response = transfer_api.post("/api/wallets", {"userId": str(uuid.uuid4()), "currency": "NGN"}, format="json")
+
+    assert_throttled(response)
+
+
+def test_deposits_and_withdrawals_are_charged_like_transfers(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="2/min")
+    wallet, other = funded_wallet("100.00"), funded_wallet("0")
+    assert deposit(treasury_api, wallet, "in").status_code == 201
+    assert withdraw(treasury_api, wallet, "out").status_code == 201
+
+    # The two used up the one budget, whichever kind comes next.
+    assert_throttled(transfer(treasury_api, wallet, other, "t"))
+    assert_throttled(deposit(treasury_api, wallet, "in-2"))
+    assert_throttled(withdraw(treasury_api, wallet, "out-2"))
+
+    assert balances(wallet, other) == [Decimal("100.00"), Decimal("0.00")]
+    assert not TransactionLog.objects.filter(client=treasury_api.user, idempotency_key__in=["t", "in-2", "out-2"])
+
+
+# --- replays and reads ---------------------------------------------------------------
+
+
+def test_replays_are_charged_to_replays_not_to_transfers(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="2/min", replays="100/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    first = transfer(treasury_api, source, destination, "a")
+    assert first.status_code == 201
+
+    replays = [transfer(treasury_api, source, destination, "a") for _ in range(5)]
+    assert [(r.status_code, r.headers["Idempotent-Replayed"]) for r in replays] == [(200, "true")] * 5
+    # Five replays later the second new transfer is still within the limit...
+    assert transfer(treasury_api, source, destination, "b").status_code == 201
+    # ...and the third is not, while replays still are answered.
+    assert_throttled(transfer(treasury_api, source, destination, "c"))
+    again = transfer(treasury_api, source, destination, "a")
+    assert again.status_code == 200
+    assert again.json()["data"]["transactionId"] == first.json()["data"]["transactionId"]
+    assert balances(source) == [Decimal("98.00")]
+
+
+def test_a_tight_replays_limit_throttles_replays_while_new_transfers_pass(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="100/min", replays="1/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, "a").status_code == 201
+    assert transfer(treasury_api, source, destination, "a").status_code == 200
+
+    assert_throttled(transfer(treasury_api, source, destination, "a"))
+    assert [transfer(treasury_api, source, destination, key).status_code for key in ("b", "c")] == [201, 201]
+    assert balances(source) == [Decimal("97.00")]
+    assert TransactionLog.objects.filter(client=treasury_api.user).count() == 3
+
+
+def test_reads_have_their_own_scope(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="1/min", reads="2/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, "a").status_code == 201
+    assert_throttled(transfer(treasury_api, source, destination, "b"))
+
+    # The transfers budget is spent; the reads budget is whole.
+    assert treasury_api.get(f"/api/wallets/{source.pk}").status_code == 200
+    assert treasury_api.get("/api/transfer/a").status_code == 200
+    assert_throttled(treasury_api.get(f"/api/wallets/{source.pk}"))
+    assert_throttled(treasury_api.get("/api/transfer/a"))
+
+
+# --- whose budget, and for how long ----------------------------------------------
+
+
+def test_limits_are_per_client(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="1/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    other_client = make_api_client("Treasury client")
+    assert transfer(treasury_api, source, destination, "a").status_code == 201
+    assert_throttled(transfer(treasury_api, source, destination, "b"))
+
+    assert transfer(other_client, source, destination, "a").status_code == 201
+    assert transfer(other_client, source, destination, "b").status_code == 429
+    assert balances(source) == [Decimal("98.00")]
+
+
+def test_refused_requests_do_not_count_and_retry_after_lets_the_next_one_in(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="2/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    assert [transfer(treasury_api, source, destination, key).status_code for key in ("a", "b")] == [201, 201]
+
+    # A client hammering the limit: none of these counts (had they, the
+    # previous window would still weigh about 7 when the next one opens).
+    retry_afters = [assert_throttled(transfer(treasury_api, source, destination, f"x{i}")) for i in range(5)]
+
+    # 50 s to the next window's edge, where the two still weigh 2: just past it.
+    assert retry_afters == [51] * 5
+    clock.advance(retry_afters[-1] - 1)
+    assert_throttled(transfer(treasury_api, source, destination, "x0"))
+    clock.advance(1)
+    assert transfer(treasury_api, source, destination, "x0").status_code == 201
+
+
+# --- the sliding window, unit by unit ------------------------------------------------
+
+
+class UnitRequest:
+    """A request as the throttle sees it: only the client's pk, unique to the test."""
+
+    def __init__(self):
+        self.user = SimpleNamespace(pk=f"unit-{uuid.uuid4().hex}")
+
+
+def admitted(client: UnitRequest) -> int:
+    """How many transfers in a row the throttle lets in now (each with a fresh
+    throttle, as each request gets one); the refused one does not count."""
+    n = 0
+    while ClientRateThrottle("transfers").allow_request(client, None):
+        n += 1
+    return n
+
+
+def test_the_previous_window_counts_by_how_much_of_it_the_sliding_window_still_covers(rates, clock):
+    rates(transfers="10/min")
+    client = UnitRequest()
+    clock.now = WINDOW_START + 30
+    assert admitted(client) == 10
+
+    # A quarter into the next window: the previous ten weigh 7.5, so three
+    # more fit (2 + 7.5 < 10, 3 + 7.5 is not).
+    clock.now = WINDOW_START + MINUTE + 15
+    assert admitted(client) == 3
+    # Three quarters in: they weigh 2.5, so up to 8 in this window in all.
+    clock.now = WINDOW_START + MINUTE + 45
+    assert admitted(client) == 5
+    # Half into the window after: only the last window's 8 count, half of them.
+    clock.now = WINDOW_START + 2 * MINUTE + 30
+    assert admitted(client) == 6
+
+
+def test_wait_is_when_enough_of_the_previous_window_has_slid_out(rates, clock):
+    rates(transfers="10/min")
+    client = UnitRequest()
+    clock.now = WINDOW_START + 59
+    assert admitted(client) == 10
+    clock.now = WINDOW_START + MINUTE + 15
+    assert admitted(client) == 3
+
+    refused = ClientRateThrottle("transfers")
+    assert not refused.allow_request(client, None)
+    # 3 + 10 * (1 - t / 60) < 10 just after t = 18: three seconds from now.
+    assert refused.wait() == pytest.approx(3, abs=0.01)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7])
+@pytest.mark.parametrize("start", [0, 10, 10.5, 30, 59, 59.999])
+def test_waiting_the_retry_after_always_lets_the_next_request_in(rates, clock, start, limit):
+    """Whatever the moment and the history, a client that waits the whole
+    seconds Retry-After says is let in: also when that lands exactly on the
+    edge where the estimate equals the limit."""
+    rates(transfers=f"{limit}/min")
+    client = UnitRequest()
+    clock.now = WINDOW_START + start
+    for step in range(2 * limit + 2):
+        admitted(client)
+        refused = ClientRateThrottle("transfers")
+        assert not refused.allow_request(client, None)
+        clock.advance(max(1, math.ceil(refused.wait())))  # as the exception handler rounds it
+        assert ClientRateThrottle("transfers").allow_request(client, None), (step, clock.now - WINDOW_START)
+
+
+# --- Redis down ------------------------------------------------------------------------
+
+
+def test_with_redis_unreachable_the_limits_are_not_enforced(rates, settings, treasury_api, funded_wallet, caplog):
+    rates(transfers="1/min", reads="1/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = f"redis://127.0.0.1:{free_port()}/0"
+    settings.CACHES = caches
+
+    statuses = [transfer(treasury_api, source, destination, key).status_code for key in ("a", "b", "c")]
+    statuses += [transfer(treasury_api, source, destination, "a").status_code]
+    statuses += [treasury_api.get(f"/api/wallets/{source.pk}").status_code for _ in range(3)]
+
+    assert statuses == [201, 201, 201, 200, 200, 200, 200]
+    assert balances(source, destination) == [Decimal("97.00"), Decimal("3.00")]
+    assert "rate limit not enforced, Redis unavailable" in caplog.text
