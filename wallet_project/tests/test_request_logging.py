@@ -1,0 +1,278 @@
+"""The log lines on-call reads: one per request, one per money movement, each
+with the request id (X-Request-ID, kept or made by django-guid), and nothing
+a client would not want in a log (its token, its metadata).
+
+The lines are caught by a handler built from settings.LOGGING's own formatter
+and request-id filter, so what is checked is what the console handler writes.
+"""
+
+import io
+import json
+import logging
+import logging.config
+import re
+import uuid
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from transfers import services
+from transfers.tests.factories import ApiUserFactory
+from transfers.tests.test_reversal import completed_transfer
+
+pytestmark = pytest.mark.django_db
+
+HEX_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class LogLines:
+    """What a console handler configured as in settings.LOGGING writes."""
+
+    def __init__(self, stream: io.StringIO):
+        self.stream = stream
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def records(self, event: str | None = None, **fields) -> list[dict]:
+        """The JSON lines of one event (all: None) with these field values."""
+        records = [json.loads(line) for line in self.text.splitlines()]
+        return [
+            r
+            for r in records
+            if (event is None or r.get("event") == event) and all(r.get(k) == v for k, v in fields.items())
+        ]
+
+
+def configured_handler(formatter: str) -> tuple[logging.Handler, io.StringIO]:
+    """A stream handler with settings.LOGGING's `formatter` and its request-id
+    filter, built by logging.config's own machinery from the same entries."""
+    configurator = logging.config.DictConfigurator(settings.LOGGING)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(configurator.configure_formatter(dict(settings.LOGGING["formatters"][formatter])))
+    handler.addFilter(configurator.configure_filter(dict(settings.LOGGING["filters"]["request_id"])))
+    return handler, stream
+
+
+@pytest.fixture
+def log_as():
+    """log_as("json" | "text") -> what the root logger writes from then on in that format."""
+    root = logging.getLogger()
+    attached = []
+
+    def attach(formatter: str) -> LogLines:
+        handler, stream = configured_handler(formatter)
+        root.addHandler(handler)
+        attached.append(handler)
+        return LogLines(stream)
+
+    yield attach
+    for handler in attached:
+        root.removeHandler(handler)
+
+
+@pytest.fixture
+def logs(log_as) -> LogLines:
+    return log_as("json")
+
+
+def token_of(api) -> str:
+    return Token.objects.get(user=api.user).key
+
+
+def transfer(api, source, destination, amount="10.00", key="key-1", metadata=None, **headers):
+    body = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": amount}
+    if metadata is not None:
+        body["metadata"] = metadata
+    return api.post("/api/transfer", body, format="json", headers={"Idempotency-Key": key, **headers})
+
+
+# --- one line per request --------------------------------------------------------------
+
+
+def test_a_request_logs_one_line_with_the_request_id_it_came_with(logs, treasury_api, funded_wallet):
+    wallet = funded_wallet("10.00")
+    request_id = str(uuid.uuid4())
+
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}", headers={"X-Request-ID": request_id})
+
+    assert response.status_code == 200
+    assert response["X-Request-ID"] == request_id
+    (line,) = logs.records("request")
+    assert {k: line[k] for k in ("method", "path", "status", "view", "client", "request_id")} == {
+        "method": "GET",
+        "path": f"/api/wallets/{wallet.pk}",
+        "status": 200,
+        "view": "wallet-detail",
+        "client": treasury_api.user.get_username(),
+        "request_id": request_id,
+    }
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+    assert (line["level"], line["logger"]) == ("INFO", "wallet.requests")
+    assert line["message"].startswith(f"GET /api/wallets/{wallet.pk} 200 ")
+    assert line["time"]
+
+
+def test_without_a_request_id_one_is_made_returned_and_logged(logs, treasury_api, funded_wallet):
+    wallet = funded_wallet("10.00")
+
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}")
+
+    request_id = response["X-Request-ID"]
+    assert HEX_ID.match(request_id)
+    (line,) = logs.records("request")
+    assert line["request_id"] == request_id
+    # Each request its own.
+    assert treasury_api.get(f"/api/wallets/{wallet.pk}")["X-Request-ID"] != request_id
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["not-a-uuid", "12345", 'x", "level": "CRITICAL', "a" * 300],
+    ids=["words", "digits", "json-injection", "long"],
+)
+def test_a_request_id_that_is_not_a_uuid_is_replaced(logs, treasury_api, funded_wallet, given):
+    wallet = funded_wallet("10.00")
+
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}", headers={"X-Request-ID": given})
+
+    request_id = response["X-Request-ID"]
+    assert HEX_ID.match(request_id)
+    (line,) = logs.records("request")
+    assert line["request_id"] == request_id
+    # (django-guid's own warning about the replaced id is its business.)
+    assert not [r for r in logs.records() if r["logger"] != "django_guid" and given in json.dumps(r)]
+
+
+def test_an_unauthenticated_request_is_logged_without_a_client(logs, treasury_api):
+    response = Client().get("/api/wallets", headers={"Authorization": "Token not-a-real-token"})
+
+    assert response.status_code == 401
+    (line,) = logs.records("request")
+    assert (line["status"], line["client"], line["view"]) == (401, None, "wallet-list")
+    assert "not-a-real-token" not in logs.text
+
+
+def test_an_unknown_path_is_logged_as_unmatched_by_its_path(logs, treasury_api):
+    assert treasury_api.get("/nowhere").status_code == 404
+
+    (line,) = logs.records("request")
+    assert (line["path"], line["status"], line["view"]) == ("/nowhere", 404, "unmatched")
+
+
+def test_probes_and_scrapes_are_not_logged(logs, settings):
+    settings.METRICS_TOKEN = "scraper"
+
+    assert Client().get("/health").status_code == 200
+    assert Client().get("/metrics", headers={"Authorization": "Bearer scraper"}).status_code == 200
+
+    assert logs.records("request") == []
+
+
+def test_the_text_format_is_a_readable_line_with_the_request_id(log_as, treasury_api, funded_wallet):
+    lines = log_as("text")
+    wallet = funded_wallet("10.00")
+    request_id = str(uuid.uuid4())
+
+    treasury_api.get(f"/api/wallets/{wallet.pk}", headers={"X-Request-ID": request_id})
+
+    (line,) = [line for line in lines.text.splitlines() if "wallet.requests" in line]
+    assert re.search(rf"INFO \[{request_id}\] wallet\.requests GET /api/wallets/{wallet.pk} 200 \d+\.\dms$", line), line
+
+
+# --- one line per money movement ------------------------------------------------------
+
+
+def test_a_transfer_logs_one_money_movement_line_matching_its_response(logs, treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    request_id = str(uuid.uuid4())
+
+    response = transfer(treasury_api, source, destination, "12.50", key="pay-1", **{"X-Request-ID": request_id})
+
+    assert response.status_code == 201
+    data = response.json()["data"]
+    (movement,) = logs.records("money_movement", client=treasury_api.user.get_username())
+    assert {k: movement[k] for k in movement if k not in ("time", "pid", "duration_ms", "message")} == {
+        "level": "INFO",
+        "logger": "wallet.transfers",
+        "request_id": request_id,
+        "event": "money_movement",
+        "type": "TRANSFER",
+        "outcome": "completed",
+        "status": "COMPLETED",
+        "error_code": None,
+        "transaction_id": data["transactionId"],
+        "reference": data["reference"],
+        "amount": "12.50",
+        "currency": "NGN",
+        "client": treasury_api.user.get_username(),
+        "idempotency_key": "pay-1",
+    }
+    (request,) = logs.records("request")
+    assert request["request_id"] == request_id
+
+
+def test_a_replay_and_a_failure_are_logged_as_such(logs, treasury_api, funded_wallet):
+    source, destination = funded_wallet("5.00"), funded_wallet("0")
+    first = transfer(treasury_api, source, destination, "1.00", key="ok")
+    transfer(treasury_api, source, destination, "1.00", key="ok")
+    failed = transfer(treasury_api, source, destination, "50.00", key="too-much")
+
+    assert failed.status_code == 422
+    lines = logs.records("money_movement", client=treasury_api.user.get_username())
+    assert [(r["outcome"], r["idempotency_key"], r["error_code"]) for r in lines] == [
+        ("completed", "ok", None),
+        ("replayed", "ok", None),
+        ("failed", "too-much", "insufficient_balance"),
+    ]
+    assert lines[1]["transaction_id"] == first.json()["data"]["transactionId"]
+
+
+def test_a_key_conflict_is_logged_as_refused(logs, treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    transfer(treasury_api, source, destination, "1.00", key="k")
+
+    assert transfer(treasury_api, source, destination, "2.00", key="k").status_code == 422
+
+    refused = logs.records("money_movement")[-1]
+    assert (refused["outcome"], refused["error_code"], refused["idempotency_key"]) == (
+        "refused",
+        "idempotency_key_reused",
+        "k",
+    )
+
+
+def test_neither_the_token_nor_the_metadata_reach_the_log(logs, treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    metadata = {"note": "rent for flat 4B", "customerName": "Ada Lovelace", "phone": "+2348012345678"}
+
+    assert transfer(treasury_api, source, destination, metadata=metadata).status_code == 201
+    assert transfer(treasury_api, source, destination, metadata=metadata).status_code == 200
+    assert transfer(treasury_api, source, destination, metadata={**metadata, "note": "x"}).status_code == 422
+
+    assert len(logs.records("money_movement", client=treasury_api.user.get_username())) == 3
+    assert len(logs.records("request")) == 3
+    for secret in (token_of(treasury_api), *metadata.values()):
+        assert secret not in logs.text
+
+
+def test_a_reversal_logs_a_money_movement_line(logs, funded_wallet):
+    original = completed_transfer(funded_wallet("100.00"), funded_wallet("0"), amount="40.00")
+    staff = ApiUserFactory(is_staff=True)
+
+    compensation = services.transaction_reverse(log_id=original.pk, reason="sent to the wrong user", reversed_by=staff)
+
+    line = logs.records("money_movement")[-1]
+    assert {k: line[k] for k in ("type", "outcome", "transaction_id", "reference", "reversal_of", "amount")} == {
+        "type": "TRANSFER",
+        "outcome": "reversal",
+        "transaction_id": str(compensation.pk),
+        "reference": compensation.reference,
+        "reversal_of": original.reference,
+        "amount": "40.00",
+    }
+    assert (line["currency"], line["client"]) == ("NGN", staff.get_username())
