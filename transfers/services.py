@@ -335,12 +335,13 @@ def _run_protocol(
     fingerprint = movement.fingerprint()
     # 1. A finished log is replayed without touching the lock or the wallets.
     log = _find_log(client, idempotency_key)
+    # Charged before anything else is answered (a reused key's 422 included):
+    # as a replay when the key's log is finished, else as new work.
+    admit(log is not None and log.status != TransactionStatus.PENDING)
     if log is not None:
         _ensure_same_request(log, fingerprint)
         if log.status != TransactionStatus.PENDING:
-            admit(True)
             return TransferResult(log=log, replayed=True)
-    admit(False)
 
     # 2. The Redis lock.
     with locks.idempotency_lock(client.pk, idempotency_key):

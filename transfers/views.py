@@ -5,6 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from transfers import selectors, services
@@ -52,6 +53,17 @@ MONEY_RESPONSES = {
 }
 
 
+def validated(serializer_class, request, admit: services.Admission) -> dict:
+    """The request's validated payload. A malformed one never reaches the
+    service, which charges the others to the rate limits, so it is charged
+    here, as new work, before the 400."""
+    payload = serializer_class(data=request.data, context={"request": request})
+    if not payload.is_valid():
+        admit(False)
+        raise ValidationError(payload.errors)
+    return payload.validated_data
+
+
 def money_response(result: TransferResult) -> Response:
     """201 for the request that settled the log, 200 + Idempotent-Replayed for
     a replay; a FAILED log is the same 422 every time."""
@@ -76,13 +88,9 @@ class TransferViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=TransferRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     def create(self, request):
-        payload = TransferRequestSerializer(data=request.data, context={"request": request})
-        payload.is_valid(raise_exception=True)
-        return money_response(
-            services.transfer_create(
-                client=request.user, admit=movement_admission(request, self), **payload.validated_data
-            )
-        )
+        admit = movement_admission(request, self)
+        payload = validated(TransferRequestSerializer, request, admit)
+        return money_response(services.transfer_create(client=request.user, admit=admit, **payload))
 
     @extend_schema(
         responses={
@@ -129,22 +137,16 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def deposit(self, request, pk):
-        payload = MoneyRequestSerializer(data=request.data, context={"request": request})
-        payload.is_valid(raise_exception=True)
         admit = movement_admission(request, self)
-        return money_response(
-            services.deposit_create(client=request.user, wallet_id=pk, admit=admit, **payload.validated_data)
-        )
+        payload = validated(MoneyRequestSerializer, request, admit)
+        return money_response(services.deposit_create(client=request.user, wallet_id=pk, admit=admit, **payload))
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def withdraw(self, request, pk):
-        payload = MoneyRequestSerializer(data=request.data, context={"request": request})
-        payload.is_valid(raise_exception=True)
         admit = movement_admission(request, self)
-        return money_response(
-            services.withdrawal_create(client=request.user, wallet_id=pk, admit=admit, **payload.validated_data)
-        )
+        payload = validated(MoneyRequestSerializer, request, admit)
+        return money_response(services.withdrawal_create(client=request.user, wallet_id=pk, admit=admit, **payload))
 
     @extend_schema(
         filters=True,

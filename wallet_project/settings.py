@@ -292,8 +292,10 @@ LOGGING = {
     "loggers": {
         # django-axes announces itself at INFO in every process, commands included.
         "axes": {"level": "WARNING"},
-        # django-guid says at INFO, on every request, where the id came from.
-        "django_guid": {"level": "WARNING"},
+        # django-guid says at INFO, on every request, where the id came from,
+        # and at WARNING repeats a rejected X-Request-ID verbatim (any length,
+        # the client's text): the request line's request_id is enough.
+        "django_guid": {"level": "ERROR"},
         # Our request line covers every 4xx; Django's own would double it.
         # Errors (5xx, with their traceback) still come through.
         "django.request": {"level": "ERROR"},

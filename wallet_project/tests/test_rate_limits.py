@@ -308,3 +308,33 @@ def test_with_redis_unreachable_the_limits_are_not_enforced(rates, settings, tre
     assert statuses == [201, 201, 201, 200, 200, 200, 200]
     assert balances(source, destination) == [Decimal("97.00"), Decimal("3.00")]
     assert "rate limit not enforced, Redis unavailable" in caplog.text
+
+
+# --- requests that fail are charged too --------------------------------------------------
+
+
+def test_a_malformed_money_request_is_charged_to_transfers(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="2/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    bad = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "1.234"}
+
+    answers = [
+        treasury_api.post("/api/transfer", bad, format="json", headers={"Idempotency-Key": f"bad-{n}"}).status_code
+        for n in range(2)
+    ]
+
+    assert answers == [400, 400]
+    assert_throttled(transfer(treasury_api, source, destination, "good"))
+    assert_throttled(treasury_api.post("/api/transfer", bad, format="json", headers={"Idempotency-Key": "bad-3"}))
+
+
+def test_a_reused_key_is_charged_to_replays(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="100/min", replays="2/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, "k").status_code == 201
+
+    reused = [transfer(treasury_api, source, destination, "k", amount="2.00").status_code for _ in range(2)]
+
+    assert reused == [422, 422]
+    assert_throttled(transfer(treasury_api, source, destination, "k", amount="2.00"))
+    assert balances(source, destination) == [Decimal("99.00"), Decimal("1.00")]
