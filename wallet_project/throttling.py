@@ -19,13 +19,14 @@ With Redis unreachable the limits are not enforced (a warning is logged): the
 service keeps moving money, as its correctness never depends on Redis.
 """
 
-import contextlib
+import functools
 import logging
 from collections.abc import Callable
 
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django_redis import get_redis_connection
+from redis.commands.core import Script
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
@@ -42,18 +43,39 @@ CHARGED_BY_SERVICE = None
 PAST_THE_EDGE = 0.001
 
 
+# KEYS: this window's counter, the previous window's. ARGV: the limit, the
+# previous window's weight, the counters' lifetime. Counts this request if it
+# is let in; returns {let in (1/0), earlier requests this window, previous window's}.
+SLIDING_WINDOW = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
+if count + previous * tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
+    return {0, count, previous}
+end
+redis.call('SET', KEYS[1], count + 1, 'EX', ARGV[3])
+return {1, count, previous}
+"""
+
+
+@functools.cache
+def _sliding_window(redis) -> Script:
+    """The script, registered once per Redis client (redis-py sends EVALSHA,
+    and loads the script first on a server that has not seen it)."""
+    return redis.register_script(SLIDING_WINDOW)
+
+
 class ClientRateThrottle(SimpleRateThrottle):
     """One scope's limit for one API client, in one Redis round trip.
 
     DRF's SimpleRateThrottle keeps a list of every request's time in one cache
     entry and rewrites it on each request: two round trips, a list as long as
     the rate to unpickle, and two concurrent requests can both slip through.
-    This counts a sliding window instead, as a pair of fixed-window counters:
-    INCR this window's counter and GET the previous one, pipelined; the number
-    of requests in the last `duration` seconds is estimated as this window's
-    count plus the previous window's, weighted by how much of it the sliding
-    window still covers. A refused request is taken back off the count, so a
-    client that waits its Retry-After gets in.
+    This counts a sliding window instead, as a pair of fixed-window counters,
+    in one Lua script (one round trip, atomic): the number of requests in the
+    last `duration` seconds is estimated as this window's count plus the
+    previous window's, weighted by how much of it the sliding window still
+    covers. A refused request is not counted, so a client that waits its
+    Retry-After gets in.
     """
 
     cache_format = "throttle:%(scope)s:%(ident)s"
@@ -80,28 +102,17 @@ class ClientRateThrottle(SimpleRateThrottle):
         now = self.timer()
         window, into_window = divmod(now, self.duration)
         current, previous = f"{key}:{int(window)}", f"{key}:{int(window) - 1}"
+        weight = 1 - into_window / self.duration
         try:
             redis = get_redis_connection("default")
-            pipe = redis.pipeline(transaction=False)
-            pipe.incr(current)
-            pipe.expire(current, 2 * self.duration)
-            pipe.get(previous)
-            count, _, previous_count = pipe.execute()
+            allowed, count, previous_count = _sliding_window(redis)(
+                keys=[current, previous], args=[self.num_requests, repr(weight), 2 * self.duration]
+            )
         except REDIS_ERRORS as exc:
             logger.warning("rate limit not enforced, Redis unavailable: %s", exc)
             return True
-        self._count, self._previous = count - 1, int(previous_count or 0)
-        self._into_window = into_window
-        if self._estimate(into_window, self._count) < self.num_requests:
-            return True
-        with contextlib.suppress(*REDIS_ERRORS):  # else one refused request counts: harmless
-            redis.decr(current)
-        return False
-
-    def _estimate(self, into_window: float, count: int) -> float:
-        """Requests in the sliding window ending `into_window` seconds into
-        this fixed window, `count` of them in this fixed window."""
-        return count + self._previous * (1 - into_window / self.duration)
+        self._count, self._previous, self._into_window = count, previous_count, into_window
+        return bool(allowed)
 
     def wait(self) -> float:
         """Seconds until a request would be let in again: just past the
