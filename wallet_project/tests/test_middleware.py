@@ -1,0 +1,46 @@
+"""The browser-session middleware (session, user, messages) runs for the admin
+and the API docs, never on the token API."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def browser_state(request) -> dict:
+    return {name: hasattr(request, name) for name in ("session", "user", "_messages")}
+
+
+def test_the_token_api_gets_no_session_user_or_messages(treasury_api, funded_wallet):
+    wallet = funded_wallet("1.00")
+
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}")
+
+    assert response.status_code == 200
+    request = response.wsgi_request
+    assert (hasattr(request, "session"), hasattr(request, "_messages")) == (False, False)
+    # The user on the request is the one DRF authenticated by the token.
+    assert request.user == treasury_api.user
+
+
+def test_an_admin_session_does_not_open_the_token_api(client, admin_user, funded_wallet):
+    wallet = funded_wallet("1.00")
+    client.force_login(admin_user)
+
+    response = client.get(f"/api/wallets/{wallet.pk}")
+
+    assert response.status_code == 401
+    request = response.wsgi_request
+    assert (hasattr(request, "session"), hasattr(request, "_messages")) == (False, False)
+    # DRF found no token: nobody, not the admin of the cookie.
+    assert request.user is None
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/api/docs/", "/api/schema/"])
+def test_the_admin_and_the_docs_keep_them(client, admin_user, path):
+    client.force_login(admin_user)
+
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert browser_state(response.wsgi_request) == {"session": True, "user": True, "_messages": True}
+    assert response.wsgi_request.user == admin_user
