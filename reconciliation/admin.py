@@ -6,14 +6,12 @@ Both go through reconciliation/services.py, the same code as the beat task and
 traffic as those are.
 """
 
-from collections import Counter
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from reconciliation.services import ledger_verify, logs_reconcile
+from reconciliation.services import ledger_verify, logs_reconcile, outcome_counts
 from transfers.admin import TransactionLogAdmin
 from transfers.models import TransactionLog, TransactionStatus
 
@@ -47,7 +45,7 @@ class ReconcilingTransactionLogAdmin(TransactionLogAdmin):
             detail = f": {outcome.detail}" if outcome.detail else ""
             self.log_change(request, log, f"Re-drove a PENDING transaction: {outcome.outcome}{detail}")
 
-        counts = Counter(o.outcome for o in outcomes)
+        counts = outcome_counts(outcomes)
         summary = ", ".join(f"{counts[name]} {name.lower()}" for name in ("COMPLETED", "FAILED", "SKIPPED"))
         self.message_user(request, f"Re-drove {len(outcomes)} PENDING transaction(s): {summary}.", messages.SUCCESS)
         for o in outcomes:

@@ -12,6 +12,7 @@ with Redis down it is skipped with a warning.
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
@@ -31,11 +32,10 @@ def _key() -> str:
     return cache.make_key("ops-records")
 
 
-def reconciliation_run(*, outcomes: list, failed: bool) -> None:
-    """A run ended: count it (result ok or error) and what became of each log."""
-    fields = {f"{RESOLVED}{outcome.outcome}": 0 for outcome in outcomes}
-    for outcome in outcomes:
-        fields[f"{RESOLVED}{outcome.outcome}"] += 1
+def reconciliation_run(*, counts: Mapping[str, int], failed: bool) -> None:
+    """A run ended: count it (result ok or error) and how many logs it left in
+    each outcome."""
+    fields = {f"{RESOLVED}{outcome}": count for outcome, count in counts.items()}
     fields[f"{RUNS}{'error' if failed else 'ok'}"] = 1
     _write(increments=fields, values={LAST_RUN_AT: time.time()})
 

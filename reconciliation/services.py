@@ -8,6 +8,7 @@ verification reads one consistent snapshot and writes nothing.
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -78,11 +79,17 @@ def logs_reconcile(
                 on_progress(outcome)
     except Exception:
         if not dry_run:
-            records.reconciliation_run(outcomes=outcomes, failed=True)
+            records.reconciliation_run(counts=outcome_counts(outcomes), failed=True)
         raise
     if not dry_run:
-        records.reconciliation_run(outcomes=outcomes, failed=any(o.outcome == "ERROR" for o in outcomes))
+        counts = outcome_counts(outcomes)
+        records.reconciliation_run(counts=counts, failed=counts["ERROR"] > 0)
     return outcomes
+
+
+def outcome_counts(outcomes: list[ReconcileOutcome]) -> Counter[str]:
+    """How many logs a run left in each outcome (0 for an outcome none had)."""
+    return Counter(outcome.outcome for outcome in outcomes)
 
 
 def _reconcile_one(log: TransactionLog) -> ReconcileOutcome:

@@ -14,9 +14,7 @@ logger = logging.getLogger(__name__)
 @shared_task
 def reconcile_stale_pending() -> dict:
     outcomes = services.stale_pending_reconcile()
-    summary: dict[str, int] = {}
-    for outcome in outcomes:
-        summary[outcome.outcome] = summary.get(outcome.outcome, 0) + 1
+    summary = dict(services.outcome_counts(outcomes))
     if outcomes:
         logger.info("reconciliation re-drove %d stale PENDING logs: %s", len(outcomes), summary)
     return summary

@@ -55,17 +55,15 @@ class Command(BaseCommand):
         outcomes = services.logs_reconcile(logs=logs, dry_run=dry_run, on_progress=progress)
         if total >= 100 and sys.stderr.isatty():
             sys.stderr.write("\n")
-        self._table(outcomes)
-        errors = sum(outcome.outcome == "ERROR" for outcome in outcomes)
+        counts = services.outcome_counts(outcomes)
+        self._table(outcomes, counts)
+        errors = counts["ERROR"]
         if errors:
             raise CommandError(f"{errors} transaction(s) could not be settled; see the log, then the runbook.")
 
-    def _table(self, outcomes):
+    def _table(self, outcomes, counts):
         rows = [("REFERENCE", "OUTCOME", "DETAIL")] + [(o.reference, o.outcome, o.detail) for o in outcomes]
         widths = [max(len(row[i]) for row in rows) for i in range(2)]
         for row in rows:
             self.stdout.write(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip())
-        counts: dict[str, int] = {}
-        for outcome in outcomes:
-            counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
         self.stdout.write("Summary: " + ", ".join(f"{name} {count}" for name, count in sorted(counts.items())))
