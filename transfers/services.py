@@ -419,7 +419,7 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
         if log.status != TransactionStatus.PENDING:
             return log, False
         wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id)
-        LOCK_WAIT.observe(time.perf_counter() - locking_started)
+        lock_wait = time.perf_counter() - locking_started
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
         now = timezone.now()
         try:
@@ -435,7 +435,9 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
             )
             log.status, log.completed_at = TransactionStatus.COMPLETED, now
         log.updated_at = now
-        return log, True
+    # Recorded after the commit: nothing extra while the wallet rows are locked.
+    LOCK_WAIT.observe(lock_wait)
+    return log, True
 
 
 def _check_business_rules(log: TransactionLog, source: Wallet, destination: Wallet) -> None:
