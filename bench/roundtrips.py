@@ -107,7 +107,8 @@ def wsgi(method: str, path: str, body: bytes = b"", headers: dict | None = None)
     try:
         content = b"".join(result)
     finally:
-        result.close()  # request_finished, as gunicorn does
+        if hasattr(result, "close"):
+            result.close()  # request_finished, as a WSGI server does
     return int(captured["status"].split()[0]), captured["headers"], content
 
 
