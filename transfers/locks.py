@@ -37,40 +37,61 @@ def idempotency_lock_name(client_id: int, idempotency_key: str) -> str:
     return f"transfer-lock:{client_id}:{digest}"
 
 
+class HeldLock:
+    """What idempotency_lock yields: released when the block exits, unless
+    the holder says the key no longer needs it."""
+
+    def __init__(self):
+        self.release_on_exit = True
+
+    def leave_to_expire(self) -> None:
+        """The key's log is finished: every later request with the key is
+        answered from it (protocol step 1) before it would look at the lock,
+        so releasing it would only cost a Redis round trip. It expires after
+        TRANSFER_LOCK_TIMEOUT."""
+        self.release_on_exit = False
+
+
 @contextmanager
-def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[None]:
+def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[HeldLock]:
     """Keep concurrent duplicates of one request off the database.
 
     Raises IdempotencyKeyInUse when another request holds the key. When Redis
     cannot be reached the lock is skipped with a warning: correctness never
     depends on it (the unique constraint and the row locks do), it only spares
     PostgreSQL the pile-up of a double-tap. Released after the caller's work
-    has committed, since it wraps that work.
+    has committed, since it wraps that work (or left to expire: HeldLock).
     """
     lock = cache.lock(
         idempotency_lock_name(client_id, idempotency_key),
         timeout=settings.TRANSFER_LOCK_TIMEOUT,
         blocking=False,
     )
+    held = HeldLock()
     try:
         acquired = lock.acquire(blocking=False)
     except REDIS_ERRORS as exc:
         logger.warning("transfer lock skipped, Redis unavailable: %s", exc)
-        yield
+        yield held
         return
     if not acquired:
         raise IdempotencyKeyInUse(headers=retry_after_header())
     try:
-        yield
+        yield held
     finally:
-        try:
-            lock.release()
-        except LockError:
-            # Expired while we worked (the timeout is far above any transfer);
-            # harmless: the database already decided.
-            logger.warning("transfer lock had expired before release")
-        except REDIS_ERRORS as exc:
-            logger.warning("transfer lock not released, Redis unavailable: %s", exc)
+        if held.release_on_exit:
+            _release(lock)
+
+
+def _release(lock) -> None:
+    try:
+        lock.release()
+    except LockError:
+        # Expired while we worked (the timeout is far above any transfer);
+        # harmless: the database already decided.
+        logger.warning("transfer lock had expired before release")
+    except REDIS_ERRORS as exc:
+        logger.warning("transfer lock not released, Redis unavailable: %s", exc)
 
 
 # Only what settling and reversing read: these run on every transfer, and

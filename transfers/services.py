@@ -5,7 +5,8 @@ The protocol (DESIGN.md, "The transfer protocol"):
 1. Look up the log of (client, idempotency key). A finished one is replayed;
    one for a different request is refused (IdempotencyKeyReused).
 2. Take the Redis lock on (client, key): concurrent duplicates get
-   IdempotencyKeyInUse. Skipped if Redis is down; never relied on.
+   IdempotencyKeyInUse. Skipped if Redis is down; never relied on. Once the
+   log is finished, step 1 answers the key, so the lock is left to expire.
 3. Commit a PENDING log. The unique constraint on (client, key) is the real
    guard against a duplicate: losing that race means using the winner's log.
 4. Settle it in one transaction: lock the log row, then both wallets in a
@@ -344,7 +345,7 @@ def _run_protocol(
             return TransferResult(log=log, replayed=True)
 
     # 2. The Redis lock.
-    with locks.idempotency_lock(client.pk, idempotency_key):
+    with locks.idempotency_lock(client.pk, idempotency_key) as lock:
         if log is None:
             # 3. The PENDING log, committed on its own (or the race's winner).
             log, created = _record_pending(
@@ -357,6 +358,7 @@ def _run_protocol(
         # 4. Settle. Someone else may have settled it since we looked: then
         # this is a replay of their result.
         log, settled_now = transaction_settle(log_id=log.pk)
+        lock.leave_to_expire()
     return TransferResult(log=log, replayed=not settled_now)
 
 

@@ -138,6 +138,35 @@ def test_a_retry_finishes_a_log_a_crash_left_pending_and_answers_as_first(treasu
     assert balances(source, destination) == [Decimal("90.00"), Decimal("10.00")]
 
 
+def test_a_finished_transfer_leaves_its_lock_to_expire_and_replays_still_answer(treasury_api, funded_wallet, settings):
+    from django.core.cache import cache
+
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    lock_key = cache.make_key(locks.idempotency_lock_name(treasury_api.user.pk, "done"))
+    redis = cache.client.get_client()
+
+    assert transfer(treasury_api, source, destination, "10.00", key="done").status_code == 201
+
+    # Not released (a round trip saved); it expires within the lock timeout.
+    assert 0 < redis.pttl(lock_key) <= settings.TRANSFER_LOCK_TIMEOUT * 1000
+    # The key is answered from its finished log before the lock is looked at.
+    replay = transfer(treasury_api, source, destination, "10.00", key="done")
+    assert replay.status_code == 200
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert balances(source, destination) == [Decimal("90.00"), Decimal("10.00")]
+
+
+def test_a_failed_request_releases_its_lock_at_once(treasury_api, funded_wallet):
+    from django.core.cache import cache
+
+    source = funded_wallet("100.00")
+    lock_key = cache.make_key(locks.idempotency_lock_name(treasury_api.user.pk, "ghost"))
+
+    assert transfer(treasury_api, source, WalletFactory.build(), "10.00", key="ghost").status_code == 404
+
+    assert cache.client.get_client().exists(lock_key) == 0
+
+
 def test_malformed_input_stores_nothing_and_leaves_the_key_free(treasury_api, funded_wallet):
     source, destination = funded_wallet("100.00"), funded_wallet("0")
 
