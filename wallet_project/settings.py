@@ -4,6 +4,7 @@ Defaults are for a developer machine with PostgreSQL and Redis on localhost.
 Production sets DJANGO_DEBUG=false (the default) and a real DJANGO_SECRET_KEY.
 """
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -281,13 +282,19 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # One JSON object per line (LOG_FORMAT=json, the default in production), or
 # plain text for a developer's terminal. Every line carries the request id.
 LOG_FORMAT = env("LOG_FORMAT", default="json" if PRODUCTION else "text")
+# No record needs the file, line and function that logged it (no format
+# shows them), and finding them walks the stack on every line: the logging
+# HOWTO's "Optimization" section documents turning it off this way.
+logging._srcfile = None
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"}},
     "formatters": {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            # python-json-logger's orjson encoder: a line costs 30 % fewer
+            # instructions than with the standard library's json (README "Performance").
+            "()": "pythonjsonlogger.orjson.OrjsonFormatter",
             "fmt": "%(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
             "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
             # ISO 8601 in UTC, e.g. 2026-11-24T06:12:53.806123+00:00.
