@@ -1,7 +1,5 @@
 """A cheaper base for the serializers every money request runs."""
 
-import copy
-
 from rest_framework import serializers
 
 
@@ -24,4 +22,13 @@ class LeanSerializer(serializers.Serializer):
             raise TypeError(f"{cls.__name__}: LeanSerializer cannot hold nested serializers ({', '.join(nested)})")
 
     def get_fields(self):
-        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
+        return {name: _shallow_copy(field) for name, field in self._declared_fields.items()}
+
+
+def _shallow_copy(field: serializers.Field) -> serializers.Field:
+    """What copy.copy(field) makes, without its generic path through the
+    pickle protocol (__reduce_ex__, copyreg): a field is a plain object whose
+    state is its __dict__."""
+    clone = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    return clone

@@ -57,10 +57,11 @@ MIDDLEWARE = [
     "django_guid.middleware.guid_middleware",
     "wallet_project.middleware.RequestTelemetryMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The wallet_project.middleware ones (static files, session, user,
+    # messages) are kept off the token API: there a client is its token
+    # (wallet_project/middleware.py).
+    "wallet_project.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    # Django's session, user and messages middleware, kept off the token API
-    # (wallet_project/middleware.py): there a client is its token.
     "wallet_project.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -199,6 +200,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PARSER_CLASSES": ["wallet_project.parsers.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "wallet_project.negotiation.FirstRendererNegotiation",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "wallet_project.exceptions.api_exception_handler",

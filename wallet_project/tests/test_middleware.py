@@ -1,5 +1,5 @@
-"""The browser-session middleware (session, user, messages) runs for the admin
-and the API docs, never on the token API."""
+"""The browser middleware (static files, session, user, messages) runs for the
+admin and the API docs, never on the token API."""
 
 import pytest
 
@@ -44,3 +44,18 @@ def test_the_admin_and_the_docs_keep_them(client, admin_user, path):
     assert response.status_code == 200
     assert browser_state(response.wsgi_request) == {"session": True, "user": True, "_messages": True}
     assert response.wsgi_request.user == admin_user
+
+
+def test_static_files_are_looked_up_outside_the_token_api_only(monkeypatch, rf):
+    from whitenoise.middleware import WhiteNoiseMiddleware as Upstream
+
+    from wallet_project.middleware import WhiteNoiseMiddleware
+
+    looked_up = []
+    monkeypatch.setattr(Upstream, "__call__", lambda self, request: looked_up.append(request.path) or "static")
+    middleware = WhiteNoiseMiddleware(lambda request: "view")
+
+    answers = [middleware(rf.get(path)) for path in ("/api/transfer", "/static/admin/css/base.css", "/api/docs/")]
+
+    assert answers == ["view", "static", "static"]
+    assert looked_up == ["/static/admin/css/base.css", "/api/docs/"]
