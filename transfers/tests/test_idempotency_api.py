@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 
 from transfers import locks, services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
@@ -139,8 +140,6 @@ def test_a_retry_finishes_a_log_a_crash_left_pending_and_answers_as_first(treasu
 
 
 def test_a_finished_transfer_leaves_its_lock_to_expire_and_replays_still_answer(treasury_api, funded_wallet, settings):
-    from django.core.cache import cache
-
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     lock_key = cache.make_key(locks.idempotency_lock_name(treasury_api.user.pk, "done"))
     redis = cache.client.get_client()
@@ -157,8 +156,6 @@ def test_a_finished_transfer_leaves_its_lock_to_expire_and_replays_still_answer(
 
 
 def test_a_failed_request_releases_its_lock_at_once(treasury_api, funded_wallet):
-    from django.core.cache import cache
-
     source = funded_wallet("100.00")
     lock_key = cache.make_key(locks.idempotency_lock_name(treasury_api.user.pk, "ghost"))
 
