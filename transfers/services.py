@@ -228,7 +228,7 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
             reversal_of=original,
             completed_at=now,
         )
-        _sql(_MOVE_MONEY, {"source": payer.pk, "destination": payee.pk, "amount": original.amount, "now": now})
+        _run(_MOVE_MONEY, {"source": payer.pk, "destination": payee.pk, "amount": original.amount, "now": now})
         original.status = TransactionStatus.REVERSED
         original.save(update_fields=["status", "updated_at"])
     telemetry.reversal_done(original=original, compensation=compensation, reversed_by=reversed_by)
@@ -294,14 +294,23 @@ UPDATE transaction_logs SET status = 'FAILED', error_code = %(code)s, error_mess
 """
 
 
-def _sql(statement: str, params) -> list[tuple]:
+def _fetch(statement: str, params) -> list[tuple]:
+    """The rows of a statement that returns some (SELECT, RETURNING)."""
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
+        return cursor.fetchall()
+
+
+def _run(statement: str, params) -> None:
+    """A statement that returns no rows. Kept apart from _fetch because asking
+    the cursor whether there are rows (its description) builds a column object
+    per column: measurable on a path that runs on every request."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
 
 
 def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
-    rows = _sql(_FIND_LOG, [client.pk, idempotency_key])
+    rows = _fetch(_FIND_LOG, [client.pk, idempotency_key])
     return TransactionLog.from_db(connection.alias, _REPLAY_COLUMNS, rows[0]) if rows else None
 
 
@@ -384,7 +393,7 @@ def _record_pending(
     }
     insert = _INSERT_PENDING.format(wallets=_WALLETS_OF[movement.type])
     for attempt in (1, 2):
-        if _sql(insert, params):
+        if _fetch(insert, params):
             return TransactionLog.from_db(connection.alias, ["id", "status"], [params["id"], "PENDING"]), True
         winner = _find_log(client, idempotency_key)
         if winner is not None:
@@ -429,9 +438,9 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
         except BusinessRuleViolation as violation:
             log.status = TransactionStatus.FAILED
             log.error_code, log.error_message = violation.default_code, str(violation.detail)
-            _sql(_FAIL, {"code": log.error_code, "message": log.error_message, "now": now, "log": log.pk})
+            _run(_FAIL, {"code": log.error_code, "message": log.error_message, "now": now, "log": log.pk})
         else:
-            _sql(
+            _run(
                 _MOVE_MONEY_AND_COMPLETE,
                 {"source": source.pk, "destination": destination.pk, "amount": log.amount, "now": now, "log": log.pk},
             )

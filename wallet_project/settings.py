@@ -284,10 +284,13 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # One JSON object per line (LOG_FORMAT=json, the default in production), or
 # plain text for a developer's terminal. Every line carries the request id.
 LOG_FORMAT = env("LOG_FORMAT", default="json" if PRODUCTION else "text")
-# No record needs the file, line and function that logged it (no format
-# shows them), and finding them walks the stack on every line: the logging
-# HOWTO's "Optimization" section documents turning it off this way.
+# No record needs the file, line and function that logged it, nor the thread
+# or process name (no format shows them), and finding them costs work on every
+# line: the logging HOWTO's "Optimization" section documents turning them off
+# this way. The process id stays: JSON lines carry it as "pid".
 logging._srcfile = None
+logging.logThreads = False
+logging.logMultiprocessing = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
