@@ -126,9 +126,9 @@ class CompiledLock:
         if self._sql is None:
             queryset = self.queryset_for(*[uuid.UUID(int=n) for n in range(len(ids))])
             self._sql, _ = queryset.only(*self.fields).query.get_compiler(using=connection.alias).as_sql()
-        with connection.cursor() as cursor:
-            cursor.execute(self._sql, ids)
-            return [self.model.from_db(connection.alias, self.fields, row) for row in cursor.fetchall()]
+        cursor = connection.statement_cursor()
+        cursor.execute(self._sql, ids)
+        return [self.model.from_db(connection.alias, self.fields, row) for row in cursor.fetchall()]
 
 
 _log_locks = {

@@ -240,7 +240,8 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
 # The statements a transfer runs on every request are written as SQL: building
 # them through the ORM cost more CPU than everything else a transfer does
 # (bench/README.md). The row locks stay ORM querysets in locks.py, as the
-# design asks, and every statement runs inside the same transactions.
+# design asks, and every statement runs inside the same transactions. All of
+# them go through the connection's statement cursor (wallet_project/db/base.py).
 
 _REPLAY_COLUMNS = in_model_order(
     TransactionLog, ["request_fingerprint", "status", "reference", "currency", "error_code", "error_message"]
@@ -296,17 +297,16 @@ UPDATE transaction_logs SET status = 'FAILED', error_code = %(code)s, error_mess
 
 def _fetch(statement: str, params) -> list[tuple]:
     """The rows of a statement that returns some (SELECT, RETURNING)."""
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall()
+    cursor = connection.statement_cursor()
+    cursor.execute(statement, params)
+    return cursor.fetchall()
 
 
 def _run(statement: str, params) -> None:
     """A statement that returns no rows. Kept apart from _fetch because asking
     the cursor whether there are rows (its description) builds a column object
     per column: measurable on a path that runs on every request."""
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+    connection.statement_cursor().execute(statement, params)
 
 
 def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
