@@ -328,6 +328,10 @@ DJANGO_GUID = {
     # replacement returned), so an id in the logs is always well-formed.
     # Generated ids are 32 hex digits.
     "VALIDATE_GUID": True,
+    # corsheaders exposes X-Request-ID to allowed origins (CORS_EXPOSE_HEADERS)
+    # with the other headers; django-guid's own Access-Control-Expose-Headers,
+    # set on every response after corsheaders', would replace that list.
+    "EXPOSE_HEADER": False,
     "INTEGRATIONS": [
         # The request id travels into Celery tasks queued while serving a
         # request; a task beat starts gets an id of its own.

@@ -93,3 +93,18 @@ def test_cors_answers_only_configured_origins(settings, transfer_api):
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "idempotency-key" in allowed.headers["Access-Control-Allow-Headers"]
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+@pytest.mark.django_db
+def test_an_allowed_origin_may_read_every_header_the_api_documents(settings, transfer_api):
+    # Browsers hide response headers not listed in Access-Control-Expose-Headers.
+    # django-guid used to overwrite corsheaders' list with X-Request-ID alone.
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+
+    allowed = transfer_api.get("/api/transfer/no-such-key", HTTP_ORIGIN="https://app.example.com")
+    other = transfer_api.get("/api/transfer/no-such-key", HTTP_ORIGIN="https://evil.example.com")
+
+    exposed = {h.strip().lower() for h in allowed.headers["Access-Control-Expose-Headers"].split(",")}
+    assert exposed == {"idempotent-replayed", "retry-after", "x-request-id"}
+    assert "Access-Control-Expose-Headers" not in other.headers
+    assert other.headers["X-Request-ID"]
