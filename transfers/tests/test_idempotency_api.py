@@ -1,5 +1,6 @@
 """Each row of the contract's idempotency table, through the API."""
 
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -153,6 +154,21 @@ def test_a_finished_transfer_leaves_its_lock_to_expire_and_replays_still_answer(
     assert replay.status_code == 200
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert balances(source, destination) == [Decimal("90.00"), Decimal("10.00")]
+
+
+def test_the_lock_token_is_random_and_never_asks_uuidd(treasury_api, funded_wallet, monkeypatch):
+    # redis-py's default token, uuid1, first asks the uuidd daemon over a socket.
+    def uuid1(*args, **kwargs):
+        raise AssertionError("uuid1 called")
+
+    monkeypatch.setattr(uuid, "uuid1", uuid1)
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    lock_key = cache.make_key(locks.idempotency_lock_name(treasury_api.user.pk, "token"))
+
+    assert transfer(treasury_api, source, destination, "10.00", key="token").status_code == 201
+
+    token = cache.client.get_client().get(lock_key)
+    assert uuid.UUID(token.decode()).version == 4
 
 
 def test_a_failed_request_releases_its_lock_at_once(treasury_api, funded_wallet):
