@@ -2,8 +2,9 @@
 
 The protocol (DESIGN.md, "The transfer protocol"):
 
-1. Look up the log of (client, idempotency key). A finished one is replayed;
-   one for a different request is refused (IdempotencyKeyReused).
+1. Look up the log of (client, idempotency key). A finished one is replayed
+   (without even reading the request, when it is byte for byte the one that
+   made the log); one for a different request is refused (IdempotencyKeyReused).
 2. Take the Redis lock on (client, key): concurrent duplicates get
    IdempotencyKeyInUse. Skipped if Redis is down; never relied on. Once the
    log is finished, step 1 answers the key, so the lock is left to expire.
@@ -101,6 +102,23 @@ class Movement:
     source_wallet_id: uuid.UUID | None
     destination_wallet_id: uuid.UUID | None
 
+    @classmethod
+    def transfer(
+        cls, *, source_wallet_id: uuid.UUID, destination_wallet_id: uuid.UUID, amount: Decimal, metadata: dict
+    ) -> "Movement":
+        """From one customer wallet to another."""
+        return cls(TransactionType.TRANSFER, amount, metadata, source_wallet_id, destination_wallet_id)
+
+    @classmethod
+    def deposit(cls, *, wallet_id: uuid.UUID, amount: Decimal, metadata: dict) -> "Movement":
+        """Money in: from the currency's settlement wallet to a customer wallet."""
+        return cls(TransactionType.DEPOSIT, amount, metadata, None, wallet_id)
+
+    @classmethod
+    def withdrawal(cls, *, wallet_id: uuid.UUID, amount: Decimal, metadata: dict) -> "Movement":
+        """Money out: from a customer wallet to the currency's settlement wallet."""
+        return cls(TransactionType.WITHDRAWAL, amount, metadata, wallet_id, None)
+
     def fingerprint(self) -> str:
         return request_fingerprint(
             type=self.type,
@@ -122,8 +140,12 @@ def transfer_create(
     admit: Admission = admit_all,
 ) -> TransferResult:
     """Move `amount` from one customer wallet to another, exactly once per key."""
-    movement = Movement(TransactionType.TRANSFER, amount, metadata, source_wallet_id, destination_wallet_id)
-    return _execute(client=client, idempotency_key=idempotency_key, movement=movement, admit=admit)
+    movement = Movement.transfer(
+        source_wallet_id=source_wallet_id, destination_wallet_id=destination_wallet_id, amount=amount, metadata=metadata
+    )
+    return money_request_answer(
+        client=client, idempotency_key=idempotency_key, read_movement=lambda: movement, admit=admit
+    )
 
 
 def deposit_create(
@@ -136,8 +158,10 @@ def deposit_create(
     admit: Admission = admit_all,
 ) -> TransferResult:
     """Move money in: from the currency's settlement wallet to a customer wallet."""
-    movement = Movement(TransactionType.DEPOSIT, amount, metadata, None, wallet_id)
-    return _execute(client=client, idempotency_key=idempotency_key, movement=movement, admit=admit)
+    movement = Movement.deposit(wallet_id=wallet_id, amount=amount, metadata=metadata)
+    return money_request_answer(
+        client=client, idempotency_key=idempotency_key, read_movement=lambda: movement, admit=admit
+    )
 
 
 def withdrawal_create(
@@ -150,8 +174,48 @@ def withdrawal_create(
     admit: Admission = admit_all,
 ) -> TransferResult:
     """Move money out: from a customer wallet to the currency's settlement wallet."""
-    movement = Movement(TransactionType.WITHDRAWAL, amount, metadata, wallet_id, None)
-    return _execute(client=client, idempotency_key=idempotency_key, movement=movement, admit=admit)
+    movement = Movement.withdrawal(wallet_id=wallet_id, amount=amount, metadata=metadata)
+    return money_request_answer(
+        client=client, idempotency_key=idempotency_key, read_movement=lambda: movement, admit=admit
+    )
+
+
+def money_request_answer(
+    *,
+    client: AbstractBaseUser,
+    idempotency_key: str,
+    read_movement: Callable[[], Movement],
+    request_digest: str = "",
+    admit: Admission = admit_all,
+) -> TransferResult:
+    """Answer a money-moving request, exactly once per (client, key): the
+    protocol above. What the API calls, with the request not yet read.
+
+    `read_movement` reads the request (for the API: parses and validates the
+    body, which may raise) and is called only when the answer needs it.
+    `request_digest`, a digest of the request exactly as sent, is stored with
+    a new log. A later request with the same digest is a byte-identical
+    retry: once the log is finished it is replayed from the log without
+    `read_movement` being called, since it cannot ask for anything else, and
+    retries are what replays mostly are (a double tap, a client's timeout).
+    "" stores none and matches none.
+    """
+    started = time.perf_counter()
+    result = _run_protocol(
+        client=client,
+        idempotency_key=idempotency_key,
+        read_movement=read_movement,
+        request_digest=request_digest,
+        admit=admit,
+    )
+    telemetry.movement_answered(
+        client=client,
+        idempotency_key=idempotency_key,
+        log=result.log,
+        replayed=result.replayed,
+        seconds=time.perf_counter() - started,
+    )
+    return result
 
 
 def transaction_settle(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransactionLog | None, bool]:
@@ -244,8 +308,12 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
 # them go through the connection's statement cursor (wallet_project/db/base.py).
 
 _REPLAY_COLUMNS = in_model_order(
-    TransactionLog, ["request_fingerprint", "status", "reference", "currency", "error_code", "error_message"]
-)
+    TransactionLog,
+    [
+        "request_fingerprint", "request_digest", "type", "status", "amount", "reference", "currency", "error_code",
+        "error_message",
+    ],
+)  # fmt: skip
 _FIND_LOG = (
     f"SELECT {', '.join(_REPLAY_COLUMNS)} FROM transaction_logs "  # noqa: S608 (model field names)
     "WHERE client_id = %s AND idempotency_key = %s"
@@ -266,9 +334,9 @@ _WALLETS_OF = {
 }
 _INSERT_PENDING = """
 INSERT INTO transaction_logs (
-    id, client_id, idempotency_key, request_fingerprint, source_wallet_id, destination_wallet_id,
+    id, client_id, idempotency_key, request_fingerprint, request_digest, source_wallet_id, destination_wallet_id,
     amount, currency, type, status, reference, metadata, error_code, error_message, created_at, updated_at)
-SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, s.id, d.id,
+SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, s.id, d.id,
        %(amount)s, s.currency, %(type)s, 'PENDING', %(reference)s, %(metadata)s, '', '', %(now)s, %(now)s
   FROM wallets s, wallets d
  WHERE {wallets}
@@ -319,32 +387,49 @@ def _ensure_same_request(log: TransactionLog, fingerprint: str) -> None:
         raise IdempotencyKeyReused()
 
 
-def _execute(*, client: AbstractBaseUser, idempotency_key: str, movement: Movement, admit: Admission) -> TransferResult:
-    started = time.perf_counter()
+def _run_protocol(
+    *,
+    client: AbstractBaseUser,
+    idempotency_key: str,
+    read_movement: Callable[[], Movement],
+    request_digest: str,
+    admit: Admission,
+) -> TransferResult:
+    # 1. A finished log is replayed without touching the lock or the wallets;
+    # a byte-identical retry of the request that made it, without being read.
+    log = _find_log(client, idempotency_key)
+    finished = log is not None and log.status != TransactionStatus.PENDING
+    if finished and request_digest and log.request_digest == request_digest:
+        admit(True)
+        return TransferResult(log=log, replayed=True)
+    movement = read_movement()
     try:
-        result = _run_protocol(client=client, idempotency_key=idempotency_key, movement=movement, admit=admit)
+        return _answer(
+            client=client,
+            idempotency_key=idempotency_key,
+            movement=movement,
+            request_digest=request_digest,
+            admit=admit,
+            log=log,
+        )
     except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
         telemetry.key_refused(
             client=client, movement=movement, idempotency_key=idempotency_key, code=refusal.default_code
         )
         raise
-    telemetry.movement_answered(
-        client=client,
-        movement=movement,
-        idempotency_key=idempotency_key,
-        log=result.log,
-        replayed=result.replayed,
-        seconds=time.perf_counter() - started,
-    )
-    return result
 
 
-def _run_protocol(
-    *, client: AbstractBaseUser, idempotency_key: str, movement: Movement, admit: Admission
+def _answer(
+    *,
+    client: AbstractBaseUser,
+    idempotency_key: str,
+    movement: Movement,
+    request_digest: str,
+    admit: Admission,
+    log: TransactionLog | None,
 ) -> TransferResult:
+    """Steps 1 to 4 for a request that has been read; `log` is what step 1 found."""
     fingerprint = movement.fingerprint()
-    # 1. A finished log is replayed without touching the lock or the wallets.
-    log = _find_log(client, idempotency_key)
     # Charged before anything else is answered (a reused key's 422 included):
     # as a replay when the key's log is finished, else as new work.
     admit(log is not None and log.status != TransactionStatus.PENDING)
@@ -358,7 +443,11 @@ def _run_protocol(
         if log is None:
             # 3. The PENDING log, committed on its own (or the race's winner).
             log, created = _record_pending(
-                client=client, idempotency_key=idempotency_key, fingerprint=fingerprint, movement=movement
+                client=client,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+                request_digest=request_digest,
+                movement=movement,
             )
             if not created:
                 _ensure_same_request(log, fingerprint)
@@ -372,7 +461,7 @@ def _run_protocol(
 
 
 def _record_pending(
-    *, client: AbstractBaseUser, idempotency_key: str, fingerprint: str, movement: Movement
+    *, client: AbstractBaseUser, idempotency_key: str, fingerprint: str, movement: Movement, request_digest: str = ""
 ) -> tuple[TransactionLog, bool]:
     """Insert the PENDING log in autocommit, so it is committed before any money
     moves, or return the log that won the race for this (client, key).
@@ -383,6 +472,7 @@ def _record_pending(
         "client": client.pk,
         "key": idempotency_key,
         "fingerprint": fingerprint,
+        "digest": request_digest,
         "source": movement.source_wallet_id,
         "destination": movement.destination_wallet_id,
         "amount": movement.amount,

@@ -15,12 +15,10 @@ from wallet_project.metrics import KEY_CONFLICTS, REPLAYS, TRANSFERS
 logger = logging.getLogger("wallet.transfers")
 
 
-def movement_answered(
-    *, client, movement, idempotency_key: str, log: TransactionLog, replayed: bool, seconds: float
-) -> None:
+def movement_answered(*, client, idempotency_key: str, log: TransactionLog, replayed: bool, seconds: float) -> None:
     """A money request got its answer: settled now (completed or failed) or
     replayed. Reads only the log fields every answer has loaded."""
-    kind = movement.type.value
+    kind = log.type
     outcome = "replayed" if replayed else log.status.lower()
     if replayed:
         REPLAYS.labels(kind).inc()
@@ -42,7 +40,7 @@ def movement_answered(
             "error_code": log.error_code or None,
             "transaction_id": str(log.pk),
             "reference": log.reference,
-            "amount": f"{movement.amount:.2f}",
+            "amount": f"{log.amount:.2f}",
             "currency": log.currency,
             "client": client.get_username(),
             "idempotency_key": idempotency_key,

@@ -1,5 +1,10 @@
-"""The money-moving endpoints. Each action validates with an input serializer,
-calls one service, and renders its result; nothing here touches a balance."""
+"""The money-moving endpoints. Each action hands the request to one service,
+with an input serializer to read it by, and renders the result; nothing here
+touches a balance."""
+
+import hashlib
+from collections.abc import Callable
+from functools import cache, partial
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -18,8 +23,9 @@ from transfers.serializers import (
     TransactionLogSerializer,
     TransferRequestSerializer,
     TransferResultSerializer,
+    validate_idempotency_key,
 )
-from transfers.services import TransferResult
+from transfers.services import Movement, TransferResult
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
 from wallet_project.throttling import CHARGED_BY_SERVICE, movement_admission
@@ -53,9 +59,58 @@ MONEY_RESPONSES = {
 }
 
 
+def money_request(request, view, serializer_class, movement_of: Callable[..., Movement]) -> Response:
+    """Answer a money-moving request (services.money_request_answer).
+
+    With a well-formed Idempotency-Key header the service looks the key up
+    before the body is read, so a byte-identical retry of a finished request
+    is answered without parsing or validating it again; otherwise (the key in
+    the body only, or a malformed header, which validation then reports) the
+    body is read first."""
+    admit = movement_admission(request, view)
+
+    @cache
+    def read() -> tuple[str, Movement]:
+        payload = validated(serializer_class, request, admit)
+        # With a header too, the same key: validation refuses a body key that differs.
+        key = payload.pop("idempotency_key")
+        return key, movement_of(**payload)
+
+    result = services.money_request_answer(
+        client=request.user,
+        idempotency_key=_header_key(request) or read()[0],
+        read_movement=lambda: read()[1],
+        request_digest=request_digest(request),
+        admit=admit,
+    )
+    return money_response(result)
+
+
+def _header_key(request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    try:
+        return validate_idempotency_key(key)
+    except ValidationError:
+        return None
+
+
+def request_digest(request) -> str:
+    """sha256 of the request as sent: its path, content type and body. Two
+    requests with the same digest parse and validate alike (the client and
+    the key are matched separately)."""
+    digest = hashlib.sha256()
+    for part in (request.path.encode(), request.META.get("CONTENT_TYPE", "").encode()):
+        digest.update(len(part).to_bytes(4, "big"))
+        digest.update(part)
+    digest.update(request.body)
+    return digest.hexdigest()
+
+
 def validated(serializer_class, request, admit: services.Admission) -> dict:
     """The request's validated payload. A malformed one never reaches the
-    service, which charges the others to the rate limits, so it is charged
+    protocol, which charges the others to the rate limits, so it is charged
     here, as new work, before the 400."""
     payload = serializer_class(data=request.data, context={"request": request})
     if not payload.is_valid():
@@ -88,9 +143,7 @@ class TransferViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=TransferRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     def create(self, request):
-        admit = movement_admission(request, self)
-        payload = validated(TransferRequestSerializer, request, admit)
-        return money_response(services.transfer_create(client=request.user, admit=admit, **payload))
+        return money_request(request, self, TransferRequestSerializer, Movement.transfer)
 
     @extend_schema(
         responses={
@@ -137,16 +190,12 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def deposit(self, request, pk):
-        admit = movement_admission(request, self)
-        payload = validated(MoneyRequestSerializer, request, admit)
-        return money_response(services.deposit_create(client=request.user, wallet_id=pk, admit=admit, **payload))
+        return money_request(request, self, MoneyRequestSerializer, partial(Movement.deposit, wallet_id=pk))
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def withdraw(self, request, pk):
-        admit = movement_admission(request, self)
-        payload = validated(MoneyRequestSerializer, request, admit)
-        return money_response(services.withdrawal_create(client=request.user, wallet_id=pk, admit=admit, **payload))
+        return money_request(request, self, MoneyRequestSerializer, partial(Movement.withdrawal, wallet_id=pk))
 
     @extend_schema(
         filters=True,

@@ -8,9 +8,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
 
 django_application = get_wsgi_application()
 
+# Granian builds every request's environ on a copy of the process environment
+# (CGI style), so request.META would hold DJANGO_SECRET_KEY, DATABASE_URL and
+# every other variable: in any error report that dumps META, an HTTP_PROXY
+# variable read as a Proxy header (httpoxy), and ~50 keys Django walks on every
+# request (request.headers): 2 % of a replay's instructions. Taken after the
+# settings have read .env, as Granian's copy is.
+_PROCESS_ENVIRONMENT = tuple(os.environ.items())
+
 
 def application(environ, start_response):
-    """Django's application, with a whole response handed over as one list.
+    """Django's application, without the process environment in the request's
+    environ, and with a whole response handed over as one list.
 
     Django returns the HttpResponse itself, an iterable, and Granian streams
     any iterable that is not a list: per chunk it hands the bytes to its
@@ -22,6 +31,10 @@ def application(environ, start_response):
     close() runs here, before the bytes are written rather than after, which is
     all Django asks of it: it fires request_finished (connection bookkeeping).
     """
+    for name, value in _PROCESS_ENVIRONMENT:
+        # A value of the request's own (a header of the same name) differs: kept.
+        if environ.get(name) == value:
+            del environ[name]
     response = django_application(environ, start_response)
     if getattr(response, "streaming", True):
         return response

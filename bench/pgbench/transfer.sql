@@ -21,12 +21,13 @@
 \endif
 \endif
 \set cents random(1, 999)
-INSERT INTO transaction_logs (id, client_id, idempotency_key, request_fingerprint, source_wallet_id,
-    destination_wallet_id, amount, currency, type, status, reference, metadata, error_code, error_message,
-    created_at, updated_at, completed_at, reversal_of_id)
+INSERT INTO transaction_logs (id, client_id, idempotency_key, request_fingerprint, request_digest,
+    source_wallet_id, destination_wallet_id, amount, currency, type, status, reference, metadata, error_code,
+    error_message, created_at, updated_at, completed_at, reversal_of_id)
 VALUES (md5('pgb-' || :run || '-' || :client_id || '-' || :n)::uuid, :client,
     'pgb-' || :run || '-' || :client_id || '-' || :n,
     encode(sha256(convert_to('pgb-' || :run || '-' || :client_id || '-' || :n, 'UTF8')), 'hex'),
+    encode(sha256(convert_to('pgb-body-' || :run || '-' || :client_id || '-' || :n, 'UTF8')), 'hex'),
     md5('bench-wallet-' || :src)::uuid, md5('bench-wallet-' || :dst)::uuid, :cents / 100.0, 'NGN',
     'TRANSFER', 'PENDING',
     'TXN-PGB' || lpad(:run::text, 5, '0') || 'C' || lpad(:client_id::text, 3, '0') || 'N' || lpad(:n::text, 9, '0'),

@@ -1,5 +1,6 @@
-"""wallet_project.wsgi: a whole response goes to the server as one list
-(Granian sends a list in one piece and streams any other iterable)."""
+"""wallet_project.wsgi: the process environment stays out of request.META, and
+a whole response goes to the server as one list (Granian sends a list in one
+piece and streams any other iterable)."""
 
 import io
 import sys
@@ -53,3 +54,19 @@ def test_a_streaming_response_is_left_to_stream(monkeypatch):
     monkeypatch.setattr(wsgi, "django_application", lambda environ, start_response: chunks)
 
     assert wsgi.application(environ("/anything"), lambda *args: None) is chunks
+
+
+def test_the_process_environment_granian_copies_into_the_environ_is_taken_out(monkeypatch):
+    process = {"DATABASE_URL": "postgres://user:secret@db/wallet", "HTTP_PROXY": "http://evil:3128", "LANG": "C"}
+    monkeypatch.setattr(wsgi, "_PROCESS_ENVIRONMENT", tuple(process.items()))
+    seen = {}
+    monkeypatch.setattr(wsgi, "django_application", lambda environ, start_response: seen.update(environ) or [b""])
+    # As Granian merges them: the process environment, then the request's own keys.
+    request = {**environ("/health"), "LANG": "a header's own value"}
+
+    wsgi.application({**process, **request}, lambda *args: None)
+
+    assert "DATABASE_URL" not in seen
+    assert "HTTP_PROXY" not in seen  # no Proxy header to read (httpoxy)
+    assert seen["LANG"] == "a header's own value"
+    assert seen["PATH_INFO"] == "/health"
