@@ -76,11 +76,13 @@ def money_request(request, view, serializer_class, movement_of: Callable[..., Mo
         key = payload.pop("idempotency_key")
         return key, movement_of(**payload)
 
+    # Before anything parses the body: the digest reads it as sent.
+    digest = request_digest(request)
     result = services.money_request_answer(
         client=request.user,
         idempotency_key=_header_key(request) or read()[0],
         read_movement=lambda: read()[1],
-        request_digest=request_digest(request),
+        request_digest=digest,
         admit=admit,
     )
     return money_response(result)
