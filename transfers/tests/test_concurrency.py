@@ -19,6 +19,7 @@ from django.db.models import Sum
 
 from reconciliation.services import ledger_discrepancies
 from transfers.models import TransactionLog, TransactionStatus
+from transfers.serializers import TransferRequestSerializer
 from transfers.tests.concurrency import (
     api_client,
     balances,
@@ -89,6 +90,30 @@ def test_fifty_concurrent_duplicates_move_money_exactly_once(transfer_api, funde
     created = assert_duplicates_answered_consistently(answers)
     log = TransactionLog.objects.get(client=transfer_api.user, idempotency_key="double-tap")
     assert (str(log.pk), log.status) == (created["transactionId"], TransactionStatus.COMPLETED)
+    assert balances([source, destination]) == {source.pk: Decimal("975.00"), destination.pk: Decimal("25.00")}
+    assert ledger_discrepancies() == []
+
+
+def test_concurrent_byte_identical_retries_of_a_finished_transfer_replay_it_unread(
+    transfer_api, funded_wallet, monkeypatch
+):
+    source, destination = funded_wallet("1000.00"), funded_wallet("0")
+    token = token_of(transfer_api)
+    first = post_transfer(token, source, destination, "25.00", key="retried")
+    assert first.status_code == MONEY_MOVED
+    validations = []
+    is_valid = TransferRequestSerializer.is_valid
+    monkeypatch.setattr(
+        TransferRequestSerializer, "is_valid", lambda self, **kw: validations.append(1) or is_valid(self, **kw)
+    )
+
+    answers = run_concurrently(
+        [partial(post_transfer, token, source, destination, "25.00", key="retried")] * 30, threads=30
+    )
+
+    assert {answer.status_code for answer in answers} == {200}
+    assert {answer.json()["data"]["transactionId"] for answer in answers} == {first.json()["data"]["transactionId"]}
+    assert validations == []  # each was answered from the log's digest, its body unread
     assert balances([source, destination]) == {source.pk: Decimal("975.00"), destination.pk: Decimal("25.00")}
     assert ledger_discrepancies() == []
 
