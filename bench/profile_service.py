@@ -15,8 +15,8 @@ does, with the service under the Procfile's web server (bin/web) as in productio
    transfer and one replay through the WSGI application, and in-process CPU per
    request (plus a cProfile of each);
 4. a summary: each profile split into the phases of a request (auth,
-   permissions, parsing, the service's steps, rendering, gunicorn...) and by
-   layer (psycopg, ORM, DRF, Django, redis-py, gunicorn, app code), with CPU ms
+   permissions, parsing, the service's steps, rendering...) and by
+   layer (psycopg, ORM, DRF, Django, redis-py, app code), with CPU ms
    per transfer from /proc.
 
 Everything goes to bench/results/profile-<time>/ (raw py-spy stacks are in the
@@ -73,7 +73,7 @@ PHASES = [
     (r"^(Response\.rendered_content|SimpleTemplateResponse\.render)$", "", "drf: finalize + render response"),
     (r"^(is_usable|.*\.is_usable)$", "django/db/backends", "django: connection health check (SELECT 1)"),
     (r"^_execute$", "transfers/services", "service: other"),
-    (r"^request_fingerprint$", "transfers/services", "service: request fingerprint"),
+    (r"^canonical_fingerprint$", "transfers/movements", "service: movement fingerprint"),
     (r"^_find_log$", "transfers/services", "service: idempotency lookup (1 query)"),
     (r"^idempotency_lock$", "transfers/locks", "service: Redis lock acquire/release"),
     (r"^.*resolve_wallets$", "transfers/services", "service: resolve wallets (1 query)"),

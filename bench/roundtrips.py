@@ -5,7 +5,7 @@ the test client skips), in this process.
 
     DATABASE_URL=... REDIS_URL=... python bench/roundtrips.py OUT_DIR [N]
 
-Run by bench/profile.py with the bench environment, against a database made by
+Run by bench/profile_service.py with the bench environment, against a database made by
 bench/run.py's setup (the "bench" API client and the bench wallets).
 
 - SQL statements: django.test.utils.CaptureQueriesContext (what the ORM sends);

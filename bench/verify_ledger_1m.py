@@ -75,7 +75,7 @@ def load(cursor, client_id: int, settlement_id) -> None:
     cursor.execute("SELECT setseed(0.42)")
     cursor.execute(
         """
-        INSERT INTO transaction_logs (id, client_id, idempotency_key, request_fingerprint, source_wallet_id,
+        INSERT INTO transaction_logs (id, client_id, idempotency_key, movement_fingerprint, source_wallet_id,
             destination_wallet_id, amount, currency, type, status, reference, metadata, error_code,
             error_message, created_at, updated_at, completed_at)
         SELECT gen_random_uuid(), %(client)s, 'ledger-' || i, md5(i::text) || md5(i::text),

@@ -1,5 +1,5 @@
 """What reconciliation and ledger verification did, kept in Redis for the
-metrics endpoint (wallet_project/metrics.py).
+metrics endpoint (reconciliation/metrics.py).
 
 The Celery worker, beat, the admin and the manage.py commands record here;
 whichever web process Prometheus scrapes reads it back, on whichever host. One
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django_redis import get_redis_connection
 
-from transfers.locks import REDIS_ERRORS
+from wallet_project.redis_health import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 

@@ -7,62 +7,23 @@ transactions and its ledger-derived balance beside the stored one.
 """
 
 import json
-import uuid
-from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import DecimalField, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from transfers.exceptions import BusinessRuleViolation, ReversalNotAllowed
-from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus
+from transfers.models import TransactionLog, TransactionStatus
+from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, wallet_recent_transactions
 from transfers.services import transaction_reverse
 from wallets.admin import CurrencyListFilter, EstimatedCountPaginator, ReadOnlyAdminMixin, WalletAdmin, parse_uuid
 from wallets.models import Wallet
-from wallets.money import DECIMAL_PLACES, MAX_DIGITS
-
-RECENT_TRANSACTIONS = 20
-
-# --- read-only selectors the admin pages need ---------------------------------------------
-
-
-def wallet_balance_and_ledger(*, wallet_id: uuid.UUID) -> tuple[Decimal, Decimal]:
-    """The stored balance and the ledger's (credits minus debits of the logs
-    that moved money), read in one statement: one snapshot, so a transfer
-    committing meanwhile cannot make them look different."""
-    money = DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
-    moved = TransactionLog.objects.filter(status__in=MONEY_MOVED_STATUSES).order_by()
-
-    def total(side: str) -> Coalesce:
-        sums = moved.filter(**{side: OuterRef("pk")}).values(side).annotate(total=Sum("amount")).values("total")
-        return Coalesce(Subquery(sums, output_field=money), Value(Decimal("0")), output_field=money)
-
-    balance, credits, debits = (
-        Wallet.objects.filter(pk=wallet_id)
-        .annotate(credits=total("destination_wallet_id"), debits=total("source_wallet_id"))
-        .values_list("balance", "credits", "debits")
-        .get()
-    )
-    return balance, credits - debits
-
-
-def wallet_recent_transactions(*, wallet_id: uuid.UUID, limit: int = RECENT_TRANSACTIONS) -> list[TransactionLog]:
-    """The newest logs on either side of a wallet. Two index-ordered reads
-    (source, created_at) and (destination, created_at) of `limit` rows each,
-    merged: an OR over both sides would gather every log of a busy wallet
-    (a settlement wallet has most of them) just to sort it."""
-    newest = TransactionLog.objects.order_by("-created_at")
-    outgoing = newest.filter(source_wallet_id=wallet_id)[:limit]
-    incoming = newest.filter(destination_wallet_id=wallet_id)[:limit]
-    return list(outgoing.union(incoming, all=True).order_by("-created_at")[:limit])
-
 
 # --- links ---------------------------------------------------------------------------------
 

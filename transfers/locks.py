@@ -17,18 +17,16 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django_redis.exceptions import ConnectionInterrupted
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError
 
 from transfers.exceptions import IdempotencyKeyInUse
 from transfers.models import TransactionLog
 from wallet_project.db import in_model_order
 from wallet_project.exceptions import retry_after_header
+from wallet_project.redis_health import REDIS_ERRORS
 from wallets.models import Wallet
 
 logger = logging.getLogger(__name__)
-
-REDIS_ERRORS = (RedisError, ConnectionInterrupted, OSError)
 
 
 def idempotency_lock_name(client_id: int, idempotency_key: str) -> str:

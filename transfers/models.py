@@ -59,13 +59,16 @@ class TransactionLog(models.Model):
         help_text="The API client that asked for this movement.",
     )
     idempotency_key = models.CharField(max_length=255)
-    # sha256 of the request that first used the key: a replay must match it.
-    request_fingerprint = models.CharField(max_length=64)
-    # sha256 of that request exactly as sent (path, content type, body), when
-    # it came through the API: a retry with the same bytes is answered from
-    # the log without being parsed (services.money_request_answer). The
-    # database default keeps raw inserts (pgbench, fault tests) valid.
-    request_digest = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
+    # sha256 of the canonical movement the key was first used for
+    # (movements.canonical_fingerprint): a replay must ask for the same one,
+    # however it is written ("10" or "10.00").
+    movement_fingerprint = models.CharField(max_length=64)
+    # sha256 of that request's bytes exactly as sent (path, content type,
+    # body), when it came through the API: a retry with the same bytes is
+    # answered from the log without being parsed
+    # (services.movement_request_answer). The database default keeps raw
+    # inserts (pgbench, fault tests) valid.
+    body_digest = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="outgoing_logs")
     destination_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="incoming_logs")
     amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)

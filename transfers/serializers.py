@@ -111,8 +111,8 @@ class TransferRequestSerializer(MoneyRequestSerializer):
         return super().validate(attrs)
 
 
-class TransferResultSerializer(serializers.Serializer):
-    """The seed's answer to a money-moving request."""
+class MovementResultSerializer(serializers.Serializer):
+    """The seed's answer to a money-moving request (a MovementResult)."""
 
     transactionId = serializers.UUIDField(source="log.id")
     status = serializers.ChoiceField(source="log.status", choices=TransactionStatus.choices)

@@ -2,33 +2,35 @@
 
 The protocol (DESIGN.md, "The transfer protocol"):
 
-1. Look up the log of (client, idempotency key). A finished one is replayed
-   (without even reading the request, when it is byte for byte the one that
-   made the log); one for a different request is refused (IdempotencyKeyReused).
+1. Look up the transaction of (client, idempotency key). A finished one is
+   replayed (without even reading the request, when it is byte for byte the
+   one that made it); one for a different movement is refused
+   (IdempotencyKeyReused).
 2. Take the Redis lock on (client, key): concurrent duplicates get
    IdempotencyKeyInUse. Skipped if Redis is down; never relied on. Once the
    log is finished, step 1 answers the key, so the lock is left to expire.
-3. Commit a PENDING log. The unique constraint on (client, key) is the real
-   guard against a duplicate: losing that race means using the winner's log.
-4. Settle it in one transaction: lock the log row, then both wallets in a
-   fixed order; if the log is still PENDING, check the business rules and
+3. Commit a PENDING transaction. The unique constraint on (client, key) is
+   the real guard against a duplicate: losing that race means using the
+   winner's.
+4. Settle it in one database transaction: lock its row, then both wallets in
+   a fixed order; if it is still PENDING, check the business rules and
    either move the money and mark it COMPLETED, or mark it FAILED. Deadlocks
    and serialization failures are retried a bounded number of times.
 5. Reconciliation settles what a crash left PENDING, through the same step.
 
 Guarantee: however requests, retries, crashes and reconciliation interleave,
-a log moves money at most once, and a PENDING log has moved none (its status
-and both balance changes commit together).
+a transaction moves money at most once, and a PENDING one has moved none (its
+status and both balance changes commit together).
+
+Words (transfers/movements.py): a movement request asks for a movement under
+an idempotency key; the service records it as a transaction, a row of
+transaction_logs (`log` in code).
 """
 
-import hashlib
-import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -49,8 +51,8 @@ from transfers.exceptions import (
     WalletInactive,
 )
 from transfers.models import TransactionLog, TransactionStatus, TransactionType, new_reference
+from transfers.movements import Movement, MovementRequest, MovementResult, canonical_fingerprint
 from wallet_project.db import in_model_order
-from wallet_project.metrics import LOCK_WAIT
 from wallets.exceptions import WalletNotFound
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
@@ -63,70 +65,34 @@ logger = logging.getLogger(__name__)
 RETRYABLE_SQLSTATES = {"40P01", "40001"}
 
 
-@dataclass(frozen=True)
-class TransferResult:
-    log: TransactionLog
-    # True when an earlier request had already finished this log.
-    replayed: bool
-
-
-def request_fingerprint(**request: object) -> str:
-    """A stable digest of what the client asked for, to tell a genuine retry
-    from a reused key. Amounts are normalised ("100" == "100.00")."""
-    canonical = {k: (f"{v:.2f}" if isinstance(v, Decimal) else v) for k, v in request.items()}
-    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
 # --- public services -------------------------------------------------------------
 
-# Called with replay=True or False once the request is known to replay a
-# finished key or to be new, before any lock or write; may raise to refuse
-# the request (the API's rate limits, wallet_project/throttling.py), which
-# then changes nothing.
-Admission = Callable[[bool], None]
 
+def movement_request_answer(*, movement_request: MovementRequest) -> MovementResult:
+    """Answer a movement request exactly once per (client, idempotency key):
+    the protocol above. The one entry point of every money request, the API's
+    (transfers.http.ApiMovementRequest) and the typed services' below.
 
-def admit_all(replay: bool) -> None:
-    pass
+    The request's movement is read only when the answer needs it: a retry
+    whose body digest matches the finished transaction's is replayed from it
+    unread, since it cannot ask for anything else (and retries are what
+    replays mostly are: a double tap, a client's timeout).
 
-
-@dataclass(frozen=True)
-class Movement:
-    """What a money-moving request asks for. A wallet id of None stands for
-    the settlement wallet of the other side's currency (deposit, withdrawal)."""
-
-    type: TransactionType
-    amount: Decimal
-    metadata: dict
-    source_wallet_id: uuid.UUID | None
-    destination_wallet_id: uuid.UUID | None
-
-    @classmethod
-    def transfer(
-        cls, *, source_wallet_id: uuid.UUID, destination_wallet_id: uuid.UUID, amount: Decimal, metadata: dict
-    ) -> "Movement":
-        """From one customer wallet to another."""
-        return cls(TransactionType.TRANSFER, amount, metadata, source_wallet_id, destination_wallet_id)
-
-    @classmethod
-    def deposit(cls, *, wallet_id: uuid.UUID, amount: Decimal, metadata: dict) -> "Movement":
-        """Money in: from the currency's settlement wallet to a customer wallet."""
-        return cls(TransactionType.DEPOSIT, amount, metadata, None, wallet_id)
-
-    @classmethod
-    def withdrawal(cls, *, wallet_id: uuid.UUID, amount: Decimal, metadata: dict) -> "Movement":
-        """Money out: from a customer wallet to the currency's settlement wallet."""
-        return cls(TransactionType.WITHDRAWAL, amount, metadata, wallet_id, None)
-
-    def fingerprint(self) -> str:
-        return request_fingerprint(
-            type=self.type,
-            source=self.source_wallet_id and str(self.source_wallet_id),
-            destination=self.destination_wallet_id and str(self.destination_wallet_id),
-            amount=self.amount,
-            metadata=self.metadata,
-        )
+    Raises IdempotencyKeyInUse (409) or IdempotencyKeyReused (422), whatever
+    reading the request raises (400), WalletNotFound (404) before anything is
+    stored, and Throttled (429) from the request's charge. A business rule
+    broken is not raised: it is a FAILED transaction in the result.
+    """
+    started = time.perf_counter()
+    result = _run_protocol(movement_request)
+    telemetry.movement_answered(
+        client=movement_request.client,
+        idempotency_key=movement_request.idempotency_key,
+        log=result.log,
+        replayed=result.replayed,
+        seconds=time.perf_counter() - started,
+    )
+    return result
 
 
 def transfer_create(
@@ -137,85 +103,35 @@ def transfer_create(
     amount: Decimal,
     idempotency_key: str,
     metadata: dict,
-    admit: Admission = admit_all,
-) -> TransferResult:
-    """Move `amount` from one customer wallet to another, exactly once per key."""
+) -> MovementResult:
+    """Move `amount` (Decimal, 2 places) from one customer wallet to another,
+    exactly once per key: movement_request_answer for a caller in process."""
     movement = Movement.transfer(
         source_wallet_id=source_wallet_id, destination_wallet_id=destination_wallet_id, amount=amount, metadata=metadata
     )
-    return money_request_answer(
-        client=client, idempotency_key=idempotency_key, read_movement=lambda: movement, admit=admit
+    return movement_request_answer(
+        movement_request=MovementRequest(client=client, idempotency_key=idempotency_key, movement=movement)
     )
 
 
 def deposit_create(
-    *,
-    client: AbstractBaseUser,
-    wallet_id: uuid.UUID,
-    amount: Decimal,
-    idempotency_key: str,
-    metadata: dict,
-    admit: Admission = admit_all,
-) -> TransferResult:
+    *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
+) -> MovementResult:
     """Move money in: from the currency's settlement wallet to a customer wallet."""
     movement = Movement.deposit(wallet_id=wallet_id, amount=amount, metadata=metadata)
-    return money_request_answer(
-        client=client, idempotency_key=idempotency_key, read_movement=lambda: movement, admit=admit
+    return movement_request_answer(
+        movement_request=MovementRequest(client=client, idempotency_key=idempotency_key, movement=movement)
     )
 
 
 def withdrawal_create(
-    *,
-    client: AbstractBaseUser,
-    wallet_id: uuid.UUID,
-    amount: Decimal,
-    idempotency_key: str,
-    metadata: dict,
-    admit: Admission = admit_all,
-) -> TransferResult:
+    *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
+) -> MovementResult:
     """Move money out: from a customer wallet to the currency's settlement wallet."""
     movement = Movement.withdrawal(wallet_id=wallet_id, amount=amount, metadata=metadata)
-    return money_request_answer(
-        client=client, idempotency_key=idempotency_key, read_movement=lambda: movement, admit=admit
+    return movement_request_answer(
+        movement_request=MovementRequest(client=client, idempotency_key=idempotency_key, movement=movement)
     )
-
-
-def money_request_answer(
-    *,
-    client: AbstractBaseUser,
-    idempotency_key: str,
-    read_movement: Callable[[], Movement],
-    request_digest: str = "",
-    admit: Admission = admit_all,
-) -> TransferResult:
-    """Answer a money-moving request, exactly once per (client, key): the
-    protocol above. What the API calls, with the request not yet read.
-
-    `read_movement` reads the request (for the API: parses and validates the
-    body, which may raise) and is called only when the answer needs it.
-    `request_digest`, a digest of the request exactly as sent, is stored with
-    a new log. A later request with the same digest is a byte-identical
-    retry: once the log is finished it is replayed from the log without
-    `read_movement` being called, since it cannot ask for anything else, and
-    retries are what replays mostly are (a double tap, a client's timeout).
-    "" stores none and matches none.
-    """
-    started = time.perf_counter()
-    result = _run_protocol(
-        client=client,
-        idempotency_key=idempotency_key,
-        read_movement=read_movement,
-        request_digest=request_digest,
-        admit=admit,
-    )
-    telemetry.movement_answered(
-        client=client,
-        idempotency_key=idempotency_key,
-        log=result.log,
-        replayed=result.replayed,
-        seconds=time.perf_counter() - started,
-    )
-    return result
 
 
 def transaction_settle(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransactionLog | None, bool]:
@@ -281,7 +197,7 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
         compensation = TransactionLog.objects.create(
             client=reversed_by,
             idempotency_key=f"reversal:{original.pk}",
-            request_fingerprint=request_fingerprint(reversal_of=str(original.pk)),
+            movement_fingerprint=canonical_fingerprint(reversal_of=str(original.pk)),
             type=REVERSAL_TYPE[original.type],
             status=TransactionStatus.COMPLETED,
             source_wallet=payer,
@@ -310,7 +226,7 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
 _REPLAY_COLUMNS = in_model_order(
     TransactionLog,
     [
-        "request_fingerprint", "request_digest", "type", "status", "amount", "reference", "currency", "error_code",
+        "movement_fingerprint", "body_digest", "type", "status", "amount", "reference", "currency", "error_code",
         "error_message",
     ],
 )  # fmt: skip
@@ -334,7 +250,7 @@ _WALLETS_OF = {
 }
 _INSERT_PENDING = """
 INSERT INTO transaction_logs (
-    id, client_id, idempotency_key, request_fingerprint, request_digest, source_wallet_id, destination_wallet_id,
+    id, client_id, idempotency_key, movement_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
     amount, currency, type, status, reference, metadata, error_code, error_message, created_at, updated_at)
 SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, s.id, d.id,
        %(amount)s, s.currency, %(type)s, 'PENDING', %(reference)s, %(metadata)s, '', '', %(now)s, %(now)s
@@ -382,97 +298,80 @@ def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog 
     return TransactionLog.from_db(connection.alias, _REPLAY_COLUMNS, rows[0]) if rows else None
 
 
-def _ensure_same_request(log: TransactionLog, fingerprint: str) -> None:
-    if log.request_fingerprint != fingerprint:
+def _ensure_same_movement(log: TransactionLog, fingerprint: str) -> None:
+    if log.movement_fingerprint != fingerprint:
         raise IdempotencyKeyReused()
 
 
-def _run_protocol(
-    *,
-    client: AbstractBaseUser,
-    idempotency_key: str,
-    read_movement: Callable[[], Movement],
-    request_digest: str,
-    admit: Admission,
-) -> TransferResult:
-    # 1. A finished log is replayed without touching the lock or the wallets;
-    # a byte-identical retry of the request that made it, without being read.
-    log = _find_log(client, idempotency_key)
+def _run_protocol(request: MovementRequest) -> MovementResult:
+    # 1. A finished transaction is replayed without touching the lock or the
+    # wallets; a byte-identical retry of the request that made it, unread.
+    log = _find_log(request.client, request.idempotency_key)
     finished = log is not None and log.status != TransactionStatus.PENDING
-    if finished and request_digest and log.request_digest == request_digest:
-        admit(True)
-        return TransferResult(log=log, replayed=True)
-    movement = read_movement()
+    if finished and request.body_digest and log.body_digest == request.body_digest:
+        request.charge_as_replay()
+        return MovementResult(log=log, replayed=True)
+    movement = request.read_movement()
     try:
-        return _answer(
-            client=client,
-            idempotency_key=idempotency_key,
-            movement=movement,
-            request_digest=request_digest,
-            admit=admit,
-            log=log,
-        )
+        return _answer(request, movement, log)
     except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
         telemetry.key_refused(
-            client=client, movement=movement, idempotency_key=idempotency_key, code=refusal.default_code
+            client=request.client,
+            movement=movement,
+            idempotency_key=request.idempotency_key,
+            code=refusal.default_code,
         )
         raise
 
 
-def _answer(
-    *,
-    client: AbstractBaseUser,
-    idempotency_key: str,
-    movement: Movement,
-    request_digest: str,
-    admit: Admission,
-    log: TransactionLog | None,
-) -> TransferResult:
+def _answer(request: MovementRequest, movement: Movement, log: TransactionLog | None) -> MovementResult:
     """Steps 1 to 4 for a request that has been read; `log` is what step 1 found."""
     fingerprint = movement.fingerprint()
-    # Charged before anything else is answered (a reused key's 422 included):
-    # as a replay when the key's log is finished, else as new work.
-    admit(log is not None and log.status != TransactionStatus.PENDING)
+    # Charged before anything else is answered (a reused key's 422 included).
+    if log is not None and log.status != TransactionStatus.PENDING:
+        request.charge_as_replay()
+        _ensure_same_movement(log, fingerprint)
+        return MovementResult(log=log, replayed=True)
+    request.charge_as_new()
     if log is not None:
-        _ensure_same_request(log, fingerprint)
-        if log.status != TransactionStatus.PENDING:
-            return TransferResult(log=log, replayed=True)
+        # PENDING: a crash (or a request in flight) left it; this one may finish it.
+        _ensure_same_movement(log, fingerprint)
 
     # 2. The Redis lock.
-    with locks.idempotency_lock(client.pk, idempotency_key) as lock:
+    with locks.idempotency_lock(request.client.pk, request.idempotency_key) as lock:
         if log is None:
-            # 3. The PENDING log, committed on its own (or the race's winner).
+            # 3. The PENDING transaction, committed on its own (or the race's winner).
             log, created = _record_pending(
-                client=client,
-                idempotency_key=idempotency_key,
+                client=request.client,
+                idempotency_key=request.idempotency_key,
                 fingerprint=fingerprint,
-                request_digest=request_digest,
                 movement=movement,
+                body_digest=request.body_digest,
             )
             if not created:
-                _ensure_same_request(log, fingerprint)
+                _ensure_same_movement(log, fingerprint)
                 if log.status != TransactionStatus.PENDING:
-                    return TransferResult(log=log, replayed=True)
+                    return MovementResult(log=log, replayed=True)
         # 4. Settle. Someone else may have settled it since we looked: then
         # this is a replay of their result.
         log, settled_now = transaction_settle(log_id=log.pk)
         lock.leave_to_expire()
-    return TransferResult(log=log, replayed=not settled_now)
+    return MovementResult(log=log, replayed=not settled_now)
 
 
 def _record_pending(
-    *, client: AbstractBaseUser, idempotency_key: str, fingerprint: str, movement: Movement, request_digest: str = ""
+    *, client: AbstractBaseUser, idempotency_key: str, fingerprint: str, movement: Movement, body_digest: str = ""
 ) -> tuple[TransactionLog, bool]:
-    """Insert the PENDING log in autocommit, so it is committed before any money
-    moves, or return the log that won the race for this (client, key).
-    Returns (log, created). Unknown wallets are a 404 and store nothing: the
-    key stays free."""
+    """Insert the PENDING transaction in autocommit, so it is committed before
+    any money moves, or return the one that won the race for this (client,
+    key). Returns (log, created). Unknown wallets are a 404 and store nothing:
+    the key stays free."""
     params = {
         "id": uuid.uuid4(),
         "client": client.pk,
         "key": idempotency_key,
         "fingerprint": fingerprint,
-        "digest": request_digest,
+        "digest": body_digest,
         "source": movement.source_wallet_id,
         "destination": movement.destination_wallet_id,
         "amount": movement.amount,
@@ -537,7 +436,7 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
             log.status, log.completed_at = TransactionStatus.COMPLETED, now
         log.updated_at = now
     # Recorded after the commit: nothing extra while the wallet rows are locked.
-    LOCK_WAIT.observe(lock_wait)
+    telemetry.LOCK_WAIT.observe(lock_wait)
     return log, True
 
 

@@ -1,5 +1,6 @@
 """What on-call sees of each money movement: one log line and its counters
-(the metrics are defined in wallet_project/metrics.py).
+on /metrics (multiprocess-safe prometheus_client metrics, served by
+wallet_project/metrics.py like every other process metric).
 
 A line carries the transaction id and reference, the type, the outcome, the
 amount and currency, the client, the idempotency key and the duration; the
@@ -9,10 +10,29 @@ put names and notes there.
 
 import logging
 
+from prometheus_client import Counter, Histogram
+
 from transfers.models import TransactionLog
-from wallet_project.metrics import KEY_CONFLICTS, REPLAYS, TRANSFERS
 
 logger = logging.getLogger("wallet.transfers")
+
+TRANSFERS = Counter(
+    "wallet_transfers",
+    "Money movements settled by an API request: outcome completed or failed, and a failure's reason.",
+    ["type", "outcome", "reason"],
+)
+REPLAYS = Counter("wallet_transfer_replays", "Requests answered with the earlier result of their key.", ["type"])
+KEY_CONFLICTS = Counter(
+    "wallet_transfer_key_conflicts",
+    "Requests refused for their idempotency key: idempotency_key_in_use (409, a request with the key is in "
+    "flight) or idempotency_key_reused (422, the key belongs to another request).",
+    ["type", "code"],
+)
+LOCK_WAIT = Histogram(
+    "wallet_transfer_lock_wait_seconds",
+    "Time a settle spends taking its row locks (the log, then both wallets), round trips included.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 
 
 def movement_answered(*, client, idempotency_key: str, log: TransactionLog, replayed: bool, seconds: float) -> None:

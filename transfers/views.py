@@ -2,33 +2,30 @@
 with an input serializer to read it by, and renders the result; nothing here
 touches a balance."""
 
-import hashlib
 from collections.abc import Callable
-from functools import cache, partial
+from functools import partial
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from transfers import selectors, services
 from transfers.exceptions import BUSINESS_RULE_ERRORS
 from transfers.filters import TransactionLogFilter
+from transfers.http import CHARGED_WHEN_ANSWERED, ApiMovementRequest
 from transfers.models import REFERENCE_FORMAT, TransactionLog, TransactionStatus
+from transfers.movements import Movement, MovementResult
 from transfers.serializers import (
     IDEMPOTENCY_HEADER,
     MoneyRequestSerializer,
+    MovementResultSerializer,
     TransactionLogSerializer,
     TransferRequestSerializer,
-    TransferResultSerializer,
-    validate_idempotency_key,
 )
-from transfers.services import Movement, TransferResult
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
-from wallet_project.throttling import CHARGED_BY_SERVICE, movement_admission
 from wallets.selectors import customer_wallet_get
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -43,9 +40,9 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 )
 
 MONEY_RESPONSES = {
-    201: OpenApiResponse(envelope(TransferResultSerializer(), "TransferCompleted"), description="Money moved."),
+    201: OpenApiResponse(envelope(MovementResultSerializer(), "TransferCompleted"), description="Money moved."),
     200: OpenApiResponse(
-        envelope(TransferResultSerializer(), "TransferReplayed"),
+        envelope(MovementResultSerializer(), "TransferReplayed"),
         description="Same key and payload again: the first result, with header Idempotent-Replayed: true.",
     ),
     404: error("Unknown wallet (code wallet_not_found); nothing stored, the key stays free."),
@@ -60,72 +57,17 @@ MONEY_RESPONSES = {
 
 
 def money_request(request, view, serializer_class, movement_of: Callable[..., Movement]) -> Response:
-    """Answer a money-moving request (services.money_request_answer).
-
-    With a well-formed Idempotency-Key header the service looks the key up
-    before the body is read, so a byte-identical retry of a finished request
-    is answered without parsing or validating it again; otherwise (the key in
-    the body only, or a malformed header, which validation then reports) the
-    body is read first."""
-    admit = movement_admission(request, view)
-
-    @cache
-    def read() -> tuple[str, Movement]:
-        payload = validated(serializer_class, request, admit)
-        # With a header too, the same key: validation refuses a body key that differs.
-        key = payload.pop("idempotency_key")
-        return key, movement_of(**payload)
-
-    # Before anything parses the body: the digest reads it as sent.
-    digest = request_digest(request)
-    result = services.money_request_answer(
-        client=request.user,
-        idempotency_key=_header_key(request) or read()[0],
-        read_movement=lambda: read()[1],
-        request_digest=digest,
-        admit=admit,
-    )
-    return money_response(result)
+    """Answer a money-moving request: read it (transfers.http), hand it to
+    the service, render the result."""
+    movement_request = ApiMovementRequest(request, view, serializer_class, movement_of)
+    return money_response(services.movement_request_answer(movement_request=movement_request))
 
 
-def _header_key(request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    try:
-        return validate_idempotency_key(key)
-    except ValidationError:
-        return None
-
-
-def request_digest(request) -> str:
-    """sha256 of the request as sent: its path, content type and body. Two
-    requests with the same digest parse and validate alike (the client and
-    the key are matched separately)."""
-    digest = hashlib.sha256()
-    for part in (request.path.encode(), request.META.get("CONTENT_TYPE", "").encode()):
-        digest.update(len(part).to_bytes(4, "big"))
-        digest.update(part)
-    digest.update(request.body)
-    return digest.hexdigest()
-
-
-def validated(serializer_class, request, admit: services.Admission) -> dict:
-    """The request's validated payload. A malformed one never reaches the
-    protocol, which charges the others to the rate limits, so it is charged
-    here, as new work, before the 400."""
-    payload = serializer_class(data=request.data, context={"request": request})
-    if not payload.is_valid():
-        admit(False)
-        raise ValidationError(payload.errors)
-    return payload.validated_data
-
-
-def money_response(result: TransferResult) -> Response:
+def money_response(result: MovementResult) -> Response:
     """201 for the request that settled the log, 200 + Idempotent-Replayed for
     a replay; a FAILED log is the same 422 every time."""
     headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
-    data = TransferResultSerializer(result).data
+    data = MovementResultSerializer(result).data
     if result.log.status == TransactionStatus.FAILED:
         failure = BUSINESS_RULE_ERRORS[result.log.error_code]
         raise failure(result.log.error_message, data=data, headers=headers)
@@ -140,8 +82,8 @@ class TransferViewSet(viewsets.GenericViewSet):
         "retrieve": [],
         "by_reference": [],
     }
-    # A new transfer or a replay: the service knows which (throttling.py).
-    throttle_scopes = {"create": CHARGED_BY_SERVICE}
+    # A new transfer or a replay: charged once the key is looked up (transfers/http.py).
+    throttle_scopes = {"create": CHARGED_WHEN_ANSWERED}
 
     @extend_schema(request=TransferRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     def create(self, request):
@@ -187,7 +129,7 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
         "withdraw": ["transfers.create_withdrawal"],
         "transactions": ["wallets.view_wallet"],
     }
-    throttle_scopes = {"deposit": CHARGED_BY_SERVICE, "withdraw": CHARGED_BY_SERVICE}
+    throttle_scopes = {"deposit": CHARGED_WHEN_ANSWERED, "withdraw": CHARGED_WHEN_ANSWERED}
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])

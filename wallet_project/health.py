@@ -5,7 +5,8 @@ import logging
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from django_redis import get_redis_connection
+
+from wallet_project.redis_health import redis_up
 
 logger = logging.getLogger(__name__)
 
@@ -17,14 +18,6 @@ def database_up() -> bool:
         return True
     except Exception as exc:  # any failure to answer is "down"
         logger.warning("health: PostgreSQL down: %s", exc)
-        return False
-
-
-def redis_up() -> bool:
-    try:
-        return bool(get_redis_connection("default").ping())
-    except Exception as exc:
-        logger.warning("health: Redis down: %s", exc)
         return False
 
 

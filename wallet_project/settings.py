@@ -114,7 +114,7 @@ DATABASES["default"]["OPTIONS"].setdefault("options", f"-c idle_in_transaction_s
 DATABASES["default"]["OPTIONS"].update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
 # Parameters travel apart from the SQL (the extended protocol), instead of
 # being quoted into it by psycopg in Python (Django's default, client-side
-# binding): 4 % fewer instructions per transfer (README "Performance"). No
+# binding), which costs CPU on every statement of the hot path. No
 # prepared statements (prepare_threshold None): each statement is planned as
 # it comes, as pgbench --protocol=extended does in the benchmark.
 DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=None)
@@ -297,8 +297,8 @@ LOGGING = {
     "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"}},
     "formatters": {
         "json": {
-            # python-json-logger's orjson encoder: a line costs 30 % fewer
-            # instructions than with the standard library's json (README "Performance").
+            # python-json-logger's orjson encoder: two lines are written per
+            # money request, and the standard library's json encodes them slower.
             "()": "pythonjsonlogger.orjson.OrjsonFormatter",
             "fmt": "%(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
             "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},

@@ -9,9 +9,11 @@ Three scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 - reads: every GET.
 
 Whether a money request is new or a replay is known only once its key has
-been looked up, so those are charged by the transfer service itself
-(`movement_admission`, called before it takes a lock or writes anything);
-every other request is charged by DRF before its view runs (ActionScopeThrottle).
+been looked up, so a view may name no scope for an action (None in its
+throttle_scopes) and charge the request itself with ClientRateThrottle
+(transfers/http.py does, before the transfer service takes a lock or writes
+anything); every other request is charged by DRF before its view runs
+(ActionScopeThrottle).
 Over the limit the answer is 429 `throttled` in the envelope, with
 Retry-After, and nothing is written.
 
@@ -21,7 +23,6 @@ service keeps moving money, as its correctness never depends on Redis.
 
 import functools
 import logging
-from collections.abc import Callable
 
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
@@ -31,13 +32,11 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from transfers.locks import REDIS_ERRORS
+from wallet_project.redis_health import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
 TRANSFERS, REPLAYS, READS = "transfers", "replays", "reads"
-# A view's throttle_scopes entry for an action the transfer service charges.
-CHARGED_BY_SERVICE = None
 # How far past the instant a refused client may come back wait() aims: far
 # more than the float error of the window arithmetic, far less than a second.
 PAST_THE_EDGE = 0.001
@@ -136,7 +135,7 @@ class ActionScopeThrottle(BaseThrottle):
     """The default throttle class (REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]):
     charges a request to the scope its view names for the action in
     `throttle_scopes`, by default reads for a GET and transfers for a write.
-    CHARGED_BY_SERVICE: the transfer service charges it (movement_admission)."""
+    A scope of None: the view charges the request itself."""
 
     def __init__(self):
         self.limit: ClientRateThrottle | None = None
@@ -144,23 +143,10 @@ class ActionScopeThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         default = READS if request.method in SAFE_METHODS else TRANSFERS
         scope = getattr(view, "throttle_scopes", {}).get(getattr(view, "action", None), default)
-        if scope is CHARGED_BY_SERVICE:
+        if scope is None:
             return True
         self.limit = ClientRateThrottle(scope)
         return self.limit.allow_request(request, view)
 
     def wait(self) -> float | None:
         return self.limit.wait() if self.limit else None
-
-
-def movement_admission(request, view) -> Callable[[bool], None]:
-    """For the transfer service, once it knows whether the request replays a
-    finished key: charges it to replays or transfers, and raises Throttled
-    (429 with Retry-After) over the limit, before any lock or write."""
-
-    def admit(replay: bool) -> None:
-        limit = ClientRateThrottle(REPLAYS if replay else TRANSFERS)
-        if not limit.allow_request(request, view):
-            view.throttled(request, limit.wait())
-
-    return admit

@@ -21,7 +21,7 @@
 \endif
 \endif
 \set cents random(1, 999)
-INSERT INTO transaction_logs (id, client_id, idempotency_key, request_fingerprint, request_digest,
+INSERT INTO transaction_logs (id, client_id, idempotency_key, movement_fingerprint, body_digest,
     source_wallet_id, destination_wallet_id, amount, currency, type, status, reference, metadata, error_code,
     error_message, created_at, updated_at, completed_at, reversal_of_id)
 VALUES (md5('pgb-' || :run || '-' || :client_id || '-' || :n)::uuid, :client,

@@ -32,7 +32,7 @@ def stuck_transfer(source, destination, amount="40.00") -> TransactionLog:
     return TransactionLog.objects.create(
         client=ApiUserFactory(),
         idempotency_key=f"stuck-{uuid.uuid4()}",
-        request_fingerprint="-",
+        movement_fingerprint="-",
         source_wallet=source,
         destination_wallet=destination,
         amount=Decimal(amount),

@@ -26,6 +26,7 @@ from reconciliation.tests.faults import (
 )
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
+from transfers.movements import Movement
 from transfers.tests.concurrency import api_client, run_concurrently, token_of
 from transfers.tests.factories import ApiUserFactory
 
@@ -120,7 +121,7 @@ def test_reconcile_task_run_twice_at_once_applies_each_log_once(monkeypatch, set
             client=client,
             idempotency_key=f"stuck-{i}",
             fingerprint=f"{i:064d}",
-            movement=services.Movement(TransactionType.TRANSFER, amount, {}, wallets[s].pk, wallets[d].pk),
+            movement=Movement(TransactionType.TRANSFER, amount, {}, wallets[s].pk, wallets[d].pk),
         )
     settled = record_who_settles(monkeypatch)
 

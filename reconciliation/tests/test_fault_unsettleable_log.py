@@ -18,6 +18,7 @@ from reconciliation.services import logs_reconcile, stale_pending_logs
 from reconciliation.tests.faults import assert_books_balance, balances, post_money
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
+from transfers.movements import Movement
 from transfers.tests.factories import ApiUserFactory
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
@@ -66,7 +67,7 @@ def test_one_log_that_cannot_settle_does_not_stop_reconciliation_of_the_others(f
             client=client,
             idempotency_key=key,
             fingerprint="0" * 64,
-            movement=services.Movement(type, Decimal("0.01"), {}, debited.pk, credited.pk),
+            movement=Movement(type, Decimal("0.01"), {}, debited.pk, credited.pk),
         )
 
     outcomes = logs_reconcile(logs=stale_pending_logs(older_than=timedelta(0)))

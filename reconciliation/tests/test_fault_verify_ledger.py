@@ -18,6 +18,7 @@ from django.db import connection
 from reconciliation.services import ledger_discrepancies
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
+from transfers.movements import Movement
 from transfers.tests.factories import ApiUserFactory
 from wallets.models import Wallet, WalletKind
 
@@ -53,7 +54,7 @@ def books(funded_wallet):
         client=client,
         idempotency_key="crashed",
         fingerprint="0" * 64,
-        movement=services.Movement(TransactionType.TRANSFER, Decimal("5.00"), {}, a.pk, b.pk),
+        movement=Movement(TransactionType.TRANSFER, Decimal("5.00"), {}, a.pk, b.pk),
     )
     return SimpleNamespace(
         client=client,
@@ -86,7 +87,7 @@ def move_money_between_customers_outside_the_ledger(books):
 def insert_a_completed_log_that_moved_nothing(books):
     sql(
         """
-        INSERT INTO transaction_logs (id, client_id, idempotency_key, request_fingerprint, source_wallet_id,
+        INSERT INTO transaction_logs (id, client_id, idempotency_key, movement_fingerprint, source_wallet_id,
             destination_wallet_id, amount, currency, type, status, reference, metadata, error_code,
             error_message, created_at, updated_at, completed_at)
         VALUES (gen_random_uuid(), %s, 'planted', repeat('0', 64), %s, %s, 7.00, 'NGN', 'TRANSFER',

@@ -377,7 +377,7 @@ def many_logs(count: int) -> None:
         TransactionLog(
             client=client,
             idempotency_key=f"bulk-{i}",
-            request_fingerprint="-",
+            movement_fingerprint="-",
             source_wallet=wallets[2 * i],
             destination_wallet=wallets[2 * i + 1],
             amount=Decimal("1.00"),

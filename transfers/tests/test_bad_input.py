@@ -18,7 +18,8 @@ from django.conf import settings
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from transfers.models import TransactionLog, TransactionStatus
-from wallet_project.tests import assert_error_envelope, ledger_state
+from transfers.tests import ledger_state
+from wallet_project.tests import assert_error_envelope
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 

@@ -30,7 +30,7 @@ def log_fields() -> dict:
     return {
         "client": ApiUserFactory(),
         "idempotency_key": f"key-{uuid.uuid4()}",
-        "request_fingerprint": "0" * 64,
+        "movement_fingerprint": "0" * 64,
         "type": TransactionType.TRANSFER,
         "source_wallet": WalletFactory(),
         "destination_wallet": WalletFactory(),
@@ -46,7 +46,7 @@ def raw_insert_log(fields: dict, **columns) -> None:
         "id": uuid.uuid4(),
         "client_id": fields["client"].pk,
         "idempotency_key": fields["idempotency_key"],
-        "request_fingerprint": fields["request_fingerprint"],
+        "movement_fingerprint": fields["movement_fingerprint"],
         "source_wallet_id": fields["source_wallet"].pk,
         "destination_wallet_id": fields["destination_wallet"].pk,
         "amount": fields["amount"],

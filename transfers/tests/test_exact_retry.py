@@ -1,6 +1,6 @@
 """A retry byte for byte identical to the request that made a finished log is
 answered from the log without its body being parsed or validated
-(services.money_request_answer); anything else is read and goes through the
+(services.movement_request_answer); anything else is read and goes through the
 whole protocol, so the contract's answers are the same either way."""
 
 import json
@@ -62,7 +62,7 @@ def test_a_byte_identical_retry_is_replayed_without_reading_its_body(treasury_ap
     assert again.json()["data"] == {**first.json()["data"], "message": "Transaction already processed"}
     assert reads == ["parse", "validate"]  # nothing more was read
     assert balances(source, destination) == [Decimal("90.00"), Decimal("10.00")]
-    assert len(TransactionLog.objects.get(idempotency_key="key-1").request_digest) == 64
+    assert len(TransactionLog.objects.get(idempotency_key="key-1").body_digest) == 64
 
 
 def test_the_same_request_written_differently_is_read_and_replayed(treasury_api, funded_wallet, reads):

@@ -133,7 +133,7 @@ def test_a_retry_finishes_a_log_a_crash_left_pending_and_answers_as_first(treasu
     assert balances(source) == [Decimal("100.00")]  # a PENDING log has moved no money
     # The retry below repeats the request byte for byte: its digest matches,
     # and a PENDING log is still settled, not replayed.
-    assert pending.request_digest
+    assert pending.body_digest
 
     retry = transfer(treasury_api, source, destination, "10.00", key="crashed")
 

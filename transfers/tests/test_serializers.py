@@ -9,14 +9,14 @@ import pytest
 from rest_framework import serializers
 
 from transfers.models import TransactionLog, TransactionStatus
-from transfers.serializers import TransferRequestSerializer, TransferResultSerializer
-from transfers.services import TransferResult
+from transfers.movements import MovementResult
+from transfers.serializers import MovementResultSerializer, TransferRequestSerializer
 from wallet_project.serializers import LeanSerializer
 
 
-def declared_rendering(result: TransferResult) -> dict:
+def declared_rendering(result: MovementResult) -> dict:
     """What DRF's own Serializer.to_representation makes of the declared fields."""
-    return serializers.Serializer.to_representation(TransferResultSerializer(result), result)
+    return serializers.Serializer.to_representation(MovementResultSerializer(result), result)
 
 
 @pytest.mark.parametrize(
@@ -33,12 +33,12 @@ def test_the_written_out_response_matches_the_declared_fields(status, replayed, 
     log = TransactionLog(
         id=uuid.uuid4(), status=status, reference="TXN-20261124ABCDEFGHJK", error_message=error_message
     )
-    result = TransferResult(log=log, replayed=replayed)
+    result = MovementResult(log=log, replayed=replayed)
 
-    rendered = TransferResultSerializer(result).data
+    rendered = MovementResultSerializer(result).data
 
     assert rendered == declared_rendering(result)
-    assert list(rendered) == list(TransferResultSerializer().fields)
+    assert list(rendered) == list(MovementResultSerializer().fields)
 
 
 def test_shallow_copied_fields_belong_to_their_own_serializer():

@@ -1,13 +1,10 @@
 """Tests of what the whole API shares (the error envelope, the schema, /health),
-and the two checks every app's API tests make of a refused request.
+and the check every app's API tests make of a refused request's answer.
 
-The helpers live here because the envelope is the project's
+The helper lives here because the envelope is the project's
 (wallet_project/exceptions.py). Asserts outside test modules are not rewritten
 by pytest, hence the explicit messages.
 """
-
-from transfers.models import TransactionLog
-from wallets.models import Wallet
 
 
 def assert_error_envelope(response, *, status: int, code: str, field: str | None = None) -> dict:
@@ -22,12 +19,3 @@ def assert_error_envelope(response, *, status: int, code: str, field: str | None
     if field is not None:
         assert field in body.get("errors", {}), body
     return body
-
-
-def ledger_state() -> tuple:
-    """Every wallet's balance and every log's status: what a refused request
-    must leave exactly as it was."""
-    return (
-        sorted(Wallet.objects.values_list("pk", "balance")),
-        sorted(TransactionLog.objects.values_list("pk", "status")),
-    )

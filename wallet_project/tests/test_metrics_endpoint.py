@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciliation.tests.faults import free_port
 from transfers import locks, services
 from transfers.models import TransactionLog, TransactionType
+from transfers.movements import Movement
 from transfers.tests.factories import ApiUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -74,7 +75,7 @@ def pending_log(source, destination, *, age: timedelta) -> TransactionLog:
         client=ApiUserFactory(),
         idempotency_key="crashed",
         fingerprint="0" * 64,
-        movement=services.Movement(TransactionType.TRANSFER, Decimal("5.00"), {}, source.pk, destination.pk),
+        movement=Movement(TransactionType.TRANSFER, Decimal("5.00"), {}, source.pk, destination.pk),
     )
     assert created
     TransactionLog.objects.filter(pk=log.pk).update(created_at=timezone.now() - age)

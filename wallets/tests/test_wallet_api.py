@@ -10,7 +10,8 @@ from rest_framework.test import APIClient
 
 from conftest import make_api_client
 from transfers.models import TransactionLog
-from wallet_project.tests import assert_error_envelope, ledger_state
+from transfers.tests import ledger_state
+from wallet_project.tests import assert_error_envelope
 from wallets.models import Wallet, WalletKind
 from wallets.tests.factories import WalletFactory
 

@@ -1,0 +1,129 @@
+"""The nouns of a money request, shared by the API and the services.
+
+Vocabulary (docs: README, "Words"):
+- a **movement** is money asked to move from one wallet to another: its type
+  (TRANSFER, DEPOSIT, WITHDRAWAL), amount, wallets and metadata (`Movement`);
+- a **movement request** is a client's request for one, under an idempotency
+  key (`MovementRequest`);
+- a **transaction** is what the service records for it: one row of
+  transaction_logs (`TransactionLog`, the seed's name; `log` in code), PENDING,
+  then COMPLETED or FAILED;
+- the **answer** is that transaction and whether an earlier request had
+  already finished it (`MovementResult`).
+"""
+
+import enum
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from transfers.models import TransactionLog, TransactionType
+
+
+@dataclass(frozen=True)
+class Movement:
+    """What a money-moving request asks for. A wallet id of None stands for
+    the settlement wallet of the other side's currency (deposit, withdrawal)."""
+
+    type: TransactionType
+    amount: Decimal
+    metadata: dict
+    source_wallet_id: uuid.UUID | None
+    destination_wallet_id: uuid.UUID | None
+
+    @classmethod
+    def transfer(
+        cls, *, source_wallet_id: uuid.UUID, destination_wallet_id: uuid.UUID, amount: Decimal, metadata: dict
+    ) -> "Movement":
+        """From one customer wallet to another."""
+        return cls(TransactionType.TRANSFER, amount, metadata, source_wallet_id, destination_wallet_id)
+
+    @classmethod
+    def deposit(cls, *, wallet_id: uuid.UUID, amount: Decimal, metadata: dict) -> "Movement":
+        """Money in: from the currency's settlement wallet to a customer wallet."""
+        return cls(TransactionType.DEPOSIT, amount, metadata, None, wallet_id)
+
+    @classmethod
+    def withdrawal(cls, *, wallet_id: uuid.UUID, amount: Decimal, metadata: dict) -> "Movement":
+        """Money out: from a customer wallet to the currency's settlement wallet."""
+        return cls(TransactionType.WITHDRAWAL, amount, metadata, wallet_id, None)
+
+    def fingerprint(self) -> str:
+        """The movement fingerprint stored with its transaction: a replay must
+        ask for the same movement (transfers.services, protocol step 1)."""
+        return canonical_fingerprint(
+            type=self.type,
+            source=self.source_wallet_id and str(self.source_wallet_id),
+            destination=self.destination_wallet_id and str(self.destination_wallet_id),
+            amount=self.amount,
+            metadata=self.metadata,
+        )
+
+
+def canonical_fingerprint(**asked: object) -> str:
+    """sha256 (64 hex digits) of a canonical form of what was asked, to tell a
+    genuine retry from a reused key however the request was written: amounts
+    are normalised ("100" == "100.00"), keys sorted, whitespace dropped."""
+    canonical = {k: (f"{v:.2f}" if isinstance(v, Decimal) else v) for k, v in asked.items()}
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class KeySource(enum.StrEnum):
+    """Where a request's idempotency key came from."""
+
+    HEADER = "header"
+    BODY = "body"
+    # A caller in process (a service, a test, a command): no HTTP request.
+    CALLER = "caller"
+
+
+class MovementRequest:
+    """A client's request to move money, as the protocol reads it
+    (transfers.services.movement_request_answer).
+
+    - `client`: the API client (a user) the idempotency key belongs to;
+    - `idempotency_key`, `key_source`: the key, and where it came from;
+    - `body_digest`: sha256 of the request exactly as sent (path, content
+      type, body), stored with a new transaction so that a byte-identical retry
+      is answered without being read again; "" matches nothing;
+    - `read_movement()`: what it asks for, read when the answer needs it (for
+      the API: the body parsed and validated, which may raise a 400);
+    - `charge_as_new()`, `charge_as_replay()`: count it against the client's
+      rate limits as new work or as a replay, once the protocol knows which,
+      before any lock or write (may raise Throttled).
+
+    This base class is a request made in process, with its movement in hand
+    and no rate limits; the API's (transfers.http.ApiMovementRequest) reads an
+    HTTP request.
+    """
+
+    key_source = KeySource.CALLER
+    body_digest = ""
+
+    def __init__(self, *, client: AbstractBaseUser, idempotency_key: str, movement: Movement | None = None):
+        self.client = client
+        self.idempotency_key = idempotency_key
+        self._movement = movement
+
+    def read_movement(self) -> Movement:
+        return self._movement
+
+    def charge_as_new(self) -> None:
+        """In process: nothing to count."""
+
+    def charge_as_replay(self) -> None:
+        """In process: nothing to count."""
+
+
+@dataclass(frozen=True)
+class MovementResult:
+    """The answer to a movement request: its transaction, and whether an
+    earlier request had already finished it (a replay: 200 instead of 201)."""
+
+    log: TransactionLog
+    replayed: bool
