@@ -54,41 +54,51 @@ def migrated_groups(db) -> None:
     ensure_migrated_groups()
 
 
-def make_api_client(*group_names: str) -> APIClient:
+def make_api_client(*group_names: str, user=None) -> APIClient:
+    """An API client in these groups, with a token: `user`, or a new one."""
     ensure_migrated_groups()
-    user = ApiUserFactory()
+    user = user or ApiUserFactory()
     user.groups.add(*Group.objects.filter(name__in=group_names))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
     client.user = user
     return client
 
 
 @pytest.fixture
-def treasury_api(db) -> APIClient:
-    """A client that may transfer, deposit and withdraw."""
-    return make_api_client("Treasury client")
+def wallet_owner(db):
+    """The API client a test acts as: treasury_api and transfer_api
+    authenticate as it, and funded_wallet's wallets are its own (tenancy).
+    A test of another client makes one with make_api_client."""
+    return ApiUserFactory()
 
 
 @pytest.fixture
-def transfer_api(db) -> APIClient:
-    """A client that may only open wallets and transfer."""
-    return make_api_client("Transfer client")
+def treasury_api(wallet_owner) -> APIClient:
+    """The wallet owner's client, allowed to transfer, deposit and withdraw."""
+    return make_api_client("Treasury client", user=wallet_owner)
 
 
 @pytest.fixture
-def funded_wallet(db):
-    """funded_wallet(amount, currency="NGN") -> a customer wallet holding amount,
-    put there by a real deposit from the settlement wallet."""
+def transfer_api(wallet_owner) -> APIClient:
+    """The wallet owner's client, allowed only to open wallets and transfer
+    (with treasury_api in the same test, both are one client in both groups)."""
+    return make_api_client("Transfer client", user=wallet_owner)
+
+
+@pytest.fixture
+def funded_wallet(wallet_owner):
+    """funded_wallet(amount, currency="NGN", owner=wallet_owner) -> a customer
+    wallet of `owner` holding amount, put there by a real deposit from the
+    settlement wallet (made by its owner, as tenancy requires)."""
     from transfers.services import deposit_create
 
-    funder = ApiUserFactory()
-
-    def make(amount: Decimal | str = "1000.00", **wallet_fields):
-        wallet = WalletFactory(**wallet_fields)
+    def make(amount: Decimal | str = "1000.00", owner=None, **wallet_fields):
+        owner = owner or wallet_owner
+        wallet = WalletFactory(owner=owner, **wallet_fields)
         if Decimal(amount) > 0:
             deposit_create(
-                client=funder,
+                client=owner,
                 wallet_id=wallet.pk,
                 amount=Decimal(amount),
                 idempotency_key=f"fund-{uuid.uuid4()}",

@@ -143,6 +143,9 @@ class TransactionLog(models.Model):
             ("create_deposit", "Can deposit into wallets"),
             ("create_withdrawal", "Can withdraw from wallets"),
             ("view_all_transfers", "Can see every API client's transactions"),
+            # Tenancy (DESIGN.md): a transfer may credit another client's wallet
+            # only with this (the loan-disbursement service paying borrowers).
+            ("pay_other_clients", "Can transfer into other API clients' wallets"),
             ("reconcile_transactionlog", "Can re-drive PENDING transactions"),
             ("reverse_transactionlog", "Can reverse completed transfers"),
         ]

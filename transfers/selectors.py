@@ -11,10 +11,14 @@ from transfers.exceptions import TransactionNotFound
 from transfers.models import MONEY_MOVED_STATUSES, REFERENCE_FORMAT, TransactionLog
 from wallets.models import Wallet
 from wallets.money import DECIMAL_PLACES, MAX_DIGITS
+from wallets.selectors import customer_wallet_get
+
+READ_ALL_TRANSACTIONS = "transfers.view_all_transfers"
 
 
 def log_for_client_key(*, client: AbstractBaseUser, idempotency_key: str) -> TransactionLog:
-    """A client sees only its own keys: another client's key is simply not found."""
+    """A client sees only its own keys: another client's key is simply not
+    found (TransactionNotFound), whoever's wallets it touched."""
     if "\x00" in idempotency_key:  # no stored key has one (they are printable); PostgreSQL text cannot
         raise TransactionNotFound()
     log = TransactionLog.objects.filter(client=client, idempotency_key=idempotency_key).first()
@@ -23,21 +27,40 @@ def log_for_client_key(*, client: AbstractBaseUser, idempotency_key: str) -> Tra
     return log
 
 
+def visible_logs(*, viewer: AbstractBaseUser) -> QuerySet[TransactionLog]:
+    """The transactions `viewer` may read (tenancy): those that touch a wallet
+    it owns, either side (a credit from another client included), or all of
+    them for an auditor (transfers.view_all_transfers)."""
+    if viewer.has_perm(READ_ALL_TRANSACTIONS):
+        return TransactionLog.objects.all()
+    return TransactionLog.objects.filter(Q(source_wallet__owner=viewer) | Q(destination_wallet__owner=viewer))
+
+
 def log_by_reference(*, viewer: AbstractBaseUser, reference: str) -> TransactionLog:
+    """A transaction by its reference, if `viewer` may read it; else
+    TransactionNotFound, as for an unknown reference."""
     if not REFERENCE_FORMAT.fullmatch(reference):
         raise TransactionNotFound()
-    logs = TransactionLog.objects.filter(reference=reference)
-    if not viewer.has_perm("transfers.view_all_transfers"):
-        logs = logs.filter(client=viewer)
-    log = logs.first()
+    log = visible_logs(viewer=viewer).filter(reference=reference).first()
     if log is None:
         raise TransactionNotFound()
     return log
 
 
-def wallet_transactions(*, wallet_id: uuid.UUID) -> QuerySet[TransactionLog]:
-    """Every log that touches the wallet, either side."""
+def wallet_transactions(*, wallet_id: uuid.UUID, viewer: AbstractBaseUser) -> QuerySet[TransactionLog]:
+    """Every transaction that touches the wallet, either side, if `viewer`
+    may read the wallet (wallets.selectors.customer_wallet_get, which raises
+    WalletNotFound otherwise)."""
+    customer_wallet_get(wallet_id=wallet_id, viewer=viewer)
     return TransactionLog.objects.filter(Q(source_wallet_id=wallet_id) | Q(destination_wallet_id=wallet_id))
+
+
+def shows_request_details(*, log: TransactionLog, viewer: AbstractBaseUser) -> bool:
+    """Whether `viewer` may see what the paying client sent with a
+    transaction (its idempotency key and metadata): the client that sent it,
+    or an auditor. The owner of a wallet another client paid into sees the
+    credit, not the payer's key or notes."""
+    return log.client_id == viewer.pk or viewer.has_perm(READ_ALL_TRANSACTIONS)
 
 
 # --- the admin's wallet page ---------------------------------------------------

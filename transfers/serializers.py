@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from transfers.models import TransactionLog, TransactionStatus
+from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictUUIDField
 from wallet_project.serializers import LeanSerializer
 from wallets.money import AmountField
@@ -141,10 +142,13 @@ class MovementResultSerializer(serializers.Serializer):
 
 
 class TransactionLogSerializer(serializers.ModelSerializer):
-    """The seed's log view. The idempotency key is shown only to the client
-    that chose it (or to a viewer allowed to see all clients)."""
+    """The seed's log view. The idempotency key and the metadata are shown
+    only to the client that sent them, or to an auditor
+    (selectors.shows_request_details); anyone else who may read the
+    transaction (the owner of a wallet it credited) gets null for both."""
 
     idempotencyKey = serializers.SerializerMethodField()
+    metadata = serializers.SerializerMethodField()
     sourceWalletId = serializers.UUIDField(source="source_wallet_id")
     destinationWalletId = serializers.UUIDField(source="destination_wallet_id")
     errorCode = serializers.CharField(source="error_code")
@@ -174,8 +178,12 @@ class TransactionLogSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_idempotencyKey(self, log) -> str | None:
+    def _shows_request_details(self, log) -> bool:
         request = self.context.get("request")
-        if request is None or log.client_id == request.user.pk or request.user.has_perm("transfers.view_all_transfers"):
-            return log.idempotency_key
-        return None
+        return request is None or shows_request_details(log=log, viewer=request.user)
+
+    def get_idempotencyKey(self, log) -> str | None:
+        return log.idempotency_key if self._shows_request_details(log) else None
+
+    def get_metadata(self, log) -> dict | None:
+        return log.metadata if self._shows_request_details(log) else None

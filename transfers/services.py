@@ -56,6 +56,7 @@ from wallet_project.db import in_model_order
 from wallets.exceptions import WalletNotFound
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
+from wallets.selectors import owned_wallets
 from wallets.services import settlement_wallet_get_or_create
 
 logger = logging.getLogger(__name__)
@@ -239,15 +240,20 @@ _FIND_LOG = (
 # wallet is found by the customer wallet's currency); no row inserted means the
 # key is taken or a wallet does not match. ON CONFLICT on the unique (client,
 # key) constraint: losing the race is an answer, not an error.
+# Tenancy (DESIGN.md) in the same WHERE clause: money leaves, and deposits
+# land in, only wallets the client owns; a transfer may credit another
+# client's wallet only with transfers.pay_other_clients. A wallet that fails
+# these is not found, as an unknown one (_ensure_wallets says which).
 _CUSTOMER, _SETTLEMENT = WalletKind.CUSTOMER.value, WalletKind.SETTLEMENT.value
 _WALLETS_OF = {
-    TransactionType.TRANSFER: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND d.id = %(destination)s "
-    f"AND d.kind = '{_CUSTOMER}'",
-    TransactionType.DEPOSIT: f"d.id = %(destination)s AND d.kind = '{_CUSTOMER}' AND s.kind = '{_SETTLEMENT}' "
-    "AND s.currency = d.currency",
-    TransactionType.WITHDRAWAL: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND d.kind = '{_SETTLEMENT}' "
-    "AND d.currency = s.currency",
+    TransactionType.TRANSFER: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s "
+    f"AND d.id = %(destination)s AND d.kind = '{_CUSTOMER}' AND (d.owner_id = %(client)s OR %(pay_others)s)",
+    TransactionType.DEPOSIT: f"d.id = %(destination)s AND d.kind = '{_CUSTOMER}' AND d.owner_id = %(client)s "
+    f"AND s.kind = '{_SETTLEMENT}' AND s.currency = d.currency",
+    TransactionType.WITHDRAWAL: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s "
+    f"AND d.kind = '{_SETTLEMENT}' AND d.currency = s.currency",
 }
+PAY_OTHER_CLIENTS = "transfers.pay_other_clients"
 _INSERT_PENDING = """
 INSERT INTO transaction_logs (
     id, client_id, idempotency_key, movement_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
@@ -379,6 +385,8 @@ def _record_pending(
         "reference": new_reference(),
         "metadata": Jsonb(movement.metadata),
         "now": timezone.now(),
+        # Read from the permissions authentication loaded: no query.
+        "pay_others": client.has_perm(PAY_OTHER_CLIENTS),
     }
     insert = _INSERT_PENDING.format(wallets=_WALLETS_OF[movement.type])
     for attempt in (1, 2):
@@ -390,23 +398,24 @@ def _record_pending(
         if attempt == 1:
             # Rare: say which wallet is unknown, or create the currency's
             # settlement wallet on its first use, then try once more.
-            _ensure_wallets(movement)
+            _ensure_wallets(movement, client=client, pay_others=params["pay_others"])
     raise RuntimeError(f"could not record the PENDING log for key {idempotency_key!r}")
 
 
-def _ensure_wallets(movement: Movement) -> None:
-    roles = (("Source", movement.source_wallet_id), ("Destination", movement.destination_wallet_id))
-    customer_wallets = {
-        w.pk: w
-        for w in Wallet.objects.filter(
-            pk__in=[wallet_id for _, wallet_id in roles if wallet_id], kind=WalletKind.CUSTOMER
-        )
-    }
-    for role, wallet_id in roles:
-        if wallet_id is not None and wallet_id not in customer_wallets:
+def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others: bool) -> None:
+    """Why the PENDING insert found no wallets: raise WalletNotFound naming
+    the side that is unknown or not the client's to use (the insert's rule,
+    _WALLETS_OF), or create the currency's settlement wallet on its first use."""
+    own = owned_wallets(owner=client)
+    for role, wallet_id in (("Source", movement.source_wallet_id), ("Destination", movement.destination_wallet_id)):
+        if wallet_id is None:
+            continue
+        payee = role == "Destination" and movement.type == TransactionType.TRANSFER
+        usable = Wallet.objects.filter(kind=WalletKind.CUSTOMER) if payee and pay_others else own
+        wallet = usable.filter(pk=wallet_id).first()
+        if wallet is None:
             raise WalletNotFound(f"{role} wallet not found." if movement.type == TransactionType.TRANSFER else None)
     if movement.type != TransactionType.TRANSFER:
-        (wallet,) = customer_wallets.values()
         settlement_wallet_get_or_create(currency=wallet.currency)
 
 

@@ -26,7 +26,6 @@ from transfers.serializers import (
 )
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
-from wallets.selectors import customer_wallet_get
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -45,7 +44,10 @@ MONEY_RESPONSES = {
         envelope(MovementResultSerializer(), "TransferReplayed"),
         description="Same key and payload again: the first result, with header Idempotent-Replayed: true.",
     ),
-    404: error("Unknown wallet (code wallet_not_found); nothing stored, the key stays free."),
+    404: error(
+        "Unknown wallet, or another client's (code wallet_not_found, the same answer for both); nothing stored, "
+        "the key stays free."
+    ),
     409: error("The key is being processed by another request (code idempotency_key_in_use); see Retry-After."),
     422: error(
         "A business rule refused the movement and a FAILED log was stored (codes insufficient_balance, "
@@ -150,7 +152,6 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def transactions(self, request, pk):
-        customer_wallet_get(wallet_id=pk)
-        logs = self.filter_queryset(selectors.wallet_transactions(wallet_id=pk))
+        logs = self.filter_queryset(selectors.wallet_transactions(wallet_id=pk, viewer=request.user))
         page = self.paginate_queryset(logs)
         return self.get_paginated_response(TransactionLogSerializer(page, many=True, context={"request": request}).data)

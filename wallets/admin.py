@@ -109,17 +109,21 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Read-only: wallets are opened through the API, balances change only
     # through transfers, and the active flag only through the freeze actions
     # (so that each change is in the history).
-    list_display = ("id", "user_id", "currency", "balance", "is_active", "kind", "updated_at")
-    list_filter = (CurrencyListFilter, "is_active", "kind")
+    list_display = ("id", "owner", "user_id", "currency", "balance", "is_active", "kind", "updated_at")
+    list_select_related = ("owner",)
+    # The owning API client (tenancy): a handful of clients, so a short list.
+    list_filter = (CurrencyListFilter, "is_active", "kind", "owner")
     # Searched by exact id in get_search_results (index lookups); listed so the
     # admin shows its search box.
     search_fields = ("=id", "=user_id")
     search_help_text = "A wallet id or a user id (the whole UUID)."
     fieldsets = (
-        (None, {"fields": ("id", "user_id", "kind", "currency", "balance", "is_active")}),
+        (None, {"fields": ("id", "owner", "user_id", "kind", "currency", "balance", "is_active")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
-    readonly_fields = ("id", "user_id", "kind", "currency", "balance", "is_active", "created_at", "updated_at")
+    readonly_fields = (
+        "id", "owner", "user_id", "kind", "currency", "balance", "is_active", "created_at", "updated_at",
+    )  # fmt: skip
     actions = ["freeze_wallets", "unfreeze_wallets"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False

@@ -22,6 +22,16 @@ class WalletKind(models.TextChoices):
 
 class Wallet(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Tenancy (DESIGN.md): the API client that opened a customer wallet; only
+    # it may read it or move money out of it. Settlement wallets have none.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="wallets",
+        help_text="The API client that opened the wallet (none for a settlement wallet).",
+    )
     user_id = models.UUIDField(null=True, blank=True, help_text="The end user in the client's own user system.")
     kind = models.CharField(max_length=16, choices=WalletKind.choices, default=WalletKind.CUSTOMER)
     currency = models.CharField(max_length=3, default=settings.DEFAULT_CURRENCY)
@@ -33,16 +43,20 @@ class Wallet(models.Model):
     class Meta:
         db_table = "wallets"
         ordering = ["created_at"]
-        permissions = [("freeze_wallet", "Can freeze and unfreeze wallets")]
+        permissions = [
+            ("freeze_wallet", "Can freeze and unfreeze wallets"),
+            ("view_all_wallets", "Can read every API client's wallets (auditors)"),
+        ]
         indexes = [
             models.Index(fields=["user_id"], name="idx_wallets_user_id"),
             models.Index(fields=["is_active"], name="idx_wallets_is_active"),
             models.Index(fields=["created_at", "id"], name="idx_wallets_created_at"),
         ]
         constraints = [
+            # Two clients may use the same userId for different people.
             models.UniqueConstraint(
-                fields=["user_id", "currency"],
-                name="wallets_wallet_one_per_user_and_currency",
+                fields=["owner", "user_id", "currency"],
+                name="wallets_wallet_one_per_owner_user_and_currency",
                 violation_error_code="wallet_exists",
             ),
             models.UniqueConstraint(
@@ -58,6 +72,12 @@ class Wallet(models.Model):
                 condition=(Q(kind=WalletKind.CUSTOMER) & Q(user_id__isnull=False))
                 | (Q(kind=WalletKind.SETTLEMENT) & Q(user_id__isnull=True)),
                 name="wallets_wallet_owner_matches_kind",
+            ),
+            # Every customer wallet has an owning client; no settlement wallet has one.
+            models.CheckConstraint(
+                condition=(Q(kind=WalletKind.CUSTOMER) & Q(owner__isnull=False))
+                | (Q(kind=WalletKind.SETTLEMENT) & Q(owner__isnull=True)),
+                name="wallets_wallet_client_matches_kind",
             ),
             models.CheckConstraint(
                 condition=Q(currency__regex=r"^[A-Z]{3}$"),

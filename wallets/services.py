@@ -3,6 +3,7 @@ transfers/services.py."""
 
 import uuid
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -26,18 +27,20 @@ def settlement_wallet_get_or_create(*, currency: str) -> Wallet:
         return Wallet.objects.get(kind=WalletKind.SETTLEMENT, currency=currency)
 
 
-def wallet_create(*, user_id: uuid.UUID, currency: str) -> Wallet:
-    """Open a customer wallet with a zero balance.
+def wallet_create(*, owner: AbstractBaseUser, user_id: uuid.UUID, currency: str) -> Wallet:
+    """Open a customer wallet with a zero balance, owned by the API client
+    `owner` (tenancy: only it may read the wallet or move money out of it).
 
-    One per (user, currency), guarded by a unique constraint: a concurrent
-    duplicate gets WalletAlreadyExists, never a second wallet.
+    One per (owner, user, currency), guarded by a unique constraint: a
+    concurrent duplicate gets WalletAlreadyExists, never a second wallet.
+    Another client's wallet for the same userId is no conflict.
     """
     settlement_wallet_get_or_create(currency=currency)
     try:
         with transaction.atomic():
-            return Wallet.objects.create(user_id=user_id, currency=currency, kind=WalletKind.CUSTOMER)
+            return Wallet.objects.create(owner=owner, user_id=user_id, currency=currency, kind=WalletKind.CUSTOMER)
     except IntegrityError:
-        if Wallet.objects.filter(user_id=user_id, currency=currency).exists():
+        if Wallet.objects.filter(owner=owner, user_id=user_id, currency=currency).exists():
             raise WalletAlreadyExists() from None
         raise
 

@@ -24,23 +24,23 @@ class WalletViewSet(viewsets.GenericViewSet):
         request=WalletCreateSerializer,
         responses={
             201: envelope(WalletSerializer(), "WalletCreated"),
-            409: error("The user already has a wallet in this currency (code wallet_exists)."),
+            409: error("This client already has a wallet for the user in this currency (code wallet_exists)."),
         },
     )
     def create(self, request):
         payload = WalletCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        wallet = services.wallet_create(**payload.validated_data)
+        wallet = services.wallet_create(owner=request.user, **payload.validated_data)
         return ok(WalletSerializer(wallet).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         responses={
             200: envelope(WalletSerializer(), "WalletDetail"),
-            404: error("No such customer wallet (code wallet_not_found)."),
+            404: error("No such wallet of this client (code wallet_not_found)."),
         }
     )
     def retrieve(self, request, pk):
-        return ok(WalletSerializer(selectors.customer_wallet_get(wallet_id=pk)).data)
+        return ok(WalletSerializer(selectors.customer_wallet_get(wallet_id=pk, viewer=request.user)).data)
 
     @extend_schema(
         parameters=[OpenApiParameter("userId", str, required=True, description="The end user's UUID.")],
@@ -49,5 +49,5 @@ class WalletViewSet(viewsets.GenericViewSet):
     def list(self, request):
         query = WalletListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        wallets = selectors.wallets_for_user(**query.validated_data)
+        wallets = selectors.wallets_for_user(viewer=request.user, **query.validated_data)
         return ok(WalletSerializer(wallets, many=True).data)

@@ -28,7 +28,6 @@ from transfers import services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Movement
 from transfers.tests.concurrency import api_client, run_concurrently, token_of
-from transfers.tests.factories import ApiUserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -112,7 +111,7 @@ def test_reconciliation_racing_client_retries_and_itself_applies_each_log_once(
 def test_reconcile_task_run_twice_at_once_applies_each_log_once(monkeypatch, settings, funded_wallet):
     settings.RECONCILE_PENDING_AFTER = timedelta(0)
     wallets = [funded_wallet("1000.00") for _ in range(4)]
-    client = ApiUserFactory()
+    client = wallets[0].owner
     moves = [(i % 4, (i + 1 + i // 4) % 4, Decimal(f"{i % 7 + 1}.25")) for i in range(30)]
     moves = [(s, d, amount) for s, d, amount in moves if s != d]
     # What a crash right after step 3 leaves behind: committed PENDING logs.
@@ -129,6 +128,8 @@ def test_reconcile_task_run_twice_at_once_applies_each_log_once(monkeypatch, set
 
     assert sum(summary.get("COMPLETED", 0) for summary in summaries) == len(moves)
     assert Counter(Counter(settled).values()) == {1: len(moves)}
-    assert TransactionLog.objects.filter(client=client, status=TransactionStatus.COMPLETED).count() == len(moves)
+    assert TransactionLog.objects.filter(
+        client=client, type="TRANSFER", status=TransactionStatus.COMPLETED
+    ).count() == len(moves)
     assert balances(*wallets) == expected_balances([Decimal("1000.00")] * 4, moves)
     assert_books_balance()

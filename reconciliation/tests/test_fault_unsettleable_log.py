@@ -19,7 +19,6 @@ from reconciliation.tests.faults import assert_books_balance, balances, post_mon
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Movement
-from transfers.tests.factories import ApiUserFactory
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 from wallets.tests.factories import WalletFactory
@@ -40,7 +39,7 @@ def fill_settlement_wallet(funded_wallet) -> Wallet:
 
 def test_deposit_that_would_overflow_a_balance_is_refused_and_not_left_pending(funded_wallet, treasury_api):
     fill_settlement_wallet(funded_wallet)
-    wallet = WalletFactory()
+    wallet = WalletFactory(owner=treasury_api.user)
     path, payload, key = f"/api/wallets/{wallet.pk}/deposit", {"amount": "0.01"}, f"overflow-{uuid.uuid4()}"
 
     first, retry = post_money(treasury_api, path, payload, key), post_money(treasury_api, path, payload, key)
@@ -55,11 +54,11 @@ def test_deposit_that_would_overflow_a_balance_is_refused_and_not_left_pending(f
 def test_one_log_that_cannot_settle_does_not_stop_reconciliation_of_the_others(funded_wallet):
     source, destination = funded_wallet("10.00"), funded_wallet("0")
     settlement = fill_settlement_wallet(funded_wallet)
-    client = ApiUserFactory()
+    client = source.owner
     # What two crashes after step 3 leave behind, oldest first: a deposit the
     # ledger cannot hold, then an ordinary transfer.
     stuck = [
-        ("unbookable", TransactionType.DEPOSIT, settlement, WalletFactory()),
+        ("unbookable", TransactionType.DEPOSIT, settlement, WalletFactory(owner=client)),
         ("ordinary", TransactionType.TRANSFER, source, destination),
     ]
     for key, type, debited, credited in stuck:

@@ -19,7 +19,6 @@ from reconciliation.services import ledger_discrepancies
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Movement
-from transfers.tests.factories import ApiUserFactory
 from wallets.models import Wallet, WalletKind
 
 # ledger_discrepancies opens its own REPEATABLE READ transaction: it must run
@@ -31,8 +30,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def books(funded_wallet):
     """Two currencies, moved only through the service: deposits, a transfer,
     a withdrawal, a FAILED transfer and a PENDING log a crash left behind."""
-    client = ApiUserFactory()
     a, b = funded_wallet("100.00"), funded_wallet("50.00")
+    client = a.owner
     funded_wallet("20.00", currency="USD")
 
     def transfer(key: str, amount: str):

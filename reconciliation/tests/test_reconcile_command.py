@@ -11,7 +11,6 @@ from django.utils import timezone
 from reconciliation.services import ledger_discrepancies, logs_reconcile, stale_pending_logs
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus
-from transfers.tests.factories import ApiUserFactory
 from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def stuck(funded_wallet, monkeypatch):
     """stuck(amount, age) -> a PENDING log, as a crash after the PENDING commit leaves it."""
     source, destination = funded_wallet("100.00"), funded_wallet("0")
-    client = ApiUserFactory()
+    client = source.owner
 
     def make(amount="10.00", age=timedelta(minutes=10)):
         with monkeypatch.context() as patch:

@@ -39,7 +39,7 @@ def finance(db) -> Client:
 
 def transfer(source, destination, amount="40.00", metadata=None, key=None) -> TransactionLog:
     return services.transfer_create(
-        client=ApiUserFactory(),
+        client=source.owner,
         source_wallet_id=source.pk,
         destination_wallet_id=destination.pk,
         amount=Decimal(amount),

@@ -23,7 +23,6 @@ from django.contrib.auth.models import Group
 from playwright.sync_api import expect, sync_playwright
 
 from transfers import services
-from transfers.tests.factories import ApiUserFactory
 from wallets.models import Wallet
 
 CHROMIUM = "/usr/bin/chromium"
@@ -53,7 +52,7 @@ def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_h
     agent.groups.add(Group.objects.get(name="Support"))
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     log = services.transfer_create(
-        client=ApiUserFactory(),
+        client=source.owner,
         source_wallet_id=source.pk,
         destination_wallet_id=destination.pk,
         amount=Decimal("40.00"),

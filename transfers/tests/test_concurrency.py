@@ -138,7 +138,7 @@ def test_concurrent_duplicates_without_redis_still_move_money_exactly_once(
     assert_duplicates_answered_consistently(answers)
     # Without the lock nobody is told to wait: the losers replay the winner.
     assert Counter(answer.status_code for answer in answers) == {201: 1, 200: 29}
-    assert TransactionLog.objects.filter(client=transfer_api.user).count() == 1
+    assert TransactionLog.objects.filter(client=transfer_api.user, type="TRANSFER").count() == 1
     assert balances([source, destination]) == {source.pk: Decimal("975.00"), destination.pk: Decimal("25.00")}
     assert ledger_discrepancies() == []
 
@@ -202,7 +202,9 @@ def test_crossing_transfers_among_few_wallets_neither_deadlock_nor_lose_money(tr
     assert balances(wallets) == expected
     assert min(expected.values()) >= 0
     assert customer_total() == total_before
-    logs = Counter(TransactionLog.objects.filter(client=transfer_api.user).values_list("status", flat=True))
+    logs = Counter(
+        TransactionLog.objects.filter(client=transfer_api.user, type="TRANSFER").values_list("status", flat=True)
+    )
     assert logs == {
         TransactionStatus.COMPLETED: outcomes[MONEY_MOVED],
         TransactionStatus.FAILED: outcomes[REFUSED_FOR_FUNDS],
@@ -226,7 +228,7 @@ def test_hot_wallet_drained_concurrently_stops_at_its_last_whole_transfer(transf
     assert Counter(outcome(answer) for answer in answers) == {MONEY_MOVED: 14, REFUSED_FOR_FUNDS: 46}
     source.refresh_from_db()
     assert source.balance == Decimal("2.00")
-    logs = TransactionLog.objects.filter(client=transfer_api.user)
+    logs = TransactionLog.objects.filter(client=transfer_api.user, type="TRANSFER")
     completed = logs.filter(status=TransactionStatus.COMPLETED)
     assert completed.count() == 14
     assert completed.aggregate(total=Sum("amount"))["total"] == Decimal("100.00") - source.balance

@@ -230,7 +230,7 @@ def test_second_compensating_log_for_one_original_is_refused(log_fields):
 def service_transfer(source: Wallet, destination: Wallet, amount: str) -> TransactionLog:
     """A transfer made and settled by the service, as a client would make it."""
     return transfer_create(
-        client=ApiUserFactory(),
+        client=source.owner,
         source_wallet_id=source.pk,
         destination_wallet_id=destination.pk,
         amount=Decimal(amount),

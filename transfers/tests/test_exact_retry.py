@@ -89,7 +89,7 @@ def test_a_failed_request_retried_byte_for_byte_is_the_same_failure_unread(treas
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["data"]["transactionId"] == first.json()["data"]["transactionId"]
     assert reads == ["parse", "validate"]
-    assert TransactionLog.objects.get(client=treasury_api.user).status == TransactionStatus.FAILED
+    assert TransactionLog.objects.get(client=treasury_api.user, type="TRANSFER").status == TransactionStatus.FAILED
 
 
 def test_the_same_body_and_key_for_another_wallets_deposit_is_a_reused_key(treasury_api, funded_wallet, reads):
@@ -137,4 +137,4 @@ def test_a_malformed_header_key_is_read_and_reported(treasury_api, funded_wallet
     assert response.status_code == 400
     assert "idempotencyKey" in response.json()["errors"]
     assert reads == ["parse", "validate"]
-    assert not TransactionLog.objects.filter(client=treasury_api.user).exists()
+    assert not TransactionLog.objects.filter(client=treasury_api.user, type="TRANSFER").exists()

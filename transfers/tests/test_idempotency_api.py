@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 
+from conftest import make_api_client
 from transfers import locks, services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from wallets.tests.factories import WalletFactory
@@ -248,18 +249,20 @@ def test_wallets_of_different_currencies_fail_with_currency_mismatch(treasury_ap
     assert balances(source, destination) == [Decimal("100.00"), Decimal("0.00")]
 
 
-def test_keys_are_scoped_to_the_calling_client(treasury_api, transfer_api, funded_wallet):
+def test_keys_are_scoped_to_the_calling_client(treasury_api, funded_wallet):
     source, destination = funded_wallet("100.00"), funded_wallet("0")
+    other_api = make_api_client("Transfer client")
+    their_source, their_destination = (funded_wallet(amount, owner=other_api.user) for amount in ("100.00", "0"))
 
     mine = transfer(treasury_api, source, destination, "10.00", key="same")
-    theirs = transfer(transfer_api, source, destination, "10.00", key="same")
+    theirs = transfer(other_api, their_source, their_destination, "10.00", key="same")
 
     assert mine.status_code == theirs.status_code == 201
     assert mine.json()["data"]["transactionId"] != theirs.json()["data"]["transactionId"]
-    assert balances(source) == [Decimal("80.00")]
+    assert balances(source, their_source) == [Decimal("90.00"), Decimal("90.00")]
     # And neither can read the other's key.
-    other = transfer_api.get("/api/transfer/same").json()["data"]
-    assert other["id"] == theirs.json()["data"]["transactionId"]
+    assert treasury_api.get("/api/transfer/same").json()["data"]["id"] == mine.json()["data"]["transactionId"]
+    assert other_api.get("/api/transfer/same").json()["data"]["id"] == theirs.json()["data"]["transactionId"]
 
 
 def test_key_in_header_and_body_must_agree(treasury_api, funded_wallet):

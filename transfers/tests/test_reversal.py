@@ -16,7 +16,7 @@ from wallets.models import Wallet
 
 def completed_transfer(source, destination, amount="40.00"):
     return services.transfer_create(
-        client=ApiUserFactory(),
+        client=source.owner,
         source_wallet_id=source.pk,
         destination_wallet_id=destination.pk,
         amount=Decimal(amount),
@@ -84,7 +84,7 @@ def test_a_reversal_the_receiver_cannot_cover_is_refused_and_changes_nothing(fun
     source, destination, third = funded_wallet("100.00"), funded_wallet("0"), funded_wallet("0")
     original = completed_transfer(source, destination)
     services.transfer_create(
-        client=ApiUserFactory(),
+        client=destination.owner,
         source_wallet_id=destination.pk,
         destination_wallet_id=third.pk,
         amount=Decimal("30.00"),

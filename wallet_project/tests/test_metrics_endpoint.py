@@ -25,7 +25,6 @@ from reconciliation.tests.faults import free_port
 from transfers import locks, services
 from transfers.models import TransactionLog, TransactionType
 from transfers.movements import Movement
-from transfers.tests.factories import ApiUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +71,7 @@ def transfer(api, source, destination, amount="10.00", key="key-1"):
 def pending_log(source, destination, *, age: timedelta) -> TransactionLog:
     """A PENDING log as a crash after step 3 leaves it, `age` old."""
     log, created = services._record_pending(
-        client=ApiUserFactory(),
+        client=source.owner,
         idempotency_key="crashed",
         fingerprint="0" * 64,
         movement=Movement(TransactionType.TRANSFER, Decimal("5.00"), {}, source.pk, destination.pk),

@@ -45,7 +45,6 @@ from reconciliation.tasks import verify_ledger
 from reconciliation.tests.faults import database_url, free_port, stop_process
 from transfers.services import deposit_create
 from transfers.tests.concurrency import token_of
-from transfers.tests.factories import ApiUserFactory
 from wallet_project.celery import app as celery_app
 from wallets.tests.factories import WalletFactory
 
@@ -267,13 +266,13 @@ class Traffic:
         return [*self.money_requests, self.non_uuid_request_id, *self.admin_login]
 
 
-def funded_wallet(amount: str):
-    """A customer wallet holding `amount`, put there by a real deposit (as the
-    conftest fixture does, at module scope)."""
-    wallet = WalletFactory()
+def funded_wallet(amount: str, owner):
+    """A customer wallet of `owner` holding `amount`, put there by its
+    owner's real deposit (as the conftest fixture does, at module scope)."""
+    wallet = WalletFactory(owner=owner)
     if Decimal(amount):
         deposit_create(
-            client=ApiUserFactory(),
+            client=owner,
             wallet_id=wallet.pk,
             amount=Decimal(amount),
             idempotency_key=f"fund-{uuid.uuid4()}",
@@ -354,8 +353,8 @@ def traffic(web_server, django_db_blocker) -> Iterator[Traffic]:
             api = make_api_client("Treasury client")
             token, client_name = token_of(api), api.user.get_username()
             # Four pairs: the transfers queue on a few wallet rows, not on one.
-            pairs = [(funded_wallet("1000.00"), funded_wallet("0")) for _ in range(4)]
-            empty, payee = funded_wallet("0"), funded_wallet("0")
+            pairs = [(funded_wallet("1000.00", api.user), funded_wallet("0", api.user)) for _ in range(4)]
+            empty, payee = funded_wallet("0", api.user), funded_wallet("0", api.user)
         yield send_traffic(web_server, token, client_name, pairs, empty, payee)
     finally:
         # What a transactional test's teardown does: the next tests start

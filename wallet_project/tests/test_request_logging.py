@@ -195,7 +195,7 @@ def test_a_transfer_logs_one_money_movement_line_matching_its_response(logs, tre
 
     assert response.status_code == 201
     data = response.json()["data"]
-    (movement,) = logs.records("money_movement", client=treasury_api.user.get_username())
+    (movement,) = logs.records("money_movement", client=treasury_api.user.get_username(), type="TRANSFER")
     assert {k: movement[k] for k in movement if k not in ("time", "pid", "duration_ms", "message")} == {
         "level": "INFO",
         "logger": "wallet.transfers",
@@ -223,7 +223,7 @@ def test_a_replay_and_a_failure_are_logged_as_such(logs, treasury_api, funded_wa
     failed = transfer(treasury_api, source, destination, "50.00", key="too-much")
 
     assert failed.status_code == 422
-    lines = logs.records("money_movement", client=treasury_api.user.get_username())
+    lines = logs.records("money_movement", client=treasury_api.user.get_username(), type="TRANSFER")
     assert [(r["outcome"], r["idempotency_key"], r["error_code"]) for r in lines] == [
         ("completed", "ok", None),
         ("replayed", "ok", None),
@@ -254,7 +254,7 @@ def test_neither_the_token_nor_the_metadata_reach_the_log(logs, treasury_api, fu
     assert transfer(treasury_api, source, destination, metadata=metadata).status_code == 200
     assert transfer(treasury_api, source, destination, metadata={**metadata, "note": "x"}).status_code == 422
 
-    assert len(logs.records("money_movement", client=treasury_api.user.get_username())) == 3
+    assert len(logs.records("money_movement", client=treasury_api.user.get_username(), type="TRANSFER")) == 3
     assert len(logs.records("request")) == 3
     for secret in (token_of(treasury_api), *metadata.values()):
         assert secret not in logs.text

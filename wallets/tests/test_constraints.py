@@ -11,7 +11,7 @@ from django.db import IntegrityError, connection, transaction
 
 from wallets.models import Wallet, WalletKind
 from wallets.services import settlement_wallet_get_or_create
-from wallets.tests.factories import WalletFactory
+from wallets.tests.factories import OwnerFactory, WalletFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -59,23 +59,32 @@ def test_turning_an_overdrawn_settlement_wallet_into_a_customer_wallet_is_refuse
     settlement = settlement_wallet_get_or_create(currency="NGN")
     Wallet.objects.filter(pk=settlement.pk).update(balance=Decimal("-1.00"))
     with violates("wallets_wallet_customer_balance_non_negative"):
-        Wallet.objects.filter(pk=settlement.pk).update(kind=WalletKind.CUSTOMER, user_id=uuid.uuid4())
+        Wallet.objects.filter(pk=settlement.pk).update(
+            kind=WalletKind.CUSTOMER, user_id=uuid.uuid4(), owner=OwnerFactory()
+        )
 
 
-# --- one wallet per (user, currency), one settlement wallet per currency ----------------------
+# --- one wallet per (owner, user, currency), one settlement wallet per currency ------------
 
 
 def test_second_wallet_for_a_user_in_the_same_currency_is_refused():
     wallet = WalletFactory(currency="NGN")
-    with violates("wallets_wallet_one_per_user_and_currency"):
-        Wallet.objects.create(user_id=wallet.user_id, currency="NGN", kind=WalletKind.CUSTOMER)
+    with violates("wallets_wallet_one_per_owner_user_and_currency"):
+        Wallet.objects.create(owner=wallet.owner, user_id=wallet.user_id, currency="NGN", kind=WalletKind.CUSTOMER)
 
 
 def test_moving_a_wallet_into_a_currency_its_user_already_holds_is_refused():
     ngn = WalletFactory(currency="NGN")
-    usd = WalletFactory(user_id=ngn.user_id, currency="USD")
-    with violates("wallets_wallet_one_per_user_and_currency"):
+    usd = WalletFactory(owner=ngn.owner, user_id=ngn.user_id, currency="USD")
+    with violates("wallets_wallet_one_per_owner_user_and_currency"):
         Wallet.objects.filter(pk=usd.pk).update(currency="NGN")
+
+
+def test_two_clients_may_each_hold_a_wallet_for_the_same_user_and_currency():
+    # Tenancy: a userId is the client's own; another client's 42 is someone else.
+    wallet = WalletFactory(currency="NGN")
+    WalletFactory(user_id=wallet.user_id, currency="NGN")
+    assert Wallet.objects.filter(user_id=wallet.user_id, currency="NGN").count() == 2
 
 
 def test_a_user_may_hold_one_wallet_in_each_currency():
@@ -113,7 +122,7 @@ def test_each_currency_has_its_own_settlement_wallet():
 
 def test_customer_wallet_without_a_user_is_refused():
     with violates("wallets_wallet_owner_matches_kind"):
-        Wallet.objects.create(kind=WalletKind.CUSTOMER, currency="NGN", user_id=None)
+        Wallet.objects.create(kind=WalletKind.CUSTOMER, currency="NGN", user_id=None, owner=OwnerFactory())
 
 
 def test_settlement_wallet_with_a_user_is_refused():
@@ -126,12 +135,36 @@ def test_turning_a_customer_wallet_into_a_settlement_wallet_is_refused():
     # wallet from escaping the non-negative balance rule this way.
     wallet = WalletFactory()
     with violates("wallets_wallet_owner_matches_kind"):
-        Wallet.objects.filter(pk=wallet.pk).update(kind=WalletKind.SETTLEMENT)
+        Wallet.objects.filter(pk=wallet.pk).update(kind=WalletKind.SETTLEMENT, owner=None)
 
 
 def test_unknown_wallet_kind_is_refused():
-    with violates("wallets_wallet_owner_matches_kind"):
-        Wallet.objects.create(kind="ESCROW", currency="NGN", user_id=uuid.uuid4())
+    # Neither kind's rules hold for it: either CHECK may be the one to refuse.
+    with pytest.raises(IntegrityError) as refused, transaction.atomic():
+        Wallet.objects.create(kind="ESCROW", currency="NGN", user_id=uuid.uuid4(), owner=OwnerFactory())
+    assert refused.value.__cause__.diag.constraint_name in (
+        "wallets_wallet_owner_matches_kind",
+        "wallets_wallet_client_matches_kind",
+    )
+
+
+# --- the owning API client matches kind (tenancy) ----------------------------------------
+
+
+def test_customer_wallet_without_an_owning_client_is_refused():
+    with violates("wallets_wallet_client_matches_kind"):
+        Wallet.objects.create(kind=WalletKind.CUSTOMER, currency="NGN", user_id=uuid.uuid4(), owner=None)
+
+
+def test_a_wallet_cannot_be_orphaned_by_an_update():
+    wallet = WalletFactory()
+    with violates("wallets_wallet_client_matches_kind"):
+        Wallet.objects.filter(pk=wallet.pk).update(owner=None)
+
+
+def test_settlement_wallet_with_an_owning_client_is_refused():
+    with violates("wallets_wallet_client_matches_kind"):
+        Wallet.objects.create(kind=WalletKind.SETTLEMENT, currency="NGN", user_id=None, owner=OwnerFactory())
 
 
 # --- currency format -----------------------------------------------------------------------
