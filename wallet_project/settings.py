@@ -153,6 +153,12 @@ TRANSFER_METADATA_MAX_BYTES = env.int("TRANSFER_METADATA_MAX_BYTES", default=409
 # Largest JSON body the API parses; larger gets 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# The JSON decoder's bounds (wallet_project/parsers.py), so that decoding costs
+# what the body's size allows and no more: a number needing more digits than
+# this once written out (1e1000000 needs a million), and nesting deeper than
+# this, are a 400.
+JSON_MAX_NUMBER_DIGITS = env.int("JSON_MAX_NUMBER_DIGITS", default=40)
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=32)
 
 # How long each web process trusts a token (and the client's permissions) it
 # has read: a revoked token works for at most this long. 0: check every request.
