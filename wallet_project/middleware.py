@@ -8,6 +8,7 @@ from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control
 from django.utils.functional import SimpleLazyObject, empty
 from whitenoise import middleware as whitenoise
 
@@ -71,6 +72,21 @@ def _client_name(request: HttpRequest) -> str | None:
     if user is None or not user.is_authenticated:
         return None
     return user.get_username()
+
+
+class ApiNoStoreMiddleware:
+    """`Cache-Control: no-store` on every response under /api/, errors and
+    the catch-all 404 included: balances, transactions and keys must not be
+    kept by a browser, a proxy or a CDN between the client and the service."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path_info.startswith(API_PREFIX) or request.path_info == "/api":
+            patch_cache_control(response, no_store=True)
+        return response
 
 
 # --- browser middleware: for the admin, the docs and static files only ---------------

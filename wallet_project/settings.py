@@ -56,6 +56,8 @@ MIDDLEWARE = [
     # the one log line and metrics of each request, timed around all the rest.
     "django_guid.middleware.guid_middleware",
     "wallet_project.middleware.RequestTelemetryMiddleware",
+    # Every /api/ answer is about one client's money at one moment: no cache keeps it.
+    "wallet_project.middleware.ApiNoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The wallet_project.middleware ones (static files, session, user,
     # messages) are kept off the token API: there a client is its token
@@ -209,6 +211,8 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "wallet_project.negotiation.FirstRendererNegotiation",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # OPTIONS: the route's methods in the envelope, no docstrings or field maps.
+    "DEFAULT_METADATA_CLASS": "wallet_project.metadata.AllowedMethodsMetadata",
     "EXCEPTION_HANDLER": "wallet_project.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Per API client, counted in Redis (wallet_project/throttling.py). Which
