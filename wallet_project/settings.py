@@ -52,8 +52,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: the request id (X-Request-ID) every later log line carries, and
+    # First: the request id (X-Request-ID) every later log line carries, kept
+    # only when it is a safe token, and
     # the one log line and metrics of each request, timed around all the rest.
+    "wallet_project.middleware.SafeRequestIdMiddleware",
     "django_guid.middleware.guid_middleware",
     "wallet_project.middleware.RequestTelemetryMiddleware",
     # Every /api/ answer is about one client's money at one moment: no cache keeps it.
@@ -309,22 +311,27 @@ LOGGING = {
         "json": {
             # python-json-logger's orjson encoder: a line costs 30 % fewer
             # instructions than with the standard library's json (README "Performance").
-            "()": "pythonjsonlogger.orjson.OrjsonFormatter",
+            # (wallet_project/log_format.py: the line breaks orjson leaves, escaped.)
+            "()": "wallet_project.log_format.SingleLineJsonFormatter",
             "fmt": "%(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
             "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
             # ISO 8601 in UTC, e.g. 2026-11-24T06:12:53.806123+00:00.
             "timestamp": "time",
         },
-        "text": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"},
+        # Control characters escaped, so nothing a client sends can split a
+        # line (wallet_project/log_format.py); JSON escapes them by itself.
+        "text": {
+            "()": "wallet_project.log_format.SingleLineFormatter",
+            "format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s",
+        },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         # django-axes announces itself at INFO in every process, commands included.
         "axes": {"level": "WARNING"},
-        # django-guid says at INFO, on every request, where the id came from,
-        # and at WARNING repeats a rejected X-Request-ID verbatim (any length,
-        # the client's text): the request line's request_id is enough.
+        # django-guid says at INFO, on every request, where the id came from:
+        # the request line's request_id is enough.
         "django_guid": {"level": "ERROR"},
         # Our request line covers every 4xx; Django's own would double it.
         # Errors (5xx, with their traceback) still come through.
@@ -334,10 +341,11 @@ LOGGING = {
 
 DJANGO_GUID = {
     "GUID_HEADER_NAME": "X-Request-ID",
-    # A given id that is not a UUID is replaced by a new one (and the
-    # replacement returned), so an id in the logs is always well-formed.
-    # Generated ids are 32 hex digits.
-    "VALIDATE_GUID": True,
+    # A given id is kept and echoed when it is a safe token (a load balancer's
+    # `lb-7f3a-00012` as well as a UUID); anything else is dropped before
+    # django-guid reads it (wallet_project.middleware.SafeRequestIdMiddleware),
+    # so it makes a new one, 32 hex digits, and returns that instead.
+    "VALIDATE_GUID": False,
     # corsheaders exposes X-Request-ID to allowed origins (CORS_EXPOSE_HEADERS)
     # with the other headers; django-guid's own Access-Control-Expose-Headers,
     # set on every response after corsheaders', would replace that list.
