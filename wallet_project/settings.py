@@ -267,16 +267,37 @@ CORS_ALLOW_HEADERS = ["authorization", "content-type", "idempotency-key", "x-req
 CORS_EXPOSE_HEADERS = ["idempotent-replayed", "retry-after", "x-request-id"]
 
 # Admin login throttled against password guessing (django-axes): after
-# AXES_FAILURE_LIMIT failures for a username or from an address, logins are
-# refused for AXES_COOLOFF_TIME. API clients use tokens, which axes never sees.
+# AXES_FAILURE_LIMIT failures for one username from one client address, that
+# username is refused from that address for AXES_COOLOFF_TIME. Keyed on both
+# together: one address (an office behind NAT, or the load balancer's when the
+# client address is read wrong) cannot lock every staff member out, and
+# guessing one username's password cannot lock its owner out everywhere.
+# API clients use tokens, which axes never sees.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# How many reverse proxies (load balancer, nginx) stand in front of the
+# service, each appending the address it was called from to X-Forwarded-For.
+# 0: the client is REMOTE_ADDR and X-Forwarded-For is ignored (anyone can
+# write it). N: the client is the N-th address from the right of
+# X-Forwarded-For, the one the outermost proxy wrote; what the client wrote
+# itself, to the left of it, is never read. django-ipware does the reading
+# for django-axes: its proxy count is the proxies whose addresses are in the
+# header, N - 1 (the nearest proxy is REMOTE_ADDR), and "strict" off so that
+# a client's own X-Forwarded-For does not make the chain fall back to
+# REMOTE_ADDR (the proxy's address, shared by everyone).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR",) if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1 if TRUSTED_PROXY_COUNT else None
+AXES_IPWARE_PROXY_ORDER = "left-most"
+IPWARE_STRICT = False
 
 # --- Auth, i18n, static -------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
