@@ -4,11 +4,14 @@ Whatever a client sends, decoding costs time and memory in proportion to the
 body's size, which API_MAX_BODY_BYTES bounds, and never in proportion to a
 number the client chose (an exponent, a digit count, a nesting depth):
 
+- the body is UTF-8, as RFC 8259 requires of JSON between systems: another
+  charset in Content-Type is a 415 (Python's codecs also name decompressors
+  and transforms: `charset=zlib` would inflate a small body into gigabytes);
 - numbers are read exactly (integers as `int`, the rest as `Decimal`, never
-  through a binary float), and a number whose plain decimal form would need more than JSON_MAX_NUMBER_DIGITS
-  digits is refused before anything converts it. `1e1000000` is seven
-  characters but a million digits once PostgreSQL's jsonb or Python's `int`
-  writes it out; here it is a 400. The bound is far above any amount
+  through a binary float), and a number whose plain decimal form needs more
+  than JSON_MAX_NUMBER_DIGITS digits is refused before anything writes it
+  out: `1e1000000` is nine bytes sent but a million digits once PostgreSQL's
+  jsonb or Python's `int` writes it. The bound is far above any amount
   (NUMERIC(20,2)) and any identifier a client would put in metadata;
 - nesting deeper than JSON_MAX_DEPTH is refused;
 - strings (object keys included) holding NUL or a lone UTF-16 surrogate
@@ -18,7 +21,7 @@ number the client chose (an exponent, a digit count, a nesting depth):
   silently mean the last one;
 - NaN and Infinity are not JSON and are refused.
 
-Every refusal is DRF's ParseError: a 400 `parse_error` in the envelope.
+Every other refusal is DRF's ParseError: a 400 `parse_error` in the envelope.
 """
 
 import codecs
@@ -27,7 +30,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import JSONParser
 
 from wallet_project.exceptions import PayloadTooLarge
@@ -93,12 +96,12 @@ def _check(document: object) -> None:
                 pending.extend((item, depth + 1) for item in value)
 
 
-def decode_json(raw: bytes, encoding: str = "utf-8") -> object:
-    """The bounded decoding of one request body (see the module docstring).
-    Fractional numbers and numbers with an exponent come back as `Decimal`,
-    integers as `int`. Raises ValueError (a JSON error, or one of the
-    refusals above) or UnicodeDecodeError."""
-    text = codecs.decode(raw, encoding)
+def decode_json(raw: bytes) -> object:
+    """The bounded decoding of one UTF-8 request body (see the module
+    docstring). Fractional numbers and numbers with an exponent come back as
+    `Decimal`, integers as `int`. Raises ValueError (a JSON error, or one of
+    the refusals above; UnicodeDecodeError included)."""
+    text = raw.decode("utf-8")
     too_many_digits = f"a number has more than {settings.JSON_MAX_NUMBER_DIGITS} digits"
     try:
         # Both conversions are C and linear in the digits sent: Decimal keeps
@@ -145,8 +148,10 @@ class DecimalJSONParser(JSONParser):
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise PayloadTooLarge()
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        if codecs.lookup(encoding).name != "utf-8":
+            raise UnsupportedMediaType(media_type, detail="JSON bodies are UTF-8; send no other charset.")
         try:
-            return decode_json(raw, encoding)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return decode_json(raw)
+        except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc

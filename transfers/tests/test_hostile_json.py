@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import uuid
+import zlib
 
 import pytest
 from django.conf import settings
@@ -265,3 +266,48 @@ def test_metadata_within_the_bounds_is_stored(sent, stored, treasury_api, wallet
         for _ in range(27):
             value = value[0]
     assert value == stored
+
+
+def zlib_bomb() -> bytes:
+    """40 MB of JSON whitespace, deflated to about 40 KB."""
+    return zlib.compress(b'{"amount": "1.00"' + b" " * 40_000_000 + b"}", 9)
+
+
+@pytest.mark.parametrize(
+    ("charset", "content"),
+    [
+        pytest.param("zlib", zlib_bomb(), id="zlib_bomb"),
+        pytest.param("rot13", b'{"nzbhag": "1.00"}', id="rot13"),
+        pytest.param("hex", b"7b7d", id="hex"),
+        pytest.param("utf-16", '{"amount": "1.00"}'.encode("utf-16"), id="utf_16"),
+        pytest.param("utf-7", b'{"amount": "1.00"}', id="utf_7"),
+        pytest.param("latin-1", '{"amount": "1.00", "note": "caf\xe9"}'.encode("latin-1"), id="latin_1"),
+    ],
+)
+def test_a_body_in_another_charset_than_utf_8_is_415_quickly(charset, content, treasury_api, wallets, caplog):
+    """Python's codecs also name decompressors and transforms: the charset a
+    client names is never used to decode its body."""
+    source, destination = wallets
+    url = f"/api/wallets/{destination.pk}/deposit"
+    before = ledger_state()
+
+    started = time.perf_counter()
+    response = treasury_api.generic("POST", url, content, content_type=f"application/json; charset={charset}")
+    elapsed = time.perf_counter() - started
+
+    assert_error_envelope(response, status=415, code="unsupported_media_type")
+    assert elapsed < FAST_SECONDS * 4, f"{elapsed * 1000:.1f} ms"
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert ledger_state() == before
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8"])
+def test_a_body_declared_utf_8_is_read(charset, treasury_api, wallets):
+    source, destination = wallets
+    url, body = money_request("deposit", source=source.pk, destination=destination.pk, key=f"ok-{uuid.uuid4()}")
+
+    response = treasury_api.generic(
+        "POST", url, json.dumps(body).encode(), content_type=f"application/json; charset={charset}"
+    )
+
+    assert response.status_code == 201, response.content
