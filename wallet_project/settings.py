@@ -52,9 +52,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: the request id (X-Request-ID) every later log line carries, kept
-    # only when it is a safe token, and
-    # the one log line and metrics of each request, timed around all the rest.
+    # First: the request id (X-Request-ID) every later log line carries (the
+    # client's own only when it is a safe token), and the one log line and
+    # metrics of each request, timed around all the rest.
     "wallet_project.middleware.SafeRequestIdMiddleware",
     "django_guid.middleware.guid_middleware",
     "wallet_project.middleware.RequestTelemetryMiddleware",
