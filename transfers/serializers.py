@@ -16,46 +16,55 @@ MAX_KEY_LENGTH = 255
 
 
 class MetadataField(serializers.JSONField):
-    """A JSON object of at most TRANSFER_METADATA_MAX_BYTES.
+    """A JSON object that takes at most TRANSFER_METADATA_MAX_BYTES once stored.
 
-    Metadata describes a movement; it is not money. Fractional numbers in it
-    are stored as JSON numbers (binary floats); a client that needs them exact
-    sends strings. The amount itself never goes through a float.
+    Metadata describes a movement; it is not money. The API's parser has
+    already refused what no text can store (NUL, lone surrogates) and numbers
+    of more than JSON_MAX_NUMBER_DIGITS digits (wallet_project/parsers.py).
+    Here integers are kept exactly; fractional numbers are stored as JSON
+    numbers through a binary float (a client that needs them exact sends
+    strings). The size limit is measured on what is stored, not on what was
+    sent: the compact UTF-8 JSON of the stored value with its numbers written
+    out as PostgreSQL's jsonb keeps them (`1e30` is 31 bytes, not 4), so a
+    short body cannot become a large row.
     """
 
     default_error_messages = {
         "not_an_object": "Metadata must be a JSON object.",
-        "too_large": "Metadata must be at most {limit} bytes of JSON.",
-        "nul": "Metadata must not contain the NUL character.",
+        "too_large": "Metadata must be at most {limit} bytes of JSON once stored.",
         "not_finite": "Metadata numbers must be finite.",
     }
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             self.fail("not_an_object")
-        encoded = json.dumps(data, default=str, separators=(",", ":"))
-        if len(encoded.encode()) > settings.TRANSFER_METADATA_MAX_BYTES:
-            self.fail("too_large", limit=settings.TRANSFER_METADATA_MAX_BYTES)
-        return self._storable(data)
+        floats: list[float] = []
+        stored = self._storable(data, floats)
+        limit = settings.TRANSFER_METADATA_MAX_BYTES
+        size = len(json.dumps(stored, ensure_ascii=False, separators=(",", ":")).encode())
+        # json writes a float as repr() ("1e+30"); jsonb keeps it as a plain numeric.
+        size += sum(len(format(Decimal(repr(number)), "f")) - len(repr(number)) for number in floats)
+        if size > limit:
+            self.fail("too_large", limit=limit)
+        return stored
 
-    def _storable(self, value):
-        """What PostgreSQL's jsonb accepts: no NUL, finite numbers (Decimals
-        from the parser become ints or floats)."""
+    def _storable(self, value, floats: list[float]):
+        """What PostgreSQL's jsonb accepts, built from what the parser gives:
+        Decimals become ints (integral) or finite floats, collected in
+        `floats` for the size measure."""
         if isinstance(value, Decimal):
             if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
+                # Cheap: the parser bounds the digits (JSON_MAX_NUMBER_DIGITS).
                 return int(value)
             number = float(value)
             if not math.isfinite(number):
                 self.fail("not_finite")
+            floats.append(number)
             return number
-        if isinstance(value, str):
-            if "\x00" in value:
-                self.fail("nul")
-            return value
         if isinstance(value, dict):
-            return {self._storable(k): self._storable(v) for k, v in value.items()}
+            return {key: self._storable(item, floats) for key, item in value.items()}
         if isinstance(value, list):
-            return [self._storable(v) for v in value]
+            return [self._storable(item, floats) for item in value]
         return value
 
 

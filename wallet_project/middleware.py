@@ -2,12 +2,14 @@
 middleware kept off the token API."""
 
 import logging
+import re
 import time
 
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control
 from django.utils.functional import SimpleLazyObject, empty
 from whitenoise import middleware as whitenoise
 
@@ -71,6 +73,43 @@ def _client_name(request: HttpRequest) -> str | None:
     if user is None or not user.is_authenticated:
         return None
     return user.get_username()
+
+
+# What a request id may be, to be kept and echoed: what load balancers and
+# tracing systems write (UUIDs, `lb-7f3a-00012`, `Root=1-5759e988-bd862e3f`,
+# base64), and nothing that could break a log line or a header.
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9\-_.:/=+]{1,128}", re.ASCII)
+REQUEST_ID_META_KEY = "HTTP_X_REQUEST_ID"
+
+
+class SafeRequestIdMiddleware:
+    """Before django-guid (the next middleware): an X-Request-ID that is not
+    a safe token (SAFE_REQUEST_ID) is dropped from the request, so django-guid
+    makes a new id and returns that; a safe one is kept and echoed as sent."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        given = request.META.get(REQUEST_ID_META_KEY)
+        if given is not None and not SAFE_REQUEST_ID.fullmatch(given):
+            del request.META[REQUEST_ID_META_KEY]
+        return self.get_response(request)
+
+
+class ApiNoStoreMiddleware:
+    """`Cache-Control: no-store` on every response under /api/, errors and
+    the catch-all 404 included: balances, transactions and keys must not be
+    kept by a browser, a proxy or a CDN between the client and the service."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path_info.startswith(API_PREFIX) or request.path_info == "/api":
+            patch_cache_control(response, no_store=True)
+        return response
 
 
 # --- browser middleware: for the admin, the docs and static files only ---------------

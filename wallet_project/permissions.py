@@ -14,8 +14,9 @@ class ActionPermissions(BasePermission):
     def has_permission(self, request, view) -> bool:
         action = getattr(view, "action", None)
         if action is None or action == "metadata":
-            # No action: DRF answers 405. "metadata" is OPTIONS, which only
-            # describes the endpoint to a client that is authenticated anyway.
+            # No action: DRF answers 405. "metadata" is OPTIONS, which names
+            # the route's methods and nothing more (wallet_project/metadata.py),
+            # to a client that is authenticated anyway.
             return True
         required = getattr(view, "required_permissions", {})
         if action not in required:

@@ -1,6 +1,9 @@
-"""The success half of the API's envelope: {"success": true, "data": ...}."""
+"""The success half of the API's envelope: {"success": true, "data": ...},
+and the one cursor pagination every list uses."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import status as http_status
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -10,12 +13,51 @@ def ok(data, *, status: int = http_status.HTTP_200_OK, headers: dict | None = No
 
 
 class EnvelopeCursorPagination(CursorPagination):
-    """Newest first, stable under inserts (a cursor, not an offset)."""
+    """Newest first, stable under inserts (a cursor, not an offset).
+
+    Its two query parameters are read strictly, here where DRF reads them: a
+    `limit` that is not a whole number from 1 to max_page_size, or a `cursor`
+    this class did not write, is a 400 naming the parameter (DRF would quietly
+    use the default page size, or answer 404, which reads as "no such wallet").
+    """
 
     ordering = ("-created_at", "-id")
     page_size = 50
     page_size_query_param = "limit"
+    cursor_query_param = "cursor"
     max_page_size = 200
+
+    def get_page_size(self, request) -> int:
+        values = request.query_params.getlist(self.page_size_query_param)
+        if not values:
+            return self.page_size
+        text = values[-1]
+        # isdecimal() and isascii(): "+5", " 5", "5.0" and "٥" are not limits.
+        well_formed = len(values) == 1 and text.isascii() and text.isdecimal() and len(text) <= 6
+        if not (well_formed and 1 <= int(text) <= self.max_page_size):
+            raise ValidationError(
+                {self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}, given once."]}
+            )
+        return int(text)
+
+    def decode_cursor(self, request):
+        if len(request.query_params.getlist(self.cursor_query_param)) > 1:
+            raise self._invalid_cursor()
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise self._invalid_cursor() from None
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except DjangoValidationError:
+            # A well-formed cursor whose position is not a value of the
+            # ordering field (a timestamp here): the model field refused it.
+            raise self._invalid_cursor() from None
+
+    def _invalid_cursor(self) -> ValidationError:
+        return ValidationError({self.cursor_query_param: ["Not a cursor this API gave out; start again without it."]})
 
     def get_paginated_response(self, data):
         return ok({"results": data, "next": self.get_next_link(), "previous": self.get_previous_link()})

@@ -130,11 +130,12 @@ HEALTH_PATH = {
 
 
 class _JsonErrors:
-    """Errors of the schema and docs views in the API's JSON envelope, not in
-    the YAML or HTML their own renderers would produce."""
+    """Errors of the schema and docs views, and their OPTIONS answer, in the
+    API's JSON envelope, not in the YAML or HTML their own renderers would
+    produce (the docs page's template cannot render an OPTIONS answer at all)."""
 
     def finalize_response(self, request, response, *args, **kwargs):
-        if getattr(response, "exception", False):
+        if getattr(response, "exception", False) or request.method == "OPTIONS":
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)

@@ -52,10 +52,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: the request id (X-Request-ID) every later log line carries, and
-    # the one log line and metrics of each request, timed around all the rest.
+    # First: the request id (X-Request-ID) every later log line carries (the
+    # client's own only when it is a safe token), and the one log line and
+    # metrics of each request, timed around all the rest.
+    "wallet_project.middleware.SafeRequestIdMiddleware",
     "django_guid.middleware.guid_middleware",
     "wallet_project.middleware.RequestTelemetryMiddleware",
+    # Every /api/ answer is about one client's money at one moment: no cache keeps it.
+    "wallet_project.middleware.ApiNoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The wallet_project.middleware ones (static files, session, user,
     # messages) are kept off the token API: there a client is its token
@@ -153,6 +157,12 @@ TRANSFER_METADATA_MAX_BYTES = env.int("TRANSFER_METADATA_MAX_BYTES", default=409
 # Largest JSON body the API parses; larger gets 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# The JSON decoder's bounds (wallet_project/parsers.py), so that decoding costs
+# what the body's size allows and no more: a number needing more digits than
+# this once written out (1e1000000 needs a million), and nesting deeper than
+# this, are a 400.
+JSON_MAX_NUMBER_DIGITS = env.int("JSON_MAX_NUMBER_DIGITS", default=40)
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=32)
 
 # How long each web process trusts a token (and the client's permissions) it
 # has read: a revoked token works for at most this long. 0: check every request.
@@ -203,6 +213,8 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "wallet_project.negotiation.FirstRendererNegotiation",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # OPTIONS: the route's methods in the envelope, no docstrings or field maps.
+    "DEFAULT_METADATA_CLASS": "wallet_project.metadata.AllowedMethodsMetadata",
     "EXCEPTION_HANDLER": "wallet_project.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Per API client, counted in Redis (wallet_project/throttling.py). Which
@@ -255,16 +267,37 @@ CORS_ALLOW_HEADERS = ["authorization", "content-type", "idempotency-key", "x-req
 CORS_EXPOSE_HEADERS = ["idempotent-replayed", "retry-after", "x-request-id"]
 
 # Admin login throttled against password guessing (django-axes): after
-# AXES_FAILURE_LIMIT failures for a username or from an address, logins are
-# refused for AXES_COOLOFF_TIME. API clients use tokens, which axes never sees.
+# AXES_FAILURE_LIMIT failures for one username from one client address, that
+# username is refused from that address for AXES_COOLOFF_TIME. Keyed on both
+# together: one address (an office behind NAT, or the load balancer's when the
+# client address is read wrong) cannot lock every staff member out, and
+# guessing one username's password cannot lock its owner out everywhere.
+# API clients use tokens, which axes never sees.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# How many reverse proxies (load balancer, nginx) stand in front of the
+# service, each appending the address it was called from to X-Forwarded-For.
+# 0: the client is REMOTE_ADDR and X-Forwarded-For is ignored (anyone can
+# write it). N: the client is the N-th address from the right of
+# X-Forwarded-For, the one the outermost proxy wrote; what the client wrote
+# itself, to the left of it, is never read. django-ipware does the reading
+# for django-axes: its proxy count is the proxies whose addresses are in the
+# header, N - 1 (the nearest proxy is REMOTE_ADDR), and "strict" off so that
+# a client's own X-Forwarded-For does not make the chain fall back to
+# REMOTE_ADDR (the proxy's address, shared by everyone).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR",) if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1 if TRUSTED_PROXY_COUNT else None
+AXES_IPWARE_PROXY_ORDER = "left-most"
+IPWARE_STRICT = False
 
 # --- Auth, i18n, static -------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -299,22 +332,27 @@ LOGGING = {
         "json": {
             # python-json-logger's orjson encoder: two lines are written per
             # money request, and the standard library's json encodes them slower.
-            "()": "pythonjsonlogger.orjson.OrjsonFormatter",
+            # (wallet_project/log_format.py: the line breaks orjson leaves, escaped.)
+            "()": "wallet_project.log_format.SingleLineJsonFormatter",
             "fmt": "%(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
             "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
             # ISO 8601 in UTC, e.g. 2026-11-24T06:12:53.806123+00:00.
             "timestamp": "time",
         },
-        "text": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"},
+        # Control characters escaped, so nothing a client sends can split a
+        # line (wallet_project/log_format.py); JSON escapes them by itself.
+        "text": {
+            "()": "wallet_project.log_format.SingleLineFormatter",
+            "format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s",
+        },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         # django-axes announces itself at INFO in every process, commands included.
         "axes": {"level": "WARNING"},
-        # django-guid says at INFO, on every request, where the id came from,
-        # and at WARNING repeats a rejected X-Request-ID verbatim (any length,
-        # the client's text): the request line's request_id is enough.
+        # django-guid says at INFO, on every request, where the id came from:
+        # the request line's request_id is enough.
         "django_guid": {"level": "ERROR"},
         # Our request line covers every 4xx; Django's own would double it.
         # Errors (5xx, with their traceback) still come through.
@@ -324,10 +362,11 @@ LOGGING = {
 
 DJANGO_GUID = {
     "GUID_HEADER_NAME": "X-Request-ID",
-    # A given id that is not a UUID is replaced by a new one (and the
-    # replacement returned), so an id in the logs is always well-formed.
-    # Generated ids are 32 hex digits.
-    "VALIDATE_GUID": True,
+    # A given id is kept and echoed when it is a safe token (a load balancer's
+    # `lb-7f3a-00012` as well as a UUID); anything else is dropped before
+    # django-guid reads it (wallet_project.middleware.SafeRequestIdMiddleware),
+    # so it makes a new one, 32 hex digits, and returns that instead.
+    "VALIDATE_GUID": False,
     # corsheaders exposes X-Request-ID to allowed origins (CORS_EXPOSE_HEADERS)
     # with the other headers; django-guid's own Access-Control-Expose-Headers,
     # set on every response after corsheaders', would replace that list.

@@ -71,6 +71,12 @@ REQUEST_TIMEOUT = 30.0
 # of this run's own in it: no other worker takes this test's task.
 BROKER_URL = os.environ.get("CRASH_TESTS_BROKER_URL", "redis://127.0.0.1:6379/13")
 
+# Request ids: a load balancer's (kept), and one that is not a safe token (replaced).
+LOAD_BALANCER_ID = "lb-7f3a-00012"
+UNSAFE_ID = 'lb 7f3a "00012"'
+# A line feed, then a JSON line of the client's, then a Unicode line separator.
+FORGING_PATH = "/api/transfer/x%0A%7B%22level%22%3A%22ERROR%22%2C%22forged%22%3Atrue%7D%E2%80%A8%7B%22forged%22%3A1%7D"
+
 # The fields every JSON line carries (settings.LOGGING).
 JSON_LINE_FIELDS = {"time", "level", "logger", "pid", "request_id", "message"}
 
@@ -252,7 +258,9 @@ class Traffic:
     replays: list[Answer]
     insufficient_balance: Answer
     key_reused: Answer
-    non_uuid_request_id: Answer
+    load_balancer_request_id: Answer
+    unsafe_request_id: Answer
+    forged_line: Answer
     admin_login: list[Answer]
     log_lines: list[dict] = field(default_factory=list)
     other_lines: list[str] = field(default_factory=list)
@@ -263,7 +271,13 @@ class Traffic:
 
     @property
     def all_requests(self) -> list[Answer]:
-        return [*self.money_requests, self.non_uuid_request_id, *self.admin_login]
+        return [
+            *self.money_requests,
+            self.load_balancer_request_id,
+            self.unsafe_request_id,
+            self.forged_line,
+            *self.admin_login,
+        ]
 
 
 def funded_wallet(amount: str, owner):
@@ -346,8 +360,9 @@ def parse_log(text: str) -> tuple[list[dict], list[str]]:
 @pytest.fixture(scope="module")
 def traffic(web_server, django_db_blocker) -> Iterator[Traffic]:
     """TRANSFERS transfers at once from several threads, then REPLAYS replays
-    and a reused key, one transfer from an empty wallet, a request id that is
-    not a UUID and a failed admin login: each request with its own request id."""
+    and a reused key, one transfer from an empty wallet, a load balancer's
+    request id (not a UUID), an unsafe request id, a path that tries to write
+    a log line of its own, and a failed admin login."""
     try:
         with django_db_blocker.unblock():
             api = make_api_client("Treasury client")
@@ -391,10 +406,15 @@ def send_traffic(server: WebServer, token: str, client_name: str, pairs: list, e
         )
         replays = [future.result() for future in replays]
         key_reused = reused.result()
-    non_uuid_request_id = server.request(
-        "GET",
-        f"/api/transfer/{transfers[0].idempotency_key}",
-        headers={"Authorization": f"Token {token}", "X-Request-ID": "not-a-uuid"},
+    lookup = f"/api/transfer/{transfers[0].idempotency_key}"
+    load_balancer_request_id = server.request(
+        "GET", lookup, headers={"Authorization": f"Token {token}", "X-Request-ID": LOAD_BALANCER_ID}
+    )
+    unsafe_request_id = server.request(
+        "GET", lookup, headers={"Authorization": f"Token {token}", "X-Request-ID": UNSAFE_ID}
+    )
+    forged_line = server.request(
+        "GET", FORGING_PATH, headers={"Authorization": f"Token {token}", "X-Request-ID": str(uuid.uuid4())}
     )
     admin_login = failed_admin_login(server, admin_password)
 
@@ -408,7 +428,9 @@ def send_traffic(server: WebServer, token: str, client_name: str, pairs: list, e
         replays=replays,
         insufficient_balance=insufficient_balance,
         key_reused=key_reused,
-        non_uuid_request_id=non_uuid_request_id,
+        load_balancer_request_id=load_balancer_request_id,
+        unsafe_request_id=unsafe_request_id,
+        forged_line=forged_line,
         admin_login=admin_login,
     )
     answered = [(answer.path, answer.status) for answer in recorded.all_requests]
@@ -417,7 +439,9 @@ def send_traffic(server: WebServer, token: str, client_name: str, pairs: list, e
         *[("/api/transfer", 200)] * REPLAYS,
         ("/api/transfer", 422),
         ("/api/transfer", 422),
-        (non_uuid_request_id.path, 200),
+        (lookup, 200),
+        (lookup, 200),
+        (FORGING_PATH, 404),
         ("/admin/login/", 200),
         ("/admin/login/", 200),
     ]
@@ -456,21 +480,42 @@ def sample(scraped: dict, name: str, **labels: str) -> float:
 
 
 def test_every_response_returns_the_request_id_it_was_sent(traffic):
-    given = [answer for answer in traffic.all_requests if answer is not traffic.non_uuid_request_id]
+    given = [answer for answer in traffic.all_requests if answer is not traffic.unsafe_request_id]
 
     assert [answer.headers["X-Request-ID"] for answer in given] == [answer.request_id for answer in given]
     assert len({answer.request_id for answer in given}) == len(given)
 
 
-def test_a_request_id_that_is_not_a_uuid_is_replaced_and_the_replacement_logged(traffic):
-    answer = traffic.non_uuid_request_id
+def test_a_load_balancers_request_id_is_kept_echoed_and_logged(traffic):
+    answer = traffic.load_balancer_request_id
+
+    assert answer.headers["X-Request-ID"] == LOAD_BALANCER_ID
+    (line,) = lines_of(traffic, LOAD_BALANCER_ID, "request")
+    assert (line["path"], line["status"]) == (answer.path, 200)
+
+
+def test_an_unsafe_request_id_is_replaced_and_the_replacement_logged(traffic):
+    answer = traffic.unsafe_request_id
     replacement = answer.headers["X-Request-ID"]
 
     assert re.fullmatch(r"[0-9a-f]{32}", replacement), replacement
     (line,) = lines_of(traffic, replacement, "request")
     assert (line["path"], line["status"]) == (answer.path, 200)
-    # The client's text is not repeated anywhere (django-guid would warn with it).
-    assert "not-a-uuid" not in traffic.server.log_text()
+    # The client's text is not repeated anywhere.
+    assert UNSAFE_ID not in traffic.server.log_text()
+
+
+def test_a_path_cannot_write_a_log_line_of_its_own(traffic):
+    """The path holds a line feed, a JSON object and a Unicode line separator:
+    its request line is still one line, the path inside it as sent."""
+    (line,) = lines_of(traffic, traffic.forged_line.request_id, "request")
+
+    assert line["path"] == urllib.parse.unquote(FORGING_PATH)
+    assert not [record for record in traffic.log_lines if record.get("forged")]
+    assert not [text for text in traffic.other_lines if "forged" in text]
+    # No line holds a break that a line reader other than "\n" would split on.
+    text = traffic.server.log_text()
+    assert len(text.splitlines()) == text.count("\n")
 
 
 def test_each_money_request_logs_one_request_line_and_one_money_movement_line(traffic):
@@ -534,7 +579,7 @@ def test_no_token_password_or_metadata_reaches_the_log(traffic):
     log = traffic.server.log_text()
     # The secrets did go through the server: the metadata was stored (the
     # read answers it back), and django-axes logged the failed login.
-    assert traffic.non_uuid_request_id.json()["data"]["metadata"]["cardSecret"] == traffic.metadata_secret
+    assert traffic.load_balancer_request_id.json()["data"]["metadata"]["cardSecret"] == traffic.metadata_secret
     login = traffic.admin_login[1]
     assert b"Please enter the correct" in login.body
     (failure,) = [line for line in traffic.log_lines if line["logger"].startswith("axes")]

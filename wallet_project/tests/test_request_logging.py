@@ -132,10 +132,42 @@ def test_without_a_request_id_one_is_made_returned_and_logged(logs, treasury_api
 
 @pytest.mark.parametrize(
     "given",
-    ["not-a-uuid", "12345", 'x", "level": "CRITICAL', "a" * 300],
-    ids=["words", "digits", "json-injection", "long"],
+    [
+        "lb-7f3a-00012",
+        "12345",
+        "Root=1-5759e988-bd862e3f1be28ec4",
+        "trace:span/7+base64==",
+        "a_b.c",
+        "a" * 128,
+    ],
+    ids=["load_balancer_id", "digits", "aws_trace_id", "every_allowed_punctuation", "underscore_and_dot", "128_chars"],
 )
-def test_a_request_id_that_is_not_a_uuid_is_replaced(logs, treasury_api, funded_wallet, given):
+def test_a_request_id_that_is_a_safe_token_is_kept_echoed_and_logged(logs, treasury_api, funded_wallet, given):
+    wallet = funded_wallet("10.00")
+
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}", headers={"X-Request-ID": given})
+
+    assert response["X-Request-ID"] == given
+    (line,) = logs.records("request")
+    assert line["request_id"] == given
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        'x", "level": "CRITICAL',
+        "a" * 129,
+        "has space",
+        "semi;colon",
+        "quote'd",
+        "<script>",
+        "caf\u00e9",
+        "tab\there",
+        "",
+    ],
+    ids=["json_injection", "129_chars", "space", "semicolon", "quote", "angle_brackets", "non_ascii", "tab", "empty"],
+)
+def test_a_request_id_that_is_not_a_safe_token_is_replaced(logs, treasury_api, funded_wallet, given):
     wallet = funded_wallet("10.00")
 
     response = treasury_api.get(f"/api/wallets/{wallet.pk}", headers={"X-Request-ID": given})
@@ -144,8 +176,9 @@ def test_a_request_id_that_is_not_a_uuid_is_replaced(logs, treasury_api, funded_
     assert HEX_ID.match(request_id)
     (line,) = logs.records("request")
     assert line["request_id"] == request_id
-    # (django-guid's own warning about the replaced id is its business.)
-    assert not [r for r in logs.records() if r["logger"] != "django_guid" and given in json.dumps(r)]
+    if given:
+        assert given not in logs.text
+        assert not [r for r in logs.records() if given in json.dumps(r)]
 
 
 def test_an_unauthenticated_request_is_logged_without_a_client(logs, treasury_api):
@@ -182,6 +215,61 @@ def test_the_text_format_is_a_readable_line_with_the_request_id(log_as, treasury
 
     (line,) = [line for line in lines.text.splitlines() if "wallet.requests" in line]
     assert re.search(rf"INFO \[{request_id}\] wallet\.requests GET /api/wallets/{wallet.pk} 200 \d+\.\dms$", line), line
+
+
+FORGERIES = [
+    pytest.param("/api/transfer/x%0aforged", r"\n", id="line_feed"),
+    pytest.param("/api/transfer/x%0d%0a2026-01-01 00:00:00,000 ERROR [x] forged", r"\r\n", id="crlf_and_a_whole_line"),
+    pytest.param("/api/transfer/x%0bforged", r"\x0b", id="vertical_tab"),
+    pytest.param("/api/transfer/x%1b%5b2Jforged", r"\x1b", id="terminal_escape"),
+    pytest.param("/api/transfer/x%e2%80%a8forged", r"\u2028", id="unicode_line_separator"),
+    pytest.param("/api/transfer/x%c2%85forged", r"\x85", id="next_line"),
+]
+
+
+@pytest.mark.parametrize(("path", "escaped"), FORGERIES)
+def test_a_path_cannot_split_a_text_log_line(log_as, treasury_api, path, escaped):
+    lines = log_as("text")
+
+    treasury_api.get(path)
+
+    text = lines.text
+    assert len(text.splitlines()) == 1, text
+    assert text.endswith("\n") and text.count("\n") == 1, text
+    (line,) = text.splitlines()
+    assert line.endswith(" 404 " + line.rsplit(" ", 1)[1]), line
+    assert escaped in line, line  # what came is shown, escaped
+
+
+@pytest.mark.parametrize(("path", "escaped"), FORGERIES)
+def test_a_path_cannot_split_a_json_log_line(logs, treasury_api, path, escaped):
+    treasury_api.get(path)
+
+    (line,) = logs.records()
+    assert line["event"] == "request" and "forged" in line["path"]
+
+
+def test_a_logged_value_with_line_breaks_stays_on_one_text_line(log_as):
+    """Not only the request line: any record, any value interpolated into it."""
+    lines = log_as("text")
+
+    logging.getLogger("wallet.anything").warning("key %s refused", "k1\nforged 2026 ERROR line")
+
+    assert len(lines.text.splitlines()) == 1, lines.text
+    assert "k1\\nforged" in lines.text
+
+
+def test_a_traceback_keeps_its_lines_after_the_escaped_line(log_as):
+    lines = log_as("text")
+
+    try:
+        raise ValueError("bad\nvalue")
+    except ValueError:
+        logging.getLogger("wallet.anything").exception("failed on %s", "x\ny")
+
+    first, *traceback = lines.text.splitlines()
+    assert first.endswith("failed on x\\ny"), first
+    assert traceback[0] == "Traceback (most recent call last):"
 
 
 # --- one line per money movement ------------------------------------------------------

@@ -1,6 +1,7 @@
 """The wallet endpoints, who may call what, and what one API client may see of
 another's transactions."""
 
+import base64
 import uuid
 from decimal import Decimal
 from urllib.parse import quote
@@ -227,10 +228,59 @@ def test_history_filter_with_an_invalid_value_is_400(query, field, treasury_api,
     assert list(body["errors"]) == [field]
 
 
-def test_history_with_a_forged_cursor_is_404_in_the_envelope(treasury_api, busy_wallet):
-    response = treasury_api.get(f"/api/wallets/{busy_wallet.pk}/transactions", {"cursor": "not-a-cursor"})
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
-    assert_error_envelope(response, status=404, code="not_found")
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        pytest.param("not-a-cursor", id="not_base64"),
+        pytest.param(b64("o=abc"), id="offset_not_a_number"),
+        pytest.param(b64("o=-1"), id="negative_offset"),
+        pytest.param(b64("r=x"), id="reverse_not_a_number"),
+        pytest.param(b64("p=not-a-timestamp"), id="position_not_a_timestamp"),
+        pytest.param(b64("p=2026-13-45 99:99"), id="position_an_impossible_date"),
+        pytest.param(b64("p=\x00"), id="position_nul"),
+        pytest.param(b64("\xff\xfe"), id="not_a_query_string"),
+        pytest.param([b64("o=1"), b64("o=2")], id="given_twice"),
+    ],
+)
+def test_history_with_a_malformed_cursor_is_400_naming_cursor(cursor, treasury_api, busy_wallet):
+    response = treasury_api.get(f"/api/wallets/{busy_wallet.pk}/transactions", {"cursor": cursor})
+
+    body = assert_error_envelope(response, status=400, code="validation_error", field="cursor")
+    assert list(body["errors"]) == ["cursor"]
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        pytest.param("abc", id="words"),
+        pytest.param("0", id="zero"),
+        pytest.param("-1", id="negative"),
+        pytest.param("null", id="null"),
+        pytest.param("", id="empty"),
+        pytest.param("2.5", id="fraction"),
+        pytest.param("1e2", id="exponent"),
+        pytest.param("+5", id="plus_sign"),
+        pytest.param(" 5", id="leading_space"),
+        pytest.param("\u0665", id="arabic_indic_digit"),
+        pytest.param("201", id="above_the_maximum"),
+        pytest.param("9" * 5000, id="five_thousand_digits"),
+        pytest.param(["2", "3"], id="given_twice"),
+    ],
+)
+def test_history_with_a_malformed_limit_is_400_naming_limit(limit, treasury_api, busy_wallet):
+    response = treasury_api.get(f"/api/wallets/{busy_wallet.pk}/transactions", {"limit": limit})
+
+    body = assert_error_envelope(response, status=400, code="validation_error", field="limit")
+    assert list(body["errors"]) == ["limit"]
+
+
+@pytest.mark.parametrize(("limit", "count"), [("1", 1), ("200", 4), ("004", 4)])
+def test_history_limit_from_1_to_200_sets_the_page_size(limit, count, treasury_api, busy_wallet):
+    assert len(history(treasury_api, busy_wallet, limit=limit)["results"]) == count
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,49 @@
+"""The log formats, one record to one line whatever the record holds.
+
+A log line is evidence: a client who could put a line break into one (a path
+`/api/transfer/x%0aforged`, a header, a key, an exception message quoting
+them) could split it and write a line of their choosing after it. Both
+formats escape what a reader could take for a line break: every control
+character in text, and in JSON the three line breaks JSON itself allows
+unescaped in a string (U+0085, U+2028, U+2029), on which Python's
+splitlines() and some log viewers break lines.
+"""
+
+import logging
+import re
+
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+# C0 and C1 control characters (line feed, carriage return, escape, ...)
+# and the Unicode line and paragraph separators some log viewers break on.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as a Python escape
+    (`\\n`, `\\x1b`, `\\u2028`), so it stays on one line and says what came."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class SingleLineFormatter(logging.Formatter):
+    """logging.Formatter whose line (time, level, request id, logger name,
+    message and every value interpolated into it) never holds a control
+    character. A traceback, added after the line by logging itself, keeps its
+    own lines: it is Python's, and on-call needs it readable."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return escape_controls(super().formatMessage(record))
+
+
+_JSON_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+class SingleLineJsonFormatter(OrjsonFormatter):
+    """python-json-logger's orjson formatter, with the line breaks orjson
+    leaves as they are (valid JSON) written as JSON escapes: the same string
+    to any JSON reader, one line to every line reader."""
+
+    def jsonify_log_record(self, log_data) -> str:
+        line = super().jsonify_log_record(log_data)
+        # Nearly every line is ASCII; this check is what they pay.
+        return line if line.isascii() else line.translate(_JSON_LINE_BREAKS)
