@@ -26,7 +26,9 @@ TRANSFER_STATEMENTS = ["FROM api_keys", "FROM transaction_logs", "INSERT INTO tr
 ]
 # The client's rate limit (EVALSHA of the sliding-window script) and taking
 # the lock (SET NX PX); once the log is finished the lock is left to expire
-# (transfers/locks.py, HeldLock).
+# (transfers/locks.py, HeldLock). The suite runs with the key cache off
+# (conftest.py); in production a cached key trades its query for one GET of
+# the credentials version (the last test below).
 TRANSFER_REDIS_COMMANDS = [[b"EVALSHA"], [b"SET"]]
 
 
