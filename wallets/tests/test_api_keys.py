@@ -169,6 +169,14 @@ def test_create_api_client_prints_a_working_key_once(migrated_groups):
     assert ApiKey.objects.filter(client__username="loan-service").count() == 1
 
 
+def test_create_api_client_issues_no_key_to_a_deactivated_client(migrated_groups):
+    ApiUserFactory(username="retired-service", is_active=False)
+
+    with pytest.raises(CommandError, match="retired-service is deactivated"):
+        run("create_api_client", "retired-service", "--group", "Transfer client")
+    assert not ApiKey.objects.filter(client__username="retired-service").exists()
+
+
 # --- the migration: DRF tokens hashed in place ------------------------------------------------
 
 # rest_framework.authtoken's table, as its migrations left it in databases

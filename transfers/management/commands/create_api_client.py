@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
-from wallets.api_keys import api_key_issue, api_key_list
+from wallets.api_keys import ApiKeyError, api_key_issue, api_key_list
 
 
 class Command(BaseCommand):
@@ -44,6 +44,9 @@ class Command(BaseCommand):
                 "`manage.py issue_api_key` issues another. No key printed."
             )
             return
-        issued = api_key_issue(client=client, name="first key")
+        try:
+            issued = api_key_issue(client=client, name="first key")
+        except ApiKeyError as exc:
+            raise CommandError(str(exc)) from None
         self.stderr.write(f"API key {issued.api_key.prefix} for {name}, shown once; only its hash is kept:")
         self.stdout.write(issued.key)
