@@ -27,9 +27,6 @@ MAX_LIVE_KEYS = 2
 KEY_MARK = "wk_"
 PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 PREFIX_RANDOM_CHARS = 8
-# Of a DRF token (40 hex digits) hashed in place by the migration, this many
-# are shown: 32 of its 160 bits, leaving 128 secret.
-LEGACY_PREFIX_LENGTH = 8
 
 
 class ApiKeyError(Exception):
