@@ -1,4 +1,4 @@
-"""Fixtures shared by every app's tests: API clients with tokens and groups,
+"""Fixtures shared by every app's tests: API clients with keys and groups,
 and wallets funded through the real deposit service (never by writing a
 balance, so the books balance in every test)."""
 
@@ -11,10 +11,10 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from transfers.tests.factories import ApiUserFactory
+from wallets.api_keys import api_key_issue
 from wallets.tests.factories import WalletFactory
 
 
@@ -22,8 +22,9 @@ def pytest_configure(config):
     # Keep this run's Redis keys (transfer locks) apart from a running
     # service's and from other runs'.
     settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
-    # Tests change tokens and groups and expect the next request to see it;
-    # the per-process token cache has tests of its own (it is enabled there).
+    # Tests change keys and groups inside a test transaction, where the cache's
+    # invalidation (after commit) never runs; the per-process cache has tests
+    # of its own (wallets/tests/test_authentication.py, with it enabled).
     settings.API_AUTH_CACHE_SECONDS = 0
 
 
@@ -55,13 +56,16 @@ def migrated_groups(db) -> None:
 
 
 def make_api_client(*group_names: str, user=None) -> APIClient:
-    """An API client in these groups, with a token: `user`, or a new one."""
+    """An API client in these groups, with a new API key: `user`, or a new one."""
     ensure_migrated_groups()
     user = user or ApiUserFactory()
     user.groups.add(*Group.objects.filter(name__in=group_names))
+    key = api_key_issue(client=user).key
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     client.user = user
+    # The key in clear exists only here, as it would only in the client's hands.
+    client.api_key = key
     return client
 
 

@@ -26,8 +26,8 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 class RequestTelemetryMiddleware:
     """Times the request around every later middleware and the view; then counts
     it by method, Django view name and status, and logs one line with the
-    request id (django-guid, the middleware before this one), the client, the
-    status and the duration. Headers, bodies and query strings are never
+    request id (django-guid, the middleware before this one), the client and
+    its API key's non-secret prefix, the status and the duration. Headers, bodies and query strings are never
     logged: tokens, passwords and metadata stay out of the logs."""
 
     def __init__(self, get_response):
@@ -59,6 +59,7 @@ class RequestTelemetryMiddleware:
                     "status": response.status_code,
                     "duration_ms": duration_ms,
                     "client": _client_name(request),
+                    "key": _key_prefix(request),
                 },
             )
         return response
@@ -73,6 +74,12 @@ def _client_name(request: HttpRequest) -> str | None:
     if user is None or not user.is_authenticated:
         return None
     return user.get_username()
+
+
+def _key_prefix(request: HttpRequest) -> str | None:
+    """The non-secret prefix of the API key the request authenticated with
+    (DRF puts its `request.auth` on the request too), never the key."""
+    return getattr(request.__dict__.get("auth"), "prefix", None)
 
 
 # What a request id may be, to be kept and echoed: what load balancers and

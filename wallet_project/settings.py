@@ -41,7 +41,6 @@ INSTALLED_APPS = [
     "corsheaders",
     "axes",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -164,8 +163,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 JSON_MAX_NUMBER_DIGITS = env.int("JSON_MAX_NUMBER_DIGITS", default=40)
 JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=32)
 
-# How long each web process trusts a token (and the client's permissions) it
-# has read: a revoked token works for at most this long. 0: check every request.
+# How long each web process may keep an API key's client and permissions it
+# has read. Any change made through Django (revoking a key, deactivating a
+# client, a group or permission change) already bites on the next request
+# (wallets/authentication.py); this only bounds a change Django never saw
+# (raw SQL) or could not announce (Redis down). 0: read them on every request.
 API_AUTH_CACHE_SECONDS = env.float("API_AUTH_CACHE_SECONDS", default=10.0)
 
 # --- Reconciliation ------------------------------------------------------------
@@ -203,7 +205,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Django REST framework -------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["wallet_project.authentication.TokenWithPermissionsAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["wallets.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
         "wallet_project.permissions.ActionPermissions",

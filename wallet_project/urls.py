@@ -1,18 +1,20 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.settings import api_settings
 
 from wallet_project import exceptions
 from wallet_project.health import health
 from wallet_project.metrics import metrics_view
 from wallet_project.schema import DocsView, SchemaView
 
-# The schema and docs need a token like every /api/ endpoint, or a staff
-# session from the admin (so a person can browse them).
+# The schema and docs need an API key like every /api/ endpoint (the API's
+# own authentication, from settings), or a staff session from the admin (so
+# a person can browse them).
 DOCS_ACCESS = {
-    "authentication_classes": [TokenAuthentication, SessionAuthentication],
+    "authentication_classes": [*api_settings.DEFAULT_AUTHENTICATION_CLASSES, SessionAuthentication],
     "permission_classes": [IsAuthenticated],
 }
 

@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class WalletsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "wallets"
+
+    def ready(self) -> None:
+        from wallets.authentication import connect_receivers
+
+        connect_receivers()

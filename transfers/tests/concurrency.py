@@ -13,7 +13,6 @@ from typing import TypeVar
 
 from django.db import connection
 from django.db.models import Sum
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from wallets.models import Wallet, WalletKind
@@ -64,7 +63,7 @@ def run_concurrently(calls: Sequence[Callable[[], T]], *, threads: int) -> list[
 
 def token_of(api: APIClient) -> str:
     """The token of a fixture's API client, for the clients each thread makes."""
-    return Token.objects.get(user=api.user).key
+    return api.api_key
 
 
 def api_client(token: str) -> APIClient:

@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 from django.db import InterfaceError, OperationalError
-from rest_framework.authtoken.models import Token
 from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
@@ -21,9 +20,9 @@ pytestmark = pytest.mark.django_db
 
 
 def client_like(api: APIClient, **options) -> APIClient:
-    """Another APIClient with api's token, built with other options."""
+    """Another APIClient with api's key, built with other options."""
     client = APIClient(**options)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=api.user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api.api_key}")
     return client
 
 

@@ -16,7 +16,6 @@ import uuid
 import pytest
 from django.conf import settings
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from transfers import services
 from transfers.tests.factories import ApiUserFactory
@@ -81,7 +80,7 @@ def logs(log_as) -> LogLines:
 
 
 def token_of(api) -> str:
-    return Token.objects.get(user=api.user).key
+    return api.api_key
 
 
 def transfer(api, source, destination, amount="10.00", key="key-1", metadata=None, **headers):
@@ -103,14 +102,17 @@ def test_a_request_logs_one_line_with_the_request_id_it_came_with(logs, treasury
     assert response.status_code == 200
     assert response["X-Request-ID"] == request_id
     (line,) = logs.records("request")
-    assert {k: line[k] for k in ("method", "path", "status", "view", "client", "request_id")} == {
+    assert {k: line[k] for k in ("method", "path", "status", "view", "client", "key", "request_id")} == {
         "method": "GET",
         "path": f"/api/wallets/{wallet.pk}",
         "status": 200,
         "view": "wallet-detail",
         "client": treasury_api.user.get_username(),
+        # The key's non-secret prefix, never the key.
+        "key": treasury_api.api_key[:11],
         "request_id": request_id,
     }
+    assert treasury_api.api_key not in logs.text
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
     assert (line["level"], line["logger"]) == ("INFO", "wallet.requests")
     assert line["message"].startswith(f"GET /api/wallets/{wallet.pk} 200 ")
@@ -186,7 +188,7 @@ def test_an_unauthenticated_request_is_logged_without_a_client(logs, treasury_ap
 
     assert response.status_code == 401
     (line,) = logs.records("request")
-    assert (line["status"], line["client"], line["view"]) == (401, None, "wallet-list")
+    assert (line["status"], line["client"], line["key"], line["view"]) == (401, None, None, "wallet-list")
     assert "not-a-real-token" not in logs.text
 
 

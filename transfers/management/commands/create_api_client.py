@@ -1,16 +1,22 @@
-"""Create (or update) an API client and print its token.
+"""Create (or update) an API client and print its first API key.
 
 python manage.py create_api_client loan-service --group "Transfer client"
+
+The key is printed once, alone on stdout (scripts read it from there): only
+its SHA-256 is kept. A client that already holds a live key gets its groups
+updated and no new key; `manage.py issue_api_key` issues a second one to
+rotate to.
 """
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.authtoken.models import Token
+
+from wallets.api_keys import ApiKeyError, api_key_issue, api_key_list
 
 
 class Command(BaseCommand):
-    help = "Create an API client (a user without a password) in a group, and print its token."
+    help = "Create an API client (a user without a password) in a group, and print its first API key."
 
     def add_arguments(self, parser):
         parser.add_argument("name")
@@ -31,5 +37,16 @@ class Command(BaseCommand):
             client.set_unusable_password()
             client.save()
         client.groups.add(*groups)
-        token, _ = Token.objects.get_or_create(user=client)
-        self.stdout.write(token.key)
+        live = [key.prefix for key in api_key_list(client=client).filter(revoked_at__isnull=True)]
+        if live:
+            self.stderr.write(
+                f"{name} already holds live keys ({', '.join(live)}); "
+                "`manage.py issue_api_key` issues another. No key printed."
+            )
+            return
+        try:
+            issued = api_key_issue(client=client, name="first key")
+        except ApiKeyError as exc:
+            raise CommandError(str(exc)) from None
+        self.stderr.write(f"API key {issued.api_key.prefix} for {name}, shown once; only its hash is kept:")
+        self.stdout.write(issued.key)

@@ -1,0 +1,275 @@
+"""`Authorization: Token <key>`: the API client of a key, with its permissions,
+in one query; cached per process, and forgotten by every process the moment
+any credential changes.
+
+The query returns the client and the union of its own and its groups'
+permissions (what ModelBackend would find with two more queries), for a live
+key found by its SHA-256 (wallets/api_keys.py).
+
+The cache: each web process keeps what it read for a key, at most
+API_AUTH_CACHE_SECONDS, under the *credentials version*, a random value in
+Redis that changes whenever a key is revoked, a client is deactivated or
+deleted, or a permission or group membership changes (the receivers at the
+end of this module, connected in WalletsConfig.ready). Every request reads
+the version (one Redis GET) and uses a cached entry only if it was read
+under that same version, so a change bites on the next request on every
+process and host. Order matters, both sides:
+
+- a request reads the version *before* it reads the database, and caches
+  the row under the version it read;
+- a change writes the new version *after* its transaction commits.
+
+So a row cached under the new version was read after the change committed.
+With Redis unreachable there is no version to trust: every request reads the
+database. A version that could not be written (Redis down during the change)
+is what API_AUTH_CACHE_SECONDS still bounds; so is a change made by raw SQL,
+which no receiver sees.
+"""
+
+import hashlib
+import logging
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from time import monotonic
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Q
+from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_redis import get_redis_connection
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication
+
+from wallet_project.db import in_model_order
+from wallet_project.redis_health import REDIS_ERRORS
+from wallets.models import ApiKey
+
+logger = logging.getLogger("wallet.auth")
+
+VERSION_KEY = "auth:credentials-version"
+# How stale a key's last_used_at may be: one UPDATE per key an hour at most.
+LAST_USED_RESOLUTION = timedelta(hours=1)
+
+User = get_user_model()
+USER_FIELDS = in_model_order(User, ["username", "is_active", "is_staff", "is_superuser"])
+IS_ACTIVE = USER_FIELDS.index("is_active")
+# A change to these (or to groups and permissions) changes what a key may do.
+AUTH_USER_FIELDS = frozenset({"is_active", "is_staff", "is_superuser", "username", "password"})
+
+CLIENT_SQL = """
+SELECT {user_columns}, k.id, k.prefix, k.last_used_at,
+       ARRAY(
+           SELECT ct.app_label || '.' || p.codename
+             FROM auth_permission p
+             JOIN django_content_type ct ON ct.id = p.content_type_id
+            WHERE p.id IN (
+                SELECT up.permission_id FROM auth_user_user_permissions up WHERE up.user_id = u.id
+                UNION
+                SELECT gp.permission_id
+                  FROM auth_group_permissions gp
+                  JOIN auth_user_groups ug ON ug.group_id = gp.group_id
+                 WHERE ug.user_id = u.id
+            )
+       )
+  FROM api_keys k
+  JOIN auth_user u ON u.id = k.client_id
+ WHERE k.digest = %s AND k.revoked_at IS NULL
+""".format(user_columns=", ".join(f"u.{name}" for name in USER_FIELDS))  # noqa: S608 (model field names)
+
+
+def key_digest(key: str) -> str:
+    """SHA-256 of a key, hex: what the database stores and is searched by.
+
+    `surrogatepass`: a header can hold any character, and an unknown key must
+    be refused (401), never raise.
+    """
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIdentity:
+    """`request.auth` of an API request: which key, by its non-secret prefix
+    (the request log line shows it)."""
+
+    id: int
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Client:
+    user_row: tuple
+    key: KeyIdentity
+    last_used_at: datetime | None
+    permissions: frozenset[str]
+
+    @property
+    def is_active(self) -> bool:
+        return self.user_row[IS_ACTIVE]
+
+
+class _ClientCache:
+    """digest -> (credentials version, expiry, client), per process, bounded."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self):
+        self._entries: dict[str, tuple[bytes, float, _Client]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, version: bytes) -> _Client | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] != version or entry[1] < monotonic():
+            return None
+        return entry[2]
+
+    def put(self, digest: str, version: bytes, client: _Client, ttl: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()  # crude, and rare: a few thousand keys at most
+            self._entries[digest] = (version, monotonic() + ttl, client)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+client_cache = _ClientCache()
+
+
+def _version_key() -> str:
+    return cache.make_key(VERSION_KEY)
+
+
+def credentials_version() -> bytes | None:
+    """The current credentials version (one Redis GET), or None when there is
+    none to trust: Redis unreachable, or the version not set yet (then this
+    sets one, and the caller reads the database this once)."""
+    try:
+        redis = get_redis_connection("default")
+        version = redis.get(_version_key())
+        if version is None:
+            redis.set(_version_key(), secrets.token_hex(16), nx=True)
+        return version
+    except REDIS_ERRORS as exc:
+        logger.warning("API key cache skipped, Redis unavailable: %s", exc)
+        return None
+
+
+def credentials_changed() -> bool:
+    """Tell every web process to forget the clients it cached: their next
+    request reads the database. Call it after the change has committed
+    (transaction.on_commit). A new random value, not a counter: a Redis that
+    lost its data and counted again from 1 could repeat an old version.
+
+    False (and an error logged) when Redis could not be reached: the change
+    then reaches processes that had the client cached within
+    API_AUTH_CACHE_SECONDS.
+    """
+    try:
+        get_redis_connection("default").set(_version_key(), secrets.token_hex(16))
+    except REDIS_ERRORS as exc:
+        logger.error(
+            "credentials change not broadcast, Redis unavailable (cached clients expire within %ss): %s",
+            settings.API_AUTH_CACHE_SECONDS,
+            exc,
+        )
+        return False
+    return True
+
+
+def _client_of(digest: str) -> _Client | None:
+    with connection.cursor() as cursor:
+        cursor.execute(CLIENT_SQL, [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    n = len(USER_FIELDS)
+    return _Client(
+        user_row=row[:n],
+        key=KeyIdentity(id=row[n], prefix=row[n + 1]),
+        last_used_at=row[n + 2],
+        permissions=frozenset(row[n + 3]),
+    )
+
+
+def _note_use(client: _Client) -> None:
+    """last_used_at, to the hour: at most one UPDATE per key an hour."""
+    now = timezone.now()
+    cutoff = now - LAST_USED_RESOLUTION
+    if client.last_used_at is not None and client.last_used_at > cutoff:
+        return
+    ApiKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=cutoff), pk=client.key.id).update(
+        last_used_at=now
+    )
+
+
+class ApiKeyAuthentication(TokenAuthentication):
+    """`Authorization: Token <key>`, parsed as DRF's TokenAuthentication does
+    (same errors, same schema), for the keys of wallets.models.ApiKey.
+    `request.user` is the client with its permissions preloaded (has_perm
+    costs no query); `request.auth` its KeyIdentity."""
+
+    def authenticate_credentials(self, key):
+        digest = key_digest(key)
+        ttl = settings.API_AUTH_CACHE_SECONDS
+        version = credentials_version() if ttl > 0 else None
+        client = client_cache.get(digest, version) if version is not None else None
+        if client is None:
+            client = _client_of(digest)
+            if client is not None and client.is_active:
+                _note_use(client)
+                if version is not None:
+                    client_cache.put(digest, version, client, ttl)
+        if client is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        if not client.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        # A user with only these fields loaded (the others deferred, so a
+        # save() could never blank them).
+        user = User.from_db(connection.alias, USER_FIELDS, client.user_row)
+        # What ModelBackend.get_all_permissions would compute with two queries.
+        user._perm_cache = set(client.permissions)
+        return user, client.key
+
+
+# --- what changes a client's credentials -----------------------------------------------
+
+
+def _changed_after_commit() -> None:
+    transaction.on_commit(credentials_changed)
+
+
+def _user_saved(sender, instance, created, update_fields=None, **kwargs) -> None:
+    # A new user has no key yet; a login's last_login is no credential.
+    if created or (update_fields is not None and not AUTH_USER_FIELDS & set(update_fields)):
+        return
+    _changed_after_commit()
+
+
+def _deleted(sender, **kwargs) -> None:
+    _changed_after_commit()
+
+
+def _memberships_changed(sender, action, **kwargs) -> None:
+    if action in ("post_add", "post_remove", "post_clear"):
+        _changed_after_commit()
+
+
+def connect_receivers() -> None:
+    """Called by WalletsConfig.ready: whatever changes what a key may do
+    changes the credentials version. Through the ORM only: a QuerySet.update()
+    or raw SQL sends no signal (API_AUTH_CACHE_SECONDS bounds those)."""
+    post_save.connect(_user_saved, sender=User, dispatch_uid="wallets.auth.user_saved")
+    for model in (User, Group, Permission, ApiKey):
+        post_delete.connect(_deleted, sender=model, dispatch_uid=f"wallets.auth.deleted.{model._meta.label}")
+    for through in (User.groups.through, User.user_permissions.through, Group.permissions.through):
+        m2m_changed.connect(
+            _memberships_changed, sender=through, dispatch_uid=f"wallets.auth.m2m.{through._meta.label}"
+        )
