@@ -1,5 +1,7 @@
 """DRF's content negotiation with a fast path for what API clients send."""
 
+from django.http import Http404
+from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 
 # No Accept header means */* (RFC 9110).
@@ -25,3 +27,13 @@ class FirstRendererNegotiation(DefaultContentNegotiation):
         ):
             return first, first.media_type
         return super().select_renderer(request, renderers, format_suffix)
+
+    def filter_renderers(self, renderers, format):
+        """DRF answers a `?format=` that names none of the view's renderers
+        with a 404, as if the resource did not exist: here it is what it
+        is, a query parameter with a wrong value (400, naming it)."""
+        try:
+            return super().filter_renderers(renderers, format)
+        except Http404:
+            formats = ", ".join(sorted({renderer.format for renderer in renderers}))
+            raise ValidationError({self.settings.URL_FORMAT_OVERRIDE: [f"One of: {formats}."]}) from None

@@ -2,13 +2,14 @@
 
 import pytest
 from django.http import Http404
-from rest_framework.exceptions import NotAcceptable
+from rest_framework.exceptions import NotAcceptable, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from wallet_project.negotiation import FirstRendererNegotiation
+from wallet_project.tests import assert_error_envelope
 
 RENDERER_LISTS = {"json only": [JSONRenderer()], "json then html": [JSONRenderer(), BrowsableAPIRenderer()]}
 
@@ -23,8 +24,8 @@ def choice(negotiation, req, renderers):
         renderer, media_type = negotiation.select_renderer(req, renderers)
     except NotAcceptable:
         return "406"
-    except Http404:  # ?format= names no renderer
-        return "404"
+    except (Http404, ValidationError):  # ?format= names no renderer: DRF's 404, our 400
+        return "no such format"
     return type(renderer), media_type
 
 
@@ -58,3 +59,23 @@ def test_the_fast_path_skips_parsing_the_accept_header(monkeypatch):
     renderer, media_type = FirstRendererNegotiation().select_renderer(request("*/*"), [JSONRenderer()])
 
     assert (type(renderer), media_type) == (JSONRenderer, "application/json")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["xml", "api", "", "%00"])
+def test_a_format_no_renderer_has_is_400_naming_format(value, treasury_api, funded_wallet):
+    wallet = funded_wallet("1.00")
+
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}?format={value}")
+
+    if value:
+        assert_error_envelope(response, status=400, code="validation_error", field="format")
+    else:  # an empty format names nothing: the default
+        assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_format_a_renderer_has_is_served(treasury_api, funded_wallet):
+    wallet = funded_wallet("1.00")
+
+    assert treasury_api.get(f"/api/wallets/{wallet.pk}?format=json").status_code == 200
