@@ -413,6 +413,7 @@ def run_wrk(
     run_id: str,
     replay_file: Path | None,
     raw_dir: Path,
+    script: str = "transfer.lua",
 ) -> dict:
     cmd = [
         "wrk",
@@ -423,7 +424,7 @@ def run_wrk(
         "10s",
         "--latency",
         "-s",
-        str(BENCH / "wrk" / "transfer.lua"),
+        str(BENCH / "wrk" / script),
         url,
         "--",
         mode,

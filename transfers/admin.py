@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from transfers.exceptions import BusinessRuleViolation, ReversalNotAllowed
 from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus
 from transfers.services import transaction_reverse
+from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.admin import CurrencyListFilter, EstimatedCountPaginator, ReadOnlyAdminMixin, WalletAdmin, parse_uuid
 from wallets.models import Wallet
 from wallets.money import DECIMAL_PLACES, MAX_DIGITS
@@ -91,7 +92,7 @@ class ReversalForm(forms.Form):
 
 
 @admin.register(TransactionLog)
-class TransactionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class TransactionLogAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Read-only: the ledger is history. A correction is a new log (a reversal).
     list_display = ("reference", "type", "status", "amount", "currency", "source", "destination", "created_at")
     list_filter = ("status", "type", CurrencyListFilter, ("created_at", admin.DateFieldListFilter))

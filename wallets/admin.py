@@ -24,6 +24,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 
+from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.models import Wallet
 from wallets.services import wallet_set_active
 
@@ -105,7 +106,7 @@ def parse_uuid(text: str) -> uuid.UUID | None:
 
 
 @admin.register(Wallet)
-class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Read-only: wallets are opened through the API, balances change only
     # through transfers, and the active flag only through the freeze actions
     # (so that each change is in the history).
