@@ -22,7 +22,7 @@ from django.utils import timezone
 from reconciliation import records
 from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus
 from transfers.services import transaction_settle
-from wallet_project.db.faults import is_connection_fault
+from wallet_project.db.faults import is_transient
 from wallets.models import WalletKind
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def _reconcile_one(log: TransactionLog) -> ReconcileOutcome:
     try:
         settled, settled_now = transaction_settle(log_id=log.pk, skip_locked=True)
     except Exception as exc:
-        if isinstance(exc, Error) and is_connection_fault(exc):
+        if isinstance(exc, Error) and is_transient(exc):
             raise  # the database is gone: no other log can be settled either
         logger.exception("reconciliation could not settle %s", log.reference)
         return ReconcileOutcome(log.pk, log.reference, "ERROR", f"{type(exc).__name__}: {exc}")

@@ -20,7 +20,7 @@ from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from wallet_project.db.faults import is_connection_fault
+from wallet_project.db.faults import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         exc = PayloadTooLarge()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
-    elif isinstance(exc, Error) and is_connection_fault(exc):
+    elif isinstance(exc, Error) and is_transient(exc):
         # The connection is gone or refused, or the pooler lost it under us
-        # (wallet_project/db/faults.py; the backend has discarded it). Whatever
-        # the service had begun was rolled back by PostgreSQL; a retry with the
-        # same key is safe.
+        # (wallet_project/db/faults.py; the backend has discarded it), or a
+        # deadlock outlived its retries. Whatever the service had begun was
+        # rolled back by PostgreSQL; a retry with the same key is safe.
         logger.warning("database unavailable: %s: %s", type(exc.__cause__ or exc).__name__, exc)
         exc = ServiceUnavailable(headers=retry_after_header())
 

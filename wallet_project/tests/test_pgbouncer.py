@@ -150,6 +150,9 @@ def test_connection_faults_are_recognised_and_discard_the_connection(driver_erro
         psycopg.errors.SyntaxError("syntax error at or near"),
         psycopg.errors.InternalError_("an internal error of the server, with its SQLSTATE XX000"),
         psycopg.errors.InFailedSqlTransaction("current transaction is aborted"),
+        # Retried by the settle step, on the same session: no reason to reconnect.
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.LockNotAvailable("could not obtain lock on row"),
         psycopg.ProgrammingError("the query has 2 placeholders but 1 parameters were passed"),
     ],
     ids=lambda error: type(error).__name__,

@@ -15,6 +15,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.db import connections
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from prometheus_client import REGISTRY
@@ -160,7 +161,7 @@ def test_replica_beyond_the_lag_bound_sends_reads_to_the_primary_and_says_so(
     assert REGISTRY.get_sample_value("wallet_replica_lag_seconds") > 0.5
 
 
-def test_stopped_replica_sends_reads_to_the_primary_with_no_error(replica, treasury_api, funded_wallet):
+def test_stopped_replica_sends_reads_to_the_primary_with_no_error(replica, settings, treasury_api, funded_wallet):
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     _, reference = transfer(treasury_api, source, destination)
     replica.stop()
@@ -170,6 +171,9 @@ def test_stopped_replica_sends_reads_to_the_primary_with_no_error(replica, treas
 
     assert seen == [reference]
     assert reads("primary", "replica_down") == down + 1
+    settings.METRICS_TOKEN = "scraper"
+    scraped = Client().get("/metrics", headers={"Authorization": "Bearer scraper"}).content.decode()
+    assert f'wallet_replica_reads_total{{reason="replica_down",served_by="primary"}} {down + 1}' in scraped
 
 
 def test_replica_that_fails_mid_read_is_left_for_the_primary(replica, settings, treasury_api, funded_wallet):
