@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -154,6 +156,20 @@ class PoolingBench(Bench):
             self.run(variant, service, "history.lua", duration, round_no)
 
 
+def replica_reads(service: Service) -> dict[str, float]:
+    """wallet_replica_reads_total of a web server, from its /metrics: proof
+    that the replica, not the primary, served its reads."""
+    request = urllib.request.Request(
+        f"{service.url}/metrics", headers={"Authorization": f"Bearer {service.env['METRICS_TOKEN']}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        labels: float(value)
+        for labels, value in re.findall(r"^wallet_replica_reads_total(\{[^}]*\}) (\S+)$", text, re.M)
+    }
+
+
 def ratio_rows(runs: list[dict]) -> list[str]:
     by = {(r["round"], r["variant"]): r for r in runs}
     rounds = sorted({r["round"] for r in runs})
@@ -190,6 +206,7 @@ def main() -> None:
         bench.pairs(None, WARMUP)
         for round_no in range(1, ROUNDS + 1):
             bench.pairs(round_no, DURATION)
+        served = replica_reads(bench.with_replica)
     finally:
         bench.stop_variants()
     books = subprocess.run(
@@ -203,6 +220,7 @@ def main() -> None:
             "Paired ratios (median of the rounds):",
             *ratio_rows(bench.runs),
             "",
+            f"Who served the replica server's history reads (wallet_replica_reads_total): {served}",
             f"verify_ledger exit {books.returncode}: {(books.stdout + books.stderr).strip().splitlines()[-1:]}",
         ]
     )

@@ -34,7 +34,8 @@ REPLICA_READS = Counter(
     "wallet_replica_reads",
     "Lag-tolerant reads, by the database that served them: the replica, or the primary with the reason "
     "(replica_down, replica_lagging: beyond DATABASE_REPLICA_MAX_LAG_SECONDS, replica_failed: an error "
-    "mid-read, not_on_replica: the replica did not have it yet).",
+    "mid-read, not_on_replica: the replica did not have it yet, replica_unchecked: the process's first check "
+    "was still running).",
     ["served_by", "reason"],
 )
 REPLICA_LAG = Gauge(
@@ -60,7 +61,9 @@ class _ReplicaHealth:
     DATABASE_REPLICA_CHECK_SECONDS (a round trip to the replica)."""
 
     checked_at = float("-inf")
-    reason = "replica_down"  # "" when fit to read from
+    # "" when fit to read from. Until this process's first check has answered
+    # (other threads may ask meanwhile), the primary.
+    reason = "replica_unchecked"
 
     def fit(self) -> str:
         """'' when reads may go to the replica, else the reason they may not."""
