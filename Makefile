@@ -17,10 +17,12 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# The benchmark against PostgreSQL's own ceiling (bench/README.md); needs wrk
+# The benchmark against PostgreSQL's own ceiling, then direct against through
+# PgBouncer and primary against replica reads (bench/README.md); needs wrk
 # (apt-get install -y wrk). BENCH_QUICK=1 make bench: one round of 5 s runs.
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python bench/pooling.py
 
 # A virtualenv with the pinned dependencies, rebuilt when they change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt

@@ -4,6 +4,7 @@ balance, so the books balance in every test)."""
 
 import importlib
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -11,9 +12,14 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
+from django.db import connections
 from rest_framework.test import APIClient
 
+from reconciliation.tests import faults
 from transfers.tests.factories import ApiUserFactory
+from wallet_project.db.routers import REPLICA
+from wallet_project.db.routers import health as replica_health
+from wallet_project.tests.clusters import Address, PgBouncer, Replica
 from wallets.api_keys import api_key_issue
 from wallets.tests.factories import WalletFactory
 
@@ -112,3 +118,109 @@ def funded_wallet(wallet_owner):
         return wallet
 
     return make
+
+
+# --- PgBouncer and the streaming replica (wallet_project/tests/clusters.py) -------
+
+
+@pytest.fixture(scope="session")
+def primary(django_db_setup) -> Address:
+    """Where the test database lives: the local PostgreSQL, reached directly."""
+    db = connections["default"].settings_dict
+    return Address(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432), db["USER"] or "postgres")
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(primary):
+    """A PgBouncer of the suite's own, in transaction pooling, in front of the primary."""
+    bouncer = PgBouncer(primary).start()
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def replica_cluster(primary):
+    """A hot standby of the primary (so of the test database too), streaming."""
+    replica = Replica(primary).create()
+    yield replica
+    replica.destroy()
+
+
+@contextmanager
+def routed_through(bouncer: PgBouncer):
+    """Every connection the default alias opens goes through `bouncer`, with the
+    settings DATABASE_POOL_MODE=transaction gives (wallet_project/settings.py)."""
+    dicts = {id(d): d for d in (settings.DATABASES["default"], connections["default"].settings_dict)}.values()
+    saved = [(d, {**d, "OPTIONS": dict(d["OPTIONS"])}) for d in dicts]
+    connections["default"].close()
+    for db in dicts:
+        db.update(HOST=bouncer.address.host, PORT=str(bouncer.address.port), DISABLE_SERVER_SIDE_CURSORS=True)
+        db["OPTIONS"].pop("options", None)
+    pool_mode, settings.DATABASE_POOL_MODE = settings.DATABASE_POOL_MODE, "transaction"
+    faults.pooler = bouncer
+    try:
+        yield
+    finally:
+        connections["default"].close()
+        faults.pooler = None
+        settings.DATABASE_POOL_MODE = pool_mode
+        for db, before in saved:
+            db.clear()
+            db.update(before)
+
+
+def pytest_generate_tests(metafunc):
+    # A module marked through_pgbouncer runs twice: straight to PostgreSQL,
+    # then through PgBouncer in transaction pooling.
+    # through_pgbouncer(only=True): through PgBouncer only.
+    marker = metafunc.definition.get_closest_marker("through_pgbouncer")
+    if marker:
+        paths = ["pgbouncer"] if marker.kwargs.get("only") else ["direct", "pgbouncer"]
+        metafunc.parametrize("database_path", paths, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def database_path(request):
+    """How the module's tests reach PostgreSQL: "direct" or "pgbouncer".
+    Module-scoped, so the switch happens before any test opens a transaction."""
+    path = getattr(request, "param", "direct")
+    if path == "direct":
+        yield path
+        return
+    with routed_through(request.getfixturevalue("pgbouncer")):
+        yield path
+
+
+@pytest.fixture(scope="module")
+def replica_alias(replica_cluster):
+    """The replica as DATABASE_REPLICA_URL configures it (wallet_project/settings.py),
+    pointed at the test database on the streaming standby. Module-scoped: it
+    must exist before pytest-django sets up each test's allowed databases, so
+    a module that uses it lists it, as django_db(databases=["default", "replica"]);
+    a mirror of the default, it is never flushed."""
+    primary_db = connections["default"].settings_dict
+    settings.DATABASES[REPLICA] = {
+        **primary_db,
+        "HOST": replica_cluster.address.host,
+        "PORT": str(replica_cluster.address.port),
+        "OPTIONS": {**primary_db["OPTIONS"], "connect_timeout": 2},
+        "TEST": {**primary_db["TEST"], "MIRROR": "default"},
+    }
+    yield replica_cluster
+    connections[REPLICA].close()
+    del connections[REPLICA]
+    del settings.DATABASES[REPLICA]
+
+
+@pytest.fixture
+def replica(replica_alias, transactional_db, settings):
+    """The streaming replica, caught up, checked on every read (no caching
+    between checks); running and replaying again after the test."""
+    settings.DATABASE_REPLICA_CHECK_SECONDS = 0
+    replica_health.checked_at = float("-inf")
+    replica_alias.wait_for_replay()
+    yield replica_alias
+    connections[REPLICA].close()
+    if not replica_alias.running():
+        replica_alias.start()
+    replica_alias.resume_replay()

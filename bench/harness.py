@@ -414,6 +414,7 @@ def run_wrk(
     run_id: str,
     replay_file: Path | None,
     raw_dir: Path,
+    script: str = "transfer.lua",
 ) -> dict:
     cmd = [
         "wrk",
@@ -424,7 +425,7 @@ def run_wrk(
         "10s",
         "--latency",
         "-s",
-        str(BENCH / "wrk" / "transfer.lua"),
+        str(BENCH / "wrk" / script),
         url,
         "--",
         mode,

@@ -15,13 +15,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import Error, connection, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from reconciliation import records
 from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus
 from transfers.services import transaction_settle
+from wallet_project.db.faults import is_transient
 from wallets.models import WalletKind
 
 logger = logging.getLogger(__name__)
@@ -95,9 +96,9 @@ def outcome_counts(outcomes: list[ReconcileOutcome]) -> Counter[str]:
 def _reconcile_one(log: TransactionLog) -> ReconcileOutcome:
     try:
         settled, settled_now = transaction_settle(log_id=log.pk, skip_locked=True)
-    except (OperationalError, InterfaceError):
-        raise  # the database is gone: no other log can be settled either
     except Exception as exc:
+        if isinstance(exc, Error) and is_transient(exc):
+            raise  # the database is gone: no other log can be settled either
         logger.exception("reconciliation could not settle %s", log.reference)
         return ReconcileOutcome(log.pk, log.reference, "ERROR", f"{type(exc).__name__}: {exc}")
     if settled is None or not settled_now:

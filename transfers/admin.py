@@ -22,6 +22,7 @@ from transfers.exceptions import BusinessRuleViolation, ReversalNotAllowed
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, wallet_recent_transactions
 from transfers.services import transaction_reverse
+from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.admin import CurrencyListFilter, EstimatedCountPaginator, ReadOnlyAdminMixin, WalletAdmin, parse_uuid
 from wallets.models import Wallet
 
@@ -52,7 +53,7 @@ class ReversalForm(forms.Form):
 
 
 @admin.register(TransactionLog)
-class TransactionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class TransactionLogAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Read-only: the ledger is history. A correction is a new log (a reversal).
     list_display = ("reference", "type", "status", "amount", "currency", "source", "destination", "created_at")
     list_filter = ("status", "type", CurrencyListFilter, ("created_at", admin.DateFieldListFilter))

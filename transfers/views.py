@@ -24,6 +24,7 @@ from transfers.serializers import (
     TransactionLogSerializer,
     TransferRequestSerializer,
 )
+from wallet_project.db.routers import lag_tolerant_read
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
 
@@ -76,6 +77,12 @@ def money_response(result: MovementResult) -> Response:
     return ok(data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED, headers=headers)
 
 
+def is_finished(log: TransactionLog) -> bool:
+    """A replica's copy of a log may be read once it is final; a PENDING one
+    may be settling on the primary right now."""
+    return log.status != TransactionStatus.PENDING
+
+
 class TransferViewSet(viewsets.GenericViewSet):
     """POST /api/transfer and the log views by idempotency key and by reference."""
 
@@ -98,7 +105,10 @@ class TransferViewSet(viewsets.GenericViewSet):
         }
     )
     def retrieve(self, request, idempotency_key: str):
-        log = selectors.log_for_client_key(client=request.user, idempotency_key=idempotency_key)
+        log = lag_tolerant_read(
+            lambda: selectors.log_for_client_key(client=request.user, idempotency_key=idempotency_key),
+            fresh_enough=is_finished,
+        )
         return ok(TransactionLogSerializer(log, context={"request": request}).data)
 
     @extend_schema(
@@ -112,7 +122,9 @@ class TransferViewSet(viewsets.GenericViewSet):
             # Not a reference: an idempotency key that happens to start with
             # "reference/" (keys may hold "/"), so look it up as one.
             return self.retrieve(request, idempotency_key=f"reference/{reference}")
-        log = selectors.log_by_reference(viewer=request.user, reference=reference)
+        log = lag_tolerant_read(
+            lambda: selectors.log_by_reference(viewer=request.user, reference=reference), fresh_enough=is_finished
+        )
         return ok(TransactionLogSerializer(log, context={"request": request}).data)
 
 
@@ -152,6 +164,10 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def transactions(self, request, pk):
+        # History may lag the primary by DATABASE_REPLICA_MAX_LAG_SECONDS.
+        return lag_tolerant_read(lambda: self._history(request, pk))
+
+    def _history(self, request, pk):
         logs = self.filter_queryset(selectors.wallet_transactions(wallet_id=pk, viewer=request.user))
         page = self.paginate_queryset(logs)
         return self.get_paginated_response(TransactionLogSerializer(page, many=True, context={"request": request}).data)

@@ -14,11 +14,13 @@ import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, Error
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from wallet_project.db.faults import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +77,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         exc = PayloadTooLarge()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
-    elif isinstance(exc, (OperationalError, InterfaceError)):
-        # The connection is gone or refused. Whatever the service had begun
-        # was rolled back by PostgreSQL; a retry with the same key is safe.
-        logger.warning("database unavailable: %s", exc)
+    elif isinstance(exc, Error) and is_transient(exc):
+        # The connection is gone or refused, or the pooler lost it under us
+        # (wallet_project/db/faults.py; the backend has discarded it), or a
+        # deadlock outlived its retries. Whatever the service had begun was
+        # rolled back by PostgreSQL; a retry with the same key is safe.
+        logger.warning("database unavailable: %s: %s", type(exc.__cause__ or exc).__name__, exc)
         exc = ServiceUnavailable(headers=retry_after_header())
 
     if not isinstance(exc, exceptions.APIException):

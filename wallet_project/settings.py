@@ -112,7 +112,17 @@ DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_
 # this long means the client is gone: PostgreSQL ends the session and rolls
 # back (a PENDING log stays PENDING, to be retried or reconciled).
 IDLE_TIMEOUT_MS = env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=10000)
-DATABASES["default"]["OPTIONS"].setdefault("options", f"-c idle_in_transaction_session_timeout={IDLE_TIMEOUT_MS}")
+# DATABASE_POOL_MODE=transaction: DATABASE_URL is PgBouncer in transaction
+# pooling (README "Operations"), where consecutive transactions may run on
+# different server sessions, so nothing may rest on session state: no startup
+# `options` (PgBouncer refuses them; the idle timeout is PgBouncer's
+# idle_transaction_timeout, or the role's setting), no server-side cursors
+# (they live in a session; Django's own switch), no prepared statements (below).
+DATABASE_POOL_MODE = env("DATABASE_POOL_MODE", default="session")
+if DATABASE_POOL_MODE == "transaction":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+else:
+    DATABASES["default"]["OPTIONS"].setdefault("options", f"-c idle_in_transaction_session_timeout={IDLE_TIMEOUT_MS}")
 # And notice a dead peer in about a minute, not two hours.
 DATABASES["default"]["OPTIONS"].update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
 # Parameters travel apart from the SQL (the extended protocol), instead of
@@ -123,6 +133,29 @@ DATABASES["default"]["OPTIONS"].update(keepalives=1, keepalives_idle=30, keepali
 DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=None)
 # Services own their transactions: see transfers/services.py.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# A streaming replica for the reads that tolerate a little lag (history,
+# finished transactions, admin lists); wallet_project/db/routers.py decides
+# which reads, and sends them to the primary while the replica is down or
+# more than DATABASE_REPLICA_MAX_LAG_SECONDS behind (checked at most every
+# DATABASE_REPLICA_CHECK_SECONDS per process). Same options as the primary;
+# a short connect timeout, since the primary can always answer instead.
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    _replica = env.db_url_config(DATABASE_REPLICA_URL)
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        **{key: _replica[key] for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT")},
+        "OPTIONS": {
+            **DATABASES["default"]["OPTIONS"],
+            **_replica.get("OPTIONS", {}),
+            "connect_timeout": env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=2),
+        },
+        # Tests read the test database wherever this one points.
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_REPLICA_MAX_LAG_SECONDS = env.float("DATABASE_REPLICA_MAX_LAG_SECONDS", default=5.0)
+DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=1.0)
+DATABASE_ROUTERS = ["wallet_project.db.routers.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache and the transfer lock --------------------------------------

@@ -27,6 +27,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 
+from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.api_keys import ApiKeyError, api_key_issue, api_key_revoke
 from wallets.models import ApiKey, Wallet
 from wallets.services import wallet_set_active
@@ -109,7 +110,7 @@ def parse_uuid(text: str) -> uuid.UUID | None:
 
 
 @admin.register(Wallet)
-class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Read-only: wallets are opened through the API, balances change only
     # through transfers, and the active flag only through the freeze actions
     # (so that each change is in the history).

@@ -5,7 +5,8 @@ that a test can kill it there (test_fault_process_killed.py).
     python -m reconciliation.tests.crashing_client STAGE CLIENT_ID AMOUNT KEY WALLET              # a deposit
 
 Settings come from the environment (DATABASE_URL of the test database). When
-the movement reaches STAGE it prints "inside <backend pid>" and sleeps.
+the movement reaches STAGE it prints "inside <backend pid>" (0 outside a
+transaction) and sleeps.
 """
 
 import sys
@@ -26,7 +27,15 @@ def main(stage: str, client_id: str, amount: str, key: str, *wallets: str) -> No
     from transfers.services import deposit_create, transfer_create
 
     def hang() -> None:
-        print(f"inside {connection.connection.info.backend_pid}", flush=True)
+        # The server session holding the movement's row locks, asked of the
+        # server: through PgBouncer the pid the client was told is the
+        # pooler's, and outside a transaction no session is the client's (0).
+        pid = 0
+        if connection.in_atomic_block:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                (pid,) = cursor.fetchone()
+        print(f"inside {pid}", flush=True)
         time.sleep(600)
 
     interrupt_at(stage, hang)

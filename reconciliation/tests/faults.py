@@ -7,6 +7,7 @@ injected: the functions of transfers.services and transfers.locks that a
 money movement calls in order (see STAGES).
 """
 
+import contextlib
 import functools
 import os
 import signal
@@ -19,6 +20,7 @@ from decimal import Decimal
 from io import StringIO
 
 import psycopg
+from django.conf import settings
 from django.core.management import call_command
 from django.db import close_old_connections, connection
 from rest_framework.test import APIClient
@@ -75,9 +77,18 @@ def interrupt_at(stage: str, action: Callable[[], None], *, times: int = 1, patc
 # --- PostgreSQL --------------------------------------------------------------------
 
 
+# The PgBouncer the default alias goes through, while a module runs through
+# it (conftest.py's routed_through sets it).
+pooler = None
+
+
 def admin_connection() -> psycopg.Connection:
-    """A second connection to the test database, outside Django, in autocommit."""
+    """A second connection to the test database, outside Django, in autocommit,
+    straight to PostgreSQL (as an administrator's), even while the service's
+    connections go through PgBouncer."""
     db = connection.settings_dict
+    if pooler is not None:
+        return pooler.primary.connect(db["NAME"])
     return psycopg.connect(
         dbname=db["NAME"],
         user=db["USER"] or None,
@@ -98,8 +109,65 @@ def terminate_backend(pid: int) -> None:
 
 def terminate_own_backend() -> None:
     """Kill the server side of this thread's Django connection, the way a
-    PostgreSQL restart, a failover or a network cut would."""
-    terminate_backend(connection.connection.info.backend_pid)
+    PostgreSQL restart, a failover or a network cut would.
+
+    Through PgBouncer in transaction pooling (DATABASE_POOL_MODE=transaction)
+    a client has a server session of its own only inside a transaction, and
+    the pid the client sees is PgBouncer's invention: there every server
+    session PgBouncer holds for the test database goes, as a restart or a
+    failover takes them, and the test waits until PgBouncer has noticed.
+    What the client sees then depends on the stage: a transaction in flight
+    loses its session (503); between transactions the pooler opens a new one
+    and nothing shows."""
+    if pooler is None:
+        terminate_backend(connection.connection.info.backend_pid)
+        return
+    dbname = connection.settings_dict["NAME"]
+    sessions = pooler.server_pids(dbname)
+    assert sessions, "PgBouncer holds no server session of the test database"
+    for pid in sessions:
+        terminate_backend(pid)
+    # Until PgBouncer has seen them go: what follows meets a live session or
+    # none, whatever the order the pooler's event loop takes things in.
+    deadline = time.monotonic() + 10
+    while set(pooler.server_pids(dbname)) & set(sessions):
+        assert time.monotonic() < deadline, "PgBouncer still holds terminated sessions"
+        time.sleep(0.01)
+
+
+def kill_pooled_sessions_under_next_command() -> None:
+    """Through PgBouncer: every server session it holds for the test database
+    is terminated so that the next command reaches it as it dies. Each is
+    stopped (SIGSTOP), told to terminate (SIGTERM, what pg_terminate_backend
+    sends) and let go on a moment later: the command PgBouncer hands it waits,
+    then is answered with the FATAL error and the connection's end, which
+    PgBouncer passes on with its own "server conn crashed?". This is the race
+    an operator meets when a server restarts under load. Needs the right to
+    signal PostgreSQL's processes (root, as CI runs)."""
+    sessions = pooler.server_pids(connection.settings_dict["NAME"])
+    assert sessions, "PgBouncer holds no server session of the test database"
+    for pid in sessions:
+        os.kill(pid, signal.SIGSTOP)
+        os.kill(pid, signal.SIGTERM)
+
+    def resume() -> None:
+        for pid in sessions:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    threading.Timer(0.3, resume).start()
+
+
+def idle_in_transaction_timeout_ms() -> int:
+    """How long a session may sit idle inside a transaction before it is
+    ended: PostgreSQL's setting, or through PgBouncer the pooler's
+    idle_transaction_timeout (seconds), since no session option passes a
+    transaction pooler (wallet_project/settings.py, DATABASE_POOL_MODE)."""
+    if pooler is not None:
+        return int(float(pooler.setting("idle_transaction_timeout")) * 1000)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'")
+        return cursor.fetchone()[0]
 
 
 def wait_for_backend_exit(pid: int, timeout: float = 10.0) -> None:
@@ -117,6 +185,12 @@ def database_url() -> str:
     db = connection.settings_dict
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def database_env() -> dict[str, str]:
+    """The environment that points a process a test starts at the test
+    database, the way this test reaches it (straight, or through PgBouncer)."""
+    return {"DATABASE_URL": database_url(), "DATABASE_POOL_MODE": settings.DATABASE_POOL_MODE}
 
 
 # --- the API as a WSGI server would serve it --------------------------------------

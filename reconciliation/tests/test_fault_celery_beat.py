@@ -24,7 +24,7 @@ from reconciliation.tests.faults import (
     admin_connection,
     assert_books_balance,
     balances,
-    database_url,
+    database_env,
     interrupt_at,
     post_money,
     stop_process,
@@ -47,7 +47,7 @@ def worker_with_beat(log_path: Path) -> Iterator[subprocess.Popen]:
     cache = settings.CACHES["default"]
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(),
+        **database_env(),
         "CELERY_BROKER_URL": BROKER_URL,
         "REDIS_URL": cache["LOCATION"],
         "CACHE_KEY_PREFIX": cache["KEY_PREFIX"],

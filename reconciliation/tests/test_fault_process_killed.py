@@ -26,7 +26,8 @@ from reconciliation.tests.faults import (
     admin_connection,
     assert_books_balance,
     balances,
-    database_url,
+    database_env,
+    idle_in_transaction_timeout_ms,
     outcome_of,
     post_money,
     reconcile_now,
@@ -36,7 +37,8 @@ from reconciliation.tests.faults import (
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.tests.concurrency import api_client, token_of
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The contract holds straight to PostgreSQL and through PgBouncer alike.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbouncer]
 
 # How long the killed process's Redis lock outlives it: short, so the test
 # sees both the 409 it causes and the retry that succeeds once it expires.
@@ -56,7 +58,7 @@ def start_movement_that_hangs(stage: str, *, client, amount: str, key: str, wall
     cache = settings.CACHES["default"]
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(),
+        **database_env(),
         "REDIS_URL": cache["LOCATION"],
         # The same lock names as this test's API calls, so they meet.
         "CACHE_KEY_PREFIX": cache["KEY_PREFIX"],
@@ -116,7 +118,8 @@ def test_transfer_whose_process_is_killed_is_finished_exactly_once(
         assert process.wait(10) == -signal.SIGKILL
     finally:
         stop_process(process)
-    wait_for_backend_exit(backend_pid)
+    if backend_pid:  # a session that held row locks
+        wait_for_backend_exit(backend_pid)
 
     log = TransactionLog.objects.get(client=treasury_api.user, idempotency_key=key)
     assert log.status == KILL_OUTCOMES[stage]
@@ -155,10 +158,8 @@ def test_transfer_whose_process_is_killed_is_finished_exactly_once(
 def test_client_frozen_inside_settle_does_not_hold_the_settlement_wallet_for_good(
     treasury_api, funded_wallet, tmp_path
 ):
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'")
-        (idle_timeout_ms,) = cursor.fetchone()
-    # What PostgreSQL allows a session that sits idle inside a transaction, and a margin.
+    idle_timeout_ms = idle_in_transaction_timeout_ms()
+    # What PostgreSQL (or PgBouncer) allows a session that sits idle inside a transaction, and a margin.
     answer_within = idle_timeout_ms / 1000 + 3
     frozen_for, waiting_for = funded_wallet("0"), funded_wallet("0")
     process, _ = start_movement_that_hangs(

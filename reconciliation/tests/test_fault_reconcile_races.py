@@ -29,7 +29,8 @@ from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Movement
 from transfers.tests.concurrency import api_client, run_concurrently, token_of
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The contract holds straight to PostgreSQL and through PgBouncer alike.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbouncer]
 
 
 def record_who_settles(monkeypatch) -> list:

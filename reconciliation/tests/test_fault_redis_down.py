@@ -28,7 +28,8 @@ from reconciliation.tests.faults import (
 from transfers.models import TransactionLog
 from transfers.tests.concurrency import api_client, run_concurrently, token_of
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The contract holds straight to PostgreSQL and through PgBouncer alike.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbouncer]
 
 
 def caches_at(settings, url: str) -> dict:

@@ -23,7 +23,8 @@ from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 from wallets.tests.factories import WalletFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The contract holds straight to PostgreSQL and through PgBouncer alike.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbouncer]
 
 
 def fill_settlement_wallet(funded_wallet) -> Wallet:

@@ -23,7 +23,8 @@ from wallets.models import Wallet, WalletKind
 
 # ledger_discrepancies opens its own REPEATABLE READ transaction: it must run
 # outside a test transaction, as it does in production.
-pytestmark = pytest.mark.django_db(transaction=True)
+# The contract holds straight to PostgreSQL and through PgBouncer alike.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbouncer]
 
 
 @pytest.fixture

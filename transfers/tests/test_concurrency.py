@@ -33,7 +33,8 @@ from transfers.tests.concurrency import (
 from wallets.models import Wallet, WalletKind
 
 # Threads see only what is committed: no per-test transaction to hide in.
-pytestmark = pytest.mark.django_db(transaction=True)
+# The contract holds straight to PostgreSQL and through PgBouncer alike.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbouncer]
 
 MONEY_MOVED = 201
 REFUSED_FOR_FUNDS = (422, "insufficient_balance")

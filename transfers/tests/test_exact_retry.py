@@ -12,7 +12,8 @@ from transfers.models import TransactionLog, TransactionStatus
 from transfers.serializers import MoneyRequestSerializer
 from wallet_project.parsers import DecimalJSONParser
 
-pytestmark = pytest.mark.django_db
+# The contract holds straight to PostgreSQL and through PgBouncer alike.
+pytestmark = [pytest.mark.django_db, pytest.mark.through_pgbouncer]
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from transfers import locks, services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from wallets.tests.factories import WalletFactory
 
-pytestmark = pytest.mark.django_db
+# The contract holds straight to PostgreSQL and through PgBouncer alike.
+pytestmark = [pytest.mark.django_db, pytest.mark.through_pgbouncer]
 
 
 def transfer(api, source, destination, amount="10.00", key="key-1", **extra):

@@ -22,7 +22,16 @@ def migrate(targets):
     return executor.loader.project_state(targets).apps
 
 
-def test_every_customer_wallet_gets_the_owner_its_ledger_names():
+@pytest.fixture
+def back_to_latest():
+    """Whatever the test does, the database ends fully migrated again for
+    the tests after it."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_every_customer_wallet_gets_the_owner_its_ledger_names(back_to_latest):
     apps = migrate(BEFORE)
     User = apps.get_model("auth", "User")
     Wallet = apps.get_model("wallets", "Wallet")

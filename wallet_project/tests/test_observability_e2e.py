@@ -42,7 +42,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import make_api_client
 from reconciliation.tasks import verify_ledger
-from reconciliation.tests.faults import database_url, free_port, stop_process
+from reconciliation.tests.faults import database_env, free_port, stop_process
 from transfers.services import deposit_create
 from transfers.tests.concurrency import token_of
 from wallet_project.celery import app as celery_app
@@ -183,7 +183,7 @@ def service_env(**overrides: str) -> dict[str, str]:
         **os.environ,
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "DATABASE_URL": database_url(),
+        **database_env(),
         "REDIS_URL": cache["LOCATION"],
         # The same keys as this test process: the web workers read what the
         # Celery worker records (reconciliation/records.py).

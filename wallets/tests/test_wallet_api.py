@@ -16,7 +16,8 @@ from wallet_project.tests import assert_error_envelope
 from wallets.models import Wallet, WalletKind
 from wallets.tests.factories import WalletFactory
 
-pytestmark = pytest.mark.django_db
+# The contract holds straight to PostgreSQL and through PgBouncer alike.
+pytestmark = [pytest.mark.django_db, pytest.mark.through_pgbouncer]
 
 
 def data_of(response, status: int = 200):
