@@ -9,8 +9,8 @@ from functools import cached_property
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
+from transfers.idempotency import IDEMPOTENCY_HEADER, key_from_header
 from transfers.movements import KeySource, Movement, MovementRequest
-from transfers.serializers import IDEMPOTENCY_HEADER, validate_idempotency_key
 from wallet_project.throttling import REPLAYS, TRANSFERS, ClientRateThrottle
 
 # A money view's throttle_scopes entry: ActionScopeThrottle leaves the request
@@ -38,7 +38,8 @@ class ApiMovementRequest(MovementRequest):
         self.serializer_class, self.movement_of = serializer_class, movement_of
         # Before anything parses the body: the digest reads it as sent.
         self.body_digest = _body_digest(request)
-        header_key = _well_formed(request.headers.get(IDEMPOTENCY_HEADER))
+        # A malformed header is reported by the body's validation (400).
+        header_key = _or_none(key_from_header, request.headers.get(IDEMPOTENCY_HEADER))
         if header_key is not None:
             key, self.key_source = header_key, KeySource.HEADER
         else:
@@ -74,11 +75,9 @@ class ApiMovementRequest(MovementRequest):
             self.view.throttled(self.request, limit.wait())
 
 
-def _well_formed(key: str | None) -> str | None:
-    if key is None:
-        return None
+def _or_none(read, value):
     try:
-        return validate_idempotency_key(key)
+        return read(value)
     except ValidationError:
         return None
 

@@ -5,14 +5,12 @@ from decimal import Decimal
 from django.conf import settings
 from rest_framework import serializers
 
+from transfers.idempotency import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH, idempotency_key_of
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictUUIDField
 from wallet_project.serializers import LeanSerializer
 from wallets.money import AmountField
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-MAX_KEY_LENGTH = 255
 
 
 class MetadataField(serializers.JSONField):
@@ -68,44 +66,29 @@ class MetadataField(serializers.JSONField):
         return value
 
 
-def validate_idempotency_key(value: str) -> str:
-    if not value or not value.strip():
-        raise serializers.ValidationError("The idempotency key must not be blank.")
-    if len(value) > MAX_KEY_LENGTH:
-        raise serializers.ValidationError(f"The idempotency key must be at most {MAX_KEY_LENGTH} characters.")
-    if not value.isprintable():
-        raise serializers.ValidationError("The idempotency key must be printable characters only.")
-    return value
-
-
 class MoneyRequestSerializer(LeanSerializer):
     """The fields every money-moving request shares. The idempotency key comes
     from the Idempotency-Key header or the idempotencyKey field (both: they
     must agree) and lands in validated_data["idempotency_key"]."""
 
     amount = AmountField()
+    # Read by transfers.idempotency (one rule for the header and the body);
+    # the bounds here are for the schema, which tells clients the same.
     idempotencyKey = serializers.CharField(
-        required=False, trim_whitespace=False, max_length=None, help_text="Or the Idempotency-Key header."
+        required=False,
+        trim_whitespace=False,
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        help_text="Or the Idempotency-Key header: 1 to 255 printable characters, no whitespace at either end, "
+        "not starting with 'reference/'.",
     )
     metadata = MetadataField(required=False, default=dict)
 
     def validate(self, attrs):
         request = self.context["request"]
-        from_header = request.headers.get(IDEMPOTENCY_HEADER)
-        from_body = attrs.pop("idempotencyKey", None)
-        if from_header is not None and from_body is not None and from_header != from_body:
-            raise serializers.ValidationError(
-                {"idempotencyKey": [f"The {IDEMPOTENCY_HEADER} header and the idempotencyKey field differ."]}
-            )
-        key = from_body if from_body is not None else from_header
-        if key is None:
-            raise serializers.ValidationError(
-                {"idempotencyKey": [f"Required, in the {IDEMPOTENCY_HEADER} header or the idempotencyKey field."]}
-            )
-        try:
-            attrs["idempotency_key"] = validate_idempotency_key(key)
-        except serializers.ValidationError as exc:
-            raise serializers.ValidationError({"idempotencyKey": exc.detail}) from None
+        attrs["idempotency_key"] = idempotency_key_of(
+            header=request.headers.get(IDEMPOTENCY_HEADER), body=attrs.pop("idempotencyKey", None)
+        )
         return attrs
 
 

@@ -15,10 +15,10 @@ from transfers import selectors, services
 from transfers.exceptions import BUSINESS_RULE_ERRORS
 from transfers.filters import TransactionLogFilter
 from transfers.http import CHARGED_WHEN_ANSWERED, ApiMovementRequest
+from transfers.idempotency import IDEMPOTENCY_HEADER
 from transfers.models import REFERENCE_FORMAT, TransactionLog, TransactionStatus
 from transfers.movements import Movement, MovementResult
 from transfers.serializers import (
-    IDEMPOTENCY_HEADER,
     MoneyRequestSerializer,
     MovementResultSerializer,
     TransactionLogSerializer,
@@ -35,8 +35,10 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     required=False,
-    description="The idempotency key (or the idempotencyKey body field; if both, they must agree). "
-    "At most 255 printable characters, scoped to the calling client.",
+    description="The idempotency key (or the idempotencyKey body field; if both, they must agree): 1 to 255 "
+    "printable ASCII characters, no whitespace at either end, not starting with 'reference/', scoped to the "
+    'calling client. May be an RFC 8941 string ("abc" means abc; quote a key holding a comma). Sent once: a '
+    "repeated header or a list is a 400.",
 )
 
 MONEY_RESPONSES = {
@@ -120,7 +122,8 @@ class TransferViewSet(viewsets.GenericViewSet):
     def by_reference(self, request, reference: str):
         if not REFERENCE_FORMAT.fullmatch(reference):
             # Not a reference: an idempotency key that happens to start with
-            # "reference/" (keys may hold "/"), so look it up as one.
+            # "reference/", stored before keys were refused that prefix
+            # (transfers/idempotency.py): look it up as one.
             return self.retrieve(request, idempotency_key=f"reference/{reference}")
         log = lag_tolerant_read(
             lambda: selectors.log_by_reference(viewer=request.user, reference=reference), fresh_enough=is_finished

@@ -370,7 +370,11 @@ def traffic(web_server, django_db_blocker) -> Iterator[Traffic]:
             # Four pairs: the transfers queue on a few wallet rows, not on one.
             pairs = [(funded_wallet("1000.00", api.user), funded_wallet("0", api.user)) for _ in range(4)]
             empty, payee = funded_wallet("0", api.user), funded_wallet("0", api.user)
-        yield send_traffic(web_server, token, client_name, pairs, empty, payee)
+            # Left alone by the traffic, for the tests that send requests of their own.
+            spare_pair = (funded_wallet("100.00", api.user), funded_wallet("0", api.user))
+        answered = send_traffic(web_server, token, client_name, pairs, empty, payee)
+        answered.spare_pair = spare_pair
+        yield answered
     finally:
         # What a transactional test's teardown does: the next tests start
         # from an empty database.
@@ -794,3 +798,36 @@ def test_a_celery_task_logs_with_the_request_id_it_was_queued_under(web_server, 
     scraped = samples(web_server.scrape(web_server.metrics_token).body.decode())
     assert sample(scraped, "wallet_ledger_last_verify_timestamp_seconds") >= started
     assert sample(scraped, "wallet_ledger_discrepancies") == 0
+
+
+def test_a_repeated_idempotency_header_is_a_400_through_the_real_server(traffic):
+    """Granian joins a header sent twice into one value with a comma: the
+    service reads that as a list, never as a new key (transfers/idempotency.py).
+    Last in the module: it moves money the counter tests above do not expect."""
+    source, destination = traffic.spare_pair
+    body = json.dumps({"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "20"})
+
+    def post(*keys: str) -> tuple[int, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", traffic.server.port, timeout=REQUEST_TIMEOUT)
+        try:
+            connection.putrequest("POST", "/api/transfer")
+            for name, value in (("Authorization", f"Token {traffic.token}"), ("Content-Type", "application/json")):
+                connection.putheader(name, value)
+            for key in keys:
+                connection.putheader("Idempotency-Key", key)
+            connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body.encode())
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    first = post("K")
+    twice = post("K", "K")
+    other = post("K", "L")
+
+    assert first[0] == 201
+    assert (twice[0], twice[1]["code"]) == (400, "validation_error")
+    assert (other[0], other[1]["code"]) == (400, "validation_error")
+    source.refresh_from_db()  # committed by the server: visible in the test's transaction
+    assert source.balance == Decimal("80.00")

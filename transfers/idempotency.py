@@ -1,0 +1,126 @@
+"""How an idempotency key is read: one rule for every place a key comes from.
+
+DESIGN.md, "Money-moving requests": a key comes in the Idempotency-Key header
+or the idempotencyKey body field (both present and different: 400), is 1 to
+255 printable characters, scoped to the calling client, and a given string is
+one key, never two. So:
+
+- the header holds one key: a bare value, or an RFC 8941 structured-field
+  string (`"abc"` means `abc`, as the IETF draft writes it). A header sent
+  more than once arrives joined with commas (WSGI servers do so), and a list
+  is a list either way: an unquoted comma is a 400, never a new key. A key
+  that holds a comma is sent quoted, or in the body;
+- whitespace means one thing wherever the key comes from: a key never starts
+  or ends with it (400). HTTP itself strips it around a header's value, so
+  without this rule " K2 " in the body and "K2" in the header would be two
+  keys for what a person reads as one;
+- header values are ASCII (RFC 9110); a non-ASCII key goes in the body;
+- a key never starts with "reference/": GET /api/transfer/{key} shares its
+  path with GET /api/transfer/reference/{reference}, and a percent-encoded
+  slash reaches the application decoded, so such a key could never be looked
+  up again (and could shadow a reference). Every key that can be stored can
+  be read back by its own route.
+"""
+
+import string
+
+from rest_framework import serializers
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+# The lookup by reference's path (transfers/urls.py).
+RESERVED_PREFIX = "reference/"
+# RFC 8941 section 3.3.3: an sf-string holds printable ASCII, with \" and \\ escaped.
+_SF_STRING_CHARACTERS = set(string.printable) - set("\t\n\r\x0b\x0c")
+
+
+def validate_idempotency_key(value: str) -> str:
+    """`value` if it can be a key, wherever it came from; else
+    serializers.ValidationError saying what is wrong with it."""
+    if not value or not value.strip():
+        raise serializers.ValidationError("The idempotency key must not be blank.")
+    if len(value) > MAX_KEY_LENGTH:
+        raise serializers.ValidationError(f"The idempotency key must be at most {MAX_KEY_LENGTH} characters.")
+    if not value.isprintable():
+        raise serializers.ValidationError("The idempotency key must be printable characters only.")
+    if value != value.strip():
+        raise serializers.ValidationError("The idempotency key must not start or end with whitespace.")
+    if value.startswith(RESERVED_PREFIX):
+        raise serializers.ValidationError(
+            f"The idempotency key must not start with {RESERVED_PREFIX!r}: "
+            "GET /api/transfer/reference/... looks transactions up by reference."
+        )
+    return value
+
+
+def key_from_header(value: str | None) -> str | None:
+    """The key an Idempotency-Key header value names, or None when the
+    header is absent. Raises serializers.ValidationError for a list (or a
+    repeated header), a malformed structured-field string, non-ASCII, or a key
+    validate_idempotency_key refuses."""
+    if value is None:
+        return None
+    # Optional whitespace around a field value is HTTP syntax, not the value
+    # (RFC 9110 section 5.5); most servers strip it before the application sees it.
+    value = value.strip(" \t")
+    if value.startswith('"'):
+        key = _structured_field_string(value)
+    elif "," in value:
+        raise serializers.ValidationError(
+            f"The {IDEMPOTENCY_HEADER} header must hold one key, sent once: it held a list (a comma). "
+            'Quote a key that contains a comma ("a,b"), or send it in the idempotencyKey field.'
+        )
+    else:
+        key = value
+    if not key.isascii():
+        raise serializers.ValidationError(
+            f"The {IDEMPOTENCY_HEADER} header must be ASCII; send a non-ASCII key in the idempotencyKey field."
+        )
+    return validate_idempotency_key(key)
+
+
+def _structured_field_string(value: str) -> str:
+    """RFC 8941 sf-string: `"` chars `"`, with only \\" and \\\\ as escapes,
+    and nothing after the closing quote (no parameters, no second member)."""
+    key, escaped = [], False
+    for position, character in enumerate(value[1:], start=1):
+        if escaped:
+            if character not in '"\\':
+                break
+            key.append(character)
+            escaped = False
+        elif character == "\\":
+            escaped = True
+        elif character == '"':
+            if position != len(value) - 1:
+                break
+            return "".join(key)
+        elif character not in _SF_STRING_CHARACTERS:
+            break
+        else:
+            key.append(character)
+    raise serializers.ValidationError(
+        f'The {IDEMPOTENCY_HEADER} header is not one structured-field string ("..." with only \\" and \\\\ '
+        "escaped, nothing after it)."
+    )
+
+
+def idempotency_key_of(*, header: str | None, body: str | None) -> str:
+    """The request's key from its header value and body field (either may be
+    None). Raises serializers.ValidationError({"idempotencyKey": [...]}) when
+    neither is given, either is malformed, or both are given and differ."""
+    try:
+        from_header = key_from_header(header)
+        from_body = validate_idempotency_key(body) if body is not None else None
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({"idempotencyKey": exc.detail}) from None
+    if from_header is not None and from_body is not None and from_header != from_body:
+        raise serializers.ValidationError(
+            {"idempotencyKey": [f"The {IDEMPOTENCY_HEADER} header and the idempotencyKey field differ."]}
+        )
+    key = from_body if from_body is not None else from_header
+    if key is None:
+        raise serializers.ValidationError(
+            {"idempotencyKey": [f"Required, in the {IDEMPOTENCY_HEADER} header or the idempotencyKey field."]}
+        )
+    return key
