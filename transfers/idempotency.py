@@ -30,6 +30,13 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 # The lookup by reference's path (transfers/urls.py).
 RESERVED_PREFIX = "reference/"
+# The keys the schema describes (the body field and the header): printable
+# ASCII, no whitespace at either end; the header's also hold no '"' (which
+# starts a structured-field string) and no ',' (a list). Narrower than what
+# is read (any printable Unicode in the body, quoted strings in the header),
+# so a key the schema allows is always accepted.
+BODY_KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
+HEADER_KEY_PATTERN = r"^[!#-+\--~]([ !#-+\--~]{0,253}[!#-+\--~])?$"
 # RFC 8941 section 3.3.3: an sf-string holds printable ASCII, with \" and \\ escaped.
 _SF_STRING_CHARACTERS = set(string.printable) - set("\t\n\r\x0b\x0c")
 

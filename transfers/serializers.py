@@ -3,16 +3,35 @@ import math
 from decimal import Decimal
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from transfers.idempotency import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH, idempotency_key_of
+from transfers.idempotency import BODY_KEY_PATTERN, IDEMPOTENCY_HEADER, MAX_KEY_LENGTH, idempotency_key_of
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictUUIDField
-from wallet_project.serializers import LeanSerializer
+from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
 from wallets.money import AmountField
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "Your own notes on the movement, given back as sent to your client only. Any JSON object "
+        "of at most 4 KiB once stored, nested up to 32 levels, numbers of at most 40 digits written out; "
+        "integers are kept exactly, fractional numbers as binary floats (send strings to keep them exact). "
+        "The schema lists the values always accepted.",
+        "maxProperties": 32,
+        "additionalProperties": {
+            "oneOf": [
+                {"type": "string", "maxLength": 64, "pattern": "^[ -~]*$"},
+                {"type": "integer", "minimum": -(10**15), "maximum": 10**15},
+                {"type": "boolean"},
+            ]
+        },
+        "example": {"loanId": "L-1042", "installment": 3},
+    }
+)
 class MetadataField(serializers.JSONField):
     """A JSON object that takes at most TRANSFER_METADATA_MAX_BYTES once stored.
 
@@ -66,22 +85,31 @@ class MetadataField(serializers.JSONField):
         return value
 
 
-class MoneyRequestSerializer(LeanSerializer):
-    """The fields every money-moving request shares. The idempotency key comes
-    from the Idempotency-Key header or the idempotencyKey field (both: they
-    must agree) and lands in validated_data["idempotency_key"]."""
+@extend_schema_field(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": BODY_KEY_PATTERN,
+        "description": "Or the Idempotency-Key header: 1 to 255 printable characters, no whitespace at either "
+        "end, not starting with 'reference/', scoped to your client. The pattern shows the ASCII keys; any "
+        "printable Unicode is accepted here.",
+    }
+)
+class IdempotencyKeyField(serializers.CharField):
+    """The body's idempotency key, as text; what it may be is decided by
+    transfers.idempotency, with the header's."""
+
+
+@extend_schema_serializer(component_name="Money")
+class MoneyRequestSerializer(RefusesUnknownFields, LeanSerializer):
+    """A deposit or a withdrawal: an amount, optional metadata, and the
+    idempotency key, here or in the Idempotency-Key header (if both, they
+    must agree)."""
 
     amount = AmountField()
-    # Read by transfers.idempotency (one rule for the header and the body);
-    # the bounds here are for the schema, which tells clients the same.
-    idempotencyKey = serializers.CharField(
-        required=False,
-        trim_whitespace=False,
-        min_length=1,
-        max_length=MAX_KEY_LENGTH,
-        help_text="Or the Idempotency-Key header: 1 to 255 printable characters, no whitespace at either end, "
-        "not starting with 'reference/'.",
-    )
+    # Read by transfers.idempotency (one rule for the header and the body).
+    idempotencyKey = IdempotencyKeyField(required=False, trim_whitespace=False, max_length=None)
     metadata = MetadataField(required=False, default=dict)
 
     def validate(self, attrs):
@@ -92,7 +120,13 @@ class MoneyRequestSerializer(LeanSerializer):
         return attrs
 
 
+@extend_schema_serializer(component_name="Transfer")
 class TransferRequestSerializer(MoneyRequestSerializer):
+    """A transfer from one of your wallets to another wallet (another
+    client's only with the permission to pay other clients), of an amount,
+    with optional metadata and the idempotency key, here or in the
+    Idempotency-Key header (if both, they must agree)."""
+
     sourceWalletId = StrictUUIDField(source="source_wallet_id")
     destinationWalletId = StrictUUIDField(source="destination_wallet_id")
 

@@ -15,7 +15,7 @@ from transfers import selectors, services
 from transfers.exceptions import BUSINESS_RULE_ERRORS
 from transfers.filters import TransactionLogFilter
 from transfers.http import CHARGED_WHEN_ANSWERED, ApiMovementRequest
-from transfers.idempotency import IDEMPOTENCY_HEADER
+from transfers.idempotency import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER
 from transfers.models import REFERENCE_FORMAT, TransactionLog, TransactionStatus
 from transfers.movements import Movement, MovementResult
 from transfers.serializers import (
@@ -35,6 +35,7 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     required=False,
+    pattern=HEADER_KEY_PATTERN,
     description="The idempotency key (or the idempotencyKey body field; if both, they must agree): 1 to 255 "
     "printable ASCII characters, no whitespace at either end, not starting with 'reference/', scoped to the "
     'calling client. May be an RFC 8941 string ("abc" means abc; quote a key holding a comma). Sent once: a '

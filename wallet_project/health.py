@@ -5,6 +5,7 @@ import logging
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 
 from wallet_project.redis_health import redis_up
 
@@ -21,7 +22,17 @@ def database_up() -> bool:
         return False
 
 
+@csrf_exempt  # no session, no state: every method gets this view's own answer
 def health(request: HttpRequest) -> JsonResponse:
+    """GET (or HEAD) /health: 200 when PostgreSQL and Redis answer, else 503
+    naming what is down. Any other method is a 405 naming the allowed ones."""
+    if request.method not in ("GET", "HEAD"):
+        response = JsonResponse(
+            {"success": False, "message": "/health answers GET and HEAD only.", "code": "method_not_allowed"},
+            status=405,
+        )
+        response["Allow"] = "GET, HEAD"
+        return response
     checks = {"database": "up" if database_up() else "down", "redis": "up" if redis_up() else "down"}
     down = [name for name, state in checks.items() if state == "down"]
     timestamp = timezone.now().isoformat()

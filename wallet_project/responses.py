@@ -27,6 +27,26 @@ class EnvelopeCursorPagination(CursorPagination):
     cursor_query_param = "cursor"
     max_page_size = 200
 
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        """The two parameters as the API reads them (get_page_size, decode_cursor)."""
+        return [
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": "Where the page starts: the cursor of the `next` or `previous` link of a page this "
+                "API gave out. Anything else is a 400.",
+                "schema": {"type": "string", "minLength": 1},
+            },
+            {
+                "name": self.page_size_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"Page size, {self.page_size} by default.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
+            },
+        ]
+
     def get_page_size(self, request) -> int:
         values = request.query_params.getlist(self.page_size_query_param)
         if not values:

@@ -24,6 +24,11 @@ class ErrorSerializer(serializers.Serializer):
     data = serializers.DictField(required=False, help_text="The FAILED transaction, for business-rule errors.")
 
 
+# A UUID as the API reads one (wallet_project/fields.py StrictUUIDField):
+# hyphenated, either case.
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
 def envelope(serializer, name: str):
     return inline_serializer(name=name, fields={"success": serializers.BooleanField(default=True), "data": serializer})
 
@@ -68,8 +73,25 @@ def complete_schema(result, generator, request, public):
                 operation["responses"].setdefault(
                     code, {"description": description, "content": {"application/json": {"schema": error_ref}}}
                 )
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            _unwrap_listed_envelope(operation)
+    for name, component in result["components"]["schemas"].items():
+        if name.endswith("Request") and component.get("type") == "object":
+            # Request bodies: send the documented fields only (unknown ones
+            # are ignored today, and may one day be refused).
+            component["additionalProperties"] = False
     result["paths"].update(HEALTH_PATH)
     return result
+
+
+def _unwrap_listed_envelope(operation: dict) -> None:
+    """drf-spectacular describes a `list` action's 200 as an array of what
+    the view declares; the API answers one envelope whose `data` is the list."""
+    content = operation.get("responses", {}).get("200", {}).get("content", {}).get("application/json")
+    schema = content and content.get("schema", {})
+    if schema and schema.get("type") == "array" and "success" in schema.get("items", {}).get("properties", {}):
+        content["schema"] = schema["items"]
 
 
 # /health is a plain Django view (no DRF, no auth): described here by hand.

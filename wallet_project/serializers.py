@@ -32,3 +32,17 @@ def _shallow_copy(field: serializers.Field) -> serializers.Field:
     clone = object.__new__(type(field))
     clone.__dict__.update(field.__dict__)
     return clone
+
+
+class RefusesUnknownFields:
+    """Mixed into an input serializer: a body field it does not declare is a
+    400 naming it, not silently ignored (a typo such as "ammount" must not
+    look like a request without the field). The OpenAPI schema says the same
+    (additionalProperties: false on request bodies, wallet_project/schema.py)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)

@@ -21,10 +21,18 @@ DECIMAL_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 @extend_schema_field(
     {
         "oneOf": [
-            {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$", "example": "1000.50"},
-            {"type": "number", "minimum": 0.01, "multipleOf": 0.01, "example": 1000.5},
+            # Positive, at most 18 digits before the point and 2 after.
+            {
+                "type": "string",
+                "pattern": r"^0*([1-9][0-9]{0,17}(\.[0-9]{1,2})?|0?\.(0[1-9]|[1-9][0-9]?))$",
+                "example": "1000.50",
+            },
+            # As a JSON number, up to 10^15: beyond it a binary float (which is
+            # what most clients' JSON encoders hold) no longer has cents.
+            {"type": "number", "minimum": 0.01, "maximum": 1e15, "multipleOf": 0.01, "example": 1000.5},
         ],
-        "description": "A positive amount with at most two decimal places, as a JSON number or a decimal string.",
+        "description": "A positive amount with at most two decimal places, as a decimal string (up to "
+        "999999999999999999.99) or a JSON number; never rounded.",
     }
 )
 class AmountField(serializers.DecimalField):

@@ -1,10 +1,20 @@
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from wallet_project.fields import StrictUUIDField
+from wallet_project.serializers import RefusesUnknownFields
 from wallets.models import Wallet
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "enum": settings.SUPPORTED_CURRENCIES,
+        "default": settings.DEFAULT_CURRENCY,
+        "description": "ISO 4217 code, one of SUPPORTED_CURRENCIES (lower case is read as upper).",
+    }
+)
 class CurrencyField(serializers.CharField):
     default_error_messages = {"unsupported": "Unsupported currency {value}; supported: {supported}."}
 
@@ -20,7 +30,7 @@ class CurrencyField(serializers.CharField):
         return value
 
 
-class WalletCreateSerializer(serializers.Serializer):
+class WalletCreateSerializer(RefusesUnknownFields, serializers.Serializer):
     userId = StrictUUIDField(source="user_id")
     currency = CurrencyField(required=False, default=settings.DEFAULT_CURRENCY)
 

@@ -1,8 +1,9 @@
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 
 from wallet_project.responses import ok
-from wallet_project.schema import envelope, error
+from wallet_project.schema import UUID_PATTERN, envelope, error
 from wallets import selectors, services
 from wallets.models import Wallet
 from wallets.serializers import WalletCreateSerializer, WalletListQuerySerializer, WalletSerializer
@@ -43,8 +44,25 @@ class WalletViewSet(viewsets.GenericViewSet):
         return ok(WalletSerializer(selectors.customer_wallet_get(wallet_id=pk, viewer=request.user)).data)
 
     @extend_schema(
-        parameters=[OpenApiParameter("userId", str, required=True, description="The end user's UUID.")],
-        responses={200: envelope(WalletSerializer(many=True), "WalletList")},
+        parameters=[
+            OpenApiParameter(
+                "userId",
+                OpenApiTypes.UUID,
+                required=True,
+                pattern=UUID_PATTERN,
+                description="The end user's id in the client's own system (a UUID).",
+            )
+        ],
+        responses={
+            200: {
+                "type": "object",
+                "required": ["success", "data"],
+                "properties": {
+                    "success": {"type": "boolean", "enum": [True]},
+                    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Wallet"}},
+                },
+            }
+        },
     )
     def list(self, request):
         query = WalletListQuerySerializer(data=request.query_params)

@@ -379,9 +379,10 @@ def test_refused_input_leaves_the_key_free(endpoint, treasury_api, wallets):
 
 
 def body_of_exactly_the_limit(body: dict) -> str:
-    # An unknown field pads the body: the serializer ignores it.
-    padding = settings.API_MAX_BODY_BYTES - len(to_json({**body, "padding": ""}).encode())
-    text = to_json({**body, "padding": "x" * padding})
+    # Whitespace before the closing brace pads the body (an unknown field
+    # would be refused).
+    compact = to_json(body)
+    text = compact[:-1] + " " * (settings.API_MAX_BODY_BYTES - len(compact.encode())) + "}"
     assert len(text.encode()) == settings.API_MAX_BODY_BYTES
     return text
 
@@ -531,3 +532,32 @@ def test_deposit_that_would_overflow_a_balance_is_refused_and_leaves_no_pending_
     assert response.json()["success"] is False
     assert sorted(Wallet.objects.values_list("pk", "balance")) == before
     assert not TransactionLog.objects.filter(status=TransactionStatus.PENDING).exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/transfer", "/api/wallets/{wallet}/deposit", "/api/wallets/{wallet}/withdraw", "/api/wallets"],
+)
+def test_an_unknown_body_field_is_a_400_naming_it_and_changes_nothing(path, treasury_api, funded_wallet):
+    # A typo ("ammount") must not read as a request without the field.
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    body = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "1.00"}
+    if "wallets" in path:
+        body = {"userId": str(uuid.uuid4())} if path == "/api/wallets" else {"amount": "1.00"}
+    before = ledger_state()
+
+    response = treasury_api.post(
+        path.format(wallet=source.pk), {**body, "ammount": "1.00"}, format="json", headers={"Idempotency-Key": "k"}
+    )
+
+    assert_error_envelope(response, status=400, code="validation_error", field="ammount")
+    assert ledger_state() == before
+
+
+@pytest.mark.parametrize("name", ["status", "type"])
+def test_a_blank_history_filter_is_a_400_naming_it(name, treasury_api, funded_wallet):
+    wallet = funded_wallet("10.00")
+
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}/transactions", {name: ""})
+
+    assert_error_envelope(response, status=400, code="validation_error", field=name)

@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 from django.conf import settings
 from django.db import OperationalError
-from django.test import override_settings
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from wallet_project import health
@@ -92,3 +92,13 @@ def test_health_recovers_when_redis_comes_back():
         assert get_health().status_code == 503
 
     assert get_health().status_code == 200
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "TRACE", "QUERY"])
+def test_health_answers_another_method_405_in_json_naming_the_allowed_ones(method):
+    # Not the CSRF middleware's HTML 403: /health is its own answer to every method.
+    response = Client(enforce_csrf_checks=True).generic(method, "/health")
+
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json()["code"] == "method_not_allowed"

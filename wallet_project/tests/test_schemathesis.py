@@ -1,0 +1,145 @@
+"""The OpenAPI schema tells the truth: Schemathesis generates requests from
+/api/schema/ (positive data: what the schema allows), sends them to the real
+server (bin/web) and checks every answer against the schema (status codes,
+bodies, headers, content types), across its phases: the schema's examples,
+coverage of its boundaries, fuzzing, and stateful sequences that follow the
+links it infers between operations. Zero failures.
+
+The client's own wallets, a transaction's key and reference and a real
+cursor are given to it (test data it cannot invent), and
+schemathesis_hooks.py states the two rules a schema cannot: a money request
+has its key somewhere, and a transfer's wallets differ.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import urllib.parse
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from conftest import make_api_client
+from transfers.services import transfer_create
+from wallet_project.tests.test_observability_e2e import funded_wallet, web_server  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[2]
+# Enough for every phase to reach each operation's interesting cases, short
+# enough for the suite (about a minute here).
+MAX_EXAMPLES = 30
+CONFIG = """
+hooks = "wallet_project.tests.schemathesis_hooks"
+headers = {{ Authorization = "Token ${{ST_API_KEY}}" }}
+request-timeout = 30.0
+
+[generation]
+mode = "positive"
+max-examples = {max_examples}
+
+[checks.positive_data_acceptance]
+# 422: a business rule (insufficient balance, a balance limit) refused a
+# well-formed movement and stored it FAILED, as the contract says.
+expected-statuses = ["2XX", 401, 403, 404, 409, 422, 429]
+
+[parameters]
+id = "{wallet}"
+userId = "{user_id}"
+idempotency_key = "{key}"
+reference = "{reference}"
+cursor = "{cursor}"
+"""
+
+
+@pytest.fixture(scope="module")
+def scene(web_server, django_db_blocker):  # noqa: F811 (the imported fixture)
+    """A Treasury client with two funded wallets, one transfer between them,
+    and a history cursor the API gave out; emptied afterwards."""
+    try:
+        with django_db_blocker.unblock():
+            api = make_api_client("Treasury client")
+            source, destination = funded_wallet("1000000.00", api.user), funded_wallet("0", api.user)
+            made = [
+                transfer_create(
+                    client=api.user,
+                    source_wallet_id=source.pk,
+                    destination_wallet_id=destination.pk,
+                    amount=Decimal("1.00"),
+                    idempotency_key=f"seed-{n}",
+                    metadata={},
+                ).log
+                for n in range(2)
+            ]
+            key, reference = "seed-0", made[0].reference
+        page = web_server.request(
+            "GET",
+            f"/api/wallets/{source.pk}/transactions?limit=1",
+            headers={"Authorization": f"Token {api.api_key}"},
+        )
+        next_link = page.json()["data"]["next"]
+        cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(next_link).query)["cursor"][0]
+        yield {
+            "api_key": api.api_key,
+            "source": source,
+            "destination": destination,
+            "key": key,
+            "reference": reference,
+            "cursor": cursor,
+        }
+    finally:
+        with django_db_blocker.unblock():
+            call_command("flush", interactive=False, verbosity=0)
+
+
+def test_the_running_service_answers_every_generated_request_as_its_schema_says(web_server, scene, tmp_path):  # noqa: F811
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(
+        CONFIG.format(
+            max_examples=MAX_EXAMPLES,
+            wallet=scene["source"].pk,
+            user_id=scene["source"].user_id,
+            key=scene["key"],
+            reference=scene["reference"],
+            cursor=scene["cursor"],
+        )
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ST_API_KEY": scene["api_key"],
+        "ST_SOURCE_WALLET": str(scene["source"].pk),
+        "ST_DESTINATION_WALLET": str(scene["destination"].pk),
+    }
+
+    run = subprocess.run(  # noqa: S603 (our own tool, our own arguments)
+        [
+            str(Path(sys.executable).parent / "st"),
+            "--config-file",
+            str(config),
+            "run",
+            f"http://127.0.0.1:{web_server.port}/api/schema/",
+            "--checks",
+            "all",
+            "--no-color",
+            "--seed",
+            "20261130",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert run.returncode == 0, run.stdout[-15000:] + run.stderr[-3000:]
+    # It did test: every operation of the schema, and money moved through
+    # the generated requests (the seed transfers left 999998.00).
+    selected = re.search(r"Selected: (\d+)/(\d+)", run.stdout)
+    tested = re.search(r"Tested: (\d+)", run.stdout)
+    assert selected and tested and selected[1] == selected[2] == tested[1], run.stdout[-3000:]
+    scene["source"].refresh_from_db()
+    assert scene["source"].balance != Decimal("999998.00"), "no generated deposit, withdrawal or transfer settled"
