@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from rest_framework import serializers
 
-from transfers.models import TransactionLog, TransactionStatus
+from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictUUIDField
 from wallet_project.serializers import LeanSerializer
@@ -121,6 +121,14 @@ class TransferRequestSerializer(MoneyRequestSerializer):
         return super().validate(attrs)
 
 
+# The first answer's message, by type; the transfer's is the seed's wording.
+COMPLETED_MESSAGES = {
+    TransactionType.TRANSFER: "Transfer completed successfully",
+    TransactionType.DEPOSIT: "Deposit completed",
+    TransactionType.WITHDRAWAL: "Withdrawal completed",
+}
+
+
 class MovementResultSerializer(serializers.Serializer):
     """The seed's answer to a money-moving request (a MovementResult)."""
 
@@ -147,7 +155,7 @@ class MovementResultSerializer(serializers.Serializer):
             return "Transaction already processed"
         if result.log.status == TransactionStatus.FAILED:
             return result.log.error_message
-        return "Transfer completed successfully"
+        return COMPLETED_MESSAGES[result.log.type]
 
 
 class TransactionLogSerializer(serializers.ModelSerializer):
