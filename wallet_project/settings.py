@@ -129,7 +129,7 @@ DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_
 # back (a PENDING log stays PENDING, to be retried or reconciled).
 IDLE_TIMEOUT_MS = env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=10000)
 # DATABASE_POOL_MODE=transaction: DATABASE_URL is PgBouncer in transaction
-# pooling (README "Operations"), where consecutive transactions may run on
+# pooling (docs/operations.md, "PgBouncer and the read replica"), where consecutive transactions may run on
 # different server sessions, so nothing may rest on session state: no startup
 # `options` (PgBouncer refuses them; the idle timeout is PgBouncer's
 # idle_transaction_timeout, or the role's setting), no server-side cursors
