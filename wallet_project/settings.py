@@ -289,7 +289,7 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wallet transfer service",
-    "DESCRIPTION": "Moves money between wallets exactly once. See README.md.",
+    "DESCRIPTION": "Moves money between wallets exactly once. The guide: docs/api.md in the repository.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI is served from the installed sidecar package, never a CDN.

@@ -8,7 +8,6 @@ pytest-django's live server; screenshots in test-artifacts/). The database is
 touched only before the browser starts and after it closes.
 """
 
-import shutil
 import uuid
 from decimal import Decimal
 
@@ -19,20 +18,9 @@ from playwright.sync_api import expect, sync_playwright
 
 from transfers import services
 from transfers.models import TransactionStatus
-from transfers.tests.test_admin_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD
+from transfers.tests.test_admin_e2e import ARTIFACTS, PASSWORD, browser_page
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def browser_page(playwright):
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run bin/ensure-test-tools (make test does)")
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    # Generous: the suite shares two cores.
-    page.set_default_timeout(30_000)
-    expect.set_options(timeout=30_000)
-    return browser, page
 
 
 def staff_user(group: str):
@@ -80,22 +68,19 @@ def test_wallet_page_shows_a_failed_transfer_as_not_moved_and_out_of_the_net(
 ):
     agent = staff_user("Support")
     source, destination = funded_wallet("100.00"), funded_wallet("0")
-    completed = services.transfer_create(
-        client=source.owner,
-        source_wallet_id=source.pk,
-        destination_wallet_id=destination.pk,
-        amount=Decimal("40.00"),
-        idempotency_key="e2e-rent",
-        metadata={},
-    ).log
-    failed = services.transfer_create(
-        client=source.owner,
-        source_wallet_id=source.pk,
-        destination_wallet_id=destination.pk,
-        amount=Decimal("99999.00"),
-        idempotency_key="e2e-too-much",
-        metadata={},
-    ).log
+
+    def transfer(amount: str, key: str):
+        return services.transfer_create(
+            client=source.owner,
+            source_wallet_id=source.pk,
+            destination_wallet_id=destination.pk,
+            amount=Decimal(amount),
+            idempotency_key=key,
+            metadata={},
+        ).log
+
+    completed = transfer("40.00", "e2e-rent")
+    failed = transfer("99999.00", "e2e-too-much")
     assert failed.status == TransactionStatus.FAILED
     (ARTIFACTS / "failed").mkdir(parents=True, exist_ok=True)
 
