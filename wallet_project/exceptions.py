@@ -150,6 +150,7 @@ def json_or_default(default_view, status_code: int, code: str, message=None):
 # A well-formed id, put in place of a path segment to learn whether the
 # segment stood where a route takes an id.
 _PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"
+_DEEPEST_ROUTE = 6
 
 
 def unknown_api_path_message(request: HttpRequest) -> str:
@@ -170,7 +171,9 @@ def unknown_api_path_message(request: HttpRequest) -> str:
     if path.endswith("/") and path != "/api/" and route_of(path.rstrip("/")):
         return f"API paths have no trailing slash: use {path.rstrip('/')}."
     segments = path.split("/")
-    for index, segment in enumerate(segments):
+    # Only as deep as the deepest route ("", "api", "wallets", id, "deposit"):
+    # a path of thousands of segments must not cost thousands of resolves.
+    for index, segment in enumerate(segments[:_DEEPEST_ROUTE]):
         if not segment or index < 2:
             continue
         candidate = "/".join([*segments[:index], _PLACEHOLDER_ID, *segments[index + 1 :]])
@@ -179,7 +182,7 @@ def unknown_api_path_message(request: HttpRequest) -> str:
             noun = match.url_name.split("-")[0] if match.url_name else "resource"
             return f"{segment[:64]!r} is not a {noun} id: ids are UUIDs, such as {_PLACEHOLDER_ID}."
     if path.endswith("/") and path != "/api/":
-        return f"No such API path: {path} (API paths have no trailing slash; see /api/docs/)."
+        return f"No such API path: {path[:200]} (API paths have no trailing slash; see /api/docs/)."
     return default_message("not_found")
 
 
