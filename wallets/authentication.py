@@ -224,7 +224,8 @@ class ApiKeyAuthentication(TokenAuthentication):
     all, which DRF would answer "credentials were not provided"."""
 
     def authenticate(self, request):
-        scheme = get_authorization_header(request).split(b" ", 1)[0]
+        parts = get_authorization_header(request).split()  # as DRF splits it
+        scheme = parts[0] if parts else b""
         if scheme and scheme.lower() != self.keyword.lower().encode():
             name = scheme.decode("latin-1")
             named = name if SCHEME_NAME.fullmatch(name) else "another"
