@@ -165,7 +165,7 @@ def ledger_verify() -> list[Discrepancy]:
 
 
 def ledger_discrepancies() -> list[Discrepancy]:
-    """Invariants 1-3 of DESIGN.md over the whole database, set-based.
+    """Invariants 1-3 of docs/design.md ("The promise") over the whole database, set-based.
 
     Runs in one REPEATABLE READ, READ ONLY transaction: one snapshot, so a
     transfer committing meanwhile cannot make a correct ledger look wrong.

@@ -7,6 +7,7 @@ transactions and its ledger-derived balance beside the stored one.
 """
 
 import json
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,7 +20,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from transfers.exceptions import BusinessRuleViolation, ReversalNotAllowed
-from transfers.models import TransactionLog, TransactionStatus
+from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus
 from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, wallet_recent_transactions
 from transfers.services import transaction_reverse
 from wallet_project.db.routers import LagTolerantChangeListMixin
@@ -235,30 +236,52 @@ class WalletLedgerAdmin(WalletAdmin):
 
     @admin.display(description=f"last {RECENT_TRANSACTIONS} transactions")
     def recent_transactions(self, wallet):
+        """The newest logs with signed amounts. Only a log that moved money
+        (MONEY_MOVED_STATUSES) gets a sign and counts in the net below: a
+        FAILED or PENDING one moved nothing, and a support person must not
+        read its amount as a debit or credit."""
         logs = wallet_recent_transactions(wallet_id=wallet.pk)
         all_url = reverse("admin:transfers_transactionlog_changelist") + f"?q={wallet.pk}"
         if not logs:
             return "None yet."
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{} {}</td><td>{}</td></tr>",
-            (
+        net = Decimal("0")
+        rows = []
+        for log in logs:
+            outgoing = log.source_wallet_id == wallet.pk
+            if log.status in MONEY_MOVED_STATUSES:
+                net += -log.amount if outgoing else log.amount
+                amount = format_html("{}{} {}", "-" if outgoing else "+", log.amount, log.currency)
+                row_class = "moved"
+            else:
+                amount = format_html(
+                    '<s>{} {}</s> <strong style="color: var(--error-fg)">not moved ({})</strong>',
+                    log.amount,
+                    log.currency,
+                    log.status,
+                )
+                row_class = "not-moved"
+            rows.append(
                 (
+                    row_class,
                     admin_link(log, log.reference),
                     log.type,
                     log.status,
-                    "-" if log.source_wallet_id == wallet.pk else "+",
-                    log.amount,
-                    log.currency,
+                    amount,
                     log.created_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
                 )
-                for log in logs
-            ),
-        )
+            )
+        body = format_html_join("", '<tr class="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', rows)
         return format_html(
             "<table><thead><tr><th>reference</th><th>type</th><th>status</th><th>amount</th><th>created</th></tr>"
-            '</thead><tbody>{}</tbody></table><p><a href="{}">All transactions of this wallet</a></p>',
-            rows,
+            "</thead><tbody>{}</tbody>"
+            '<tfoot><tr class="net"><td colspan="3">net of the rows that moved money</td><td>{}{} {}</td><td></td>'
+            "</tr></tfoot></table>"
+            "<p>FAILED and PENDING rows moved nothing and count in no total.</p>"
+            '<p><a href="{}">All transactions of this wallet</a></p>',
+            body,
+            "+" if net >= 0 else "",
+            net,
+            wallet.currency,
             all_url,
         )
 

@@ -2,7 +2,7 @@
 
 A log is written PENDING before any money moves, then settled (COMPLETED or
 FAILED) in one database transaction with the balance changes. See
-transfers/services.py for the protocol and DESIGN.md for the invariants.
+transfers/services.py for the protocol and docs/design.md for the invariants.
 """
 
 import re
@@ -143,7 +143,7 @@ class TransactionLog(models.Model):
             ("create_deposit", "Can deposit into wallets"),
             ("create_withdrawal", "Can withdraw from wallets"),
             ("view_all_transfers", "Can see every API client's transactions"),
-            # Tenancy (DESIGN.md): a transfer may credit another client's wallet
+            # Tenancy (docs/api.md): a transfer may credit another client's wallet
             # only with this (the loan-disbursement service paying borrowers).
             ("pay_other_clients", "Can transfer into other API clients' wallets"),
             ("reconcile_transactionlog", "Can re-drive PENDING transactions"),

@@ -1,6 +1,6 @@
 """The nouns of a money request, shared by the API and the services.
 
-Vocabulary (docs: README, "Words"):
+Vocabulary (docs/design.md, "Words"):
 - a **movement** is money asked to move from one wallet to another: its type
   (TRANSFER, DEPOSIT, WITHDRAWAL), amount, wallets and metadata (`Movement`);
 - a **movement request** is a client's request for one, under an idempotency

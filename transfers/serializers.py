@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from transfers.idempotency import BODY_KEY_PATTERN, IDEMPOTENCY_HEADER, MAX_KEY_LENGTH, idempotency_key_of
-from transfers.models import TransactionLog, TransactionStatus
+from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictUUIDField
 from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
@@ -138,6 +138,14 @@ class TransferRequestSerializer(MoneyRequestSerializer):
         return super().validate(attrs)
 
 
+# The first answer's message, by type; the transfer's is the seed's wording.
+COMPLETED_MESSAGES = {
+    TransactionType.TRANSFER: "Transfer completed successfully",
+    TransactionType.DEPOSIT: "Deposit completed",
+    TransactionType.WITHDRAWAL: "Withdrawal completed",
+}
+
+
 class MovementResultSerializer(serializers.Serializer):
     """The seed's answer to a money-moving request (a MovementResult)."""
 
@@ -164,7 +172,7 @@ class MovementResultSerializer(serializers.Serializer):
             return "Transaction already processed"
         if result.log.status == TransactionStatus.FAILED:
             return result.log.error_message
-        return "Transfer completed successfully"
+        return COMPLETED_MESSAGES[result.log.type]
 
 
 class TransactionLogSerializer(serializers.ModelSerializer):

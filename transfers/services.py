@@ -1,6 +1,6 @@
 """Where money moves. Nothing else in the code base changes a balance.
 
-The protocol (DESIGN.md, "The transfer protocol"):
+The protocol (docs/design.md, "The protocol: five layers"):
 
 1. Look up the transaction of (client, idempotency key). A finished one is
    replayed (without even reading the request, when it is byte for byte the
@@ -240,7 +240,7 @@ _FIND_LOG = (
 # wallet is found by the customer wallet's currency); no row inserted means the
 # key is taken or a wallet does not match. ON CONFLICT on the unique (client,
 # key) constraint: losing the race is an answer, not an error.
-# Tenancy (DESIGN.md) in the same WHERE clause: money leaves, and deposits
+# Tenancy (docs/api.md) in the same WHERE clause: money leaves, and deposits
 # land in, only wallets the client owns; a transfer may credit another
 # client's wallet only with transfers.pay_other_clients. A wallet that fails
 # these is not found, as an unknown one (_ensure_wallets says which).

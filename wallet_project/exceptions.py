@@ -21,6 +21,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from wallet_project.db.faults import is_transient
+from wallet_project.error_codes import default_message
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         if isinstance(exc, DatabaseError):
             set_rollback()
         return Response(
-            error_body("Internal server error.", "internal_error"),
+            error_body(default_message("internal_error"), "internal_error"),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
 
@@ -114,7 +115,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     else:
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code
-        body = error_body(str(exc.detail), code, data=getattr(exc, "data", None))
+        message = str(exc.detail)
+        if message == str(type(exc).default_detail):
+            # DRF's generic wording ("Authentication credentials were not
+            # provided.") says what, not what to do: the registry's does both.
+            message = default_message(code) or message
+        body = error_body(message, code, data=getattr(exc, "data", None))
 
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)
@@ -127,19 +133,63 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/") or request.path == "/api"
 
 
-def json_or_default(default_view, status_code: int, message: str, code: str):
+def json_or_default(default_view, status_code: int, code: str, message=None):
+    """A Django-level handler that answers /api/ paths in the envelope
+    (`message(request)` words it, else the registry's default) and anything
+    else with Django's own page."""
+
     def handler(request: HttpRequest, *args, **kwargs):
         if _is_api(request):
-            return JsonResponse(error_body(message, code), status=status_code)
+            text = message(request) if message else default_message(code)
+            return JsonResponse(error_body(text, code), status=status_code)
         return default_view(request, *args, **kwargs)
 
     return handler
 
 
-handler400 = json_or_default(defaults.bad_request, 400, "Bad request.", "bad_request")
-handler403 = json_or_default(defaults.permission_denied, 403, "Permission denied.", "permission_denied")
-handler404 = json_or_default(defaults.page_not_found, 404, "Not found.", "not_found")
-handler500 = json_or_default(defaults.server_error, 500, "Internal server error.", "internal_error")
+# A well-formed id, put in place of a path segment to learn whether the
+# segment stood where a route takes an id.
+_PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"
+_DEEPEST_ROUTE = 6
+
+
+def unknown_api_path_message(request: HttpRequest) -> str:
+    """Why an /api/ path matched no route, in words a client can act on:
+    a trailing slash (API paths have none), or a segment where a route
+    takes an id that is not one (named, with the noun of the route), or
+    simply an unknown path."""
+    from django.urls import Resolver404, resolve
+
+    def route_of(path: str):
+        try:
+            match = resolve(path)
+        except Resolver404:
+            return None
+        return None if match.url_name == "api-not-found" else match
+
+    path = request.path
+    if path.endswith("/") and path != "/api/" and route_of(path.rstrip("/")):
+        return f"API paths have no trailing slash: use {path.rstrip('/')}."
+    segments = path.split("/")
+    # Only as deep as the deepest route ("", "api", "wallets", id, "deposit"):
+    # a path of thousands of segments must not cost thousands of resolves.
+    for index, segment in enumerate(segments[:_DEEPEST_ROUTE]):
+        if not segment or index < 2:
+            continue
+        candidate = "/".join([*segments[:index], _PLACEHOLDER_ID, *segments[index + 1 :]])
+        match = route_of(candidate) or route_of(candidate.rstrip("/"))
+        if match:
+            noun = match.url_name.split("-")[0] if match.url_name else "resource"
+            return f"{segment[:64]!r} is not a {noun} id: ids are UUIDs, such as {_PLACEHOLDER_ID}."
+    if path.endswith("/") and path != "/api/":
+        return f"No such API path: {path[:200]} (API paths have no trailing slash; see /api/docs/)."
+    return default_message("not_found")
+
+
+handler400 = json_or_default(defaults.bad_request, 400, "bad_request")
+handler403 = json_or_default(defaults.permission_denied, 403, "permission_denied")
+handler404 = json_or_default(defaults.page_not_found, 404, "not_found", unknown_api_path_message)
+handler500 = json_or_default(defaults.server_error, 500, "internal_error")
 
 
 def csrf_failure(request: HttpRequest, reason: str = ""):
@@ -148,5 +198,5 @@ def csrf_failure(request: HttpRequest, reason: str = ""):
     from django.views.csrf import csrf_failure as default_csrf_failure
 
     if _is_api(request):
-        return JsonResponse(error_body("Not found.", "not_found"), status=404)
+        return JsonResponse(error_body(unknown_api_path_message(request), "not_found"), status=404)
     return default_csrf_failure(request, reason)

@@ -20,5 +20,14 @@ class ActionPermissions(BasePermission):
             return True
         required = getattr(view, "required_permissions", {})
         if action not in required:
+            self.message = "Permission denied: this action is not open to API clients."
             return False
-        return request.user.has_perms(required[action])
+        missing = [perm for perm in required[action] if not request.user.has_perm(perm)]
+        if missing:
+            # DRF reads `message` off the refusing permission instance (one per request).
+            self.message = (
+                f"Permission denied: this API client lacks {', '.join(missing)}. "
+                "Ask the operator to add it to a group that has it (docs/api.md, API keys and groups)."
+            )
+            return False
+        return True

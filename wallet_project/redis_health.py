@@ -1,7 +1,7 @@
 """Redis as every floor of the service sees it: which errors mean "Redis is
 unavailable", and whether it answers now.
 
-The service keeps moving money with Redis down (DESIGN.md: the lock is
+The service keeps moving money with Redis down (docs/design.md: the lock is
 skipped, the rate limits are not enforced, records are not written), so every
 caller that talks to Redis catches exactly REDIS_ERRORS and carries on.
 """

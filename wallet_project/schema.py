@@ -6,9 +6,11 @@ Each view declares its own success body and the errors only it can return
 bodies) and documents /health.
 """
 
+from django.contrib.auth.views import redirect_to_login
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.renderers import JSONRenderer
 
 
@@ -168,4 +170,17 @@ class SchemaView(_JsonErrors, SpectacularAPIView):
 
 
 class DocsView(_JsonErrors, SpectacularSwaggerView):
-    pass
+    """The interactive docs. A browser that is not logged in (no session, no
+    key sent) is sent to the admin's login page and back here after it,
+    instead of a JSON 401 a person cannot act on; API clients still get the
+    401 in the envelope."""
+
+    def handle_exception(self, exc):
+        request = self.request
+        if (
+            isinstance(exc, exceptions.NotAuthenticated)
+            and "Authorization" not in request.headers
+            and "text/html" in request.headers.get("Accept", "")
+        ):
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        return super().handle_exception(exc)

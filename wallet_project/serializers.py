@@ -9,7 +9,7 @@ class LeanSerializer(serializers.Serializer):
     DRF deep-copies every declared field for each serializer instance
     (Serializer.get_fields), which runs each field's __init__ again: on the
     request and response serializers of a transfer that was more than half of
-    their cost (README "Performance"). A declared field is an unbound template
+    their cost (bench/HISTORY.md). A declared field is an unbound template
     no request changes, so a shallow copy, which bind() then makes this
     instance's own, is enough. For flat serializers only: a nested serializer
     would share its own fields between the copies, so one is refused.

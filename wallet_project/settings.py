@@ -5,6 +5,7 @@ Production sets DJANGO_DEBUG=false (the default) and a real DJANGO_SECRET_KEY.
 """
 
 import logging
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,18 @@ from django_guid.integrations import CeleryIntegration
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# WALLET_ENV_FILE: another file than the checkout's .env (a test reads settings from one of its own).
+environ.Env.read_env(env.str("WALLET_ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
+
+# WALLET_INSTANCE=blue lets a second checkout run beside the first on one
+# machine, with one variable: it prefixes the default database name
+# (blue_wallet), the Redis key prefix (blue), the beat schedule file and the
+# Celery queue, so the two share no data, keys, schedule or tasks. An explicit
+# DATABASE_URL, CACHE_KEY_PREFIX or CELERY_BEAT_SCHEDULE_FILE still wins.
+# (PORT is the web server's, not Django's: give the second one another.)
+INSTANCE = env.str("WALLET_INSTANCE", default="")
+if INSTANCE and not INSTANCE.replace("_", "").isalnum():
+    raise ImproperlyConfigured("WALLET_INSTANCE must be letters, digits and underscores (it names a database).")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # DJANGO_ENV=production: HTTPS only, HSTS, secure cookies, explicit hosts (see
@@ -97,7 +109,11 @@ TEMPLATES = [
 ]
 
 # --- PostgreSQL -------------------------------------------------------------
-DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/wallet")}
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default=f"postgres://postgres@127.0.0.1:5432/{INSTANCE + '_' if INSTANCE else ''}wallet"
+    )
+}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 # A connection that died since the last request is replaced instead of failing
 # it; the check is a socket poll, not a round trip (wallet_project/db/base.py).
@@ -113,7 +129,7 @@ DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_
 # back (a PENDING log stays PENDING, to be retried or reconciled).
 IDLE_TIMEOUT_MS = env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=10000)
 # DATABASE_POOL_MODE=transaction: DATABASE_URL is PgBouncer in transaction
-# pooling (README "Operations"), where consecutive transactions may run on
+# pooling (docs/operations.md, "PgBouncer and the read replica"), where consecutive transactions may run on
 # different server sessions, so nothing may rest on session state: no startup
 # `options` (PgBouncer refuses them; the idle timeout is PgBouncer's
 # idle_transaction_timeout, or the role's setting), no server-side cursors
@@ -164,7 +180,7 @@ CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="wallet"),
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default=INSTANCE or "wallet"),
         "OPTIONS": {
             # Redis is an optimisation here, never the guard: fail fast when it
             # is gone so a transfer falls back to PostgreSQL's locks quickly.
@@ -221,6 +237,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# One checkout's tasks and schedule are its own (WALLET_INSTANCE above).
+CELERY_TASK_DEFAULT_QUEUE = f"{INSTANCE}-celery" if INSTANCE else "celery"
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
+    "CELERY_BEAT_SCHEDULE_FILE",
+    default=str(Path(tempfile.gettempdir()) / f"wallet-{INSTANCE + '-' if INSTANCE else ''}celerybeat-schedule"),
+)
 CELERY_BEAT_SCHEDULE = {
     # Every minute: re-drive PENDING logs older than RECONCILE_PENDING_AFTER.
     "reconcile-stale-pending": {
@@ -267,7 +289,7 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wallet transfer service",
-    "DESCRIPTION": "Moves money between wallets exactly once. See README.md.",
+    "DESCRIPTION": "Moves money between wallets exactly once. The guide: docs/api.md in the repository.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI is served from the installed sidecar package, never a CDN.

@@ -3,7 +3,7 @@
 A key is `wk_` + 8 characters of public prefix + `_` + 43 characters of
 secret (256 random bits), shown once when issued and stored only as its
 SHA-256. A client holds at most MAX_LIVE_KEYS live keys: two, so that it can
-switch to a new key before the old one is revoked (DESIGN.md, Tenancy).
+switch to a new key before the old one is revoked (docs/api.md, Tenancy).
 
 Every change here, and every change to a client's account or permissions
 (wallets/authentication.py's signal receivers), tells the web processes to

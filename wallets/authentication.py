@@ -28,6 +28,7 @@ which no receiver sees.
 
 import hashlib
 import logging
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_redis import get_redis_connection
 from rest_framework import exceptions
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
 from wallet_project.db import in_model_order
 from wallet_project.redis_health import REDIS_ERRORS
@@ -58,6 +59,8 @@ VERSION_KEY = "auth:credentials-version"
 LAST_USED_RESOLUTION = timedelta(hours=1)
 
 User = get_user_model()
+# An HTTP auth-scheme token short enough to repeat back in a message.
+SCHEME_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}")
 USER_FIELDS = in_model_order(User, ["username", "is_active", "is_staff", "is_superuser"])
 IS_ACTIVE = USER_FIELDS.index("is_active")
 # A change to these (or to groups and permissions) changes what a key may do.
@@ -214,7 +217,22 @@ class ApiKeyAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`, parsed as DRF's TokenAuthentication does
     (same errors, same schema), for the keys of wallets.models.ApiKey.
     `request.user` is the client with its permissions preloaded (has_perm
-    costs no query); `request.auth` its KeyIdentity."""
+    costs no query); `request.auth` its KeyIdentity.
+
+    A credential under another scheme (`Bearer`, as /metrics takes, or
+    `Basic`) is refused by name instead of being taken for no credential at
+    all, which DRF would answer "credentials were not provided"."""
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()  # as DRF splits it
+        scheme = parts[0] if parts else b""
+        if scheme and scheme.lower() != self.keyword.lower().encode():
+            name = scheme.decode("latin-1")
+            named = name if SCHEME_NAME.fullmatch(name) else "another"
+            raise exceptions.AuthenticationFailed(
+                f"The API takes its key as `Authorization: Token <key>`, not the {named} scheme."
+            )
+        return super().authenticate(request)
 
     def authenticate_credentials(self, key):
         digest = key_digest(key)
@@ -228,9 +246,13 @@ class ApiKeyAuthentication(TokenAuthentication):
                 if version is not None:
                     client_cache.put(digest, version, client, ttl)
         if client is None:
-            raise exceptions.AuthenticationFailed(_("Invalid token."))
+            raise exceptions.AuthenticationFailed(
+                _("Unknown or revoked API key: check the key, or ask the operator to issue a new one.")
+            )
         if not client.is_active:
-            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+            raise exceptions.AuthenticationFailed(
+                _("This API client is deactivated: ask the operator to reactivate it or to issue another client.")
+            )
         # A user with only these fields loaded (the others deferred, so a
         # save() could never blank them).
         user = User.from_db(connection.alias, USER_FIELDS, client.user_row)

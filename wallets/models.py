@@ -23,7 +23,7 @@ class WalletKind(models.TextChoices):
 
 class Wallet(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # Tenancy (DESIGN.md): the API client that opened a customer wallet; only
+    # Tenancy (docs/api.md): the API client that opened a customer wallet; only
     # it may read it or move money out of it. Settlement wallets have none.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -107,7 +107,7 @@ class ApiKey(models.Model):
     when it ended and a leaked copy is recognised as revoked.
 
     It lives in `wallets`, the lowest app, because the client it belongs to
-    is the owner of wallets (DESIGN.md, Tenancy), and every app above may use it.
+    is the owner of wallets (docs/api.md, Tenancy), and every app above may use it.
     """
 
     client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")

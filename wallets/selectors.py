@@ -1,6 +1,6 @@
 """Reads of wallets. Writes live in services.py.
 
-Tenancy (DESIGN.md) is enforced here, where wallets are read: a client sees
+Tenancy (docs/api.md) is enforced here, where wallets are read: a client sees
 the customer wallets it owns, an auditor (wallets.view_all_wallets) every
 customer wallet, and nobody a settlement wallet. Another client's wallet is
 not found, exactly as an unknown one: existence is not disclosed.

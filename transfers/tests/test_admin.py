@@ -2,6 +2,7 @@
 admin's own views (django.test.Client on the real PostgreSQL)."""
 
 import json
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -301,6 +302,44 @@ def test_wallet_page_shows_its_recent_transactions_newest_first_and_a_link_to_al
     assert positions == sorted(positions)
     assert sent[0].reference not in page  # the 21st newest and older are behind the link
     assert f"{CHANGELIST}?q={wallet.pk}" in page
+
+
+def recent_rows(page: str) -> dict[str, str]:
+    """The wallet page's recent transactions: reference -> the row's HTML."""
+    rows = re.findall(r'<tr class="(?:moved|not-moved)">(.*?)</tr>', page, re.S)
+    assert rows, "no recent transactions on the page"
+    return {re.search(r"TXN-[A-Z0-9]+", row).group(): row for row in rows}
+
+
+def test_wallet_page_marks_failed_and_pending_rows_as_not_moved_and_leaves_them_out_of_the_net(support, funded_wallet):
+    wallet, other = funded_wallet("100.00"), funded_wallet("0")
+    moved = transfer(wallet, other, "30.00")
+    failed = transfer(wallet, other, "99999.00")
+    pending = TransactionLog.objects.create(
+        client=wallet.owner,
+        idempotency_key="stuck-1",
+        movement_fingerprint="-",
+        source_wallet=wallet,
+        destination_wallet=other,
+        amount=Decimal("5.00"),
+        currency="NGN",
+        type=TransactionType.TRANSFER,
+        reference="TXN-20261130PENDNGPEND",
+    )
+    assert (failed.status, pending.status) == (TransactionStatus.FAILED, TransactionStatus.PENDING)
+
+    page = support.get(change_url(wallet)).content.decode()
+
+    rows = recent_rows(page)
+    assert "-30.00 NGN" in rows[moved.reference]
+    for log in (failed, pending):
+        assert f"<s>{log.amount} NGN</s>" in rows[log.reference]
+        assert f"not moved ({log.status})" in rows[log.reference]
+        assert f"-{log.amount}" not in rows[log.reference]
+    # The deposit's +100.00 and the transfer's -30.00; not the 99999.00 nor the 5.00.
+    net = re.search(r'<tr class="net">.*?</tr>', page, re.S).group()
+    assert "+70.00 NGN" in net
+    assert "-99999.00" not in page
 
 
 def test_wallet_page_shows_the_ledger_balance_beside_the_stored_one(support, funded_wallet):

@@ -42,6 +42,18 @@ PASSWORD = "a-long-support-passphrase-42"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def browser_page(playwright):
+    """Debian's Chromium, headless, and a page in it with generous timeouts
+    (the suite shares two cores)."""
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run bin/ensure-test-tools (make test does)")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)
+    return browser, page
+
+
 def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_history(
     live_server, funded_wallet, migrated_groups
 ):
@@ -64,13 +76,7 @@ def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_h
         stale.unlink()
 
     with sync_playwright() as playwright:
-        if not shutil.which(CHROMIUM):
-            pytest.fail(f"{CHROMIUM} is missing: run bin/ensure-test-tools (make test does)")
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        # Generous: CI shares two cores with the rest of the suite.
-        page.set_default_timeout(30_000)
-        expect.set_options(timeout=30_000)
+        browser, page = browser_page(playwright)
         stylesheets = []
         page.on("response", lambda r: stylesheets.append((r.url, r.status)) if r.url.endswith(".css") else None)
         try:

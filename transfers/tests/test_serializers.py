@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from rest_framework import serializers
 
-from transfers.models import TransactionLog, TransactionStatus
+from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import MovementResult
 from transfers.serializers import MovementResultSerializer, TransferRequestSerializer
 from wallet_project.serializers import LeanSerializer
@@ -31,7 +31,11 @@ def declared_rendering(result: MovementResult) -> dict:
 )
 def test_the_written_out_response_matches_the_declared_fields(status, replayed, error_message):
     log = TransactionLog(
-        id=uuid.uuid4(), status=status, reference="TXN-20261124ABCDEFGHJK", error_message=error_message
+        id=uuid.uuid4(),
+        type=TransactionType.DEPOSIT,
+        status=status,
+        reference="TXN-20261124ABCDEFGHJK",
+        error_message=error_message,
     )
     result = MovementResult(log=log, replayed=replayed)
 

@@ -1,4 +1,4 @@
-"""Tenancy (DESIGN.md): a client's key never moves or reveals another
+"""Tenancy (docs/api.md): a client's key never moves or reveals another
 client's money. Another client's wallet answers exactly as an unknown one.
 
 The matrix: six callers against one wallet that the owner opened, each action

@@ -15,7 +15,7 @@ connection that a fault has touched is never used again.
    statement (a copy of the connection's adapters map, a transformer, a close),
    about half of what a short statement costs in Python. The protocol's
    statements read their few rows at once, so they share one psycopg cursor per
-   connection instead (README "Performance").
+   connection instead (bench/HISTORY.md).
 
 3. A connection fault (wallet_project/db/faults.py: the server or the pooler
    dropped the session, or psycopg lost track of the protocol) discards the

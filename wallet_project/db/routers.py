@@ -1,8 +1,8 @@
 """Which database a read goes to: the one place that decides.
 
 Every read goes to the primary unless it runs inside lag_tolerant_read(),
-which the views call for the reads the contract lets lag a little (DESIGN.md,
-"Beyond one host"): a wallet's history, the lookup of a finished transaction
+which the views call for the reads the contract lets lag a little (docs/operations.md,
+"PgBouncer and the read replica"): a wallet's history, the lookup of a finished transaction
 by key or reference, the admin's lists. Those go to the streaming replica
 named by DATABASE_REPLICA_URL, while it is up and no further behind than
 DATABASE_REPLICA_MAX_LAG_SECONDS; otherwise to the primary, and

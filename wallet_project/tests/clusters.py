@@ -10,7 +10,7 @@ own, stopped and removed afterwards.
 
 PostgreSQL and PgBouncer refuse to run as root: as root (CI) both run as the
 `postgres` user. The primary must accept replication connections from
-127.0.0.1 (README "Operations"; bin/ensure-test-tools adds the pg_hba.conf line).
+127.0.0.1 (docs/operations.md; bin/ensure-test-tools adds the pg_hba.conf line).
 """
 
 import configparser

@@ -1,4 +1,4 @@
-"""Credentials and TLS travel in the connection URLs (README "Production
+"""Credentials and TLS travel in the connection URLs (docs/operations.md, "Production
 profile"): a Redis password in REDIS_URL and CELERY_BROKER_URL, PostgreSQL's
 TLS options in DATABASE_URL. Each is checked in a fresh `manage.py` process,
 which reads the URLs as a deployment does."""

@@ -172,7 +172,7 @@ def test_disallowed_host_is_a_json_400_from_django(treasury_api):
         pytest.param("Token", "authentication_failed", id="token_keyword_without_key"),
         pytest.param("Token a b", "authentication_failed", id="token_with_spaces"),
         pytest.param("Token " + "0" * 40, "authentication_failed", id="unknown_token"),
-        pytest.param("Basic dXNlcjpwYXNz", "not_authenticated", id="basic_auth"),
+        pytest.param("Basic dXNlcjpwYXNz", "authentication_failed", id="basic_auth_named_as_the_wrong_scheme"),
     ],
 )
 def test_missing_or_bad_credentials_are_a_json_401(authorization, code, wallets):

@@ -1,5 +1,5 @@
 """PgBouncer in transaction pooling in front of PostgreSQL is a supported
-deployment (DESIGN.md "Beyond one host", README "Operations").
+deployment (docs/operations.md, "Running it" and "PgBouncer and the read replica").
 
 Against a real PgBouncer (conftest.py's, Debian's 1.18): the settings that
 DATABASE_POOL_MODE=transaction gives connect and work through it; a server

@@ -1,7 +1,7 @@
 """Reads that tolerate lag come from the streaming replica; what decides
 whether money moves reads the primary; a replica that is down or behind the
 bound sends reads to the primary, with no error to the client and a metric
-that says so (DESIGN.md "Beyond one host", wallet_project/db/routers.py).
+that says so (docs/operations.md "Running it", wallet_project/db/routers.py).
 
 Against a real hot standby of the test database (conftest.py's `replica`:
 pg_basebackup of the local PostgreSQL, streaming), whose replay a test can

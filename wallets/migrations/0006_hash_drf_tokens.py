@@ -1,7 +1,7 @@
 """Existing clients keep their keys: each DRF token (`authtoken_token`, in
 clear) becomes an API key stored as its SHA-256, under the same client, and
 the clear rows are deleted. `Authorization: Token <key>` goes on working
-until the client rotates it (README "API keys").
+until the client rotates it (docs/operations.md, "API keys").
 
 Irreversible: once the clear tokens are gone they cannot be written back.
 The table of the removed `rest_framework.authtoken` app stays, empty, as

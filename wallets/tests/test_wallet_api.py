@@ -383,7 +383,7 @@ def wrong_scheme() -> APIClient:
     ("make_client", "code"),
     [
         pytest.param(anonymous, "not_authenticated", id="no_token"),
-        pytest.param(wrong_scheme, "not_authenticated", id="bearer_instead_of_token"),
+        pytest.param(wrong_scheme, "authentication_failed", id="bearer_instead_of_token_is_named"),
         pytest.param(bad_token, "authentication_failed", id="unknown_token"),
     ],
 )

@@ -31,7 +31,8 @@ class Command(BaseCommand):
         groups = list(Group.objects.filter(name__in=group))
         missing = set(group) - {g.name for g in groups}
         if missing:
-            raise CommandError(f"No such group: {', '.join(sorted(missing))}")
+            known = ", ".join(f'"{name}"' for name in Group.objects.order_by("name").values_list("name", flat=True))
+            raise CommandError(f"No such group: {', '.join(sorted(missing))}. The groups are: {known}.")
         client, created = get_user_model().objects.get_or_create(username=name)
         if created:
             client.set_unusable_password()

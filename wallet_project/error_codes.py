@@ -1,0 +1,167 @@
+"""Every `code` the API can answer with, in one place.
+
+The envelope's `code` is what a client program branches on, so the list is
+part of the contract: docs/api.md ("Error codes") documents each one, and
+wallet_project/tests/test_error_codes.py fails when the code can raise a
+code that is not here, when a code here can no longer be raised, or when
+the docs and this list disagree. Apps raise their codes through their own
+exception classes (``default_code``, as DRF does); this module only lists
+them, so it imports nothing of theirs.
+
+``message`` is the default wording where the raiser has nothing more
+specific to say (DRF's own generic details, and the Django-level handlers
+in wallet_project/exceptions.py): it says what went wrong and what to do.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    status: int
+    meaning: str
+    action: str
+    message: str | None = None
+
+
+ERROR_CODES: dict[str, ErrorCode] = {
+    # --- the request itself ----------------------------------------------------------------
+    "validation_error": ErrorCode(
+        400,
+        "A field or query parameter is missing or invalid; `errors` names each one and says why.",
+        "Fix the fields named in `errors` and send again; nothing was stored and the key is still free.",
+    ),
+    "parse_error": ErrorCode(
+        400,
+        "The body is not JSON the service accepts (malformed, duplicate keys, too deep, NUL, a huge number).",
+        "Send one JSON object, UTF-8, without duplicate keys; nothing was stored.",
+    ),
+    "bad_request": ErrorCode(
+        400,
+        "The request could not be read at all (for instance a Host header the service does not serve).",
+        "Check the URL and headers your HTTP client sends.",
+        message="Bad request: the request could not be read (check the URL and the Host header).",
+    ),
+    "payload_too_large": ErrorCode(
+        413,
+        "The body is larger than the service accepts (API_MAX_BODY_BYTES, 64 KiB by default).",
+        "Send a smaller body; metadata is limited to 4 KiB.",
+    ),
+    "unsupported_media_type": ErrorCode(
+        415,
+        "The body is not `application/json` (UTF-8).",
+        "Send `Content-Type: application/json` and a UTF-8 JSON body.",
+    ),
+    "not_acceptable": ErrorCode(
+        406,
+        "The `Accept` header asks for a format the API does not offer.",
+        "Accept `application/json` (or send no `Accept` header).",
+    ),
+    "method_not_allowed": ErrorCode(
+        405,
+        "The path exists but not under this method; the `Allow` header lists the methods it takes.",
+        "Use one of the methods in `Allow`.",
+    ),
+    "not_found": ErrorCode(
+        404,
+        "No such path, or a malformed id in it (the message names the id); API paths have no trailing slash.",
+        "Check the path against docs/api.md; ids are UUIDs.",
+        message="No such API path: see /api/docs/ for the paths there are.",
+    ),
+    # --- who is calling --------------------------------------------------------------------
+    "not_authenticated": ErrorCode(
+        401,
+        "No API key was sent.",
+        "Send `Authorization: Token <key>` with every /api/ request.",
+        message="No API key was sent: send it as `Authorization: Token <key>`.",
+    ),
+    "authentication_failed": ErrorCode(
+        401,
+        "The `Authorization` header is not a live API key: unknown, revoked, of a deactivated client, or not "
+        "the Token scheme.",
+        "Send `Authorization: Token <key>` with a live key; ask the operator for a new key if yours was revoked.",
+    ),
+    "permission_denied": ErrorCode(
+        403,
+        "The API client lacks the permission this action needs; the message names it.",
+        "Ask the operator to put the client in a group that has the permission; do not retry as is.",
+        message="Permission denied: this account may not do this.",
+    ),
+    "throttled": ErrorCode(
+        429,
+        "The client is over one of its rate limits; nothing was stored.",
+        "Wait `Retry-After` seconds, then send the same request again (same idempotency key).",
+    ),
+    # --- wallets and transactions ----------------------------------------------------------
+    "wallet_not_found": ErrorCode(
+        404,
+        "No wallet of this client has that id (another client's wallet answers the same); nothing was stored.",
+        "Check the wallet id; the idempotency key is still free.",
+    ),
+    "wallet_exists": ErrorCode(
+        409,
+        "This client already has a wallet for that userId in that currency.",
+        "Use the existing wallet: `GET /api/wallets?userId=` finds it.",
+    ),
+    "transaction_not_found": ErrorCode(
+        404,
+        "No transaction of this client has that idempotency key, or none it may see has that reference.",
+        "Check the key or reference; a key that was refused with 400 or 404 was never stored.",
+    ),
+    # --- money requests --------------------------------------------------------------------
+    "insufficient_balance": ErrorCode(
+        422,
+        "The source wallet holds less than the amount. A FAILED transaction is stored (`data`).",
+        "Fund the wallet, then send a new request under a new idempotency key; this key replays the failure.",
+    ),
+    "wallet_inactive": ErrorCode(
+        422,
+        "A wallet of the movement is frozen. A FAILED transaction is stored (`data`).",
+        "Ask support why it is frozen; once unfrozen, send a new request under a new key.",
+    ),
+    "currency_mismatch": ErrorCode(
+        422,
+        "The two wallets hold different currencies. A FAILED transaction is stored (`data`).",
+        "Transfer between wallets of one currency, under a new key.",
+    ),
+    "balance_limit_exceeded": ErrorCode(
+        422,
+        "The movement would take a balance beyond NUMERIC(20,2). A FAILED transaction is stored (`data`).",
+        "Move a smaller amount, under a new key.",
+    ),
+    "idempotency_key_reused": ErrorCode(
+        422,
+        "This idempotency key was already used for a different request (other amount, wallets, type or "
+        "metadata); nothing moved.",
+        "Use a new key for a new request; to see the first one, `GET /api/transfer/{key}`.",
+    ),
+    "idempotency_key_in_use": ErrorCode(
+        409,
+        "A request with this key is still being processed; nothing moved twice.",
+        "Wait `Retry-After` seconds and send the same request again.",
+    ),
+    # --- the service -----------------------------------------------------------------------
+    "service_unavailable": ErrorCode(
+        503,
+        "PostgreSQL cannot be reached (or, on /health, a dependency is down); nothing was half-done.",
+        "Wait `Retry-After` seconds and send the same request with the same idempotency key: it is safe.",
+    ),
+    "internal_error": ErrorCode(
+        500,
+        "A bug in the service; nothing was half-done. The `X-Request-ID` header finds it in the logs.",
+        "Retry with the same key (safe); report the `X-Request-ID` if it persists.",
+        message="Internal server error: nothing was half-done; retry with the same key, and report the X-Request-ID.",
+    ),
+    # --- staff actions (admin) -------------------------------------------------------------
+    "not_reversible": ErrorCode(
+        409,
+        "Only a COMPLETED transaction can be reversed, and only once (admin).",
+        "Check the transaction's status in the admin.",
+    ),
+}
+
+
+def default_message(code: str) -> str | None:
+    """The registry's own wording for `code`, or None where the raiser's is used."""
+    entry = ERROR_CODES.get(code)
+    return entry.message if entry else None
