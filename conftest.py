@@ -41,6 +41,9 @@ MIGRATED_GROUPS = {
     **importlib.import_module("transfers.migrations.0002_api_client_groups").API_CLIENT_GROUPS,
     **importlib.import_module("transfers.migrations.0003_staff_groups").STAFF_GROUPS,
 }
+_event_admin = importlib.import_module("transfers.migrations.0009_event_admin_permissions")
+for _group in _event_admin.GROUPS:
+    MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_event_admin.EVENT_PERMISSIONS]
 
 
 def ensure_migrated_groups() -> None:

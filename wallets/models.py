@@ -196,6 +196,7 @@ class Event(models.Model):
     class Meta:
         db_table = "events"
         ordering = ["txid", "seq"]
+        permissions = [("resend_event", "Can send events to webhook endpoints again")]
         indexes = [
             models.Index(fields=["client", "txid", "seq"], name="idx_events_client_cursor"),
             models.Index(fields=["created_at"], name="idx_events_created_at"),

@@ -379,16 +379,17 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
 # --- sending again -----------------------------------------------------------------------
 
 
-def event_resend(*, event: Event) -> int:
-    """Deliver `event` again to each active endpoint of its client that takes
-    its type, as soon as a worker is free (support's action, `manage.py
-    resend_events`). Same webhook-id: a receiver that has it already may drop
-    it. Returns how many deliveries were queued."""
+def event_resend(*, event: Event, endpoint: WebhookEndpoint | None = None) -> int:
+    """Deliver `event` again to `endpoint`, or to each active endpoint of its
+    client that takes its type, as soon as a worker is free (support's admin
+    actions, `manage.py resend_events`). Same webhook-id: a receiver that has
+    it already may drop it. Returns how many deliveries were queued."""
     queued = 0
     now = timezone.now()
-    for endpoint in WebhookEndpoint.objects.filter(
-        client_id=event.client_id, is_active=True, event_types__contains=[event.type]
-    ):
+    endpoints = WebhookEndpoint.objects.filter(client_id=event.client_id, is_active=True)
+    if endpoint is not None:
+        endpoints = endpoints.filter(pk=endpoint.pk)
+    for endpoint in endpoints.filter(event_types__contains=[event.type]):
         WebhookDelivery.objects.update_or_create(
             endpoint=endpoint,
             event=event,
@@ -396,6 +397,14 @@ def event_resend(*, event: Event) -> int:
         )
         queued += 1
     return queued
+
+
+def webhook_endpoint_enable(*, endpoint: WebhookEndpoint) -> None:
+    """Enable a disabled endpoint again (support, once the client has fixed
+    its receiver): its held deliveries and the events since are sent."""
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        is_active=True, disabled_at=None, disabled_reason="", failing_since=None
+    )
 
 
 def events_resend_since(*, client: AbstractBaseUser, since: datetime) -> tuple[int, int]:
