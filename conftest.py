@@ -40,7 +40,12 @@ def pytest_configure(config):
 MIGRATED_GROUPS = {
     **importlib.import_module("transfers.migrations.0002_api_client_groups").API_CLIENT_GROUPS,
     **importlib.import_module("transfers.migrations.0003_staff_groups").STAFF_GROUPS,
+    # Tenancy: Disbursement client, and Auditor as it is since.
+    **importlib.import_module("transfers.migrations.0007_pay_other_clients").GROUPS,
 }
+_event_admin = importlib.import_module("transfers.migrations.0009_event_admin_permissions")
+for _group in _event_admin.GROUPS:
+    MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_event_admin.EVENT_PERMISSIONS]
 
 
 def ensure_migrated_groups() -> None:

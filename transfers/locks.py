@@ -100,7 +100,8 @@ LOCKED_LOG_FIELDS = (
     "id", "client_id", "type", "status", "source_wallet_id", "destination_wallet_id", "amount", "currency",
     "reference", "error_code", "error_message", "reversal_of_id",
 )  # fmt: skip
-LOCKED_WALLET_FIELDS = ("id", "kind", "currency", "balance", "is_active")
+# owner_id: the recipients of the transaction's events.
+LOCKED_WALLET_FIELDS = ("id", "kind", "currency", "balance", "is_active", "owner_id")
 
 
 class CompiledLock:

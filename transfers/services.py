@@ -54,7 +54,7 @@ from transfers.models import TransactionLog, TransactionStatus, TransactionType,
 from transfers.movements import Movement, MovementRequest, MovementResult, canonical_fingerprint
 from wallet_project.db import in_model_order
 from wallets.exceptions import WalletNotFound
-from wallets.models import Wallet, WalletKind
+from wallets.models import EventType, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 from wallets.selectors import owned_wallets
 from wallets.services import settlement_wallet_get_or_create
@@ -212,6 +212,13 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
         _run(_MOVE_MONEY, {"source": payer.pk, "destination": payee.pk, "amount": original.amount, "now": now})
         original.status = TransactionStatus.REVERSED
         original.save(update_fields=["status", "updated_at"])
+        _run(
+            _RECORD_EVENTS_OF,
+            {
+                "log": original.pk, "event": EventType.TRANSFER_REVERSED.value, "now": now,
+                "owners": _owners(payer, payee),
+            },
+        )  # fmt: skip
     telemetry.reversal_done(original=original, compensation=compensation, reversed_by=reversed_by)
     return compensation
 
@@ -273,16 +280,64 @@ UPDATE wallets
    SET balance = balance + CASE WHEN id = %(source)s THEN -%(amount)s ELSE %(amount)s END, updated_at = %(now)s
  WHERE id IN (%(source)s, %(destination)s)
 """
-# ...and the log marked COMPLETED by the same statement: one round trip fewer
-# while the wallet rows are locked.
-_MOVE_MONEY_AND_COMPLETE = f"""
-WITH legs AS ({_MOVE_MONEY})
-UPDATE transaction_logs SET status = 'COMPLETED', completed_at = %(now)s, updated_at = %(now)s WHERE id = %(log)s
+
+
+def _utc_text(column: str) -> str:
+    """SQL for a timestamp as DRF's DateTimeField writes it in UTC
+    ("2026-11-30T05:46:47.123456Z", no fraction when it is zero)."""
+    whole = f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')"""
+    fraction = f"""CASE WHEN mod(extract(microseconds FROM {column})::bigint, 1000000) = 0 THEN ''
+        ELSE to_char({column} AT TIME ZONE 'UTC', '.US') END"""
+    return f"({whole} || {fraction} || 'Z')"
+
+
+# The events of a transaction (DESIGN.md, "Events and webhooks"): one per
+# owner of its wallets (%(owners)s, a settlement wallet has none), each
+# holding the transaction as TransactionLogSerializer shows it to that owner:
+# the idempotency key and metadata only to the client that sent them
+# (selectors.shows_request_details). Written in SQL so that settling inserts
+# them in the statement that completes the log: no round trip, no Python
+# rendering, while the wallet rows are locked. test_events.py checks the two
+# renderings agree.
+_EVENTS_OF_LOG = f"""
+INSERT INTO events (client_id, type, data, created_at)
+SELECT owner, %(event)s, jsonb_build_object(
+         'id', t.id, 'reference', t.reference, 'type', t.type, 'status', t.status,
+         'idempotencyKey', CASE WHEN owner = t.client_id THEN t.idempotency_key END,
+         'metadata', CASE WHEN owner = t.client_id THEN t.metadata END,
+         'sourceWalletId', t.source_wallet_id, 'destinationWalletId', t.destination_wallet_id,
+         'amount', t.amount::text, 'currency', t.currency, 'errorCode', t.error_code, 'errorMessage', t.error_message,
+         'createdAt', {_utc_text("t.created_at")}, 'updatedAt', {_utc_text("t.updated_at")},
+         'completedAt', CASE WHEN t.completed_at IS NOT NULL THEN {_utc_text("t.completed_at")} END),
+       %(now)s
+  FROM t, unnest(%(owners)s::integer[]) AS owner
 """  # noqa: S608 (constants only)
-_FAIL = """
-UPDATE transaction_logs SET status = 'FAILED', error_code = %(code)s, error_message = %(message)s, updated_at = %(now)s
- WHERE id = %(log)s
-"""
+# ...and the log marked COMPLETED, and its events written, by the same
+# statement: no round trip added while the wallet rows are locked.
+_MOVE_MONEY_AND_COMPLETE = f"""
+WITH legs AS ({_MOVE_MONEY}),
+t AS (UPDATE transaction_logs SET status = 'COMPLETED', completed_at = %(now)s, updated_at = %(now)s
+       WHERE id = %(log)s RETURNING *)
+{_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
+_FAIL = f"""
+WITH t AS (UPDATE transaction_logs
+              SET status = 'FAILED', error_code = %(code)s, error_message = %(message)s, updated_at = %(now)s
+            WHERE id = %(log)s RETURNING *)
+{_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
+# The events of a log already updated in this transaction (a reversal).
+_RECORD_EVENTS_OF = f"""
+WITH t AS (SELECT * FROM transaction_logs WHERE id = %(log)s)
+{_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
+
+
+def _owners(*wallets: Wallet) -> list[int]:
+    """The clients whose wallets a transaction touches: its events' recipients."""
+    return sorted({wallet.owner_id for wallet in wallets if wallet.owner_id is not None})
+
+
+def _event_type(log: TransactionLog) -> str:
+    """transfer.completed, deposit.failed, ...: the log's type and outcome."""
+    return f"{log.type.lower()}.{log.status.lower()}"
 
 
 def _fetch(statement: str, params) -> list[tuple]:
@@ -436,13 +491,22 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
         except BusinessRuleViolation as violation:
             log.status = TransactionStatus.FAILED
             log.error_code, log.error_message = violation.default_code, str(violation.detail)
-            _run(_FAIL, {"code": log.error_code, "message": log.error_message, "now": now, "log": log.pk})
+            _run(
+                _FAIL,
+                {
+                    "code": log.error_code, "message": log.error_message, "now": now, "log": log.pk,
+                    "event": _event_type(log), "owners": _owners(source, destination),
+                },
+            )  # fmt: skip
         else:
+            log.status, log.completed_at = TransactionStatus.COMPLETED, now
             _run(
                 _MOVE_MONEY_AND_COMPLETE,
-                {"source": source.pk, "destination": destination.pk, "amount": log.amount, "now": now, "log": log.pk},
-            )
-            log.status, log.completed_at = TransactionStatus.COMPLETED, now
+                {
+                    "source": source.pk, "destination": destination.pk, "amount": log.amount, "now": now,
+                    "log": log.pk, "event": _event_type(log), "owners": _owners(source, destination),
+                },
+            )  # fmt: skip
         log.updated_at = now
     # Recorded after the commit: nothing extra while the wallet rows are locked.
     telemetry.LOCK_WAIT.observe(lock_wait)

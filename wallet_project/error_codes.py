@@ -108,6 +108,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "No transaction of this client has that idempotency key, or none it may see has that reference.",
         "Check the key or reference; a key that was refused with 400 or 404 was never stored.",
     ),
+    "webhook_endpoint_not_found": ErrorCode(
+        404,
+        "No webhook endpoint of this client has that id (another client's answers the same).",
+        "List your endpoints with `GET /api/webhook-endpoints` and use one of their ids.",
+    ),
     # --- money requests --------------------------------------------------------------------
     "insufficient_balance": ErrorCode(
         422,

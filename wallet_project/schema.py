@@ -20,8 +20,10 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Machine-readable, e.g. insufficient_balance.")
     errors = serializers.DictField(
         required=False,
-        child=serializers.ListField(child=serializers.CharField()),
-        help_text="Field validation errors, by field name (400 validation_error only).",
+        # A list of messages per field; for a list field, messages by item index.
+        child=serializers.JSONField(),
+        help_text="Field validation errors, by field name (400 validation_error only): a list of messages, or "
+        "for a list field an object of them by item index.",
     )
     data = serializers.DictField(required=False, help_text="The FAILED transaction, for business-rule errors.")
 
@@ -77,7 +79,7 @@ def complete_schema(result, generator, request, public):
                 )
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
-            _unwrap_listed_envelope(operation)
+            _unwrap_listed_envelope(operation, result["components"]["schemas"])
     for name, component in result["components"]["schemas"].items():
         if name.endswith("Request") and component.get("type") == "object":
             # Request bodies: send the documented fields only (unknown ones
@@ -87,13 +89,17 @@ def complete_schema(result, generator, request, public):
     return result
 
 
-def _unwrap_listed_envelope(operation: dict) -> None:
+def _unwrap_listed_envelope(operation: dict, components: dict) -> None:
     """drf-spectacular describes a `list` action's 200 as an array of what
     the view declares; the API answers one envelope whose `data` is the list."""
     content = operation.get("responses", {}).get("200", {}).get("content", {}).get("application/json")
     schema = content and content.get("schema", {})
-    if schema and schema.get("type") == "array" and "success" in schema.get("items", {}).get("properties", {}):
-        content["schema"] = schema["items"]
+    if not schema or schema.get("type") != "array":
+        return
+    items = schema.get("items", {})
+    named = items.get("$ref", "").removeprefix("#/components/schemas/")
+    if "success" in components.get(named, items).get("properties", {}):
+        content["schema"] = items
 
 
 # /health is a plain Django view (no DRF, no auth): described here by hand.

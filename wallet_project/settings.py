@@ -226,6 +226,27 @@ RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=500)
 # verify_ledger runs from beat this often, and its result is a metric.
 VERIFY_LEDGER_EVERY = timedelta(seconds=env.int("VERIFY_LEDGER_EVERY_SECONDS", default=3600))
 
+# --- Events and webhooks (README "Events and webhooks") -------------------------
+# Events older than this are purged (daily, by beat); GET /api/events and
+# resend_events reach back this far.
+EVENTS_RETENTION = timedelta(days=env.int("EVENTS_RETENTION_DAYS", default=30))
+# Beat hands due webhook deliveries to a worker this often; a run sends for
+# at most WEBHOOK_TASK_BUDGET_SECONDS, then leaves the rest to the next one.
+WEBHOOK_DELIVER_EVERY_SECONDS = env.float("WEBHOOK_DELIVER_EVERY_SECONDS", default=2.0)
+WEBHOOK_TASK_BUDGET_SECONDS = env.float("WEBHOOK_TASK_BUDGET_SECONDS", default=50.0)
+# Each connect and each read of an attempt.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Retry n waits about min(cap, base * 2**(n-1)), times a random 0.5-1.
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
+WEBHOOK_RETRY_CAP_SECONDS = env.float("WEBHOOK_RETRY_CAP_SECONDS", default=3600.0)
+# An endpoint whose every attempt has failed for this long is disabled.
+WEBHOOK_DISABLE_AFTER = timedelta(seconds=env.int("WEBHOOK_DISABLE_AFTER_SECONDS", default=3 * 24 * 3600))
+# Deliveries go to public addresses only; on, loopback too (development and tests).
+WEBHOOK_ALLOW_LOOPBACK = env.bool("WEBHOOK_ALLOW_LOOPBACK", default=False)
+# The alert's bound on the age of the oldest undelivered event (a metric, so
+# that ops/prometheus/alerts.yml compares against the configured value).
+WEBHOOK_UNDELIVERED_ALERT_SECONDS = env.int("WEBHOOK_UNDELIVERED_ALERT_SECONDS", default=900)
+
 # --- Celery ------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -252,6 +273,18 @@ CELERY_BEAT_SCHEDULE = {
     "verify-ledger": {
         "task": "reconciliation.tasks.verify_ledger",
         "schedule": VERIFY_LEDGER_EVERY.total_seconds(),
+    },
+    # Every 2 seconds: copy new events into webhook deliveries and send what is due.
+    "deliver-webhooks": {
+        "task": "wallets.tasks.deliver_webhooks",
+        "schedule": WEBHOOK_DELIVER_EVERY_SECONDS,
+        # A tick still queued when the next is due is dropped: runs do not pile up behind a busy worker.
+        "options": {"expires": 2 * WEBHOOK_DELIVER_EVERY_SECONDS},
+    },
+    # Every day: delete events older than EVENTS_RETENTION.
+    "purge-events": {
+        "task": "wallets.tasks.purge_events",
+        "schedule": 24 * 3600.0,
     },
 }
 # Workers and beat log through LOGGING below (JSON lines with the request id

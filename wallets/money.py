@@ -24,7 +24,7 @@ DECIMAL_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
             # Positive, at most 18 digits before the point and 2 after.
             {
                 "type": "string",
-                "pattern": r"^0*([1-9][0-9]{0,17}(\.[0-9]{1,2})?|0?\.(0[1-9]|[1-9][0-9]?))$",
+                "pattern": r"^0*([1-9][0-9]{0,17}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$",
                 "example": "1000.50",
             },
             # As a JSON number, up to 10^15: beyond it a binary float (which is

@@ -1,10 +1,13 @@
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from wallet_project.fields import StrictUUIDField
 from wallet_project.serializers import RefusesUnknownFields
-from wallets.models import Wallet
+from wallets.events import EventCursor
+from wallets.models import EventType, Wallet, WebhookEndpoint
 
 
 @extend_schema_field(
@@ -49,3 +52,108 @@ class WalletSerializer(serializers.ModelSerializer):
         model = Wallet
         fields = ["id", "userId", "currency", "balance", "isActive", "createdAt", "updatedAt"]
         read_only_fields = fields
+
+
+class EventSerializer(serializers.Serializer):
+    """An event as GET /api/events lists it and a webhook delivers it: `data`
+    is the transaction or wallet as the API showed it to this client when
+    the change committed."""
+
+    id = serializers.UUIDField()
+    type = serializers.ChoiceField(choices=EventType.choices)
+    createdAt = serializers.DateTimeField(source="created_at")
+    data = serializers.JSONField()
+
+
+class EventListQuerySerializer(serializers.Serializer):
+    """GET /api/events: ?after=<cursor>&type=<type>[&type=...]&limit=."""
+
+    after = serializers.CharField(required=False, help_text="The nextCursor of the previous page.")
+    type = serializers.ListField(child=serializers.ChoiceField(choices=EventType.choices), required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
+
+    def to_internal_value(self, data):
+        # A QueryDict: `type` may repeat, the others may not.
+        for name in ("after", "limit"):
+            if len(data.getlist(name)) > 1:
+                raise serializers.ValidationError({name: ["Given once."]})
+        values = {name: data[name] for name in ("after", "limit") if name in data}
+        if "type" in data:
+            values["type"] = data.getlist("type")
+        attrs = super().to_internal_value(values)
+        if "after" in attrs:
+            cursor = EventCursor.parse(attrs["after"])
+            if cursor is None:
+                raise serializers.ValidationError({"after": ["Not a cursor this API wrote."]})
+            attrs["after"] = cursor
+        return attrs
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "uri",
+        "maxLength": 2000,
+        # What the schema guarantees is accepted: http(s), a DNS host name
+        # (as Django's URLValidator reads one), an optional port and path.
+        "pattern": r"^https?://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}(:[1-9][0-9]{0,3})?"
+        r"(/[A-Za-z0-9._~-]*)*$",
+        "example": "https://hooks.example.com/wallet-events",
+    }
+)
+class WebhookUrlField(serializers.URLField):
+    """An http(s) URL with a host. Where it points is checked at each
+    delivery, on the addresses its host resolves to then (wallets/webhooks.py)."""
+
+    default_error_messages = {"scheme": "Only http and https URLs."}
+
+    def to_internal_value(self, data):
+        url = super().to_internal_value(data)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail("scheme")
+        if parts.username or parts.password:
+            self.fail("invalid")
+        return url
+
+
+class WebhookEndpointCreateSerializer(RefusesUnknownFields, serializers.Serializer):
+    url = WebhookUrlField(max_length=2000)
+    eventTypes = serializers.ListField(
+        source="event_types", child=serializers.ChoiceField(choices=EventType.choices), min_length=1, max_length=20
+    )
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    """An endpoint as its client sees it; never the secret."""
+
+    eventTypes = serializers.ListField(source="event_types", child=serializers.CharField())
+    isActive = serializers.BooleanField(source="is_active")
+    disabledAt = serializers.DateTimeField(source="disabled_at", allow_null=True)
+    disabledReason = serializers.CharField(source="disabled_reason")
+    failingSince = serializers.DateTimeField(source="failing_since", allow_null=True)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "eventTypes", "isActive", "disabledAt", "disabledReason", "failingSince", "createdAt"]
+        read_only_fields = fields
+
+
+class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
+    """The answer to POST /api/webhook-endpoints: the only time the signing secret is shown."""
+
+    secret = serializers.CharField(help_text="The signing secret (whsec_...), shown this once.")
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class EventPageSerializer(serializers.Serializer):
+    """One page of GET /api/events (for the schema)."""
+
+    events = EventSerializer(many=True)
+    nextCursor = serializers.CharField(
+        allow_null=True, help_text="Pass as ?after= for the next page; the same cursor again when nothing is new."
+    )

@@ -7,8 +7,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from wallets.events import record_events
 from wallets.exceptions import WalletAlreadyExists
-from wallets.models import Wallet, WalletKind
+from wallets.models import EventType, Wallet, WalletKind
+from wallets.serializers import WalletSerializer
 
 
 def settlement_wallet_get_or_create(*, currency: str) -> Wallet:
@@ -47,7 +49,22 @@ def wallet_create(*, owner: AbstractBaseUser, user_id: uuid.UUID, currency: str)
 
 def wallet_set_active(*, wallet: Wallet, is_active: bool) -> Wallet:
     """Freeze (False) or unfreeze (True) a wallet. A frozen wallet can neither
-    send nor receive; transfers check the flag under the row lock."""
-    Wallet.objects.filter(pk=wallet.pk).update(is_active=is_active, updated_at=timezone.now())
-    wallet.refresh_from_db(fields=["is_active", "updated_at"])
+    send nor receive; transfers check the flag under the row lock.
+
+    A change of state records wallet.frozen or wallet.unfrozen for the
+    wallet's owner in the same transaction (the outbox, wallets/events.py);
+    setting the state it already has changes nothing and records nothing.
+    """
+    with transaction.atomic():
+        changed = (
+            Wallet.objects.filter(pk=wallet.pk)
+            .exclude(is_active=is_active)
+            .update(is_active=is_active, updated_at=timezone.now())
+        )
+        wallet.refresh_from_db(fields=["is_active", "updated_at"])
+        if changed and wallet.owner_id is not None:
+            record_events(
+                type=EventType.WALLET_UNFROZEN if is_active else EventType.WALLET_FROZEN,
+                data_by_client={wallet.owner_id: WalletSerializer(wallet).data},
+            )
     return wallet

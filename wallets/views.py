@@ -4,9 +4,19 @@ from rest_framework import status, viewsets
 
 from wallet_project.responses import ok
 from wallet_project.schema import UUID_PATTERN, envelope, error
-from wallets import selectors, services
-from wallets.models import Wallet
-from wallets.serializers import WalletCreateSerializer, WalletListQuerySerializer, WalletSerializer
+from wallets import events, selectors, services, webhooks
+from wallets.models import Event, Wallet, WebhookEndpoint
+from wallets.serializers import (
+    EventListQuerySerializer,
+    EventPageSerializer,
+    EventSerializer,
+    WalletCreateSerializer,
+    WalletListQuerySerializer,
+    WalletSerializer,
+    WebhookEndpointCreatedSerializer,
+    WebhookEndpointCreateSerializer,
+    WebhookEndpointSerializer,
+)
 
 
 class WalletViewSet(viewsets.GenericViewSet):
@@ -69,3 +79,67 @@ class WalletViewSet(viewsets.GenericViewSet):
         query.is_valid(raise_exception=True)
         wallets = selectors.wallets_for_user(viewer=request.user, **query.validated_data)
         return ok(WalletSerializer(wallets, many=True).data)
+
+
+class EventViewSet(viewsets.GenericViewSet):
+    """GET /api/events: the calling client's events, oldest first in commit
+    order, after a cursor (wallets/events.py says why a late commit is never
+    skipped). Any authenticated client reads its own; nobody reads another's."""
+
+    serializer_class = EventSerializer
+    queryset = Event.objects.none()  # for the schema generator; reads go through wallets.events
+    required_permissions = {"list": []}
+
+    @extend_schema(
+        parameters=[EventListQuerySerializer],
+        responses={
+            200: envelope(EventPageSerializer(), "EventsPage"),
+            400: error("A malformed cursor, type or limit (the parameter is named in errors)."),
+        },
+    )
+    def list(self, request):
+        query = EventListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        wanted = query.validated_data
+        after = wanted.get("after")
+        page = events.client_events(client=request.user, after=after, types=wanted.get("type"), limit=wanted["limit"])
+        cursor = events.EventCursor.of(page[-1]) if page else after
+        return ok({"events": EventSerializer(page, many=True).data, "nextCursor": str(cursor) if cursor else None})
+
+
+class WebhookEndpointViewSet(viewsets.GenericViewSet):
+    """The calling client's webhook endpoints: create (the signing secret is
+    in that answer only), list, delete."""
+
+    serializer_class = WebhookEndpointSerializer
+    queryset = WebhookEndpoint.objects.none()  # for the schema generator; reads go through wallets.webhooks
+    lookup_value_converter = "uuid"
+    required_permissions = {"create": [], "list": [], "destroy": []}
+
+    @extend_schema(
+        request=WebhookEndpointCreateSerializer,
+        responses={
+            201: envelope(WebhookEndpointCreatedSerializer(), "WebhookEndpointIssued"),
+            400: error("Not an http(s) URL, or an unknown event type (named in errors)."),
+        },
+    )
+    def create(self, request):
+        payload = WebhookEndpointCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        endpoint, secret = webhooks.webhook_endpoint_create(client=request.user, **payload.validated_data)
+        endpoint.secret = secret
+        return ok(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: envelope(WebhookEndpointSerializer(many=True), "WebhookEndpointList")})
+    def list(self, request):
+        return ok(WebhookEndpointSerializer(webhooks.client_webhook_endpoints(client=request.user), many=True).data)
+
+    @extend_schema(
+        responses={
+            200: envelope(WebhookEndpointSerializer(), "WebhookEndpointDeleted"),
+            404: error("No such endpoint of this client (code webhook_endpoint_not_found)."),
+        }
+    )
+    def destroy(self, request, pk):
+        endpoint = webhooks.webhook_endpoint_delete(client=request.user, endpoint_id=pk)
+        return ok(WebhookEndpointSerializer(endpoint).data)

@@ -42,8 +42,9 @@ RESOLVE_WITHIN_SECONDS = 60
 
 
 @contextmanager
-def worker_with_beat(log_path: Path) -> Iterator[subprocess.Popen]:
-    """The production worker command, stopped (and its queues emptied) on the way out."""
+def worker_with_beat(log_path: Path, **extra_env: str) -> Iterator[subprocess.Popen]:
+    """The production worker command, stopped (and its queues emptied) on the
+    way out; `extra_env` adds settings (as production's environment would)."""
     cache = settings.CACHES["default"]
     env = {
         **os.environ,
@@ -53,6 +54,7 @@ def worker_with_beat(log_path: Path) -> Iterator[subprocess.Popen]:
         "CACHE_KEY_PREFIX": cache["KEY_PREFIX"],
         "RECONCILE_PENDING_AFTER_SECONDS": "1",
         "RECONCILE_EVERY_SECONDS": "1",
+        **extra_env,
     }
     command = [
         str(Path(sys.executable).with_name("celery")),

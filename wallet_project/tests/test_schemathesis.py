@@ -52,6 +52,7 @@ userId = "{user_id}"
 idempotency_key = "{key}"
 reference = "{reference}"
 cursor = "{cursor}"
+after = "{after}"
 """
 
 
@@ -80,6 +81,8 @@ def scene(web_server, django_db_blocker):  # noqa: F811 (the imported fixture)
             f"/api/wallets/{source.pk}/transactions?limit=1",
             headers={"Authorization": f"Token {api.api_key}"},
         )
+        events = web_server.request("GET", "/api/events", headers={"Authorization": f"Token {api.api_key}"})
+        after = events.json()["data"]["nextCursor"]
         next_link = page.json()["data"]["next"]
         cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(next_link).query)["cursor"][0]
         yield {
@@ -89,6 +92,7 @@ def scene(web_server, django_db_blocker):  # noqa: F811 (the imported fixture)
             "key": key,
             "reference": reference,
             "cursor": cursor,
+            "after": after,
         }
     finally:
         with django_db_blocker.unblock():
@@ -105,6 +109,7 @@ def test_the_running_service_answers_every_generated_request_as_its_schema_says(
             key=scene["key"],
             reference=scene["reference"],
             cursor=scene["cursor"],
+            after=scene["after"],
         )
     )
     env = {

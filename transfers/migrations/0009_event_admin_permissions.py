@@ -1,0 +1,40 @@
+"""Support staff see webhook endpoints, their deliveries and the events, and
+may send an event again; Finance holds all of Support's."""
+
+import importlib
+
+from django.db import migrations
+
+api_client_groups = importlib.import_module("transfers.migrations.0002_api_client_groups")
+
+EVENT_PERMISSIONS = [
+    ("wallets", "view_event"),
+    ("wallets", "resend_event"),
+    ("wallets", "view_webhookendpoint"),
+    ("wallets", "view_webhookdelivery"),
+]
+GROUPS = ("Support", "Finance")
+
+
+def forwards(apps, schema_editor):
+    api_client_groups.ensure_permissions(apps)
+    Group, Permission = apps.get_model("auth", "Group"), apps.get_model("auth", "Permission")
+    permissions = [Permission.objects.get(content_type__app_label=a, codename=c) for a, c in EVENT_PERMISSIONS]
+    for group in Group.objects.filter(name__in=GROUPS):
+        group.permissions.add(*permissions)
+
+
+def backwards(apps, schema_editor):
+    Group, Permission = apps.get_model("auth", "Group"), apps.get_model("auth", "Permission")
+    permissions = [Permission.objects.get(content_type__app_label=a, codename=c) for a, c in EVENT_PERMISSIONS]
+    for group in Group.objects.filter(name__in=GROUPS):
+        group.permissions.remove(*permissions)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("transfers", "0008_wallet_owners"),
+        ("wallets", "0007_events_and_webhooks"),
+    ]
+
+    operations = [migrations.RunPython(forwards, backwards)]

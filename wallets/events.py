@@ -1,0 +1,121 @@
+"""The outbox (DESIGN.md, "Events and webhooks"): events written in the same
+database transaction as the change they describe, and read back by their
+client in commit order.
+
+Commit order. Ids and sequence numbers are taken when a row is inserted, not
+when its transaction commits: under concurrency event 7 may commit after
+event 8 did, and a client that had already read 8 would never see 7. So every
+event carries the id of the transaction that wrote it (`txid`, PostgreSQL's
+xid8), and a reader lists only events whose transaction is older than the
+oldest transaction still running (the snapshot's xmin, `HORIZON`). Every such
+transaction has finished: its events are visible now or never will be, and
+any event committed later has a txid at or above that horizon, so it sorts
+after everything already listed. The list is append-only in the cursor's order
+(txid, seq), and a client that follows the cursor misses nothing. The cost: an
+event appears once every transaction that was running when it committed has
+ended, which is milliseconds for this service's short transactions (and at
+most DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS for a stuck one).
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from wallets.models import Event, EventType
+
+# Transactions below it have all ended (see the module docstring).
+HORIZON_SQL = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+_CURSOR = re.compile(r"(\d{1,19})-(\d{1,19})")
+
+
+@dataclass(frozen=True)
+class EventCursor:
+    """A position in a client's event list: after the event (txid, seq).
+    Written as "<txid>-<seq>"; clients treat it as opaque."""
+
+    txid: int
+    seq: int
+
+    @classmethod
+    def parse(cls, text: str) -> "EventCursor | None":
+        """The cursor `text` names, or None when it is not one we write."""
+        match = _CURSOR.fullmatch(text)
+        if match is None:
+            return None
+        txid, seq = int(match[1]), int(match[2])
+        return cls(txid, seq) if max(txid, seq) < 2**63 else None
+
+    @classmethod
+    def of(cls, event: Event) -> "EventCursor":
+        return cls(event.txid, event.seq)
+
+    def __str__(self) -> str:
+        return f"{self.txid}-{self.seq}"
+
+
+def record_events(*, type: str, data_by_client: Mapping[int, dict]) -> list[Event]:
+    """Record one event of `type` (an EventType value) per client, with the
+    object that client may see (`data_by_client`: client id -> JSON object,
+    rendered as the API shows it to that client).
+
+    Must be called inside the transaction.atomic block that makes the change,
+    so that the events exist if and only if it commits (the transactional
+    outbox): RuntimeError otherwise. Batches record `batch.finished` here.
+    The settle step does not call it: it writes its events in the statement
+    that completes the transaction (transfers/services.py).
+    """
+    if type not in EventType.values:
+        raise ValueError(f"unknown event type {type!r}")
+    if not connection.in_atomic_block:
+        raise RuntimeError("record_events must run inside the transaction of the change it reports")
+    return Event.objects.bulk_create(
+        [Event(client_id=client_id, type=type, data=data) for client_id, data in data_by_client.items()]
+    )
+
+
+def client_events(
+    *, client: AbstractBaseUser, after: EventCursor | None = None, types: list[str] | None = None, limit: int = 100
+) -> list[Event]:
+    """The client's events after `after`, oldest first in commit order (see
+    the module docstring), at most `limit`, optionally only the given types.
+    Only the client's own: events are copies per client."""
+    events = Event.objects.filter(client=client, txid__lt=RawSQL(HORIZON_SQL, []))  # noqa: S611 (a constant)
+    if after is not None:
+        events = events.filter(Q(txid__gt=after.txid) | Q(txid=after.txid, seq__gt=after.seq))
+    if types:
+        events = events.filter(type__in=types)
+    return list(events.order_by("txid", "seq")[:limit])
+
+
+def current_horizon() -> int:
+    """The txid below which every transaction has ended: where a new reader
+    (a webhook endpoint created now) starts."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {HORIZON_SQL}")  # noqa: S608 (a constant)
+        return cursor.fetchone()[0]
+
+
+def expired_events(*, now=None, retention: timedelta) -> QuerySet[Event]:
+    """Events older than the retention period."""
+    return Event.objects.filter(created_at__lt=(now or timezone.now()) - retention)
+
+
+def events_purge(*, retention: timedelta, batch_size: int = 5000) -> int:
+    """Delete events older than `retention` (EVENTS_RETENTION_DAYS), and
+    their deliveries, in batches of short transactions. Returns how many."""
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            batch = list(expired_events(retention=retention).values_list("pk", flat=True)[:batch_size])
+            if not batch:
+                return deleted
+            Event.objects.filter(pk__in=batch).delete()
+            deleted += len(batch)

@@ -1,0 +1,102 @@
+"""A real webhook receiver for the tests: an HTTP server on loopback that
+verifies every delivery with the Standard Webhooks library, as a client's
+receiver would, and misbehaves on request (500, a timeout, a dropped
+connection, 410, a redirect) for a scripted number of requests."""
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+# What the receiver does with a request.
+OK, ERROR, TIMEOUT, DROP, GONE, REDIRECT = "ok", "500", "timeout", "drop", "410", "redirect"
+
+
+@dataclass
+class Delivery:
+    webhook_id: str
+    behaviour: str
+    verified: bool
+    body: dict | None
+    path: str
+
+
+@dataclass
+class Receiver:
+    script: list[str] = field(default_factory=list)
+    secret: str | None = None
+    # How long a TIMEOUT request stalls (above the service's timeout).
+    stall_seconds: float = 1.5
+    # How long an OK answer takes (to widen races between workers).
+    ok_delay: float = 0.0
+    requests: list[Delivery] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                receiver._handle(self)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+        with self._lock:
+            behaviour = self.script.pop(0) if self.script else OK
+        try:
+            Webhook(self.secret).verify(body, dict(handler.headers.items()))
+            verified = True
+        except WebhookVerificationError:
+            verified = False
+        parsed = json.loads(body) if body else None
+        delivery = Delivery(handler.headers.get("webhook-id"), behaviour, verified, parsed, handler.path)
+        with self._lock:
+            self.requests.append(delivery)
+        if not verified:
+            return self._answer(handler, 400)
+        if behaviour == TIMEOUT:
+            time.sleep(self.stall_seconds)
+            return self._answer(handler, 200)  # too late: the sender gave up
+        if behaviour == DROP:
+            handler.close_connection = True
+            handler.connection.close()
+            return None
+        if behaviour == REDIRECT:
+            handler.send_response(307)
+            handler.send_header("Location", "/elsewhere")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return None
+        if behaviour == OK and self.ok_delay:
+            time.sleep(self.ok_delay)
+        return self._answer(handler, {OK: 200, ERROR: 500, GONE: 410}[behaviour])
+
+    @staticmethod
+    def _answer(handler: BaseHTTPRequestHandler, status: int) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    def accepted_ids(self) -> list[str]:
+        """webhook-ids of the deliveries answered 2xx, in arrival order."""
+        with self._lock:
+            return [r.webhook_id for r in self.requests if r.behaviour == OK and r.verified]

@@ -1,0 +1,292 @@
+"""Webhook delivery against a real receiver on loopback that verifies every
+request with the standardwebhooks library: at least once through failures,
+retries with the same webhook-id, 410 and persistent failure disable the
+endpoint, no redirects, no internal addresses, one sender per delivery."""
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from conftest import make_api_client
+from wallets import webhooks
+from wallets.events import events_purge
+from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
+from wallets.services import wallet_set_active
+from wallets.tests.factories import WalletFactory
+from wallets.tests.receiver import DROP, ERROR, GONE, REDIRECT, TIMEOUT, Receiver
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ALL_TYPES = ["wallet.frozen", "wallet.unfrozen", "transfer.completed", "deposit.completed", "transfer.reversed"]
+
+
+@pytest.fixture(autouse=True)
+def fast_webhooks(settings):
+    settings.WEBHOOK_ALLOW_LOOPBACK = True
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 0.05
+    settings.WEBHOOK_RETRY_CAP_SECONDS = 0.2
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
+
+
+def subscribe(api, receiver: Receiver, types=ALL_TYPES) -> dict:
+    response = api.post("/api/webhook-endpoints", {"url": receiver.url, "eventTypes": types}, format="json")
+    assert response.status_code == 201, response.json()
+    endpoint = response.json()["data"]
+    receiver.secret = endpoint["secret"]
+    return endpoint
+
+
+def toggle(wallet, times: int) -> None:
+    for n in range(times):
+        wallet_set_active(wallet=wallet, is_active=n % 2 == 1)
+
+
+def pump(until, seconds: float = 60) -> None:
+    """Run what the Celery task runs until `until()` holds."""
+    deadline = time.monotonic() + seconds
+    while not until():
+        assert time.monotonic() < deadline, "deliveries did not finish in time"
+        webhooks.fan_out()
+        webhooks.deliver_due(budget_seconds=1)
+        time.sleep(0.02)
+
+
+def fan_out_all(count: int) -> None:
+    """Fan out until `count` deliveries exist (events wait behind any writing
+    transaction older than theirs, on this server shared with other runs)."""
+    deadline = time.monotonic() + 30
+    while WebhookDelivery.objects.count() < count:
+        assert time.monotonic() < deadline, "events were not fanned out in time"
+        webhooks.fan_out()
+        time.sleep(0.02)
+
+
+def event_ids(client) -> set[str]:
+    return {str(pk) for pk in Event.objects.filter(client=client).values_list("pk", flat=True)}
+
+
+def test_every_event_arrives_through_failures_and_duplicates_are_retries_with_the_same_id(wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    receiver.script = [ERROR, TIMEOUT, DROP, ERROR, TIMEOUT, DROP, ERROR]
+    toggle(WalletFactory(owner=wallet_owner), 6)
+    expected = event_ids(wallet_owner)
+    assert len(expected) == 6
+
+    pump(lambda: set(receiver.accepted_ids()) == expected)
+
+    assert all(r.verified for r in receiver.requests), "every request carries a valid signature"
+    assert {r.webhook_id for r in receiver.requests} == expected, "nothing but the client's events was sent"
+    failed = [r for r in receiver.requests if r.behaviour != "ok"]
+    assert len(failed) == 7
+    # Each event's copies are identical: a duplicate is only ever a retry of the same webhook-id.
+    for webhook_id in expected:
+        bodies = [r.body for r in receiver.requests if r.webhook_id == webhook_id]
+        assert all(body == bodies[0] for body in bodies) and bodies[0]["id"] == webhook_id
+    assert Counter(receiver.accepted_ids()).most_common(1)[0][1] == 1
+    delivered = WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED)
+    assert delivered.count() == 6 and sum(d.attempts for d in delivered) == 6 + 7
+    assert WebhookEndpoint.objects.get().failing_since is None  # a success clears it
+
+
+def test_the_body_is_the_event_as_get_api_events_shows_it(wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    wallet = WalletFactory(owner=wallet_owner)
+    wallet_set_active(wallet=wallet, is_active=False)
+    pump(lambda: len(receiver.accepted_ids()) == 1)
+    listed = api.get("/api/events").json()["data"]["events"]
+    assert receiver.requests[0].body == listed[0]
+    assert listed[0]["type"] == "wallet.frozen" and listed[0]["data"]["id"] == str(wallet.pk)
+
+
+def test_a_410_disables_the_endpoint_and_the_client_sees_why(wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    receiver.script = [GONE]
+    toggle(WalletFactory(owner=wallet_owner), 2)
+    pump(lambda: not WebhookEndpoint.objects.get().is_active)
+    webhooks.fan_out()
+    webhooks.deliver_due(budget_seconds=1)
+
+    assert len(receiver.requests) == 1, "nothing is sent to a disabled endpoint"
+    (shown,) = api.get("/api/webhook-endpoints").json()["data"]
+    assert shown["isActive"] is False and "410" in shown["disabledReason"] and shown["disabledAt"]
+
+
+def test_an_endpoint_failing_for_the_configured_time_is_disabled(wallet_owner, receiver, settings):
+    settings.WEBHOOK_DISABLE_AFTER = timedelta(seconds=1)
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    receiver.script = [ERROR] * 1000
+    toggle(WalletFactory(owner=wallet_owner), 1)
+    started = time.monotonic()
+    pump(lambda: not WebhookEndpoint.objects.get().is_active, seconds=30)
+
+    assert time.monotonic() - started >= 1
+    (shown,) = api.get("/api/webhook-endpoints").json()["data"]
+    assert "failed for" in shown["disabledReason"] and "HTTP 500" in shown["disabledReason"]
+    assert len(receiver.requests) >= 2 and not receiver.accepted_ids()
+
+
+def test_retries_back_off_exponentially_with_jitter_up_to_the_cap(settings):
+    settings.WEBHOOK_RETRY_BASE_SECONDS, settings.WEBHOOK_RETRY_CAP_SECONDS = 5, 3600
+    for attempts, ceiling in [(1, 5), (2, 10), (3, 20), (8, 640), (11, 3600), (40, 3600)]:
+        delays = {webhooks.retry_delay(attempts).total_seconds() for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempts, delays)
+        assert len(delays) > 1, "jittered"
+
+
+def test_a_redirect_is_not_followed(wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    receiver.script = [REDIRECT]
+    toggle(WalletFactory(owner=wallet_owner), 1)
+    pump(lambda: len(receiver.accepted_ids()) == 1)
+    assert [r.path for r in receiver.requests] == ["/hooks", "/hooks"], "never /elsewhere"
+    assert receiver.requests[0].behaviour == REDIRECT
+
+
+def test_loopback_is_refused_unless_the_setting_allows_it(wallet_owner, receiver, settings):
+    settings.WEBHOOK_ALLOW_LOOPBACK = False
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    toggle(WalletFactory(owner=wallet_owner), 1)
+    fan_out_all(1)
+    webhooks.deliver_due(budget_seconds=1)
+
+    assert receiver.requests == []
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == DeliveryStatus.PENDING and "may not reach" in delivery.last_error
+
+
+@pytest.mark.parametrize(
+    "address, allowed",
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("fe80::1", False),
+        ("fd00::1", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),  # noqa: S104 (an address refused, not one bound)
+        ("224.0.0.1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+    ],
+)
+def test_only_public_addresses_are_reachable_in_production(address, allowed, settings):
+    settings.WEBHOOK_ALLOW_LOOPBACK = False
+    assert webhooks.address_allowed(address) is allowed
+
+
+def test_a_name_is_checked_on_the_addresses_it_resolves_to_at_delivery_time(settings):
+    settings.WEBHOOK_ALLOW_LOOPBACK = False
+    # "localhost" passes any check of the URL's text; its address does not.
+    with pytest.raises(webhooks.UnsafeAddress):
+        webhooks.resolve_allowed("localhost", 80)
+    settings.WEBHOOK_ALLOW_LOOPBACK = True
+    assert webhooks.resolve_allowed("localhost", 80) in ("127.0.0.1", "::1")
+
+
+def test_concurrent_workers_never_send_one_delivery_twice(wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    receiver.ok_delay = 0.02
+    toggle(WalletFactory(owner=wallet_owner), 30)
+    fan_out_all(30)
+
+    def worker():
+        try:
+            webhooks.deliver_due(budget_seconds=30)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert Counter(r.webhook_id for r in receiver.requests) == Counter(event_ids(wallet_owner))
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {DeliveryStatus.DELIVERED}
+
+
+def test_each_client_receives_only_its_own_events_on_its_own_endpoints(funded_wallet):
+    first, second = Receiver(), Receiver()
+    try:
+        mobile, lender = make_api_client("Treasury client"), make_api_client("Disbursement client")
+        subscribe(mobile, first)
+        subscribe(lender, second)
+        toggle(WalletFactory(owner=mobile.user), 3)
+        toggle(WalletFactory(owner=lender.user), 2)
+        pump(lambda: len(first.accepted_ids()) == 3 and len(second.accepted_ids()) == 2)
+        time.sleep(0.2)
+        webhooks.fan_out()
+        webhooks.deliver_due(budget_seconds=1)
+
+        assert set(first.accepted_ids()) == event_ids(mobile.user)
+        assert set(second.accepted_ids()) == event_ids(lender.user)
+        assert len(first.requests) == 3 and len(second.requests) == 2
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_only_the_subscribed_types_are_sent_and_only_events_after_the_endpoint_was_made(wallet_owner, receiver):
+    wallet = WalletFactory(owner=wallet_owner)
+    wallet_set_active(wallet=wallet, is_active=False)  # before the endpoint: not sent
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver, types=["wallet.unfrozen"])
+    toggle(wallet, 4)  # already frozen (nothing), unfrozen, frozen, unfrozen
+    unfrozen = Event.objects.filter(client=wallet_owner, type="wallet.unfrozen").values_list("pk", flat=True)
+    unfrozen = {str(pk) for pk in unfrozen}
+    assert len(unfrozen) == 2
+    pump(lambda: set(receiver.accepted_ids()) == unfrozen)
+    assert all(r.body["type"] == "wallet.unfrozen" for r in receiver.requests)
+
+
+def test_resend_events_sends_a_clients_events_since_a_time_again_with_the_same_ids(wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    toggle(WalletFactory(owner=wallet_owner), 3)
+    pump(lambda: len(receiver.accepted_ids()) == 3)
+    since = Event.objects.order_by("created_at")[1].created_at
+
+    out = StringIO()
+    call_command("resend_events", wallet_owner.username, "--since", since.isoformat(), stdout=out)
+    assert "2 events" in out.getvalue()
+    pump(lambda: len(receiver.accepted_ids()) == 5)
+    again = Counter(receiver.accepted_ids())
+    assert sorted(again.values()) == [1, 2, 2]
+
+
+def test_events_past_retention_are_purged_with_their_deliveries(wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    toggle(WalletFactory(owner=wallet_owner), 3)
+    fan_out_all(3)
+    Event.objects.filter(pk__in=list(Event.objects.order_by("seq").values_list("pk", flat=True)[:2])).update(
+        created_at=timezone.now() - timedelta(days=31)
+    )
+    assert events_purge(retention=timedelta(days=30)) == 2
+    assert Event.objects.count() == 1 and WebhookDelivery.objects.count() == 1

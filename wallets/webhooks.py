@@ -1,0 +1,418 @@
+"""Webhooks: a client's endpoints, and the delivery of its events to them
+(DESIGN.md, "Events and webhooks"; README "Events and webhooks").
+
+Delivery reads the outbox (wallets/events.py) and never decides what happened:
+
+1. Fan-out copies each endpoint's new events, in commit order, into
+   deliveries (one row per event and endpoint, unique), advancing the
+   endpoint's cursor; endpoints are locked with SKIP LOCKED, so runs overlap
+   safely.
+2. A worker claims one due delivery with SKIP LOCKED and, in the same
+   statement, leases it (next_attempt_at moves to the end of the lease) and
+   counts the attempt, then commits: no transaction stays open during the
+   HTTP call. A worker that dies mid-delivery leaves the lease to run out;
+   the delivery is then claimed again: at least once, once more at most per
+   lost worker.
+3. The POST is signed per Standard Webhooks (`standardwebhooks`): header
+   webhook-id is the event id (the same on every retry, so a receiver drops
+   duplicates by it), webhook-timestamp, webhook-signature (v1, HMAC-SHA256).
+   The URL's host is resolved at delivery time and every address checked, and
+   the connection goes to the checked address (no second lookup that DNS
+   could answer differently). No redirect is followed (a 3xx is a failure).
+4. The outcome is written only by the worker that still holds the lease. A
+   2xx delivers; anything else retries with exponential backoff and jitter
+   (retry_delay); a 410 disables the endpoint at once, and an endpoint that
+   has failed without a success for WEBHOOK_DISABLE_AFTER_SECONDS is
+   disabled; the client sees why (GET /api/webhook-endpoints).
+"""
+
+import base64
+import hashlib
+import http.client
+import ipaddress
+import json
+import logging
+import random
+import secrets
+import socket
+import ssl
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from wallets.events import current_horizon
+from wallets.exceptions import WebhookEndpointNotFound
+from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
+from wallets.serializers import EventSerializer
+
+logger = logging.getLogger(__name__)
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the format, not a secret)
+# What a receiver's answer may cost us to read.
+MAX_RESPONSE_BYTES = 64 * 1024
+USER_AGENT = "wallet-service-webhooks/1"
+
+
+# --- the signing secret, encrypted at rest ------------------------------------------
+#
+# The service signs with the secret, so it must be able to read it: a hash
+# will not do. It is stored encrypted (Fernet: AES-128-CBC with an
+# HMAC-SHA256) under a key derived from DJANGO_SECRET_KEY, so a copy of the
+# database alone (a backup, a replica, a read-only leak) does not reveal it.
+# Rotating DJANGO_SECRET_KEY makes stored secrets unreadable: rotate endpoint
+# secrets with it (delete and recreate the endpoints).
+
+
+def _fernet() -> Fernet:
+    key = hashlib.sha256(b"wallet-service webhook signing secrets\x00" + settings.SECRET_KEY.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _encrypt(secret: str) -> str:
+    return _fernet().encrypt(secret.encode()).decode()
+
+
+def signing_secret(endpoint: WebhookEndpoint) -> str:
+    """The endpoint's signing secret in clear ("whsec_..."), for signing."""
+    return _fernet().decrypt(endpoint.secret_encrypted.encode()).decode()
+
+
+# --- endpoints: the client's own -------------------------------------------------------
+
+
+def webhook_endpoint_create(
+    *, client: AbstractBaseUser, url: str, event_types: list[str]
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint of `client` for `event_types`, receiving the events
+    committed from now on. Returns (endpoint, secret): the secret in clear
+    exists only in this return value (the API shows it once) and is stored
+    encrypted. The URL has been checked by the caller's serializer
+    (http or https, a host); its addresses are checked at each delivery."""
+    secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+    endpoint = WebhookEndpoint.objects.create(
+        client=client,
+        url=url,
+        event_types=sorted(set(event_types)),
+        secret_encrypted=_encrypt(secret),
+        # Events whose transaction ends from now on (wallets/events.py).
+        cursor_txid=current_horizon(),
+        cursor_seq=0,
+    )
+    return endpoint, secret
+
+
+def client_webhook_endpoints(*, client: AbstractBaseUser) -> QuerySet[WebhookEndpoint]:
+    """The client's endpoints, oldest first; never another client's."""
+    return WebhookEndpoint.objects.filter(client=client).order_by("created_at", "id")
+
+
+def webhook_endpoint_delete(*, client: AbstractBaseUser, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    """Delete one of the client's endpoints and its deliveries; returns it as
+    it was. Another client's endpoint is WebhookEndpointNotFound, as an
+    unknown one."""
+    endpoint = client_webhook_endpoints(client=client).filter(pk=endpoint_id).first()
+    if endpoint is None:
+        raise WebhookEndpointNotFound()
+    endpoint.delete()
+    endpoint.pk = endpoint_id
+    return endpoint
+
+
+# --- fan-out ---------------------------------------------------------------------------
+
+
+def fan_out(*, limit: int = 1000) -> int:
+    """Copy each active endpoint's new events (those of its client, past its
+    cursor, below the commit horizon) into deliveries, for the types it asked
+    for. Returns how many deliveries were created. Safe to run concurrently:
+    an endpoint another run holds is skipped, and (endpoint, event) is unique."""
+    created = 0
+    with transaction.atomic():
+        # Read before this transaction takes an id of its own (the row locks below).
+        horizon = current_horizon()
+        for endpoint in WebhookEndpoint.objects.select_for_update(skip_locked=True).filter(is_active=True):
+            after = Q(txid__gt=endpoint.cursor_txid) | Q(txid=endpoint.cursor_txid, seq__gt=endpoint.cursor_seq)
+            events = list(
+                Event.objects.filter(after, client_id=endpoint.client_id, txid__lt=horizon)
+                .order_by("txid", "seq")
+                .values_list("pk", "type", "txid", "seq")[:limit]
+            )
+            if not events:
+                continue
+            wanted = [
+                WebhookDelivery(endpoint=endpoint, event_id=pk)
+                for pk, type_, _, _ in events
+                if type_ in endpoint.event_types
+            ]
+            created += len(WebhookDelivery.objects.bulk_create(wanted, ignore_conflicts=True))
+            endpoint.cursor_txid, endpoint.cursor_seq = events[-1][2], events[-1][3]
+            endpoint.save(update_fields=["cursor_txid", "cursor_seq"])
+    return created
+
+
+# --- delivery --------------------------------------------------------------------------
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long to wait after the `attempts`-th failed attempt: exponential
+    from WEBHOOK_RETRY_BASE_SECONDS, doubling, capped at
+    WEBHOOK_RETRY_CAP_SECONDS, times a random factor in [0.5, 1] so that the
+    retries of many deliveries that failed together spread out. With the
+    defaults (5 s, 1 h): about 5 s, 10 s, 20 s, 40 s, 80 s, 160 s, 5 min,
+    11 min, 21 min, 43 min, then every 1 h until a success or the endpoint is
+    disabled (WEBHOOK_DISABLE_AFTER_SECONDS, 3 days, of failures)."""
+    ceiling = min(settings.WEBHOOK_RETRY_CAP_SECONDS, settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+    return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
+
+
+def lease_seconds() -> float:
+    """How long a claimed delivery is held: one attempt is at most a connect,
+    a send and a read, each bounded by WEBHOOK_TIMEOUT_SECONDS, plus margin."""
+    return 3 * settings.WEBHOOK_TIMEOUT_SECONDS + 5
+
+
+_CLAIM = """
+UPDATE webhook_deliveries d
+   SET lease = %(lease)s, attempts = d.attempts + 1, last_attempt_at = %(now)s,
+       next_attempt_at = %(now)s + make_interval(secs => %(hold)s)
+ WHERE d.id = (SELECT due.id
+                 FROM webhook_deliveries due JOIN webhook_endpoints e ON e.id = due.endpoint_id
+                WHERE due.status = 'PENDING' AND due.next_attempt_at <= %(now)s AND e.is_active
+                ORDER BY due.next_attempt_at
+                LIMIT 1
+                  FOR UPDATE OF due SKIP LOCKED)
+RETURNING d.id
+"""
+
+
+@dataclass
+class Outcome:
+    status_code: int | None
+    error: str
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def deliver_due(*, budget_seconds: float = 50.0) -> dict[str, int]:
+    """Claim and send due deliveries one at a time until none is due or the
+    budget is spent. Returns counts by outcome (delivered, failed). Any
+    number of workers may run it at once (SKIP LOCKED, leases)."""
+    counts = {"delivered": 0, "failed": 0}
+    deadline = time.monotonic() + budget_seconds
+    while time.monotonic() < deadline:
+        claimed = _claim_one()
+        if claimed is None:
+            break
+        delivery_id, lease = claimed
+        outcome = _attempt(delivery_id)
+        _record(delivery_id, lease, outcome)
+        counts["delivered" if outcome.delivered else "failed"] += 1
+    return counts
+
+
+def _claim_one() -> tuple[int, uuid.UUID] | None:
+    lease = uuid.uuid4()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_CLAIM, {"lease": lease, "now": timezone.now(), "hold": lease_seconds()})
+        row = cursor.fetchone()
+    return (row[0], lease) if row else None
+
+
+def _attempt(delivery_id: int) -> Outcome:
+    delivery = WebhookDelivery.objects.select_related("endpoint", "event").get(pk=delivery_id)
+    body = json.dumps(event_body(delivery.event), separators=(",", ":"), ensure_ascii=False)
+    sent_at = timezone.now()
+    headers = {
+        "webhook-id": str(delivery.event.pk),
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": Webhook(signing_secret(delivery.endpoint)).sign(
+            msg_id=str(delivery.event.pk), timestamp=sent_at, data=body
+        ),
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+    try:
+        status_code = post(delivery.endpoint.url, body.encode(), headers)
+    except UnsafeAddress as refused:
+        return Outcome(None, str(refused))
+    except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, TLS, malformed answer
+        return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
+    if 300 <= status_code < 400:
+        return Outcome(status_code, "redirects are not followed")
+    return Outcome(status_code, "" if 200 <= status_code < 300 else f"HTTP {status_code}")
+
+
+def _record(delivery_id: int, lease: uuid.UUID, outcome: Outcome) -> None:
+    """The attempt's outcome, if this worker still holds the lease (one that
+    ran out is another worker's now)."""
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("endpoint")
+            .filter(pk=delivery_id, lease=lease)
+            .first()
+        )
+        if delivery is None:
+            logger.warning("webhook delivery %s: lease lost before the outcome was recorded", delivery_id)
+            return
+        delivery.lease = None
+        delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error
+        endpoint = WebhookEndpoint.objects.filter(pk=delivery.endpoint_id)
+        if outcome.delivered:
+            delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, now
+            endpoint.update(failing_since=None)
+        else:
+            delivery.next_attempt_at = now + retry_delay(delivery.attempts)
+            endpoint.update(failing_since=Coalesce("failing_since", now))
+            failing_since = endpoint.values_list("failing_since", flat=True).first()
+            if outcome.status_code == 410:
+                _disable(endpoint, now, "The endpoint answered 410 Gone.")
+            elif failing_since and now - failing_since >= settings.WEBHOOK_DISABLE_AFTER:
+                _disable(
+                    endpoint,
+                    now,
+                    f"Every delivery failed for {settings.WEBHOOK_DISABLE_AFTER} (since "
+                    f"{failing_since.isoformat()}); last: {outcome.error}",
+                )
+        delivery.save()
+
+
+def _disable(endpoint: QuerySet[WebhookEndpoint], now: datetime, reason: str) -> None:
+    logger.warning("webhook endpoint %s disabled: %s", endpoint.values_list("pk", flat=True).first(), reason)
+    endpoint.update(is_active=False, disabled_at=now, disabled_reason=reason)
+
+
+def event_body(event: Event) -> dict:
+    """An event as GET /api/events and webhooks show it."""
+    return dict(EventSerializer(event).data)
+
+
+# --- the HTTP request ------------------------------------------------------------------
+
+
+class UnsafeAddress(Exception):
+    """The URL's host resolves to an address deliveries may not reach."""
+
+
+def address_allowed(address: str) -> bool:
+    """Public addresses only: no private, loopback, link-local, shared,
+    multicast or reserved ones (SSRF into the service's own network), except
+    loopback when WEBHOOK_ALLOW_LOOPBACK is on (development, tests)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return settings.WEBHOOK_ALLOW_LOOPBACK
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve_allowed(host: str, port: int) -> str:
+    """The address to connect to: `host` resolved now, refused (UnsafeAddress)
+    when any of its addresses is not allowed, so that a name cannot mix a
+    public address with an internal one."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnsafeAddress(f"cannot resolve {host}: {exc}") from None
+    addresses = [info[4][0] for info in infos]
+    refused = [address for address in addresses if not address_allowed(address)]
+    if refused or not addresses:
+        raise UnsafeAddress(f"{host} resolves to an address deliveries may not reach ({', '.join(refused)})")
+    return addresses[0]
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address already checked, not to a second lookup of the name."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self):
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.address = address
+
+    def connect(self):
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        # The certificate is checked against the URL's host name (SNI too).
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST `body` to `url` once, redirects not followed; the status code.
+    Raises UnsafeAddress, OSError (including timeouts: WEBHOOK_TIMEOUT_SECONDS
+    per connect and per read) or http.client.HTTPException."""
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    address = resolve_allowed(parts.hostname, port)
+    connection_class = _PinnedHTTPSConnection if https else _PinnedHTTPConnection
+    conn = connection_class(parts.hostname, port, address, settings.WEBHOOK_TIMEOUT_SECONDS)
+    try:
+        conn.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body, headers)
+        response = conn.getresponse()
+        response.read(MAX_RESPONSE_BYTES)
+        return response.status
+    finally:
+        conn.close()
+
+
+# --- sending again -----------------------------------------------------------------------
+
+
+def event_resend(*, event: Event, endpoint: WebhookEndpoint | None = None) -> int:
+    """Deliver `event` again to `endpoint`, or to each active endpoint of its
+    client that takes its type, as soon as a worker is free (support's admin
+    actions, `manage.py resend_events`). Same webhook-id: a receiver that has
+    it already may drop it. Returns how many deliveries were queued."""
+    queued = 0
+    now = timezone.now()
+    endpoints = WebhookEndpoint.objects.filter(client_id=event.client_id, is_active=True)
+    if endpoint is not None:
+        endpoints = endpoints.filter(pk=endpoint.pk)
+    for endpoint in endpoints.filter(event_types__contains=[event.type]):
+        WebhookDelivery.objects.update_or_create(
+            endpoint=endpoint,
+            event=event,
+            defaults={"status": DeliveryStatus.PENDING, "next_attempt_at": now, "lease": None},
+        )
+        queued += 1
+    return queued
+
+
+def webhook_endpoint_enable(*, endpoint: WebhookEndpoint) -> None:
+    """Enable a disabled endpoint again (support, once the client has fixed
+    its receiver): its held deliveries and the events since are sent."""
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        is_active=True, disabled_at=None, disabled_reason="", failing_since=None
+    )
+
+
+def events_resend_since(*, client: AbstractBaseUser, since: datetime) -> tuple[int, int]:
+    """event_resend for every event of `client` created at or after `since`.
+    Returns (events, deliveries queued)."""
+    events = Event.objects.filter(client=client, created_at__gte=since).order_by("txid", "seq")
+    count = queued = 0
+    for event in events.iterator():
+        count += 1
+        queued += event_resend(event=event)
+    return count, queued
