@@ -12,7 +12,7 @@ from transfers.idempotency import (
     key_from_header,
     validate_idempotency_key,
 )
-from transfers.models import TransactionLog, TransactionStatus
+from transfers.models import BatchStatus, TransactionLog, TransactionStatus
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictUUIDField
 from wallet_project.serializers import LeanSerializer
@@ -264,10 +264,43 @@ class BatchRequestSerializer(serializers.Serializer):
         return attrs
 
 
+class PayoutOutcomeSerializer(serializers.Serializer):
+    """One payout's outcome (for the schema; BatchResultSerializer writes it)."""
+
+    index = serializers.IntegerField()
+    idempotencyKey = serializers.CharField()
+    destinationWalletId = serializers.UUIDField()
+    amount = serializers.DecimalField(max_digits=20, decimal_places=2)
+    transactionId = serializers.UUIDField(
+        allow_null=True, help_text="None when the destination was not found: no transaction was stored."
+    )
+    reference = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["COMPLETED", "FAILED"])
+    errorCode = serializers.CharField(help_text="Empty when COMPLETED.")
+    errorMessage = serializers.CharField()
+
+
 class BatchResultSerializer(serializers.Serializer):
     """A batch and each payout's outcome (a BatchResult), written out: a
     batch of 1,000 payouts through DRF's generic field path would cost more
-    than settling it."""
+    than settling it. The fields describe it in the schema."""
+
+    batchId = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=BatchStatus.choices)
+    atomic = serializers.BooleanField()
+    sourceWalletId = serializers.UUIDField()
+    payoutCount = serializers.IntegerField()
+    totalAmount = serializers.DecimalField(max_digits=23, decimal_places=2)
+    completedCount = serializers.IntegerField()
+    completedAmount = serializers.DecimalField(max_digits=23, decimal_places=2)
+    failedCount = serializers.IntegerField()
+    errorCode = serializers.CharField(help_text="An atomic batch that failed: the first broken rule's code.")
+    errorMessage = serializers.CharField()
+    failedPayoutIndex = serializers.IntegerField(allow_null=True, help_text="Which payout broke it (atomic).")
+    createdAt = serializers.DateTimeField()
+    finishedAt = serializers.DateTimeField(allow_null=True)
+    message = serializers.CharField()
+    payouts = PayoutOutcomeSerializer(many=True)
 
     def to_representation(self, result) -> dict:
         batch = result.batch

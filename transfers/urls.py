@@ -9,7 +9,7 @@ router.register("wallets", WalletMoneyViewSet, basename="wallet-money")
 
 urlpatterns = [
     path("transfers/batch", BatchViewSet.as_view({"post": "create"}), name="batch-create"),
-    path("transfers/batch/<uuid:pk>", BatchViewSet.as_view({"get": "retrieve"}), name="batch-detail"),
+    path("transfers/batch/<uuid:batch_id>", BatchViewSet.as_view({"get": "retrieve"}), name="batch-detail"),
     path("transfer", TransferViewSet.as_view({"post": "create"}), name="transfer-create"),
     # Before the key route: a key may itself contain "/", so order decides.
     path(

@@ -182,7 +182,6 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
 class BatchViewSet(viewsets.GenericViewSet):
     """POST /api/transfers/batch and GET /api/transfers/batch/{batchId}."""
 
-    lookup_value_converter = "uuid"
     required_permissions = {"create": ["transfers.create_transfer"], "retrieve": []}
 
     @property
@@ -236,8 +235,8 @@ class BatchViewSet(viewsets.GenericViewSet):
             404: error("No batch of this client has that id (code batch_not_found)."),
         }
     )
-    def retrieve(self, request, pk):
-        batch = selectors.batch_for_client(client=request.user, batch_id=pk)
+    def retrieve(self, request, batch_id):
+        batch = selectors.batch_for_client(client=request.user, batch_id=batch_id)
         return ok(BatchResultSerializer(BatchResult(batch, services.batch_outcomes(batch), replayed=False)).data)
 
 

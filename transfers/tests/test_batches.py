@@ -309,3 +309,65 @@ def test_batch_status_constraint_needs_finished_at_when_settled(transfer_api, fu
     with pytest.raises(IntegrityError, match="finished_at_iff_settled"), transaction.atomic():
         TransferBatch.objects.filter(pk=batch_id).update(finished_at=None)
     assert TransferBatch.objects.get(pk=batch_id).status == BatchStatus.COMPLETED
+
+
+def test_metrics_count_batches_and_payouts_by_outcome(transfer_api, funded_wallet):
+    from prometheus_client import REGISTRY
+
+    def sample(name, **labels) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    pool, a = funded_wallet("100.00"), funded_wallet("0")
+    frozen = funded_wallet("0", is_active=False)
+    before = {
+        "partial": sample("wallet_transfer_batches_total", mode="independent", outcome="partially_completed"),
+        "replayed": sample("wallet_transfer_batches_total", mode="independent", outcome="replayed"),
+        "completed": sample("wallet_transfer_batch_payouts_total", outcome="completed", reason=""),
+        "inactive": sample("wallet_transfer_batch_payouts_total", outcome="failed", reason="wallet_inactive"),
+    }
+    payouts = [payout(a, "1"), payout(a, "2"), payout(frozen, "3")]
+
+    post_batch(transfer_api, pool, payouts, key="counted")
+    post_batch(transfer_api, pool, payouts, key="counted")
+
+    assert (
+        sample("wallet_transfer_batches_total", mode="independent", outcome="partially_completed")
+        == before["partial"] + 1
+    )
+    assert sample("wallet_transfer_batches_total", mode="independent", outcome="replayed") == before["replayed"] + 1
+    assert sample("wallet_transfer_batch_payouts_total", outcome="completed", reason="") == before["completed"] + 2
+    failed = sample("wallet_transfer_batch_payouts_total", outcome="failed", reason="wallet_inactive")
+    assert failed == before["inactive"] + 1
+
+
+@pytest.mark.usefixtures("migrated_groups")
+def test_support_sees_a_batch_with_its_payouts_and_totals_and_cannot_change_it(transfer_api, funded_wallet):
+    from django.urls import reverse
+
+    from wallets.tests.test_admin import staff_client
+
+    pool, a = funded_wallet("100.00"), funded_wallet("0")
+    frozen = funded_wallet("0", is_active=False)
+    data = post_batch(transfer_api, pool, [payout(a, "10", "admin-1"), payout(frozen, "5", "admin-2")]).json()["data"]
+    support = staff_client("Support")
+    url = reverse("admin:transfers_transferbatch_change", args=[data["batchId"]])
+
+    page = support.get(url)
+    listed = support.get(reverse("admin:transfers_transferbatch_changelist"), {"q": "admin-1"})
+    found = support.get(reverse("admin:transfers_transferbatch_changelist"), {"q": data["batchId"]})
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    for shown in (
+        data["payouts"][0]["reference"],
+        data["payouts"][1]["reference"],
+        "wallet_inactive",
+        "15.00",
+        "10.00",
+    ):
+        assert shown in html
+    assert "PARTIALLY_COMPLETED" in html or "Partially completed" in html
+    assert [str(b.pk) for b in found.context["cl"].result_list] == [data["batchId"]]
+    assert list(listed.context["cl"].result_list) == []  # a payout's key is not the batch's
+    assert support.post(url, {"status": "COMPLETED"}).status_code == 403
+    assert TransferBatch.objects.get(pk=data["batchId"]).status == BatchStatus.PARTIALLY_COMPLETED

@@ -26,6 +26,8 @@ CONTRACT_OPERATIONS = [
     ("/api/transfer", "post"),
     ("/api/transfer/{idempotency_key}", "get"),
     ("/api/transfer/reference/{reference}", "get"),
+    ("/api/transfers/batch", "post"),
+    ("/api/transfers/batch/{batch_id}", "get"),
 ]
 MONEY_OPERATIONS = ["/api/transfer", "/api/wallets/{id}/deposit", "/api/wallets/{id}/withdraw"]
 MONEY_STATUSES = ["200", "201", "400", "401", "403", "404", "409", "413", "415", "422", "503"]
