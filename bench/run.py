@@ -185,7 +185,20 @@ class Bench:
             # (batch.lua counts a partly completed batch as replay_bad).
             res = {**res, "batches": res["transfers"], "transfers": res["transfers"] * batch_size}
             res["tps"] *= batch_size
+            self.drain_batches()
         return self._record(res, meter.result, "service", workload, conc, round_no, run_id)
+
+    def drain_batches(self, timeout: float = 60) -> None:
+        """Wait until the batches wrk left in flight have settled (a batch of
+        1,000 takes a second or more): counted in no run, they would
+        otherwise slow the next run down, and stopping the server under them
+        would leave them PENDING for reconciliation."""
+        deadline = time.monotonic() + timeout
+        while pg_admin("SELECT count(*) FROM transfer_batches WHERE status = 'PENDING'", db=BENCH_DB)[0][0]:
+            if time.monotonic() > deadline:
+                log(f"batches still PENDING after {timeout:.0f} s")
+                return
+            time.sleep(0.2)
 
     def pgbench_run(self, workload: str, conc: int, duration: float, round_no: int | None) -> dict:
         self.pgbench_runs += 1

@@ -334,7 +334,9 @@ class TransferBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 for p in batch_outcomes(batch)
             ),
         )
-        header = "".join(
-            f"<th>{name}</th>" for name in ("#", "reference", "key", "destination", "amount", "status", "error")
+        header = format_html_join(
+            "",
+            "<th>{}</th>",
+            ((name,) for name in ("#", "reference", "key", "destination", "amount", "status", "error")),
         )
-        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", format_html(header), rows)
+        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", header, rows)
