@@ -17,6 +17,7 @@ from reconciliation.tests.faults import (
     interrupt_at,
     kill_pooled_sessions_under_next_command,
     outcome_of,
+    post_money,
     reconcile_now,
     terminate_own_backend,
 )
@@ -126,4 +127,34 @@ def test_batch_whose_connection_is_killed_is_finished_exactly_once_with_the_same
         assert sorted(p["transactionId"] for p in data["payouts"]) == log_ids
     assert balances(pool, first, second) == final_balances
     assert TransactionLog.objects.filter(idempotency_key__in=keys).count() == 4
+    assert_books_balance()
+
+
+def test_retry_of_one_payout_key_settles_its_whole_pending_batch(
+    monkeypatch, transfer_api, funded_wallet, database_path
+):
+    # A payout is never settled alone: an atomic batch must not half-complete.
+    pool, first, second = funded_wallet("100.00"), funded_wallet("0"), funded_wallet("0")
+    keys = [f"payout-{uuid.uuid4()}" for _ in range(2)]
+    body = {
+        "sourceWalletId": str(pool.pk),
+        "atomic": True,
+        "transfers": [
+            {"destinationWalletId": str(first.pk), "amount": "10.00", "idempotencyKey": keys[0]},
+            {"destinationWalletId": str(second.pk), "amount": "20.00", "idempotencyKey": keys[1]},
+        ],
+    }
+    stage = "batch_after_pending"
+    interrupt_at(stage, connection_killer(stage, database_path), patch=monkeypatch.setattr)
+    assert post_batch(transfer_api, body, f"batch-{uuid.uuid4()}").status_code == 503
+
+    single = {"sourceWalletId": str(pool.pk), "destinationWalletId": str(first.pk), "amount": "10.00"}
+    retried = post_money(transfer_api, "/api/transfer", single, keys[0])
+
+    assert retried.status_code == 201, retried.json()
+    assert set(TransactionLog.objects.filter(idempotency_key__in=keys).values_list("status", flat=True)) == {
+        "COMPLETED"
+    }
+    assert TransferBatch.objects.get().status == BatchStatus.COMPLETED
+    assert balances(pool, first, second) == [Decimal("70.00"), Decimal("10.00"), Decimal("20.00")]
     assert_books_balance()

@@ -300,14 +300,31 @@ def test_a_batch_is_visible_only_to_the_client_that_sent_it(transfer_api, funded
     assert stranger.get(f"{BATCH}/{uuid.uuid4()}").json()["code"] == "batch_not_found"
 
 
-def test_batch_status_constraint_needs_finished_at_when_settled(transfer_api, funded_wallet):
+@pytest.mark.parametrize(
+    ("model", "change", "constraint"),
+    [
+        ("batch", {"finished_at": None}, "transferbatch_finished_at_iff_settled"),
+        ("batch", {"status": "DONE"}, "transferbatch_status_valid"),
+        ("batch", {"completed_count": 5}, "transferbatch_counts_fit"),
+        ("batch", {"payout_count": 0, "completed_count": 0, "failed_count": 0}, "transferbatch_not_empty"),
+        ("log", {"batch_index": None}, "transactionlog_batch_payout_has_index"),
+        ("log", {"type": "DEPOSIT"}, "transactionlog_batch_payout_has_index"),
+        ("log", {"batch_index": 1}, "transactionlog_unique_batch_index"),
+    ],
+)
+def test_batch_constraints_hold_when_the_service_is_bypassed(model, change, constraint, transfer_api, funded_wallet):
     from django.db import IntegrityError, transaction
 
     pool, a = funded_wallet("100.00"), funded_wallet("0")
-    batch_id = post_batch(transfer_api, pool, [payout(a, "1")]).json()["data"]["batchId"]
+    batch_id = post_batch(transfer_api, pool, [payout(a, "1"), payout(a, "2")]).json()["data"]["batchId"]
+    rows = (
+        TransferBatch.objects.filter(pk=batch_id)
+        if model == "batch"
+        else TransactionLog.objects.filter(batch_id=batch_id, batch_index=0)
+    )
 
-    with pytest.raises(IntegrityError, match="finished_at_iff_settled"), transaction.atomic():
-        TransferBatch.objects.filter(pk=batch_id).update(finished_at=None)
+    with pytest.raises(IntegrityError, match=constraint), transaction.atomic():
+        rows.update(**change)
     assert TransferBatch.objects.get(pk=batch_id).status == BatchStatus.COMPLETED
 
 
