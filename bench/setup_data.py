@@ -42,6 +42,7 @@ def main(username: str, customers: int) -> None:
     settlement_wallet_get_or_create(currency="NGN")
     Wallet.objects.bulk_create(
         [
+            # The bench client's own (tenancy): it may move money out of them.
             Wallet(id=wallet_id(n), owner=client, user_id=wallet_user_id(n), currency="NGN", kind=WalletKind.CUSTOMER)
             for n in range(customers + 1)
         ]

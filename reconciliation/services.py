@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from itertools import chain
 
 from django.conf import settings
 from django.db import Error, connection, transaction
@@ -20,8 +21,8 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from reconciliation import records
-from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus
-from transfers.services import transaction_settle
+from transfers.models import MONEY_MOVED_STATUSES, BatchStatus, TransactionLog, TransactionStatus, TransferBatch
+from transfers.services import batch_settle, transaction_settle
 from wallet_project.db.faults import is_transient
 from wallets.models import WalletKind
 
@@ -42,11 +43,20 @@ class ReconcileOutcome:
 
 
 def stale_pending_logs(*, older_than: timedelta | None = None):
-    """PENDING logs created more than `older_than` ago, oldest first."""
+    """PENDING logs created more than `older_than` ago, oldest first; a
+    batch's payouts are settled with their batch (stale_pending_batches)."""
     age = settings.RECONCILE_PENDING_AFTER if older_than is None else older_than
     return TransactionLog.objects.filter(
-        status=TransactionStatus.PENDING, created_at__lt=timezone.now() - age
+        status=TransactionStatus.PENDING, created_at__lt=timezone.now() - age, batch__isnull=True
     ).order_by("created_at")
+
+
+def stale_pending_batches(*, older_than: timedelta | None = None):
+    """PENDING batches created more than `older_than` ago, oldest first."""
+    age = settings.RECONCILE_PENDING_AFTER if older_than is None else older_than
+    return TransferBatch.objects.filter(status=BatchStatus.PENDING, created_at__lt=timezone.now() - age).order_by(
+        "created_at"
+    )
 
 
 def pending_log_lookup(*, identifier: str) -> TransactionLog | None:
@@ -58,23 +68,32 @@ def pending_log_lookup(*, identifier: str) -> TransactionLog | None:
 
 
 def logs_reconcile(
-    *, logs, dry_run: bool = False, on_progress: Callable[[ReconcileOutcome], None] | None = None
+    *,
+    logs,
+    batches=None,
+    dry_run: bool = False,
+    on_progress: Callable[[ReconcileOutcome], None] | None = None,
 ) -> list[ReconcileOutcome]:
-    """Re-drive each PENDING log through the settle step.
+    """Re-drive each PENDING log through the settle step, then each PENDING
+    batch of payouts (`batches`, a TransferBatch queryset) through its own.
 
-    Never moves money twice: each log is taken with SKIP LOCKED and settled
-    only if still PENDING under its row lock. A log a client retry is busy with
-    is SKIPPED; it will be COMPLETED by that retry. A log whose settling fails
-    is reported as ERROR and the run goes on, so one bad log cannot block the
-    ones behind it; losing the database itself ends the run.
+    Never moves money twice: each log (or batch) is taken with SKIP LOCKED
+    and settled only if still PENDING under its row lock. One a client retry
+    is busy with is SKIPPED; that retry will settle it. One whose settling
+    fails is reported as ERROR and the run goes on, so one bad log cannot
+    block the ones behind it; losing the database itself ends the run.
     """
     outcomes: list[ReconcileOutcome] = []
+    # Lazily: the logs come in keyset pages (_in_batches), never all at once.
+    work = ((log, _reconcile_one) for log in _in_batches(logs))
+    if batches is not None:
+        work = chain(work, ((batch, _reconcile_batch) for batch in batches.only("id", "created_at").iterator()))
     try:
-        for log in _in_batches(logs):
+        for item, reconcile in work:
             if dry_run:
-                outcome = ReconcileOutcome(log.pk, log.reference, "PENDING", "dry run: would be re-driven")
+                outcome = ReconcileOutcome(item.pk, _label(item), "PENDING", "dry run: would be re-driven")
             else:
-                outcome = _reconcile_one(log)
+                outcome = reconcile(item)
             outcomes.append(outcome)
             if on_progress:
                 on_progress(outcome)
@@ -122,6 +141,40 @@ def _reconcile_one(log: TransactionLog) -> ReconcileOutcome:
     return ReconcileOutcome(settled.pk, settled.reference, str(settled.status), settled.error_message)
 
 
+def _label(item) -> str:
+    """How the table names a log (its reference) or a batch (batch:<id>)."""
+    return f"batch:{item.pk}" if isinstance(item, TransferBatch) else item.reference
+
+
+def _reconcile_batch(batch: TransferBatch) -> ReconcileOutcome:
+    label = _label(batch)
+    try:
+        settled, settled_now = batch_settle(batch_id=batch.pk, skip_locked=True)
+    except Exception as exc:
+        if isinstance(exc, Error) and is_transient(exc):
+            raise
+        logger.exception("reconciliation could not settle %s", label)
+        return ReconcileOutcome(batch.pk, label, "ERROR", f"{type(exc).__name__}: {exc}")
+    if settled is None or not settled_now:
+        detail = "busy elsewhere" if settled is None else f"already {settled.status}"
+        return ReconcileOutcome(batch.pk, label, "SKIPPED", detail)
+    logger.info(
+        "reconciliation settled %s: %s",
+        label,
+        settled.status,
+        extra={
+            "event": "reconciliation",
+            "batch_id": str(settled.pk),
+            "outcome": settled.status.lower(),
+            "error_code": settled.error_code or None,
+            "completed": settled.completed_count,
+            "failed": settled.failed_count,
+        },
+    )
+    detail = f"{settled.completed_count} of {settled.payout_count} payouts completed"
+    return ReconcileOutcome(settled.pk, label, str(settled.status), detail)
+
+
 def _in_batches(logs) -> Iterator[TransactionLog]:
     # Only what re-driving needs, in bounded keyset pages: a backlog of a
     # million PENDING logs is never loaded at once, and a skipped log (still
@@ -137,7 +190,9 @@ def _in_batches(logs) -> Iterator[TransactionLog]:
 
 def stale_pending_reconcile(*, older_than: timedelta | None = None) -> list[ReconcileOutcome]:
     """What the beat task runs every minute."""
-    return logs_reconcile(logs=stale_pending_logs(older_than=older_than))
+    return logs_reconcile(
+        logs=stale_pending_logs(older_than=older_than), batches=stale_pending_batches(older_than=older_than)
+    )
 
 
 # --- proving the books balance ---------------------------------------------------------

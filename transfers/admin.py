@@ -20,9 +20,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from transfers.exceptions import BusinessRuleViolation, ReversalNotAllowed
-from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus
+from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus, TransferBatch
 from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, wallet_recent_transactions
-from transfers.services import transaction_reverse
+from transfers.services import batch_outcomes, transaction_reverse
 from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.admin import CurrencyListFilter, EstimatedCountPaginator, ReadOnlyAdminMixin, WalletAdmin, parse_uuid
 from wallets.models import Wallet
@@ -288,3 +288,78 @@ class WalletLedgerAdmin(WalletAdmin):
 
 admin.site.unregister(Wallet)
 admin.site.register(Wallet, WalletLedgerAdmin)
+
+
+# --- batches of payouts ------------------------------------------------------------
+
+
+@admin.register(TransferBatch)
+class TransferBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """A batch with its totals and every payout's outcome, read-only: a batch
+    is settled by the service (or reconciliation), never by hand."""
+
+    list_display = ("id", "client", "source", "atomic", "status", "payout_count", "completed_count", "total_amount")
+    list_filter = ("status", "atomic", ("created_at", admin.DateFieldListFilter))
+    list_select_related = ("client", "source_wallet")
+    search_fields = ("=idempotency_key",)
+    search_help_text = "A batch id or the batch's idempotency key."
+    show_facets = admin.ShowFacets.NEVER
+    fieldsets = (
+        (None, {"fields": ("id", "status", "atomic", "source", "client", "idempotency_key")}),
+        ("Totals", {"fields": ("payout_count", "total_amount", "completed_count", "completed_amount", "failed_count")}),
+        ("Failure", {"fields": ("error_code", "error_message", "failed_index")}),
+        ("Payouts", {"fields": ("payout_table",)}),
+        ("Dates", {"fields": ("created_at", "finished_at")}),
+    )
+    readonly_fields = (
+        *("id", "status", "atomic", "source", "client", "idempotency_key", "payout_count", "total_amount"),
+        *("completed_count", "completed_amount", "failed_count", "error_code", "error_message", "failed_index"),
+        *("payout_table", "created_at", "finished_at"),
+    )
+
+    # Whoever may read the transaction logs may read the batches they belong
+    # to (Support, Finance): no group needs a permission of its own.
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("transfers.view_transactionlog") or super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request) or super().has_module_permission(request)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(idempotency_key=term)
+        value = parse_uuid(term)
+        if value is not None:
+            match |= Q(pk=value)
+        return queryset.filter(match), False
+
+    @admin.display(description="source", ordering="source_wallet_id")
+    def source(self, batch):
+        return wallet_link(batch.source_wallet)
+
+    @admin.display(description="payouts, in the order given")
+    def payout_table(self, batch):
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    p.index,
+                    admin_link(TransactionLog(pk=p.transaction_id), p.reference) if p.transaction_id else "-",
+                    p.idempotency_key,
+                    str(p.destination_wallet_id),
+                    f"{p.amount:.2f}",
+                    p.status,
+                    p.error_code or "",
+                )
+                for p in batch_outcomes(batch)
+            ),
+        )
+        header = format_html_join(
+            "",
+            "<th>{}</th>",
+            ((name,) for name in ("#", "reference", "key", "destination", "amount", "status", "error")),
+        )
+        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", header, rows)

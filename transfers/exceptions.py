@@ -36,8 +36,17 @@ class BalanceLimitExceeded(BusinessRuleViolation):
     default_detail = "The movement would take a balance beyond what the ledger can hold (NUMERIC(20,2))."
 
 
+class BatchFailed(BusinessRuleViolation):
+    """An atomic batch broke a rule at one payout, so none moved: the batch's
+    answer, and the error of every other payout of it."""
+
+    default_code = "batch_failed"
+    default_detail = "A payout of the atomic batch failed, so no payout of it moved."
+
+
 BUSINESS_RULE_ERRORS = {
-    cls.default_code: cls for cls in (InsufficientBalance, WalletInactive, CurrencyMismatch, BalanceLimitExceeded)
+    cls.default_code: cls
+    for cls in (InsufficientBalance, WalletInactive, CurrencyMismatch, BalanceLimitExceeded, BatchFailed)
 }
 
 
@@ -57,6 +66,12 @@ class TransactionNotFound(ServiceError):
     status_code = status.HTTP_404_NOT_FOUND
     default_code = "transaction_not_found"
     default_detail = "Transaction not found."
+
+
+class BatchNotFound(ServiceError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "batch_not_found"
+    default_detail = "Batch not found."
 
 
 class ReversalNotAllowed(ServiceError):

@@ -9,6 +9,7 @@ would conflict with and, on a hot wallet, deadlock against the fixed order.
 """
 
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from django.db import connection
 from redis.exceptions import LockError
 
 from transfers.exceptions import IdempotencyKeyInUse
-from transfers.models import TransactionLog
+from transfers.models import TransactionLog, TransferBatch
 from wallet_project.db import in_model_order
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
@@ -98,7 +99,7 @@ def _release(lock) -> None:
 # decoding the rest (metadata JSON, timestamps) is CPU no decision needs.
 LOCKED_LOG_FIELDS = (
     "id", "client_id", "type", "status", "source_wallet_id", "destination_wallet_id", "amount", "currency",
-    "reference", "error_code", "error_message", "reversal_of_id",
+    "reference", "error_code", "error_message", "reversal_of_id", "batch_id",
 )  # fmt: skip
 # owner_id: the recipients of the transaction's events.
 LOCKED_WALLET_FIELDS = ("id", "kind", "currency", "balance", "is_active", "owner_id")
@@ -161,3 +162,51 @@ def lock_log(log_id: uuid.UUID, *, skip_locked: bool = False) -> TransactionLog 
 def lock_wallets(source_id: uuid.UUID, destination_id: uuid.UUID) -> dict[uuid.UUID, Wallet]:
     """Both wallets, locked in primary-key order (the one order every caller uses)."""
     return {wallet.pk: wallet for wallet in _wallet_locks(source_id, destination_id)}
+
+
+# --- batches: the batch row, then the source and every destination at once ----------
+
+
+LOCKED_BATCH_FIELDS = ("id", "client_id", "source_wallet_id", "atomic", "status", "rejected_payouts")
+
+_batch_locks = {
+    skip_locked: CompiledLock(
+        TransferBatch,
+        LOCKED_BATCH_FIELDS,
+        lambda batch_id, skip_locked=skip_locked: (
+            TransferBatch.objects.select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
+            .filter(pk=batch_id)
+            .order_by()
+        ),
+    )
+    for skip_locked in (False, True)
+}
+
+
+def lock_batch(batch_id: uuid.UUID, *, skip_locked: bool = False) -> TransferBatch | None:
+    """The batch row, locked (it stands for its PENDING payouts, which only
+    its holder settles); None if skip_locked and another transaction holds it."""
+    rows = _batch_locks[skip_locked](batch_id)
+    if not rows and not skip_locked:
+        raise TransferBatch.DoesNotExist(batch_id)
+    if not rows:
+        return None
+    batch = rows[0]
+    # CompiledLock builds the instance without Django's field converters, and
+    # Django has psycopg hand jsonb over as text.
+    if isinstance(batch.rejected_payouts, str):
+        batch.rejected_payouts = json.loads(batch.rejected_payouts)
+    return batch
+
+
+def lock_wallet_set(wallet_ids) -> dict[uuid.UUID, Wallet]:
+    """Any number of wallets (a batch's source and destinations), locked in one
+    statement in primary-key order, the order lock_wallets uses: a batch and a
+    single transfer on the same wallets wait for each other, never deadlock."""
+    locked = (
+        Wallet.objects.select_for_update(no_key=True, of=("self",))
+        .filter(pk__in=set(wallet_ids))
+        .order_by("pk")
+        .only(*LOCKED_WALLET_FIELDS)
+    )
+    return {wallet.pk: wallet for wallet in locked}

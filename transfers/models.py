@@ -79,6 +79,10 @@ class TransactionLog(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
+    # A payout of a batch (POST /api/transfers/batch): settled with the rest
+    # of its batch, never on its own (services.batch_settle).
+    batch = models.ForeignKey("TransferBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="payouts")
+    batch_index = models.PositiveIntegerField(null=True, blank=True, help_text="Its place in the batch, from 0.")
     reversal_of = models.OneToOneField(
         "self",
         null=True,
@@ -131,6 +135,14 @@ class TransactionLog(models.Model):
                 condition=~Q(status=TransactionStatus.FAILED) | (~Q(error_code="") & ~Q(error_message="")),
                 name="transfers_transactionlog_failed_has_reason",
             ),
+            models.UniqueConstraint(
+                fields=["batch", "batch_index"], name="transfers_transactionlog_unique_batch_index"
+            ),
+            models.CheckConstraint(
+                condition=Q(batch__isnull=True, batch_index__isnull=True)
+                | Q(batch__isnull=False, batch_index__isnull=False, type=TransactionType.TRANSFER),
+                name="transfers_transactionlog_batch_payout_has_index",
+            ),
             # completed_at is set exactly when money moved.
             models.CheckConstraint(
                 condition=(Q(status__in=MONEY_MOVED_STATUSES) & Q(completed_at__isnull=False))
@@ -152,3 +164,77 @@ class TransactionLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reference} {self.type} {self.amount} {self.currency} {self.status}"
+
+
+class BatchStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    # Every payout completed.
+    COMPLETED = "COMPLETED", "Completed"
+    # atomic false: some payouts completed, some failed.
+    PARTIALLY_COMPLETED = "PARTIALLY_COMPLETED", "Partially completed"
+    # No payout completed (an atomic batch that broke a rule, or every payout failed).
+    FAILED = "FAILED", "Failed"
+
+
+class TransferBatch(models.Model):
+    """A batch of payouts from one source wallet (POST /api/transfers/batch).
+
+    Each payout the service could record is a TRANSFER log of its own
+    (`payouts`, ordered by batch_index); a payout whose destination is unknown
+    (or not the client's to pay) has no log, as a single transfer to it would
+    store none: its outcome is kept in `rejected_payouts`. The batch and its
+    logs are committed PENDING together, and settled together in one database
+    transaction (services.batch_settle), so a PENDING batch has moved no money.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="transfer_batches")
+    idempotency_key = models.CharField(max_length=255)
+    # sha256 of the canonical batch (movements.BatchRequest.fingerprint): a
+    # replay must ask for the same batch.
+    request_fingerprint = models.CharField(max_length=64)
+    source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="outgoing_batches")
+    atomic = models.BooleanField()
+    status = models.CharField(max_length=24, choices=BatchStatus.choices, default=BatchStatus.PENDING)
+    payout_count = models.PositiveIntegerField()
+    total_amount = models.DecimalField(max_digits=MAX_DIGITS + 3, decimal_places=DECIMAL_PLACES)
+    completed_count = models.PositiveIntegerField(default=0)
+    completed_amount = models.DecimalField(max_digits=MAX_DIGITS + 3, decimal_places=DECIMAL_PLACES, default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    # The first broken rule of an atomic batch, and which payout broke it.
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    failed_index = models.PositiveIntegerField(null=True, blank=True)
+    # [{"index", "destinationWalletId", "amount", "idempotencyKey", "errorCode", "errorMessage"}]
+    rejected_payouts = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "transfer_batches"
+        ordering = ["-created_at"]
+        verbose_name_plural = "transfer batches"
+        indexes = [models.Index(fields=["status", "created_at"], name="idx_batches_status")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"], name="transfers_transferbatch_unique_client_key"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=BatchStatus.values), name="transfers_transferbatch_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(payout_count__gt=0), name="transfers_transferbatch_not_empty"),
+            models.CheckConstraint(
+                condition=Q(completed_count__lte=F("payout_count") - F("failed_count")),
+                name="transfers_transferbatch_counts_fit",
+            ),
+            # finished_at is set exactly when the batch is settled.
+            models.CheckConstraint(
+                condition=Q(status=BatchStatus.PENDING, finished_at__isnull=True)
+                | (~Q(status=BatchStatus.PENDING) & Q(finished_at__isnull=False)),
+                name="transfers_transferbatch_finished_at_iff_settled",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} ({self.payout_count} payouts, {self.status})"

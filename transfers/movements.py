@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from transfers.models import TransactionLog, TransactionType
+from transfers.models import TransactionLog, TransactionType, TransferBatch
 
 
 @dataclass(frozen=True)
@@ -126,4 +126,79 @@ class MovementResult:
     earlier request had already finished it (a replay: 200 instead of 201)."""
 
     log: TransactionLog
+    replayed: bool
+
+
+# --- batches of payouts (POST /api/transfers/batch) --------------------------------
+
+
+@dataclass(frozen=True)
+class Payout:
+    """One payout of a batch: a TRANSFER from the batch's source wallet under
+    its own idempotency key."""
+
+    destination_wallet_id: uuid.UUID
+    amount: Decimal
+    idempotency_key: str
+    metadata: dict
+
+    def movement(self, source_wallet_id: uuid.UUID) -> Movement:
+        """The movement it is: the same as a single transfer's, so that its
+        key answers GET /api/transfer/{key}, and POST /api/transfer replays it."""
+        return Movement.transfer(
+            source_wallet_id=source_wallet_id,
+            destination_wallet_id=self.destination_wallet_id,
+            amount=self.amount,
+            metadata=self.metadata,
+        )
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """A client's request for a batch of payouts from one source wallet, under
+    the batch's idempotency key. `atomic`: all payouts complete or none does;
+    otherwise each completes or fails on its own."""
+
+    client: AbstractBaseUser
+    idempotency_key: str
+    source_wallet_id: uuid.UUID
+    atomic: bool
+    payouts: tuple[Payout, ...]
+
+    def fingerprint(self) -> str:
+        """What a replay of the batch key must ask for again: the same
+        source, mode and payouts in the same order (amounts as numbers)."""
+        return canonical_fingerprint(
+            source=str(self.source_wallet_id),
+            atomic=self.atomic,
+            payouts=[
+                [str(p.destination_wallet_id), f"{p.amount:.2f}", p.idempotency_key, p.metadata] for p in self.payouts
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class PayoutOutcome:
+    """What became of one payout of a batch: its transaction (None when its
+    destination was unknown, as a single transfer to it would store none),
+    and its status and error."""
+
+    index: int
+    idempotency_key: str
+    destination_wallet_id: uuid.UUID
+    amount: Decimal
+    status: str
+    transaction_id: uuid.UUID | None
+    reference: str | None
+    error_code: str
+    error_message: str
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The answer to a batch request: the batch, each payout's outcome in the
+    order given, and whether an earlier request had already settled it."""
+
+    batch: TransferBatch
+    payouts: list[PayoutOutcome]
     replayed: bool

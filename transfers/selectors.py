@@ -7,8 +7,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import DecimalField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
-from transfers.exceptions import TransactionNotFound
-from transfers.models import MONEY_MOVED_STATUSES, REFERENCE_FORMAT, TransactionLog
+from transfers.exceptions import BatchNotFound, TransactionNotFound
+from transfers.models import MONEY_MOVED_STATUSES, REFERENCE_FORMAT, TransactionLog, TransferBatch
 from wallets.models import Wallet
 from wallets.money import DECIMAL_PLACES, MAX_DIGITS
 from wallets.selectors import customer_wallet_get
@@ -99,3 +99,15 @@ def wallet_recent_transactions(*, wallet_id: uuid.UUID, limit: int = RECENT_TRAN
     outgoing = newest.filter(source_wallet_id=wallet_id)[:limit]
     incoming = newest.filter(destination_wallet_id=wallet_id)[:limit]
     return list(outgoing.union(incoming, all=True).order_by("-created_at")[:limit])
+
+
+def batch_for_client(*, client: AbstractBaseUser, batch_id: uuid.UUID) -> TransferBatch:
+    """A batch, if `client` sent it (or is an auditor); else BatchNotFound,
+    as for an unknown id: another client's batches are not disclosed."""
+    batches = TransferBatch.objects.all()
+    if not client.has_perm(READ_ALL_TRANSACTIONS):
+        batches = batches.filter(client=client)
+    batch = batches.filter(pk=batch_id).first()
+    if batch is None:
+        raise BatchNotFound()
+    return batch

@@ -3,11 +3,19 @@ import math
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator, MinLengthValidator
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from transfers.idempotency import BODY_KEY_PATTERN, IDEMPOTENCY_HEADER, MAX_KEY_LENGTH, idempotency_key_of
-from transfers.models import TransactionLog, TransactionStatus, TransactionType
+from transfers.idempotency import (
+    BODY_KEY_PATTERN,
+    IDEMPOTENCY_HEADER,
+    MAX_KEY_LENGTH,
+    idempotency_key_of,
+    key_from_header,
+    validate_idempotency_key,
+)
+from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictUUIDField
 from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
@@ -221,3 +229,158 @@ class TransactionLogSerializer(serializers.ModelSerializer):
 
     def get_metadata(self, log) -> dict | None:
         return log.metadata if self._shows_request_details(log) else None
+
+
+# --- batches of payouts -----------------------------------------------------------
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, nothing else: DRF's BooleanField also reads "yes", 1 and
+    "off", and a payout mode is no place to guess."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+@extend_schema_serializer(component_name="Payout")
+class PayoutRequestSerializer(LeanSerializer):
+    """One payout of a batch: its own idempotency key is required (it is the
+    key of its own transaction, GET /api/transfer/{key})."""
+
+    destinationWalletId = StrictUUIDField(source="destination_wallet_id")
+    amount = AmountField()
+    idempotencyKey = serializers.CharField(
+        source="idempotency_key",
+        trim_whitespace=False,
+        max_length=MAX_KEY_LENGTH,
+        validators=[validate_idempotency_key],
+        help_text="The payout's own key: 1 to 255 printable characters, unique within the batch.",
+    )
+    metadata = MetadataField(required=False, default=dict)
+
+
+@extend_schema_serializer(component_name="Batch")
+class BatchRequestSerializer(RefusesUnknownFields, serializers.Serializer):
+    """POST /api/transfers/batch. The batch's own key comes in the
+    Idempotency-Key header (transfers.idempotency) and lands in
+    validated_data["idempotency_key"]."""
+
+    sourceWalletId = StrictUUIDField(source="source_wallet_id")
+    atomic = StrictBooleanField(help_text="true: every payout completes or none does; false: each on its own.")
+    transfers = PayoutRequestSerializer(many=True, allow_empty=False)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # Read per request, so the setting can change without a restart of the class.
+        fields["transfers"].max_length = settings.BATCH_MAX_PAYOUTS
+        fields["transfers"].error_messages["max_length"] = (
+            f"A batch holds at most {settings.BATCH_MAX_PAYOUTS} payouts."
+        )
+        # The same bounds as validators, which is where the schema generator
+        # reads minItems and maxItems from (allow_empty and max_length refuse first).
+        fields["transfers"].validators = [MinLengthValidator(1), MaxLengthValidator(settings.BATCH_MAX_PAYOUTS)]
+        return fields
+
+    def validate(self, attrs):
+        payouts = attrs["transfers"]
+        errors = {}
+        to_source = [i for i, p in enumerate(payouts) if p["destination_wallet_id"] == attrs["source_wallet_id"]]
+        if to_source:
+            errors["transfers"] = [f"Payouts {to_source} pay the source wallet itself; the destination must differ."]
+        seen: dict[str, int] = {}
+        repeated = []
+        for index, payout in enumerate(payouts):
+            first = seen.setdefault(payout["idempotency_key"], index)
+            if first != index:
+                repeated.append(f"payout {index} repeats the key of payout {first}")
+        if repeated:
+            errors.setdefault("transfers", []).append(
+                "Each payout needs its own idempotency key: " + "; ".join(repeated) + "."
+            )
+        request = self.context["request"]
+        try:
+            key = key_from_header(request.headers.get(IDEMPOTENCY_HEADER))
+        except serializers.ValidationError as exc:
+            errors["idempotencyKey"] = exc.detail
+        else:
+            if key is None:
+                errors["idempotencyKey"] = [f"Required, in the {IDEMPOTENCY_HEADER} header."]
+            attrs["idempotency_key"] = key
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class PayoutOutcomeSerializer(serializers.Serializer):
+    """One payout's outcome (for the schema; BatchResultSerializer writes it)."""
+
+    index = serializers.IntegerField()
+    idempotencyKey = serializers.CharField()
+    destinationWalletId = serializers.UUIDField()
+    amount = serializers.DecimalField(max_digits=20, decimal_places=2)
+    transactionId = serializers.UUIDField(
+        allow_null=True, help_text="None when the destination was not found: no transaction was stored."
+    )
+    reference = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["COMPLETED", "FAILED"])
+    errorCode = serializers.CharField(help_text="Empty when COMPLETED.")
+    errorMessage = serializers.CharField()
+
+
+class BatchResultSerializer(serializers.Serializer):
+    """A batch and each payout's outcome (a BatchResult), written out: a
+    batch of 1,000 payouts through DRF's generic field path would cost more
+    than settling it. The fields describe it in the schema."""
+
+    batchId = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=BatchStatus.choices)
+    atomic = serializers.BooleanField()
+    sourceWalletId = serializers.UUIDField()
+    payoutCount = serializers.IntegerField()
+    totalAmount = serializers.DecimalField(max_digits=23, decimal_places=2)
+    completedCount = serializers.IntegerField()
+    completedAmount = serializers.DecimalField(max_digits=23, decimal_places=2)
+    failedCount = serializers.IntegerField()
+    errorCode = serializers.CharField(help_text="An atomic batch that failed: the first broken rule's code.")
+    errorMessage = serializers.CharField()
+    failedPayoutIndex = serializers.IntegerField(allow_null=True, help_text="Which payout broke it (atomic).")
+    createdAt = serializers.DateTimeField()
+    finishedAt = serializers.DateTimeField(allow_null=True)
+    message = serializers.CharField()
+    payouts = PayoutOutcomeSerializer(many=True)
+
+    def to_representation(self, result) -> dict:
+        batch = result.batch
+        return {
+            "batchId": str(batch.pk),
+            "status": str(batch.status),
+            "atomic": batch.atomic,
+            "sourceWalletId": str(batch.source_wallet_id),
+            "payoutCount": batch.payout_count,
+            "totalAmount": f"{batch.total_amount:.2f}",
+            "completedCount": batch.completed_count,
+            "completedAmount": f"{batch.completed_amount:.2f}",
+            "failedCount": batch.failed_count,
+            "errorCode": batch.error_code,
+            "errorMessage": batch.error_message,
+            "failedPayoutIndex": batch.failed_index,
+            "createdAt": batch.created_at.isoformat(),
+            "finishedAt": batch.finished_at.isoformat() if batch.finished_at else None,
+            "message": "Batch already processed" if result.replayed else "Batch processed",
+            "payouts": [
+                {
+                    "index": p.index,
+                    "idempotencyKey": p.idempotency_key,
+                    "destinationWalletId": str(p.destination_wallet_id),
+                    "amount": f"{p.amount:.2f}",
+                    "transactionId": str(p.transaction_id) if p.transaction_id else None,
+                    "reference": p.reference,
+                    "status": str(p.status),
+                    "errorCode": p.error_code,
+                    "errorMessage": p.error_message,
+                }
+                for p in result.payouts
+            ],
+        }

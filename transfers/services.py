@@ -27,6 +27,7 @@ an idempotency key; the service records it as a transaction, a row of
 transaction_logs (`log` in code).
 """
 
+import json
 import logging
 import random
 import time
@@ -42,6 +43,7 @@ from psycopg.types.json import Jsonb
 from transfers import locks, telemetry
 from transfers.exceptions import (
     BalanceLimitExceeded,
+    BatchFailed,
     BusinessRuleViolation,
     CurrencyMismatch,
     IdempotencyKeyInUse,
@@ -50,8 +52,24 @@ from transfers.exceptions import (
     ReversalNotAllowed,
     WalletInactive,
 )
-from transfers.models import TransactionLog, TransactionStatus, TransactionType, new_reference
-from transfers.movements import Movement, MovementRequest, MovementResult, canonical_fingerprint
+from transfers.models import (
+    BatchStatus,
+    TransactionLog,
+    TransactionStatus,
+    TransactionType,
+    TransferBatch,
+    new_reference,
+)
+from transfers.movements import (
+    BatchRequest,
+    BatchResult,
+    Movement,
+    MovementRequest,
+    MovementResult,
+    Payout,
+    PayoutOutcome,
+    canonical_fingerprint,
+)
 from wallet_project.db import in_model_order
 from wallets.exceptions import WalletNotFound
 from wallets.models import EventType, Wallet, WalletKind
@@ -145,14 +163,28 @@ def transaction_settle(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple
     With skip_locked (reconciliation), a log another caller is settling right
     now is left to it: the result is (None, False).
     """
+    try:
+        return _retrying(lambda: _settle_once(log_id, skip_locked=skip_locked), log_id)
+    except _PayoutOfBatch as payout:
+        # A batch's payouts settle together, under the batch's lock: an atomic
+        # batch must never complete one of them alone.
+        batch, settled_now = batch_settle(batch_id=payout.batch_id, skip_locked=skip_locked)
+        if batch is None:
+            return None, False
+        return TransactionLog.objects.get(pk=log_id), settled_now
+
+
+def _retrying(settle, subject):
+    """Run one settle transaction, again on a deadlock or a serialization
+    failure (PostgreSQL rolled it back whole), TRANSFER_MAX_ATTEMPTS in all."""
     for attempt in range(1, settings.TRANSFER_MAX_ATTEMPTS + 1):
         try:
-            return _settle_once(log_id, skip_locked=skip_locked)
+            return settle()
         except OperationalError as exc:
             sqlstate = getattr(exc.__cause__, "sqlstate", None)
             if sqlstate not in RETRYABLE_SQLSTATES or attempt == settings.TRANSFER_MAX_ATTEMPTS:
                 raise
-            logger.info("settle %s: %s on attempt %d, retrying", log_id, sqlstate, attempt)
+            logger.info("settle %s: %s on attempt %d, retrying", subject, sqlstate, attempt)
             # Jittered so that two transactions that deadlocked do not meet again.
             time.sleep(random.uniform(0, 0.01 * 2**attempt))
     raise AssertionError("unreachable")
@@ -482,6 +514,8 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
             return None, False
         if log.status != TransactionStatus.PENDING:
             return log, False
+        if log.batch_id is not None:
+            raise _PayoutOfBatch(log.batch_id)
         wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id)
         lock_wait = time.perf_counter() - locking_started
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
@@ -533,3 +567,405 @@ def _check_balance_limits(source: Wallet, destination: Wallet, amount: Decimal) 
     # UPDATE, and the log would stay PENDING through every retry.
     if destination.balance + amount > MAX_AMOUNT or source.balance - amount < -MAX_AMOUNT:
         raise BalanceLimitExceeded()
+
+
+# --- batch disbursements -----------------------------------------------------------
+#
+# DESIGN.md, "Batch disbursements": the protocol above, for a batch key and its
+# payouts' own keys at once.
+#
+# 1. The batch of (client, batch key): a finished one is replayed, one for
+#    another batch refused (IdempotencyKeyReused).
+# 2. The Redis lock on (client, batch key).
+# 3. One database transaction commits the PENDING batch and a PENDING log per
+#    payout (one multi-row INSERT). A payout key that any other transaction
+#    already holds refuses the whole batch (422) and stores nothing; a payout
+#    to an unknown wallet (or one the client may not pay) gets no log, as a
+#    single transfer would not, and its outcome is kept on the batch.
+# 4. One database transaction settles the batch: its row, then the source and
+#    every destination in primary-key order (locks.lock_wallet_set, the order
+#    single transfers use), the business rules checked payout by payout in the
+#    order given on the running balances, then one UPDATE of every balance,
+#    one of every payout log and one of the batch. The source row is locked
+#    once for the whole batch: that is what lets a pool wallet pay out faster
+#    than one commit per payout.
+# 5. Reconciliation settles a batch a crash left PENDING, through step 4.
+
+
+class _PayoutOfBatch(Exception):
+    """Raised inside a log's settle transaction when the log is a batch's
+    payout, which only its batch settles (transaction_settle)."""
+
+    def __init__(self, batch_id: uuid.UUID):
+        super().__init__(batch_id)
+        self.batch_id = batch_id
+
+
+# A newline cannot be in a key (they are printable): a batch key's Redis lock
+# never meets a single transfer's of the same string.
+_BATCH_LOCK_PREFIX = "batch\n"
+
+_FIND_BATCH = (
+    "SELECT id, request_fingerprint, status FROM transfer_batches WHERE client_id = %s AND idempotency_key = %s"
+)
+# The source in the WHERE clause (tenancy): money leaves only a customer
+# wallet the client owns. No row: the key is taken, or the source is unknown.
+_INSERT_BATCH = f"""
+INSERT INTO transfer_batches (
+    id, client_id, idempotency_key, request_fingerprint, source_wallet_id, atomic, status, payout_count,
+    total_amount, completed_count, completed_amount, failed_count, error_code, error_message, rejected_payouts,
+    created_at, updated_at)
+SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, s.id, %(atomic)s, 'PENDING', %(count)s,
+       %(total)s, 0, 0, 0, '', '', %(rejected)s, %(now)s, %(now)s
+  FROM wallets s
+ WHERE s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s
+ON CONFLICT (client_id, idempotency_key) DO NOTHING
+RETURNING id
+"""  # noqa: S608 (constants only)
+# The destinations a payout may credit: _WALLETS_OF's rule for a transfer.
+_USABLE_DESTINATIONS = f"""
+SELECT d.id FROM wallets d
+ WHERE d.id = ANY(%(destinations)s) AND d.kind = '{_CUSTOMER}' AND (d.owner_id = %(client)s OR %(pay_others)s)
+"""  # noqa: S608 (constants only)
+# Every payout's PENDING log in one statement. A key some other transaction
+# holds inserts nothing (ON CONFLICT): the caller compares what came back.
+_INSERT_PAYOUTS = """
+INSERT INTO transaction_logs (
+    id, client_id, idempotency_key, movement_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
+    amount, currency, type, status, reference, metadata, error_code, error_message, created_at, updated_at,
+    batch_id, batch_index)
+SELECT p.id, b.client_id, p.key, p.fingerprint, '', b.source_wallet_id, p.destination,
+       p.amount, s.currency, 'TRANSFER', 'PENDING', p.reference, p.metadata::jsonb, '', '', b.created_at, b.created_at,
+       b.id, p.index
+  FROM transfer_batches b
+  JOIN wallets s ON s.id = b.source_wallet_id
+ CROSS JOIN unnest(%(ids)s::uuid[], %(keys)s::text[], %(fingerprints)s::text[], %(destinations)s::uuid[],
+                   %(amounts)s::numeric[], %(references)s::text[], %(metadata)s::text[], %(indexes)s::int[])
+         AS p(id, key, fingerprint, destination, amount, reference, metadata, index)
+ WHERE b.id = %(batch)s
+ON CONFLICT (client_id, idempotency_key) DO NOTHING
+RETURNING idempotency_key
+"""
+_PAYOUT_FIELDS = in_model_order(
+    TransactionLog, ["id", "batch_index", "destination_wallet_id", "amount", "currency", "status"]
+)
+_PENDING_PAYOUTS = (
+    f"SELECT {', '.join(_PAYOUT_FIELDS)} FROM transaction_logs "  # noqa: S608 (model field names)
+    "WHERE batch_id = %s AND status = 'PENDING' ORDER BY batch_index"
+)
+# Every balance the batch changes, source included, in one statement.
+_MOVE_BATCH_MONEY = """
+UPDATE wallets w SET balance = w.balance + v.delta, updated_at = %(now)s
+  FROM unnest(%(ids)s::uuid[], %(deltas)s::numeric[]) AS v(id, delta)
+ WHERE w.id = v.id
+"""
+_SETTLE_PAYOUTS = """
+UPDATE transaction_logs t
+   SET status = v.status, error_code = v.code, error_message = v.message, updated_at = %(now)s,
+       completed_at = CASE WHEN v.status = 'COMPLETED' THEN %(now)s::timestamptz END
+  FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(codes)s::text[], %(messages)s::text[])
+         AS v(id, status, code, message)
+ WHERE t.id = v.id AND t.status = 'PENDING'
+"""
+_FINISH_BATCH = """
+UPDATE transfer_batches
+   SET status = %(status)s, completed_count = %(completed)s, completed_amount = %(completed_amount)s,
+       failed_count = %(failed)s, error_code = %(code)s, error_message = %(message)s, failed_index = %(failed_index)s,
+       finished_at = %(now)s, updated_at = %(now)s
+ WHERE id = %(batch)s
+"""
+
+
+def batch_answer(*, batch_request: BatchRequest) -> BatchResult:
+    """Answer a batch request exactly once per (client, batch key), and move
+    each payout at most once per its own key: the protocol above.
+
+    Returns the batch and each payout's outcome in the order given (replayed
+    when an earlier request had settled it). Raises WalletNotFound (404) for
+    an unknown source, storing nothing; IdempotencyKeyReused (422) when the
+    batch key was used for another batch or a payout key for any other
+    transaction, storing nothing; IdempotencyKeyInUse (409) while another
+    request holds the batch key. A broken business rule is not raised: it is
+    in the outcomes (and, for an atomic batch, the batch's FAILED status).
+    """
+    started = time.perf_counter()
+    try:
+        result = _batch_protocol(batch_request, batch_request.fingerprint())
+    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
+        telemetry.batch_refused(
+            client=batch_request.client, idempotency_key=batch_request.idempotency_key, code=refusal.default_code
+        )
+        raise
+    telemetry.batch_answered(client=batch_request.client, result=result, seconds=time.perf_counter() - started)
+    return result
+
+
+def batch_settle(*, batch_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransferBatch | None, bool]:
+    """Settle a PENDING batch: every payout COMPLETED or FAILED, and the
+    batch with them, in one database transaction. Returns (batch, settled_now).
+
+    Safe to call any number of times, concurrently (a client retry of the
+    batch, of one of its payout keys, reconciliation): the batch row lock
+    serialises the callers and only the one that finds it PENDING acts. With
+    skip_locked, a batch another caller holds is left to it: (None, False).
+    """
+    settled_now = _retrying(lambda: _settle_batch_once(batch_id, skip_locked=skip_locked), batch_id)
+    if settled_now is None:
+        return None, False
+    return TransferBatch.objects.get(pk=batch_id), settled_now
+
+
+def batch_outcomes(batch: TransferBatch) -> list[PayoutOutcome]:
+    """Each payout's outcome, in the order the batch gave them: its log's,
+    or the rejection kept on the batch for a payout that has none."""
+    logs = batch.payouts.order_by("batch_index").values_list(
+        "batch_index", "idempotency_key", "destination_wallet_id", "amount", "status", "id", "reference",
+        "error_code", "error_message",
+    )  # fmt: skip
+    outcomes = [
+        PayoutOutcome(index, key, destination, amount, status, log_id, reference, code, message)
+        for index, key, destination, amount, status, log_id, reference, code, message in logs
+    ]
+    for rejected in batch.rejected_payouts:
+        outcomes.append(
+            PayoutOutcome(
+                index=rejected["index"],
+                idempotency_key=rejected["idempotencyKey"],
+                destination_wallet_id=uuid.UUID(rejected["destinationWalletId"]),
+                amount=Decimal(rejected["amount"]),
+                status=TransactionStatus.FAILED.value,
+                transaction_id=None,
+                reference=None,
+                error_code=rejected["errorCode"],
+                error_message=rejected["errorMessage"],
+            )
+        )
+    outcomes.sort(key=lambda outcome: outcome.index)
+    return outcomes
+
+
+def _batch_protocol(request: BatchRequest, fingerprint: str) -> BatchResult:
+    batch = _find_batch(request.client, request.idempotency_key)
+    if batch is not None:
+        if batch.request_fingerprint != fingerprint:
+            raise IdempotencyKeyReused()
+        if batch.status != BatchStatus.PENDING:
+            batch = TransferBatch.objects.get(pk=batch.pk)
+            return BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
+    with locks.idempotency_lock(request.client.pk, _BATCH_LOCK_PREFIX + request.idempotency_key) as lock:
+        if batch is None:
+            batch, created = _record_pending_batch(request, fingerprint)
+            if not created and batch.request_fingerprint != fingerprint:
+                raise IdempotencyKeyReused()
+        # PENDING, or settled by a racing request since we looked: then this
+        # is a replay of its result.
+        batch, settled_now = batch_settle(batch_id=batch.pk)
+        lock.leave_to_expire()
+    return BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=not settled_now)
+
+
+def _find_batch(client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
+    rows = _fetch(_FIND_BATCH, [client.pk, idempotency_key])
+    return TransferBatch.from_db(connection.alias, ["id", "request_fingerprint", "status"], rows[0]) if rows else None
+
+
+def _record_pending_batch(request: BatchRequest, fingerprint: str) -> tuple[TransferBatch, bool]:
+    """Commit the PENDING batch and its payouts' PENDING logs together (so
+    before any money moves), or return the batch that won the race for this
+    (client, key). Returns (batch, created)."""
+    client, payouts = request.client, request.payouts
+    batch_id, now = uuid.uuid4(), timezone.now()
+    pay_others = client.has_perm(PAY_OTHER_CLIENTS)
+    with transaction.atomic(durable=True):
+        usable = {
+            row[0]
+            for row in _fetch(
+                _USABLE_DESTINATIONS,
+                {
+                    "destinations": list({p.destination_wallet_id for p in payouts}),
+                    "client": client.pk,
+                    "pay_others": pay_others,
+                },
+            )
+        }
+        recorded = [(index, p) for index, p in enumerate(payouts) if p.destination_wallet_id in usable]
+        rejected = [
+            {
+                "index": index,
+                "idempotencyKey": p.idempotency_key,
+                "destinationWalletId": str(p.destination_wallet_id),
+                "amount": f"{p.amount:.2f}",
+                "errorCode": WalletNotFound.default_code,
+                "errorMessage": "Destination wallet not found.",
+            }
+            for index, p in enumerate(payouts)
+            if p.destination_wallet_id not in usable
+        ]
+        inserted = _fetch(
+            _INSERT_BATCH,
+            {
+                "id": batch_id,
+                "client": client.pk,
+                "key": request.idempotency_key,
+                "fingerprint": fingerprint,
+                "source": request.source_wallet_id,
+                "atomic": request.atomic,
+                "count": len(payouts),
+                "total": sum(p.amount for p in payouts),
+                "rejected": Jsonb(rejected),
+                "now": now,
+            },
+        )
+        if inserted and recorded:
+            _record_pending_payouts(batch_id, request, recorded)
+    if inserted:
+        return TransferBatch.from_db(connection.alias, ["id", "status"], [batch_id, BatchStatus.PENDING]), True
+    winner = _find_batch(client, request.idempotency_key)
+    if winner is None:
+        raise WalletNotFound("Source wallet not found.")
+    return winner, False
+
+
+def _record_pending_payouts(batch_id: uuid.UUID, request: BatchRequest, recorded: list[tuple[int, Payout]]) -> None:
+    """The multi-row INSERT of the payouts' PENDING logs, inside the batch's
+    transaction; IdempotencyKeyReused (rolling the batch back) when another
+    transaction holds any of their keys."""
+    source = request.source_wallet_id
+    keys = [p.idempotency_key for _, p in recorded]
+    returned = _fetch(
+        _INSERT_PAYOUTS,
+        {
+            "batch": batch_id,
+            "ids": [uuid.uuid4() for _ in recorded],
+            "keys": keys,
+            "fingerprints": [p.movement(source).fingerprint() for _, p in recorded],
+            "destinations": [p.destination_wallet_id for _, p in recorded],
+            "amounts": [p.amount for _, p in recorded],
+            "references": [new_reference() for _ in recorded],
+            "metadata": [json.dumps(p.metadata, separators=(",", ":")) for _, p in recorded],
+            "indexes": [index for index, _ in recorded],
+        },
+    )
+    if len(returned) != len(recorded):
+        stored = {row[0] for row in returned}
+        reused = [
+            {"index": index, "idempotencyKey": p.idempotency_key}
+            for index, p in recorded
+            if p.idempotency_key not in stored
+        ]
+        raise IdempotencyKeyReused(
+            f"{len(reused)} payout idempotency key(s) were already used for other transactions; nothing was stored.",
+            data={"payouts": reused},
+        )
+
+
+def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None:
+    """One settle transaction. True: settled now; False: already settled;
+    None: skip_locked and another caller holds it."""
+    with transaction.atomic(durable=True):
+        locking_started = time.perf_counter()
+        batch = locks.lock_batch(batch_id, skip_locked=skip_locked)
+        if batch is None:
+            return None
+        if batch.status != BatchStatus.PENDING:
+            return False
+        payouts = [
+            TransactionLog.from_db(connection.alias, _PAYOUT_FIELDS, row)
+            for row in _fetch(_PENDING_PAYOUTS, [batch_id])
+        ]
+        wallets = locks.lock_wallet_set([batch.source_wallet_id, *(log.destination_wallet_id for log in payouts)])
+        lock_wait = time.perf_counter() - locking_started
+        decided, failure = _decide_payouts(batch, payouts, wallets)
+        now = timezone.now()
+        deltas: dict[uuid.UUID, Decimal] = {}
+        completed = [log for log, reason in decided if reason is None]
+        for log in completed:
+            deltas[batch.source_wallet_id] = deltas.get(batch.source_wallet_id, Decimal(0)) - log.amount
+            deltas[log.destination_wallet_id] = deltas.get(log.destination_wallet_id, Decimal(0)) + log.amount
+        if deltas:
+            _run(_MOVE_BATCH_MONEY, {"ids": list(deltas), "deltas": list(deltas.values()), "now": now})
+        if decided:
+            cursor = connection.statement_cursor()
+            cursor.execute(
+                _SETTLE_PAYOUTS,
+                {
+                    "ids": [log.pk for log, _ in decided],
+                    "statuses": [
+                        TransactionStatus.COMPLETED.value if reason is None else TransactionStatus.FAILED.value
+                        for _, reason in decided
+                    ],
+                    "codes": [reason[0] if reason else "" for _, reason in decided],
+                    "messages": [reason[1] if reason else "" for _, reason in decided],
+                    "now": now,
+                },
+            )
+            if cursor.rowcount != len(decided):
+                raise RuntimeError(f"batch {batch_id}: {cursor.rowcount} of {len(decided)} payouts were PENDING")
+        payout_count = len(decided) + len(batch.rejected_payouts)
+        if not completed:
+            status = BatchStatus.FAILED
+        elif len(completed) == payout_count:
+            status = BatchStatus.COMPLETED
+        else:
+            status = BatchStatus.PARTIALLY_COMPLETED
+        _run(
+            _FINISH_BATCH,
+            {
+                "batch": batch_id,
+                "status": status.value,
+                "completed": len(completed),
+                "completed_amount": sum((log.amount for log in completed), Decimal(0)),
+                "failed": payout_count - len(completed),
+                "code": failure[1] if failure else "",
+                "message": f"Payout {failure[0]}: {failure[2]}" if failure else "",
+                "failed_index": failure[0] if failure else None,
+                "now": now,
+            },
+        )
+    telemetry.LOCK_WAIT.observe(lock_wait)
+    return True
+
+
+def _decide_payouts(
+    batch: TransferBatch, payouts: list[TransactionLog], wallets: dict[uuid.UUID, Wallet]
+) -> tuple[list[tuple[TransactionLog, tuple[str, str] | None]], tuple[int, str, str] | None]:
+    """Each payout log with the reason it fails ((code, message)) or None,
+    and for an atomic batch that fails, its first failure (index, code, message).
+
+    The single transfer's rules (_check_business_rules), payout by payout in
+    the order given, on balances that run down as payouts complete: a payout
+    that no longer fits fails and the ones after it may still fit. In an
+    atomic batch the first failure fails every payout.
+    """
+    source = wallets[batch.source_wallet_id]
+    by_index: dict[int, TransactionLog | dict] = {log.batch_index: log for log in payouts}
+    for rejected in batch.rejected_payouts:
+        by_index[rejected["index"]] = rejected
+    decided: list[tuple[TransactionLog, tuple[str, str] | None]] = []
+    first_failure = None
+    for index in sorted(by_index):
+        log = by_index[index]
+        if isinstance(log, dict):  # no log: its destination was not found
+            first_failure = first_failure or (index, log["errorCode"], log["errorMessage"])
+            continue
+        destination = wallets[log.destination_wallet_id]
+        try:
+            _check_business_rules(log, source, destination)
+        except BusinessRuleViolation as violation:
+            reason = (violation.default_code, str(violation.detail))
+            first_failure = first_failure or (index, *reason)
+            decided.append((log, reason))
+            continue
+        # The locked rows, changed in memory only: the next payout's check
+        # sees what this one leaves. The UPDATE writes the sums.
+        source.balance -= log.amount
+        destination.balance += log.amount
+        decided.append((log, None))
+    if not batch.atomic or first_failure is None:
+        return decided, None
+    failed_index, code, message = first_failure
+    not_moved = (
+        BatchFailed.default_code,
+        f"Not moved: payout {failed_index} of its atomic batch failed ({code}: {message})",
+    )
+    return [(log, reason if log.batch_index == failed_index else not_moved) for log, reason in decided], first_failure

@@ -105,3 +105,75 @@ def reversal_done(*, original: TransactionLog, compensation: TransactionLog, rev
             "client": reversed_by.get_username(),
         },
     )
+
+
+# --- batches ---------------------------------------------------------------------------
+
+BATCHES = Counter(
+    "wallet_transfer_batches",
+    "Batches of payouts answered: outcome completed, partially_completed or failed (settled by this request), "
+    "replayed, or refused (idempotency_key_in_use, idempotency_key_reused); mode atomic or independent.",
+    ["mode", "outcome"],
+)
+BATCH_PAYOUTS = Counter(
+    "wallet_transfer_batch_payouts",
+    "Payouts of batches settled by a request: outcome completed or failed, and a failure's reason.",
+    ["outcome", "reason"],
+)
+
+
+def batch_answered(*, client, result, seconds: float) -> None:
+    """A batch request got its answer: settled now, or replayed. One line for
+    the batch (a line per payout would be a thousand lines for one request;
+    each payout is findable by its key and reference)."""
+    batch = result.batch
+    mode = "atomic" if batch.atomic else "independent"
+    outcome = "replayed" if result.replayed else batch.status.lower()
+    BATCHES.labels(mode, outcome).inc()
+    if not result.replayed:
+        reasons: dict[tuple[str, str], int] = {}
+        for payout in result.payouts:
+            label = (payout.status.lower(), payout.error_code or "")
+            reasons[label] = reasons.get(label, 0) + 1
+        for (payout_outcome, reason), count in reasons.items():
+            BATCH_PAYOUTS.labels(payout_outcome, reason).inc(count)
+    duration_ms = round(seconds * 1000, 1)
+    logger.info(
+        "BATCH %s %s (%d of %d payouts completed) in %.1fms",
+        batch.pk,
+        outcome,
+        batch.completed_count,
+        batch.payout_count,
+        duration_ms,
+        extra={
+            "event": "batch",
+            "batch_id": str(batch.pk),
+            "mode": mode,
+            "outcome": outcome,
+            "status": batch.status,
+            "error_code": batch.error_code or None,
+            "payouts": batch.payout_count,
+            "completed": batch.completed_count,
+            "failed": batch.failed_count,
+            "amount": f"{batch.completed_amount:.2f}",
+            "client": client.get_username(),
+            "duration_ms": duration_ms,
+        },
+    )
+
+
+def batch_refused(*, client, idempotency_key: str, code: str) -> None:
+    """A batch refused for a key (409 in flight, 422 used elsewhere): nothing stored."""
+    BATCHES.labels("", "refused").inc()
+    KEY_CONFLICTS.labels("BATCH", code).inc()
+    logger.info(
+        "BATCH refused: %s",
+        code,
+        extra={
+            "event": "batch",
+            "outcome": "refused",
+            "error_code": code,
+            "client": client.get_username(),
+            "idempotency_key": idempotency_key,
+        },
+    )

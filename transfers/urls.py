@@ -1,13 +1,15 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from transfers.views import TransferViewSet, WalletMoneyViewSet
+from transfers.views import BatchViewSet, TransferViewSet, WalletMoneyViewSet
 
 router = SimpleRouter(trailing_slash=False, use_regex_path=False)
 # Same prefix as wallets/urls.py: these routes are /api/wallets/{id}/deposit etc.
 router.register("wallets", WalletMoneyViewSet, basename="wallet-money")
 
 urlpatterns = [
+    path("transfers/batch", BatchViewSet.as_view({"post": "create"}), name="batch-create"),
+    path("transfers/batch/<uuid:batch_id>", BatchViewSet.as_view({"get": "retrieve"}), name="batch-detail"),
     path("transfer", TransferViewSet.as_view({"post": "create"}), name="transfer-create"),
     # Before the key route: a key may itself contain "/", so order decides.
     path(

@@ -5,6 +5,7 @@ touches a balance."""
 from collections.abc import Callable
 from functools import partial
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -12,13 +13,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from transfers import selectors, services
-from transfers.exceptions import BUSINESS_RULE_ERRORS
+from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
 from transfers.http import CHARGED_WHEN_ANSWERED, ApiMovementRequest
 from transfers.idempotency import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER
 from transfers.models import REFERENCE_FORMAT, TransactionLog, TransactionStatus
-from transfers.movements import Movement, MovementResult
+from transfers.movements import BatchRequest, BatchResult, Movement, MovementResult, Payout
 from transfers.serializers import (
+    BatchRequestSerializer,
+    BatchResultSerializer,
     MoneyRequestSerializer,
     MovementResultSerializer,
     TransactionLogSerializer,
@@ -175,3 +178,84 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
         logs = self.filter_queryset(selectors.wallet_transactions(wallet_id=pk, viewer=request.user))
         page = self.paginate_queryset(logs)
         return self.get_paginated_response(TransactionLogSerializer(page, many=True, context={"request": request}).data)
+
+
+class BatchViewSet(viewsets.GenericViewSet):
+    """POST /api/transfers/batch and GET /api/transfers/batch/{batchId}."""
+
+    required_permissions = {"create": ["transfers.create_transfer"], "retrieve": []}
+
+    @property
+    def max_body_bytes(self) -> int:
+        # Read by the JSON parser: a batch of 1,000 payouts is larger than any single request.
+        return settings.BATCH_MAX_BODY_BYTES
+
+    @extend_schema(
+        request=BatchRequestSerializer,
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=True,
+                pattern=HEADER_KEY_PATTERN,
+                description="The batch's idempotency key (required; batch keys are their own namespace). Same "
+                "rules as a transfer's header key.",
+            )
+        ],
+        responses={
+            201: OpenApiResponse(
+                envelope(BatchResultSerializer(), "BatchProcessed"),
+                description="The batch was settled: its status and each payout's outcome (atomic false: some may "
+                "have FAILED, a payout to an unknown wallet with code wallet_not_found and no transaction).",
+            ),
+            200: OpenApiResponse(
+                envelope(BatchResultSerializer(), "BatchReplayed"),
+                description="Same batch key and payload again: the first result, with Idempotent-Replayed: true.",
+            ),
+            400: error(
+                "Malformed batch (nothing stored): empty, too many payouts, a payout key repeated, the "
+                "source as a destination, no Idempotency-Key header."
+            ),
+            404: error("Unknown source wallet, or another client's (code wallet_not_found); nothing stored."),
+            409: error("The batch key is being processed by another request (code idempotency_key_in_use)."),
+            422: error(
+                "An atomic batch broke a rule at one payout and none moved (code batch_failed, data: the batch, "
+                "failedPayoutIndex and errorCode say which and why; replays return the same), or the batch key was "
+                "used for another batch, or a payout key for any other transaction (code idempotency_key_reused, "
+                "nothing stored; data.payouts names them)."
+            ),
+        },
+    )
+    def create(self, request):
+        serializer = BatchRequestSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        batch_request = BatchRequest(
+            client=request.user,
+            idempotency_key=fields["idempotency_key"],
+            source_wallet_id=fields["source_wallet_id"],
+            atomic=fields["atomic"],
+            payouts=tuple(Payout(**payout) for payout in fields["transfers"]),
+        )
+        return batch_response(services.batch_answer(batch_request=batch_request))
+
+    @extend_schema(
+        responses={
+            200: envelope(BatchResultSerializer(), "Batch"),
+            404: error("No batch of this client has that id (code batch_not_found)."),
+        }
+    )
+    def retrieve(self, request, batch_id):
+        batch = selectors.batch_for_client(client=request.user, batch_id=batch_id)
+        return ok(BatchResultSerializer(BatchResult(batch, services.batch_outcomes(batch), replayed=False)).data)
+
+
+def batch_response(result: BatchResult) -> Response:
+    """201 for the request that settled the batch, 200 + Idempotent-Replayed
+    for a replay; an atomic batch that failed is the same 422 every time."""
+    headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
+    data = BatchResultSerializer(result).data
+    if result.batch.atomic and result.batch.error_code:
+        raise BatchFailed(result.batch.error_message, data=data, headers=headers)
+    return ok(data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED, headers=headers)

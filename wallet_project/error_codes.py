@@ -108,12 +108,23 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "No transaction of this client has that idempotency key, or none it may see has that reference.",
         "Check the key or reference; a key that was refused with 400 or 404 was never stored.",
     ),
+    "batch_not_found": ErrorCode(
+        404,
+        "No batch of this client has that id (another client's answers the same).",
+        "Check the batch id the 201 answered with.",
+    ),
     "webhook_endpoint_not_found": ErrorCode(
         404,
         "No webhook endpoint of this client has that id (another client's answers the same).",
         "List your endpoints with `GET /api/webhook-endpoints` and use one of their ids.",
     ),
     # --- money requests --------------------------------------------------------------------
+    "batch_failed": ErrorCode(
+        422,
+        "A payout of an atomic batch broke a rule, so no payout moved; `data` is the batch, "
+        "`failedPayoutIndex` and `errorCode` name the payout and the rule.",
+        "Fix that payout (or drop it), then send the batch again under a new batch key and new payout keys.",
+    ),
     "insufficient_balance": ErrorCode(
         422,
         "The source wallet holds less than the amount. A FAILED transaction is stored (`data`).",

@@ -135,12 +135,15 @@ class DecimalJSONParser(JSONParser):
 
     The body is bounded twice: here by Content-Length and by what is read
     (413 before anything is parsed), and by Django's DATA_UPLOAD_MAX_MEMORY_SIZE
-    (set to the same value) where DRF reads request.body; the exception handler
-    turns that one into the same 413.
+    (the largest bound of any route) where DRF reads request.body; the
+    exception handler turns that one into the same 413. A view that takes
+    larger bodies than API_MAX_BODY_BYTES (a batch of payouts) says so with
+    its `max_body_bytes`.
     """
 
     def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.API_MAX_BODY_BYTES
+        view = (parser_context or {}).get("view")
+        limit = getattr(view, "max_body_bytes", None) or settings.API_MAX_BODY_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
         if declared and declared.isdigit() and int(declared) > limit:

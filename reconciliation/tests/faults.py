@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 
 from reconciliation.services import ledger_discrepancies
 from transfers import locks, services
-from transfers.models import TransactionLog, TransactionStatus
+from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransferBatch
 
 # Where a money movement can be interrupted: (module, function, when). The
 # action runs just before or just after that call, in the order a transfer
@@ -42,6 +42,12 @@ STAGES = {
     "inside_settle": (locks, "lock_wallets", "after"),
     # The money moved and COMPLETED is committed; the response is not sent yet.
     "after_settle_commit": (services, "transaction_settle", "after"),
+    # The same stages of a batch of payouts (transfers.services, "batch disbursements").
+    "batch_before_pending": (services, "_record_pending_batch", "before"),
+    "batch_after_pending": (services, "_record_pending_batch", "after"),
+    # The batch row, the source and every destination are locked, nothing committed.
+    "batch_inside_settle": (locks, "lock_wallet_set", "after"),
+    "batch_after_settle_commit": (services, "batch_settle", "after"),
 }
 
 
@@ -216,6 +222,7 @@ def assert_books_balance() -> None:
     assert ledger_discrepancies() == []
     pending = TransactionLog.objects.filter(status=TransactionStatus.PENDING)
     assert list(pending.values_list("reference", flat=True)) == []
+    assert list(TransferBatch.objects.filter(status=BatchStatus.PENDING).values_list("pk", flat=True)) == []
 
 
 def reconcile_now() -> str:

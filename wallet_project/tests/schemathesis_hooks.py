@@ -7,6 +7,8 @@ contract accepts.
   body field, if both are sent, agree (transfers/idempotency.py).
 - A transfer's two wallets differ, and are the test client's own funded
   wallets (random UUIDs would only ever reach the 404).
+- A batch's payouts go from the client's source wallet to its other wallet,
+  each under a key of its own (unique within the batch, as the API requires).
 - Metadata's property names are text: OpenAPI 3.0 has no propertyNames, so
   the schema cannot say that a name holds no lone UTF-16 surrogate or NUL
   (wallet_project/parsers.py refuses them, as the contract asks).
@@ -23,6 +25,9 @@ HEADER = "Idempotency-Key"
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    if case.method == "POST" and case.path == "/api/transfers/batch" and isinstance(case.body, dict):
+        _batch(case.body)
+        return
     if case.method != "POST" or case.path not in MONEY_PATHS or not isinstance(case.body, dict):
         return
     headers = case.headers if case.headers is not None else {}
@@ -45,3 +50,13 @@ def _is_text(name: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate
         return False
     return "\x00" not in name
+
+
+def _batch(body: dict) -> None:
+    body["sourceWalletId"] = os.environ["ST_SOURCE_WALLET"]
+    for payout in body.get("transfers") or []:
+        if isinstance(payout, dict):
+            payout["destinationWalletId"] = os.environ["ST_DESTINATION_WALLET"]
+            payout["idempotencyKey"] = f"st-{uuid.uuid4()}"
+            if isinstance(payout.get("metadata"), dict):
+                payout["metadata"] = {k: v for k, v in payout["metadata"].items() if _is_text(k)}

@@ -4,6 +4,9 @@ python manage.py reconcile                       # PENDING older than RECONCILE_
 python manage.py reconcile --older-than 60       # seconds
 python manage.py reconcile --dry-run
 python manage.py reconcile --transaction TXN-20261124ABCDEFGHJK   # or a log id
+
+A batch of payouts left PENDING is settled whole (its row is batch:<id>); a
+payout's reference given to --transaction settles its batch.
 """
 
 import sys
@@ -31,12 +34,13 @@ class Command(BaseCommand):
             if log.status != TransactionStatus.PENDING:
                 self.stdout.write(f"{log.reference} is {log.status}: nothing to do.")
                 return
-            logs = TransactionLog.objects.filter(pk=log.pk)
+            logs, batches = TransactionLog.objects.filter(pk=log.pk), None
         else:
             age = timedelta(seconds=older_than) if older_than is not None else None
             logs = services.stale_pending_logs(older_than=age)
+            batches = services.stale_pending_batches(older_than=age)
 
-        total = logs.count()
+        total = logs.count() + (batches.count() if batches is not None else 0)
         if total == 0:
             self.stdout.write("No PENDING transactions to reconcile.")
             return
@@ -52,7 +56,7 @@ class Command(BaseCommand):
                 sys.stderr.write(f"\r  {done}/{total}")
                 sys.stderr.flush()
 
-        outcomes = services.logs_reconcile(logs=logs, dry_run=dry_run, on_progress=progress)
+        outcomes = services.logs_reconcile(logs=logs, batches=batches, dry_run=dry_run, on_progress=progress)
         if total >= 100 and sys.stderr.isatty():
             sys.stderr.write("\n")
         counts = services.outcome_counts(outcomes)
