@@ -308,6 +308,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The event types appear in events, endpoints and the events query: one
+    # schema enum for all (a dotted path, so that settings import no app).
+    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "wallets.models.EventType"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "wallet_project.schema.complete_schema",

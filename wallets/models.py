@@ -228,7 +228,6 @@ class WebhookEndpoint(models.Model):
     cursor_txid = models.BigIntegerField(editable=False)
     cursor_seq = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         db_table = "webhook_endpoints"

@@ -12,9 +12,9 @@ from wallets.serializers import (
     WalletCreateSerializer,
     WalletListQuerySerializer,
     WalletSerializer,
-    WebhookEndpointCreatedSerializer,
     WebhookEndpointCreateSerializer,
     WebhookEndpointSerializer,
+    WebhookEndpointWithSecretSerializer,
 )
 
 
@@ -75,7 +75,7 @@ class EventViewSet(viewsets.GenericViewSet):
     @extend_schema(
         parameters=[EventListQuerySerializer],
         responses={
-            200: envelope(EventPageSerializer(), "EventPage"),
+            200: envelope(EventPageSerializer(), "EventList"),
             400: error("A malformed cursor, type or limit (the parameter is named in errors)."),
         },
     )
@@ -101,7 +101,7 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     @extend_schema(
         request=WebhookEndpointCreateSerializer,
         responses={
-            201: envelope(WebhookEndpointCreatedSerializer(), "WebhookEndpointCreated"),
+            201: envelope(WebhookEndpointWithSecretSerializer(), "WebhookEndpointCreated"),
             400: error("Not an http(s) URL, or an unknown event type (named in errors)."),
         },
     )
@@ -110,7 +110,7 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
         payload.is_valid(raise_exception=True)
         endpoint, secret = webhooks.webhook_endpoint_create(client=request.user, **payload.validated_data)
         endpoint.secret = secret
-        return ok(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+        return ok(WebhookEndpointWithSecretSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: envelope(WebhookEndpointSerializer(many=True), "WebhookEndpointList")})
     def list(self, request):
