@@ -240,7 +240,9 @@ def _claim_one() -> tuple[int, uuid.UUID] | None:
 
 
 def _attempt(delivery_id: int) -> Outcome:
-    delivery = WebhookDelivery.objects.select_related("endpoint", "event").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("endpoint", "event").filter(pk=delivery_id).first()
+    if delivery is None:  # its endpoint was deleted, or its event purged, since the claim
+        return Outcome(None, "gone before it was sent")
     body = json.dumps(event_body(delivery.event), separators=(",", ":"), ensure_ascii=False)
     sent_at = timezone.now()
     headers = {

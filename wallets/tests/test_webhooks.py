@@ -250,3 +250,18 @@ def test_events_past_retention_are_purged_with_their_deliveries(wallet_owner, re
     )
     assert events_purge(retention=timedelta(days=30)) == 2
     assert Event.objects.count() == 1 and WebhookDelivery.objects.count() == 1
+
+
+def test_an_endpoint_deleted_while_its_delivery_is_claimed_is_not_an_error(wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    endpoint = subscribe(api, receiver)
+    toggle(WalletFactory(owner=wallet_owner), 1)
+    fan_out_all(1)
+    claimed = webhooks._claim_one()
+    assert api.delete(f"/api/webhook-endpoints/{endpoint['id']}").status_code == 200
+
+    outcome = webhooks._attempt(claimed[0])
+    webhooks._record(*claimed, outcome)
+
+    assert not outcome.delivered and receiver.requests == []
+    assert not WebhookDelivery.objects.exists()
