@@ -43,6 +43,8 @@ MIGRATED_GROUPS = {
     # Tenancy: Disbursement client, and Auditor as it is since.
     **importlib.import_module("transfers.migrations.0007_pay_other_clients").GROUPS,
 }
+# Tenancy's groups (the Disbursement client, the Auditor's wider reads).
+MIGRATED_GROUPS.update(importlib.import_module("transfers.migrations.0007_pay_other_clients").GROUPS)
 _event_admin = importlib.import_module("transfers.migrations.0009_event_admin_permissions")
 for _group in _event_admin.GROUPS:
     MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_event_admin.EVENT_PERMISSIONS]
@@ -99,6 +101,25 @@ def transfer_api(wallet_owner) -> APIClient:
     """The wallet owner's client, allowed only to open wallets and transfer
     (with treasury_api in the same test, both are one client in both groups)."""
     return make_api_client("Transfer client", user=wallet_owner)
+
+
+@pytest.fixture
+def fast_webhooks(settings):
+    """Webhooks to the tests' receivers on loopback, with short timeouts and retries."""
+    settings.WEBHOOK_ALLOW_LOOPBACK = True
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 0.05
+    settings.WEBHOOK_RETRY_CAP_SECONDS = 0.2
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on loopback that verifies every request (wallets/tests/receiver.py)."""
+    from wallets.tests.receiver import Receiver
+
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture

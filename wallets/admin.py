@@ -308,18 +308,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
 # --- events and webhooks --------------------------------------------------------------
 
 
-@admin.register(Event)
-class EventAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """The outbox, read-only: what each client was told. "Send again" queues
-    an event to its client's endpoints once more (same webhook-id)."""
+class EventListMixin:
+    """What the event and delivery lists share: searched by a whole event id
+    (an index lookup), never counted row by row, and the resend permission."""
 
-    list_display = ("id", "type", "client", "created_at")
-    list_select_related = ("client",)
-    list_filter = ("type", "client")
-    search_fields = ("=id",)
+    event_id_lookup = "pk"
     search_help_text = "An event id (the webhook-id of its deliveries; the whole UUID)."
-    readonly_fields = ("id", "type", "client", "created_at", "seq", "txid", "data")
-    actions = ["send_again"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
@@ -328,10 +322,23 @@ class EventAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmi
         if not search_term.strip():
             return queryset, False
         value = parse_uuid(search_term)
-        return (queryset.filter(pk=value) if value else queryset.none()), False
+        return (queryset.filter(**{self.event_id_lookup: value}) if value else queryset.none()), False
 
     def has_resend_permission(self, request) -> bool:
         return request.user.has_perm("wallets.resend_event")
+
+
+@admin.register(Event)
+class EventAdmin(EventListMixin, LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The outbox, read-only: what each client was told. "Send again" queues
+    an event to its client's endpoints once more (same webhook-id)."""
+
+    list_display = ("id", "type", "client", "created_at")
+    list_select_related = ("client",)
+    list_filter = ("type", "client")
+    search_fields = ("=id",)
+    readonly_fields = ("id", "type", "client", "created_at", "seq", "txid", "data")
+    actions = ["send_again"]
 
     @admin.action(description="Send selected events again to their client's endpoints", permissions=["resend"])
     def send_again(self, request, queryset):
@@ -360,11 +367,9 @@ class WebhookEndpointAdmin(RecentDeliveriesMixin, ReadOnlyAdminMixin, admin.Mode
         "id", "client", "url", "event_types", "is_active", "failing_since", "disabled_at", "disabled_reason",
         "created_at", "recent_deliveries",
     )  # fmt: skip
-    exclude = ("secret_encrypted", "cursor_txid", "cursor_seq", "deleted_at")
+    exclude = ("secret_encrypted", "cursor_txid", "cursor_seq")
     actions = ["enable"]
-
-    def has_resend_permission(self, request) -> bool:
-        return request.user.has_perm("wallets.resend_event")
+    has_resend_permission = EventListMixin.has_resend_permission
 
     @admin.action(description="Enable selected endpoints again", permissions=["resend"])
     def enable(self, request, queryset):
@@ -375,7 +380,7 @@ class WebhookEndpointAdmin(RecentDeliveriesMixin, ReadOnlyAdminMixin, admin.Mode
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WebhookDeliveryAdmin(EventListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Each event to each endpoint: attempts, the last status code and error,
     the next attempt. "Send again" queues the selected ones now."""
 
@@ -385,25 +390,13 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("event", "endpoint")
     list_filter = ("status", "endpoint__client")
     search_fields = ("=event__id",)
-    search_help_text = "An event id (webhook-id; the whole UUID)."
+    event_id_lookup = "event_id"
     readonly_fields = (
         "event", "endpoint", "status", "attempts", "last_attempt_at", "last_status_code", "last_error",
         "next_attempt_at", "delivered_at", "created_at",
     )  # fmt: skip
     exclude = ("lease",)
     actions = ["send_again"]
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-
-    def get_search_results(self, request, queryset, search_term):
-        if not search_term.strip():
-            return queryset, False
-        value = parse_uuid(search_term)
-        return (queryset.filter(event_id=value) if value else queryset.none()), False
-
-    def has_resend_permission(self, request) -> bool:
-        return request.user.has_perm("wallets.resend_event")
 
     @admin.action(description="Send selected deliveries again now", permissions=["resend"])
     def send_again(self, request, queryset):

@@ -180,10 +180,12 @@ class Event(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, db_default=Func(function="gen_random_uuid"))
     # The cursor's tie-breaker within one writing transaction (a sequence the
     # migration creates, so that SQL inserts need not name it).
-    seq = models.BigIntegerField(
-        unique=True, editable=False, db_default=Func(Value(EVENT_SEQUENCE), function="nextval")
+    seq = models.BigIntegerField(editable=False, db_default=Func(Value(EVENT_SEQUENCE), function="nextval"))
+    # Indexed by the cursor index below (client first): every index is a write
+    # in the settle statement, under the wallet row locks.
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="events", db_index=False
     )
-    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="events")
     type = models.CharField(max_length=32, choices=EventType.choices)
     data = models.JSONField(help_text="The object as the API showed it to this client when the change committed.")
     created_at = models.DateTimeField(default=timezone.now, db_default=Now())
@@ -228,7 +230,6 @@ class WebhookEndpoint(models.Model):
     cursor_txid = models.BigIntegerField(editable=False)
     cursor_seq = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         db_table = "webhook_endpoints"

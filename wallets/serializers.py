@@ -140,7 +140,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
+class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):
     """The answer to POST /api/webhook-endpoints: the only time the signing secret is shown."""
 
     secret = serializers.CharField(help_text="The signing secret (whsec_...), shown this once.")

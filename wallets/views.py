@@ -13,9 +13,9 @@ from wallets.serializers import (
     WalletCreateSerializer,
     WalletListQuerySerializer,
     WalletSerializer,
-    WebhookEndpointCreatedSerializer,
     WebhookEndpointCreateSerializer,
     WebhookEndpointSerializer,
+    WebhookEndpointWithSecretSerializer,
 )
 
 
@@ -93,7 +93,7 @@ class EventViewSet(viewsets.GenericViewSet):
     @extend_schema(
         parameters=[EventListQuerySerializer],
         responses={
-            200: envelope(EventPageSerializer(), "EventsPage"),
+            200: envelope(EventPageSerializer(), "EventList"),
             400: error("A malformed cursor, type or limit (the parameter is named in errors)."),
         },
     )
@@ -119,7 +119,7 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     @extend_schema(
         request=WebhookEndpointCreateSerializer,
         responses={
-            201: envelope(WebhookEndpointCreatedSerializer(), "WebhookEndpointIssued"),
+            201: envelope(WebhookEndpointWithSecretSerializer(), "WebhookEndpointCreated"),
             400: error("Not an http(s) URL, or an unknown event type (named in errors)."),
         },
     )
@@ -128,7 +128,7 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
         payload.is_valid(raise_exception=True)
         endpoint, secret = webhooks.webhook_endpoint_create(client=request.user, **payload.validated_data)
         endpoint.secret = secret
-        return ok(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+        return ok(WebhookEndpointWithSecretSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: envelope(WebhookEndpointSerializer(many=True), "WebhookEndpointList")})
     def list(self, request):

@@ -135,29 +135,37 @@ def webhook_endpoint_delete(*, client: AbstractBaseUser, endpoint_id: uuid.UUID)
 def fan_out(*, limit: int = 1000) -> int:
     """Copy each active endpoint's new events (those of its client, past its
     cursor, below the commit horizon) into deliveries, for the types it asked
-    for. Returns how many deliveries were created. Safe to run concurrently:
-    an endpoint another run holds is skipped, and (endpoint, event) is unique."""
-    created = 0
+    for. Returns how many deliveries it queued. Safe to run concurrently:
+    an endpoint another run holds is skipped, and (endpoint, event) is unique.
+    One short transaction per endpoint: a transaction that writes holds the
+    commit horizon (wallets/events.py) back while it lasts."""
+    active = WebhookEndpoint.objects.filter(is_active=True).values_list("pk", flat=True)
+    return sum(_fan_out_endpoint(endpoint_id, limit) for endpoint_id in list(active))
+
+
+def _fan_out_endpoint(endpoint_id: uuid.UUID, limit: int) -> int:
+    horizon = current_horizon()
     with transaction.atomic():
-        # Read before this transaction takes an id of its own (the row locks below).
-        horizon = current_horizon()
-        for endpoint in WebhookEndpoint.objects.select_for_update(skip_locked=True).filter(is_active=True):
-            after = Q(txid__gt=endpoint.cursor_txid) | Q(txid=endpoint.cursor_txid, seq__gt=endpoint.cursor_seq)
-            events = list(
-                Event.objects.filter(after, client_id=endpoint.client_id, txid__lt=horizon)
-                .order_by("txid", "seq")
-                .values_list("pk", "type", "txid", "seq")[:limit]
-            )
-            if not events:
-                continue
-            wanted = [
-                WebhookDelivery(endpoint=endpoint, event_id=pk)
-                for pk, type_, _, _ in events
-                if type_ in endpoint.event_types
-            ]
-            created += len(WebhookDelivery.objects.bulk_create(wanted, ignore_conflicts=True))
-            endpoint.cursor_txid, endpoint.cursor_seq = events[-1][2], events[-1][3]
-            endpoint.save(update_fields=["cursor_txid", "cursor_seq"])
+        locked = WebhookEndpoint.objects.select_for_update(skip_locked=True).filter(pk=endpoint_id, is_active=True)
+        endpoint = locked.first()
+        if endpoint is None:
+            return 0
+        after = Q(txid__gt=endpoint.cursor_txid) | Q(txid=endpoint.cursor_txid, seq__gt=endpoint.cursor_seq)
+        events = list(
+            Event.objects.filter(after, client_id=endpoint.client_id, txid__lt=horizon)
+            .order_by("txid", "seq")
+            .values_list("pk", "type", "txid", "seq")[:limit]
+        )
+        if not events:
+            return 0
+        wanted = [
+            WebhookDelivery(endpoint=endpoint, event_id=pk)
+            for pk, type_, _, _ in events
+            if type_ in endpoint.event_types
+        ]
+        created = len(WebhookDelivery.objects.bulk_create(wanted, ignore_conflicts=True))
+        endpoint.cursor_txid, endpoint.cursor_seq = events[-1][2], events[-1][3]
+        endpoint.save(update_fields=["cursor_txid", "cursor_seq"])
     return created
 
 
@@ -232,7 +240,9 @@ def _claim_one() -> tuple[int, uuid.UUID] | None:
 
 
 def _attempt(delivery_id: int) -> Outcome:
-    delivery = WebhookDelivery.objects.select_related("endpoint", "event").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("endpoint", "event").filter(pk=delivery_id).first()
+    if delivery is None:  # its endpoint was deleted, or its event purged, since the claim
+        return Outcome(None, "gone before it was sent")
     body = json.dumps(event_body(delivery.event), separators=(",", ":"), ensure_ascii=False)
     sent_at = timezone.now()
     headers = {

@@ -27,39 +27,11 @@ from reconciliation.tests.test_fault_celery_beat import leave_stuck_transfers, w
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus
 from wallets import services as wallet_services
-from wallets import webhooks
 from wallets.models import DeliveryStatus, Event, Wallet, WebhookDelivery
-from wallets.tests.receiver import TIMEOUT, Receiver
+from wallets.tests.receiver import TIMEOUT, pump, subscribe
 from wallets.tests.test_admin import staff_client
-from wallets.tests.test_webhooks import subscribe
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("migrated_groups")]
-
-ALL_TYPES = ["transfer.completed", "transfer.failed", "transfer.reversed", "wallet.frozen", "wallet.unfrozen"]
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def loopback_webhooks(settings):
-    settings.WEBHOOK_ALLOW_LOOPBACK = True
-    settings.WEBHOOK_TIMEOUT_SECONDS = 1
-    settings.WEBHOOK_RETRY_BASE_SECONDS = 0.05
-    settings.WEBHOOK_RETRY_CAP_SECONDS = 0.2
-
-
-def pump_until(condition, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not delivered in time"
-        webhooks.fan_out()
-        webhooks.deliver_due(budget_seconds=1)
-        time.sleep(0.02)
 
 
 def events_about(object_id) -> list[Event]:
@@ -181,7 +153,7 @@ def test_connection_killed_after_a_freeze_commits_leaves_both(monkeypatch, walle
 
 
 def test_an_admin_freeze_and_an_admin_reversal_reach_the_clients_webhook(
-    loopback_webhooks, receiver, wallet_owner, funded_wallet
+    fast_webhooks, receiver, wallet_owner, funded_wallet
 ):
     api = make_api_client("Treasury client", user=wallet_owner)
     subscribe(api, receiver, types=["transfer.reversed", "wallet.frozen"])
@@ -199,7 +171,7 @@ def test_an_admin_freeze_and_an_admin_reversal_reach_the_clients_webhook(
     frozen = finance.post(reverse("admin:wallets_wallet_freeze", args=[destination.pk]))
     assert frozen.status_code == 302
 
-    pump_until(lambda: len(receiver.accepted_ids()) == 2)
+    pump(lambda: len(receiver.accepted_ids()) == 2)
     bodies = {r.body["type"]: r.body for r in receiver.requests if r.behaviour == "ok"}
     assert bodies["transfer.reversed"]["data"]["id"] == str(original.pk)
     assert bodies["transfer.reversed"]["data"]["status"] == "REVERSED"

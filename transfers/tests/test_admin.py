@@ -372,6 +372,11 @@ def test_the_migration_creates_support_and_finance_with_exactly_their_permission
         ("wallets", "freeze_wallet"),
         ("transfers", "view_transactionlog"),
         ("transfers", "reconcile_transactionlog"),
+        # Events and webhooks (transfers/migrations/0009_event_admin_permissions.py).
+        ("wallets", "view_event"),
+        ("wallets", "resend_event"),
+        ("wallets", "view_webhookendpoint"),
+        ("wallets", "view_webhookdelivery"),
     }
     assert codenames("Support") == support_permissions
     assert codenames("Finance") == support_permissions | {("transfers", "reverse_transactionlog")}
@@ -397,11 +402,14 @@ def test_a_staff_user_in_no_group_sees_nothing_of_money(funded_wallet):
     assert str(wallet.balance) not in nobody.get(reverse("admin:index")).content.decode()
 
 
-def test_support_sees_wallets_and_transaction_logs_in_the_admin_index(support):
+def test_support_sees_wallets_transaction_logs_and_webhooks_in_the_admin_index(support):
     index = support.get(reverse("admin:index"))
 
     models = {(app["app_label"], model["object_name"]) for app in index.context["app_list"] for model in app["models"]}
-    assert models == {("wallets", "Wallet"), ("transfers", "TransactionLog")}
+    assert models == {
+        ("wallets", "Wallet"), ("transfers", "TransactionLog"),
+        ("wallets", "Event"), ("wallets", "WebhookEndpoint"), ("wallets", "WebhookDelivery"),
+    }  # fmt: skip
 
 
 # --- fast with many rows ----------------------------------------------------------------------

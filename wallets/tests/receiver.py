@@ -11,6 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from wallets import webhooks
+from wallets.models import EventType, WebhookDelivery
+
 # What the receiver does with a request.
 OK, ERROR, TIMEOUT, DROP, GONE, REDIRECT = "ok", "500", "timeout", "drop", "410", "redirect"
 
@@ -100,3 +103,38 @@ class Receiver:
         """webhook-ids of the deliveries answered 2xx, in arrival order."""
         with self._lock:
             return [r.webhook_id for r in self.requests if r.behaviour == OK and r.verified]
+
+
+# --- driving delivery from a test, as the Celery task does --------------------------------
+
+
+def subscribe(api, receiver: Receiver, types: list[str] | None = None) -> dict:
+    """POST /api/webhook-endpoints for `receiver` (all types by default); the
+    receiver learns the secret, as a client would store it."""
+    types = types or list(EventType.values)
+    response = api.post("/api/webhook-endpoints", {"url": receiver.url, "eventTypes": types}, format="json")
+    assert response.status_code == 201, response.json()
+    endpoint = response.json()["data"]
+    receiver.secret = endpoint["secret"]
+    return endpoint
+
+
+def pump(until, seconds: float = 60) -> None:
+    """Run what the Celery task runs until `until()` holds."""
+    deadline = time.monotonic() + seconds
+    while not until():
+        assert time.monotonic() < deadline, "deliveries did not finish in time"
+        webhooks.fan_out()
+        webhooks.deliver_due(budget_seconds=1)
+        time.sleep(0.02)
+
+
+def fan_out_all(count: int) -> None:
+    """Fan out until `count` deliveries exist (events wait behind any writing
+    transaction older than theirs, and this PostgreSQL server is shared with
+    other test runs whose test transactions stay open for a whole test)."""
+    deadline = time.monotonic() + 30
+    while WebhookDelivery.objects.count() < count:
+        assert time.monotonic() < deadline, "events were not fanned out in time"
+        webhooks.fan_out()
+        time.sleep(0.02)

@@ -40,6 +40,26 @@ def freeze(wallet) -> None:
     wallet_set_active(wallet=wallet, is_active=False)
 
 
+def freeze_left_open(wallet) -> tuple[threading.Event, threading.Thread]:
+    """Freeze `wallet` in a transaction on another connection and keep it
+    open (its event written, not committed) until the returned event is set."""
+    written, release = threading.Event(), threading.Event()
+
+    def slow_freeze():
+        try:
+            with transaction.atomic():
+                freeze(wallet)
+                written.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=slow_freeze)
+    worker.start()
+    assert written.wait(10)
+    return release, worker
+
+
 def test_each_client_lists_only_its_own_events_oldest_first(funded_wallet):
     mobile, lender = make_api_client("Treasury client"), make_api_client("Disbursement client")
     mobile_wallet = funded_wallet("10.00", owner=mobile.user)
@@ -98,20 +118,7 @@ def test_an_event_that_commits_late_is_listed_after_the_cursor_not_skipped(walle
     after everything already listed: a client polling with its cursor gets it."""
     api = make_api_client("Treasury client", user=wallet_owner)
     early, late = WalletFactory(owner=wallet_owner), WalletFactory(owner=wallet_owner)
-    written, release = threading.Event(), threading.Event()
-
-    def slow_freeze():
-        try:
-            with transaction.atomic():
-                freeze(early)
-                written.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=slow_freeze)
-    worker.start()
-    assert written.wait(10)
+    release, worker = freeze_left_open(early)
     freeze(late)  # commits while the first freeze is still open
 
     # The committed event waits behind the open transaction...
@@ -130,20 +137,7 @@ def test_a_cursor_read_before_a_late_commit_still_yields_it(wallet_owner):
     first, early, late = (WalletFactory(owner=wallet_owner) for _ in range(3))
     freeze(first)
     cursor = listed(api, 1)["nextCursor"]
-    written, release = threading.Event(), threading.Event()
-
-    def slow_freeze():
-        try:
-            with transaction.atomic():
-                freeze(early)
-                written.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=slow_freeze)
-    worker.start()
-    assert written.wait(10)
+    release, worker = freeze_left_open(early)
     freeze(late)
     page = listed(api, after=cursor)  # the late commit is not there yet: nothing is listed past it
     assert page["events"] == []

@@ -20,59 +20,19 @@ from wallets.events import events_purge
 from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.services import wallet_set_active
 from wallets.tests.factories import WalletFactory
-from wallets.tests.receiver import DROP, ERROR, GONE, REDIRECT, TIMEOUT, Receiver
+from wallets.tests.receiver import DROP, ERROR, GONE, REDIRECT, TIMEOUT, Receiver, fan_out_all, pump, subscribe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ALL_TYPES = ["wallet.frozen", "wallet.unfrozen", "transfer.completed", "deposit.completed", "transfer.reversed"]
-
 
 @pytest.fixture(autouse=True)
-def fast_webhooks(settings):
-    settings.WEBHOOK_ALLOW_LOOPBACK = True
-    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
-    settings.WEBHOOK_RETRY_BASE_SECONDS = 0.05
-    settings.WEBHOOK_RETRY_CAP_SECONDS = 0.2
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
-
-
-def subscribe(api, receiver: Receiver, types=ALL_TYPES) -> dict:
-    response = api.post("/api/webhook-endpoints", {"url": receiver.url, "eventTypes": types}, format="json")
-    assert response.status_code == 201, response.json()
-    endpoint = response.json()["data"]
-    receiver.secret = endpoint["secret"]
-    return endpoint
+def _fast(fast_webhooks):
+    """Every test here: loopback allowed, short timeouts and retries (conftest.py)."""
 
 
 def toggle(wallet, times: int) -> None:
     for n in range(times):
         wallet_set_active(wallet=wallet, is_active=n % 2 == 1)
-
-
-def pump(until, seconds: float = 60) -> None:
-    """Run what the Celery task runs until `until()` holds."""
-    deadline = time.monotonic() + seconds
-    while not until():
-        assert time.monotonic() < deadline, "deliveries did not finish in time"
-        webhooks.fan_out()
-        webhooks.deliver_due(budget_seconds=1)
-        time.sleep(0.02)
-
-
-def fan_out_all(count: int) -> None:
-    """Fan out until `count` deliveries exist (events wait behind any writing
-    transaction older than theirs, on this server shared with other runs)."""
-    deadline = time.monotonic() + 30
-    while WebhookDelivery.objects.count() < count:
-        assert time.monotonic() < deadline, "events were not fanned out in time"
-        webhooks.fan_out()
-        time.sleep(0.02)
 
 
 def event_ids(client) -> set[str]:
@@ -290,3 +250,18 @@ def test_events_past_retention_are_purged_with_their_deliveries(wallet_owner, re
     )
     assert events_purge(retention=timedelta(days=30)) == 2
     assert Event.objects.count() == 1 and WebhookDelivery.objects.count() == 1
+
+
+def test_an_endpoint_deleted_while_its_delivery_is_claimed_is_not_an_error(wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    endpoint = subscribe(api, receiver)
+    toggle(WalletFactory(owner=wallet_owner), 1)
+    fan_out_all(1)
+    claimed = webhooks._claim_one()
+    assert api.delete(f"/api/webhook-endpoints/{endpoint['id']}").status_code == 200
+
+    outcome = webhooks._attempt(claimed[0])
+    webhooks._record(*claimed, outcome)
+
+    assert not outcome.delivered and receiver.requests == []
+    assert not WebhookDelivery.objects.exists()

@@ -13,37 +13,32 @@ from wallets import webhooks
 from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.services import wallet_set_active
 from wallets.tests.factories import WalletFactory
-from wallets.tests.receiver import ERROR, Receiver
+from wallets.tests.receiver import ERROR, fan_out_all, subscribe
 from wallets.tests.test_admin import staff_client
-from wallets.tests.test_webhooks import fan_out_all, subscribe
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("migrated_groups")]
 
 
 @pytest.fixture(autouse=True)
-def loopback(settings):
-    settings.WEBHOOK_ALLOW_LOOPBACK = True
-    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
-    settings.WEBHOOK_RETRY_BASE_SECONDS = 0.05
-    settings.WEBHOOK_RETRY_CAP_SECONDS = 0.05
+def _fast(fast_webhooks):
+    """Loopback allowed, short timeouts and retries (conftest.py)."""
 
 
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
+def delivered_event(wallet_owner, receiver, types=("wallet.frozen",)) -> Event:
+    """A freeze event, sent once to a new endpoint of its owner (as the receiver answers)."""
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver, types=list(types))
+    wallet_set_active(wallet=WalletFactory(owner=wallet_owner), is_active=False)
+    fan_out_all(1)
+    webhooks.deliver_due(budget_seconds=1)
+    return Event.objects.get()
 
 
 def failing_endpoint(wallet_owner, receiver, settings) -> WebhookEndpoint:
     """An endpoint with one delivery that failed with a 500, its retry an hour away."""
     settings.WEBHOOK_RETRY_BASE_SECONDS = settings.WEBHOOK_RETRY_CAP_SECONDS = 3600
-    api = make_api_client("Treasury client", user=wallet_owner)
-    subscribe(api, receiver, types=["wallet.frozen"])
     receiver.script = [ERROR]
-    wallet_set_active(wallet=WalletFactory(owner=wallet_owner), is_active=False)
-    fan_out_all(1)
-    webhooks.deliver_due(budget_seconds=1)
+    delivered_event(wallet_owner, receiver)
     return WebhookEndpoint.objects.get()
 
 
@@ -64,12 +59,7 @@ def test_support_sees_an_endpoints_recent_deliveries_with_attempts_status_code_a
 
 
 def test_support_sends_a_delivered_event_again_and_it_arrives_again(wallet_owner, receiver):
-    api = make_api_client("Treasury client", user=wallet_owner)
-    subscribe(api, receiver, types=["wallet.frozen"])
-    wallet_set_active(wallet=WalletFactory(owner=wallet_owner), is_active=False)
-    fan_out_all(1)
-    webhooks.deliver_due(budget_seconds=1)
-    event = Event.objects.get()
+    event = delivered_event(wallet_owner, receiver)
     assert receiver.accepted_ids() == [str(event.pk)]
 
     support = staff_client("Support")
@@ -83,12 +73,7 @@ def test_support_sends_a_delivered_event_again_and_it_arrives_again(wallet_owner
 
 
 def test_staff_outside_support_cannot_send_again(wallet_owner, receiver):
-    api = make_api_client("Treasury client", user=wallet_owner)
-    subscribe(api, receiver, types=["wallet.frozen"])
-    wallet_set_active(wallet=WalletFactory(owner=wallet_owner), is_active=False)
-    fan_out_all(1)
-    webhooks.deliver_due(budget_seconds=1)
-    event = Event.objects.get()
+    event = delivered_event(wallet_owner, receiver)
 
     stranger = staff_client()
     stranger.post(reverse("admin:wallets_event_changelist"), {"action": "send_again", "_selected_action": [event.pk]})
