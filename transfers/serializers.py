@@ -324,7 +324,7 @@ class PayoutOutcomeSerializer(serializers.Serializer):
         allow_null=True, help_text="None when the destination was not found: no transaction was stored."
     )
     reference = serializers.CharField(allow_null=True)
-    status = serializers.ChoiceField(choices=["COMPLETED", "FAILED"])
+    status = serializers.ChoiceField(choices=TransactionStatus.choices, help_text="COMPLETED or FAILED.")
     errorCode = serializers.CharField(help_text="Empty when COMPLETED.")
     errorMessage = serializers.CharField()
 

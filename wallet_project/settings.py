@@ -349,6 +349,12 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "wallet_project.schema.complete_schema",
     ],
+    # Two "status" fields with other choices (a transaction's, a batch's):
+    # each enum is named, not numbered.
+    "ENUM_NAME_OVERRIDES": {
+        "TransactionStatusEnum": "transfers.models.TransactionStatus",
+        "BatchStatusEnum": "transfers.models.BatchStatus",
+    },
 }
 
 # --- Production hardening ----------------------------------------------------------

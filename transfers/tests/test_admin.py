@@ -402,12 +402,12 @@ def test_a_staff_user_in_no_group_sees_nothing_of_money(funded_wallet):
     assert str(wallet.balance) not in nobody.get(reverse("admin:index")).content.decode()
 
 
-def test_support_sees_wallets_transaction_logs_and_webhooks_in_the_admin_index(support):
+def test_support_sees_wallets_transaction_logs_batches_and_webhooks_in_the_admin_index(support):
     index = support.get(reverse("admin:index"))
 
     models = {(app["app_label"], model["object_name"]) for app in index.context["app_list"] for model in app["models"]}
     assert models == {
-        ("wallets", "Wallet"), ("transfers", "TransactionLog"),
+        ("wallets", "Wallet"), ("transfers", "TransactionLog"), ("transfers", "TransferBatch"),
         ("wallets", "Event"), ("wallets", "WebhookEndpoint"), ("wallets", "WebhookDelivery"),
     }  # fmt: skip
 
