@@ -71,6 +71,7 @@ from transfers.movements import (
     canonical_fingerprint,
 )
 from wallet_project.db import in_model_order
+from wallets.events import record_events
 from wallets.exceptions import WalletNotFound
 from wallets.models import EventType, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
@@ -331,17 +332,17 @@ def _utc_text(column: str) -> str:
 # them in the statement that completes the log: no round trip, no Python
 # rendering, while the wallet rows are locked. test_events.py checks the two
 # renderings agree.
-_EVENTS_OF_LOG = f"""
-INSERT INTO events (client_id, type, data, created_at)
-SELECT owner, %(event)s, jsonb_build_object(
+_EVENT_OBJECT = f"""jsonb_build_object(
          'id', t.id, 'reference', t.reference, 'type', t.type, 'status', t.status,
          'idempotencyKey', CASE WHEN owner = t.client_id THEN t.idempotency_key END,
          'metadata', CASE WHEN owner = t.client_id THEN t.metadata END,
          'sourceWalletId', t.source_wallet_id, 'destinationWalletId', t.destination_wallet_id,
          'amount', t.amount::text, 'currency', t.currency, 'errorCode', t.error_code, 'errorMessage', t.error_message,
          'createdAt', {_utc_text("t.created_at")}, 'updatedAt', {_utc_text("t.updated_at")},
-         'completedAt', CASE WHEN t.completed_at IS NOT NULL THEN {_utc_text("t.completed_at")} END),
-       %(now)s
+         'completedAt', CASE WHEN t.completed_at IS NOT NULL THEN {_utc_text("t.completed_at")} END)"""
+_EVENTS_OF_LOG = f"""
+INSERT INTO events (client_id, type, data, created_at)
+SELECT owner, %(event)s, {_EVENT_OBJECT}, %(now)s
   FROM t, unnest(%(owners)s::integer[]) AS owner
 """  # noqa: S608 (constants only)
 # ...and the log marked COMPLETED, and its events written, by the same
@@ -659,14 +660,36 @@ UPDATE wallets w SET balance = w.balance + v.delta, updated_at = %(now)s
   FROM unnest(%(ids)s::uuid[], %(deltas)s::numeric[]) AS v(id, delta)
  WHERE w.id = v.id
 """
-_SETTLE_PAYOUTS = """
-UPDATE transaction_logs t
-   SET status = v.status, error_code = v.code, error_message = v.message, updated_at = %(now)s,
-       completed_at = CASE WHEN v.status = 'COMPLETED' THEN %(now)s::timestamptz END
-  FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(codes)s::text[], %(messages)s::text[])
-         AS v(id, status, code, message)
- WHERE t.id = v.id AND t.status = 'PENDING'
-"""
+# Every payout settled, and each its own transfer.completed or
+# transfer.failed event per owner of its wallets (the single transfer's
+# rendering, _EVENTS_OF_LOG, per row), in one statement; it answers how many
+# payouts were still PENDING.
+_SETTLE_PAYOUTS = f"""
+WITH t AS (
+  UPDATE transaction_logs t
+     SET status = v.status, error_code = v.code, error_message = v.message, updated_at = %(now)s,
+         completed_at = CASE WHEN v.status = 'COMPLETED' THEN %(now)s::timestamptz END
+    FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(codes)s::text[], %(messages)s::text[])
+           AS v(id, status, code, message)
+   WHERE t.id = v.id AND t.status = 'PENDING'
+  RETURNING t.*
+),
+owned AS (
+  SELECT DISTINCT t.id, o.owner
+    FROM t
+    JOIN wallets s ON s.id = t.source_wallet_id
+    JOIN wallets d ON d.id = t.destination_wallet_id
+   CROSS JOIN LATERAL (VALUES (s.owner_id), (d.owner_id)) AS o(owner)
+   WHERE o.owner IS NOT NULL
+),
+recorded AS (
+  INSERT INTO events (client_id, type, data, created_at)
+  SELECT owned.owner, lower(t.type) || '.' || lower(t.status), {_EVENT_OBJECT}, %(now)s
+    FROM t JOIN owned ON owned.id = t.id
+  RETURNING 1
+)
+SELECT count(*) FROM t
+"""  # noqa: S608 (constants only)
 _FINISH_BATCH = """
 UPDATE transfer_batches
    SET status = %(status)s, completed_count = %(completed)s, completed_amount = %(completed_amount)s,
@@ -885,8 +908,7 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
         if deltas:
             _run(_MOVE_BATCH_MONEY, {"ids": list(deltas), "deltas": list(deltas.values()), "now": now})
         if decided:
-            cursor = connection.statement_cursor()
-            cursor.execute(
+            ((settled,),) = _fetch(
                 _SETTLE_PAYOUTS,
                 {
                     "ids": [log.pk for log, _ in decided],
@@ -899,8 +921,8 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
                     "now": now,
                 },
             )
-            if cursor.rowcount != len(decided):
-                raise RuntimeError(f"batch {batch_id}: {cursor.rowcount} of {len(decided)} payouts were PENDING")
+            if settled != len(decided):
+                raise RuntimeError(f"batch {batch_id}: {settled} of {len(decided)} payouts were PENDING")
         payout_count = len(decided) + len(batch.rejected_payouts)
         if not completed:
             status = BatchStatus.FAILED
@@ -920,6 +942,26 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
                 "message": f"Payout {failure[0]}: {failure[2]}" if failure else "",
                 "failed_index": failure[0] if failure else None,
                 "now": now,
+            },
+        )
+        # batch.finished, to the client that sent the batch, in the same
+        # transaction (each payout's own event is written with it above).
+        record_events(
+            type=EventType.BATCH_FINISHED,
+            data_by_client={
+                batch.client_id: {
+                    "batchId": str(batch_id),
+                    "status": status.value,
+                    "atomic": batch.atomic,
+                    "sourceWalletId": str(batch.source_wallet_id),
+                    "payoutCount": payout_count,
+                    "completedCount": len(completed),
+                    "completedAmount": f"{sum((log.amount for log in completed), Decimal(0)):.2f}",
+                    "failedCount": payout_count - len(completed),
+                    "errorCode": failure[1] if failure else "",
+                    "failedPayoutIndex": failure[0] if failure else None,
+                    "finishedAt": now.isoformat().replace("+00:00", "Z"),
+                }
             },
         )
     telemetry.LOCK_WAIT.observe(lock_wait)
