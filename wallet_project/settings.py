@@ -342,6 +342,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TransactionStatusEnum": "transfers.models.TransactionStatus",
         "TransactionTypeEnum": "transfers.models.TransactionType",
+        "BatchStatusEnum": "transfers.models.BatchStatus",
         "EventTypeEnum": "wallets.models.EventType",
         "CurrencyEnum": "wallet_project.settings.SUPPORTED_CURRENCIES",
     },
@@ -349,12 +350,6 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "wallet_project.schema.complete_schema",
     ],
-    # Two "status" fields with other choices (a transaction's, a batch's):
-    # each enum is named, not numbered.
-    "ENUM_NAME_OVERRIDES": {
-        "TransactionStatusEnum": "transfers.models.TransactionStatus",
-        "BatchStatusEnum": "transfers.models.BatchStatus",
-    },
 }
 
 # --- Production hardening ----------------------------------------------------------

@@ -28,6 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -201,6 +202,41 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def running_web(directory: Path, env: dict[str, str], *, workers: int | None = None) -> Iterator[WebServer]:
+    """bin/web with `env` (service_env's, with HOST and PORT), its output in
+    directory/web.log, once /health answers (and `workers` Granian workers
+    have started, when given); stopped when the block ends. The one way the
+    suite starts the real server."""
+    log_path = directory / "web.log"
+    # O_APPEND: the workers share the file, and each line is one append.
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own script)
+            [str(BASE_DIR / "bin" / "web")],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = WebServer(
+        int(env["PORT"]), process, log_path, env.get("METRICS_TOKEN", ""), Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    )
+    try:
+        wait_for(lambda: health_is_ok(server), what="GET /health answering 200", timeout=START_TIMEOUT, log=log_path)
+        if workers:
+            # /health answers as soon as one worker is up; a spread needs all.
+            wait_for(
+                lambda: server.log_text().count("Started worker-") >= workers,
+                what=f"{workers} Granian workers started",
+                timeout=START_TIMEOUT,
+                log=log_path,
+            )
+        yield server
+    finally:
+        stop_process(process)
+
+
 @pytest.fixture(scope="module")
 def web_server(django_db_setup, tmp_path_factory) -> Iterator[WebServer]:
     """bin/web with WEB_WORKERS Granian workers on a free port, its output in a file."""
@@ -218,30 +254,8 @@ def web_server(django_db_setup, tmp_path_factory) -> Iterator[WebServer]:
         THROTTLE_RATE_REPLAYS="1000000/min",
         THROTTLE_RATE_READS="1000000/min",
     )
-    log_path = directory / "web.log"
-    # O_APPEND: the workers share the file, and each line is one append.
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(  # noqa: S603 (our own script)
-            [str(BASE_DIR / "bin" / "web")],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = WebServer(port, process, log_path, metrics_token, directory / "metrics")
-    try:
-        wait_for(lambda: health_is_ok(server), what="GET /health answering 200", timeout=START_TIMEOUT, log=log_path)
-        # /health answers as soon as one worker is up; the spread needs all.
-        wait_for(
-            lambda: server.log_text().count("Started worker-") >= WEB_WORKERS,
-            what=f"{WEB_WORKERS} Granian workers started",
-            timeout=START_TIMEOUT,
-            log=log_path,
-        )
+    with running_web(directory, env, workers=WEB_WORKERS) as server:
         yield server
-    finally:
-        stop_process(process)
 
 
 # --- the traffic -------------------------------------------------------------------------

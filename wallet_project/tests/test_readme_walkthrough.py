@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from reconciliation.tests.faults import free_port, stop_process
-from wallet_project.tests.test_observability_e2e import START_TIMEOUT, WebServer, health_is_ok, service_env, wait_for
+from reconciliation.tests.faults import free_port
+from wallet_project.tests.test_observability_e2e import START_TIMEOUT, running_web, service_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,22 +48,8 @@ def web_server(migrated_groups, tmp_path):
     port = free_port()
     env = service_env(HOST="127.0.0.1", PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     env.pop("WEB_CONCURRENCY", None)
-    log_path = tmp_path / "web.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(  # noqa: S603 (our own script)
-            [str(BASE_DIR / "bin" / "web")],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = WebServer(port, process, log_path, "", tmp_path / "metrics")
-    try:
-        wait_for(lambda: health_is_ok(server), what="GET /health answering 200", timeout=START_TIMEOUT, log=log_path)
+    with running_web(tmp_path, env) as server:
         yield server, env
-    finally:
-        stop_process(process)
 
 
 def test_readme_day_one_walkthrough_runs_as_written(web_server):

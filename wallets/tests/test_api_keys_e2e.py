@@ -27,15 +27,12 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 
 from conftest import ensure_migrated_groups, make_api_client
-from reconciliation.tests.faults import database_url, free_port, stop_process
+from reconciliation.tests.faults import database_url, free_port
 from wallet_project.tests.test_observability_e2e import (
-    BASE_DIR,
-    START_TIMEOUT,
     WebServer,
-    health_is_ok,
     parse_log,
+    running_web,
     service_env,
-    wait_for,
 )
 from wallets.api_keys import api_key_issue
 from wallets.models import ApiKey
@@ -69,28 +66,8 @@ def server(django_db_setup, tmp_path_factory) -> Iterator[WebServer]:
         THROTTLE_RATE_REPLAYS="1000000/min",
         THROTTLE_RATE_READS="1000000/min",
     )
-    log_path = directory / "web.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(  # noqa: S603 (our own script)
-            [str(BASE_DIR / "bin" / "web")],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    web = WebServer(port, process, log_path, env["METRICS_TOKEN"], directory / "metrics")
-    try:
-        wait_for(lambda: health_is_ok(web), what="GET /health answering 200", timeout=START_TIMEOUT, log=log_path)
-        wait_for(
-            lambda: web.log_text().count("Started worker-") >= WEB_WORKERS,
-            what=f"{WEB_WORKERS} Granian workers started",
-            timeout=START_TIMEOUT,
-            log=log_path,
-        )
+    with running_web(directory, env, workers=WEB_WORKERS) as web:
         yield web
-    finally:
-        stop_process(process)
 
 
 def get(server: WebServer, key: str, path: str):
