@@ -8,8 +8,9 @@ one key, never two. So:
 - the header holds one key: a bare value, or an RFC 8941 structured-field
   string (`"abc"` means `abc`, as the IETF draft writes it). A header sent
   more than once arrives joined with commas (WSGI servers do so), and a list
-  is a list either way: an unquoted comma is a 400, never a new key. A key
-  that holds a comma is sent quoted, or in the body;
+  is a list either way: a comma anywhere in a header's key is a 400, never a
+  new key. Quoting does not help: `"jo` sent twice with `in"` arrives as
+  `"jo,in"`, a well-formed string. A key that holds a comma goes in the body;
 - whitespace means one thing wherever the key comes from: a key never starts
   or ends with it (400). HTTP itself strips it around a header's value, so
   without this rule " K2 " in the body and "K2" in the header would be two
@@ -70,15 +71,14 @@ def key_from_header(value: str | None) -> str | None:
     # Optional whitespace around a field value is HTTP syntax, not the value
     # (RFC 9110 section 5.5); most servers strip it before the application sees it.
     value = value.strip(" \t")
-    if value.startswith('"'):
-        key = _structured_field_string(value)
-    elif "," in value:
+    key = _structured_field_string(value) if value.startswith('"') else value
+    if "," in key:
+        # A repeated header, joined by the server, cannot be told from one
+        # holding a comma, quoted or not: never read it as a key.
         raise serializers.ValidationError(
-            f"The {IDEMPOTENCY_HEADER} header must hold one key, sent once: it held a list (a comma). "
-            'Quote a key that contains a comma ("a,b"), or send it in the idempotencyKey field.'
+            f"The {IDEMPOTENCY_HEADER} header must hold one key, sent once: it held a comma (a list, or the "
+            "header sent twice). Send a key that contains a comma in the idempotencyKey field."
         )
-    else:
-        key = value
     if not key.isascii():
         raise serializers.ValidationError(
             f"The {IDEMPOTENCY_HEADER} header must be ASCII; send a non-ASCII key in the idempotencyKey field."

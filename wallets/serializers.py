@@ -110,11 +110,19 @@ class WebhookUrlField(serializers.URLField):
     def to_internal_value(self, data):
         url = super().to_internal_value(data)
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             self.fail("scheme")
         if parts.username or parts.password:
             self.fail("invalid")
-        return url
+        try:
+            port = parts.port  # ValueError past 65535
+        except ValueError:
+            self.fail("invalid")
+        if port == 0:
+            self.fail("invalid")
+        # Schemes are case-insensitive (RFC 3986): stored in lower case, as the
+        # database's CHECK on the scheme expects ("HTTP://..." was a 500).
+        return parts._replace(scheme=parts.scheme.lower()).geturl()
 
 
 class WebhookEndpointCreateSerializer(RefusesUnknownFields, serializers.Serializer):

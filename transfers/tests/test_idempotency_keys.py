@@ -24,7 +24,7 @@ HEADER_FORMS = [
     ("  K\t", "K"),  # optional whitespace around a field value is HTTP syntax
     ('"K"', "K"),
     (' "K" ', "K"),
-    ('"a,b"', "a,b"),
+    ('"a,b"', None),  # a comma, even quoted: "jo + in" sent twice arrives as "jo,in"
     ('"say \\"hi\\""', 'say "hi"'),
     ('"back\\\\slash"', "back\\slash"),
     ("with space", "with space"),
@@ -138,7 +138,7 @@ def test_every_storable_key_is_found_again_by_its_own_route(key, treasury_api, f
 
 def test_an_ascii_key_in_the_header_is_the_same_key_in_the_body(treasury_api, funded_wallet):
     source, destination = funded_wallet("100.00"), funded_wallet("0")
-    key = 'all "of" \\ these ,;=?#%/'
+    key = 'all "of" \\ these ;=?#%/'
     escaped = key.replace("\\", "\\\\").replace('"', '\\"')
 
     first = transfer(treasury_api, source, destination, header=f'"{escaped}"')

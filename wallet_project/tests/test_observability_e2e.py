@@ -839,9 +839,11 @@ def test_a_repeated_idempotency_header_is_a_400_through_the_real_server(traffic)
     first = post("K")
     twice = post("K", "K")
     other = post("K", "L")
+    halves = post('"jo', 'in"')  # arrives as "jo,in": a well-formed string, still two headers
 
     assert first[0] == 201
     assert (twice[0], twice[1]["code"]) == (400, "validation_error")
     assert (other[0], other[1]["code"]) == (400, "validation_error")
+    assert (halves[0], halves[1]["code"]) == (400, "validation_error")
     source.refresh_from_db()  # committed by the server: visible in the test's transaction
     assert source.balance == Decimal("80.00")

@@ -166,12 +166,27 @@ def test_an_endpoint_shows_its_secret_once_and_lists_without_it(treasury_api):
     assert "secret" not in listing[0] and data["secret"] not in str(listing)
 
 
+@pytest.mark.parametrize("scheme", ["HTTP", "Https", "hTtPs"])
+def test_a_scheme_in_any_case_is_stored_in_lower_case(scheme, treasury_api):
+    # Schemes are case-insensitive (RFC 3986); this was a 500 from the CHECK on the scheme.
+    created = treasury_api.post(
+        "/api/webhook-endpoints",
+        {"url": f"{scheme}://hooks.example.com/wallet", "eventTypes": ["wallet.frozen"]},
+        format="json",
+    )
+
+    assert created.status_code == 201, created.json()
+    assert created.json()["data"]["url"] == f"{scheme.lower()}://hooks.example.com/wallet"
+
+
 @pytest.mark.parametrize(
     "body, named",
     [
         ({"url": "ftp://hooks.example.com/", "eventTypes": ["wallet.frozen"]}, "url"),
         ({"url": "file:///etc/passwd", "eventTypes": ["wallet.frozen"]}, "url"),
         ({"url": "https://user:pw@hooks.example.com/", "eventTypes": ["wallet.frozen"]}, "url"),
+        ({"url": "https://hooks.example.com:99999/", "eventTypes": ["wallet.frozen"]}, "url"),
+        ({"url": "https://hooks.example.com:0/", "eventTypes": ["wallet.frozen"]}, "url"),
         ({"url": "https://hooks.example.com/", "eventTypes": ["wallet.exploded"]}, "eventTypes"),
         ({"url": "https://hooks.example.com/", "eventTypes": []}, "eventTypes"),
         ({"url": "https://hooks.example.com/"}, "eventTypes"),
