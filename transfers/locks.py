@@ -131,19 +131,37 @@ class CompiledLock:
         return [self.model.from_db(connection.alias, self.fields, row) for row in cursor.fetchall()]
 
 
-_log_locks = {
-    # order_by(): the primary key selects one row, no ORDER BY needed.
-    skip_locked: CompiledLock(
-        TransactionLog,
-        LOCKED_LOG_FIELDS,
-        lambda log_id, skip_locked=skip_locked: (
-            TransactionLog.objects.select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
-            .filter(pk=log_id)
-            .order_by()
-        ),
-    )
-    for skip_locked in (False, True)
-}
+class RowLock:
+    """One row of `model` by primary key, locked FOR NO KEY UPDATE (waiting,
+    or with skip_locked passing over a row another transaction holds): the
+    log of a transfer, the row of a batch."""
+
+    def __init__(self, model, fields: tuple[str, ...]):
+        self.model = model
+        # order_by(): the primary key selects one row, no ORDER BY needed.
+        self._locks = {
+            skip_locked: CompiledLock(
+                model,
+                fields,
+                lambda pk, skip_locked=skip_locked: (
+                    model.objects.select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
+                    .filter(pk=pk)
+                    .order_by()
+                ),
+            )
+            for skip_locked in (False, True)
+        }
+
+    def __call__(self, pk: uuid.UUID, *, skip_locked: bool):
+        """The locked row; None if skip_locked and another transaction holds
+        it; model.DoesNotExist if there is no such row to wait for."""
+        rows = self._locks[skip_locked](pk)
+        if not rows and not skip_locked:
+            raise self.model.DoesNotExist(pk)
+        return rows[0] if rows else None
+
+
+_log_lock = RowLock(TransactionLog, LOCKED_LOG_FIELDS)
 _wallet_locks = CompiledLock(
     Wallet,
     LOCKED_WALLET_FIELDS,
@@ -153,10 +171,7 @@ _wallet_locks = CompiledLock(
 
 def lock_log(log_id: uuid.UUID, *, skip_locked: bool = False) -> TransactionLog | None:
     """The log row, locked; None if skip_locked and another transaction holds it."""
-    rows = _log_locks[skip_locked](log_id)
-    if not rows and not skip_locked:
-        raise TransactionLog.DoesNotExist(log_id)
-    return rows[0] if rows else None
+    return _log_lock(log_id, skip_locked=skip_locked)
 
 
 def lock_wallets(source_id: uuid.UUID, destination_id: uuid.UUID) -> dict[uuid.UUID, Wallet]:
@@ -169,29 +184,15 @@ def lock_wallets(source_id: uuid.UUID, destination_id: uuid.UUID) -> dict[uuid.U
 
 LOCKED_BATCH_FIELDS = ("id", "client_id", "source_wallet_id", "atomic", "status", "rejected_payouts")
 
-_batch_locks = {
-    skip_locked: CompiledLock(
-        TransferBatch,
-        LOCKED_BATCH_FIELDS,
-        lambda batch_id, skip_locked=skip_locked: (
-            TransferBatch.objects.select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
-            .filter(pk=batch_id)
-            .order_by()
-        ),
-    )
-    for skip_locked in (False, True)
-}
+_batch_lock = RowLock(TransferBatch, LOCKED_BATCH_FIELDS)
 
 
 def lock_batch(batch_id: uuid.UUID, *, skip_locked: bool = False) -> TransferBatch | None:
     """The batch row, locked (it stands for its PENDING payouts, which only
     its holder settles); None if skip_locked and another transaction holds it."""
-    rows = _batch_locks[skip_locked](batch_id)
-    if not rows and not skip_locked:
-        raise TransferBatch.DoesNotExist(batch_id)
-    if not rows:
+    batch = _batch_lock(batch_id, skip_locked=skip_locked)
+    if batch is None:
         return None
-    batch = rows[0]
     # CompiledLock builds the instance without Django's field converters, and
     # Django has psycopg hand jsonb over as text.
     if isinstance(batch.rejected_payouts, str):
