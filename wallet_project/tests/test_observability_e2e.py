@@ -1,6 +1,6 @@
 """What on-call sees, proved against the service as production runs it.
 
-`bin/web` (Granian, several worker processes) serves the test database over
+`bin/web` (Gunicorn, several worker processes) serves the test database over
 real HTTP; transfers, replays and refusals arrive on fresh connections from
 several threads, so they land on different workers. Then the evidence is read
 back the way on-call reads it: the JSON log lines (one request line and one
@@ -44,6 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import make_api_client
 from reconciliation.tasks import verify_ledger
 from reconciliation.tests.faults import database_env, free_port, stop_process
+from transfers.models import TransactionLog
 from transfers.services import deposit_create
 from transfers.tests.concurrency import token_of
 from wallet_project.celery import app as celery_app
@@ -59,6 +60,8 @@ PROMETHEUS_CONFIG_DIR = BASE_DIR / "ops" / "prometheus"
 PROMETHEUS = shutil.which("prometheus")
 
 WEB_WORKERS = 2
+# What ops/gunicorn.conf.py logs once a worker has loaded Django.
+WORKER_READY = "ready to serve"
 TRANSFERS = 40
 REPLAYS = 3
 # Fresh connections from this many threads at once: enough that every worker
@@ -75,6 +78,7 @@ BROKER_URL = os.environ.get("CRASH_TESTS_BROKER_URL", "redis://127.0.0.1:6379/13
 # Request ids: a load balancer's (kept), and one that is not a safe token (replaced).
 LOAD_BALANCER_ID = "lb-7f3a-00012"
 UNSAFE_ID = 'lb 7f3a "00012"'
+PROCESS_REQUEST_ID = "lb-from-the-process-environment"
 # A line feed, then a JSON line of the client's, then a Unicode line separator.
 FORGING_PATH = "/api/transfer/x%0A%7B%22level%22%3A%22ERROR%22%2C%22forged%22%3Atrue%7D%E2%80%A8%7B%22forged%22%3A1%7D"
 
@@ -142,7 +146,7 @@ class WebServer:
         return self.log_path.read_text()
 
     def worker_pids(self) -> set[int]:
-        """The processes Granian forked (their parent is the server process)."""
+        """The processes Gunicorn forked (their parent is the server process)."""
         workers = set()
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
@@ -205,8 +209,8 @@ def service_env(**overrides: str) -> dict[str, str]:
 @contextmanager
 def running_web(directory: Path, env: dict[str, str], *, workers: int | None = None) -> Iterator[WebServer]:
     """bin/web with `env` (service_env's, with HOST and PORT), its output in
-    directory/web.log, once /health answers (and `workers` Granian workers
-    have started, when given); stopped when the block ends. The one way the
+    directory/web.log, once /health answers (and `workers` Gunicorn workers
+    are ready to serve, when given); stopped when the block ends. The one way the
     suite starts the real server."""
     log_path = directory / "web.log"
     # O_APPEND: the workers share the file, and each line is one append.
@@ -227,8 +231,8 @@ def running_web(directory: Path, env: dict[str, str], *, workers: int | None = N
         if workers:
             # /health answers as soon as one worker is up; a spread needs all.
             wait_for(
-                lambda: server.log_text().count("Started worker-") >= workers,
-                what=f"{workers} Granian workers started",
+                lambda: server.log_text().count(WORKER_READY) >= workers,
+                what=f"{workers} Gunicorn workers ready",
                 timeout=START_TIMEOUT,
                 log=log_path,
             )
@@ -239,7 +243,7 @@ def running_web(directory: Path, env: dict[str, str], *, workers: int | None = N
 
 @pytest.fixture(scope="module")
 def web_server(django_db_setup, tmp_path_factory) -> Iterator[WebServer]:
-    """bin/web with WEB_WORKERS Granian workers on a free port, its output in a file."""
+    """bin/web with WEB_WORKERS Gunicorn workers on a free port, its output in a file."""
     directory = tmp_path_factory.mktemp("web")
     port = free_port()
     metrics_token = secrets.token_urlsafe(32)
@@ -253,6 +257,9 @@ def web_server(django_db_setup, tmp_path_factory) -> Iterator[WebServer]:
         THROTTLE_RATE_TRANSFERS="1000000/min",
         THROTTLE_RATE_REPLAYS="1000000/min",
         THROTTLE_RATE_READS="1000000/min",
+        # A variable named as a header's CGI key: the process environment is
+        # not request data (some servers copy it into every environ).
+        HTTP_X_REQUEST_ID=PROCESS_REQUEST_ID,
     )
     with running_web(directory, env, workers=WEB_WORKERS) as server:
         yield server
@@ -576,20 +583,18 @@ def test_each_money_request_logs_one_request_line_and_one_money_movement_line(tr
 
 
 def test_the_log_is_json_lines_written_by_several_worker_processes(traffic):
-    # Every line is JSON: Django's and the service's, and Granian's own about
-    # its workers (bin/web gives it ops/granian-logging.json).
+    # Every line is JSON: Django's and the service's, and Gunicorn's own about
+    # its workers (ops/gunicorn.conf.py).
     assert traffic.other_lines == []
     for line in traffic.log_lines:
         assert line.keys() >= JSON_LINE_FIELDS, line
-    assert any(
-        line["logger"].startswith("_granian") and "Started worker-" in line["message"] for line in traffic.log_lines
-    )
+    assert any(line["logger"] == "gunicorn.error" and WORKER_READY in line["message"] for line in traffic.log_lines)
 
     ids = {answer.request_id for answer in traffic.money_requests}
     money_lines = [line for line in traffic.log_lines if line.get("request_id") in ids]
     pids = Counter(line["pid"] for line in money_lines if line.get("event") == "money_movement")
     assert len(pids) >= 2, f"every money request went to one worker: {pids}"
-    # They are Granian's workers, not one process that changed its id.
+    # They are Gunicorn's workers, not one process that changed its id.
     assert set(pids) <= traffic.server.worker_pids()
 
 
@@ -814,36 +819,74 @@ def test_a_celery_task_logs_with_the_request_id_it_was_queued_under(web_server, 
     assert sample(scraped, "wallet_ledger_discrepancies") == 0
 
 
-def test_a_repeated_idempotency_header_is_a_400_through_the_real_server(traffic):
-    """Granian joins a header sent twice into one value with a comma: the
-    service reads that as a list, never as a new key (transfers/idempotency.py).
-    Last in the module: it moves money the counter tests above do not expect."""
+def post_spare_transfer(traffic: Traffic, headers: list[tuple[str, str]]) -> tuple[int, http.client.HTTPMessage, dict]:
+    """POST 20.00 from the spare pair's source with these headers, in this
+    order and as written (http.client sends a repeated name twice and an
+    underscore as is), besides the token and the content headers."""
     source, destination = traffic.spare_pair
     body = json.dumps({"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "20"})
+    connection = http.client.HTTPConnection("127.0.0.1", traffic.server.port, timeout=REQUEST_TIMEOUT)
+    try:
+        connection.putrequest("POST", "/api/transfer")
+        for name, value in [
+            ("Authorization", f"Token {traffic.token}"),
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            *headers,
+        ]:
+            connection.putheader(name, value)
+        connection.endheaders(body.encode())
+        response = connection.getresponse()
+        return response.status, response.headers, json.loads(response.read())
+    finally:
+        connection.close()
 
-    def post(*keys: str) -> tuple[int, dict]:
-        connection = http.client.HTTPConnection("127.0.0.1", traffic.server.port, timeout=REQUEST_TIMEOUT)
-        try:
-            connection.putrequest("POST", "/api/transfer")
-            for name, value in (("Authorization", f"Token {traffic.token}"), ("Content-Type", "application/json")):
-                connection.putheader(name, value)
-            for key in keys:
-                connection.putheader("Idempotency-Key", key)
-            connection.putheader("Content-Length", str(len(body)))
-            connection.endheaders(body.encode())
-            response = connection.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            connection.close()
 
-    first = post("K")
-    twice = post("K", "K")
-    other = post("K", "L")
-    halves = post('"jo', 'in"')  # arrives as "jo,in": a well-formed string, still two headers
+def test_a_repeated_idempotency_header_is_a_400_through_the_real_server(traffic):
+    """The server joins a header sent twice into one value with a comma: the
+    service reads that as a list, never as a new key (transfers/idempotency.py).
+    The last tests in the module move money the counter tests above do not
+    expect."""
+    source, _ = traffic.spare_pair
+
+    first = post_spare_transfer(traffic, [("Idempotency-Key", "K")])
+    twice = post_spare_transfer(traffic, [("Idempotency-Key", "K"), ("Idempotency-Key", "K")])
+    other = post_spare_transfer(traffic, [("Idempotency-Key", "K"), ("Idempotency-Key", "L")])
+    # Arrives as "jo,in": a well-formed string, still two headers.
+    halves = post_spare_transfer(traffic, [("Idempotency-Key", '"jo'), ("Idempotency-Key", 'in"')])
 
     assert first[0] == 201
-    assert (twice[0], twice[1]["code"]) == (400, "validation_error")
-    assert (other[0], other[1]["code"]) == (400, "validation_error")
-    assert (halves[0], halves[1]["code"]) == (400, "validation_error")
+    assert (twice[0], twice[2]["code"]) == (400, "validation_error")
+    assert (other[0], other[2]["code"]) == (400, "validation_error")
+    assert (halves[0], halves[2]["code"]) == (400, "validation_error")
     source.refresh_from_db()  # committed by the server: visible in the test's transaction
     assert source.balance == Decimal("80.00")
+
+
+def test_a_header_with_an_underscore_never_reaches_django(traffic):
+    """CGI names Idempotency_Key and Idempotency-Key alike (HTTP_IDEMPOTENCY_KEY),
+    so the server drops a header whose name holds an underscore
+    (ops/gunicorn.conf.py): it neither stands in for the real header nor
+    overrides it, in either order. The same for the request id, and for what
+    the process environment holds under a header's CGI name."""
+    source, _ = traffic.spare_pair
+
+    alone = post_spare_transfer(traffic, [("Idempotency_Key", "under-1")])
+    after = post_spare_transfer(traffic, [("Idempotency-Key", "hyphen-1"), ("Idempotency_Key", "under-2")])
+    before = post_spare_transfer(traffic, [("Idempotency_Key", "under-3"), ("Idempotency-Key", "hyphen-1")])
+    request_id = post_spare_transfer(
+        traffic, [("Idempotency-Key", "hyphen-2"), ("X_Request_ID", "lb-from-an-underscore")]
+    )
+
+    # No key at all: the underscore one was not read.
+    assert (alone[0], alone[2]["code"]) == (400, "validation_error")
+    assert "idempotencyKey" in alone[2]["errors"]
+    assert after[0] == 201
+    # The same key as `after`, whatever came before it: a replay.
+    assert before[0] == 200 and before[1]["Idempotent-Replayed"] == "true"
+    assert before[2]["data"]["transactionId"] == after[2]["data"]["transactionId"]
+    assert request_id[0] == 201
+    assert request_id[1]["X-Request-ID"] not in ("lb-from-an-underscore", PROCESS_REQUEST_ID)
+    assert not TransactionLog.objects.filter(idempotency_key__startswith="under-").exists()
+    source.refresh_from_db()
+    assert source.balance == Decimal("40.00")
