@@ -17,7 +17,7 @@ from transfers.idempotency import (
 )
 from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.selectors import shows_request_details
-from wallet_project.fields import StrictUUIDField
+from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField
 from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
 from wallets.money import AmountField
 
@@ -104,7 +104,7 @@ class MetadataField(serializers.JSONField):
         "printable Unicode is accepted here.",
     }
 )
-class IdempotencyKeyField(serializers.CharField):
+class IdempotencyKeyField(StrictCharField):
     """The body's idempotency key, as text; what it may be is decided by
     transfers.idempotency, with the header's."""
 
@@ -234,16 +234,6 @@ class TransactionLogSerializer(serializers.ModelSerializer):
 # --- batches of payouts -----------------------------------------------------------
 
 
-class StrictBooleanField(serializers.BooleanField):
-    """true or false, nothing else: DRF's BooleanField also reads "yes", 1 and
-    "off", and a payout mode is no place to guess."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
-
-
 @extend_schema_serializer(component_name="Payout")
 class PayoutRequestSerializer(LeanSerializer):
     """One payout of a batch: its own idempotency key is required (it is the
@@ -251,7 +241,7 @@ class PayoutRequestSerializer(LeanSerializer):
 
     destinationWalletId = StrictUUIDField(source="destination_wallet_id")
     amount = AmountField()
-    idempotencyKey = serializers.CharField(
+    idempotencyKey = StrictCharField(
         source="idempotency_key",
         trim_whitespace=False,
         max_length=MAX_KEY_LENGTH,

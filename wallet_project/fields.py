@@ -11,3 +11,25 @@ class StrictUUIDField(serializers.UUIDField):
         if not isinstance(data, str):
             self.fail("invalid", value=data)
         return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """Text given as a JSON string. DRF's CharField also reads a number as its
+    text: `"idempotencyKey": 123` would be the key "123", the same key as the
+    string, and a currency of 840 would be looked up as "840". A number where
+    text is asked for is a client's bug, answered 400."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, nothing else: DRF's BooleanField also reads "yes", 1 and
+    "off", and a payout mode is no place to guess."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data

@@ -58,8 +58,10 @@ class AmountField(serializers.DecimalField):
     def to_internal_value(self, data):
         if isinstance(data, (bool, float)) or not isinstance(data, (str, int, Decimal)):
             self.fail("not_a_number")
-        # Decimal() also reads "1e2", "1_000" and non-ASCII digits: a decimal
-        # string here is plain ASCII digits with an optional fraction.
-        if isinstance(data, str) and not DECIMAL_STRING.fullmatch(data.strip()):
+        # Decimal() also reads "1e2", "1_000", non-ASCII digits and spaces
+        # around the number: a decimal string here is plain ASCII digits with
+        # an optional fraction, nothing around them (as a key has no
+        # whitespace at either end: one amount, one way to write it as text).
+        if isinstance(data, str) and not DECIMAL_STRING.fullmatch(data):
             self.fail("not_a_number")
         return super().to_internal_value(data)

@@ -4,7 +4,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from wallet_project.fields import StrictUUIDField
+from wallet_project.fields import StrictCharField, StrictUUIDField
 from wallet_project.serializers import RefusesUnknownFields
 from wallets.events import EventCursor
 from wallets.models import EventType, Wallet, WebhookEndpoint
@@ -18,7 +18,7 @@ from wallets.models import EventType, Wallet, WebhookEndpoint
         "description": "ISO 4217 code, one of SUPPORTED_CURRENCIES (lower case is read as upper).",
     }
 )
-class CurrencyField(serializers.CharField):
+class CurrencyField(StrictCharField):
     default_error_messages = {"unsupported": "Unsupported currency {value}; supported: {supported}."}
 
     def __init__(self, **kwargs):

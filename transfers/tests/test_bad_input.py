@@ -162,6 +162,8 @@ MONEY_CASES = [
     pytest.param(amount("5e-1"), id="amount_negative_exponent_string"),
     pytest.param(amount("1_000"), id="amount_string_with_underscores"),
     pytest.param(amount("\u0661\u0660\u0660"), id="amount_string_in_arabic_indic_digits"),
+    pytest.param(amount(" 10.00"), id="amount_string_with_a_leading_space"),
+    pytest.param(amount("10.00\n"), id="amount_string_with_a_trailing_newline"),
     # idempotency key: missing, blank, too long, not printable, wrong type
     pytest.param(Bad(spoil=without("idempotencyKey"), field="idempotencyKey"), id="key_missing"),
     pytest.param(key(None), id="key_null"),
@@ -173,6 +175,9 @@ MONEY_CASES = [
     pytest.param(key("order\t1"), id="key_with_tab"),
     pytest.param(key("order\u200b1"), id="key_with_zero_width_space"),
     pytest.param(key(True), id="key_boolean"),
+    # A number is not its text: 123 and "123" would be one key.
+    pytest.param(key(Raw("123")), id="key_number"),
+    pytest.param(key(Raw("1.5")), id="key_fractional_number"),
     pytest.param(key(["k"]), id="key_list"),
     pytest.param(
         Bad(spoil=without("idempotencyKey"), headers={"Idempotency-Key": ""}, field="idempotencyKey"),
@@ -435,6 +440,7 @@ WALLET_CASES = [
         id="user_id_as_boolean",
     ),
     pytest.param(currency("XYZ"), id="currency_unknown"),
+    pytest.param(currency(Raw("566")), id="currency_as_its_iso_number"),
     pytest.param(currency("JPY"), id="currency_without_two_minor_units"),
     pytest.param(currency("US"), id="currency_too_short"),
     pytest.param(currency("USDX"), id="currency_too_long"),

@@ -180,6 +180,9 @@ def test_batch_of_a_thousand_with_frozen_and_unknown_destinations_atomic(transfe
         (lambda body, pool: body.pop("atomic"), "atomic"),
         (lambda body, pool: body["transfers"][0].update(amount="0.001"), "transfers"),
         (lambda body, pool: body["transfers"][0].pop("idempotencyKey"), "transfers"),
+        # A number is not its text: 7 and "7" would be one payout key.
+        (lambda body, pool: body["transfers"][0].update(idempotencyKey=7), "transfers"),
+        (lambda body, pool: body["transfers"][0].update(amount=" 1.00"), "transfers"),
         (lambda body, pool: body.update(transfers={"a": 1}), "transfers"),
     ],
 )
