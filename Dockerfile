@@ -1,4 +1,4 @@
-# The service image: API and admin (bin/web: Gunicorn), Celery worker and beat.
+# The service image: API and admin (bin/web: Granian), Celery worker and beat.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

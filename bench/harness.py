@@ -1,6 +1,6 @@
 """The pieces bench/run.py, bench/profile_service.py and bench/instructions.py
 share: the bench database, the service as the Procfile starts it in
-production (bin/web: Gunicorn), the load generators (wrk, pgbench) and the CPU
+production (bin/web: Granian), the load generators (wrk, pgbench) and the CPU
 meters that read /proc.
 
 Nothing here imports Django: the service runs in its own processes, set up

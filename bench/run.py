@@ -8,7 +8,7 @@ What it does (see bench/README.md):
 1. A fresh database (BENCH_DB, default wallet_bench; dropped at the start of
    the next run, never at the end), migrated; an API client in the "Treasury
    client" group; 1,000 funded customer wallets and one pool wallet.
-2. The service as in production: the Procfile's web line (bin/web: Gunicorn),
+2. The service as in production: the Procfile's web line (bin/web: Granian),
    DEBUG off, a real secret key, on a free
    port, the bench database and Redis database BENCH_REDIS_URL.
 3. Rounds, each interleaving for every concurrency: service uniform, pgbench

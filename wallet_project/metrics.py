@@ -5,7 +5,7 @@ Two kinds, and why:
 - What this service's processes did: requests here; money movements,
   replays, conflicts and row-lock waits in transfers/telemetry.py. Counters
   and histograms, updated in process.
-  Gunicorn runs several worker processes; bin/web sets PROMETHEUS_MULTIPROC_DIR,
+  Granian runs several worker processes; bin/web sets PROMETHEUS_MULTIPROC_DIR,
   where prometheus_client's multiprocess mode has each process write its
   samples to a file, and a scrape, whichever worker answers it, adds up all of
   them.

@@ -1,5 +1,5 @@
 """API keys against the service as production runs it: `bin/web` with two
-Gunicorn worker processes over real HTTP, PostgreSQL and Redis.
+Granian worker processes over real HTTP, PostgreSQL and Redis.
 
 Each worker keeps its own cache of clients (here for a whole minute, so that
 only the credentials version can explain a refusal). A key is first used

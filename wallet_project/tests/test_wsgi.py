@@ -1,0 +1,72 @@
+"""wallet_project.wsgi: the process environment stays out of request.META, and
+a whole response goes to the server as one list (Granian sends a list in one
+piece and streams any other iterable)."""
+
+import io
+import sys
+
+import pytest
+from django.core.signals import request_finished
+from django.http import StreamingHttpResponse
+
+from wallet_project import wsgi
+
+pytestmark = pytest.mark.django_db
+
+
+def environ(path: str) -> dict:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "testserver",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+
+
+def test_a_whole_response_is_one_list_and_django_has_closed_it():
+    finished = []
+    request_finished.connect(receiver := lambda **kwargs: finished.append(1))
+    started = {}
+    try:
+        body = wsgi.application(environ("/health"), lambda status, headers, exc_info=None: started.update(s=status))
+    finally:
+        request_finished.disconnect(receiver)
+
+    assert isinstance(body, list) and len(body) == 1
+    assert started["s"].startswith(("200", "503"))
+    assert b'"database"' in body[0]
+    # close() ran (Django's request_finished), exactly once.
+    assert finished == [1]
+
+
+def test_a_streaming_response_is_left_to_stream(monkeypatch):
+    chunks = StreamingHttpResponse(iter([b"a", b"b"]))
+    monkeypatch.setattr(wsgi, "django_application", lambda environ, start_response: chunks)
+
+    assert wsgi.application(environ("/anything"), lambda *args: None) is chunks
+
+
+def test_the_process_environment_granian_copies_into_the_environ_is_taken_out(monkeypatch):
+    process = {"DATABASE_URL": "postgres://user:secret@db/wallet", "HTTP_PROXY": "http://evil:3128", "LANG": "C"}
+    monkeypatch.setattr(wsgi, "_PROCESS_ENVIRONMENT", tuple(process.items()))
+    seen = {}
+    monkeypatch.setattr(wsgi, "django_application", lambda environ, start_response: seen.update(environ) or [b""])
+    # As Granian merges them: the process environment, then the request's own keys.
+    request = {**environ("/health"), "LANG": "a header's own value"}
+
+    wsgi.application({**process, **request}, lambda *args: None)
+
+    assert "DATABASE_URL" not in seen
+    assert "HTTP_PROXY" not in seen  # no Proxy header to read (httpoxy)
+    assert seen["LANG"] == "a header's own value"
+    assert seen["PATH_INFO"] == "/health"
