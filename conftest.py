@@ -48,6 +48,9 @@ MIGRATED_GROUPS.update(importlib.import_module("transfers.migrations.0007_pay_ot
 _event_admin = importlib.import_module("transfers.migrations.0009_event_admin_permissions")
 for _group in _event_admin.GROUPS:
     MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_event_admin.EVENT_PERMISSIONS]
+_give_wallet = importlib.import_module("transfers.migrations.0011_give_wallet_permission")
+for _group in _give_wallet.GROUPS:
+    MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_give_wallet.PERMISSIONS]
 
 
 def ensure_migrated_groups() -> None:

@@ -31,7 +31,7 @@ from django.utils.functional import cached_property
 from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.api_keys import ApiKeyError, api_key_issue, api_key_revoke
 from wallets.models import ApiKey, Event, Wallet, WebhookDelivery, WebhookEndpoint
-from wallets.services import wallet_set_active
+from wallets.services import UNCLAIMED_OWNER, WalletGiveRefused, wallet_give_to_client, wallet_set_active
 from wallets.webhooks import event_resend, webhook_endpoint_enable
 
 # --- shared by the money changelists (transfers/admin.py uses them too) -------------
@@ -131,7 +131,7 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
     readonly_fields = (
         "id", "owner", "user_id", "kind", "currency", "balance", "is_active", "created_at", "updated_at",
     )  # fmt: skip
-    actions = ["freeze_wallets", "unfreeze_wallets"]
+    actions = ["freeze_wallets", "unfreeze_wallets", "give_wallets"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     # Filter counts ("Show counts") are a COUNT per choice over the whole table.
@@ -139,6 +139,9 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
 
     def has_freeze_permission(self, request) -> bool:
         return request.user.has_perm("wallets.freeze_wallet")
+
+    def has_give_permission(self, request) -> bool:
+        return request.user.has_perm("wallets.give_wallet")
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():
@@ -187,6 +190,40 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
                 request, f"{settlement} settlement wallet(s) left active: they are never frozen here.", messages.ERROR
             )
 
+    # --- give an unclaimed wallet to its client -------------------------------------
+
+    @admin.action(description="Give selected unclaimed wallets to an API client", permissions=["give"])
+    def give_wallets(self, request, queryset):
+        """First a page naming the wallets and asking for the client; its
+        "apply" post gives each wallet through wallet_give_to_client and writes
+        the admin history, one wallet at a time."""
+        form = GiveWalletForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Give wallets to an API client",
+                "wallets": queryset.select_related("owner"),
+                "form": form,
+            }
+            return TemplateResponse(request, "admin/wallets/wallet/give.html", context)
+        client = form.cleaned_data["client"]
+        given = 0
+        for wallet in queryset:
+            try:
+                with transaction.atomic():
+                    wallet_give_to_client(wallet=wallet, client=client)
+                    self.log_change(request, wallet, f"Gave the wallet to {client.get_username()}.")
+            except WalletGiveRefused as refused:
+                self.message_user(request, str(refused), messages.ERROR)
+            else:
+                given += 1
+        if given:
+            self.message_user(
+                request, f"Gave {given} wallet{'s' if given != 1 else ''} to {client.get_username()}.", messages.SUCCESS
+            )
+        return None
+
     def get_urls(self):
         app, model = self.opts.app_label, self.opts.model_name
         freeze = self.admin_site.admin_view(self.freeze_view)
@@ -213,6 +250,17 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), "has_freeze_permission": self.has_freeze_permission(request)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class GiveWalletForm(forms.Form):
+    client = forms.ModelChoiceField(
+        # API clients: active, not staff, and not the unclaimed holder itself.
+        queryset=get_user_model()
+        .objects.filter(is_active=True, is_staff=False)
+        .exclude(username=UNCLAIMED_OWNER)
+        .order_by("username"),
+        help_text="The API client the wallets belong to: it opened them, or its users own them.",
+    )
 
 
 # --- API keys ---------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class Wallet(models.Model):
         permissions = [
             ("freeze_wallet", "Can freeze and unfreeze wallets"),
             ("view_all_wallets", "Can read every API client's wallets (auditors)"),
+            ("give_wallet", "Can give an unclaimed wallet to its API client"),
         ]
         indexes = [
             models.Index(fields=["user_id"], name="idx_wallets_user_id"),

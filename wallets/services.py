@@ -3,6 +3,7 @@ transfers/services.py."""
 
 import uuid
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -67,4 +68,47 @@ def wallet_set_active(*, wallet: Wallet, is_active: bool) -> Wallet:
                 type=EventType.WALLET_UNFROZEN if is_active else EventType.WALLET_FROZEN,
                 data_by_client={wallet.owner_id: WalletSerializer(wallet).data},
             )
+    return wallet
+
+
+# The keyless, inactive client that migration transfers/0008_wallet_owners gave
+# the wallets no transaction had ever touched, until an operator gives each to
+# its API client (docs/operations.md, "The admin").
+UNCLAIMED_OWNER = "unclaimed-wallets"
+
+
+class WalletGiveRefused(Exception):
+    """Why a wallet could not be given to a client (a sentence for the admin)."""
+
+
+def wallet_give_to_client(*, wallet: Wallet, client: AbstractBaseUser) -> Wallet:
+    """Make `client` the owner of a wallet that `unclaimed-wallets` holds.
+
+    Only such a wallet: moving a wallet from one real client to another
+    would hand one client's money to another, and is not a support task.
+    The owner changes only if it is still `unclaimed-wallets` when the row is
+    written (one UPDATE), so two operators giving the same wallet at once
+    cannot both succeed. Nothing else changes: balance, userId, currency and
+    state stay, and the wallet's history stays with it.
+
+    Raises WalletGiveRefused when the wallet is not unclaimed (or no longer
+    is), when `client` is not an active API client (staff and the unclaimed
+    client itself are not), or when `client` already has a wallet for that
+    userId and currency (one per owner, user and currency).
+    """
+    if not client.is_active or client.is_staff or client.get_username() == UNCLAIMED_OWNER:
+        raise WalletGiveRefused(f"{client.get_username()} is not an active API client.")
+    unclaimed = get_user_model().objects.filter(username=UNCLAIMED_OWNER).values("pk")
+    try:
+        with transaction.atomic():
+            given = Wallet.objects.filter(pk=wallet.pk, owner__in=unclaimed).update(
+                owner=client, updated_at=timezone.now()
+            )
+    except IntegrityError:
+        raise WalletGiveRefused(
+            f"{client.get_username()} already has a {wallet.currency} wallet for user {wallet.user_id}."
+        ) from None
+    if not given:
+        raise WalletGiveRefused(f"Wallet {wallet.pk} is not unclaimed: it has an owner.")
+    wallet.refresh_from_db(fields=["owner", "updated_at"])
     return wallet

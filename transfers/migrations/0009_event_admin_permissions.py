@@ -16,19 +16,28 @@ EVENT_PERMISSIONS = [
 GROUPS = ("Support", "Finance")
 
 
-def forwards(apps, schema_editor):
+def grant(apps, permissions, groups):
+    """Add `permissions` ((app_label, codename) pairs) to the named groups."""
     api_client_groups.ensure_permissions(apps)
     Group, Permission = apps.get_model("auth", "Group"), apps.get_model("auth", "Permission")
-    permissions = [Permission.objects.get(content_type__app_label=a, codename=c) for a, c in EVENT_PERMISSIONS]
-    for group in Group.objects.filter(name__in=GROUPS):
-        group.permissions.add(*permissions)
+    found = [Permission.objects.get(content_type__app_label=a, codename=c) for a, c in permissions]
+    for group in Group.objects.filter(name__in=groups):
+        group.permissions.add(*found)
+
+
+def take_back(apps, permissions, groups):
+    Group, Permission = apps.get_model("auth", "Group"), apps.get_model("auth", "Permission")
+    found = [Permission.objects.get(content_type__app_label=a, codename=c) for a, c in permissions]
+    for group in Group.objects.filter(name__in=groups):
+        group.permissions.remove(*found)
+
+
+def forwards(apps, schema_editor):
+    grant(apps, EVENT_PERMISSIONS, GROUPS)
 
 
 def backwards(apps, schema_editor):
-    Group, Permission = apps.get_model("auth", "Group"), apps.get_model("auth", "Permission")
-    permissions = [Permission.objects.get(content_type__app_label=a, codename=c) for a, c in EVENT_PERMISSIONS]
-    for group in Group.objects.filter(name__in=GROUPS):
-        group.permissions.remove(*permissions)
+    take_back(apps, EVENT_PERMISSIONS, GROUPS)
 
 
 class Migration(migrations.Migration):

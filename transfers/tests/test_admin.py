@@ -379,7 +379,11 @@ def test_the_migration_creates_support_and_finance_with_exactly_their_permission
         ("wallets", "view_webhookdelivery"),
     }
     assert codenames("Support") == support_permissions
-    assert codenames("Finance") == support_permissions | {("transfers", "reverse_transactionlog")}
+    assert codenames("Finance") == support_permissions | {
+        ("transfers", "reverse_transactionlog"),
+        # Unclaimed wallets to their clients (transfers/migrations/0011_give_wallet_permission.py).
+        ("wallets", "give_wallet"),
+    }
 
 
 def test_a_staff_user_in_no_group_sees_nothing_of_money(funded_wallet):
