@@ -1,14 +1,19 @@
 """A process that starts a money movement and hangs at a chosen stage, so
-that a test can kill it there (test_fault_process_killed.py).
+that a test can kill it there (test_fault_process_killed.py,
+test_fault_batch_process_killed.py).
 
     python -m reconciliation.tests.crashing_client STAGE CLIENT_ID AMOUNT KEY SOURCE DESTINATION  # a transfer
     python -m reconciliation.tests.crashing_client STAGE CLIENT_ID AMOUNT KEY WALLET              # a deposit
+    python -m reconciliation.tests.crashing_client STAGE CLIENT_ID batch KEY BODY                 # a batch
+
+(BODY: the JSON body of POST /api/transfers/batch; KEY: the batch's key.)
 
 Settings come from the environment (DATABASE_URL of the test database). When
 the movement reaches STAGE it prints "inside <backend pid>" (0 outside a
 transaction) and sleeps.
 """
 
+import json
 import sys
 import time
 import uuid
@@ -24,7 +29,8 @@ def main(stage: str, client_id: str, amount: str, key: str, *wallets: str) -> No
     from django.db import connection
 
     from reconciliation.tests.faults import interrupt_at
-    from transfers.services import deposit_create, transfer_create
+    from transfers.movements import BatchRequest, Payout
+    from transfers.services import batch_answer, deposit_create, transfer_create
 
     def hang() -> None:
         # The server session holding the movement's row locks, asked of the
@@ -39,8 +45,32 @@ def main(stage: str, client_id: str, amount: str, key: str, *wallets: str) -> No
         time.sleep(600)
 
     interrupt_at(stage, hang)
+    client = get_user_model().objects.get(pk=client_id)
+    if amount == "batch":
+        # The request the view builds from this body (transfers/views.py).
+        (body,) = wallets
+        batch = json.loads(body)
+        payouts = tuple(
+            Payout(
+                destination_wallet_id=uuid.UUID(p["destinationWalletId"]),
+                amount=Decimal(p["amount"]),
+                idempotency_key=p["idempotencyKey"],
+                metadata=p.get("metadata", {}),
+            )
+            for p in batch["transfers"]
+        )
+        batch_answer(
+            batch_request=BatchRequest(
+                client=client,
+                idempotency_key=key,
+                source_wallet_id=uuid.UUID(batch["sourceWalletId"]),
+                atomic=batch["atomic"],
+                payouts=payouts,
+            )
+        )
+        sys.exit(f"the batch finished without reaching {stage}")
     request = {
-        "client": get_user_model().objects.get(pk=client_id),
+        "client": client,
         "amount": Decimal(amount),
         "idempotency_key": key,
         "metadata": {},

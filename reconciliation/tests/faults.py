@@ -8,26 +8,35 @@ money movement calls in order (see STAGES).
 """
 
 import contextlib
+import copy
 import functools
+import json
 import os
+import select
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
 
 import psycopg
+import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import close_old_connections, connection
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from reconciliation.services import ledger_discrepancies
 from transfers import locks, services
 from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransferBatch
+from wallets.tests.factories import WalletFactory
 
 # Where a money movement can be interrupted: (module, function, when). The
 # action runs just before or just after that call, in the order a transfer
@@ -48,6 +57,15 @@ STAGES = {
     # The batch row, the source and every destination are locked, nothing committed.
     "batch_inside_settle": (locks, "lock_wallet_set", "after"),
     "batch_after_settle_commit": (services, "batch_settle", "after"),
+}
+
+# The batch stages, and the batch an interruption there leaves behind (None:
+# nothing stored; "settled": its final status is committed).
+BATCH_LEFT_BEHIND = {
+    "batch_before_pending": None,
+    "batch_after_pending": BatchStatus.PENDING,
+    "batch_inside_settle": BatchStatus.PENDING,
+    "batch_after_settle_commit": "settled",
 }
 
 
@@ -214,6 +232,90 @@ def post_money(api: APIClient, path: str, payload: dict, key: str):
     return response
 
 
+def post_batch(api: APIClient, body: dict, key: str):
+    """POST /api/transfers/batch under the batch key, ended as post_money ends a request."""
+    return post_money(api, "/api/transfers/batch", body, key)
+
+
+# --- a batch of payouts whose every outcome is known ----------------------------------
+
+
+class PayoutBatch:
+    """A batch from a pool wallet of 100.00 that meets every kind of outcome
+    a payout can have, and what it must end as, however it got there:
+
+        0: 10.00 to first             completes
+        1: 20.00 to second            completes
+        2:  5.00 to an inactive one   wallet_inactive (its log FAILED)
+        3: 30.00 to first             completes (40.00 left)
+        4: 50.00 to second            insufficient_balance: the money ran out
+        5:  1.00 to an unknown one    wallet_not_found (no log; kept on the batch)
+        6: 15.00 to second            completes: a later, smaller one still fits
+
+    Atomic: payout 2 is the first failure, so nothing moves (422)."""
+
+    def __init__(self, funded_wallet, owner, *, atomic: bool):
+        self.atomic = atomic
+        self.pool, self.first, self.second = funded_wallet("100.00"), funded_wallet("0"), funded_wallet("0")
+        inactive = WalletFactory(owner=owner, is_active=False)
+        destinations = [self.first, self.second, inactive, self.first, self.second, None, self.second]
+        amounts = ["10.00", "20.00", "5.00", "30.00", "50.00", "1.00", "15.00"]
+        self.payout_keys = [f"payout-{uuid.uuid4()}" for _ in amounts]
+        self.key = f"batch-{uuid.uuid4()}"
+        self.body = {
+            "sourceWalletId": str(self.pool.pk),
+            "atomic": atomic,
+            "transfers": [
+                {"destinationWalletId": str(d.pk if d else uuid.uuid4()), "amount": a, "idempotencyKey": k}
+                for d, a, k in zip(destinations, amounts, self.payout_keys, strict=True)
+            ],
+        }
+        if atomic:
+            self.outcomes = [("FAILED", "batch_failed")] * 2 + [("FAILED", "wallet_inactive")]
+            self.outcomes += [("FAILED", "batch_failed")] * 2 + [("FAILED", "wallet_not_found")]
+            self.outcomes += [("FAILED", "batch_failed")]
+            self.final_balances = [Decimal("100.00"), 0, 0]
+            self.final_status, self.answer_status = BatchStatus.FAILED, 422
+        else:
+            self.outcomes = [("COMPLETED", ""), ("COMPLETED", ""), ("FAILED", "wallet_inactive")]
+            self.outcomes += [("COMPLETED", ""), ("FAILED", "insufficient_balance"), ("FAILED", "wallet_not_found")]
+            self.outcomes += [("COMPLETED", "")]
+            self.final_balances = [Decimal("25.00"), Decimal("40.00"), Decimal("35.00")]
+            self.final_status, self.answer_status = BatchStatus.PARTIALLY_COMPLETED, 201
+        # Every payout but the one to an unknown wallet is a transaction of its own.
+        self.log_count = len(amounts) - 1
+
+    def balances(self) -> list[Decimal]:
+        return balances(self.pool, self.first, self.second)
+
+    def stored(self) -> TransferBatch | None:
+        return TransferBatch.objects.filter(source_wallet=self.pool, idempotency_key=self.key).first()
+
+    def logs(self):
+        return TransactionLog.objects.filter(idempotency_key__in=self.payout_keys)
+
+
+# What two equal batches answer alike: ids, keys, references and times are
+# each batch's own; "message" says whether it was a replay (checked apart).
+_OWN_TO_EACH_BATCH = {"batchId", "sourceWalletId", "createdAt", "finishedAt", "message", "payouts"}
+_OWN_TO_EACH_PAYOUT = {"idempotencyKey", "destinationWalletId", "transactionId", "reference"}
+
+
+def batch_answer_shape(data: dict) -> dict:
+    """A batch answer (the response's "data") without what differs between
+    two runs of the same batch, so that an interrupted one can be compared
+    with one that ran uninterrupted."""
+    shape = {field: value for field, value in data.items() if field not in _OWN_TO_EACH_BATCH}
+    shape["payouts"] = [
+        {
+            **{field: value for field, value in payout.items() if field not in _OWN_TO_EACH_PAYOUT},
+            "hasTransaction": payout["transactionId"] is not None,
+        }
+        for payout in data["payouts"]
+    ]
+    return shape
+
+
 # --- the books ------------------------------------------------------------------------
 
 
@@ -223,6 +325,15 @@ def assert_books_balance() -> None:
     pending = TransactionLog.objects.filter(status=TransactionStatus.PENDING)
     assert list(pending.values_list("reference", flat=True)) == []
     assert list(TransferBatch.objects.filter(status=BatchStatus.PENDING).values_list("pk", flat=True)) == []
+
+
+def reconcile_as_beat() -> dict:
+    """What Celery beat runs every minute, run now in this process: the
+    reconcile task, with every PENDING log and batch old enough. Its summary."""
+    from reconciliation.tasks import reconcile_stale_pending
+
+    with override_settings(RECONCILE_PENDING_AFTER=timedelta(0)):
+        return reconcile_stale_pending.apply().get()
 
 
 def reconcile_now() -> str:
@@ -272,3 +383,73 @@ def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
         pass
     if process.stdout:
         process.stdout.close()
+
+
+def start_client_that_hangs(stage: str, client, *args: str, log_path, lock_timeout: float):
+    """Start crashing_client.py for `client` with `args` (a transfer, a deposit
+    or a batch: see its docstring) in a process of its own, with its own
+    Django, PostgreSQL connection and Redis lock, meeting this test's: the
+    same database and lock names, locks that expire after `lock_timeout`.
+    Return it and its backend pid once it hangs at `stage`."""
+    cache = settings.CACHES["default"]
+    env = {
+        **os.environ,
+        **database_env(),
+        "REDIS_URL": cache["LOCATION"],
+        "CACHE_KEY_PREFIX": cache["KEY_PREFIX"],
+        "TRANSFER_LOCK_TIMEOUT": str(lock_timeout),
+    }
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+            [sys.executable, "-m", "reconciliation.tests.crashing_client", stage, str(client.pk), *args],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+    ready, _, _ = select.select([process.stdout], [], [], 30)
+    line = process.stdout.readline() if ready else ""
+    if not line.startswith("inside "):
+        stop_process(process)
+        pytest.fail(f"the money movement never reached {stage}:\n{log_path.read_text()}")
+    return process, int(line.split()[1])
+
+
+def retry_until_lock_expires(send: Callable[[], object], *, lock_timeout: float):
+    """A client that honours 409's Retry-After until a dead process's Redis
+    lock (held for `lock_timeout`) expires: the last response of `send()`."""
+    deadline = time.monotonic() + lock_timeout + 5
+    response = send()
+    while response.status_code == 409 and time.monotonic() < deadline:
+        time.sleep(int(response.headers["Retry-After"]))
+        response = send()
+    return response
+
+
+def batch_args(key: str, body: dict) -> tuple[str, ...]:
+    """crashing_client.py's arguments for a batch: its key and its API body."""
+    return ("batch", key, json.dumps(body))
+
+
+def kill_process(process: subprocess.Popen, backend_pid: int) -> None:
+    """SIGKILL: no finally block, no rollback from the client, its Redis lock
+    left behind. Then wait until its backend is gone, so its row locks are."""
+    try:
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(10) == -signal.SIGKILL
+    finally:
+        stop_process(process)
+    if backend_pid:  # a session that held row locks
+        wait_for_backend_exit(backend_pid)
+
+
+# --- Redis ------------------------------------------------------------------------------
+
+
+def caches_at(settings, url: str) -> dict:
+    """settings.CACHES with the cache (the Redis locks) at `url`."""
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = url
+    return caches

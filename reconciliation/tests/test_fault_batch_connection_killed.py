@@ -13,11 +13,13 @@ from decimal import Decimal
 import pytest
 
 from reconciliation.tests.faults import (
+    BATCH_LEFT_BEHIND,
     assert_books_balance,
     balances,
     interrupt_at,
     kill_pooled_sessions_under_next_command,
     outcome_of,
+    post_batch,
     post_money,
     reconcile_now,
     terminate_own_backend,
@@ -28,12 +30,7 @@ from wallets.tests.factories import WalletFactory
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbouncer]
 
 # stage: the batch it leaves behind (None: nothing stored)
-LEFT_BEHIND = {
-    "batch_before_pending": None,
-    "batch_after_pending": BatchStatus.PENDING,
-    "batch_inside_settle": BatchStatus.PENDING,
-    "batch_after_settle_commit": "settled",
-}
+LEFT_BEHIND = BATCH_LEFT_BEHIND
 
 
 def connection_killer(stage: str, database_path: str):
@@ -43,14 +40,6 @@ def connection_killer(stage: str, database_path: str):
     if database_path == "pgbouncer" and stage in ("batch_before_pending", "batch_after_pending"):
         return kill_pooled_sessions_under_next_command
     return terminate_own_backend
-
-
-def post_batch(api, body, key):
-    from django.db import close_old_connections
-
-    response = api.post("/api/transfers/batch", body, format="json", headers={"Idempotency-Key": key})
-    close_old_connections()  # as a WSGI server ends a request (faults.post_money)
-    return response
 
 
 @pytest.mark.parametrize("atomic", [False, True], ids=["independent", "atomic"])

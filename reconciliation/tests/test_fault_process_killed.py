@@ -7,32 +7,27 @@ left behind. A client retry or a reconciliation run must finish the job
 exactly once. A frozen one (SIGSTOP) must not hold its row locks for good.
 """
 
-import os
-import select
 import signal
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from decimal import Decimal
 
 import psycopg
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from reconciliation.tests.faults import (
     admin_connection,
     assert_books_balance,
     balances,
-    database_env,
     idle_in_transaction_timeout_ms,
+    kill_process,
     outcome_of,
     post_money,
     reconcile_now,
+    retry_until_lock_expires,
+    start_client_that_hangs,
     stop_process,
-    wait_for_backend_exit,
 )
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.tests.concurrency import api_client, token_of
@@ -55,42 +50,10 @@ KILL_OUTCOMES = {
 def start_movement_that_hangs(stage: str, *, client, amount: str, key: str, wallets: list, log_path):
     """Start a transfer (two wallets) or a deposit (one) in another process;
     return it and its backend pid once it has reached `stage`."""
-    cache = settings.CACHES["default"]
-    env = {
-        **os.environ,
-        **database_env(),
-        "REDIS_URL": cache["LOCATION"],
-        # The same lock names as this test's API calls, so they meet.
-        "CACHE_KEY_PREFIX": cache["KEY_PREFIX"],
-        "TRANSFER_LOCK_TIMEOUT": str(LOCK_TIMEOUT_SECONDS),
-    }
-    args = [stage, str(client.pk), amount, key, *(str(wallet.pk) for wallet in wallets)]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
-            [sys.executable, "-m", "reconciliation.tests.crashing_client", *args],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,
-        )
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    line = process.stdout.readline() if ready else ""
-    if not line.startswith("inside "):
-        stop_process(process)
-        pytest.fail(f"the money movement never reached {stage}:\n{log_path.read_text()}")
-    return process, int(line.split()[1])
-
-
-def retry_until_lock_expires(api, payload: dict, key: str):
-    """A client that honours 409's Retry-After until the dead process's lock expires."""
-    deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS + 5
-    response = post_money(api, "/api/transfer", payload, key)
-    while response.status_code == 409 and time.monotonic() < deadline:
-        time.sleep(int(response.headers["Retry-After"]))
-        response = post_money(api, "/api/transfer", payload, key)
-    return response
+    return start_client_that_hangs(
+        stage, client, amount, key, *(str(wallet.pk) for wallet in wallets),
+        log_path=log_path, lock_timeout=LOCK_TIMEOUT_SECONDS,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("recovery", ["client_retry", "reconcile_command"])
@@ -114,12 +77,10 @@ def test_transfer_whose_process_is_killed_is_finished_exactly_once(
             # Mid-flight for real: the process holds the wallet rows right now.
             with admin_connection() as admin, pytest.raises(psycopg.errors.LockNotAvailable):
                 admin.execute("SELECT 1 FROM wallets WHERE id = %s FOR NO KEY UPDATE NOWAIT", [source.pk])
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(10) == -signal.SIGKILL
-    finally:
+    except BaseException:
         stop_process(process)
-    if backend_pid:  # a session that held row locks
-        wait_for_backend_exit(backend_pid)
+        raise
+    kill_process(process, backend_pid)
 
     log = TransactionLog.objects.get(client=treasury_api.user, idempotency_key=key)
     assert log.status == KILL_OUTCOMES[stage]
@@ -144,7 +105,9 @@ def test_transfer_whose_process_is_killed_is_finished_exactly_once(
         assert in_use.status_code == 409, in_use.json()
         assert in_use.json()["code"] == "idempotency_key_in_use"
         assert balances(source, destination) == [Decimal("100.00"), 0]
-        retry = retry_until_lock_expires(treasury_api, payload, key)
+        retry = retry_until_lock_expires(
+            lambda: post_money(treasury_api, "/api/transfer", payload, key), lock_timeout=LOCK_TIMEOUT_SECONDS
+        )
         assert retry.status_code == 201, retry.json()
 
     assert retry.json()["data"]["transactionId"] == str(log.pk)

@@ -8,72 +8,22 @@ touched: the cache is pointed at a closed port or at a redis-server the test
 starts, stops and kills itself.
 """
 
-import copy
-import signal
-import subprocess
-import time
 from decimal import Decimal
 
 import pytest
-import redis
 
 from reconciliation.tests.faults import (
     assert_books_balance,
     balances,
-    free_port,
+    caches_at,
     interrupt_at,
     post_money,
-    stop_process,
 )
 from transfers.models import TransactionLog
 from transfers.tests.concurrency import api_client, run_concurrently, token_of
 
 # The contract holds straight to PostgreSQL and through PgBouncer alike.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbouncer]
-
-
-def caches_at(settings, url: str) -> dict:
-    caches = copy.deepcopy(settings.CACHES)
-    caches["default"]["LOCATION"] = url
-    return caches
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    """A redis-server of this test's own: (process, url)."""
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603, S607 (fixed arguments; redis-server from PATH, as .ci/run uses it)
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(url, socket_timeout=0.5).ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield process, url
-    finally:
-        stop_process(process)
-
-
-@pytest.fixture(params=["refused", "hung"])
-def unreachable_redis(request, settings):
-    """The cache points at a Redis that refuses connections (nothing listens),
-    or at one that accepts them and never answers (SIGSTOP)."""
-    if request.param == "refused":
-        url = f"redis://127.0.0.1:{free_port()}/0"
-    else:
-        process, url = request.getfixturevalue("own_redis")
-        process.send_signal(signal.SIGSTOP)
-    settings.CACHES = caches_at(settings, url)
-    return request.param
 
 
 def test_with_redis_unreachable_concurrent_duplicates_move_money_once(unreachable_redis, treasury_api, funded_wallet):
