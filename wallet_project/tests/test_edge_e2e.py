@@ -11,13 +11,16 @@ The underscore headers' test lives with the traffic it uses
 
 import contextlib
 import json
+import os
 import re
 import secrets
+import signal
 import socket
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from axes.models import AccessAttempt
@@ -27,8 +30,11 @@ from conftest import make_api_client
 from reconciliation.tests.faults import free_port
 from wallet_project.tests.test_observability_e2e import (
     WebServer,
+    descendants,
     running_web,
+    runs,
     service_env,
+    wait_for,
 )
 
 # The server sees only committed rows (an API client, django-axes' record):
@@ -203,3 +209,56 @@ def test_django_sees_the_tcp_peer_whatever_the_client_writes_in_the_edges_header
 
     assert login.status == 200  # the form again, with the error
     assert list(AccessAttempt.objects.filter(username=username).values_list("ip_address", flat=True)) == ["127.0.0.1"]
+
+
+def program_pid(server: WebServer, program: str) -> int:
+    """The pid of bin/web's child running `program` (nginx's master, or Granian's main process)."""
+    children = [pid for pid, ppid in descendants(server.process.pid).items() if ppid == server.process.pid]
+    (pid,) = [pid for pid in children if runs(pid, program)]
+    return pid
+
+
+def group_is_empty(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("program", ["nginx", "granian"])
+def test_when_either_program_exits_bin_web_stops_the_other_and_exits_non_zero(django_db_setup, tmp_path, program):
+    """A supervisor restarts bin/web only if it exits: nginx without Granian
+    would answer 502 forever, Granian without nginx would be unreachable."""
+    env = service_env(
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        WEB_CONCURRENCY="1",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
+    with running_web(tmp_path, env, workers=1) as server:
+        os.kill(program_pid(server, program), signal.SIGTERM)
+        returncode = server.process.wait(timeout=30)
+
+        assert returncode != 0
+        # The other program, and every worker, is gone too (bin/web's session).
+        wait_for(lambda: group_is_empty(server.process.pid), what="every process of bin/web gone", timeout=30)
+
+
+def test_sigterm_stops_both_programs_and_bin_web_exits_cleanly(django_db_setup, tmp_path):
+    env = service_env(
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        WEB_CONCURRENCY="1",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
+    with running_web(tmp_path, env, workers=1) as server:
+        runtime = Path(re.search(r"unix:(\S+)/granian\.sock", server.log_text()).group(1))
+        assert runtime.is_dir()
+        # To bin/web alone, as a supervisor that signals its child does.
+        server.process.send_signal(signal.SIGTERM)
+        returncode = server.process.wait(timeout=30)
+
+        assert returncode == 0, server.log_text()[-3000:]
+        wait_for(lambda: group_is_empty(server.process.pid), what="every process of bin/web gone", timeout=30)
+        assert not runtime.exists()  # the socket, the configuration and nginx's files

@@ -147,7 +147,7 @@ class WebServer:
         """The processes Granian forked: the children of the Granian process,
         which bin/web runs beside nginx (its edge), wherever in bin/web's tree."""
         tree = descendants(self.process.pid)
-        granian = {pid for pid, ppid in tree.items() if ppid == self.process.pid and b"granian" in cmdline(pid)}
+        granian = {pid for pid, ppid in tree.items() if ppid == self.process.pid and runs(pid, "granian")}
         return {pid for pid, ppid in tree.items() if ppid in granian}
 
 
@@ -175,11 +175,17 @@ def descendants(root: int) -> dict[int, int]:
     return below
 
 
-def cmdline(pid: int) -> bytes:
+def runs(pid: int, program: str) -> bool:
+    """Whether process `pid` runs `program`: its executable or script is
+    named so (Granian: python .../bin/granian), or, for nginx, which retitles
+    its processes, its title says so ("nginx: master process ...")."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
-        return b""
+        return False
+    if argv[0].startswith(f"{program}: "):
+        return True
+    return any(Path(arg).name == program for arg in argv[:2])
 
 
 def wait_for(condition: Callable[[], object], *, what: str, timeout: float, log: Path | None = None):
