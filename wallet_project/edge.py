@@ -31,15 +31,6 @@ def edge_errors(max_body_bytes: int) -> list[tuple[tuple[int, ...], int, dict]]:
 
     return [
         ((400, 501, 505), 400, {"success": False, "message": default_message("bad_request"), "code": "bad_request"}),
-        (
-            (405,),
-            405,
-            {
-                "success": False,
-                "message": "Method not allowed: the service takes the methods docs/api.md lists for each path.",
-                "code": "method_not_allowed",
-            },
-        ),
         ((408,), 408, {"success": False, "message": default_message("request_timeout"), "code": "request_timeout"}),
         (
             (413,),

@@ -262,3 +262,15 @@ def test_sigterm_stops_both_programs_and_bin_web_exits_cleanly(django_db_setup, 
         assert returncode == 0, server.log_text()[-3000:]
         wait_for(lambda: group_is_empty(server.process.pid), what="every process of bin/web gone", timeout=30)
         assert not runtime.exists()  # the socket, the configuration and nginx's files
+
+
+def test_trace_is_answered_by_django_as_any_method_a_route_does_not_take(server):
+    """nginx refuses TRACE itself, without an Allow header; the edge hands
+    the refusal to Django, which names the route's methods."""
+    answer = server.request("TRACE", "/health", headers={"X-Wallet-Edge-Peer": "203.0.113.9"})
+
+    assert answer.status == 405
+    assert answer.json()["code"] == "method_not_allowed"
+    assert answer.headers["Allow"]
+    assert "TRACE" not in answer.headers["Allow"]
+    assert answer.headers["X-Request-ID"]  # Django answered
