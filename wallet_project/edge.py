@@ -6,6 +6,12 @@ bin/web runs this before it starts nginx. It reads the settings (so the body
 limit follows DATA_UPLOAD_MAX_MEMORY_SIZE, .env included) and the error-code
 registry (so what nginx answers itself is the API's envelope with a code
 docs/api.md lists), and imports nothing that needs a database.
+
+Three variables exist for the benchmark's variants (bench/HISTORY.md,
+2026-11-30 09:30), not for production: WEB_EDGE_KEEPALIVE (upstream
+keep-alive connections per nginx worker; 0, the default, opens one per
+request), WEB_EDGE_WORKER_PROCESSES (1) and WEB_EDGE_LISTEN_OPTIONS
+(e.g. reuseport).
 """
 
 import json
