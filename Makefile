@@ -7,6 +7,7 @@ VENV := .venv
 .PHONY: start test lint bench
 
 start: $(VENV)/.installed .env
+	bin/ensure-test-tools nginx
 	bin/start
 
 test: $(VENV)/.installed .env

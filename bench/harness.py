@@ -34,7 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-VENV_BIN = ROOT / ".venv" / "bin"
+# The checkout's virtualenv; BENCH_VENV_BIN points elsewhere (a worktree
+# using its main checkout's).
+VENV_BIN = Path(os.environ.get("BENCH_VENV_BIN", ROOT / ".venv" / "bin"))
 PYTHON = str(VENV_BIN / "python")
 
 PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
@@ -166,6 +168,29 @@ def children_of(ppid: int) -> list[int]:
     return out
 
 
+def descendants_of(root: int) -> dict[int, int]:
+    """Every process below `root` (children, theirs, ...): pid -> parent pid."""
+    parents = {}
+    for pid in all_pids():
+        t = proc_times(pid)
+        if t:
+            parents[pid] = t[0]
+    below: dict[int, int] = {}
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in below}
+        below.update((pid, parents[pid]) for pid in frontier)
+    return below
+
+
+def is_granian(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"granian" in f.read()
+    except OSError:
+        return False
+
+
 def procfile_command(name: str) -> str:
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.startswith(f"{name}:"):
@@ -219,19 +244,21 @@ class Service:
         return self.proc.pid
 
     def worker_pids(self) -> list[int]:
-        return children_of(self.master_pid)
+        """Granian's workers: the children of the Granian process, which
+        bin/web runs beside nginx (the edge)."""
+        tree = descendants_of(self.master_pid)
+        granian = {pid for pid, ppid in tree.items() if ppid == self.master_pid and is_granian(pid)}
+        return [pid for pid, ppid in tree.items() if ppid in granian]
 
     def cpu_ticks(self) -> int:
-        """Master + live workers (utime+stime), plus what exited workers used
-        (the master reaps them: cutime+cstime)."""
+        """The whole service: bin/web and every process below it (Granian and
+        its workers, nginx and its workers), utime+stime, plus what exited
+        processes used (their parents reaped them: cutime+cstime)."""
         total = 0
-        master = proc_times(self.master_pid)
-        if master:
-            total += master[1] + master[2] + master[3] + master[4]
-        for pid in self.worker_pids():
+        for pid in [self.master_pid, *descendants_of(self.master_pid)]:
             t = proc_times(pid)
             if t:
-                total += t[1] + t[2]
+                total += t[1] + t[2] + t[3] + t[4]
         return total
 
     def stop(self) -> None:

@@ -47,6 +47,26 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "The body is larger than the service accepts (API_MAX_BODY_BYTES, 64 KiB by default).",
         "Send a smaller body; metadata is limited to 4 KiB.",
     ),
+    # What the edge (nginx, ops/nginx.conf) answers itself, before Django sees
+    # the request: wallet_project/edge.py writes these into its configuration.
+    "request_timeout": ErrorCode(
+        408,
+        "The request did not arrive whole in time (the edge waits 60 s between reads); nothing was read.",
+        "Send the whole request again, with the same idempotency key.",
+        message="Request timeout: the request did not arrive in time; send it again, whole.",
+    ),
+    "uri_too_long": ErrorCode(
+        414,
+        "The request line is longer than the edge reads (8 KiB); nothing was read.",
+        "Send a shorter URL: ids are UUIDs and query parameters are short.",
+        message="URI too long: the request line must fit in 8 KiB.",
+    ),
+    "headers_too_large": ErrorCode(
+        431,
+        "A header line, or the headers together, are larger than the edge reads (8 KiB a line); nothing was read.",
+        "Send smaller headers.",
+        message="Request headers too large: each header line must fit in 8 KiB.",
+    ),
     "unsupported_media_type": ErrorCode(
         415,
         "The body is not `application/json` (UTF-8).",
@@ -161,6 +181,18 @@ ERROR_CODES: dict[str, ErrorCode] = {
         503,
         "PostgreSQL cannot be reached (or, on /health, a dependency is down); nothing was half-done.",
         "Wait `Retry-After` seconds and send the same request with the same idempotency key: it is safe.",
+    ),
+    "bad_gateway": ErrorCode(
+        502,
+        "The edge could not reach the application (restarting or down); the request may not have been read.",
+        "Send the same request again with the same idempotency key: it is safe.",
+        message="Bad gateway: the service is restarting; send the same request again with the same idempotency key.",
+    ),
+    "gateway_timeout": ErrorCode(
+        504,
+        "The application did not answer within 60 s; the request may or may not have been carried out.",
+        "Send the same request again with the same idempotency key: it answers what happened, never twice.",
+        message="Gateway timeout: no answer in time; send the same request again with the same idempotency key.",
     ),
     "internal_error": ErrorCode(
         500,

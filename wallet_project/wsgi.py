@@ -1,4 +1,4 @@
-"""The WSGI application that bin/web serves (Granian)."""
+"""The WSGI application that bin/web serves (Granian, behind its nginx edge)."""
 
 import os
 
@@ -15,6 +15,18 @@ django_application = get_wsgi_application()
 # request (request.headers): 2 % of a replay's instructions. Taken after the
 # settings have read .env, as Granian's copy is.
 _PROCESS_ENVIRONMENT = tuple(os.environ.items())
+
+# The client's address, in the one place it is read: bin/web serves Granian
+# on a unix socket in a private directory that only its nginx edge can reach
+# (ops/nginx.conf), so the TCP peer Django used to see as REMOTE_ADDR is
+# nginx now. nginx sends its own peer as X-Wallet-Edge-Peer (replacing any
+# header of that name a client sent), and it goes back into REMOTE_ADDR here,
+# so django-axes, the throttles and the logs see the same address as without
+# the edge, and TRUSTED_PROXY_COUNT keeps its meaning (X-Forwarded-For passes
+# the edge unchanged). bin/web says it started Granian that way; a Granian
+# started otherwise (reachable by anyone) never trusts the header.
+_BEHIND_EDGE = os.environ.get("WEB_BEHIND_EDGE") == "1"
+_EDGE_PEER = "HTTP_X_WALLET_EDGE_PEER"
 
 
 def application(environ, start_response):
@@ -35,6 +47,9 @@ def application(environ, start_response):
         # A value of the request's own (a header of the same name) differs: kept.
         if environ.get(name) == value:
             del environ[name]
+    peer = environ.pop(_EDGE_PEER, None)
+    if _BEHIND_EDGE and peer:
+        environ["REMOTE_ADDR"] = peer
     response = django_application(environ, start_response)
     if getattr(response, "streaming", True):
         return response

@@ -70,3 +70,24 @@ def test_the_process_environment_granian_copies_into_the_environ_is_taken_out(mo
     assert "HTTP_PROXY" not in seen  # no Proxy header to read (httpoxy)
     assert seen["LANG"] == "a header's own value"
     assert seen["PATH_INFO"] == "/health"
+
+
+@pytest.mark.parametrize(
+    ("behind_edge", "remote_addr"),
+    [
+        # bin/web's Granian, on a socket only nginx reaches: the peer nginx saw.
+        (True, "203.0.113.7"),
+        # Any other start (reachable by anyone): the header is never believed.
+        (False, "127.0.0.1"),
+    ],
+)
+def test_the_client_address_comes_from_the_edge_only_behind_it(monkeypatch, behind_edge, remote_addr):
+    monkeypatch.setattr(wsgi, "_BEHIND_EDGE", behind_edge)
+    seen = {}
+    monkeypatch.setattr(wsgi, "django_application", lambda environ, start_response: seen.update(environ) or [b""])
+    request = {**environ("/health"), "REMOTE_ADDR": "127.0.0.1", "HTTP_X_WALLET_EDGE_PEER": "203.0.113.7"}
+
+    wsgi.application(request, lambda *args: None)
+
+    assert seen["REMOTE_ADDR"] == remote_addr
+    assert "HTTP_X_WALLET_EDGE_PEER" not in seen

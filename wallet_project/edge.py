@@ -1,0 +1,136 @@
+"""The edge's configuration: ops/nginx.conf filled in for one bin/web run.
+
+    python -m wallet_project.edge RUNTIME_DIR HOST:PORT > RUNTIME_DIR/nginx.conf
+
+bin/web runs this before it starts nginx. It reads the settings (so the body
+limit follows DATA_UPLOAD_MAX_MEMORY_SIZE, .env included) and the error-code
+registry (so what nginx answers itself is the API's envelope with a code
+docs/api.md lists), and imports nothing that needs a database.
+
+Three variables exist for the benchmark's variants (bench/HISTORY.md,
+2026-11-30 09:30), not for production: WEB_EDGE_KEEPALIVE (upstream
+keep-alive connections per nginx worker; 0, the default, opens one per
+request), WEB_EDGE_WORKER_PROCESSES (1) and WEB_EDGE_LISTEN_OPTIONS
+(e.g. reuseport).
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "ops" / "nginx.conf"
+# Above DATA_UPLOAD_MAX_MEMORY_SIZE by this much: the body Django refuses with
+# its own 413 must reach Django, headers and a JSON framing included.
+BODY_MARGIN_BYTES = 64 * 1024
+# Where nginx's own answers live (internal locations; ops/nginx.conf).
+EDGE_ERROR_PREFIX = "/_edge/error/"
+NOT_FOUND = {"success": False, "message": "No such path.", "code": "not_found"}
+
+
+def edge_errors(max_body_bytes: int) -> list[tuple[tuple[int, ...], int, dict]]:
+    """(statuses nginx produces, status sent, body) for every error nginx
+    answers without Django. 494 is nginx's own name for "header too large"
+    (it would send a bare 400); 501 and 505 (an unknown transfer coding, an
+    HTTP version it does not speak) are requests it could not read."""
+    from wallet_project.error_codes import default_message
+
+    return [
+        ((400, 501, 505), 400, {"success": False, "message": default_message("bad_request"), "code": "bad_request"}),
+        ((408,), 408, {"success": False, "message": default_message("request_timeout"), "code": "request_timeout"}),
+        (
+            (413,),
+            413,
+            {
+                "success": False,
+                "message": f"Payload too large: the service reads bodies of at most {max_body_bytes} bytes.",
+                "code": "payload_too_large",
+            },
+        ),
+        ((414,), 414, {"success": False, "message": default_message("uri_too_long"), "code": "uri_too_long"}),
+        (
+            (494,),
+            431,
+            {"success": False, "message": default_message("headers_too_large"), "code": "headers_too_large"},
+        ),
+        ((500,), 500, {"success": False, "message": default_message("internal_error"), "code": "internal_error"}),
+        ((502,), 502, {"success": False, "message": default_message("bad_gateway"), "code": "bad_gateway"}),
+        (
+            (503,),
+            503,
+            {
+                "success": False,
+                "message": "Service unavailable: wait a second, then send the same request with the same key.",
+                "code": "service_unavailable",
+            },
+        ),
+        ((504,), 504, {"success": False, "message": default_message("gateway_timeout"), "code": "gateway_timeout"}),
+    ]
+
+
+def nginx_string(text: str) -> str:
+    """`text` as an nginx single-quoted string. nginx has no escape for `$`
+    (a variable), so a body must not hold one."""
+    if "$" in text:
+        raise ValueError(f"an nginx string cannot hold '$': {text!r}")
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def error_pages(max_body_bytes: int) -> str:
+    """An error_page and an internal location per answer. A URI, not a named
+    location: nginx cannot redirect to a named location before it has read
+    the request line (a 414, a malformed line), and answers 500 instead. A
+    client asking for such a URI itself gets the edge's JSON 404."""
+    lines = []
+    errors = [*edge_errors(max_body_bytes), ((404,), 404, NOT_FOUND)]
+    for produced, sent, _ in errors:
+        uri = f"{EDGE_ERROR_PREFIX}{sent}"
+        lines.append(f"        error_page {' '.join(map(str, produced))} = {uri};")
+    for _, sent, body in errors:
+        lines.append(f"        location = {EDGE_ERROR_PREFIX}{sent} {{")
+        lines.append("            internal;")
+        lines.append("            default_type application/json;")
+        lines.append(f"            return {sent} {nginx_string(json.dumps(body, separators=(',', ':')))};")
+        lines.append("        }")
+    return "\n".join(lines)
+
+
+def render(runtime: Path, listen: str, *, as_root: bool) -> str:
+    from django.conf import settings
+
+    max_body = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    values = {
+        # nginx's workers run as "nobody" when the master is root, and nobody
+        # cannot enter the private runtime directory (the socket, the temp
+        # files); as any other user the directive is ignored with a warning.
+        "USER_DIRECTIVE": "user root;" if as_root else "",
+        "WORKER_PROCESSES": os.environ.get("WEB_EDGE_WORKER_PROCESSES", "1"),
+        "RUNTIME": str(runtime),
+        "CLIENT_MAX_BODY_SIZE": str(max_body + BODY_MARGIN_BYTES),
+        "CLIENT_BODY_BUFFER_SIZE": str(settings.API_MAX_BODY_BYTES + BODY_MARGIN_BYTES),
+        "LISTEN": listen,
+        "LISTEN_OPTIONS": os.environ.get("WEB_EDGE_LISTEN_OPTIONS", ""),
+        "UPSTREAM_KEEPALIVE": upstream_keepalive(os.environ.get("WEB_EDGE_KEEPALIVE", "0")),
+        "PROXY_BUFFERING": os.environ.get("WEB_EDGE_PROXY_BUFFERING", "on"),
+        "ERROR_PAGES": error_pages(max_body),
+    }
+    text = TEMPLATE.read_text()
+    for name, value in values.items():
+        text = text.replace(f"@{name}@", value)
+    return text
+
+
+def upstream_keepalive(connections: str) -> str:
+    if int(connections) <= 0:
+        return "# no upstream keep-alive: a fresh connection per request"
+    return f"keepalive {int(connections)};"
+
+
+def main(argv: list[str]) -> None:
+    runtime, listen = Path(argv[1]), argv[2]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
+    sys.stdout.write(render(runtime, listen, as_root=os.geteuid() == 0))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
