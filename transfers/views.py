@@ -8,7 +8,7 @@ from functools import partial
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -30,6 +30,7 @@ from transfers.serializers import (
 from wallet_project.db.routers import lag_tolerant_read
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
+from wallet_project.views import ApiViewSet
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -89,7 +90,7 @@ def is_finished(log: TransactionLog) -> bool:
     return log.status != TransactionStatus.PENDING
 
 
-class TransferViewSet(viewsets.GenericViewSet):
+class TransferViewSet(ApiViewSet):
     """POST /api/transfer and the log views by idempotency key and by reference."""
 
     required_permissions = {
@@ -135,7 +136,7 @@ class TransferViewSet(viewsets.GenericViewSet):
         return ok(TransactionLogSerializer(log, context={"request": request}).data)
 
 
-class WalletMoneyViewSet(viewsets.GenericViewSet):
+class WalletMoneyViewSet(ApiViewSet):
     """Deposit, withdraw and history under /api/wallets/{id}/: they move or
     list money, so they live here, beside the service that moves it."""
 
@@ -180,7 +181,7 @@ class WalletMoneyViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(TransactionLogSerializer(page, many=True, context={"request": request}).data)
 
 
-class BatchViewSet(viewsets.GenericViewSet):
+class BatchViewSet(ApiViewSet):
     """POST /api/transfers/batch and GET /api/transfers/batch/{batchId}."""
 
     required_permissions = {"create": ["transfers.create_transfer"], "retrieve": []}

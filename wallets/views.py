@@ -1,9 +1,10 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status
 
 from wallet_project.responses import ok
 from wallet_project.schema import UUID_PATTERN, envelope, error
+from wallet_project.views import ApiViewSet
 from wallets import events, selectors, services, webhooks
 from wallets.models import Event, Wallet, WebhookEndpoint
 from wallets.serializers import (
@@ -19,7 +20,7 @@ from wallets.serializers import (
 )
 
 
-class WalletViewSet(viewsets.GenericViewSet):
+class WalletViewSet(ApiViewSet):
     """Customer wallets. Balances change only through transfers/services.py."""
 
     serializer_class = WalletSerializer
@@ -81,12 +82,14 @@ class WalletViewSet(viewsets.GenericViewSet):
         return ok(WalletSerializer(wallets, many=True).data)
 
 
-class EventViewSet(viewsets.GenericViewSet):
+class EventViewSet(ApiViewSet):
     """GET /api/events: the calling client's events, oldest first in commit
     order, after a cursor (wallets/events.py says why a late commit is never
     skipped). Any authenticated client reads its own; nobody reads another's."""
 
     serializer_class = EventSerializer
+    # ?type=a&type=b: the events of either type.
+    repeatable_query_parameters = ("type",)
     queryset = Event.objects.none()  # for the schema generator; reads go through wallets.events
     required_permissions = {"list": []}
 
@@ -107,7 +110,7 @@ class EventViewSet(viewsets.GenericViewSet):
         return ok({"events": EventSerializer(page, many=True).data, "nextCursor": str(cursor) if cursor else None})
 
 
-class WebhookEndpointViewSet(viewsets.GenericViewSet):
+class WebhookEndpointViewSet(ApiViewSet):
     """The calling client's webhook endpoints: create (the signing secret is
     in that answer only), list, delete."""
 

@@ -182,6 +182,34 @@ def test_slow_clients_do_not_keep_a_plain_request_waiting(server):
     assert max(timings) < SLOW_ANSWER_SECONDS, timings
 
 
+# More than nginx's default worker_connections (1024), which one client
+# holding this many half-sent bodies exhausted: every other client was refused.
+HELD_CONNECTIONS = 1100
+
+
+def test_a_client_holding_a_thousand_half_sent_bodies_does_not_lock_others_out(server):
+    sockets = []
+    try:
+        for _ in range(HELD_CONNECTIONS):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(
+                b"POST /api/transfer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"
+            )
+            sockets.append(sock)
+        started = time.monotonic()
+        answer = server.request("GET", "/health")
+        took = time.monotonic() - started
+    finally:
+        for sock in sockets:
+            sock.close()
+
+    assert answer.status == 200, answer.body
+    assert took < SLOW_ANSWER_SECONDS, took
+    # nginx wrote no line of its own about it (the log stays JSON lines).
+    assert "worker_connections are not enough" not in server.log_text()
+
+
 def test_django_sees_the_tcp_peer_whatever_the_client_writes_in_the_edges_header(server):
     """A failed admin login: django-axes records the client address it keyed
     the failure on. The client claims another address in the header the edge
