@@ -7,6 +7,11 @@ formats escape what a reader could take for a line break: every control
 character in text, and in JSON the three line breaks JSON itself allows
 unescaped in a string (U+0085, U+2028, U+2029), on which Python's
 splitlines() and some log viewers break lines.
+
+And a line never holds a secret a client sent where it did not belong: an
+API key pasted into a path (`GET /api/transfer/wk_...`) or sent as a request
+id is written with its secret part replaced (`redact`: a pattern whose first
+group is what may stay, the key's public prefix).
 """
 
 import logging
@@ -17,6 +22,18 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 # C0 and C1 control characters (line feed, carriage return, escape, ...)
 # and the Unicode line and paragraph separators some log viewers break on.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+REDACTED = "[redacted]"
+
+
+def _redactor(pattern: str | None):
+    """text -> text with every match of `pattern` cut back to its first group
+    and REDACTED; the identity without a pattern."""
+    if not pattern:
+        return lambda text: text
+    compiled = re.compile(pattern)
+    return lambda text: compiled.sub(lambda match: f"{match.group(1)}_{REDACTED}", text)
 
 
 def escape_controls(text: str) -> str:
@@ -31,8 +48,12 @@ class SingleLineFormatter(logging.Formatter):
     character. A traceback, added after the line by logging itself, keeps its
     own lines: it is Python's, and on-call needs it readable."""
 
+    def __init__(self, *args, redact: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._redact = _redactor(redact)
+
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        return escape_controls(super().formatMessage(record))
+        return self._redact(escape_controls(super().formatMessage(record)))
 
 
 _JSON_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -43,7 +64,11 @@ class SingleLineJsonFormatter(OrjsonFormatter):
     leaves as they are (valid JSON) written as JSON escapes: the same string
     to any JSON reader, one line to every line reader."""
 
+    def __init__(self, *args, redact: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._redact = _redactor(redact)
+
     def jsonify_log_record(self, log_data) -> str:
-        line = super().jsonify_log_record(log_data)
+        line = self._redact(super().jsonify_log_record(log_data))
         # Nearly every line is ASCII; this check is what they pay.
         return line if line.isascii() else line.translate(_JSON_LINE_BREAKS)

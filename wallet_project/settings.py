@@ -427,6 +427,10 @@ LOG_FORMAT = env("LOG_FORMAT", default="json" if PRODUCTION else "text")
 # or process name (no format shows them), and finding them costs work on every
 # line: the logging HOWTO's "Optimization" section documents turning them off
 # this way. The process id stays: JSON lines carry it as "pid".
+# An API key as wallets/api_keys.py writes them (wk_ + 8 characters of public
+# prefix + _ + 43 of secret; wallets/tests/test_api_keys.py holds the two
+# together): cut back to the prefix in any log line (wallet_project/log_format.py).
+LOG_REDACT_PATTERN = r"(wk_[a-z0-9]{8})_[A-Za-z0-9_-]{43}"
 logging._srcfile = None
 logging.logThreads = False
 logging.logMultiprocessing = False
@@ -444,12 +448,14 @@ LOGGING = {
             "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
             # ISO 8601 in UTC, e.g. 2026-11-24T06:12:53.806123+00:00.
             "timestamp": "time",
+            "redact": LOG_REDACT_PATTERN,
         },
         # Control characters escaped, so nothing a client sends can split a
         # line (wallet_project/log_format.py); JSON escapes them by itself.
         "text": {
             "()": "wallet_project.log_format.SingleLineFormatter",
             "format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s",
+            "redact": LOG_REDACT_PATTERN,
         },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},

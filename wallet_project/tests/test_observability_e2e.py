@@ -646,6 +646,31 @@ def test_no_token_password_or_metadata_reaches_the_log(traffic):
     assert "cardSecret" not in log
 
 
+def test_a_key_sent_where_it_does_not_belong_is_logged_without_its_secret(traffic):
+    """A client that pastes its key into a path, or sends it as its request
+    id (a safe token, so echoed), finds only the key's public prefix in the
+    log (settings.LOG_REDACT_PATTERN)."""
+    server, key = traffic.server, traffic.token
+    prefix = key[: len("wk_") + 8]  # its public part (wallets/api_keys.py)
+    auth = {"Authorization": f"Token {key}"}
+
+    in_path = server.request("GET", f"/api/transfer/{key}", headers=auth)
+    as_id = server.request("GET", "/api/events", headers={**auth, "X-Request-ID": key})
+
+    assert in_path.status == 404 and as_id.status == 200
+    # A worker writes its request line as the answer goes out: wait for both.
+    wait_for(
+        lambda: (
+            f"/api/transfer/{prefix}_[redacted]" in server.log_text()
+            and f'"request_id":"{prefix}_[redacted]"' in server.log_text()
+        ),
+        what="both request lines, the key cut back to its prefix",
+        timeout=REQUEST_TIMEOUT,
+        log=server.log_path,
+    )
+    assert key not in server.log_text()
+
+
 # --- metrics ------------------------------------------------------------------------------
 
 

@@ -3,12 +3,14 @@ and the migration that hashes the DRF tokens of existing clients in place."""
 
 import hashlib
 import importlib
+import re
 import secrets
 import threading
 from io import StringIO
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import close_old_connections, connection
@@ -295,3 +297,13 @@ def test_staff_without_the_key_permissions_cannot_issue(client, django_user_mode
 
     assert client.post("/admin/wallets/apikey/add/", {"client": ApiUserFactory().pk}).status_code == 403
     assert not ApiKey.objects.exists()
+
+
+def test_an_issued_key_is_what_the_log_redacts(db):
+    """settings.LOG_REDACT_PATTERN knows the key's shape without importing
+    wallets (the settings load first); this holds the two together."""
+    issued = api_key_issue(client=ApiUserFactory())
+
+    match = re.fullmatch(settings.LOG_REDACT_PATTERN, issued.key)
+
+    assert match is not None and match.group(1) == issued.api_key.prefix
