@@ -254,17 +254,21 @@ def group_is_empty(pgid: int) -> bool:
     return False
 
 
+def one_worker_env(directory: Path) -> dict[str, str]:
+    """A bin/web of its own (one Granian worker), for a test that stops it."""
+    return service_env(
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        WEB_CONCURRENCY="1",
+        PROMETHEUS_MULTIPROC_DIR=str(directory / "metrics"),
+    )
+
+
 @pytest.mark.parametrize("program", ["nginx", "granian"])
 def test_when_either_program_exits_bin_web_stops_the_other_and_exits_non_zero(django_db_setup, tmp_path, program):
     """A supervisor restarts bin/web only if it exits: nginx without Granian
     would answer 502 forever, Granian without nginx would be unreachable."""
-    env = service_env(
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="1",
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
-    )
-    with running_web(tmp_path, env, workers=1) as server:
+    with running_web(tmp_path, one_worker_env(tmp_path), workers=1) as server:
         os.kill(program_pid(server, program), signal.SIGTERM)
         returncode = server.process.wait(timeout=30)
 
@@ -274,13 +278,7 @@ def test_when_either_program_exits_bin_web_stops_the_other_and_exits_non_zero(dj
 
 
 def test_sigterm_stops_both_programs_and_bin_web_exits_cleanly(django_db_setup, tmp_path):
-    env = service_env(
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="1",
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
-    )
-    with running_web(tmp_path, env, workers=1) as server:
+    with running_web(tmp_path, one_worker_env(tmp_path), workers=1) as server:
         runtime = Path(re.search(r"unix:(\S+)/granian\.sock", server.log_text()).group(1))
         assert runtime.is_dir()
         # To bin/web alone, as a supervisor that signals its child does.
