@@ -31,7 +31,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# Local settings: a random secret key and metrics token, made once and never committed.
-.env:
-	$(PYTHON) -c "import secrets; print('DJANGO_SECRET_KEY=' + secrets.token_urlsafe(50))" > $@
-	$(PYTHON) -c "import secrets; print('METRICS_TOKEN=' + secrets.token_urlsafe(32))" >> $@
+# Local settings: a random secret key and metrics token, added to .env (new or
+# written by hand) whenever it lacks them, and never committed (bin/ensure-env).
+.env: FORCE
+	$(PYTHON) bin/ensure-env $@
+
+FORCE:

@@ -8,14 +8,34 @@ import logging
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 from django_guid.integrations import CeleryIntegration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+
+
+def misconfigured(message: str) -> NoReturn:
+    """End the process with one line on stderr saying what is wrong and how to fix it.
+
+    A SystemExit, not ImproperlyConfigured: manage.py, pytest, Celery and
+    bin/preflight.py print its message alone, where an exception would bury
+    it under a 60-line traceback (docs/operations.md, "Configuration").
+    """
+    raise SystemExit(f"Configuration: {message}")
+
+
+def required(name: str, fix: str) -> str:
+    """The value of `name`, which the service cannot start without; `fix` says how to set it."""
+    value = env.str(name, default="")
+    if not value:
+        misconfigured(f"{name} is not set. {fix}")
+    return value
+
+
 # WALLET_ENV_FILE: another file than the checkout's .env (a test reads settings from one of its own).
 environ.Env.read_env(env.str("WALLET_ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
@@ -27,21 +47,23 @@ environ.Env.read_env(env.str("WALLET_ENV_FILE", default=str(BASE_DIR / ".env")),
 # (PORT is the web server's, not Django's: give the second one another.)
 INSTANCE = env.str("WALLET_INSTANCE", default="")
 if INSTANCE and not INSTANCE.replace("_", "").isalnum():
-    raise ImproperlyConfigured("WALLET_INSTANCE must be letters, digits and underscores (it names a database).")
+    misconfigured("WALLET_INSTANCE must be letters, digits and underscores (it names a database).")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # DJANGO_ENV=production: HTTPS only, HSTS, secure cookies, explicit hosts (see
 # "Production hardening" below). `manage.py check --deploy` is clean under it.
 PRODUCTION = env("DJANGO_ENV", default="local") == "production"
 if PRODUCTION and DEBUG:
-    raise ImproperlyConfigured("DJANGO_DEBUG must be off when DJANGO_ENV=production.")
+    misconfigured("DJANGO_DEBUG must be off when DJANGO_ENV=production.")
 # Outside DEBUG a real key is required: a missing one fails loudly at start-up.
-SECRET_KEY = env("DJANGO_SECRET_KEY") if not DEBUG else env("DJANGO_SECRET_KEY", default="dev-only-insecure-key")
-ALLOWED_HOSTS = (
-    env.list("DJANGO_ALLOWED_HOSTS")  # no default in production: name the hosts
-    if PRODUCTION
-    else env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+SECRET_KEY = (
+    required("DJANGO_SECRET_KEY", "Run `make .env` to add a random one to .env, or set it in the environment.")
+    if not DEBUG
+    else env("DJANGO_SECRET_KEY", default="dev-only-insecure-key")
 )
+if PRODUCTION:  # no default in production: name the hosts
+    required("DJANGO_ALLOWED_HOSTS", "Set it to the comma-separated host names the service answers on.")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -399,7 +421,7 @@ AXES_RESET_ON_SUCCESS = True
 # REMOTE_ADDR (the proxy's address, shared by everyone).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT < 0:
-    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
+    misconfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
 AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR",) if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
 AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1 if TRUSTED_PROXY_COUNT else None
 AXES_IPWARE_PROXY_ORDER = "left-most"
