@@ -8,11 +8,26 @@ updated and no new key; `manage.py issue_api_key` issues a second one to
 rotate to.
 """
 
+import importlib
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
 from wallets.api_keys import ApiKeyError, api_key_issue, api_key_list
+
+# The data migrations that create API client groups (the groups are data; these
+# are their single source), oldest first, and the name of each one's mapping
+# group -> permissions. A migration that adds a group is added here.
+GROUP_MIGRATIONS = {"0002_api_client_groups": "API_CLIENT_GROUPS", "0007_pay_other_clients": "GROUPS"}
+
+
+def api_client_group_names() -> list[str]:
+    """The API client groups the migrations create, in the order they were added: ["Transfer client", ...]."""
+    names: dict[str, None] = {}
+    for migration, mapping in GROUP_MIGRATIONS.items():
+        names.update(dict.fromkeys(getattr(importlib.import_module(f"transfers.migrations.{migration}"), mapping)))
+    return list(names)
 
 
 class Command(BaseCommand):
@@ -24,7 +39,7 @@ class Command(BaseCommand):
             "--group",
             action="append",
             default=[],
-            help='"Transfer client", "Treasury client" or "Auditor"; repeatable.',
+            help=", ".join(f'"{group}"' for group in api_client_group_names()) + "; repeatable.",
         )
 
     def handle(self, *args, name: str, group: list[str], **options):
