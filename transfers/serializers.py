@@ -231,6 +231,25 @@ class TransactionLogSerializer(serializers.ModelSerializer):
         return log.metadata if self._shows_request_details(log) else None
 
 
+class WalletHistoryEntrySerializer(TransactionLogSerializer):
+    """A transaction as the history of one wallet shows it (GET
+    /api/wallets/{id}/transactions): the log view, plus `direction`, CREDIT
+    when the wallet received the amount and DEBIT when it paid it, seen from
+    the wallet in context["wallet_id"] (a UUID), as a statement reads.
+    Whatever the status: a FAILED debit is still the debit that was refused."""
+
+    direction = serializers.SerializerMethodField()
+
+    class Meta(TransactionLogSerializer.Meta):
+        fields = [*TransactionLogSerializer.Meta.fields]
+        fields.insert(fields.index("amount"), "direction")
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=["CREDIT", "DEBIT"]))
+    def get_direction(self, log) -> str:
+        return "CREDIT" if log.destination_wallet_id == self.context["wallet_id"] else "DEBIT"
+
+
 # --- batches of payouts -----------------------------------------------------------
 
 

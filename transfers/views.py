@@ -26,6 +26,7 @@ from transfers.serializers import (
     MovementResultSerializer,
     TransactionLogSerializer,
     TransferRequestSerializer,
+    WalletHistoryEntrySerializer,
 )
 from wallet_project.db.routers import lag_tolerant_read
 from wallet_project.responses import EnvelopeCursorPagination, ok
@@ -166,7 +167,7 @@ class WalletMoneyViewSet(ApiViewSet):
     @extend_schema(
         filters=True,
         responses={
-            200: TransactionLogSerializer(many=True),
+            200: WalletHistoryEntrySerializer(many=True),
             404: error("No such customer wallet (code wallet_not_found)."),
         },
     )
@@ -178,7 +179,8 @@ class WalletMoneyViewSet(ApiViewSet):
     def _history(self, request, pk):
         logs = self.filter_queryset(selectors.wallet_transactions(wallet_id=pk, viewer=request.user))
         page = self.paginate_queryset(logs)
-        return self.get_paginated_response(TransactionLogSerializer(page, many=True, context={"request": request}).data)
+        entries = WalletHistoryEntrySerializer(page, many=True, context={"request": request, "wallet_id": pk})
+        return self.get_paginated_response(entries.data)
 
 
 class BatchViewSet(ApiViewSet):

@@ -74,7 +74,8 @@ def test_readme_day_one_walkthrough_runs_as_written(web_server):
     first, replay = re.findall(r'"transactionId":"([0-9a-f-]+)","status":"COMPLETED"', out)[-2:]
     assert first == replay
     assert '"COMPLETED"' in out  # the lookup by reference
-    assert '{"type":"TRANSFER","status":"COMPLETED","amount":"120.50"}' in out
+    assert '{"type":"TRANSFER","status":"COMPLETED","direction":"DEBIT","amount":"120.50"}' in out
+    assert '{"type":"DEPOSIT","status":"COMPLETED","direction":"CREDIT","amount":"500.00"}' in out
     assert out.rstrip().endswith("379.50")  # 500.00 in, 120.50 out
 
 

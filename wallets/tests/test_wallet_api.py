@@ -175,6 +175,22 @@ def test_history_is_newest_first(treasury_api, busy_wallet):
     ]
 
 
+def test_history_says_credit_or_debit_as_seen_from_its_wallet(treasury_api, busy_wallet):
+    results = history(treasury_api, busy_wallet)["results"]
+    payee = results[0]["destinationWalletId"]
+
+    assert [(log["idempotencyKey"], log["direction"]) for log in results] == [
+        ("t1", "DEBIT"),
+        ("w-failed", "DEBIT"),
+        ("d2", "CREDIT"),
+        ("d1", "CREDIT"),
+    ]
+    # The same transfer in the payee's history is its credit.
+    assert [log["direction"] for log in data_of(treasury_api.get(f"/api/wallets/{payee}/transactions"))["results"]] == [
+        "CREDIT"
+    ]
+
+
 def test_history_pages_follow_the_next_link_to_the_end(treasury_api, busy_wallet):
     page = history(treasury_api, busy_wallet, limit=3)
     seen = [log["idempotencyKey"] for log in page["results"]]
