@@ -36,6 +36,14 @@ class BalanceLimitExceeded(BusinessRuleViolation):
     default_detail = "The movement would take a balance beyond what the ledger can hold (NUMERIC(20,2))."
 
 
+class LimitExceeded(BusinessRuleViolation):
+    """A movement past a limit the service sets (the message names it): the
+    client's exposure in a currency (settings.CLIENT_EXPOSURE_LIMIT)."""
+
+    default_code = "limit_exceeded"
+    default_detail = "The movement would pass a limit."
+
+
 class BatchFailed(BusinessRuleViolation):
     """An atomic batch broke a rule at one payout, so none moved: the batch's
     answer, and the error of every other payout of it."""
@@ -46,7 +54,7 @@ class BatchFailed(BusinessRuleViolation):
 
 BUSINESS_RULE_ERRORS = {
     cls.default_code: cls
-    for cls in (InsufficientBalance, WalletInactive, CurrencyMismatch, BalanceLimitExceeded, BatchFailed)
+    for cls in (InsufficientBalance, WalletInactive, CurrencyMismatch, BalanceLimitExceeded, LimitExceeded, BatchFailed)
 }
 
 

@@ -1,7 +1,9 @@
 """Every lock a money movement takes, written once so the order is too.
 
 Order, always: the Redis lock on (client, idempotency key); then, inside the
-settle transaction, the log row; then the wallet rows in primary-key order.
+settle transaction, the log row; then the wallet rows in primary-key order;
+then, for money that enters or leaves through a settlement wallet, the
+exposure row of the customer wallet's owner.
 
 Row locks are FOR NO KEY UPDATE: inserting a log takes KEY SHARE locks on its
 two wallets through the foreign keys (source first), which plain FOR UPDATE
@@ -21,7 +23,7 @@ from django.db import connection
 from redis.exceptions import LockError
 
 from transfers.exceptions import IdempotencyKeyInUse
-from transfers.models import TransactionLog, TransferBatch
+from transfers.models import ClientExposure, TransactionLog, TransferBatch
 from wallet_project.db import in_model_order
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
@@ -177,6 +179,34 @@ def lock_log(log_id: uuid.UUID, *, skip_locked: bool = False) -> TransactionLog 
 def lock_wallets(source_id: uuid.UUID, destination_id: uuid.UUID) -> dict[uuid.UUID, Wallet]:
     """Both wallets, locked in primary-key order (the one order every caller uses)."""
     return {wallet.pk: wallet for wallet in _wallet_locks(source_id, destination_id)}
+
+
+# By (client, currency), the row's natural key, so written as SQL: the compiled
+# querysets above take primary keys only.
+_EXPOSURE_FIELDS = in_model_order(ClientExposure, ["id", "client_id", "currency", "amount"])
+_LOCK_EXPOSURE = (
+    f"SELECT {', '.join(_EXPOSURE_FIELDS)} FROM client_exposures "  # noqa: S608 (model field names)
+    "WHERE client_id = %s AND currency = %s FOR NO KEY UPDATE"
+)
+_FIRST_EXPOSURE = """
+INSERT INTO client_exposures (client_id, currency, amount, updated_at) VALUES (%s, %s, 0, now())
+ON CONFLICT (client_id, currency) DO NOTHING
+"""
+
+
+def lock_exposure(client_id: int, currency: str) -> ClientExposure:
+    """The exposure row of (client, currency), locked, made at zero on the
+    client's first deposit or withdrawal in the currency. Taken after the
+    wallets: every caller holds the currency's settlement wallet, so two
+    callers for one client and currency already wait for each other there."""
+    cursor = connection.statement_cursor()
+    cursor.execute(_LOCK_EXPOSURE, [client_id, currency])
+    row = cursor.fetchone()
+    if row is None:
+        cursor.execute(_FIRST_EXPOSURE, [client_id, currency])
+        cursor.execute(_LOCK_EXPOSURE, [client_id, currency])
+        row = cursor.fetchone()
+    return ClientExposure.from_db(connection.alias, _EXPOSURE_FIELDS, row)
 
 
 # --- batches: the batch row, then the source and every destination at once ----------

@@ -238,3 +238,36 @@ class TransferBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.pk} ({self.payout_count} payouts, {self.status})"
+
+
+class ClientExposure(models.Model):
+    """What one API client's wallets hold, in one currency, of the money that
+    came in through deposits: its deposits minus its withdrawals (a reversal
+    of either counts as its opposite). Every deposit moves the currency's
+    settlement wallet down by as much, so bounding each client's exposure
+    (settings.CLIENT_EXPOSURE_LIMIT) keeps any one client from taking the
+    settlement wallet to where other clients' deposits no longer fit in
+    NUMERIC(20,2) (docs/design.md, "Client exposure").
+
+    Counted by the wallet's owner, in the settle transaction that moves the
+    money (transfers/services.py), under the row locks of that transaction:
+    the settlement wallet's, then this row's. Transfers between customer
+    wallets do not change it: no money enters or leaves the ledger.
+    """
+
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exposures")
+    currency = models.CharField(max_length=3)
+    # May be negative: a client that withdraws money another client paid it.
+    amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "client_exposures"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "currency"], name="transfers_clientexposure_unique_client_currency"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client} {self.currency} exposure {self.amount}"

@@ -32,6 +32,7 @@ import logging
 import random
 import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -49,11 +50,13 @@ from transfers.exceptions import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientBalance,
+    LimitExceeded,
     ReversalNotAllowed,
     WalletInactive,
 )
 from transfers.models import (
     BatchStatus,
+    ClientExposure,
     TransactionLog,
     TransactionStatus,
     TransactionType,
@@ -226,7 +229,8 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
             raise InsufficientBalance(
                 f"The wallet that received {original.reference} holds {payer.balance}, less than {original.amount}."
             )
-        _check_balance_limits(payer, payee, original.amount)
+        exposure = _exposure_change(payer, payee, original.amount)
+        _check_limits(payer, payee, original.amount, exposure)
         now = timezone.now()
         compensation = TransactionLog.objects.create(
             client=reversed_by,
@@ -243,6 +247,8 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
             completed_at=now,
         )
         _run(_MOVE_MONEY, {"source": payer.pk, "destination": payee.pk, "amount": original.amount, "now": now})
+        if exposure is not None:
+            _run(_CHANGE_EXPOSURE, {"now": now, **_exposure_params(exposure)})
         original.status = TransactionStatus.REVERSED
         original.save(update_fields=["status", "updated_at"])
         _run(
@@ -313,6 +319,11 @@ UPDATE wallets
    SET balance = balance + CASE WHEN id = %(source)s THEN -%(amount)s ELSE %(amount)s END, updated_at = %(now)s
  WHERE id IN (%(source)s, %(destination)s)
 """
+# The exposure row the caller has locked (_exposure_change); %(exposure)s is
+# NULL, and no row changes, for a transfer between customer wallets.
+_CHANGE_EXPOSURE = """
+UPDATE client_exposures SET amount = amount + %(exposure_change)s, updated_at = %(now)s WHERE id = %(exposure)s
+"""
 
 
 def _utc_text(column: str) -> str:
@@ -349,6 +360,7 @@ SELECT owner, %(event)s, {_EVENT_OBJECT}, %(now)s
 # statement: no round trip added while the wallet rows are locked.
 _MOVE_MONEY_AND_COMPLETE = f"""
 WITH legs AS ({_MOVE_MONEY}),
+exposure AS ({_CHANGE_EXPOSURE}),
 t AS (UPDATE transaction_logs SET status = 'COMPLETED', completed_at = %(now)s, updated_at = %(now)s
        WHERE id = %(log)s RETURNING *)
 {_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
@@ -520,9 +532,10 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
         wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id)
         lock_wait = time.perf_counter() - locking_started
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
+        exposure = _exposure_change(source, destination, log.amount)
         now = timezone.now()
         try:
-            _check_business_rules(log, source, destination)
+            _check_business_rules(log, source, destination, exposure)
         except BusinessRuleViolation as violation:
             log.status = TransactionStatus.FAILED
             log.error_code, log.error_message = violation.default_code, str(violation.detail)
@@ -540,6 +553,7 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
                 {
                     "source": source.pk, "destination": destination.pk, "amount": log.amount, "now": now,
                     "log": log.pk, "event": _event_type(log), "owners": _owners(source, destination),
+                    **_exposure_params(exposure),
                 },
             )  # fmt: skip
         log.updated_at = now
@@ -548,8 +562,11 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
     return log, True
 
 
-def _check_business_rules(log: TransactionLog, source: Wallet, destination: Wallet) -> None:
-    """Checked under the row locks, so the balance read is the one debited."""
+def _check_business_rules(
+    log: TransactionLog, source: Wallet, destination: Wallet, exposure: "ExposureChange | None"
+) -> None:
+    """Checked under the row locks, so the balance read is the one debited
+    (and the exposure read the one changed)."""
     if not source.is_active:
         raise WalletInactive("The source wallet is inactive.")
     if not destination.is_active:
@@ -560,14 +577,56 @@ def _check_business_rules(log: TransactionLog, source: Wallet, destination: Wall
         )
     if source.kind == WalletKind.CUSTOMER and source.balance < log.amount:
         raise InsufficientBalance()
-    _check_balance_limits(source, destination, log.amount)
+    _check_limits(source, destination, log.amount, exposure)
 
 
-def _check_balance_limits(source: Wallet, destination: Wallet, amount: Decimal) -> None:
+def _check_limits(source: Wallet, destination: Wallet, amount: Decimal, exposure: "ExposureChange | None") -> None:
+    """The bounds on what a movement may leave behind, for every movement
+    that changes balances (settle, batch payout, reversal)."""
+    # One client must not take a settlement wallet to where other clients'
+    # deposits no longer fit (docs/design.md, "Client exposure"); checked
+    # first, so that a client past its own limit is told so, not that the
+    # ledger is full. Only a rise is refused: money going back out is welcome.
+    if exposure is not None and exposure.change > 0:
+        after = exposure.row.amount + exposure.change
+        if after > settings.CLIENT_EXPOSURE_LIMIT:
+            raise LimitExceeded(
+                f"Client exposure limit: this would take what the client's wallets hold in {exposure.row.currency} "
+                f"from deposits (deposits minus withdrawals) to {after}, past the limit of "
+                f"{settings.CLIENT_EXPOSURE_LIMIT}. Withdraw first, or ask the operator."
+            )
     # Without this a balance past NUMERIC(20,2) is an overflow error at the
     # UPDATE, and the log would stay PENDING through every retry.
     if destination.balance + amount > MAX_AMOUNT or source.balance - amount < -MAX_AMOUNT:
         raise BalanceLimitExceeded()
+
+
+@dataclass(frozen=True)
+class ExposureChange:
+    """A movement's change to its client's exposure (transfers.models.ClientExposure):
+    the row, locked, and the signed amount to add to it."""
+
+    row: ClientExposure
+    change: Decimal
+
+
+def _exposure_params(exposure: ExposureChange | None) -> dict:
+    """_CHANGE_EXPOSURE's parameters; for None, ones that change no row."""
+    if exposure is None:
+        return {"exposure": None, "exposure_change": None}
+    return {"exposure": exposure.row.pk, "exposure_change": exposure.change}
+
+
+def _exposure_change(payer: Wallet, payee: Wallet, amount: Decimal) -> ExposureChange | None:
+    """Whose exposure a movement changes, its row locked (after the wallets,
+    transfers/locks.py), and by how much: + amount to the owner of a customer
+    wallet the settlement wallet pays (a deposit, a reversed withdrawal),
+    - amount to the owner of one that pays it; None between customer wallets."""
+    if payer.kind == WalletKind.SETTLEMENT:
+        return ExposureChange(locks.lock_exposure(payee.owner_id, payee.currency), amount)
+    if payee.kind == WalletKind.SETTLEMENT:
+        return ExposureChange(locks.lock_exposure(payer.owner_id, payer.currency), -amount)
+    return None
 
 
 # --- batch disbursements -----------------------------------------------------------
@@ -992,7 +1051,8 @@ def _decide_payouts(
             continue
         destination = wallets[log.destination_wallet_id]
         try:
-            _check_business_rules(log, source, destination)
+            # Payouts move money between customer wallets: no exposure changes.
+            _check_business_rules(log, source, destination, exposure=None)
         except BusinessRuleViolation as violation:
             reason = (violation.default_code, str(violation.detail))
             first_failure = first_failure or (index, *reason)

@@ -10,7 +10,10 @@ put names and notes there.
 
 import logging
 
+from django.conf import settings
+from django.db import DatabaseError, connection
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from transfers.models import TransactionLog
 
@@ -177,3 +180,54 @@ def batch_refused(*, client, idempotency_key: str, code: str) -> None:
             "idempotency_key": idempotency_key,
         },
     )
+
+
+# --- read at scrape time (registered from TransfersConfig.ready()) -----------------
+
+# One statement, one snapshot: each settlement wallet's balance, and the
+# largest client exposure in each currency (docs/design.md, "Client exposure").
+_SETTLEMENT_STATE = """
+SELECT w.currency, w.balance, (SELECT max(e.amount) FROM client_exposures e WHERE e.currency = w.currency)
+  FROM wallets w
+ WHERE w.kind = 'SETTLEMENT'
+"""
+
+
+def settlement_state(up: dict[str, bool]):
+    """The metric families of what clients have pushed through the settlement
+    wallets: each one's balance by currency, the largest client exposure by
+    currency, and the configured bounds the alert rules compare them with."""
+    yield GaugeMetricFamily(
+        "wallet_settlement_alert_magnitude",
+        "Settlement wallet balance, either way, at which on-call is paged (SETTLEMENT_ALERT_MAGNITUDE).",
+        value=float(settings.SETTLEMENT_ALERT_MAGNITUDE),
+    )
+    yield GaugeMetricFamily(
+        "wallet_client_exposure_limit",
+        "What one client's wallets may hold in one currency from deposits (CLIENT_EXPOSURE_LIMIT).",
+        value=float(settings.CLIENT_EXPOSURE_LIMIT),
+    )
+    if not up["database"]:
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_SETTLEMENT_STATE)
+            rows = cursor.fetchall()
+    except DatabaseError as exc:
+        logger.warning("metrics: settlement state unavailable: %s", exc)
+        return
+    balances = GaugeMetricFamily(
+        "wallet_settlement_balance",
+        "Balance of the settlement wallet of each currency: minus what customers hold from deposits.",
+        labels=["currency"],
+    )
+    exposures = GaugeMetricFamily(
+        "wallet_client_exposure_largest",
+        "The largest client exposure (deposits minus withdrawals) in each currency.",
+        labels=["currency"],
+    )
+    for currency, balance, largest in rows:
+        balances.add_metric([currency], float(balance))
+        exposures.add_metric([currency], float(largest or 0))
+    yield balances
+    yield exposures

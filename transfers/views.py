@@ -60,9 +60,8 @@ MONEY_RESPONSES = {
     409: error("The key is being processed by another request (code idempotency_key_in_use); see Retry-After."),
     422: error(
         "A business rule refused the movement and a FAILED log was stored (codes insufficient_balance, "
-        "wallet_inactive, currency_mismatch, balance_limit_exceeded; replays return the same), or the key was used "
-        "for a different "
-        "request (code idempotency_key_reused)."
+        "wallet_inactive, currency_mismatch, balance_limit_exceeded, limit_exceeded; replays return the same), "
+        "or the key was used for a different request (code idempotency_key_reused)."
     ),
 }
 

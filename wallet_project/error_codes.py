@@ -165,6 +165,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "The movement would take a balance beyond NUMERIC(20,2). A FAILED transaction is stored (`data`).",
         "Move a smaller amount, under a new key.",
     ),
+    "limit_exceeded": ErrorCode(
+        422,
+        "The movement would pass a limit, which the message names: a deposit past what one client's wallets may "
+        "hold in a currency from deposits (its deposits minus its withdrawals). A FAILED transaction is stored "
+        "(`data`).",
+        "Withdraw first, or ask the operator about the limit; then send a new request under a new key.",
+    ),
     "idempotency_key_reused": ErrorCode(
         422,
         "This idempotency key was already used for a different request (other amount, wallets, type or "

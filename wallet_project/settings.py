@@ -5,8 +5,10 @@ Production sets DJANGO_DEBUG=false (the default) and a real DJANGO_SECRET_KEY.
 """
 
 import logging
+import re
 import tempfile
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn
 
@@ -213,11 +215,44 @@ CACHES = {
 }
 
 # --- Money -------------------------------------------------------------------
+# The largest NUMERIC(20,2): the bound of every amount setting, and of every
+# amount and balance (wallets/money.py's MAX_AMOUNT is this).
+LEDGER_MAX_AMOUNT = Decimal("999999999999999999.99")
+
+
+def env_amount(name: str, default: str) -> Decimal:
+    """An amount setting: a plain decimal string (digits, an optional point and
+    at most two places) from 0 to the largest NUMERIC(20,2). NaN, Infinity,
+    a sign, an exponent or anything else stops the start-up with
+    ImproperlyConfigured naming the variable: a limit must never read as
+    "no limit" (Decimal("NaN") compares false with everything)."""
+    text = env.str(name, default=default).strip()
+    if not re.fullmatch(r"[0-9]+(\.[0-9]{1,2})?", text, re.ASCII):
+        raise ImproperlyConfigured(
+            f"{name} must be an amount such as 1000000.00 (digits, at most two decimal places), not {text!r}."
+        )
+    amount = Decimal(text)
+    if amount > LEDGER_MAX_AMOUNT:
+        raise ImproperlyConfigured(f"{name} must be at most {LEDGER_MAX_AMOUNT} (NUMERIC(20,2)), not {text}.")
+    return amount
+
+
 # The ledger keeps two decimal places, so only currencies with two minor units.
 SUPPORTED_CURRENCIES = env.list("SUPPORTED_CURRENCIES", default=["NGN", "USD", "EUR", "GBP", "GHS", "KES", "ZAR"])
 DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", default="NGN")
 # How long the Redis lock on (client, idempotency key) lives if its holder dies.
 TRANSFER_LOCK_TIMEOUT = env.float("TRANSFER_LOCK_TIMEOUT", default=30.0)
+# What one API client's wallets may hold, per currency, of the money that came
+# in through deposits: its deposits minus its withdrawals (its exposure,
+# docs/design.md "Client exposure"). Every deposit moves the settlement wallet
+# the other way, so without this one client could push it to the end of
+# NUMERIC(20,2) and refuse every other client's deposits in that currency.
+# 10^14: ten thousand clients at the limit fill the ledger's range.
+CLIENT_EXPOSURE_LIMIT = env_amount("CLIENT_EXPOSURE_LIMIT", default="100000000000000.00")
+# A settlement wallet beyond this (either sign) pages on-call
+# (WalletSettlementBeyondAlertMagnitude in ops/prometheus/alerts.yml); 10^16
+# is a hundredth of the ledger's range, far above any real volume.
+SETTLEMENT_ALERT_MAGNITUDE = env_amount("SETTLEMENT_ALERT_MAGNITUDE", default="10000000000000000.00")
 # Deadlocks and serialization failures are retried this many times in all.
 TRANSFER_MAX_ATTEMPTS = env.int("TRANSFER_MAX_ATTEMPTS", default=5)
 # The Retry-After sent with 409 (key in use) and 503 (database down), seconds.

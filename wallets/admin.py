@@ -268,8 +268,11 @@ class GiveWalletForm(forms.Form):
 
 class IssueApiKeyForm(forms.Form):
     client = forms.ModelChoiceField(
-        # API clients: people log into the admin, and never hold keys.
-        queryset=get_user_model().objects.filter(is_active=True, is_staff=False).order_by("username"),
+        # API clients: people log into the admin, and never hold keys
+        # (api_key_issue refuses them whatever is posted: wallets.authentication.staff_refusal).
+        queryset=get_user_model()
+        .objects.filter(is_active=True, is_staff=False, is_superuser=False)
+        .order_by("username"),
         help_text="A client holds at most two live keys: issue the new one, move the client to it, revoke the old.",
     )
     name = forms.CharField(max_length=100, required=False, help_text="What the key is for.")

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from wallets.authentication import credentials_changed, key_digest
+from wallets.authentication import credentials_changed, key_digest, staff_refusal
 from wallets.models import ApiKey
 
 MAX_LIVE_KEYS = 2
@@ -49,16 +49,20 @@ def _new_key() -> tuple[str, str]:
 
 def api_key_issue(*, client: AbstractBaseUser, name: str = "") -> IssuedKey:
     """Issue a new key for `client` and return it with the key in clear (the
-    only time it exists outside the client's hands).
+    only time it exists outside the client's hands). Every way a key is
+    issued (the admin, `issue_api_key`, `create_api_client`) comes here.
 
     Raises ApiKeyError if the client already holds MAX_LIVE_KEYS live keys
-    (revoke one first) or is inactive. The client's row is locked while
-    counting, so two issues at once cannot pass the limit together.
+    (revoke one first), is inactive, or is a person (staff_refusal). The
+    client's row is locked while counting, so two issues at once cannot pass
+    the limit together.
     """
     with transaction.atomic():
         locked = get_user_model().objects.select_for_update().get(pk=client.pk)
         if not locked.is_active:
             raise ApiKeyError(f"{locked.get_username()} is deactivated: activate it before issuing a key.")
+        if refusal := staff_refusal(locked):
+            raise ApiKeyError(refusal)
         live = api_key_list(client=locked).filter(revoked_at__isnull=True)
         if len(live) >= MAX_LIVE_KEYS:
             prefixes = ", ".join(k.prefix for k in live)

@@ -37,7 +37,7 @@ from time import monotonic
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Q
@@ -202,6 +202,18 @@ def _client_of(digest: str) -> _Client | None:
     )
 
 
+def staff_refusal(user: AbstractBaseUser) -> str | None:
+    """Why `user` may not hold an API key, or None: staff and superusers are
+    people, who sign in to the admin; a key would carry a superuser's every
+    permission (every client's wallets) to whoever holds it. The rule at
+    both doors: issuing a key (wallets.api_keys.api_key_issue) and using one
+    (ApiKeyAuthentication below, for a user made staff after its key was issued)."""
+    if user.is_superuser or user.is_staff:
+        kind = "a superuser" if user.is_superuser else "staff"
+        return f"{user.get_username()} is {kind}: people sign in to the admin, and only API clients hold keys."
+    return None
+
+
 def _note_use(client: _Client) -> None:
     """last_used_at, to the hour: at most one UPDATE per key an hour."""
     now = timezone.now()
@@ -256,6 +268,13 @@ class ApiKeyAuthentication(TokenAuthentication):
         # A user with only these fields loaded (the others deferred, so a
         # save() could never blank them).
         user = User.from_db(connection.alias, USER_FIELDS, client.user_row)
+        if staff_refusal(user):
+            raise exceptions.AuthenticationFailed(
+                _(
+                    "This API key belongs to a staff account, which signs in to the admin: ask the operator for a key "
+                    "of an API client."
+                )
+            )
         # What ModelBackend.get_all_permissions would compute with two queries.
         user._perm_cache = set(client.permissions)
         return user, client.key

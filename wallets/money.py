@@ -7,13 +7,14 @@ in Python, strings like "1000.50" in JSON responses.
 import re
 from decimal import Decimal
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 MAX_DIGITS = 20
 DECIMAL_PLACES = 2
 MIN_AMOUNT = Decimal("0.01")
-MAX_AMOUNT = Decimal("999999999999999999.99")  # the largest NUMERIC(20,2)
+MAX_AMOUNT = settings.LEDGER_MAX_AMOUNT  # the largest NUMERIC(20,2)
 CENT = Decimal("0.01")
 DECIMAL_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 

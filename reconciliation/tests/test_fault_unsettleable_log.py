@@ -27,6 +27,14 @@ from wallets.tests.factories import WalletFactory
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbouncer]
 
 
+@pytest.fixture(autouse=True)
+def no_client_exposure_limit(settings):
+    """The ledger's own bound is under test: here one client fills the
+    settlement wallet, which its exposure limit would otherwise stop first
+    (transfers/tests/test_client_exposure.py)."""
+    settings.CLIENT_EXPOSURE_LIMIT = MAX_AMOUNT
+
+
 def fill_settlement_wallet(funded_wallet) -> Wallet:
     """Deposit until the NGN settlement wallet stands at -999999999999999999.99:
     no further deposit of any amount can be booked."""

@@ -482,7 +482,8 @@ def test_malformed_wallet_creation_is_refused_and_opens_nothing(bad, treasury_ap
 # --- what is accepted is exact ------------------------------------------------------------
 
 
-def test_largest_two_place_amount_below_1e16_survives_the_round_trip_exactly(treasury_api, funded_wallet):
+def test_largest_two_place_amount_below_1e16_survives_the_round_trip_exactly(settings, treasury_api, funded_wallet):
+    settings.CLIENT_EXPOSURE_LIMIT = MAX_AMOUNT  # one client's deposit this large: past the default
     wallet = funded_wallet("0")
     # Through a binary float this would come back as 10000000000000000.00.
     assert f"{float('9999999999999999.99'):.2f}" != "9999999999999999.99"
@@ -515,7 +516,8 @@ def test_point_one_plus_point_two_is_exactly_point_three(first, second, treasury
     assert treasury_api.get(f"/api/wallets/{source.pk}").json()["data"]["balance"] == "0.70"
 
 
-def test_largest_numeric_20_2_amount_is_accepted(treasury_api, funded_wallet):
+def test_largest_numeric_20_2_amount_is_accepted(settings, treasury_api, funded_wallet):
+    settings.CLIENT_EXPOSURE_LIMIT = MAX_AMOUNT  # one client's deposit this large: past the default
     # USD: its settlement wallet starts at zero, so it can take the full amount too.
     wallet = funded_wallet("0", currency="USD")
     body = to_json({"amount": Raw(str(MAX_AMOUNT)), "idempotencyKey": "largest"})
@@ -526,7 +528,10 @@ def test_largest_numeric_20_2_amount_is_accepted(treasury_api, funded_wallet):
     assert treasury_api.get(f"/api/wallets/{wallet.pk}").json()["data"]["balance"] == "999999999999999999.99"
 
 
-def test_deposit_that_would_overflow_a_balance_is_refused_and_leaves_no_pending_log(treasury_api, funded_wallet):
+def test_deposit_that_would_overflow_a_balance_is_refused_and_leaves_no_pending_log(
+    settings, treasury_api, funded_wallet
+):
+    settings.CLIENT_EXPOSURE_LIMIT = MAX_AMOUNT  # the ledger's own bound, not the client's, is under test
     wallet = funded_wallet("0", currency="USD")
     url = f"/api/wallets/{wallet.pk}/deposit"
     assert post_json(treasury_api, url, {"amount": str(MAX_AMOUNT), "idempotencyKey": "fill"}).status_code == 201

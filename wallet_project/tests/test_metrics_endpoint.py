@@ -325,3 +325,23 @@ def test_with_redis_unreachable_the_scrape_answers_and_says_so(scrape, settings,
     # What lives in PostgreSQL is still there; what lives in Redis is left out.
     assert value(samples, "wallet_pending_transfers") == 1
     assert not any(name.startswith("wallet_reconciliation_runs") for name, _ in samples)
+
+
+def test_settlement_balances_and_the_largest_client_exposure_are_served_with_their_bounds(
+    scrape, settings, treasury_api, funded_wallet
+):
+    settings.SETTLEMENT_ALERT_MAGNITUDE = Decimal("5000.00")
+    settings.CLIENT_EXPOSURE_LIMIT = Decimal("7000.00")
+    wallet = funded_wallet("300.00")
+    funded_wallet("200.00", currency="USD")
+    treasury_api.post(
+        f"/api/wallets/{wallet.pk}/withdraw", {"amount": "100.00"}, format="json", headers={"Idempotency-Key": "w"}
+    )
+
+    samples = scrape()
+
+    assert value(samples, "wallet_settlement_balance", currency="NGN") == -200.0
+    assert value(samples, "wallet_settlement_balance", currency="USD") == -200.0
+    assert value(samples, "wallet_client_exposure_largest", currency="NGN") == 200.0
+    assert value(samples, "wallet_settlement_alert_magnitude") == 5000.0
+    assert value(samples, "wallet_client_exposure_limit") == 7000.0

@@ -111,6 +111,64 @@ def test_a_deactivated_client_gets_no_key():
     assert not ApiKey.objects.filter(client=client).exists()
 
 
+STAFF_KINDS = {
+    "staff": {"is_staff": True},
+    "superuser": {"is_staff": True, "is_superuser": True},
+    "superuser_not_staff": {"is_superuser": True},
+}
+
+
+def issue_by_service(user) -> None:
+    try:
+        api_key_issue(client=user)
+    except ApiKeyError as exc:
+        raise CommandError(str(exc)) from None
+
+
+# Every way a key is issued: the service (which the admin's form calls, test
+# below), and both commands.
+ISSUERS = {
+    "service": issue_by_service,
+    "issue_api_key": lambda user: run("issue_api_key", user.get_username()),
+    "create_api_client": lambda user: run("create_api_client", user.get_username(), "--group", "Treasury client"),
+}
+
+
+@pytest.mark.parametrize("issuer", ISSUERS)
+@pytest.mark.parametrize("kind", STAFF_KINDS)
+def test_staff_and_superusers_get_no_key_wherever_it_is_issued(migrated_groups, issuer, kind):
+    person = ApiUserFactory(**STAFF_KINDS[kind])
+
+    with pytest.raises(CommandError, match=f"{person.get_username()} is (staff|a superuser): people sign in"):
+        ISSUERS[issuer](person)
+
+    assert not ApiKey.objects.filter(client=person).exists()
+    assert not person.groups.exists()
+
+
+def test_the_admin_offers_and_issues_no_key_to_staff_or_superusers(key_admin):
+    people = [ApiUserFactory(**fields) for fields in STAFF_KINDS.values()]
+
+    page = key_admin.get("/admin/wallets/apikey/add/").content.decode()
+    refused = [key_admin.post("/admin/wallets/apikey/add/", {"client": person.pk}) for person in people]
+
+    assert not any(f'value="{person.pk}"' in page for person in people)
+    assert all("Select a valid choice" in response.content.decode() for response in refused)
+    assert not ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize("kind", STAFF_KINDS)
+def test_a_key_whose_client_was_made_staff_since_is_refused(migrated_groups, kind):
+    api = make_api_client("Treasury client")
+    assert can_read(api.api_key) == 200
+
+    type(api.user).objects.filter(pk=api.user.pk).update(**STAFF_KINDS[kind])
+
+    response = api_with(api.api_key).get("/api/wallets?userId=7d0e1c5e-8f6a-4a43-9e4f-0e8d6c1f2a10")
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed" and "staff account" in response.json()["message"]
+
+
 # --- the commands -------------------------------------------------------------------------
 
 

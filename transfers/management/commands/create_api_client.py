@@ -15,6 +15,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
 from wallets.api_keys import ApiKeyError, api_key_issue, api_key_list
+from wallets.authentication import staff_refusal
 
 # The data migrations that create API client groups (the groups are data; these
 # are their single source), oldest first, and the name of each one's mapping
@@ -49,6 +50,9 @@ class Command(BaseCommand):
             known = ", ".join(f'"{name}"' for name in Group.objects.order_by("name").values_list("name", flat=True))
             raise CommandError(f"No such group: {', '.join(sorted(missing))}. The groups are: {known}.")
         client, created = get_user_model().objects.get_or_create(username=name)
+        # Before its groups change: a person's account is not made a client.
+        if refusal := staff_refusal(client):
+            raise CommandError(refusal)
         if created:
             client.set_unusable_password()
             client.save()

@@ -1,0 +1,46 @@
+"""Amount settings (CLIENT_EXPOSURE_LIMIT, SETTLEMENT_ALERT_MAGNITUDE) are
+read by one reader, which stops the start-up on anything but a plain amount:
+a limit must never read as no limit (NaN compares false with everything)."""
+
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from wallet_project.settings import env_amount
+from wallets.money import MAX_AMOUNT
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", Decimal(0)),
+        ("1000000.00", Decimal("1000000.00")),
+        ("12.5", Decimal("12.5")),
+        (str(MAX_AMOUNT), MAX_AMOUNT),
+    ],
+)
+def test_a_plain_amount_is_read_exactly(monkeypatch, text, expected):
+    monkeypatch.setenv("SOME_LIMIT", text)
+
+    assert env_amount("SOME_LIMIT", default="1.00") == expected
+
+
+def test_the_default_is_read_by_the_same_rules(monkeypatch):
+    monkeypatch.delenv("SOME_LIMIT", raising=False)
+
+    assert env_amount("SOME_LIMIT", default="250.00") == Decimal("250.00")
+    with pytest.raises(ImproperlyConfigured):
+        env_amount("SOME_LIMIT", default="NaN")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["NaN", "nan", "sNaN", "Infinity", "inf", "-Infinity", "-1", "-0.01", "+5", "1e20", "1E3", "1.001", "1_000",
+     "", " ", "12,50", "١٢", "0x10", "1000000000000000000.00"],
+)  # fmt: skip
+def test_anything_else_stops_the_start_up_naming_the_setting(monkeypatch, text):
+    monkeypatch.setenv("SOME_LIMIT", text)
+
+    with pytest.raises(ImproperlyConfigured, match="SOME_LIMIT"):
+        env_amount("SOME_LIMIT", default="1.00")
