@@ -241,7 +241,9 @@ EVENTS_RETENTION = timedelta(days=env.int("EVENTS_RETENTION_DAYS", default=30))
 # at most WEBHOOK_TASK_BUDGET_SECONDS, then leaves the rest to the next one.
 WEBHOOK_DELIVER_EVERY_SECONDS = env.float("WEBHOOK_DELIVER_EVERY_SECONDS", default=2.0)
 WEBHOOK_TASK_BUDGET_SECONDS = env.float("WEBHOOK_TASK_BUDGET_SECONDS", default=50.0)
-# Each connect and each read of an attempt.
+# The whole exchange of one attempt (connect, send, the answer's headers and
+# body), counted from the claim; then the connection is cut and the attempt
+# fails (wallets/webhooks.py, post).
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 # Retry n waits about min(cap, base * 2**(n-1)), times a random 0.5-1.
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
