@@ -201,18 +201,43 @@ def lease_seconds() -> float:
     return settings.WEBHOOK_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS
 
 
-_CLAIM = """
+# A delivery is in flight while a worker holds its lease: PENDING, leased, and
+# the lease (until next_attempt_at) not yet run out.
+_IN_FLIGHT = "f.status = 'PENDING' AND f.lease IS NOT NULL AND f.next_attempt_at > %(now)s"
+
+# The oldest due delivery of a client below its share of the pool
+# (WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT), locked. The clients at their share are
+# few (at most the pool's size), found once per statement.
+_CANDIDATE = f"""
+SELECT due.id, e.client_id
+  FROM webhook_deliveries due JOIN webhook_endpoints e ON e.id = due.endpoint_id
+ WHERE due.status = 'PENDING' AND due.next_attempt_at <= %(now)s AND e.is_active
+   AND e.client_id NOT IN (SELECT busy.client_id
+                             FROM webhook_deliveries f JOIN webhook_endpoints busy ON busy.id = f.endpoint_id
+                            WHERE {_IN_FLIGHT}
+                            GROUP BY busy.client_id
+                           HAVING count(*) >= %(share)s)
+ ORDER BY due.next_attempt_at
+ LIMIT 1
+   FOR UPDATE OF due SKIP LOCKED
+"""  # noqa: S608 (constants)
+
+# Serialises the claims of one client's deliveries (with the client's id as
+# the second key), so that two workers cannot both take its last free share.
+_CLIENT_CLAIM_LOCK = 0x77680001
+
+# Lease the candidate and count the attempt, if its client is still below its
+# share now that no other claim for it is running.
+_CLAIM = f"""
 UPDATE webhook_deliveries d
    SET lease = %(lease)s, attempts = d.attempts + 1, last_attempt_at = %(now)s,
        next_attempt_at = %(now)s + make_interval(secs => %(hold)s)
- WHERE d.id = (SELECT due.id
-                 FROM webhook_deliveries due JOIN webhook_endpoints e ON e.id = due.endpoint_id
-                WHERE due.status = 'PENDING' AND due.next_attempt_at <= %(now)s AND e.is_active
-                ORDER BY due.next_attempt_at
-                LIMIT 1
-                  FOR UPDATE OF due SKIP LOCKED)
+ WHERE d.id = %(id)s
+   AND (SELECT count(*)
+          FROM webhook_deliveries f JOIN webhook_endpoints fe ON fe.id = f.endpoint_id
+         WHERE fe.client_id = %(client)s AND {_IN_FLIGHT}) < %(share)s
 RETURNING d.id
-"""
+"""  # noqa: S608 (constants)
 
 
 @dataclass
@@ -242,12 +267,28 @@ def deliver_due(*, budget_seconds: float = 50.0) -> dict[str, int]:
     return counts
 
 
-def _claim_one() -> tuple[int, uuid.UUID] | None:
+def _claim_one(*, tries: int = 3) -> tuple[int, uuid.UUID] | None:
+    """Lease one due delivery: (delivery id, lease), or None when none is due
+    whose client is below its share of the pool. A client holds at most
+    WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT deliveries in flight at once, so a slow
+    receiver delays its own client's deliveries, never another's."""
     lease = uuid.uuid4()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_CLAIM, {"lease": lease, "now": timezone.now(), "hold": lease_seconds()})
-        row = cursor.fetchone()
-    return (row[0], lease) if row else None
+    for _ in range(tries):  # a try loses only to a claim for the same client just committed
+        now = timezone.now()
+        params = {"now": now, "share": settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT}
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_CANDIDATE, params)
+            candidate = cursor.fetchone()
+            if candidate is None:
+                return None
+            delivery_id, client_id = candidate
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLIENT_CLAIM_LOCK, client_id])
+            cursor.execute(
+                _CLAIM, {**params, "id": delivery_id, "client": client_id, "lease": lease, "hold": lease_seconds()}
+            )
+            if cursor.fetchone() is not None:
+                return delivery_id, lease
+    return None
 
 
 def _attempt(delivery_id: int, *, deadline: float) -> Outcome:

@@ -213,7 +213,8 @@ def test_a_name_is_checked_on_the_addresses_it_resolves_to_at_delivery_time(sett
     assert webhooks.resolve_allowed("localhost", 80) in ("127.0.0.1", "::1")
 
 
-def test_concurrent_workers_never_send_one_delivery_twice(wallet_owner, receiver):
+def test_concurrent_workers_never_send_one_delivery_twice(wallet_owner, receiver, settings):
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT = 4  # all four workers on this client's deliveries
     api = make_api_client("Treasury client", user=wallet_owner)
     subscribe(api, receiver)
     receiver.ok_delay = 0.02
@@ -310,3 +311,32 @@ def test_an_endpoint_deleted_while_its_delivery_is_claimed_is_not_an_error(walle
 
     assert not outcome.delivered and receiver.requests == []
     assert not WebhookDelivery.objects.exists()
+
+
+def test_a_client_holds_at_most_its_share_of_the_pool_and_the_others_are_claimed_meanwhile(funded_wallet, settings):
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT = 1
+    slow, honest = Receiver(), Receiver()
+    try:
+        dripping, other = make_api_client("Treasury client"), make_api_client("Treasury client")
+        subscribe(dripping, slow)
+        subscribe(dripping, slow)  # two endpoints: as many as the pool below has slots
+        subscribe(other, honest)
+        toggle(WalletFactory(owner=dripping.user), 2)  # 2 events x 2 endpoints, due first
+        fan_out_all(4)
+        toggle(WalletFactory(owner=other.user), 1)
+        fan_out_all(5)
+
+        first = webhooks._claim_one()  # the dripping client's oldest: its share
+        second = webhooks._claim_one()  # not its second: the other client's
+        third = webhooks._claim_one()  # nothing: the dripping client is at its share
+
+        owners = dict(WebhookDelivery.objects.values_list("pk", "endpoint__client_id"))
+        assert owners[first[0]] == dripping.user.pk
+        assert owners[second[0]] == other.user.pk
+        assert third is None
+        # Its attempt over, the dripping client may take its next one.
+        webhooks._record(*first, webhooks.Outcome(None, "cut"))
+        assert owners[webhooks._claim_one()[0]] == dripping.user.pk
+    finally:
+        slow.stop()
+        honest.stop()
