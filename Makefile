@@ -1,5 +1,5 @@
 # The two commands a new user needs (see README.md):
-#   make start   the whole service: API + admin, Celery worker and beat
+#   make start   the whole service: API + admin, Celery worker pools and beat
 #   make test    the whole test suite, against the local PostgreSQL and Redis
 PYTHON ?= python3
 VENV := .venv

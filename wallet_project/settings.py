@@ -298,8 +298,15 @@ EVENTS_RETENTION = timedelta(days=env.int("EVENTS_RETENTION_DAYS", default=30))
 # at most WEBHOOK_TASK_BUDGET_SECONDS, then leaves the rest to the next one.
 WEBHOOK_DELIVER_EVERY_SECONDS = env.float("WEBHOOK_DELIVER_EVERY_SECONDS", default=2.0)
 WEBHOOK_TASK_BUDGET_SECONDS = env.float("WEBHOOK_TASK_BUDGET_SECONDS", default=50.0)
-# Each connect and each read of an attempt.
+# The whole exchange of one attempt (connect, send, the answer's headers and
+# body), counted from the claim; then the connection is cut and the attempt
+# fails (wallets/webhooks.py, post).
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# How many of the webhooks pool's processes one client's deliveries may hold
+# at once: a client's slow receiver delays that client's deliveries only.
+WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT", default=1)
+if WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT < 1:
+    raise ImproperlyConfigured("WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT must be 1 or more (0 would deliver nothing).")
 # Retry n waits about min(cap, base * 2**(n-1)), times a random 0.5-1.
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
 WEBHOOK_RETRY_CAP_SECONDS = env.float("WEBHOOK_RETRY_CAP_SECONDS", default=3600.0)
@@ -324,6 +331,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 # One checkout's tasks and schedule are its own (WALLET_INSTANCE above).
 CELERY_TASK_DEFAULT_QUEUE = f"{INSTANCE}-celery" if INSTANCE else "celery"
+# Webhook deliveries wait on clients' receivers: they run on a queue of their
+# own, consumed by a worker pool of their own (wallet_project/worker.py), so
+# that reconciliation and the other money tasks never wait behind them.
+WEBHOOK_QUEUE = f"{INSTANCE}-webhooks" if INSTANCE else "webhooks"
+CELERY_TASK_ROUTES = {"wallets.tasks.deliver_webhooks": {"queue": WEBHOOK_QUEUE}}
 CELERY_BEAT_SCHEDULE_FILENAME = env.str(
     "CELERY_BEAT_SCHEDULE_FILE",
     default=str(Path(tempfile.gettempdir()) / f"wallet-{INSTANCE + '-' if INSTANCE else ''}celerybeat-schedule"),

@@ -281,6 +281,12 @@ class WebhookDelivery(models.Model):
         indexes = [
             models.Index(fields=["next_attempt_at"], condition=Q(status="PENDING"), name="idx_webhook_deliveries_due"),
             models.Index(fields=["endpoint", "-created_at"], name="idx_webhook_deliveries_recent"),
+            # The deliveries in flight, counted per client at every claim (wallets/webhooks.py).
+            models.Index(
+                fields=["endpoint"],
+                condition=Q(status="PENDING", lease__isnull=False),
+                name="idx_webhook_deliveries_leased",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(fields=["endpoint", "event"], name="wallets_webhookdelivery_once_per_endpoint"),

@@ -19,6 +19,8 @@ Delivery reads the outbox (wallets/events.py) and never decides what happened:
    The URL's host is resolved at delivery time and every address checked, and
    the connection goes to the checked address (no second lookup that DNS
    could answer differently). No redirect is followed (a 3xx is a failure).
+   The whole exchange ends within WEBHOOK_TIMEOUT_SECONDS of the claim, or
+   the connection is cut and the attempt fails; the lease outlasts it.
 4. The outcome is written only by the worker that still holds the lease. A
    2xx delivers; anything else retries with exponential backoff and jitter
    (retry_delay); a 410 disables the endpoint at once, and an endpoint that
@@ -27,6 +29,7 @@ Delivery reads the outbox (wallets/events.py) and never decides what happened:
 """
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import ipaddress
@@ -36,6 +39,7 @@ import random
 import secrets
 import socket
 import ssl
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -184,24 +188,56 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
 
 
+# What a lease holds beyond the attempt's deadline: the claim's commit, the
+# read of the delivery before the deadline starts, and the outcome's commit.
+LEASE_MARGIN_SECONDS = 10.0
+
+
 def lease_seconds() -> float:
-    """How long a claimed delivery is held: one attempt is at most a connect,
-    a send and a read, each bounded by WEBHOOK_TIMEOUT_SECONDS, plus margin."""
-    return 3 * settings.WEBHOOK_TIMEOUT_SECONDS + 5
+    """How long a claimed delivery is held, in seconds: longer than the whole
+    attempt can last (WEBHOOK_TIMEOUT_SECONDS, counted from the claim, then
+    the connection is cut), so that no other worker claims it again while
+    it is still being sent."""
+    return settings.WEBHOOK_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS
 
 
-_CLAIM = """
+# A delivery is in flight while a worker holds its lease: PENDING, leased, and
+# the lease (until next_attempt_at) not yet run out.
+_IN_FLIGHT = "f.status = 'PENDING' AND f.lease IS NOT NULL AND f.next_attempt_at > %(now)s"
+
+# The oldest due delivery of a client below its share of the pool
+# (WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT), locked. The clients at their share are
+# few (at most the pool's size), found once per statement.
+_CANDIDATE = f"""
+SELECT due.id, e.client_id
+  FROM webhook_deliveries due JOIN webhook_endpoints e ON e.id = due.endpoint_id
+ WHERE due.status = 'PENDING' AND due.next_attempt_at <= %(now)s AND e.is_active
+   AND e.client_id NOT IN (SELECT busy.client_id
+                             FROM webhook_deliveries f JOIN webhook_endpoints busy ON busy.id = f.endpoint_id
+                            WHERE {_IN_FLIGHT}
+                            GROUP BY busy.client_id
+                           HAVING count(*) >= %(share)s)
+ ORDER BY due.next_attempt_at
+ LIMIT 1
+   FOR UPDATE OF due SKIP LOCKED
+"""  # noqa: S608 (constants)
+
+# Serialises the claims of one client's deliveries (with the client's id as
+# the second key), so that two workers cannot both take its last free share.
+_CLIENT_CLAIM_LOCK = 0x77680001
+
+# Lease the candidate and count the attempt, if its client is still below its
+# share now that no other claim for it is running.
+_CLAIM = f"""
 UPDATE webhook_deliveries d
    SET lease = %(lease)s, attempts = d.attempts + 1, last_attempt_at = %(now)s,
        next_attempt_at = %(now)s + make_interval(secs => %(hold)s)
- WHERE d.id = (SELECT due.id
-                 FROM webhook_deliveries due JOIN webhook_endpoints e ON e.id = due.endpoint_id
-                WHERE due.status = 'PENDING' AND due.next_attempt_at <= %(now)s AND e.is_active
-                ORDER BY due.next_attempt_at
-                LIMIT 1
-                  FOR UPDATE OF due SKIP LOCKED)
+ WHERE d.id = %(id)s
+   AND (SELECT count(*)
+          FROM webhook_deliveries f JOIN webhook_endpoints fe ON fe.id = f.endpoint_id
+         WHERE fe.client_id = %(client)s AND {_IN_FLIGHT}) < %(share)s
 RETURNING d.id
-"""
+"""  # noqa: S608 (constants)
 
 
 @dataclass
@@ -225,21 +261,38 @@ def deliver_due(*, budget_seconds: float = 50.0) -> dict[str, int]:
         if claimed is None:
             break
         delivery_id, lease = claimed
-        outcome = _attempt(delivery_id)
+        outcome = _attempt(delivery_id, deadline=time.monotonic() + settings.WEBHOOK_TIMEOUT_SECONDS)
         _record(delivery_id, lease, outcome)
         counts["delivered" if outcome.delivered else "failed"] += 1
     return counts
 
 
-def _claim_one() -> tuple[int, uuid.UUID] | None:
+def _claim_one(*, tries: int = 3) -> tuple[int, uuid.UUID] | None:
+    """Lease one due delivery: (delivery id, lease), or None when none is due
+    whose client is below its share of the pool. A client holds at most
+    WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT deliveries in flight at once, so a slow
+    receiver delays its own client's deliveries, never another's."""
     lease = uuid.uuid4()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_CLAIM, {"lease": lease, "now": timezone.now(), "hold": lease_seconds()})
-        row = cursor.fetchone()
-    return (row[0], lease) if row else None
+    for _ in range(tries):  # a try loses only to a claim for the same client just committed
+        now = timezone.now()
+        params = {"now": now, "share": settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT}
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_CANDIDATE, params)
+            candidate = cursor.fetchone()
+            if candidate is None:
+                return None
+            delivery_id, client_id = candidate
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLIENT_CLAIM_LOCK, client_id])
+            cursor.execute(
+                _CLAIM, {**params, "id": delivery_id, "client": client_id, "lease": lease, "hold": lease_seconds()}
+            )
+            if cursor.fetchone() is not None:
+                return delivery_id, lease
+    return None
 
 
-def _attempt(delivery_id: int) -> Outcome:
+def _attempt(delivery_id: int, *, deadline: float) -> Outcome:
+    """Send one claimed delivery, all of it before `deadline` (time.monotonic())."""
     delivery = WebhookDelivery.objects.select_related("endpoint", "event").filter(pk=delivery_id).first()
     if delivery is None:  # its endpoint was deleted, or its event purged, since the claim
         return Outcome(None, "gone before it was sent")
@@ -255,7 +308,7 @@ def _attempt(delivery_id: int) -> Outcome:
         "User-Agent": USER_AGENT,
     }
     try:
-        status_code = post(delivery.endpoint.url, body.encode(), headers)
+        status_code = post(delivery.endpoint.url, body.encode(), headers, deadline=deadline)
     except UnsafeAddress as refused:
         return Outcome(None, str(refused))
     except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, TLS, malformed answer
@@ -362,25 +415,76 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.address = address
 
     def connect(self):
-        sock = socket.create_connection((self.address, self.port), self.timeout)
+        # Held before the handshake, so that the deadline can cut a handshake that drips.
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
         # The certificate is checked against the URL's host name (SNI too).
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.host)
 
 
-def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+class AttemptDeadlineExceeded(TimeoutError):
+    """The exchange (connect, send, the answer's headers and body) did not end
+    within WEBHOOK_TIMEOUT_SECONDS."""
+
+
+class _CutAtDeadline:
+    """Shuts the connection's socket down when the attempt's time is up.
+
+    A socket timeout bounds each operation, not the exchange: a receiver
+    that sends a byte every few seconds never lets one expire, and held a
+    worker for as long as it liked (docs/design.md, "Webhook delivery").
+    Shutting the socket down from a timer ends whatever the sending thread
+    is blocked in (connect, TLS handshake, send, read) at once."""
+
+    def __init__(self, conn: http.client.HTTPConnection, deadline: float):
+        self.expired = False
+        self._conn = conn
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_CutAtDeadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+
+    def _cut(self) -> None:
+        self.expired = True
+        sock = self._conn.sock
+        if sock is not None:
+            # socket.socket's own shutdown, under TLS too: SSLSocket's drops its
+            # SSL object, and a read then in progress fails with a ValueError.
+            with contextlib.suppress(OSError):  # already closed
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> int:
     """POST `body` to `url` once, redirects not followed; the status code.
-    Raises UnsafeAddress, OSError (including timeouts: WEBHOOK_TIMEOUT_SECONDS
-    per connect and per read) or http.client.HTTPException."""
+    The whole exchange ends by `deadline` (a time.monotonic() value), or the
+    connection is cut and AttemptDeadlineExceeded raised. Raises UnsafeAddress,
+    OSError (refused, reset, AttemptDeadlineExceeded) or http.client.HTTPException."""
     parts = urlsplit(url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     address = resolve_allowed(parts.hostname, port)
+    seconds = settings.WEBHOOK_TIMEOUT_SECONDS
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise AttemptDeadlineExceeded(f"no complete answer within {seconds:g} s")
     connection_class = _PinnedHTTPSConnection if https else _PinnedHTTPConnection
-    conn = connection_class(parts.hostname, port, address, settings.WEBHOOK_TIMEOUT_SECONDS)
+    conn = connection_class(parts.hostname, port, address, remaining)
     try:
-        conn.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body, headers)
-        response = conn.getresponse()
-        response.read(MAX_RESPONSE_BYTES)
+        with _CutAtDeadline(conn, deadline) as cut:
+            try:
+                conn.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body, headers)
+                response = conn.getresponse()
+                response.read(MAX_RESPONSE_BYTES)
+            except (OSError, http.client.HTTPException) as exc:
+                if cut.expired:
+                    raise AttemptDeadlineExceeded(f"no complete answer within {seconds:g} s") from exc
+                raise
+        if cut.expired:  # cut just as the answer ended: it may be incomplete
+            raise AttemptDeadlineExceeded(f"no complete answer within {seconds:g} s")
         return response.status
     finally:
         conn.close()

@@ -1,8 +1,9 @@
 """A real Celery worker with embedded beat resolves stale PENDING logs alone.
 
-The worker is the production command (`celery -A wallet_project worker -B`)
-on the real Redis broker and the test database, with the schedule and the age
-shortened through the same environment variables production sets.
+The worker is the production command (`celery -A wallet_project worker -B`,
+here consuming both pools' queues, wallet_project/worker.py) on the real
+Redis broker and the test database, with the schedule and the age shortened
+through the same environment variables production sets.
 """
 
 import os
@@ -39,6 +40,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # (and this worker no one else's).
 BROKER_URL = os.environ.get("CRASH_TESTS_BROKER_URL", "redis://127.0.0.1:6379/13")
 RESOLVE_WITHIN_SECONDS = 60
+# Both pools' queues (wallet_project/worker.py): the money tasks and the webhook deliveries.
+QUEUES = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.WEBHOOK_QUEUE)
 
 
 @contextmanager
@@ -59,6 +62,7 @@ def worker_with_beat(log_path: Path, **extra_env: str) -> Iterator[subprocess.Po
     command = [
         str(Path(sys.executable).with_name("celery")),
         *("-A", "wallet_project", "worker", "-B", "--pool", "solo", "--loglevel", "INFO"),
+        *("--queues", ",".join(QUEUES)),
         *("--hostname", f"crash-tests-{uuid.uuid4().hex[:8]}@%h"),
         *("--schedule", str(log_path.with_suffix(".beat-schedule"))),
         *("--without-gossip", "--without-mingle", "--without-heartbeat"),
@@ -78,7 +82,7 @@ def worker_with_beat(log_path: Path, **extra_env: str) -> Iterator[subprocess.Po
         stop_process(worker)
         # What beat queued that no worker took, and what a killed worker held
         # unacknowledged: the next run's worker need not redo it.
-        redis.Redis.from_url(BROKER_URL).delete("celery", "unacked", "unacked_index")
+        redis.Redis.from_url(BROKER_URL).delete(*QUEUES, "unacked", "unacked_index")
 
 
 def leave_stuck_transfers(monkeypatch, api, source, destination, amounts: dict[str, str]):

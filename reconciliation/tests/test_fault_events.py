@@ -222,7 +222,7 @@ def test_a_worker_killed_mid_delivery_leaves_the_event_delivered_later_once_more
     wallet = Wallet.objects.create(owner=wallet_owner, user_id=uuid.uuid4(), currency="NGN")
     wallet_services.wallet_set_active(wallet=wallet, is_active=False)
     (event,) = events_about(wallet.pk)
-    # A lease of 3 * 2 + 5 = 11 s: the time a lost worker's delivery waits.
+    # A lease of 2 + 10 = 12 s: the time a lost worker's delivery waits.
     env = celery_env(WEBHOOK_TIMEOUT_SECONDS="2")
 
     with worker_with_beat(tmp_path / "killed.log", **env) as worker:

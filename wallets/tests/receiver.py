@@ -1,7 +1,8 @@
 """A real webhook receiver for the tests: an HTTP server on loopback that
 verifies every delivery with the Standard Webhooks library, as a client's
 receiver would, and misbehaves on request (500, a timeout, a dropped
-connection, 410, a redirect) for a scripted number of requests."""
+connection, 410, a redirect, an answer dripped a byte at a time) for a
+scripted number of requests."""
 
 import json
 import threading
@@ -15,7 +16,9 @@ from wallets import webhooks
 from wallets.models import EventType, WebhookDelivery
 
 # What the receiver does with a request.
-OK, ERROR, TIMEOUT, DROP, GONE, REDIRECT = "ok", "500", "timeout", "drop", "410", "redirect"
+OK, ERROR, TIMEOUT, DROP, GONE, REDIRECT, DRIP = "ok", "500", "timeout", "drop", "410", "redirect", "drip"
+# A 200 sent whole, one byte every drip_seconds by DRIP.
+DRIPPED_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 @dataclass
@@ -25,6 +28,11 @@ class Delivery:
     verified: bool
     body: dict | None
     path: str
+    # time.monotonic() when the request arrived and when the receiver was done with it.
+    started: float = 0.0
+    ended: float = 0.0
+    # DRIP: the sender hung up before the whole answer was sent.
+    cut: bool = False
 
 
 @dataclass
@@ -35,6 +43,8 @@ class Receiver:
     stall_seconds: float = 1.5
     # How long an OK answer takes (to widen races between workers).
     ok_delay: float = 0.0
+    # DRIP: the pause between two bytes of the answer.
+    drip_seconds: float = 0.2
     requests: list[Delivery] = field(default_factory=list)
 
     def __post_init__(self):
@@ -62,6 +72,7 @@ class Receiver:
         self.server.server_close()
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        started = time.monotonic()
         body = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
         with self._lock:
             behaviour = self.script.pop(0) if self.script else OK
@@ -71,9 +82,15 @@ class Receiver:
         except WebhookVerificationError:
             verified = False
         parsed = json.loads(body) if body else None
-        delivery = Delivery(handler.headers.get("webhook-id"), behaviour, verified, parsed, handler.path)
+        delivery = Delivery(handler.headers.get("webhook-id"), behaviour, verified, parsed, handler.path, started)
         with self._lock:
             self.requests.append(delivery)
+        try:
+            self._respond(handler, behaviour, verified, delivery)
+        finally:
+            delivery.ended = time.monotonic()
+
+    def _respond(self, handler: BaseHTTPRequestHandler, behaviour: str, verified: bool, delivery: Delivery) -> None:
         if not verified:
             return self._answer(handler, 400)
         if behaviour == TIMEOUT:
@@ -88,6 +105,16 @@ class Receiver:
             handler.send_header("Location", "/elsewhere")
             handler.send_header("Content-Length", "0")
             handler.end_headers()
+            return None
+        if behaviour == DRIP:
+            handler.close_connection = True
+            try:
+                for byte in DRIPPED_ANSWER:
+                    handler.wfile.write(bytes([byte]))
+                    handler.wfile.flush()
+                    time.sleep(self.drip_seconds)
+            except OSError:  # the sender hung up
+                delivery.cut = True
             return None
         if behaviour == OK and self.ok_delay:
             time.sleep(self.ok_delay)

@@ -20,7 +20,19 @@ from wallets.events import events_purge
 from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.services import wallet_set_active
 from wallets.tests.factories import WalletFactory
-from wallets.tests.receiver import DROP, ERROR, GONE, REDIRECT, TIMEOUT, Receiver, fan_out_all, pump, subscribe
+from wallets.tests.receiver import (
+    DRIP,
+    DRIPPED_ANSWER,
+    DROP,
+    ERROR,
+    GONE,
+    REDIRECT,
+    TIMEOUT,
+    Receiver,
+    fan_out_all,
+    pump,
+    subscribe,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,6 +115,39 @@ def test_an_endpoint_failing_for_the_configured_time_is_disabled(wallet_owner, r
     assert len(receiver.requests) >= 2 and not receiver.accepted_ids()
 
 
+def test_a_receiver_that_drips_its_answer_is_cut_at_the_deadline_and_the_attempt_fails(
+    wallet_owner, receiver, settings
+):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    # A byte every 0.2 s: no single read waits long, the whole answer takes 11 s.
+    receiver.script, receiver.drip_seconds = [DRIP], 0.2
+    assert len(DRIPPED_ANSWER) * receiver.drip_seconds > 10
+    toggle(WalletFactory(owner=wallet_owner), 1)
+    fan_out_all(1)
+
+    started = time.monotonic()
+    counts = webhooks.deliver_due(budget_seconds=0.1)
+    elapsed = time.monotonic() - started
+
+    assert counts == {"delivered": 0, "failed": 1}
+    assert elapsed < 5, "cut at the deadline (1 s), long before the answer ended"
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == DeliveryStatus.PENDING and delivery.lease is None
+    assert delivery.last_error == "AttemptDeadlineExceeded: no complete answer within 1 s"
+    assert WebhookEndpoint.objects.get().failing_since is not None, "it counts toward disabling the endpoint"
+    # The retry carries the same webhook-id, and the first connection was closed by the sender.
+    pump(lambda: len(receiver.accepted_ids()) == 1)
+    assert [r.webhook_id for r in receiver.requests] == [str(delivery.event_id)] * 2
+    pump(lambda: receiver.requests[0].cut, seconds=5)
+
+
+def test_a_lease_outlasts_the_whole_attempt(settings):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 10
+    assert webhooks.lease_seconds() > settings.WEBHOOK_TIMEOUT_SECONDS
+
+
 def test_retries_back_off_exponentially_with_jitter_up_to_the_cap(settings):
     settings.WEBHOOK_RETRY_BASE_SECONDS, settings.WEBHOOK_RETRY_CAP_SECONDS = 5, 3600
     for attempts, ceiling in [(1, 5), (2, 10), (3, 20), (8, 640), (11, 3600), (40, 3600)]:
@@ -168,7 +213,8 @@ def test_a_name_is_checked_on_the_addresses_it_resolves_to_at_delivery_time(sett
     assert webhooks.resolve_allowed("localhost", 80) in ("127.0.0.1", "::1")
 
 
-def test_concurrent_workers_never_send_one_delivery_twice(wallet_owner, receiver):
+def test_concurrent_workers_never_send_one_delivery_twice(wallet_owner, receiver, settings):
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT = 4  # all four workers on this client's deliveries
     api = make_api_client("Treasury client", user=wallet_owner)
     subscribe(api, receiver)
     receiver.ok_delay = 0.02
@@ -260,8 +306,37 @@ def test_an_endpoint_deleted_while_its_delivery_is_claimed_is_not_an_error(walle
     claimed = webhooks._claim_one()
     assert api.delete(f"/api/webhook-endpoints/{endpoint['id']}").status_code == 200
 
-    outcome = webhooks._attempt(claimed[0])
+    outcome = webhooks._attempt(claimed[0], deadline=time.monotonic() + 5)
     webhooks._record(*claimed, outcome)
 
     assert not outcome.delivered and receiver.requests == []
     assert not WebhookDelivery.objects.exists()
+
+
+def test_a_client_holds_at_most_its_share_of_the_pool_and_the_others_are_claimed_meanwhile(funded_wallet, settings):
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT = 1
+    slow, honest = Receiver(), Receiver()
+    try:
+        dripping, other = make_api_client("Treasury client"), make_api_client("Treasury client")
+        subscribe(dripping, slow)
+        subscribe(dripping, slow)  # two endpoints: as many as the pool below has slots
+        subscribe(other, honest)
+        toggle(WalletFactory(owner=dripping.user), 2)  # 2 events x 2 endpoints, due first
+        fan_out_all(4)
+        toggle(WalletFactory(owner=other.user), 1)
+        fan_out_all(5)
+
+        first = webhooks._claim_one()  # the dripping client's oldest: its share
+        second = webhooks._claim_one()  # not its second: the other client's
+        third = webhooks._claim_one()  # nothing: the dripping client is at its share
+
+        owners = dict(WebhookDelivery.objects.values_list("pk", "endpoint__client_id"))
+        assert owners[first[0]] == dripping.user.pk
+        assert owners[second[0]] == other.user.pk
+        assert third is None
+        # Its attempt over, the dripping client may take its next one.
+        webhooks._record(*first, webhooks.Outcome(None, "cut"))
+        assert owners[webhooks._claim_one()[0]] == dripping.user.pk
+    finally:
+        slow.stop()
+        honest.stop()
