@@ -235,9 +235,10 @@ class TransactionLogSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_serializer(component_name="Payout")
-class PayoutRequestSerializer(LeanSerializer):
+class PayoutRequestSerializer(RefusesUnknownFields, LeanSerializer):
     """One payout of a batch: its own idempotency key is required (it is the
-    key of its own transaction, GET /api/transfer/{key})."""
+    key of its own transaction, GET /api/transfer/{key}). A field it does not
+    declare is a 400, as in every request body (docs/api.md)."""
 
     destinationWalletId = StrictUUIDField(source="destination_wallet_id")
     amount = AmountField()

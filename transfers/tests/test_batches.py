@@ -199,6 +199,20 @@ def test_malformed_batch_is_400_and_stores_nothing(body_change, field, transfer_
     assert balance(pool) == Decimal("100.00")
 
 
+@pytest.mark.parametrize(
+    "unknown", [{"sourceWalletId": "x"}, {"status": "COMPLETED"}, {"metdata": {"loan": 1}}], ids=lambda u: next(iter(u))
+)
+def test_an_unknown_field_in_a_payout_is_400_naming_it_and_stores_nothing(unknown, transfer_api, funded_wallet):
+    pool, a = funded_wallet("100.00"), funded_wallet("0")
+
+    response = post_batch(transfer_api, pool, [payout(a, "1"), payout(a, "2", **unknown)])
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["errors"]["transfers"] == {"1": {next(iter(unknown)): ["Unknown field."]}}
+    nothing_stored()
+    assert balance(pool) == Decimal("100.00")
+
+
 def test_batch_without_its_idempotency_key_header_is_400(transfer_api, funded_wallet):
     pool, a = funded_wallet("100.00"), funded_wallet("0")
 
