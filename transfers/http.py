@@ -10,7 +10,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
 from transfers.idempotency import IDEMPOTENCY_HEADER, key_from_header
-from transfers.movements import KeySource, Movement, MovementRequest
+from transfers.movements import Movement, MovementRequest
 from wallet_project.throttling import REPLAYS, TRANSFERS, ClientRateThrottle
 
 # A money view's throttle_scopes entry: ActionScopeThrottle leaves the request
@@ -40,10 +40,7 @@ class ApiMovementRequest(MovementRequest):
         self.body_digest = _body_digest(request)
         # A malformed header is reported by the body's validation (400).
         header_key = _or_none(key_from_header, request.headers.get(IDEMPOTENCY_HEADER))
-        if header_key is not None:
-            key, self.key_source = header_key, KeySource.HEADER
-        else:
-            key, self.key_source = self._payload["idempotency_key"], KeySource.BODY
+        key = header_key if header_key is not None else self._payload["idempotency_key"]
         super().__init__(client=request.user, idempotency_key=key)
 
     @cached_property

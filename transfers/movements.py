@@ -12,7 +12,6 @@ Vocabulary (docs/design.md, "Words"):
   already finished it (`MovementResult`).
 """
 
-import enum
 import hashlib
 import json
 import uuid
@@ -73,21 +72,12 @@ def canonical_fingerprint(**asked: object) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class KeySource(enum.StrEnum):
-    """Where a request's idempotency key came from."""
-
-    HEADER = "header"
-    BODY = "body"
-    # A caller in process (a service, a test, a command): no HTTP request.
-    CALLER = "caller"
-
-
 class MovementRequest:
     """A client's request to move money, as the protocol reads it
     (transfers.services.movement_request_answer).
 
     - `client`: the API client (a user) the idempotency key belongs to;
-    - `idempotency_key`, `key_source`: the key, and where it came from;
+    - `idempotency_key`: the key;
     - `body_digest`: sha256 of the request exactly as sent (path, content
       type, body), stored with a new transaction so that a byte-identical retry
       is answered without being read again; "" matches nothing;
@@ -102,7 +92,6 @@ class MovementRequest:
     HTTP request.
     """
 
-    key_source = KeySource.CALLER
     body_digest = ""
 
     def __init__(self, *, client: AbstractBaseUser, idempotency_key: str, movement: Movement | None = None):

@@ -17,7 +17,7 @@ from transfers.idempotency import (
 )
 from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.selectors import shows_request_details
-from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField
+from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
 from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
 from wallets.money import AmountField
 
@@ -254,9 +254,10 @@ class WalletHistoryEntrySerializer(TransactionLogSerializer):
 
 
 @extend_schema_serializer(component_name="Payout")
-class PayoutRequestSerializer(LeanSerializer):
+class PayoutRequestSerializer(RefusesUnknownFields, LeanSerializer):
     """One payout of a batch: its own idempotency key is required (it is the
-    key of its own transaction, GET /api/transfer/{key})."""
+    key of its own transaction, GET /api/transfer/{key}). A field it does not
+    declare is a 400, as in every request body (docs/api.md)."""
 
     destinationWalletId = StrictUUIDField(source="destination_wallet_id")
     amount = AmountField()
@@ -375,8 +376,8 @@ class BatchResultSerializer(serializers.Serializer):
             "errorCode": batch.error_code,
             "errorMessage": batch.error_message,
             "failedPayoutIndex": batch.failed_index,
-            "createdAt": batch.created_at.isoformat(),
-            "finishedAt": batch.finished_at.isoformat() if batch.finished_at else None,
+            "createdAt": timestamp_text(batch.created_at),
+            "finishedAt": timestamp_text(batch.finished_at),
             "message": "Batch already processed" if result.replayed else "Batch processed",
             "payouts": [
                 {

@@ -74,6 +74,7 @@ from transfers.movements import (
     canonical_fingerprint,
 )
 from wallet_project.db import in_model_order
+from wallet_project.fields import timestamp_text
 from wallets.events import record_events
 from wallets.exceptions import WalletNotFound
 from wallets.models import EventType, Wallet, WalletKind
@@ -1019,7 +1020,7 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
                     "failedCount": payout_count - len(completed),
                     "errorCode": failure[1] if failure else "",
                     "failedPayoutIndex": failure[0] if failure else None,
-                    "finishedAt": now.isoformat().replace("+00:00", "Z"),
+                    "finishedAt": timestamp_text(now),
                 }
             },
         )

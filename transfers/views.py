@@ -17,7 +17,7 @@ from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
 from transfers.http import CHARGED_WHEN_ANSWERED, ApiMovementRequest
 from transfers.idempotency import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER
-from transfers.models import REFERENCE_FORMAT, TransactionLog, TransactionStatus
+from transfers.models import TransactionLog, TransactionStatus
 from transfers.movements import BatchRequest, BatchResult, Movement, MovementResult, Payout
 from transfers.serializers import (
     BatchRequestSerializer,
@@ -125,11 +125,6 @@ class TransferViewSet(ApiViewSet):
         }
     )
     def by_reference(self, request, reference: str):
-        if not REFERENCE_FORMAT.fullmatch(reference):
-            # Not a reference: an idempotency key that happens to start with
-            # "reference/", stored before keys were refused that prefix
-            # (transfers/idempotency.py): look it up as one.
-            return self.retrieve(request, idempotency_key=f"reference/{reference}")
         log = lag_tolerant_read(
             lambda: selectors.log_by_reference(viewer=request.user, reference=reference), fresh_enough=is_finished
         )

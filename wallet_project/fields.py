@@ -1,6 +1,19 @@
-"""Serializer fields shared by the apps' input serializers."""
+"""Serializer fields shared by the apps' serializers, and the one rendering
+of a timestamp."""
+
+from datetime import datetime
 
 from rest_framework import serializers
+
+_TIMESTAMP = serializers.DateTimeField()
+
+
+def timestamp_text(value: datetime | None) -> str | None:
+    """A timestamp as every answer and event shows it: ISO 8601 in UTC with a
+    `Z` ("2026-11-30T05:46:47.123456Z"), DRF's DateTimeField rendering, so
+    that a hand-written serializer says what the generated ones say. None
+    stays None."""
+    return None if value is None else _TIMESTAMP.to_representation(value)
 
 
 class StrictUUIDField(serializers.UUIDField):

@@ -7,6 +7,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from wallet_project.fields import timestamp_text
 from wallet_project.redis_health import redis_up
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def health(request: HttpRequest) -> JsonResponse:
         return response
     checks = {"database": "up" if database_up() else "down", "redis": "up" if redis_up() else "down"}
     down = [name for name, state in checks.items() if state == "down"]
-    timestamp = timezone.now().isoformat()
+    timestamp = timestamp_text(timezone.now())
     if not down:
         return JsonResponse(
             {"success": True, "message": "Service is healthy", "timestamp": timestamp, "checks": checks}

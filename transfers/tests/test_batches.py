@@ -11,6 +11,7 @@ from django.test import override_settings
 from conftest import make_api_client
 from reconciliation.services import ledger_discrepancies
 from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransferBatch
+from wallets.models import Event
 from wallets.tests.factories import WalletFactory
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +70,19 @@ def test_batch_pays_each_payout_as_a_transfer_of_its_own(transfer_api, funded_wa
     by_reference = transfer_api.get(f"/api/transfer/reference/{data['payouts'][1]['reference']}").json()["data"]
     assert by_reference["id"] == data["payouts"][1]["transactionId"]
     assert ledger_discrepancies() == []
+
+
+def test_batch_timestamps_are_written_in_utc_with_a_z_as_every_other_timestamp(transfer_api, funded_wallet):
+    pool, a = funded_wallet("100.00"), funded_wallet("0")
+
+    data = post_batch(transfer_api, pool, [payout(a, "1", "z-1")]).json()["data"]
+    log = transfer_api.get("/api/transfer/z-1").json()["data"]
+    again = transfer_api.get(f"{BATCH}/{data['batchId']}").json()["data"]
+    finished = Event.objects.get(client=transfer_api.user, type="batch.finished").data
+
+    stamps = [data["createdAt"], data["finishedAt"], again["createdAt"], again["finishedAt"], finished["finishedAt"]]
+    assert all(stamp.endswith("Z") and "+" not in stamp for stamp in stamps), stamps
+    assert log["completedAt"].endswith("Z") and data["finishedAt"] == finished["finishedAt"]
 
 
 def test_batch_replay_returns_the_first_outcomes_and_moves_nothing(transfer_api, funded_wallet):
@@ -195,6 +209,20 @@ def test_malformed_batch_is_400_and_stores_nothing(body_change, field, transfer_
 
     assert response.status_code == 400, response.json()
     assert response.json()["code"] == "validation_error" and field in response.json()["errors"]
+    nothing_stored()
+    assert balance(pool) == Decimal("100.00")
+
+
+@pytest.mark.parametrize(
+    "unknown", [{"sourceWalletId": "x"}, {"status": "COMPLETED"}, {"metdata": {"loan": 1}}], ids=lambda u: next(iter(u))
+)
+def test_an_unknown_field_in_a_payout_is_400_naming_it_and_stores_nothing(unknown, transfer_api, funded_wallet):
+    pool, a = funded_wallet("100.00"), funded_wallet("0")
+
+    response = post_batch(transfer_api, pool, [payout(a, "1"), payout(a, "2", **unknown)])
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["errors"]["transfers"] == {"1": {next(iter(unknown)): ["Unknown field."]}}
     nothing_stored()
     assert balance(pool) == Decimal("100.00")
 

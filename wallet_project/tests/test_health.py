@@ -47,6 +47,7 @@ def test_healthy_service_is_200_with_the_seed_body():
     assert (body["success"], body["message"]) == (True, "Service is healthy")
     assert body["checks"] == {"database": "up", "redis": "up"}
     assert datetime.fromisoformat(body["timestamp"]).tzinfo is not None
+    assert body["timestamp"].endswith("Z"), "in UTC, written as every timestamp of the API is"
 
 
 def test_health_ignores_credentials_it_does_not_need():
