@@ -223,17 +223,15 @@ LEDGER_MAX_AMOUNT = Decimal("999999999999999999.99")
 def env_amount(name: str, default: str) -> Decimal:
     """An amount setting: a plain decimal string (digits, an optional point and
     at most two places) from 0 to the largest NUMERIC(20,2). NaN, Infinity,
-    a sign, an exponent or anything else stops the start-up with
-    ImproperlyConfigured naming the variable: a limit must never read as
+    a sign, an exponent or anything else stops the start-up in one line
+    naming the variable: a limit must never read as
     "no limit" (Decimal("NaN") compares false with everything)."""
     text = env.str(name, default=default).strip()
     if not re.fullmatch(r"[0-9]+(\.[0-9]{1,2})?", text, re.ASCII):
-        raise ImproperlyConfigured(
-            f"{name} must be an amount such as 1000000.00 (digits, at most two decimal places), not {text!r}."
-        )
+        misconfigured(f"{name} must be an amount such as 1000000.00 (digits, at most two decimals), not {text!r}.")
     amount = Decimal(text)
     if amount > LEDGER_MAX_AMOUNT:
-        raise ImproperlyConfigured(f"{name} must be at most {LEDGER_MAX_AMOUNT} (NUMERIC(20,2)), not {text}.")
+        misconfigured(f"{name} must be at most {LEDGER_MAX_AMOUNT} (NUMERIC(20,2)), not {text}.")
     return amount
 
 
@@ -306,7 +304,7 @@ WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 # at once: a client's slow receiver delays that client's deliveries only.
 WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT", default=1)
 if WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT < 1:
-    raise ImproperlyConfigured("WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT must be 1 or more (0 would deliver nothing).")
+    misconfigured("WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT must be 1 or more (0 would deliver nothing).")
 # Retry n waits about min(cap, base * 2**(n-1)), times a random 0.5-1.
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
 WEBHOOK_RETRY_CAP_SECONDS = env.float("WEBHOOK_RETRY_CAP_SECONDS", default=3600.0)
