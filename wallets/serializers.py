@@ -65,10 +65,18 @@ class EventSerializer(serializers.Serializer):
     data = serializers.JSONField()
 
 
+# What the schema promises is a cursor: EventCursor's form, with at most 18
+# digits a side so that every value it admits is one EventCursor.parse takes
+# (below 2**63); the API writes nothing longer.
+@extend_schema_field({"type": "string", "pattern": r"^[0-9]{1,18}-[0-9]{1,18}$", "example": "48213-7"})
+class EventCursorField(serializers.CharField):
+    pass
+
+
 class EventListQuerySerializer(serializers.Serializer):
     """GET /api/events: ?after=<cursor>&type=<type>[&type=...]&limit=."""
 
-    after = serializers.CharField(required=False, help_text="The nextCursor of the previous page.")
+    after = EventCursorField(required=False, help_text="The nextCursor of the previous page.")
     type = serializers.ListField(child=serializers.ChoiceField(choices=EventType.choices), required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
 
