@@ -8,6 +8,7 @@ from wallet_project.fields import StrictCharField, StrictUUIDField
 from wallet_project.serializers import RefusesUnknownFields
 from wallets.events import EventCursor
 from wallets.models import EventType, Wallet, WebhookEndpoint
+from wallets.webhook_addresses import Unresolvable, UnsafeAddress, resolve_allowed
 
 
 @extend_schema_field(
@@ -102,8 +103,10 @@ class EventListQuerySerializer(serializers.Serializer):
     }
 )
 class WebhookUrlField(serializers.URLField):
-    """An http(s) URL with a host. Where it points is checked at each
-    delivery, on the addresses its host resolves to then (wallets/webhooks.py)."""
+    """An http(s) URL with a host that resolves to addresses deliveries may
+    reach (wallets/webhook_addresses.py), checked again at each delivery on
+    the addresses it resolves to then. A name that does not resolve yet is
+    accepted: its deliveries fail until it does."""
 
     default_error_messages = {"scheme": "Only http and https URLs."}
 
@@ -120,9 +123,16 @@ class WebhookUrlField(serializers.URLField):
             self.fail("invalid")
         if port == 0:
             self.fail("invalid")
+        scheme = parts.scheme.lower()
+        try:
+            resolve_allowed(parts.hostname, port or (443 if scheme == "https" else 80))
+        except Unresolvable:
+            pass
+        except UnsafeAddress as refused:
+            raise serializers.ValidationError(str(refused), code="invalid") from None
         # Schemes are case-insensitive (RFC 3986): stored in lower case, as the
         # database's CHECK on the scheme expects ("HTTP://..." was a 500).
-        return parts._replace(scheme=parts.scheme.lower()).geturl()
+        return parts._replace(scheme=scheme).geturl()
 
 
 class WebhookEndpointCreateSerializer(RefusesUnknownFields, serializers.Serializer):

@@ -16,7 +16,8 @@ Delivery reads the outbox (wallets/events.py) and never decides what happened:
 3. The POST is signed per Standard Webhooks (`standardwebhooks`): header
    webhook-id is the event id (the same on every retry, so a receiver drops
    duplicates by it), webhook-timestamp, webhook-signature (v1, HMAC-SHA256).
-   The URL's host is resolved at delivery time and every address checked, and
+   The URL's host is resolved at delivery time and every address checked
+   (wallets/webhook_addresses.py, as at registration), and
    the connection goes to the checked address (no second lookup that DNS
    could answer differently). No redirect is followed (a 3xx is a failure).
    The whole exchange ends within WEBHOOK_TIMEOUT_SECONDS of the claim, or
@@ -32,7 +33,6 @@ import base64
 import contextlib
 import hashlib
 import http.client
-import ipaddress
 import json
 import logging
 import random
@@ -59,6 +59,7 @@ from wallets.events import current_horizon
 from wallets.exceptions import WebhookEndpointNotFound
 from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.serializers import EventSerializer
+from wallets.webhook_addresses import UnsafeAddress, resolve_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -365,37 +366,6 @@ def event_body(event: Event) -> dict:
 
 
 # --- the HTTP request ------------------------------------------------------------------
-
-
-class UnsafeAddress(Exception):
-    """The URL's host resolves to an address deliveries may not reach."""
-
-
-def address_allowed(address: str) -> bool:
-    """Public addresses only: no private, loopback, link-local, shared,
-    multicast or reserved ones (SSRF into the service's own network), except
-    loopback when WEBHOOK_ALLOW_LOOPBACK is on (development, tests)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return settings.WEBHOOK_ALLOW_LOOPBACK
-    return ip.is_global and not ip.is_multicast
-
-
-def resolve_allowed(host: str, port: int) -> str:
-    """The address to connect to: `host` resolved now, refused (UnsafeAddress)
-    when any of its addresses is not allowed, so that a name cannot mix a
-    public address with an internal one."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise UnsafeAddress(f"cannot resolve {host}: {exc}") from None
-    addresses = [info[4][0] for info in infos]
-    refused = [address for address in addresses if not address_allowed(address)]
-    if refused or not addresses:
-        raise UnsafeAddress(f"{host} resolves to an address deliveries may not reach ({', '.join(refused)})")
-    return addresses[0]
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
