@@ -245,6 +245,8 @@ WEBHOOK_TASK_BUDGET_SECONDS = env.float("WEBHOOK_TASK_BUDGET_SECONDS", default=5
 # body), counted from the claim; then the connection is cut and the attempt
 # fails (wallets/webhooks.py, post).
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# How many webhook endpoints one client may have (409 webhook_endpoints_limit beyond).
+WEBHOOK_MAX_ENDPOINTS_PER_CLIENT = env.int("WEBHOOK_MAX_ENDPOINTS_PER_CLIENT", default=10)
 # How many of the webhooks pool's processes one client's deliveries may hold
 # at once: a client's slow receiver delays that client's deliveries only.
 WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT", default=1)

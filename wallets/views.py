@@ -123,7 +123,12 @@ class WebhookEndpointViewSet(ApiViewSet):
         request=WebhookEndpointCreateSerializer,
         responses={
             201: envelope(WebhookEndpointWithSecretSerializer(), "WebhookEndpointCreated"),
-            400: error("Not an http(s) URL, or an unknown event type (named in errors)."),
+            400: error(
+                "Not an http(s) URL, an address deliveries may not reach, or an unknown event type (named in errors)."
+            ),
+            409: error(
+                "The client has WEBHOOK_MAX_ENDPOINTS_PER_CLIENT endpoints already (code webhook_endpoints_limit)."
+            ),
         },
     )
     def create(self, request):

@@ -56,7 +56,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from wallets.events import current_horizon
-from wallets.exceptions import WebhookEndpointNotFound
+from wallets.exceptions import WebhookEndpointNotFound, WebhookEndpointsLimit
 from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.serializers import EventSerializer
 from wallets.webhook_addresses import UnsafeAddress, resolve_allowed
@@ -93,6 +93,10 @@ def signing_secret(endpoint: WebhookEndpoint) -> str:
     return _fernet().decrypt(endpoint.secret_encrypted.encode()).decode()
 
 
+# With the client's id as the second key: serialises one client's endpoint creations.
+_CLIENT_ENDPOINTS_LOCK = 0x77680002
+
+
 # --- endpoints: the client's own -------------------------------------------------------
 
 
@@ -103,17 +107,25 @@ def webhook_endpoint_create(
     committed from now on. Returns (endpoint, secret): the secret in clear
     exists only in this return value (the API shows it once) and is stored
     encrypted. The URL has been checked by the caller's serializer
-    (http or https, a host); its addresses are checked at each delivery."""
+    (http or https, a host at an allowed address); its addresses are checked
+    again at each delivery. Raises WebhookEndpointsLimit when the client
+    has WEBHOOK_MAX_ENDPOINTS_PER_CLIENT endpoints already: every endpoint
+    costs each delivery tick, so no client may have them without bound."""
     secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-    endpoint = WebhookEndpoint.objects.create(
-        client=client,
-        url=url,
-        event_types=sorted(set(event_types)),
-        secret_encrypted=_encrypt(secret),
-        # Events whose transaction ends from now on (wallets/events.py).
-        cursor_txid=current_horizon(),
-        cursor_seq=0,
-    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Concurrent creations by one client are counted one after the other.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLIENT_ENDPOINTS_LOCK, client.pk])
+        if client_webhook_endpoints(client=client).count() >= settings.WEBHOOK_MAX_ENDPOINTS_PER_CLIENT:
+            raise WebhookEndpointsLimit()
+        endpoint = WebhookEndpoint.objects.create(
+            client=client,
+            url=url,
+            event_types=sorted(set(event_types)),
+            secret_encrypted=_encrypt(secret),
+            # Events whose transaction ends from now on (wallets/events.py).
+            cursor_txid=current_horizon(),
+            cursor_seq=0,
+        )
     return endpoint, secret
 
 
