@@ -130,7 +130,8 @@ def webhook_endpoint_create(
 
 
 def client_webhook_endpoints(*, client: AbstractBaseUser) -> QuerySet[WebhookEndpoint]:
-    """The client's endpoints, oldest first; never another client's."""
+    """The client's endpoints, oldest first (the API lists them newest first,
+    in pages); never another client's."""
     return WebhookEndpoint.objects.filter(client=client).order_by("created_at", "id")
 
 

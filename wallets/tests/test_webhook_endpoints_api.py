@@ -53,3 +53,23 @@ def test_concurrent_creations_never_pass_the_limit(treasury_api, settings):
 
     assert sorted(statuses) == [201] * 3 + [409] * 5
     assert WebhookEndpoint.objects.filter(client=treasury_api.user).count() == 3
+
+
+def test_the_list_is_paginated_newest_first_like_the_others(treasury_api, settings):
+    settings.WEBHOOK_MAX_ENDPOINTS_PER_CLIENT = 5
+    made = [create(treasury_api, n).json()["data"]["id"] for n in range(5)]
+    create(make_api_client("Treasury client"))  # another client's: never listed
+
+    first = treasury_api.get("/api/webhook-endpoints?limit=2").json()["data"]
+    assert [e["id"] for e in first["results"]] == made[:-3:-1] and first["previous"] is None
+    seen = [e["id"] for e in first["results"]]
+    page = first
+    while page["next"]:
+        page = treasury_api.get(page["next"]).json()["data"]
+        seen += [e["id"] for e in page["results"]]
+    assert seen == made[::-1]
+    for bad in ("limit=0", "limit=abc", "cursor=nope"):
+        name = bad.split("=")[0]
+        assert_error_envelope(
+            treasury_api.get(f"/api/webhook-endpoints?{bad}"), status=400, code="validation_error", field=name
+        )

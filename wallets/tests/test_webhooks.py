@@ -96,7 +96,7 @@ def test_a_410_disables_the_endpoint_and_the_client_sees_why(wallet_owner, recei
     webhooks.deliver_due(budget_seconds=1)
 
     assert len(receiver.requests) == 1, "nothing is sent to a disabled endpoint"
-    (shown,) = api.get("/api/webhook-endpoints").json()["data"]
+    (shown,) = api.get("/api/webhook-endpoints").json()["data"]["results"]
     assert shown["isActive"] is False and "410" in shown["disabledReason"] and shown["disabledAt"]
 
 
@@ -110,7 +110,7 @@ def test_an_endpoint_failing_for_the_configured_time_is_disabled(wallet_owner, r
     pump(lambda: not WebhookEndpoint.objects.get().is_active, seconds=30)
 
     assert time.monotonic() - started >= 1
-    (shown,) = api.get("/api/webhook-endpoints").json()["data"]
+    (shown,) = api.get("/api/webhook-endpoints").json()["data"]["results"]
     assert "failed for" in shown["disabledReason"] and "HTTP 500" in shown["disabledReason"]
     assert len(receiver.requests) >= 2 and not receiver.accepted_ids()
 
