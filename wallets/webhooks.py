@@ -7,12 +7,14 @@ Delivery reads the outbox (wallets/events.py) and never decides what happened:
    deliveries (one row per event and endpoint, unique), advancing the
    endpoint's cursor; endpoints are locked with SKIP LOCKED, so runs overlap
    safely.
-2. A worker claims one due delivery with SKIP LOCKED and, in the same
-   statement, leases it (next_attempt_at moves to the end of the lease) and
+2. A worker claims one due delivery with SKIP LOCKED and, in one short
+   transaction, leases it (next_attempt_at moves to the end of the lease) and
    counts the attempt, then commits: no transaction stays open during the
-   HTTP call. A worker that dies mid-delivery leaves the lease to run out;
-   the delivery is then claimed again: at least once, once more at most per
-   lost worker.
+   HTTP call. Only a delivery whose client receives deliveries (active, with
+   a live API key) and holds fewer than WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT in
+   flight is claimed: one client's slow receiver never takes the whole pool.
+   A worker that dies mid-delivery leaves the lease to run out; the delivery
+   is then claimed again: at least once, once more at most per lost worker.
 3. The POST is signed per Standard Webhooks (`standardwebhooks`): header
    webhook-id is the event id (the same on every retry, so a receiver drops
    duplicates by it), webhook-timestamp, webhook-signature (v1, HMAC-SHA256).
@@ -48,16 +50,17 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from wallets.events import current_horizon
 from wallets.exceptions import WebhookEndpointNotFound, WebhookEndpointsLimit
-from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
+from wallets.models import ApiKey, DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.serializers import EventSerializer
 from wallets.webhook_addresses import UnsafeAddress, resolve_allowed
 
@@ -163,7 +166,8 @@ def fan_out(*, limit: int = 1000) -> int:
     behind = Event.objects.filter(client_id=OuterRef("client_id"), txid__lt=horizon).filter(
         Q(txid__gt=OuterRef("cursor_txid")) | Q(txid=OuterRef("cursor_txid"), seq__gt=OuterRef("cursor_seq"))
     )
-    due = WebhookEndpoint.objects.filter(Exists(behind), is_active=True).values_list("pk", flat=True)
+    due = WebhookEndpoint.objects.filter(Exists(behind), is_active=True, client_id__in=receiving_clients())
+    due = due.values_list("pk", flat=True)
     return sum(_fan_out_endpoint(endpoint_id, limit) for endpoint_id in list(due))
 
 
@@ -221,43 +225,24 @@ def lease_seconds() -> float:
     return settings.WEBHOOK_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS
 
 
-# A delivery is in flight while a worker holds its lease: PENDING, leased, and
-# the lease (until next_attempt_at) not yet run out.
-_IN_FLIGHT = "f.status = 'PENDING' AND f.lease IS NOT NULL AND f.next_attempt_at > %(now)s"
+def _in_flight(now: datetime) -> QuerySet[WebhookDelivery]:
+    """Deliveries a worker is sending: PENDING, leased, the lease (until
+    next_attempt_at) not yet run out."""
+    return WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, lease__isnull=False, next_attempt_at__gt=now)
 
-# The oldest due delivery of a client below its share of the pool
-# (WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT), locked. The clients at their share are
-# few (at most the pool's size), found once per statement.
-_CANDIDATE = f"""
-SELECT due.id, e.client_id
-  FROM webhook_deliveries due JOIN webhook_endpoints e ON e.id = due.endpoint_id
- WHERE due.status = 'PENDING' AND due.next_attempt_at <= %(now)s AND e.is_active
-   AND e.client_id NOT IN (SELECT busy.client_id
-                             FROM webhook_deliveries f JOIN webhook_endpoints busy ON busy.id = f.endpoint_id
-                            WHERE {_IN_FLIGHT}
-                            GROUP BY busy.client_id
-                           HAVING count(*) >= %(share)s)
- ORDER BY due.next_attempt_at
- LIMIT 1
-   FOR UPDATE OF due SKIP LOCKED
-"""  # noqa: S608 (constants)
 
-# Serialises the claims of one client's deliveries (with the client's id as
-# the second key), so that two workers cannot both take its last free share.
+def receiving_clients() -> QuerySet:
+    """The ids of the clients that receive deliveries: active, and holding a
+    live API key. A deactivated client, or one whose keys are all revoked,
+    receives nothing (its events wait in GET /api/events); its endpoints'
+    deliveries are sent once it may call the API again."""
+    live_key = ApiKey.objects.filter(client=OuterRef("pk"), revoked_at__isnull=True)
+    return get_user_model().objects.filter(Exists(live_key), is_active=True).values("pk")
+
+
+# With the client's id as the second key: serialises the claims of one
+# client's deliveries, so that two workers cannot both take its last free share.
 _CLIENT_CLAIM_LOCK = 0x77680001
-
-# Lease the candidate and count the attempt, if its client is still below its
-# share now that no other claim for it is running.
-_CLAIM = f"""
-UPDATE webhook_deliveries d
-   SET lease = %(lease)s, attempts = d.attempts + 1, last_attempt_at = %(now)s,
-       next_attempt_at = %(now)s + make_interval(secs => %(hold)s)
- WHERE d.id = %(id)s
-   AND (SELECT count(*)
-          FROM webhook_deliveries f JOIN webhook_endpoints fe ON fe.id = f.endpoint_id
-         WHERE fe.client_id = %(client)s AND {_IN_FLIGHT}) < %(share)s
-RETURNING d.id
-"""  # noqa: S608 (constants)
 
 
 @dataclass
@@ -288,25 +273,46 @@ def deliver_due(*, budget_seconds: float = 50.0) -> dict[str, int]:
 
 
 def _claim_one(*, tries: int = 3) -> tuple[int, uuid.UUID] | None:
-    """Lease one due delivery: (delivery id, lease), or None when none is due
-    whose client is below its share of the pool. A client holds at most
-    WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT deliveries in flight at once, so a slow
-    receiver delays its own client's deliveries, never another's."""
+    """Lease one due delivery and count the attempt: (delivery id, lease), or
+    None when none is due whose client receives deliveries and is below its
+    share of the pool. A client holds at most WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT
+    deliveries in flight at once, so a slow receiver delays its own client's
+    deliveries, never another's. Each try is one short transaction."""
     lease = uuid.uuid4()
+    share = settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT
     for _ in range(tries):  # a try loses only to a claim for the same client just committed
         now = timezone.now()
-        params = {"now": now, "share": settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT}
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_CANDIDATE, params)
-            candidate = cursor.fetchone()
+        # The clients at their share are few (at most the pool's size).
+        busy = (
+            _in_flight(now)
+            .values("endpoint__client_id")
+            .annotate(held=Count("pk"))
+            .filter(held__gte=share)
+            .values("endpoint__client_id")
+        )
+        with transaction.atomic():
+            candidate = (
+                WebhookDelivery.objects.select_for_update(of=("self",), skip_locked=True)
+                .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now, endpoint__is_active=True)
+                .filter(endpoint__client_id__in=receiving_clients())
+                .exclude(endpoint__client_id__in=busy)
+                .order_by("next_attempt_at")
+                .values_list("pk", "endpoint__client_id")
+                .first()
+            )
             if candidate is None:
                 return None
             delivery_id, client_id = candidate
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLIENT_CLAIM_LOCK, client_id])
-            cursor.execute(
-                _CLAIM, {**params, "id": delivery_id, "client": client_id, "lease": lease, "hold": lease_seconds()}
-            )
-            if cursor.fetchone() is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLIENT_CLAIM_LOCK, client_id])
+            # Counted again now that no other claim for this client is running.
+            if _in_flight(now).filter(endpoint__client_id=client_id).count() < share:
+                WebhookDelivery.objects.filter(pk=delivery_id).update(
+                    lease=lease,
+                    attempts=F("attempts") + 1,
+                    last_attempt_at=now,
+                    next_attempt_at=now + timedelta(seconds=lease_seconds()),
+                )
                 return delivery_id, lease
     return None
 

@@ -3,6 +3,7 @@ request with the standardwebhooks library: at least once through failures,
 retries with the same webhook-id, 410 and persistent failure disable the
 endpoint, no redirects, no internal addresses, one sender per delivery."""
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -16,8 +17,9 @@ from django.utils import timezone
 
 from conftest import make_api_client
 from wallets import webhooks
+from wallets.api_keys import api_key_issue, api_key_revoke
 from wallets.events import events_purge
-from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
+from wallets.models import ApiKey, DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.services import wallet_set_active
 from wallets.tests.factories import WalletFactory
 from wallets.tests.receiver import (
@@ -306,3 +308,50 @@ def test_a_client_holds_at_most_its_share_of_the_pool_and_the_others_are_claimed
     finally:
         slow.stop()
         honest.stop()
+
+
+@pytest.mark.parametrize("cut_off", ["deactivated", "every key revoked"])
+def test_a_client_that_may_not_call_the_api_receives_nothing_until_it_may_again(cut_off, wallet_owner, receiver):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    wallet = WalletFactory(owner=wallet_owner)
+    toggle(wallet, 1)
+    pump(lambda: len(receiver.accepted_ids()) == 1)
+    if cut_off == "deactivated":
+        type(wallet_owner).objects.filter(pk=wallet_owner.pk).update(is_active=False)
+    else:
+        for key in ApiKey.objects.filter(client=wallet_owner):
+            api_key_revoke(api_key=key)
+    wallet_set_active(wallet=wallet, is_active=True)
+
+    # Its event is recorded (GET /api/events would show it) but nothing is sent.
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        webhooks.fan_out()
+        webhooks.deliver_due(budget_seconds=0.1)
+        time.sleep(0.05)
+    assert len(receiver.requests) == 1 and Event.objects.filter(client=wallet_owner).count() == 2
+
+    if cut_off == "deactivated":
+        type(wallet_owner).objects.filter(pk=wallet_owner.pk).update(is_active=True)
+    else:
+        api_key_issue(client=wallet_owner)
+    pump(lambda: set(receiver.accepted_ids()) == event_ids(wallet_owner))
+
+
+def test_a_disabled_reason_says_the_address_is_not_allowed_without_showing_it(
+    wallet_owner, receiver, settings, monkeypatch
+):
+    settings.WEBHOOK_DISABLE_AFTER = timedelta(seconds=0)
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    # The client's host name now resolves to an internal address (a seam: no DNS server here).
+    internal = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.20.30.40", 80))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: internal)
+    toggle(WalletFactory(owner=wallet_owner), 1)
+    pump(lambda: not WebhookEndpoint.objects.get().is_active, seconds=10)
+
+    (shown,) = api.get("/api/webhook-endpoints").json()["data"]["results"]
+    assert "127.0.0.1 resolves to an address deliveries may not reach" in shown["disabledReason"]
+    assert "10.20.30.40" not in str(shown) and "10.20.30.40" not in WebhookDelivery.objects.get().last_error
+    assert receiver.requests == []
