@@ -150,11 +150,24 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
     disabledAt = serializers.DateTimeField(source="disabled_at", allow_null=True)
     disabledReason = serializers.CharField(source="disabled_reason")
     failingSince = serializers.DateTimeField(source="failing_since", allow_null=True)
+    lastAttemptAt = serializers.DateTimeField(
+        source="last_attempt_at", allow_null=True, help_text="When a delivery to it was last attempted."
+    )
+    lastStatusCode = serializers.IntegerField(
+        source="last_status_code", allow_null=True, help_text="What the receiver answered then (null: no answer)."
+    )
+    lastError = serializers.CharField(
+        source="last_error",
+        help_text="Why that attempt failed (empty when it succeeded); never an address the host resolved to.",
+    )
     createdAt = serializers.DateTimeField(source="created_at")
 
     class Meta:
         model = WebhookEndpoint
-        fields = ["id", "url", "eventTypes", "isActive", "disabledAt", "disabledReason", "failingSince", "createdAt"]
+        fields = [
+            *("id", "url", "eventTypes", "isActive", "disabledAt", "disabledReason", "failingSince"),
+            *("lastAttemptAt", "lastStatusCode", "lastError", "createdAt"),
+        ]
         read_only_fields = fields
 
 

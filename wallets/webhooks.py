@@ -361,6 +361,7 @@ def _record(delivery_id: int, lease: uuid.UUID, outcome: Outcome) -> None:
         delivery.lease = None
         delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error
         endpoint = WebhookEndpoint.objects.filter(pk=delivery.endpoint_id)
+        endpoint.update(last_attempt_at=now, last_status_code=outcome.status_code, last_error=outcome.error)
         if outcome.delivered:
             delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, now
             endpoint.update(failing_since=None)

@@ -355,3 +355,21 @@ def test_a_disabled_reason_says_the_address_is_not_allowed_without_showing_it(
     assert "127.0.0.1 resolves to an address deliveries may not reach" in shown["disabledReason"]
     assert "10.20.30.40" not in str(shown) and "10.20.30.40" not in WebhookDelivery.objects.get().last_error
     assert receiver.requests == []
+
+
+def test_the_client_reads_its_endpoints_last_delivery_error_through_the_api(wallet_owner, receiver, settings):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    subscribe(api, receiver)
+    (before,) = api.get("/api/webhook-endpoints").json()["data"]["results"]
+    assert (before["lastAttemptAt"], before["lastStatusCode"], before["lastError"]) == (None, None, "")
+
+    receiver.script = [ERROR] * 1000
+    toggle(WalletFactory(owner=wallet_owner), 1)
+    pump(lambda: WebhookEndpoint.objects.get().last_error)
+    (failed,) = api.get("/api/webhook-endpoints").json()["data"]["results"]
+    assert failed["lastStatusCode"] == 500 and failed["lastError"] == "HTTP 500" and failed["lastAttemptAt"]
+
+    receiver.script.clear()
+    pump(lambda: receiver.accepted_ids())
+    (delivered,) = api.get("/api/webhook-endpoints").json()["data"]["results"]
+    assert delivered["lastStatusCode"] == 200 and delivered["lastError"] == ""
