@@ -451,7 +451,12 @@ logging.logMultiprocessing = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"}},
+    "filters": {
+        "request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"},
+        # Celery's lines about each delivery tick (every WEBHOOK_DELIVER_EVERY_SECONDS):
+        # the task logs its own line when it did something (wallet_project/log_format.py).
+        "quiet_ticks": {"()": "wallet_project.log_format.QuietTicks", "tasks": ["wallets.tasks.deliver_webhooks"]},
+    },
     "formatters": {
         "json": {
             # python-json-logger's orjson encoder: two lines are written per
@@ -472,7 +477,9 @@ LOGGING = {
             "redact": LOG_REDACT_PATTERN,
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id", "quiet_ticks"]}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         # django-axes announces itself at INFO in every process, commands included.
