@@ -125,8 +125,9 @@ def most_at_once(requests, notice_seconds: float = 0.5) -> int:
 
 
 def test_a_dripping_receiver_stalls_neither_another_clients_webhook_nor_reconciliation(
-    monkeypatch, treasury_api, funded_wallet, tmp_path
+    monkeypatch, treasury_api, funded_wallet, tmp_path, settings
 ):
+    settings.WEBHOOK_ALLOW_LOOPBACK = True  # to register the receivers; the workers get it from service_env
     slow, honest = Receiver(), Receiver()
     # 57 bytes a second apart: each read waits 1 s, the whole answer a minute.
     slow.script, slow.drip_seconds = [DRIP] * 1000, 1.0

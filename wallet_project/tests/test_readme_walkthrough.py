@@ -23,13 +23,15 @@ import re
 import subprocess
 import sys
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
 
-from reconciliation.tests.faults import free_port, stop_process
+from reconciliation.tests.faults import free_port
+from reconciliation.tests.test_webhook_isolation_e2e import started
 from wallet_project.tests.test_observability_e2e import START_TIMEOUT, running_web, service_env, wait_for
 from wallets.models import Event
 
@@ -129,16 +131,10 @@ def test_readme_webhooks_section_delivers_to_its_local_receiver(migrated_groups,
         [python, "-m", "wallet_project.worker", "webhooks", "--concurrency=1", "-n", f"readme-{node}@%h"],
     ]
     script = "set -euo pipefail\n" + walkthrough_commands() + "\n" + walkthrough_commands("Webhooks on your machine", 2)
-    processes = []
     try:
-        with running_web(tmp_path, env) as server:
+        with running_web(tmp_path, env) as server, ExitStack() as stack:
             for n, command in enumerate(workers):
-                with open(tmp_path / f"worker-{n}.log", "w") as log:
-                    processes.append(
-                        subprocess.Popen(  # noqa: S603 (our own commands)
-                            command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                        )
-                    )
+                stack.enter_context(started(command, env, tmp_path / f"worker-{n}.log"))
             run = subprocess.run(  # noqa: S603
                 ["bash", "-c", script],  # noqa: S607
                 cwd=BASE_DIR,
@@ -148,8 +144,6 @@ def test_readme_webhooks_section_delivers_to_its_local_receiver(migrated_groups,
                 timeout=WALKTHROUGH_TIMEOUT,
             )
     finally:
-        for process in processes:
-            stop_process(process)
         redis.Redis.from_url(env["CELERY_BROKER_URL"]).delete(settings.WEBHOOK_QUEUE, "unacked", "unacked_index")
 
     logs = "\n".join((tmp_path / f"worker-{n}.log").read_text()[-2000:] for n in range(len(workers)))
