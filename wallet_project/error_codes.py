@@ -138,6 +138,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "No webhook endpoint of this client has that id (another client's answers the same).",
         "List your endpoints with `GET /api/webhook-endpoints` and use one of their ids.",
     ),
+    "webhook_endpoints_limit": ErrorCode(
+        409,
+        "This client has as many webhook endpoints as a client may (WEBHOOK_MAX_ENDPOINTS_PER_CLIENT, 10 by default).",
+        "Delete one you no longer use (`DELETE /api/webhook-endpoints/{id}`), or send several event types to one.",
+    ),
     # --- money requests --------------------------------------------------------------------
     "batch_failed": ErrorCode(
         422,

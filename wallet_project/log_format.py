@@ -72,3 +72,23 @@ class SingleLineJsonFormatter(OrjsonFormatter):
         line = self._redact(super().jsonify_log_record(log_data))
         # Nearly every line is ASCII; this check is what they pay.
         return line if line.isascii() else line.translate(_JSON_LINE_BREAKS)
+
+
+class QuietTicks(logging.Filter):
+    """Drops Celery's own INFO lines (beat sending, the worker receiving, the
+    task succeeding, or discarded as expired) about the frequent tasks named
+    in `tasks`: the delivery tick runs every 2 s, and its three lines a tick
+    were most of the start terminal with nothing happening (issue 26). Such a task logs a line of
+    its own when it did something; its failures are WARNING and above, kept."""
+
+    LOGGERS = frozenset({"celery.beat", "celery.worker.strategy", "celery.worker.request", "celery.app.trace"})
+
+    def __init__(self, tasks: list[str]):
+        super().__init__()
+        self.tasks = tuple(tasks)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING or record.name not in self.LOGGERS:
+            return True
+        message = record.getMessage()
+        return not any(task in message for task in self.tasks)

@@ -300,6 +300,8 @@ WEBHOOK_TASK_BUDGET_SECONDS = env.float("WEBHOOK_TASK_BUDGET_SECONDS", default=5
 # body), counted from the claim; then the connection is cut and the attempt
 # fails (wallets/webhooks.py, post).
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# How many webhook endpoints one client may have (409 webhook_endpoints_limit beyond).
+WEBHOOK_MAX_ENDPOINTS_PER_CLIENT = env.int("WEBHOOK_MAX_ENDPOINTS_PER_CLIENT", default=10)
 # How many of the webhooks pool's processes one client's deliveries may hold
 # at once: a client's slow receiver delays that client's deliveries only.
 WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT", default=1)
@@ -504,7 +506,12 @@ logging.logMultiprocessing = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"}},
+    "filters": {
+        "request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"},
+        # Celery's lines about each delivery tick (every WEBHOOK_DELIVER_EVERY_SECONDS):
+        # the task logs its own line when it did something (wallet_project/log_format.py).
+        "quiet_ticks": {"()": "wallet_project.log_format.QuietTicks", "tasks": ["wallets.tasks.deliver_webhooks"]},
+    },
     "formatters": {
         "json": {
             # python-json-logger's orjson encoder: two lines are written per
@@ -525,7 +532,9 @@ LOGGING = {
             "redact": LOG_REDACT_PATTERN,
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id", "quiet_ticks"]}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         # django-axes announces itself at INFO in every process, commands included.

@@ -15,6 +15,12 @@ class WalletAlreadyExists(ServiceError):
     default_detail = "This user already has a wallet in this currency."
 
 
+class WebhookEndpointsLimit(ServiceError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "webhook_endpoints_limit"
+    default_detail = "This client has as many webhook endpoints as a client may."
+
+
 class WebhookEndpointNotFound(ServiceError):
     status_code = status.HTTP_404_NOT_FOUND
     default_code = "webhook_endpoint_not_found"

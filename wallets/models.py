@@ -227,6 +227,10 @@ class WebhookEndpoint(models.Model):
     disabled_reason = models.TextField(blank=True, editable=False)
     # Since when every attempt has failed; cleared by a success.
     failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # The last attempt to deliver to it, as its client reads it (GET /api/webhook-endpoints).
+    last_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
     # Fan-out has copied every event up to (cursor_txid, cursor_seq) into deliveries.
     cursor_txid = models.BigIntegerField(editable=False)
     cursor_seq = models.BigIntegerField(default=0, editable=False)

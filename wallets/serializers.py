@@ -8,6 +8,7 @@ from wallet_project.fields import StrictCharField, StrictUUIDField
 from wallet_project.serializers import RefusesUnknownFields
 from wallets.events import EventCursor
 from wallets.models import EventType, Wallet, WebhookEndpoint
+from wallets.webhook_addresses import Unresolvable, UnsafeAddress, resolve_allowed
 
 
 @extend_schema_field(
@@ -110,8 +111,10 @@ class EventListQuerySerializer(serializers.Serializer):
     }
 )
 class WebhookUrlField(serializers.URLField):
-    """An http(s) URL with a host. Where it points is checked at each
-    delivery, on the addresses its host resolves to then (wallets/webhooks.py)."""
+    """An http(s) URL with a host that resolves to addresses deliveries may
+    reach (wallets/webhook_addresses.py), checked again at each delivery on
+    the addresses it resolves to then. A name that does not resolve yet is
+    accepted: its deliveries fail until it does."""
 
     default_error_messages = {"scheme": "Only http and https URLs."}
 
@@ -128,9 +131,16 @@ class WebhookUrlField(serializers.URLField):
             self.fail("invalid")
         if port == 0:
             self.fail("invalid")
+        scheme = parts.scheme.lower()
+        try:
+            resolve_allowed(parts.hostname, port or (443 if scheme == "https" else 80))
+        except Unresolvable:
+            pass
+        except UnsafeAddress as refused:
+            raise serializers.ValidationError(str(refused), code="invalid") from None
         # Schemes are case-insensitive (RFC 3986): stored in lower case, as the
         # database's CHECK on the scheme expects ("HTTP://..." was a 500).
-        return parts._replace(scheme=parts.scheme.lower()).geturl()
+        return parts._replace(scheme=scheme).geturl()
 
 
 class WebhookEndpointCreateSerializer(RefusesUnknownFields, serializers.Serializer):
@@ -148,11 +158,24 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
     disabledAt = serializers.DateTimeField(source="disabled_at", allow_null=True)
     disabledReason = serializers.CharField(source="disabled_reason")
     failingSince = serializers.DateTimeField(source="failing_since", allow_null=True)
+    lastAttemptAt = serializers.DateTimeField(
+        source="last_attempt_at", allow_null=True, help_text="When a delivery to it was last attempted."
+    )
+    lastStatusCode = serializers.IntegerField(
+        source="last_status_code", allow_null=True, help_text="What the receiver answered then (null: no answer)."
+    )
+    lastError = serializers.CharField(
+        source="last_error",
+        help_text="Why that attempt failed (empty when it succeeded); never an address the host resolved to.",
+    )
     createdAt = serializers.DateTimeField(source="created_at")
 
     class Meta:
         model = WebhookEndpoint
-        fields = ["id", "url", "eventTypes", "isActive", "disabledAt", "disabledReason", "failingSince", "createdAt"]
+        fields = [
+            *("id", "url", "eventTypes", "isActive", "disabledAt", "disabledReason", "failingSince"),
+            *("lastAttemptAt", "lastStatusCode", "lastError", "createdAt"),
+        ]
         read_only_fields = fields
 
 

@@ -2,7 +2,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 
-from wallet_project.responses import ok
+from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import UUID_PATTERN, envelope, error
 from wallet_project.views import ApiViewSet
 from wallets import events, selectors, services, webhooks
@@ -112,10 +112,11 @@ class EventViewSet(ApiViewSet):
 
 class WebhookEndpointViewSet(ApiViewSet):
     """The calling client's webhook endpoints: create (the signing secret is
-    in that answer only), list, delete."""
+    in that answer only), list (newest first, in pages like every list), delete."""
 
     serializer_class = WebhookEndpointSerializer
     queryset = WebhookEndpoint.objects.none()  # for the schema generator; reads go through wallets.webhooks
+    pagination_class = EnvelopeCursorPagination
     lookup_value_converter = "uuid"
     required_permissions = {"create": [], "list": [], "destroy": []}
 
@@ -123,7 +124,12 @@ class WebhookEndpointViewSet(ApiViewSet):
         request=WebhookEndpointCreateSerializer,
         responses={
             201: envelope(WebhookEndpointWithSecretSerializer(), "WebhookEndpointCreated"),
-            400: error("Not an http(s) URL, or an unknown event type (named in errors)."),
+            400: error(
+                "Not an http(s) URL, an address deliveries may not reach, or an unknown event type (named in errors)."
+            ),
+            409: error(
+                "The client has WEBHOOK_MAX_ENDPOINTS_PER_CLIENT endpoints already (code webhook_endpoints_limit)."
+            ),
         },
     )
     def create(self, request):
@@ -133,9 +139,10 @@ class WebhookEndpointViewSet(ApiViewSet):
         endpoint.secret = secret
         return ok(WebhookEndpointWithSecretSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: envelope(WebhookEndpointSerializer(many=True), "WebhookEndpointList")})
+    @extend_schema(responses={200: WebhookEndpointSerializer(many=True)})
     def list(self, request):
-        return ok(WebhookEndpointSerializer(webhooks.client_webhook_endpoints(client=request.user), many=True).data)
+        page = self.paginate_queryset(webhooks.client_webhook_endpoints(client=request.user))
+        return self.get_paginated_response(WebhookEndpointSerializer(page, many=True).data)
 
     @extend_schema(
         responses={

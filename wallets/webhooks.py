@@ -7,16 +7,19 @@ Delivery reads the outbox (wallets/events.py) and never decides what happened:
    deliveries (one row per event and endpoint, unique), advancing the
    endpoint's cursor; endpoints are locked with SKIP LOCKED, so runs overlap
    safely.
-2. A worker claims one due delivery with SKIP LOCKED and, in the same
-   statement, leases it (next_attempt_at moves to the end of the lease) and
+2. A worker claims one due delivery with SKIP LOCKED and, in one short
+   transaction, leases it (next_attempt_at moves to the end of the lease) and
    counts the attempt, then commits: no transaction stays open during the
-   HTTP call. A worker that dies mid-delivery leaves the lease to run out;
-   the delivery is then claimed again: at least once, once more at most per
-   lost worker.
+   HTTP call. Only a delivery whose client receives deliveries (active, with
+   a live API key) and holds fewer than WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT in
+   flight is claimed: one client's slow receiver never takes the whole pool.
+   A worker that dies mid-delivery leaves the lease to run out; the delivery
+   is then claimed again: at least once, once more at most per lost worker.
 3. The POST is signed per Standard Webhooks (`standardwebhooks`): header
    webhook-id is the event id (the same on every retry, so a receiver drops
    duplicates by it), webhook-timestamp, webhook-signature (v1, HMAC-SHA256).
-   The URL's host is resolved at delivery time and every address checked, and
+   The URL's host is resolved at delivery time and every address checked
+   (wallets/webhook_addresses.py, as at registration), and
    the connection goes to the checked address (no second lookup that DNS
    could answer differently). No redirect is followed (a 3xx is a failure).
    The whole exchange ends within WEBHOOK_TIMEOUT_SECONDS of the claim, or
@@ -32,7 +35,6 @@ import base64
 import contextlib
 import hashlib
 import http.client
-import ipaddress
 import json
 import logging
 import random
@@ -48,17 +50,19 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from wallets.events import current_horizon
-from wallets.exceptions import WebhookEndpointNotFound
-from wallets.models import DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
+from wallets.exceptions import WebhookEndpointNotFound, WebhookEndpointsLimit
+from wallets.models import ApiKey, DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.serializers import EventSerializer
+from wallets.webhook_addresses import UnsafeAddress, resolve_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +96,10 @@ def signing_secret(endpoint: WebhookEndpoint) -> str:
     return _fernet().decrypt(endpoint.secret_encrypted.encode()).decode()
 
 
+# With the client's id as the second key: serialises one client's endpoint creations.
+_CLIENT_ENDPOINTS_LOCK = 0x77680002
+
+
 # --- endpoints: the client's own -------------------------------------------------------
 
 
@@ -102,22 +110,31 @@ def webhook_endpoint_create(
     committed from now on. Returns (endpoint, secret): the secret in clear
     exists only in this return value (the API shows it once) and is stored
     encrypted. The URL has been checked by the caller's serializer
-    (http or https, a host); its addresses are checked at each delivery."""
+    (http or https, a host at an allowed address); its addresses are checked
+    again at each delivery. Raises WebhookEndpointsLimit when the client
+    has WEBHOOK_MAX_ENDPOINTS_PER_CLIENT endpoints already: every endpoint
+    costs each delivery tick, so no client may have them without bound."""
     secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-    endpoint = WebhookEndpoint.objects.create(
-        client=client,
-        url=url,
-        event_types=sorted(set(event_types)),
-        secret_encrypted=_encrypt(secret),
-        # Events whose transaction ends from now on (wallets/events.py).
-        cursor_txid=current_horizon(),
-        cursor_seq=0,
-    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Concurrent creations by one client are counted one after the other.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLIENT_ENDPOINTS_LOCK, client.pk])
+        if client_webhook_endpoints(client=client).count() >= settings.WEBHOOK_MAX_ENDPOINTS_PER_CLIENT:
+            raise WebhookEndpointsLimit()
+        endpoint = WebhookEndpoint.objects.create(
+            client=client,
+            url=url,
+            event_types=sorted(set(event_types)),
+            secret_encrypted=_encrypt(secret),
+            # Events whose transaction ends from now on (wallets/events.py).
+            cursor_txid=current_horizon(),
+            cursor_seq=0,
+        )
     return endpoint, secret
 
 
 def client_webhook_endpoints(*, client: AbstractBaseUser) -> QuerySet[WebhookEndpoint]:
-    """The client's endpoints, oldest first; never another client's."""
+    """The client's endpoints, oldest first (the API lists them newest first,
+    in pages); never another client's."""
     return WebhookEndpoint.objects.filter(client=client).order_by("created_at", "id")
 
 
@@ -141,10 +158,17 @@ def fan_out(*, limit: int = 1000) -> int:
     cursor, below the commit horizon) into deliveries, for the types it asked
     for. Returns how many deliveries it queued. Safe to run concurrently:
     an endpoint another run holds is skipped, and (endpoint, event) is unique.
-    One short transaction per endpoint: a transaction that writes holds the
-    commit horizon (wallets/events.py) back while it lasts."""
-    active = WebhookEndpoint.objects.filter(is_active=True).values_list("pk", flat=True)
-    return sum(_fan_out_endpoint(endpoint_id, limit) for endpoint_id in list(active))
+    One short transaction per endpoint with new events: a transaction that
+    writes holds the commit horizon (wallets/events.py) back while it lasts.
+    With no new event it costs two statements however many endpoints there
+    are (one index probe each, in the database), not a transaction each."""
+    horizon = current_horizon()
+    behind = Event.objects.filter(client_id=OuterRef("client_id"), txid__lt=horizon).filter(
+        Q(txid__gt=OuterRef("cursor_txid")) | Q(txid=OuterRef("cursor_txid"), seq__gt=OuterRef("cursor_seq"))
+    )
+    due = WebhookEndpoint.objects.filter(Exists(behind), is_active=True, client_id__in=receiving_clients())
+    due = due.values_list("pk", flat=True)
+    return sum(_fan_out_endpoint(endpoint_id, limit) for endpoint_id in list(due))
 
 
 def _fan_out_endpoint(endpoint_id: uuid.UUID, limit: int) -> int:
@@ -201,43 +225,24 @@ def lease_seconds() -> float:
     return settings.WEBHOOK_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS
 
 
-# A delivery is in flight while a worker holds its lease: PENDING, leased, and
-# the lease (until next_attempt_at) not yet run out.
-_IN_FLIGHT = "f.status = 'PENDING' AND f.lease IS NOT NULL AND f.next_attempt_at > %(now)s"
+def _in_flight(now: datetime) -> QuerySet[WebhookDelivery]:
+    """Deliveries a worker is sending: PENDING, leased, the lease (until
+    next_attempt_at) not yet run out."""
+    return WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, lease__isnull=False, next_attempt_at__gt=now)
 
-# The oldest due delivery of a client below its share of the pool
-# (WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT), locked. The clients at their share are
-# few (at most the pool's size), found once per statement.
-_CANDIDATE = f"""
-SELECT due.id, e.client_id
-  FROM webhook_deliveries due JOIN webhook_endpoints e ON e.id = due.endpoint_id
- WHERE due.status = 'PENDING' AND due.next_attempt_at <= %(now)s AND e.is_active
-   AND e.client_id NOT IN (SELECT busy.client_id
-                             FROM webhook_deliveries f JOIN webhook_endpoints busy ON busy.id = f.endpoint_id
-                            WHERE {_IN_FLIGHT}
-                            GROUP BY busy.client_id
-                           HAVING count(*) >= %(share)s)
- ORDER BY due.next_attempt_at
- LIMIT 1
-   FOR UPDATE OF due SKIP LOCKED
-"""  # noqa: S608 (constants)
 
-# Serialises the claims of one client's deliveries (with the client's id as
-# the second key), so that two workers cannot both take its last free share.
+def receiving_clients() -> QuerySet:
+    """The ids of the clients that receive deliveries: active, and holding a
+    live API key. A deactivated client, or one whose keys are all revoked,
+    receives nothing (its events wait in GET /api/events); its endpoints'
+    deliveries are sent once it may call the API again."""
+    live_key = ApiKey.objects.filter(client=OuterRef("pk"), revoked_at__isnull=True)
+    return get_user_model().objects.filter(Exists(live_key), is_active=True).values("pk")
+
+
+# With the client's id as the second key: serialises the claims of one
+# client's deliveries, so that two workers cannot both take its last free share.
 _CLIENT_CLAIM_LOCK = 0x77680001
-
-# Lease the candidate and count the attempt, if its client is still below its
-# share now that no other claim for it is running.
-_CLAIM = f"""
-UPDATE webhook_deliveries d
-   SET lease = %(lease)s, attempts = d.attempts + 1, last_attempt_at = %(now)s,
-       next_attempt_at = %(now)s + make_interval(secs => %(hold)s)
- WHERE d.id = %(id)s
-   AND (SELECT count(*)
-          FROM webhook_deliveries f JOIN webhook_endpoints fe ON fe.id = f.endpoint_id
-         WHERE fe.client_id = %(client)s AND {_IN_FLIGHT}) < %(share)s
-RETURNING d.id
-"""  # noqa: S608 (constants)
 
 
 @dataclass
@@ -268,25 +273,46 @@ def deliver_due(*, budget_seconds: float = 50.0) -> dict[str, int]:
 
 
 def _claim_one(*, tries: int = 3) -> tuple[int, uuid.UUID] | None:
-    """Lease one due delivery: (delivery id, lease), or None when none is due
-    whose client is below its share of the pool. A client holds at most
-    WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT deliveries in flight at once, so a slow
-    receiver delays its own client's deliveries, never another's."""
+    """Lease one due delivery and count the attempt: (delivery id, lease), or
+    None when none is due whose client receives deliveries and is below its
+    share of the pool. A client holds at most WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT
+    deliveries in flight at once, so a slow receiver delays its own client's
+    deliveries, never another's. Each try is one short transaction."""
     lease = uuid.uuid4()
+    share = settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT
     for _ in range(tries):  # a try loses only to a claim for the same client just committed
         now = timezone.now()
-        params = {"now": now, "share": settings.WEBHOOK_MAX_IN_FLIGHT_PER_CLIENT}
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_CANDIDATE, params)
-            candidate = cursor.fetchone()
+        # The clients at their share are few (at most the pool's size).
+        busy = (
+            _in_flight(now)
+            .values("endpoint__client_id")
+            .annotate(held=Count("pk"))
+            .filter(held__gte=share)
+            .values("endpoint__client_id")
+        )
+        with transaction.atomic():
+            candidate = (
+                WebhookDelivery.objects.select_for_update(of=("self",), skip_locked=True)
+                .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now, endpoint__is_active=True)
+                .filter(endpoint__client_id__in=receiving_clients())
+                .exclude(endpoint__client_id__in=busy)
+                .order_by("next_attempt_at")
+                .values_list("pk", "endpoint__client_id")
+                .first()
+            )
             if candidate is None:
                 return None
             delivery_id, client_id = candidate
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLIENT_CLAIM_LOCK, client_id])
-            cursor.execute(
-                _CLAIM, {**params, "id": delivery_id, "client": client_id, "lease": lease, "hold": lease_seconds()}
-            )
-            if cursor.fetchone() is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_CLIENT_CLAIM_LOCK, client_id])
+            # Counted again now that no other claim for this client is running.
+            if _in_flight(now).filter(endpoint__client_id=client_id).count() < share:
+                WebhookDelivery.objects.filter(pk=delivery_id).update(
+                    lease=lease,
+                    attempts=F("attempts") + 1,
+                    last_attempt_at=now,
+                    next_attempt_at=now + timedelta(seconds=lease_seconds()),
+                )
                 return delivery_id, lease
     return None
 
@@ -335,6 +361,7 @@ def _record(delivery_id: int, lease: uuid.UUID, outcome: Outcome) -> None:
         delivery.lease = None
         delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error
         endpoint = WebhookEndpoint.objects.filter(pk=delivery.endpoint_id)
+        endpoint.update(last_attempt_at=now, last_status_code=outcome.status_code, last_error=outcome.error)
         if outcome.delivered:
             delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, now
             endpoint.update(failing_since=None)
@@ -365,37 +392,6 @@ def event_body(event: Event) -> dict:
 
 
 # --- the HTTP request ------------------------------------------------------------------
-
-
-class UnsafeAddress(Exception):
-    """The URL's host resolves to an address deliveries may not reach."""
-
-
-def address_allowed(address: str) -> bool:
-    """Public addresses only: no private, loopback, link-local, shared,
-    multicast or reserved ones (SSRF into the service's own network), except
-    loopback when WEBHOOK_ALLOW_LOOPBACK is on (development, tests)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return settings.WEBHOOK_ALLOW_LOOPBACK
-    return ip.is_global and not ip.is_multicast
-
-
-def resolve_allowed(host: str, port: int) -> str:
-    """The address to connect to: `host` resolved now, refused (UnsafeAddress)
-    when any of its addresses is not allowed, so that a name cannot mix a
-    public address with an internal one."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise UnsafeAddress(f"cannot resolve {host}: {exc}") from None
-    addresses = [info[4][0] for info in infos]
-    refused = [address for address in addresses if not address_allowed(address)]
-    if refused or not addresses:
-        raise UnsafeAddress(f"{host} resolves to an address deliveries may not reach ({', '.join(refused)})")
-    return addresses[0]
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

@@ -191,8 +191,9 @@ def celery_env(**more: str) -> dict[str, str]:
 
 
 def test_a_transfer_finished_by_reconciliation_reaches_the_webhook_through_celery(
-    monkeypatch, treasury_api, funded_wallet, receiver, tmp_path
+    monkeypatch, treasury_api, funded_wallet, receiver, tmp_path, settings
 ):
+    settings.WEBHOOK_ALLOW_LOOPBACK = True  # to register the receiver; the worker gets it from celery_env
     subscribe(treasury_api, receiver, types=["transfer.completed"])
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     (stuck,) = leave_stuck_transfers(monkeypatch, treasury_api, source, destination, {"crashed": "10.00"})
@@ -214,8 +215,9 @@ def test_a_transfer_finished_by_reconciliation_reaches_the_webhook_through_celer
 
 
 def test_a_worker_killed_mid_delivery_leaves_the_event_delivered_later_once_more_at_most(
-    treasury_api, wallet_owner, receiver, tmp_path
+    treasury_api, wallet_owner, receiver, tmp_path, settings
 ):
+    settings.WEBHOOK_ALLOW_LOOPBACK = True  # to register the receiver; the worker gets it from celery_env
     subscribe(treasury_api, receiver, types=["wallet.frozen"])
     # The first request hangs (the receiver stalls); the worker is killed while it waits.
     receiver.script, receiver.stall_seconds = [TIMEOUT], 20

@@ -9,22 +9,31 @@ database; `manage.py create_api_client` in the walkthrough makes its fresh API
 client there. The person's part (createsuperuser, the admin and the docs in a
 browser) is interactive; the browser tests cover it
 (transfers/tests/test_admin_e2e.py), and here the docs' redirect to the
-login page is checked over HTTP.
+login page is checked over HTTP. "Webhooks on your machine" runs after it
+in the same shell, with beat and the webhooks worker pool beside bin/web,
+and its example receiver gets the deposit's event.
 
 The server starts with bin/web's default worker count, which must follow
 the machine's cores (Granian warns when it exceeds them).
 """
 
+import json
 import os
 import re
 import subprocess
+import sys
+import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 
 from reconciliation.tests.faults import free_port
+from reconciliation.tests.test_webhook_isolation_e2e import started
 from wallet_project.tests.test_observability_e2e import START_TIMEOUT, running_web, service_env, wait_for
+from wallets.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,13 +41,13 @@ BASE_DIR = Path(settings.BASE_DIR)
 WALKTHROUGH_TIMEOUT = 120
 
 
-def walkthrough_commands() -> str:
-    """The sh blocks of README's "Day one" section, joined in order."""
+def walkthrough_commands(title: str = "Day one", at_least: int = 6) -> str:
+    """The sh blocks of the README's section `title`, joined in order."""
     readme = (BASE_DIR / "README.md").read_text()
-    section = re.search(r"^## Day one\n(.*?)^## ", readme, re.S | re.M)
-    assert section, 'README.md has no "## Day one" section followed by another'
+    section = re.search(rf"^## {title}\n(.*?)^## ", readme, re.S | re.M)
+    assert section, f'README.md has no "## {title}" section followed by another'
     blocks = re.findall(r"^```sh\n(.*?)^```", section.group(1), re.S | re.M)
-    assert len(blocks) >= 6, blocks
+    assert len(blocks) >= at_least, blocks
     return "\n".join(blocks)
 
 
@@ -101,3 +110,46 @@ def test_default_worker_count_follows_the_cores(web_server):
 
     assert len(server.worker_pids()) == cores
     assert "higher than the amount of CPU cores" not in server.log_text()
+
+
+def test_readme_webhooks_section_delivers_to_its_local_receiver(migrated_groups, tmp_path):
+    """ "Webhooks on your machine" after "Day one", in the same shell, against
+    bin/web, beat and the webhooks worker pool started with
+    WEBHOOK_ALLOW_LOOPBACK=true, as the README says; its receiver is the
+    README's own (bin/webhook_receiver.py) on a free port."""
+    port = free_port()
+    env = service_env(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        WEBHOOK_ALLOW_LOOPBACK="true",
+        CELERY_BEAT_SCHEDULE_FILE=str(tmp_path / "beat-schedule"),
+    )
+    python, celery = sys.executable, str(Path(sys.executable).with_name("celery"))
+    node = uuid.uuid4().hex[:8]
+    workers = [
+        [celery, "-A", "wallet_project", "beat", "--loglevel=INFO"],
+        [python, "-m", "wallet_project.worker", "webhooks", "--concurrency=1", "-n", f"readme-{node}@%h"],
+    ]
+    script = "set -euo pipefail\n" + walkthrough_commands() + "\n" + walkthrough_commands("Webhooks on your machine", 2)
+    try:
+        with running_web(tmp_path, env) as server, ExitStack() as stack:
+            for n, command in enumerate(workers):
+                stack.enter_context(started(command, env, tmp_path / f"worker-{n}.log"))
+            run = subprocess.run(  # noqa: S603
+                ["bash", "-c", script],  # noqa: S607
+                cwd=BASE_DIR,
+                env={**env, "BASE": f"http://127.0.0.1:{server.port}", "HOOK_PORT": str(free_port())},
+                capture_output=True,
+                text=True,
+                timeout=WALKTHROUGH_TIMEOUT,
+            )
+    finally:
+        redis.Redis.from_url(env["CELERY_BROKER_URL"]).delete(settings.WEBHOOK_QUEUE, "unacked", "unacked_index")
+
+    logs = "\n".join((tmp_path / f"worker-{n}.log").read_text()[-2000:] for n in range(len(workers)))
+    assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}\nworkers:\n{logs}"
+    (event_id,) = re.findall(r"^verified deposit\.completed ([0-9a-f-]{36})$", run.stdout, re.M)
+    assert Event.objects.filter(pk=event_id, type="deposit.completed").exists()
+    shown = json.loads(run.stdout.strip().splitlines()[-1])
+    assert shown["isActive"] is True and shown["lastStatusCode"] == 204 and shown["lastError"] == ""

@@ -5,6 +5,8 @@ connection, 410, a redirect, an answer dripped a byte at a time) for a
 scripted number of requests."""
 
 import json
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,7 +40,8 @@ class Delivery:
 @dataclass
 class Receiver:
     script: list[str] = field(default_factory=list)
-    secret: str | None = None
+    # The signing secrets of the endpoints that point here (subscribe adds each).
+    secrets: list[str] = field(default_factory=list)
     # How long a TIMEOUT request stalls (above the service's timeout).
     stall_seconds: float = 1.5
     # How long an OK answer takes (to widen races between workers).
@@ -76,11 +79,7 @@ class Receiver:
         body = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
         with self._lock:
             behaviour = self.script.pop(0) if self.script else OK
-        try:
-            Webhook(self.secret).verify(body, dict(handler.headers.items()))
-            verified = True
-        except WebhookVerificationError:
-            verified = False
+        verified = any(self._verifies(secret, body, dict(handler.headers.items())) for secret in self.secrets)
         parsed = json.loads(body) if body else None
         delivery = Delivery(handler.headers.get("webhook-id"), behaviour, verified, parsed, handler.path, started)
         with self._lock:
@@ -112,13 +111,24 @@ class Receiver:
                 for byte in DRIPPED_ANSWER:
                     handler.wfile.write(bytes([byte]))
                     handler.wfile.flush()
-                    time.sleep(self.drip_seconds)
+                    # Between two bytes, notice at once a sender that hung up (end of file).
+                    readable, _, _ = select.select([handler.connection], [], [], self.drip_seconds)
+                    if readable and not handler.connection.recv(1, socket.MSG_PEEK):
+                        raise ConnectionAbortedError
             except OSError:  # the sender hung up
                 delivery.cut = True
             return None
         if behaviour == OK and self.ok_delay:
             time.sleep(self.ok_delay)
         return self._answer(handler, {OK: 200, ERROR: 500, GONE: 410}[behaviour])
+
+    @staticmethod
+    def _verifies(secret: str, body: bytes, headers: dict[str, str]) -> bool:
+        try:
+            Webhook(secret).verify(body, headers)
+        except WebhookVerificationError:
+            return False
+        return True
 
     @staticmethod
     def _answer(handler: BaseHTTPRequestHandler, status: int) -> None:
@@ -135,14 +145,15 @@ class Receiver:
 # --- driving delivery from a test, as the Celery task does --------------------------------
 
 
-def subscribe(api, receiver: Receiver, types: list[str] | None = None) -> dict:
+def subscribe(api, receiver: Receiver, types: list[str] | None = None, path: str = "") -> dict:
     """POST /api/webhook-endpoints for `receiver` (all types by default); the
-    receiver learns the secret, as a client would store it."""
+    receiver learns the secret, as a client would store it (several endpoints
+    may point at one receiver, told apart by a `path` added to the URL)."""
     types = types or list(EventType.values)
-    response = api.post("/api/webhook-endpoints", {"url": receiver.url, "eventTypes": types}, format="json")
+    response = api.post("/api/webhook-endpoints", {"url": receiver.url + path, "eventTypes": types}, format="json")
     assert response.status_code == 201, response.json()
     endpoint = response.json()["data"]
-    receiver.secret = endpoint["secret"]
+    receiver.secrets.append(endpoint["secret"])
     return endpoint
 
 

@@ -161,7 +161,7 @@ def test_an_endpoint_shows_its_secret_once_and_lists_without_it(treasury_api):
     assert data["secret"].startswith("whsec_") and data["isActive"] is True
     stored = WebhookEndpoint.objects.get(pk=data["id"])
     assert data["secret"] not in stored.secret_encrypted  # encrypted at rest
-    listing = treasury_api.get("/api/webhook-endpoints").json()["data"]
+    listing = treasury_api.get("/api/webhook-endpoints").json()["data"]["results"]
     assert [e["id"] for e in listing] == [data["id"]]
     assert "secret" not in listing[0] and data["secret"] not in str(listing)
 
@@ -203,7 +203,7 @@ def test_a_client_cannot_see_or_delete_another_clients_endpoint(treasury_api):
     theirs = other.post(
         "/api/webhook-endpoints", {"url": "https://other.example.com/", "eventTypes": ["wallet.frozen"]}, format="json"
     ).json()["data"]
-    assert treasury_api.get("/api/webhook-endpoints").json()["data"] == []
+    assert treasury_api.get("/api/webhook-endpoints").json()["data"]["results"] == []
     response = treasury_api.delete(f"/api/webhook-endpoints/{theirs['id']}")
     assert_error_envelope(response, status=404, code="webhook_endpoint_not_found")
     assert_error_envelope(
