@@ -358,6 +358,9 @@ REST_FRAMEWORK = {
         "transfers": env("THROTTLE_RATE_TRANSFERS", default="1200/min"),
         "replays": env("THROTTLE_RATE_REPLAYS", default="6000/min"),
         "reads": env("THROTTLE_RATE_READS", default="6000/min"),
+        # Per client address, not per client: failed authentications
+        # (wallet_project/throttling.py, AddressFailureThrottle).
+        "auth_failures": env("THROTTLE_RATE_AUTH_FAILURES", default="20/min"),
     },
     "NON_FIELD_ERRORS_KEY": "nonFieldErrors",
 }
@@ -427,18 +430,13 @@ AXES_RESET_ON_SUCCESS = True
 # 0: the client is REMOTE_ADDR and X-Forwarded-For is ignored (anyone can
 # write it). N: the client is the N-th address from the right of
 # X-Forwarded-For, the one the outermost proxy wrote; what the client wrote
-# itself, to the left of it, is never read. django-ipware does the reading
-# for django-axes: its proxy count is the proxies whose addresses are in the
-# header, N - 1 (the nearest proxy is REMOTE_ADDR), and "strict" off so that
-# a client's own X-Forwarded-For does not make the chain fall back to
-# REMOTE_ADDR (the proxy's address, shared by everyone).
+# itself, to the left of it, is never read. One function reads it
+# (wallet_project/addresses.py), for django-axes, the failed-authentication
+# throttle and the request log line alike.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
-AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR",) if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
-AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1 if TRUSTED_PROXY_COUNT else None
-AXES_IPWARE_PROXY_ORDER = "left-most"
-IPWARE_STRICT = False
+AXES_CLIENT_IP_CALLABLE = "wallet_project.addresses.client_address"
 
 # --- Auth, i18n, static -------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
