@@ -416,14 +416,23 @@ CORS_EXPOSE_HEADERS = ["idempotent-replayed", "retry-after", "x-request-id"]
 # together: one address (an office behind NAT, or the load balancer's when the
 # client address is read wrong) cannot lock every staff member out, and
 # guessing one username's password cannot lock its owner out everywhere.
-# API clients use tokens, which axes never sees.
+# And against a password spray (a few guesses at each of many usernames):
+# after AXES_ADDRESS_FAILURE_LIMIT failures from one address, whatever the
+# usernames, that address is refused for AXES_COOLOFF_TIME
+# (wallet_project/admin_lockout.py). API clients use tokens, which axes never
+# sees (their failures are counted by wallet_project/throttling.py).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_ADDRESS_FAILURE_LIMIT = env.int("AXES_ADDRESS_FAILURE_LIMIT", default=20)
+if AXES_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured("AXES_ADDRESS_FAILURE_LIMIT must be at least AXES_FAILURE_LIMIT.")
+# In this order: wallet_project/admin_lockout.py reads the counts by position.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "wallet_project.admin_lockout.UserAndAddressLockoutHandler"
 AXES_RESET_ON_SUCCESS = True
 # How many reverse proxies (load balancer, nginx) stand in front of the
 # service, each appending the address it was called from to X-Forwarded-For.
