@@ -5,6 +5,7 @@ import logging
 import re
 import time
 
+from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
@@ -109,6 +110,22 @@ class SafeRequestIdMiddleware:
         if given is not None and not SAFE_REQUEST_ID.fullmatch(given):
             del request.META[REQUEST_ID_META_KEY]
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    """`Content-Security-Policy` (settings.CONTENT_SECURITY_POLICY) on what a
+    browser shows: the admin, the API docs and their static files, everything
+    but the token API, whose JSON no browser renders as a page. A view's own
+    policy, if it sets one, is kept."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not is_token_api(request):
+            response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response
 
 
 class ApiNoStoreMiddleware:

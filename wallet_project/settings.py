@@ -74,6 +74,7 @@ MIDDLEWARE = [
     # Every /api/ answer is about one client's money at one moment: no cache keeps it.
     "wallet_project.middleware.ApiNoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "wallet_project.middleware.ContentSecurityPolicyMiddleware",
     # The wallet_project.middleware ones (static files, session, user,
     # messages) are kept off the token API: there a client is its token
     # (wallet_project/middleware.py).
@@ -403,6 +404,17 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# What the admin's and the API docs' pages may load and run: their own
+# scripts only (no inline script, no eval: an injected <script> does not
+# run), nothing framed, forms posted back to the service only. Styles may be
+# inline: the admin's templates and Swagger UI set style attributes, and a
+# style runs no code. Swagger UI's icons are data: images. The docs load
+# their start-up script from their own URL (wallet_project/schema.py).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 # Browsers may call the API only from these origins (none by default: the
 # API's clients are servers). Never a wildcard.
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
