@@ -11,21 +11,12 @@ import secrets
 import pytest
 from rest_framework.test import APIClient
 
-from wallet_project.tests.test_rate_limits import WINDOW_START, Clock, assert_throttled
-from wallet_project.throttling import ClientRateThrottle
+from wallet_project.tests.test_rate_limits import assert_throttled, clock  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
 PATH = "/api/wallets?userId=7d0e1c5e-8f6a-4a43-9e4f-0e8d6c1f2a10"
 PROXY = "10.0.0.2"
-
-
-@pytest.fixture
-def clock(monkeypatch) -> Clock:
-    """Ten seconds into a window of this test's own (years from the real clock's)."""
-    clock = Clock(WINDOW_START + 10)
-    monkeypatch.setattr(ClientRateThrottle, "timer", clock)
-    return clock
 
 
 @pytest.fixture
@@ -51,9 +42,8 @@ def wrong_key() -> str:
     return f"wk_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
 
 
-def test_past_the_limit_a_wrong_key_is_429_and_a_live_key_still_works(
-    clock, three_failures_a_minute, address, treasury_api
-):
+@pytest.mark.usefixtures("clock")
+def test_past_the_limit_a_wrong_key_is_429_and_a_live_key_still_works(three_failures_a_minute, address, treasury_api):
     refused = [get(wrong_key(), REMOTE_ADDR=address) for _ in range(3)]
     assert [r.status_code for r in refused] == [401, 401, 401]
 
@@ -69,7 +59,7 @@ def test_past_the_limit_a_wrong_key_is_429_and_a_live_key_still_works(
     assert get(wrong_key(), REMOTE_ADDR="2001:db8::1").status_code == 401
 
 
-def test_after_the_window_wrong_keys_are_401_again(clock, three_failures_a_minute, address):
+def test_after_the_window_wrong_keys_are_401_again(clock, three_failures_a_minute, address):  # noqa: F811 (the imported fixture)
     for _ in range(3):
         get(wrong_key(), REMOTE_ADDR=address)
     retry_after = assert_throttled(get(wrong_key(), REMOTE_ADDR=address))
@@ -79,7 +69,8 @@ def test_after_the_window_wrong_keys_are_401_again(clock, three_failures_a_minut
     assert get(wrong_key(), REMOTE_ADDR=address).status_code == 401
 
 
-def test_behind_a_proxy_the_count_is_the_address_the_proxy_wrote(settings, clock, three_failures_a_minute, address):
+@pytest.mark.usefixtures("clock")
+def test_behind_a_proxy_the_count_is_the_address_the_proxy_wrote(settings, three_failures_a_minute, address):
     settings.TRUSTED_PROXY_COUNT = 1
     for _ in range(3):
         assert get(wrong_key(), REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=address).status_code == 401
@@ -92,7 +83,8 @@ def test_behind_a_proxy_the_count_is_the_address_the_proxy_wrote(settings, clock
     assert get(wrong_key(), REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="2001:db8::2").status_code == 401
 
 
-def test_no_credentials_at_all_is_not_a_failed_authentication(clock, three_failures_a_minute, address):
+@pytest.mark.usefixtures("clock")
+def test_no_credentials_at_all_is_not_a_failed_authentication(three_failures_a_minute, address):
     for _ in range(5):
         assert APIClient().get(PATH, REMOTE_ADDR=address).status_code == 401
 

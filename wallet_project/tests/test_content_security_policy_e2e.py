@@ -7,15 +7,14 @@ The database is touched only before the browser starts (see test_admin_e2e.py).
 """
 
 import uuid
-from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from playwright.sync_api import expect, sync_playwright
 
-from transfers import services
 from transfers.tests.test_admin_e2e import ARTIFACTS, PASSWORD, browser_page
+from transfers.tests.test_reversal import completed_transfer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,14 +37,7 @@ def test_the_admin_and_the_docs_pages_carry_the_policy_and_the_token_api_does_no
 def test_nothing_on_the_admin_or_the_docs_breaks_under_the_policy(live_server, funded_wallet):
     person = get_user_model().objects.create_superuser(f"csp-{uuid.uuid4().hex[:6]}", "csp@example.com", PASSWORD)
     source, destination = funded_wallet("100.00"), funded_wallet("0")
-    log = services.transfer_create(
-        client=source.owner,
-        source_wallet_id=source.pk,
-        destination_wallet_id=destination.pk,
-        amount=Decimal("40.00"),
-        idempotency_key="csp-1",
-        metadata={},
-    ).log
+    log = completed_transfer(source, destination)
     pages = [
         "/admin/",
         f"/admin/transfers/wallet/{source.pk}/change/",
