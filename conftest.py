@@ -3,6 +3,7 @@ and wallets funded through the real deposit service (never by writing a
 balance, so the books balance in every test)."""
 
 import importlib
+import os
 import uuid
 from contextlib import contextmanager
 from decimal import Decimal
@@ -32,6 +33,13 @@ def pytest_configure(config):
     # invalidation (after commit) never runs; the per-process cache has tests
     # of its own (wallets/tests/test_authentication.py, with it enabled).
     settings.API_AUTH_CACHE_SECONDS = 0
+    # Every test client calls from 127.0.0.1, so failed authentications from
+    # all tests would add up against one address (and a server a test starts
+    # reads the environment): the tests of that limit set their own
+    # (wallet_project/tests/test_auth_failure_throttle.py).
+    unlimited = "1000000/min"
+    settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["auth_failures"] = unlimited
+    os.environ["THROTTLE_RATE_AUTH_FAILURES"] = unlimited
 
 
 # Groups that data migrations create. The flush that ends a transactional test

@@ -109,7 +109,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "throttled": ErrorCode(
         429,
-        "The client is over one of its rate limits; nothing was stored.",
+        "The client is over one of its rate limits (or its address over the limit of failed "
+        "authentications); nothing was stored.",
         "Wait `Retry-After` seconds, then send the same request again (same idempotency key).",
     ),
     # --- wallets and transactions ----------------------------------------------------------

@@ -5,6 +5,7 @@ import logging
 import re
 import time
 
+from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
@@ -13,6 +14,7 @@ from django.utils.cache import patch_cache_control
 from django.utils.functional import SimpleLazyObject, empty
 from whitenoise import middleware as whitenoise
 
+from wallet_project.addresses import client_address
 from wallet_project.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 logger = logging.getLogger("wallet.requests")
@@ -26,9 +28,11 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 class RequestTelemetryMiddleware:
     """Times the request around every later middleware and the view; then counts
     it by method, Django view name and status, and logs one line with the
-    request id (django-guid, the middleware before this one), the client and
-    its API key's non-secret prefix, the status and the duration. Headers, bodies and query strings are never
-    logged: tokens, passwords and metadata stay out of the logs."""
+    request id (django-guid, the middleware before this one), the client's
+    address (wallet_project/addresses.py: the one django-axes and the
+    failed-authentication throttle count by), the client and its API key's
+    non-secret prefix, the status and the duration. Headers, bodies and query
+    strings are never logged: tokens, passwords and metadata stay out of the logs."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -45,8 +49,11 @@ class RequestTelemetryMiddleware:
         HTTP_LATENCY.labels(method, view).observe(elapsed)
         if request.path not in UNLOGGED_PATHS:
             duration_ms = round(elapsed * 1000, 1)
+            address = client_address(request)
             logger.info(
-                "%s %s %s %.1fms",
+                # The address first, as in an access log.
+                "%s %s %s %s %.1fms",
+                address,
                 method,
                 request.path,
                 response.status_code,
@@ -58,6 +65,7 @@ class RequestTelemetryMiddleware:
                     "view": view,
                     "status": response.status_code,
                     "duration_ms": duration_ms,
+                    "client_address": address,
                     "client": _client_name(request),
                     "key": _key_prefix(request),
                 },
@@ -102,6 +110,22 @@ class SafeRequestIdMiddleware:
         if given is not None and not SAFE_REQUEST_ID.fullmatch(given):
             del request.META[REQUEST_ID_META_KEY]
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    """`Content-Security-Policy` (settings.CONTENT_SECURITY_POLICY) on what a
+    browser shows: the admin, the API docs and their static files, everything
+    but the token API, whose JSON no browser renders as a page. A view's own
+    policy, if it sets one, is kept."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not is_token_api(request):
+            response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response
 
 
 class ApiNoStoreMiddleware:

@@ -9,7 +9,7 @@ bodies) and documents /health.
 from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import exceptions, serializers
 from rest_framework.renderers import JSONRenderer
 
@@ -175,11 +175,13 @@ class SchemaView(_JsonErrors, SpectacularAPIView):
     pass
 
 
-class DocsView(_JsonErrors, SpectacularSwaggerView):
+class DocsView(_JsonErrors, SpectacularSwaggerSplitView):
     """The interactive docs. A browser that is not logged in (no session, no
     key sent) is sent to the admin's login page and back here after it,
     instead of a JSON 401 a person cannot act on; API clients still get the
-    401 in the envelope."""
+    401 in the envelope. The split view: the page loads its start-up script
+    from this same URL (?script=) instead of holding it inline, so that the
+    Content-Security-Policy can refuse every inline script (settings.py)."""
 
     def handle_exception(self, exc):
         request = self.request

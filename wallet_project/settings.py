@@ -96,6 +96,7 @@ MIDDLEWARE = [
     # Every /api/ answer is about one client's money at one moment: no cache keeps it.
     "wallet_project.middleware.ApiNoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "wallet_project.middleware.ContentSecurityPolicyMiddleware",
     # The wallet_project.middleware ones (static files, session, user,
     # messages) are kept off the token API: there a client is its token
     # (wallet_project/middleware.py).
@@ -392,6 +393,9 @@ REST_FRAMEWORK = {
         "transfers": env("THROTTLE_RATE_TRANSFERS", default="1200/min"),
         "replays": env("THROTTLE_RATE_REPLAYS", default="6000/min"),
         "reads": env("THROTTLE_RATE_READS", default="6000/min"),
+        # Per client address, not per client: failed authentications
+        # (wallet_project/throttling.py, AddressFailureThrottle).
+        "auth_failures": env("THROTTLE_RATE_AUTH_FAILURES", default="20/min"),
     },
     "NON_FIELD_ERRORS_KEY": "nonFieldErrors",
 }
@@ -434,6 +438,17 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# What the admin's and the API docs' pages may load and run: their own
+# scripts only (no inline script, no eval: an injected <script> does not
+# run), nothing framed, forms posted back to the service only. Styles may be
+# inline: the admin's templates and Swagger UI set style attributes, and a
+# style runs no code. Swagger UI's icons are data: images. The docs load
+# their start-up script from their own URL (wallet_project/schema.py).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 # Browsers may call the API only from these origins (none by default: the
 # API's clients are servers). Never a wildcard.
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
@@ -447,32 +462,36 @@ CORS_EXPOSE_HEADERS = ["idempotent-replayed", "retry-after", "x-request-id"]
 # together: one address (an office behind NAT, or the load balancer's when the
 # client address is read wrong) cannot lock every staff member out, and
 # guessing one username's password cannot lock its owner out everywhere.
-# API clients use tokens, which axes never sees.
+# And against a password spray (a few guesses at each of many usernames):
+# after AXES_ADDRESS_FAILURE_LIMIT failures from one address, whatever the
+# usernames, that address is refused for AXES_COOLOFF_TIME
+# (wallet_project/admin_lockout.py). API clients use tokens, which axes never
+# sees (their failures are counted by wallet_project/throttling.py).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_ADDRESS_FAILURE_LIMIT = env.int("AXES_ADDRESS_FAILURE_LIMIT", default=20)
+if AXES_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured("AXES_ADDRESS_FAILURE_LIMIT must be at least AXES_FAILURE_LIMIT.")
+# In this order: wallet_project/admin_lockout.py reads the counts by position.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "wallet_project.admin_lockout.UserAndAddressLockoutHandler"
 AXES_RESET_ON_SUCCESS = True
 # How many reverse proxies (load balancer, nginx) stand in front of the
 # service, each appending the address it was called from to X-Forwarded-For.
 # 0: the client is REMOTE_ADDR and X-Forwarded-For is ignored (anyone can
 # write it). N: the client is the N-th address from the right of
 # X-Forwarded-For, the one the outermost proxy wrote; what the client wrote
-# itself, to the left of it, is never read. django-ipware does the reading
-# for django-axes: its proxy count is the proxies whose addresses are in the
-# header, N - 1 (the nearest proxy is REMOTE_ADDR), and "strict" off so that
-# a client's own X-Forwarded-For does not make the chain fall back to
-# REMOTE_ADDR (the proxy's address, shared by everyone).
+# itself, to the left of it, is never read. One function reads it
+# (wallet_project/addresses.py), for django-axes, the failed-authentication
+# throttle and the request log line alike.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT < 0:
     misconfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
-AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR",) if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
-AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1 if TRUSTED_PROXY_COUNT else None
-AXES_IPWARE_PROXY_ORDER = "left-most"
-IPWARE_STRICT = False
+AXES_CLIENT_IP_CALLABLE = "wallet_project.addresses.client_address"
 
 # --- Auth, i18n, static -------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

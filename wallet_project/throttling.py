@@ -6,7 +6,10 @@ Three scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 - transfers: a new money movement (transfer, deposit, withdrawal) and opening
   a wallet: what writes;
 - replays: a money request that replays the result of a finished key;
-- reads: every GET.
+- reads: every GET;
+- auth_failures: failed authentications (an unknown, revoked or malformed
+  key), per client address rather than per client, since there is no client
+  (AddressFailureThrottle).
 
 Whether a money request is new or a replay is known only once its key has
 been looked up, so a view may name no scope for an action (None in its
@@ -28,15 +31,17 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django_redis import get_redis_connection
 from redis.commands.core import Script
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
+from wallet_project.addresses import client_address
 from wallet_project.redis_health import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
-TRANSFERS, REPLAYS, READS = "transfers", "replays", "reads"
+TRANSFERS, REPLAYS, READS, AUTH_FAILURES = "transfers", "replays", "reads", "auth_failures"
 # How far past the instant a refused client may come back wait() aims: far
 # more than the float error of the window arithmetic, far less than a second.
 PAST_THE_EDGE = 0.001
@@ -150,3 +155,33 @@ class ActionScopeThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self.limit.wait() if self.limit else None
+
+
+class AddressFailureThrottle(ClientRateThrottle):
+    """The auth_failures limit of one client address (wallet_project/addresses.py,
+    the address django-axes and the request log use), counted like the
+    others but keyed by the address: a guesser has no client to be charged."""
+
+    def __init__(self):
+        super().__init__(AUTH_FAILURES)
+
+    def get_cache_key(self, request, view) -> str:
+        return cache.make_key(self.cache_format % {"scope": self.scope, "ident": client_address(request)})
+
+
+def charge_failed_authentication(request) -> None:
+    """Count one failed authentication against the request's client address.
+    Raises Throttled (429, with Retry-After) instead once the address is over
+    its auth_failures limit, so that a guesser gets 429 where it got 401.
+
+    Only failures are counted, after the key was looked up: a live key is
+    never refused for its address's failures, so a client behind the same
+    address as a guesser (a NAT, a shared egress) keeps working, and a
+    request that succeeds costs no extra round trip. Keys are 256 random
+    bits: the limit is against the load and noise of guessing, not the odds."""
+    limit = AddressFailureThrottle()
+    if not limit.allow_request(request, None):
+        raise Throttled(
+            wait=limit.wait(),
+            detail="Too many failed authentications from this address: wait Retry-After seconds, and send a live key.",
+        )

@@ -50,6 +50,7 @@ from rest_framework.authentication import TokenAuthentication, get_authorization
 
 from wallet_project.db import in_model_order
 from wallet_project.redis_health import REDIS_ERRORS
+from wallet_project.throttling import charge_failed_authentication
 from wallets.models import ApiKey
 
 logger = logging.getLogger("wallet.auth")
@@ -236,6 +237,15 @@ class ApiKeyAuthentication(TokenAuthentication):
     all, which DRF would answer "credentials were not provided"."""
 
     def authenticate(self, request):
+        try:
+            return self._authenticate(request)
+        except exceptions.AuthenticationFailed:
+            # Every refused credential counts against the client's address;
+            # past the limit the answer is 429 instead of 401.
+            charge_failed_authentication(request)
+            raise
+
+    def _authenticate(self, request):
         parts = get_authorization_header(request).split()  # as DRF splits it
         scheme = parts[0] if parts else b""
         if scheme and scheme.lower() != self.keyword.lower().encode():

@@ -15,50 +15,85 @@ after everything already listed. The list is append-only in the cursor's order
 event appears once every transaction that was running when it committed has
 ended, which is milliseconds for this service's short transactions (and at
 most DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS for a stuck one).
+
+What a client sees of the cursor reveals nothing: (txid, seq) count every
+client's transactions and events, so "<txid>-<seq>" told a client how many
+others had between two of its reads. The cursor it gets is the position
+sealed for it alone (EventCursor.seal): encrypted and authenticated with a
+key derived from SECRET_KEY, bound to the client's id.
 """
 
-import re
+import base64
+import binascii
+import functools
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from wallets.models import Event, EventType
 
 # Transactions below it have all ended (see the module docstring).
 HORIZON_SQL = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
-_CURSOR = re.compile(r"(\d{1,19})-(\d{1,19})")
+_POSITION = struct.Struct(">qq")  # txid, seq: one AES block
+_SEALED_LENGTH = 43  # base64url of a 16-byte tag and a 16-byte block, unpadded
+
+
+@functools.cache
+def _cipher(secret_key: str) -> AESSIV:
+    """AES-SIV (RFC 5297) under a 512-bit key derived from SECRET_KEY:
+    deterministic authenticated encryption, so one position always reads the
+    same to its client (a poll with nothing new returns the cursor it sent)."""
+    key = salted_hmac("wallets.events.EventCursor", "", secret=secret_key, algorithm="sha512").digest()
+    return AESSIV(key)
 
 
 @dataclass(frozen=True)
 class EventCursor:
     """A position in a client's event list: after the event (txid, seq).
-    Written as "<txid>-<seq>"; clients treat it as opaque."""
+    A client sees it sealed for itself (seal, unseal): 43 opaque characters."""
 
     txid: int
     seq: int
 
     @classmethod
-    def parse(cls, text: str) -> "EventCursor | None":
-        """The cursor `text` names, or None when it is not one we write."""
-        match = _CURSOR.fullmatch(text)
-        if match is None:
-            return None
-        txid, seq = int(match[1]), int(match[2])
-        return cls(txid, seq) if max(txid, seq) < 2**63 else None
-
-    @classmethod
     def of(cls, event: Event) -> "EventCursor":
         return cls(event.txid, event.seq)
 
-    def __str__(self) -> str:
-        return f"{self.txid}-{self.seq}"
+    def seal(self, *, client_id: int) -> str:
+        """The cursor as `client_id` sees it: the position encrypted and
+        authenticated, the client's id bound to it as associated data."""
+        sealed = _cipher(settings.SECRET_KEY).encrypt(_POSITION.pack(self.txid, self.seq), [_bound_to(client_id)])
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+    @classmethod
+    def unseal(cls, text: str, *, client_id: int) -> "EventCursor | None":
+        """The position `text` holds, or None when it is not a cursor this
+        API sealed for this client (malformed, altered, another client's, or
+        sealed under another SECRET_KEY)."""
+        if len(text) != _SEALED_LENGTH or not text.isascii():
+            return None
+        try:
+            sealed = base64.urlsafe_b64decode(text + "=")
+            position = _cipher(settings.SECRET_KEY).decrypt(sealed, [_bound_to(client_id)])
+        except (binascii.Error, ValueError, InvalidTag):
+            return None
+        return cls(*_POSITION.unpack(position))
+
+
+def _bound_to(client_id: int) -> bytes:
+    return f"client:{client_id}".encode()
 
 
 def record_events(*, type: str, data_by_client: Mapping[int, dict]) -> list[Event]:

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from wallet_project.fields import StrictCharField, StrictUUIDField
 from wallet_project.serializers import RefusesUnknownFields
-from wallets.events import EventCursor
+from wallets.events import EventCursor, current_horizon
 from wallets.models import EventType, Wallet, WebhookEndpoint
 from wallets.webhook_addresses import Unresolvable, UnsafeAddress, resolve_allowed
 
@@ -91,11 +91,26 @@ class EventListQuerySerializer(serializers.Serializer):
             values["type"] = data.getlist("type")
         attrs = super().to_internal_value(values)
         if "after" in attrs:
-            cursor = EventCursor.parse(attrs["after"])
-            if cursor is None:
-                raise serializers.ValidationError({"after": ["Not a cursor this API wrote."]})
-            attrs["after"] = cursor
+            attrs["after"] = self._position(attrs["after"])
         return attrs
+
+    def _position(self, text: str) -> EventCursor:
+        """The position a cursor holds, if it is one this API wrote for the
+        calling client (context["client"]) and no further than the events that
+        exist: a client must never poll in silence past a position that a
+        corrupted cursor, or one from before a database restore, names."""
+        cursor = EventCursor.unseal(text, client_id=self.context["client"].pk)
+        if cursor is None:
+            raise serializers.ValidationError(
+                {"after": ["Not a cursor this API wrote for you: pass the nextCursor of a previous page, or none."]}
+            )
+        # Every cursor the API writes is below the horizon it read the events
+        # under, and the horizon only rises (wallets/events.py).
+        if cursor.txid >= current_horizon():
+            raise serializers.ValidationError(
+                {"after": ["Beyond the events that exist (a database restore?): start again without a cursor."]}
+            )
+        return cursor
 
 
 @extend_schema_field(

@@ -101,13 +101,14 @@ class EventViewSet(ApiViewSet):
         },
     )
     def list(self, request):
-        query = EventListQuerySerializer(data=request.query_params)
+        query = EventListQuerySerializer(data=request.query_params, context={"client": request.user})
         query.is_valid(raise_exception=True)
         wanted = query.validated_data
         after = wanted.get("after")
         page = events.client_events(client=request.user, after=after, types=wanted.get("type"), limit=wanted["limit"])
         cursor = events.EventCursor.of(page[-1]) if page else after
-        return ok({"events": EventSerializer(page, many=True).data, "nextCursor": str(cursor) if cursor else None})
+        next_cursor = cursor.seal(client_id=request.user.pk) if cursor else None
+        return ok({"events": EventSerializer(page, many=True).data, "nextCursor": next_cursor})
 
 
 class WebhookEndpointViewSet(ApiViewSet):

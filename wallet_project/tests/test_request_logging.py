@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 from django.conf import settings
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from transfers import services
 from transfers.tests.factories import ApiUserFactory
@@ -102,11 +102,13 @@ def test_a_request_logs_one_line_with_the_request_id_it_came_with(logs, treasury
     assert response.status_code == 200
     assert response["X-Request-ID"] == request_id
     (line,) = logs.records("request")
-    assert {k: line[k] for k in ("method", "path", "status", "view", "client", "key", "request_id")} == {
+    fields = ("method", "path", "status", "view", "client_address", "client", "key", "request_id")
+    assert {k: line[k] for k in fields} == {
         "method": "GET",
         "path": f"/api/wallets/{wallet.pk}",
         "status": 200,
         "view": "wallet-detail",
+        "client_address": "127.0.0.1",
         "client": treasury_api.user.get_username(),
         # The key's non-secret prefix, never the key.
         "key": treasury_api.api_key[:11],
@@ -115,7 +117,7 @@ def test_a_request_logs_one_line_with_the_request_id_it_came_with(logs, treasury
     assert treasury_api.api_key not in logs.text
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
     assert (line["level"], line["logger"]) == ("INFO", "wallet.requests")
-    assert line["message"].startswith(f"GET /api/wallets/{wallet.pk} 200 ")
+    assert line["message"].startswith(f"127.0.0.1 GET /api/wallets/{wallet.pk} 200 ")
     assert line["time"]
 
 
@@ -192,6 +194,31 @@ def test_an_unauthenticated_request_is_logged_without_a_client(logs, treasury_ap
     assert "not-a-real-token" not in logs.text
 
 
+@pytest.mark.parametrize(
+    ("trusted_proxies", "remote", "forwarded_for", "logged"),
+    [
+        pytest.param(0, "203.0.113.7", "198.51.100.1", "203.0.113.7", id="no_proxy_forwarded_for_ignored"),
+        pytest.param(1, "10.0.0.2", "6.6.6.6, 203.0.113.7", "203.0.113.7", id="one_proxy_client_prefix_ignored"),
+        pytest.param(2, "10.0.0.3", "6.6.6.6, 2001:db8::7, 10.0.0.2", "2001:db8::7", id="two_proxies"),
+    ],
+)
+def test_every_request_line_carries_the_client_address_django_axes_would_lock_out(
+    logs, settings, treasury_api, trusted_proxies, remote, forwarded_for, logged
+):
+    from axes.helpers import get_client_ip_address
+
+    settings.TRUSTED_PROXY_COUNT = trusted_proxies
+    meta = {"REMOTE_ADDR": remote, "HTTP_X_FORWARDED_FOR": forwarded_for}
+
+    # Answered by authentication, by the view and by no route at all.
+    Client().get("/api/wallets", headers={"Authorization": "Token not-a-real-token"}, **meta)
+    treasury_api.get("/api/wallets?userId=7d0e1c5e-8f6a-4a43-9e4f-0e8d6c1f2a10", **meta)
+    Client().get("/nowhere", **meta)
+
+    assert [line["client_address"] for line in logs.records("request")] == [logged] * 3
+    assert get_client_ip_address(RequestFactory().get("/admin/login/", **meta)) == logged
+
+
 def test_an_unknown_path_is_logged_as_unmatched_by_its_path(logs, treasury_api):
     assert treasury_api.get("/nowhere").status_code == 404
 
@@ -216,7 +243,8 @@ def test_the_text_format_is_a_readable_line_with_the_request_id(log_as, treasury
     treasury_api.get(f"/api/wallets/{wallet.pk}", headers={"X-Request-ID": request_id})
 
     (line,) = [line for line in lines.text.splitlines() if "wallet.requests" in line]
-    assert re.search(rf"INFO \[{request_id}\] wallet\.requests GET /api/wallets/{wallet.pk} 200 \d+\.\dms$", line), line
+    expected = rf"INFO \[{request_id}\] wallet\.requests 127\.0\.0\.1 GET /api/wallets/{wallet.pk} 200 \d+\.\dms$"
+    assert re.search(expected, line), line
 
 
 FORGERIES = [

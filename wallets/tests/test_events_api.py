@@ -1,6 +1,9 @@
 """GET /api/events and the webhook endpoints API: each client sees only its
 own, in commit order, and a late commit is never skipped by a cursor."""
 
+import base64
+import string
+import struct
 import threading
 import time
 import uuid
@@ -12,6 +15,7 @@ from django.db import connection, transaction
 from conftest import make_api_client
 from transfers import services
 from wallet_project.tests import assert_error_envelope
+from wallets.events import EventCursor
 from wallets.models import Event, WebhookEndpoint
 from wallets.services import wallet_set_active
 from wallets.tests.factories import WalletFactory
@@ -111,6 +115,64 @@ def test_the_cursor_pages_through_and_the_type_filter_narrows(wallet_owner):
 )
 def test_a_malformed_query_is_a_400_naming_the_parameter(treasury_api, params, named):
     assert_error_envelope(treasury_api.get("/api/events", params), status=400, code="validation_error", field=named)
+
+
+def test_the_cursor_reveals_no_position_and_opens_for_its_own_client_only(wallet_owner):
+    api, other = make_api_client("Treasury client", user=wallet_owner), make_api_client("Treasury client")
+    freeze(WalletFactory(owner=wallet_owner))
+    freeze(WalletFactory(owner=other.user))
+    cursor = listed(api, 1)["nextCursor"]
+    event = Event.objects.get(client=wallet_owner)
+
+    # 43 characters, whatever the position: no txid or seq to read in it.
+    assert len(cursor) == 43 and set(cursor) <= set(string.ascii_letters + string.digits + "-_")
+    # The position is not in it in clear, in any encoding.
+    decoded = base64.urlsafe_b64decode(cursor + "=")
+    assert struct.pack(">qq", event.txid, event.seq) not in decoded and f"{event.txid}".encode() not in decoded
+    assert EventCursor.unseal(cursor, client_id=wallet_owner.pk) == EventCursor.of(event)
+    # Another client's cursor is not one the API wrote for it.
+    assert_error_envelope(
+        other.get("/api/events", {"after": cursor}), status=400, code="validation_error", field="after"
+    )
+
+
+def altered(cursor: str) -> list[str]:
+    """The cursor with each of its characters changed in turn."""
+    return [cursor[:i] + ("A" if c != "A" else "B") + cursor[i + 1 :] for i, c in enumerate(cursor)]
+
+
+def test_a_cursor_the_api_never_wrote_is_a_400_naming_after(wallet_owner):
+    api = make_api_client("Treasury client", user=wallet_owner)
+    freeze(WalletFactory(owner=wallet_owner))
+    cursor = listed(api, 1)["nextCursor"]
+    event = Event.objects.get(client=wallet_owner)
+    never_written = [
+        f"{event.txid}-{event.seq}",  # the old, readable form
+        "A" * 43,
+        cursor[:-1],
+        cursor + "A",
+        *altered(cursor)[::7],
+    ]
+
+    for text in never_written:
+        response = api.get("/api/events", {"after": text})
+        assert_error_envelope(response, status=400, code="validation_error", field="after")
+        assert "Not a cursor this API wrote" in response.json()["errors"]["after"][0], text
+
+
+def test_a_cursor_beyond_the_events_that_exist_is_a_400_not_a_silent_page(wallet_owner):
+    """What a corrupted cursor, or one written before a database restore,
+    holds: a real position with its transaction id raised by 10^12."""
+    api = make_api_client("Treasury client", user=wallet_owner)
+    freeze(WalletFactory(owner=wallet_owner))
+    listed(api, 1)
+    event = Event.objects.get(client=wallet_owner)
+    beyond = EventCursor(event.txid + 10**12, event.seq).seal(client_id=wallet_owner.pk)
+
+    response = api.get("/api/events", {"after": beyond})
+
+    assert_error_envelope(response, status=400, code="validation_error", field="after")
+    assert "Beyond the events that exist" in response.json()["errors"]["after"][0]
 
 
 def test_an_event_that_commits_late_is_listed_after_the_cursor_not_skipped(wallet_owner):
