@@ -15,6 +15,7 @@ ORM calls from a thread with a running loop.
 
 import shutil
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -54,6 +55,44 @@ def browser_page(playwright):
     page.set_default_timeout(30_000)
     expect.set_options(timeout=30_000)
     return browser, page
+
+
+@contextmanager
+def admin_page(viewport: dict | None = None):
+    """A browser_page for one test; should the test fail in it, the page's
+    address, the error and a screenshot are left in ARTIFACTS/failure.*."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in ARTIFACTS.glob("failure.*"):
+        stale.unlink()
+    with sync_playwright() as playwright:
+        browser, page = browser_page(playwright)
+        if viewport:
+            page.set_viewport_size(viewport)
+        try:
+            yield page
+        except Exception as failure:
+            (ARTIFACTS / "failure.txt").write_text(f"{page.url}\n{failure}\n")
+            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def support_agent():
+    """A staff user in the Support group, who signs in with PASSWORD."""
+    agent = get_user_model().objects.create_user(
+        username=f"support-{uuid.uuid4().hex[:6]}", password=PASSWORD, is_staff=True
+    )
+    agent.groups.add(Group.objects.get(name="Support"))
+    return agent
+
+
+def sign_in(page, url: str, username: str) -> None:
+    """The admin's login page at `url`, filled in and sent."""
+    page.goto(url)
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
 
 
 def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_history(
@@ -166,10 +205,7 @@ def test_the_lists_a_support_agent_opens_fit_1440_px(live_server, funded_wallet,
     ids with the whole id on hover, FAILED rows with their reason in a column,
     settlement wallets set apart and explained, and an owner filter listing
     API clients, not staff."""
-    agent = get_user_model().objects.create_user(
-        username=f"support-{uuid.uuid4().hex[:6]}", password=PASSWORD, is_staff=True
-    )
-    agent.groups.add(Group.objects.get(name="Support"))
+    agent = support_agent()
     root = get_user_model().objects.create_superuser(username=f"root-{uuid.uuid4().hex[:6]}", password=PASSWORD)
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     services.transfer_create(
@@ -182,45 +218,30 @@ def test_the_lists_a_support_agent_opens_fit_1440_px(live_server, funded_wallet,
     ).log  # fmt: skip
     assert refused.status == "FAILED"
     settlement = Wallet.objects.get(kind="SETTLEMENT", currency=source.currency)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-    with sync_playwright() as playwright:
-        browser, page = browser_page(playwright)
-        page.set_viewport_size(SCREEN)
-        try:
-            page.goto(f"{live_server.url}/admin/login/?next=/admin/wallets/wallet/")
-            page.fill("#id_username", agent.username)
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            expect(page.locator("#result_list")).to_be_visible()
-            page.screenshot(path=ARTIFACTS / "10-wallet-list-1440.png", full_page=True)
-            assert (wallet_layout := page.evaluate(LAYOUT_RULES)) == [], wallet_layout
-            short_id = page.locator(f'#result_list a [title="{source.pk}"]')
-            expect(short_id).to_have_text(f"{str(source.pk)[:8]}…")
-            owners = page.locator("#changelist-filter details[data-filter-title='owner'] li").all_inner_texts()
-            settlement_row = page.locator(f'#result_list tr:has([title="{settlement.pk}"])')
-            expect(settlement_row.locator(".field-kind_shown")).to_contain_text("Settlement")
+    with admin_page(SCREEN) as page:
+        sign_in(page, f"{live_server.url}/admin/login/?next=/admin/wallets/wallet/", agent.username)
+        expect(page.locator("#result_list")).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "10-wallet-list-1440.png", full_page=True)
+        assert (wallet_layout := page.evaluate(LAYOUT_RULES)) == [], wallet_layout
+        short_id = page.locator(f'#result_list a [title="{source.pk}"]')
+        expect(short_id).to_have_text(f"{str(source.pk)[:8]}…")
+        owners = page.locator("#changelist-filter details[data-filter-title='owner'] li").all_inner_texts()
+        settlement_row = page.locator(f'#result_list tr:has([title="{settlement.pk}"])')
+        expect(settlement_row.locator(".field-kind_shown")).to_contain_text("Settlement")
 
-            page.locator("#changelist-filter a", has_text="Settlement wallets").click()
-            expect(page.locator("#settlement-explained")).to_contain_text("negative")
-            expect(page.locator("#result_list tbody tr")).to_have_count(1)
-            page.screenshot(path=ARTIFACTS / "11-settlement-wallets-1440.png", full_page=True)
+        page.locator("#changelist-filter a", has_text="Settlement wallets").click()
+        expect(page.locator("#settlement-explained")).to_contain_text("negative")
+        expect(page.locator("#result_list tbody tr")).to_have_count(1)
+        page.screenshot(path=ARTIFACTS / "11-settlement-wallets-1440.png", full_page=True)
 
-            page.goto(f"{live_server.url}/admin/transfers/transactionlog/")
-            expect(page.locator("#result_list")).to_be_visible()
-            page.screenshot(path=ARTIFACTS / "12-transaction-list-1440.png", full_page=True)
-            assert (log_layout := page.evaluate(LAYOUT_RULES)) == [], log_layout
-            failed_row = page.locator("#result_list tr", has_text=refused.reference)
-            expect(failed_row.locator(".field-failure_reason")).to_contain_text(refused.error_code)
-            expect(failed_row.locator(".field-failure_reason [title]")).to_have_attribute(
-                "title", refused.error_message
-            )
-        except Exception as failure:
-            (ARTIFACTS / "failure.txt").write_text(f"{page.url}\n{failure}\n")
-            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
-            raise
-        finally:
-            browser.close()
+        page.goto(f"{live_server.url}/admin/transfers/transactionlog/")
+        expect(page.locator("#result_list")).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "12-transaction-list-1440.png", full_page=True)
+        assert (log_layout := page.evaluate(LAYOUT_RULES)) == [], log_layout
+        failed_row = page.locator("#result_list tr", has_text=refused.reference)
+        expect(failed_row.locator(".field-failure_reason")).to_contain_text(refused.error_code)
+        expect(failed_row.locator(".field-failure_reason [title]")).to_have_attribute("title", refused.error_message)
 
     assert wallet_owner.get_username() in owners
     assert agent.get_username() not in owners and root.get_username() not in owners
