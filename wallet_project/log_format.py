@@ -72,3 +72,28 @@ class SingleLineJsonFormatter(OrjsonFormatter):
         line = self._redact(super().jsonify_log_record(log_data))
         # Nearly every line is ASCII; this check is what they pay.
         return line if line.isascii() else line.translate(_JSON_LINE_BREAKS)
+
+
+class QuietTicks(logging.Filter):
+    """Drops Celery's own INFO lines about the given tasks: beat sending one
+    ("Scheduler: Sending due task deliver-webhooks (wallets.tasks...)"), the
+    worker receiving it and its success. For a task beat starts every few
+    seconds, those were most of what `make start` printed while nothing
+    happened; the task writes its own line when it did something, and a
+    failure (WARNING and above) still shows (docs/operations.md, "Logs").
+
+    `tasks`: task names ("wallets.tasks.deliver_webhooks"). Celery passes the
+    name as the record's arguments: a mapping with "name" (worker) or a tuple
+    holding it (beat).
+    """
+
+    def __init__(self, tasks: list[str] | tuple[str, ...] = ()):
+        super().__init__()
+        self.tasks = frozenset(tasks)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        args = record.args
+        named = [args.get("name")] if isinstance(args, dict) else list(args or ())
+        return not any(isinstance(name, str) and name in self.tasks for name in named)

@@ -316,6 +316,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 24 * 3600.0,
     },
 }
+# Beat starts these every few seconds: Celery's own INFO lines about them
+# (sent, received, succeeded) are left out of the log, so an idle tick writes
+# nothing (wallet_project/log_format.py, QuietTicks).
+QUIET_TASKS = [entry["task"] for entry in CELERY_BEAT_SCHEDULE.values() if entry["schedule"] < 60]
 # Workers and beat log through LOGGING below (JSON lines with the request id
 # of the request that queued the task), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -459,7 +463,10 @@ logging.logMultiprocessing = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"}},
+    "filters": {
+        "request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"},
+        "quiet_ticks": {"()": "wallet_project.log_format.QuietTicks", "tasks": QUIET_TASKS},
+    },
     "formatters": {
         "json": {
             # python-json-logger's orjson encoder: two lines are written per
@@ -491,6 +498,8 @@ LOGGING = {
         # Our request line covers every 4xx; Django's own would double it.
         # Errors (5xx, with their traceback) still come through.
         "django.request": {"level": "ERROR"},
+        # Beat sending, the worker receiving, a task succeeding: quiet for QUIET_TASKS.
+        **dict.fromkeys(("celery.beat", "celery.worker.strategy", "celery.app.trace"), {"filters": ["quiet_ticks"]}),
     },
 }
 
