@@ -131,8 +131,9 @@ SETTLEMENT_EXPLAINED = (
 
 
 class WalletKindFilter(admin.SimpleListFilter):
-    """Customer wallets or the settlement wallets, set apart: the list above
-    the latter explains their negative balances (SETTLEMENT_EXPLAINED)."""
+    """Customer wallets or the settlement wallets, set apart: the list of
+    settlement wallets opens with why their balances are negative
+    (SETTLEMENT_EXPLAINED, in wallets/templates/admin/wallets/wallet/change_list.html)."""
 
     title = "customer or settlement"
     parameter_name = "kind__exact"  # the field filter's name, so links made before still work
@@ -145,8 +146,9 @@ class WalletKindFilter(admin.SimpleListFilter):
 
 
 class ApiClientFilter(admin.SimpleListFilter):
-    """The owning API client (tenancy). Only API clients: staff and
-    superusers own no wallet, and listing them would only mislead."""
+    """The owning API client (tenancy): users who are neither staff nor
+    superusers. The people who sign in to the admin own no wallet, and
+    listing them among the owners would only mislead."""
 
     title = "owner"
     parameter_name = "owner__id__exact"  # the field filter's name, so links made before still work
