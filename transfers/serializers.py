@@ -247,12 +247,12 @@ class TransactionLogSerializer(serializers.ModelSerializer):
 
 
 class WalletHistoryEntrySerializer(TransactionLogSerializer):
-    """A transaction as the history of one wallet shows it (GET
-    /api/wallets/{id}/transactions): the log view, plus `direction`, CREDIT
-    when the wallet received the amount and DEBIT when it paid it, seen from
-    the wallet in context["wallet_id"] (a UUID), as a statement reads.
-    Whatever the status: a FAILED debit is still the debit that was refused."""
+    """A transaction as a wallet's history shows it: `direction` is CREDIT
+    when this wallet received the amount and DEBIT when it paid it, as a
+    statement reads, whatever the status (a FAILED debit is the debit that
+    was refused)."""
 
+    # Seen from the wallet in context["wallet_id"] (a UUID): the history's.
     direction = serializers.SerializerMethodField()
 
     class Meta(TransactionLogSerializer.Meta):

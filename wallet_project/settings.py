@@ -370,6 +370,7 @@ SPECTACULAR_SETTINGS = {
         "TransactionTypeEnum": "transfers.models.TransactionType",
         "BatchStatusEnum": "transfers.models.BatchStatus",
         "EventTypeEnum": "wallets.models.EventType",
+        "WalletKindEnum": "wallets.models.WalletKind",
         "CurrencyEnum": "wallet_project.settings.SUPPORTED_CURRENCIES",
     },
     "POSTPROCESSING_HOOKS": [
