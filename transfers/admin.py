@@ -24,7 +24,14 @@ from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionSt
 from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, wallet_recent_transactions
 from transfers.services import batch_outcomes, transaction_reverse
 from wallet_project.db.routers import LagTolerantChangeListMixin
-from wallets.admin import CurrencyListFilter, EstimatedCountPaginator, ReadOnlyAdminMixin, WalletAdmin, parse_uuid
+from wallets.admin import (
+    CurrencyListFilter,
+    EstimatedCountPaginator,
+    ReadOnlyAdminMixin,
+    WalletAdmin,
+    parse_uuid,
+    short_id,
+)
 from wallets.models import Wallet
 
 # --- links ---------------------------------------------------------------------------------
@@ -37,7 +44,7 @@ def admin_link(obj, text: str) -> str:
 
 def wallet_link(wallet: Wallet) -> str:
     """A short label (the list has two wallet columns), the whole id on hover."""
-    label = f"{wallet.currency} settlement" if wallet.is_settlement else f"{str(wallet.pk)[:8]}…"
+    label = f"{wallet.currency} settlement" if wallet.is_settlement else short_id(wallet.pk)
     url = reverse("admin:wallets_wallet_change", args=[quote(wallet.pk)])
     return format_html('<a href="{}" title="{}">{}</a>', url, wallet, label)
 
@@ -56,7 +63,12 @@ class ReversalForm(forms.Form):
 @admin.register(TransactionLog)
 class TransactionLogAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Read-only: the ledger is history. A correction is a new log (a reversal).
-    list_display = ("reference", "type", "status", "amount", "currency", "source", "destination", "created_at")
+    # Fits 1440 px (docs/operations.md, "The admin's lists"): short wallet
+    # labels, and a FAILED row's reason as its error code, the message on hover.
+    list_display = (
+        *("reference", "type", "status", "amount", "currency", "source", "destination", "failure_reason"),
+        "created_at",
+    )
     list_filter = ("status", "type", CurrencyListFilter, ("created_at", admin.DateFieldListFilter))
     # Searched by exact value in get_search_results; listed so the admin shows its box.
     search_fields = ("=reference", "=idempotency_key")
@@ -107,6 +119,12 @@ class TransactionLogAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.
     @admin.display(description="destination", ordering="destination_wallet_id")
     def destination(self, log):
         return wallet_link(log.destination_wallet)
+
+    @admin.display(description="failure reason", ordering="error_code")
+    def failure_reason(self, log):
+        if not log.error_code:
+            return "-"
+        return format_html('<span title="{}">{}</span>', log.error_message, log.error_code)
 
     @admin.display(description="API client")
     def client_name(self, log):

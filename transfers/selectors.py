@@ -14,6 +14,8 @@ from wallets.money import DECIMAL_PLACES, MAX_DIGITS
 from wallets.selectors import customer_wallet_get
 
 READ_ALL_TRANSACTIONS = "transfers.view_all_transfers"
+# Joined into the logs the API shows, which say what kind each wallet is.
+WALLETS = ("source_wallet", "destination_wallet")
 
 
 def log_for_client_key(*, client: AbstractBaseUser, idempotency_key: str) -> TransactionLog:
@@ -21,7 +23,7 @@ def log_for_client_key(*, client: AbstractBaseUser, idempotency_key: str) -> Tra
     found (TransactionNotFound), whoever's wallets it touched."""
     if "\x00" in idempotency_key:  # no stored key has one (they are printable); PostgreSQL text cannot
         raise TransactionNotFound()
-    log = TransactionLog.objects.filter(client=client, idempotency_key=idempotency_key).first()
+    log = TransactionLog.objects.filter(client=client, idempotency_key=idempotency_key).select_related(*WALLETS).first()
     if log is None:
         raise TransactionNotFound()
     return log
@@ -41,7 +43,7 @@ def log_by_reference(*, viewer: AbstractBaseUser, reference: str) -> Transaction
     TransactionNotFound, as for an unknown reference."""
     if not REFERENCE_FORMAT.fullmatch(reference):
         raise TransactionNotFound()
-    log = visible_logs(viewer=viewer).filter(reference=reference).first()
+    log = visible_logs(viewer=viewer).filter(reference=reference).select_related(*WALLETS).first()
     if log is None:
         raise TransactionNotFound()
     return log
@@ -52,7 +54,8 @@ def wallet_transactions(*, wallet_id: uuid.UUID, viewer: AbstractBaseUser) -> Qu
     may read the wallet (wallets.selectors.customer_wallet_get, which raises
     WalletNotFound otherwise)."""
     customer_wallet_get(wallet_id=wallet_id, viewer=viewer)
-    return TransactionLog.objects.filter(Q(source_wallet_id=wallet_id) | Q(destination_wallet_id=wallet_id))
+    either_side = Q(source_wallet_id=wallet_id) | Q(destination_wallet_id=wallet_id)
+    return TransactionLog.objects.filter(either_side).select_related(*WALLETS)
 
 
 def shows_request_details(*, log: TransactionLog, viewer: AbstractBaseUser) -> bool:

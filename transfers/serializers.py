@@ -19,6 +19,7 @@ from transfers.models import BatchStatus, TransactionLog, TransactionStatus, Tra
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
 from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
+from wallets.models import WalletKind
 from wallets.money import AmountField
 
 
@@ -155,9 +156,16 @@ COMPLETED_MESSAGES = {
 
 
 class MovementResultSerializer(serializers.Serializer):
-    """The seed's answer to a money-moving request (a MovementResult)."""
+    """The seed's answer to a money-moving request (a MovementResult).
 
-    transactionId = serializers.UUIDField(source="log.id")
+    The transaction's id is `id`, as in every lookup, the history and the
+    events (docs/api.md, "Names"); `transactionId` carries the same value for
+    the clients written against the seed's answer, and is deprecated."""
+
+    id = serializers.UUIDField(source="log.id", help_text="The transaction's id, as `id` in its lookups.")
+    transactionId = serializers.UUIDField(
+        source="log.id", help_text="Deprecated: the same value as `id`, kept for existing clients."
+    )
     status = serializers.ChoiceField(source="log.status", choices=TransactionStatus.choices)
     reference = serializers.CharField(source="log.reference")
     message = serializers.SerializerMethodField()
@@ -169,6 +177,7 @@ class MovementResultSerializer(serializers.Serializer):
         # transfers/tests/test_serializers.py checks the two agree.
         log = result.log
         return {
+            "id": str(log.pk),
             "transactionId": str(log.pk),
             "status": str(log.status),
             "reference": log.reference,
@@ -193,6 +202,10 @@ class TransactionLogSerializer(serializers.ModelSerializer):
     metadata = serializers.SerializerMethodField()
     sourceWalletId = serializers.UUIDField(source="source_wallet_id")
     destinationWalletId = serializers.UUIDField(source="destination_wallet_id")
+    # What each wallet is: a SETTLEMENT wallet (a deposit's source, a
+    # withdrawal's destination) is the service's own, and no client can read it.
+    sourceWalletKind = serializers.ChoiceField(source="source_wallet.kind", choices=WalletKind.choices)
+    destinationWalletKind = serializers.ChoiceField(source="destination_wallet.kind", choices=WalletKind.choices)
     errorCode = serializers.CharField(source="error_code")
     errorMessage = serializers.CharField(source="error_message")
     createdAt = serializers.DateTimeField(source="created_at")
@@ -209,6 +222,8 @@ class TransactionLogSerializer(serializers.ModelSerializer):
             "status",
             "sourceWalletId",
             "destinationWalletId",
+            "sourceWalletKind",
+            "destinationWalletKind",
             "amount",
             "currency",
             "metadata",
@@ -232,12 +247,12 @@ class TransactionLogSerializer(serializers.ModelSerializer):
 
 
 class WalletHistoryEntrySerializer(TransactionLogSerializer):
-    """A transaction as the history of one wallet shows it (GET
-    /api/wallets/{id}/transactions): the log view, plus `direction`, CREDIT
-    when the wallet received the amount and DEBIT when it paid it, seen from
-    the wallet in context["wallet_id"] (a UUID), as a statement reads.
-    Whatever the status: a FAILED debit is still the debit that was refused."""
+    """A transaction as a wallet's history shows it: `direction` is CREDIT
+    when this wallet received the amount and DEBIT when it paid it, as a
+    statement reads, whatever the status (a FAILED debit is the debit that
+    was refused)."""
 
+    # Seen from the wallet in context["wallet_id"] (a UUID): the history's.
     direction = serializers.SerializerMethodField()
 
     class Meta(TransactionLogSerializer.Meta):

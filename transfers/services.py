@@ -349,9 +349,11 @@ _EVENT_OBJECT = f"""jsonb_build_object(
          'idempotencyKey', CASE WHEN owner = t.client_id THEN t.idempotency_key END,
          'metadata', CASE WHEN owner = t.client_id THEN t.metadata END,
          'sourceWalletId', t.source_wallet_id, 'destinationWalletId', t.destination_wallet_id,
+         'sourceWalletKind', (SELECT kind FROM wallets WHERE id = t.source_wallet_id),
+         'destinationWalletKind', (SELECT kind FROM wallets WHERE id = t.destination_wallet_id),
          'amount', t.amount::text, 'currency', t.currency, 'errorCode', t.error_code, 'errorMessage', t.error_message,
          'createdAt', {_utc_text("t.created_at")}, 'updatedAt', {_utc_text("t.updated_at")},
-         'completedAt', CASE WHEN t.completed_at IS NOT NULL THEN {_utc_text("t.completed_at")} END)"""
+         'completedAt', CASE WHEN t.completed_at IS NOT NULL THEN {_utc_text("t.completed_at")} END)"""  # noqa: S608 (constants only)
 _EVENTS_OF_LOG = f"""
 INSERT INTO events (client_id, type, data, created_at)
 SELECT owner, %(event)s, {_EVENT_OBJECT}, %(now)s

@@ -27,10 +27,11 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
 from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.api_keys import ApiKeyError, api_key_issue, api_key_revoke
-from wallets.models import ApiKey, Event, Wallet, WebhookDelivery, WebhookEndpoint
+from wallets.models import ApiKey, Event, Wallet, WalletKind, WebhookDelivery, WebhookEndpoint
 from wallets.services import UNCLAIMED_OWNER, WalletGiveRefused, wallet_give_to_client, wallet_set_active
 from wallets.webhooks import event_resend, webhook_endpoint_enable
 
@@ -101,6 +102,18 @@ class ReadOnlyAdminMixin:
         return False
 
 
+def short_id(value: uuid.UUID) -> str:
+    """A UUID as the lists show it: its first 8 characters and an ellipsis
+    ("fb3403f0…"), so that a column fits 1440 px (docs/operations.md, "The
+    admin's lists"); the whole id is on hover and on the object's page."""
+    return f"{str(value)[:8]}…"
+
+
+def short_id_html(value: uuid.UUID | None) -> str:
+    """short_id with the whole id on hover; "-" for none."""
+    return format_html('<span title="{}">{}</span>', value, short_id(value)) if value else "-"
+
+
 def parse_uuid(text: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(text.strip())
@@ -110,16 +123,55 @@ def parse_uuid(text: str) -> uuid.UUID | None:
 
 # --- wallets ----------------------------------------------------------------------------
 
+SETTLEMENT_EXPLAINED = (
+    "A settlement wallet is the service's own, one per currency: every deposit moves money out of it into a "
+    "customer wallet and every withdrawal back into it, so its balance is minus the money customers hold. "
+    "It is negative by design, the only wallet that may be, and it is never frozen here."
+)
+
+
+class WalletKindFilter(admin.SimpleListFilter):
+    """Customer wallets or the settlement wallets, set apart: the list of
+    settlement wallets opens with why their balances are negative
+    (SETTLEMENT_EXPLAINED, in wallets/templates/admin/wallets/wallet/change_list.html)."""
+
+    title = "customer or settlement"
+    parameter_name = "kind__exact"  # the field filter's name, so links made before still work
+
+    def lookups(self, request, model_admin):
+        return [(WalletKind.CUSTOMER, "Customer wallets"), (WalletKind.SETTLEMENT, "Settlement wallets")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(kind=self.value()) if self.value() else queryset
+
+
+class ApiClientFilter(admin.SimpleListFilter):
+    """The owning API client (tenancy): users who are neither staff nor
+    superusers. The people who sign in to the admin own no wallet, and
+    listing them among the owners would only mislead."""
+
+    title = "owner"
+    parameter_name = "owner__id__exact"  # the field filter's name, so links made before still work
+
+    def lookups(self, request, model_admin):
+        clients = get_user_model().objects.filter(is_staff=False, is_superuser=False).order_by("username")
+        return [(str(client.pk), client.get_username()) for client in clients]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(owner_id=self.value()) if self.value() else queryset
+
 
 @admin.register(Wallet)
 class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Read-only: wallets are opened through the API, balances change only
     # through transfers, and the active flag only through the freeze actions
     # (so that each change is in the history).
-    list_display = ("id", "owner", "user_id", "currency", "balance", "is_active", "kind", "updated_at")
+    # Short ids, the whole one on hover: the list fits 1440 px (docs/operations.md, "The admin's lists").
+    list_display = ("wallet_id", "owner", "user", "currency", "balance", "is_active", "kind_shown", "updated_at")
+    list_display_links = ("wallet_id",)
     list_select_related = ("owner",)
     # The owning API client (tenancy): a handful of clients, so a short list.
-    list_filter = (CurrencyListFilter, "is_active", "kind", "owner")
+    list_filter = (CurrencyListFilter, "is_active", WalletKindFilter, ApiClientFilter)
     # Searched by exact id in get_search_results (index lookups); listed so the
     # admin shows its search box.
     search_fields = ("=id", "=user_id")
@@ -136,6 +188,25 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
     show_full_result_count = False
     # Filter counts ("Show counts") are a COUNT per choice over the whole table.
     show_facets = admin.ShowFacets.NEVER
+
+    @admin.display(description="id", ordering="id")
+    def wallet_id(self, wallet):
+        return short_id_html(wallet.pk)
+
+    @admin.display(description="user id", ordering="user_id")
+    def user(self, wallet):
+        return short_id_html(wallet.user_id)
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_shown(self, wallet):
+        if wallet.is_settlement:
+            return format_html('<strong title="{}">Settlement</strong>', SETTLEMENT_EXPLAINED)
+        return wallet.get_kind_display()
+
+    def changelist_view(self, request, extra_context=None):
+        showing_settlement = request.GET.get(WalletKindFilter.parameter_name) == WalletKind.SETTLEMENT
+        extra_context = {**(extra_context or {}), "settlement_explained": showing_settlement and SETTLEMENT_EXPLAINED}
+        return super().changelist_view(request, extra_context)
 
     def has_freeze_permission(self, request) -> bool:
         return request.user.has_perm("wallets.freeze_wallet")

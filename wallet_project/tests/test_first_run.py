@@ -9,8 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -99,7 +102,9 @@ def test_a_missing_setting_is_one_line_naming_it_and_the_fix(tmp_path):
     ]
 
 
-def test_start_names_the_process_holding_its_port_before_serving():
+@contextmanager
+def port_held() -> Iterator[tuple[subprocess.Popen, str]]:
+    """A process listening on a free port of 127.0.0.1, and that port."""
     holder = subprocess.Popen(  # noqa: S603
         [
             sys.executable,
@@ -112,28 +117,43 @@ def test_start_names_the_process_holding_its_port_before_serving():
         text=True,
     )
     try:
-        port = holder.stdout.readline().strip()
-        # Its own session: were the check missing, the whole service would
-        # start, and all of it must be stopped.
-        start = subprocess.Popen(  # noqa: S603
-            [str(BASE_DIR / "bin" / "start")],
-            cwd=BASE_DIR,
-            env={**os.environ, "HOST": "127.0.0.1", "PORT": port},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            stdout, stderr = start.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(start.pid, signal.SIGINT)
-            stdout, stderr = start.communicate(timeout=60)
+        yield holder, holder.stdout.readline().strip()
     finally:
         holder.kill()
         holder.wait()
 
-    assert start.returncode != 0
+
+def run_start(checkout: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """bin/start in its own session: were the port check missing, the whole
+    service would start, and all of it must be stopped."""
+    start = subprocess.Popen(  # noqa: S603
+        [str(checkout / "bin" / "start")],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = start.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(start.pid, signal.SIGINT)
+        stdout, stderr = start.communicate(timeout=60)
+    return start.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize("port_from", ["environment", "dotenv"])
+def test_start_names_the_process_holding_its_port_before_serving(tmp_path, port_from):
+    with port_held() as (holder, port):
+        if port_from == "environment":
+            returncode, stdout, stderr = run_start(BASE_DIR, {**os.environ, "HOST": "127.0.0.1", "PORT": port})
+        else:  # PORT in .env only, as docs/operations.md shows for a second checkout
+            clone = clone_of_this_checkout(tmp_path)
+            (clone / ".env").write_text(f"DJANGO_SECRET_KEY={'k' * 50}\nPORT={port}\n")
+            returncode, stdout, stderr = run_start(clone, newcomer_environment())
+
+    assert returncode != 0
     assert "Serving on" not in stdout
     assert f"Port {port} on 127.0.0.1 is taken by python" in stderr
     assert f"(pid {holder.pid}: {sys.executable} -c import socket" in stderr

@@ -179,7 +179,7 @@ def test_money_endpoint_success_is_the_envelope_around_the_result(path, schema):
         envelope = json_schema_of(schema, responses[status])
         assert set(envelope["properties"]) == {"success", "data"}
         result = resolve(schema, envelope["properties"]["data"])
-        assert set(result["properties"]) == {"transactionId", "status", "reference", "message"}
+        assert set(result["properties"]) == {"id", "transactionId", "status", "reference", "message"}
     assert "Idempotent-Replayed" in responses["200"]["description"]
 
 

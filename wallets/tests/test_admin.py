@@ -68,8 +68,9 @@ def test_wallet_list_shows_owner_currency_balance_active_flag_kind_and_last_upda
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert all(text in page for text in (str(wallet.user_id), "USD", "1250.75", "Customer"))
-    for column in ("user_id", "currency", "balance", "is_active", "kind", "updated_at"):
+    # The user id is short in the list, whole on hover (its title).
+    assert all(text in page for text in (f'title="{wallet.user_id}"', "USD", "1250.75", "Customer"))
+    for column in ("user", "currency", "balance", "is_active", "kind_shown", "updated_at"):
         assert f"column-{column}" in page
 
 

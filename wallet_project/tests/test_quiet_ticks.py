@@ -1,0 +1,84 @@
+"""An idle tick logs nothing at INFO (issue 26: 327 of the 555 lines `make
+start` printed in 3.5 minutes were the webhook delivery task beat starts every
+2 s, with nothing to do). Celery's own lines about a task beat starts every
+few seconds are left out (wallet_project/log_format.py, QuietTicks); every
+other task's stay, and so does a failure."""
+
+import logging
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from celery import beat
+from celery.app import trace
+from celery.worker import strategy
+from django.conf import settings
+
+from reconciliation.tests.faults import stop_process
+from wallet_project.celery import app as celery_app
+from wallet_project.tests.test_observability_e2e import BROKER_URL, START_TIMEOUT, parse_log, service_env, wait_for
+
+DELIVERY = "wallets.tasks.deliver_webhooks"
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+def test_the_frequent_task_is_the_quiet_one():
+    assert settings.QUIET_TASKS == [DELIVERY]
+
+
+def test_celerys_lines_about_a_quiet_task_are_dropped_and_others_kept(caplog):
+    caplog.set_level(logging.INFO)
+    for name in (DELIVERY, "wallets.tasks.purge_events"):
+        beat.logger.info("Scheduler: Sending due task %s (%s)", name.split(".")[-1], name)
+        strategy.logger.info(trace.LOG_RECEIVED, {"id": "1", "name": name, "args": "()", "kwargs": "{}", "eta": None})
+        trace.logger.info(trace.LOG_SUCCESS, {"id": "1", "name": name, "return_value": "0", "runtime": 0.01})
+    trace.logger.error(trace.LOG_FAILURE, {"id": "2", "name": DELIVERY, "exc": "boom", "description": "raised"})
+
+    logged = [(record.name, record.levelname, record.getMessage()) for record in caplog.records]
+
+    assert not any(DELIVERY in message for _, level, message in logged if level == "INFO")
+    assert [name for name, level, message in logged if "purge_events" in message] == [
+        "celery.beat",
+        "celery.worker.strategy",
+        "celery.app.trace",
+    ]
+    assert [level for _, level, message in logged if DELIVERY in message] == ["ERROR"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_running_idle_delivery_ticks_logs_nothing_about_them(tmp_path):
+    queue = f"quiet-ticks-{uuid.uuid4().hex[:8]}"
+    with celery_app.connection_for_write(BROKER_URL) as broker:
+        for _ in range(3):
+            celery_app.send_task(DELIVERY, queue=queue, connection=broker)
+        # Run after the three (one process, in queue order): its success says they ran.
+        last = celery_app.send_task("wallets.tasks.purge_events", queue=queue, connection=broker).id
+
+    log_path = tmp_path / "worker.log"
+    command = [
+        str(Path(sys.executable).with_name("celery")),
+        *("-A", "wallet_project", "worker", "--concurrency", "1", "--loglevel", "INFO", "--queues", queue),
+        *("--hostname", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"),
+    ]
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(  # noqa: S603 (our own celery and arguments)
+            command, cwd=BASE_DIR, env=service_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+
+        def finished() -> list[dict] | None:
+            assert worker.poll() is None, f"the worker exited:\n{log_path.read_text()}"
+            records, _ = parse_log(log_path.read_text())
+            done = any(last in line["message"] and "succeeded" in line["message"] for line in records)
+            return records if done else None
+
+        records = wait_for(finished, what="the last task's success logged", timeout=START_TIMEOUT, log=log_path)
+    finally:
+        stop_process(worker)
+        redis.Redis.from_url(BROKER_URL).delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+
+    assert [line["message"] for line in records if DELIVERY in line["message"] or "webhooks" in line["message"]] == []
+    assert any(f"purge_events[{last}] received" in line["message"] for line in records)
