@@ -4,3 +4,14 @@ from django.apps import AppConfig
 class TransfersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "transfers"
+
+    def ready(self) -> None:
+        from django.core import checks
+
+        from transfers.checks import check_a_full_batch_fits_the_transfers_rate
+        from wallet_project.throttling import check_throttle_scopes
+
+        # Every route's rate-limit scope has a rate, checked at start-up: the
+        # money routes name theirs in ChargedOnLookup (transfers/views.py).
+        checks.register(check_throttle_scopes)
+        checks.register(check_a_full_batch_fits_the_transfers_rate)
