@@ -213,17 +213,8 @@ class BatchViewSet(ApiViewSet):
 
     @extend_schema(
         request=BatchRequestSerializer,
-        parameters=[
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                required=True,
-                pattern=HEADER_KEY_PATTERN,
-                description="The batch's idempotency key (required; batch keys are their own namespace). Same "
-                "rules as a transfer's header key.",
-            )
-        ],
+        # The batch's own key, read as a transfer's (batch keys are their own namespace).
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={
             201: OpenApiResponse(
                 envelope(BatchResultSerializer(), "BatchProcessed"),
@@ -235,8 +226,9 @@ class BatchViewSet(ApiViewSet):
                 description="Same batch key and payload again: the first result, with Idempotent-Replayed: true.",
             ),
             400: error(
-                "Malformed batch (nothing stored): empty, too many payouts, a payout key repeated, the "
-                "source as a destination, no Idempotency-Key header."
+                "Malformed batch (nothing stored), every fault in one answer: a field missing or unknown, "
+                "empty, too many payouts, a payout key repeated, the source as a destination, no idempotency key "
+                "(header or body)."
             ),
             404: error("Unknown source wallet, or another client's (code wallet_not_found); nothing stored."),
             409: error("The batch key is being processed by another request (code idempotency_key_in_use)."),
