@@ -27,6 +27,7 @@ service keeps moving money, as its correctness never depends on Redis.
 import functools
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.core import checks
 from django.core.cache import cache
@@ -165,8 +166,7 @@ class ChargedOnLookup:
         return (self.new, self.replay)
 
 
-@dataclass(frozen=True)
-class Charge:
+class Charge(NamedTuple):
     """What one request is charged: `units` of `scope`."""
 
     scope: str
@@ -177,8 +177,8 @@ class ActionScopeThrottle(BaseThrottle):
     """The default throttle class (REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]):
     charges a request to the scope its view names for the action in
     `throttle_scopes`, by default reads for a GET and transfers for a write.
-    For a ChargedOnLookup action, what the view's charge says (request.charge),
-    and nothing before it does."""
+    For a ChargedOnLookup action, what the view's charge says
+    (view.request_charge), and nothing before it does."""
 
     def __init__(self):
         self.limit: ClientRateThrottle | None = None
@@ -186,7 +186,7 @@ class ActionScopeThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         entry = action_scope(view, request.method)
         if isinstance(entry, ChargedOnLookup):
-            charge = getattr(request, "charge", None)
+            charge = getattr(view, "request_charge", None)
             if charge is None:
                 # DRF's check before the view runs: the view charges (ApiViewSet.charge).
                 return True

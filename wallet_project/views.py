@@ -21,6 +21,8 @@ class ApiViewSet(viewsets.GenericViewSet):
     """
 
     repeatable_query_parameters: tuple[str, ...] = ()
+    # Set by charge(): DRF makes a view instance per request.
+    request_charge: Charge | None = None
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -40,5 +42,5 @@ class ApiViewSet(viewsets.GenericViewSet):
         entry = action_scope(self, request.method)
         if not isinstance(entry, ChargedOnLookup):
             raise TypeError(f"{type(self).__name__}.{self.action} is charged by DRF before it runs, not by its view")
-        request.charge = Charge(entry.replay if replay else entry.new, units)
+        self.request_charge = Charge(entry.replay if replay else entry.new, units)
         self.check_throttles(request)
