@@ -465,3 +465,10 @@ def test_a_transfers_rate_below_a_full_batch_stops_the_service_at_start_up(rates
 
     (error,) = check_a_full_batch_fits_the_transfers_rate()
     assert error.id == "transfers.E001" and "999" in error.msg
+
+
+def test_only_an_action_declared_charged_on_lookup_may_charge_itself(rf):
+    view = OpenDoorViewSet(action="create", request=None)
+
+    with pytest.raises(TypeError, match="charged by DRF before it runs"):
+        view.charge(rf.post("/open-door"), replay=False)
