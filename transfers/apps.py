@@ -6,8 +6,16 @@ class TransfersConfig(AppConfig):
     name = "transfers"
 
     def ready(self) -> None:
-        # The settlement figures join /metrics from here: the ground floor imports no app.
+        from django.core import checks
+
+        from transfers.checks import check_a_full_batch_fits_the_transfers_rate
         from transfers.telemetry import settlement_state
         from wallet_project.metrics import register_state_source
+        from wallet_project.throttling import check_throttle_scopes
 
+        # The settlement figures join /metrics from here: the ground floor imports no app.
         register_state_source(settlement_state)
+        # Every route's rate-limit scope has a rate, checked at start-up: the
+        # money routes name theirs in ChargedOnLookup (transfers/views.py).
+        checks.register(check_throttle_scopes)
+        checks.register(check_a_full_batch_fits_the_transfers_rate)

@@ -82,14 +82,10 @@ class MovementRequest:
       type, body), stored with a new transaction so that a byte-identical retry
       is answered without being read again; "" matches nothing;
     - `read_movement()`: what it asks for, read when the answer needs it (for
-      the API: the body parsed and validated, which may raise a 400);
-    - `charge_as_new()`, `charge_as_replay()`: count it against the client's
-      rate limits as new work or as a replay, once the protocol knows which,
-      before any lock or write (may raise Throttled).
+      the API: the body parsed and validated, which may raise a 400).
 
-    This base class is a request made in process, with its movement in hand
-    and no rate limits; the API's (transfers.http.ApiMovementRequest) reads an
-    HTTP request.
+    This base class is a request made in process, with its movement in hand;
+    the API's (transfers.http.ApiMovementRequest) reads an HTTP request.
     """
 
     body_digest = ""
@@ -101,12 +97,6 @@ class MovementRequest:
 
     def read_movement(self) -> Movement:
         return self._movement
-
-    def charge_as_new(self) -> None:
-        """In process: nothing to count."""
-
-    def charge_as_replay(self) -> None:
-        """In process: nothing to count."""
 
 
 @dataclass(frozen=True)

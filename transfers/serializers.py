@@ -7,14 +7,7 @@ from django.core.validators import MaxLengthValidator, MinLengthValidator
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from transfers.idempotency import (
-    BODY_KEY_PATTERN,
-    IDEMPOTENCY_HEADER,
-    MAX_KEY_LENGTH,
-    idempotency_key_of,
-    key_from_header,
-    validate_idempotency_key,
-)
+from transfers.idempotency import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
 from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
@@ -106,8 +99,13 @@ class MetadataField(serializers.JSONField):
     }
 )
 class IdempotencyKeyField(StrictCharField):
-    """The body's idempotency key, as text; what it may be is decided by
-    transfers.idempotency, with the header's."""
+    """The body's idempotency key, as text, optional: what it may be, and
+    which key a request has when the Idempotency-Key header names one too, is
+    decided by transfers.http.read_money_request (transfers.idempotency), one
+    reader for every money request."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="idempotency_key", required=False, trim_whitespace=False, max_length=None, **kwargs)
 
 
 @extend_schema_serializer(component_name="Money")
@@ -117,16 +115,8 @@ class MoneyRequestSerializer(RefusesUnknownFields, LeanSerializer):
     must agree)."""
 
     amount = AmountField()
-    # Read by transfers.idempotency (one rule for the header and the body).
-    idempotencyKey = IdempotencyKeyField(required=False, trim_whitespace=False, max_length=None)
+    idempotencyKey = IdempotencyKeyField()
     metadata = MetadataField(required=False, default=dict)
-
-    def validate(self, attrs):
-        request = self.context["request"]
-        attrs["idempotency_key"] = idempotency_key_of(
-            header=request.headers.get(IDEMPOTENCY_HEADER), body=attrs.pop("idempotencyKey", None)
-        )
-        return attrs
 
 
 @extend_schema_serializer(component_name="Transfer")
@@ -144,7 +134,7 @@ class TransferRequestSerializer(MoneyRequestSerializer):
             raise serializers.ValidationError(
                 {"destinationWalletId": ["The destination wallet must differ from the source wallet."]}
             )
-        return super().validate(attrs)
+        return attrs
 
 
 # The first answer's message, by type; the transfer's is the seed's wording.
@@ -288,12 +278,13 @@ class PayoutRequestSerializer(RefusesUnknownFields, LeanSerializer):
 
 @extend_schema_serializer(component_name="Batch")
 class BatchRequestSerializer(RefusesUnknownFields, serializers.Serializer):
-    """POST /api/transfers/batch. The batch's own key comes in the
-    Idempotency-Key header (transfers.idempotency) and lands in
-    validated_data["idempotency_key"]."""
+    """POST /api/transfers/batch: a source wallet, the mode and the payouts,
+    and the batch's own idempotency key, here or in the Idempotency-Key
+    header (if both, they must agree), as for every money request."""
 
     sourceWalletId = StrictUUIDField(source="source_wallet_id")
     atomic = StrictBooleanField(help_text="true: every payout completes or none does; false: each on its own.")
+    idempotencyKey = IdempotencyKeyField()
     transfers = PayoutRequestSerializer(many=True, allow_empty=False)
 
     def get_fields(self):
@@ -324,15 +315,6 @@ class BatchRequestSerializer(RefusesUnknownFields, serializers.Serializer):
             errors.setdefault("transfers", []).append(
                 "Each payout needs its own idempotency key: " + "; ".join(repeated) + "."
             )
-        request = self.context["request"]
-        try:
-            key = key_from_header(request.headers.get(IDEMPOTENCY_HEADER))
-        except serializers.ValidationError as exc:
-            errors["idempotencyKey"] = exc.detail
-        else:
-            if key is None:
-                errors["idempotencyKey"] = [f"Required, in the {IDEMPOTENCY_HEADER} header."]
-            attrs["idempotency_key"] = key
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

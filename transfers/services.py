@@ -92,9 +92,19 @@ RETRYABLE_SQLSTATES = {"40P01", "40001"}
 # --- public services -------------------------------------------------------------
 
 
-def movement_request_answer(*, movement_request: MovementRequest) -> MovementResult:
+def movement_find(*, client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
+    """Step 1 of the protocol: the client's transaction under this key, if
+    any, with what answering a replay needs. Give it to
+    movement_request_answer; a caller that charges a rate limit charges a
+    request whose transaction is finished (status not PENDING) as a replay,
+    anything else as new work, before calling it."""
+    return _find_log(client, idempotency_key)
+
+
+def movement_request_answer(*, movement_request: MovementRequest, found: TransactionLog | None) -> MovementResult:
     """Answer a movement request exactly once per (client, idempotency key):
-    the protocol above. The one entry point of every money request, the API's
+    the protocol above, from step 1's answer `found` (movement_find). The one
+    entry point of every money request, the API's
     (transfers.http.ApiMovementRequest) and the typed services' below.
 
     The request's movement is read only when the answer needs it: a retry
@@ -103,12 +113,12 @@ def movement_request_answer(*, movement_request: MovementRequest) -> MovementRes
     replays mostly are: a double tap, a client's timeout).
 
     Raises IdempotencyKeyInUse (409) or IdempotencyKeyReused (422), whatever
-    reading the request raises (400), WalletNotFound (404) before anything is
-    stored, and Throttled (429) from the request's charge. A business rule
-    broken is not raised: it is a FAILED transaction in the result.
+    reading the request raises (400), and WalletNotFound (404) before
+    anything is stored. A business rule broken is not raised: it is a FAILED
+    transaction in the result.
     """
     started = time.perf_counter()
-    result = _run_protocol(movement_request)
+    result = _run_protocol(movement_request, found)
     telemetry.movement_answered(
         client=movement_request.client,
         idempotency_key=movement_request.idempotency_key,
@@ -133,9 +143,7 @@ def transfer_create(
     movement = Movement.transfer(
         source_wallet_id=source_wallet_id, destination_wallet_id=destination_wallet_id, amount=amount, metadata=metadata
     )
-    return movement_request_answer(
-        movement_request=MovementRequest(client=client, idempotency_key=idempotency_key, movement=movement)
-    )
+    return _answer_in_process(client, idempotency_key, movement)
 
 
 def deposit_create(
@@ -143,9 +151,7 @@ def deposit_create(
 ) -> MovementResult:
     """Move money in: from the currency's settlement wallet to a customer wallet."""
     movement = Movement.deposit(wallet_id=wallet_id, amount=amount, metadata=metadata)
-    return movement_request_answer(
-        movement_request=MovementRequest(client=client, idempotency_key=idempotency_key, movement=movement)
-    )
+    return _answer_in_process(client, idempotency_key, movement)
 
 
 def withdrawal_create(
@@ -153,8 +159,14 @@ def withdrawal_create(
 ) -> MovementResult:
     """Move money out: from a customer wallet to the currency's settlement wallet."""
     movement = Movement.withdrawal(wallet_id=wallet_id, amount=amount, metadata=metadata)
+    return _answer_in_process(client, idempotency_key, movement)
+
+
+def _answer_in_process(client: AbstractBaseUser, idempotency_key: str, movement: Movement) -> MovementResult:
+    """The typed services' request: in process, with its movement in hand and no rate limit."""
     return movement_request_answer(
-        movement_request=MovementRequest(client=client, idempotency_key=idempotency_key, movement=movement)
+        movement_request=MovementRequest(client=client, idempotency_key=idempotency_key, movement=movement),
+        found=movement_find(client=client, idempotency_key=idempotency_key),
     )
 
 
@@ -412,13 +424,12 @@ def _ensure_same_movement(log: TransactionLog, fingerprint: str) -> None:
         raise IdempotencyKeyReused()
 
 
-def _run_protocol(request: MovementRequest) -> MovementResult:
-    # 1. A finished transaction is replayed without touching the lock or the
-    # wallets; a byte-identical retry of the request that made it, unread.
-    log = _find_log(request.client, request.idempotency_key)
+def _run_protocol(request: MovementRequest, log: TransactionLog | None) -> MovementResult:
+    # 1. (`log`, movement_find's.) A finished transaction is replayed without
+    # touching the lock or the wallets; a byte-identical retry of the request
+    # that made it, unread.
     finished = log is not None and log.status != TransactionStatus.PENDING
     if finished and request.body_digest and log.body_digest == request.body_digest:
-        request.charge_as_replay()
         return MovementResult(log=log, replayed=True)
     movement = request.read_movement()
     try:
@@ -436,12 +447,9 @@ def _run_protocol(request: MovementRequest) -> MovementResult:
 def _answer(request: MovementRequest, movement: Movement, log: TransactionLog | None) -> MovementResult:
     """Steps 1 to 4 for a request that has been read; `log` is what step 1 found."""
     fingerprint = movement.fingerprint()
-    # Charged before anything else is answered (a reused key's 422 included).
     if log is not None and log.status != TransactionStatus.PENDING:
-        request.charge_as_replay()
         _ensure_same_movement(log, fingerprint)
         return MovementResult(log=log, replayed=True)
-    request.charge_as_new()
     if log is not None:
         # PENDING: a crash (or a request in flight) left it; this one may finish it.
         _ensure_same_movement(log, fingerprint)
@@ -761,9 +769,18 @@ UPDATE transfer_batches
 """
 
 
-def batch_answer(*, batch_request: BatchRequest) -> BatchResult:
+def batch_find(*, client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
+    """Step 1 of the batch protocol: the client's batch under this key, if
+    any (its id, request fingerprint and status). Give it to batch_answer; a
+    caller that charges a rate limit charges a request whose batch is
+    finished (status not PENDING) as a replay, anything else as new work."""
+    return _find_batch(client, idempotency_key)
+
+
+def batch_answer(*, batch_request: BatchRequest, found: TransferBatch | None) -> BatchResult:
     """Answer a batch request exactly once per (client, batch key), and move
-    each payout at most once per its own key: the protocol above.
+    each payout at most once per its own key: the protocol above, from step
+    1's answer `found` (batch_find).
 
     Returns the batch and each payout's outcome in the order given (replayed
     when an earlier request had settled it). Raises WalletNotFound (404) for
@@ -775,7 +792,7 @@ def batch_answer(*, batch_request: BatchRequest) -> BatchResult:
     """
     started = time.perf_counter()
     try:
-        result = _batch_protocol(batch_request, batch_request.fingerprint())
+        result = _batch_protocol(batch_request, batch_request.fingerprint(), found)
     except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
         telemetry.batch_refused(
             client=batch_request.client, idempotency_key=batch_request.idempotency_key, code=refusal.default_code
@@ -783,6 +800,26 @@ def batch_answer(*, batch_request: BatchRequest) -> BatchResult:
         raise
     telemetry.batch_answered(client=batch_request.client, result=result, seconds=time.perf_counter() - started)
     return result
+
+
+def batch_create(
+    *,
+    client: AbstractBaseUser,
+    idempotency_key: str,
+    source_wallet_id: uuid.UUID,
+    atomic: bool,
+    payouts: tuple[Payout, ...],
+) -> BatchResult:
+    """Pay out `payouts` from one customer wallet, exactly once per batch key
+    and per payout key: batch_answer for a caller in process (no rate limit)."""
+    request = BatchRequest(
+        client=client,
+        idempotency_key=idempotency_key,
+        source_wallet_id=source_wallet_id,
+        atomic=atomic,
+        payouts=payouts,
+    )
+    return batch_answer(batch_request=request, found=batch_find(client=client, idempotency_key=idempotency_key))
 
 
 def batch_settle(*, batch_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransferBatch | None, bool]:
@@ -829,8 +866,7 @@ def batch_outcomes(batch: TransferBatch) -> list[PayoutOutcome]:
     return outcomes
 
 
-def _batch_protocol(request: BatchRequest, fingerprint: str) -> BatchResult:
-    batch = _find_batch(request.client, request.idempotency_key)
+def _batch_protocol(request: BatchRequest, fingerprint: str, batch: TransferBatch | None) -> BatchResult:
     if batch is not None:
         if batch.request_fingerprint != fingerprint:
             raise IdempotencyKeyReused()

@@ -3,6 +3,7 @@ with an input serializer to read it by, and renders the result; nothing here
 touches a balance."""
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from functools import partial
 
 from django.conf import settings
@@ -10,14 +11,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from transfers import selectors, services
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
-from transfers.http import CHARGED_WHEN_ANSWERED, ApiMovementRequest
+from transfers.http import ApiMovementRequest, read_money_request
 from transfers.idempotency import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER
-from transfers.models import TransactionLog, TransactionStatus
+from transfers.models import TransactionLog, TransactionStatus, TransferBatch
 from transfers.movements import BatchRequest, BatchResult, Movement, MovementResult, Payout
 from transfers.serializers import (
     BatchRequestSerializer,
@@ -31,6 +33,7 @@ from transfers.serializers import (
 from wallet_project.db.routers import lag_tolerant_read
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
+from wallet_project.throttling import REPLAYS, TRANSFERS, ChargedOnLookup
 from wallet_project.views import ApiViewSet
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -66,11 +69,31 @@ MONEY_RESPONSES = {
 }
 
 
+# A money action's rate limit (wallet_project/throttling.py): a replay of a
+# finished key costs the service little, new work (and a malformed request) more.
+MONEY_SCOPES = ChargedOnLookup(new=TRANSFERS, replay=REPLAYS)
+
+
 def money_request(request, view, serializer_class, movement_of: Callable[..., Movement]) -> Response:
-    """Answer a money-moving request: read it (transfers.http), hand it to
-    the service, render the result."""
-    movement_request = ApiMovementRequest(request, view, serializer_class, movement_of)
-    return money_response(services.movement_request_answer(movement_request=movement_request))
+    """Answer a money-moving request: read its key (transfers.http), look it
+    up, charge the rate limit (a finished transaction's key as a replay),
+    hand it to the service, render the result."""
+    with charged_if_malformed(request, view):
+        movement_request = ApiMovementRequest(request, serializer_class, movement_of)
+    found = services.movement_find(client=request.user, idempotency_key=movement_request.idempotency_key)
+    view.charge(request, replay=found is not None and is_finished(found))
+    return money_response(services.movement_request_answer(movement_request=movement_request, found=found))
+
+
+@contextmanager
+def charged_if_malformed(request, view):
+    """A request refused as malformed (400) is charged as new work, one unit:
+    a client sending bad requests in a loop meets its limit as anyone else."""
+    try:
+        yield
+    except ValidationError:
+        view.charge(request, replay=False)
+        raise
 
 
 def money_response(result: MovementResult) -> Response:
@@ -84,10 +107,11 @@ def money_response(result: MovementResult) -> Response:
     return ok(data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED, headers=headers)
 
 
-def is_finished(log: TransactionLog) -> bool:
-    """A replica's copy of a log may be read once it is final; a PENDING one
-    may be settling on the primary right now."""
-    return log.status != TransactionStatus.PENDING
+def is_finished(row: TransactionLog | TransferBatch) -> bool:
+    """Whether a transaction or a batch is final: a request for it is a
+    replay, and a replica's copy of it may be read. A PENDING one may be
+    settling on the primary right now."""
+    return row.status != TransactionStatus.PENDING
 
 
 class TransferViewSet(ApiViewSet):
@@ -98,8 +122,7 @@ class TransferViewSet(ApiViewSet):
         "retrieve": [],
         "by_reference": [],
     }
-    # A new transfer or a replay: charged once the key is looked up (transfers/http.py).
-    throttle_scopes = {"create": CHARGED_WHEN_ANSWERED}
+    throttle_scopes = {"create": MONEY_SCOPES}
 
     @extend_schema(request=TransferRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     def create(self, request):
@@ -146,7 +169,7 @@ class WalletMoneyViewSet(ApiViewSet):
         "withdraw": ["transfers.create_withdrawal"],
         "transactions": ["wallets.view_wallet"],
     }
-    throttle_scopes = {"deposit": CHARGED_WHEN_ANSWERED, "withdraw": CHARGED_WHEN_ANSWERED}
+    throttle_scopes = {"deposit": MONEY_SCOPES, "withdraw": MONEY_SCOPES}
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
@@ -181,6 +204,8 @@ class BatchViewSet(ApiViewSet):
     """POST /api/transfers/batch and GET /api/transfers/batch/{batchId}."""
 
     required_permissions = {"create": ["transfers.create_transfer"], "retrieve": []}
+    # One unit per payout, of transfers or, for a replay, of replays.
+    throttle_scopes = {"create": MONEY_SCOPES}
 
     @property
     def max_body_bytes(self) -> int:
@@ -189,17 +214,8 @@ class BatchViewSet(ApiViewSet):
 
     @extend_schema(
         request=BatchRequestSerializer,
-        parameters=[
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                required=True,
-                pattern=HEADER_KEY_PATTERN,
-                description="The batch's idempotency key (required; batch keys are their own namespace). Same "
-                "rules as a transfer's header key.",
-            )
-        ],
+        # The batch's own key, read as a transfer's (batch keys are their own namespace).
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={
             201: OpenApiResponse(
                 envelope(BatchResultSerializer(), "BatchProcessed"),
@@ -211,8 +227,9 @@ class BatchViewSet(ApiViewSet):
                 description="Same batch key and payload again: the first result, with Idempotent-Replayed: true.",
             ),
             400: error(
-                "Malformed batch (nothing stored): empty, too many payouts, a payout key repeated, the "
-                "source as a destination, no Idempotency-Key header."
+                "Malformed batch (nothing stored), every fault in one answer: a field missing or unknown, "
+                "empty, too many payouts, a payout key repeated, the source as a destination, no idempotency key "
+                "(header or body)."
             ),
             404: error("Unknown source wallet, or another client's (code wallet_not_found); nothing stored."),
             409: error("The batch key is being processed by another request (code idempotency_key_in_use)."),
@@ -225,17 +242,19 @@ class BatchViewSet(ApiViewSet):
         },
     )
     def create(self, request):
-        serializer = BatchRequestSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        fields = serializer.validated_data
+        with charged_if_malformed(request, self):
+            fields, key = read_money_request(request, BatchRequestSerializer)
         batch_request = BatchRequest(
             client=request.user,
-            idempotency_key=fields["idempotency_key"],
+            idempotency_key=key,
             source_wallet_id=fields["source_wallet_id"],
             atomic=fields["atomic"],
             payouts=tuple(Payout(**payout) for payout in fields["transfers"]),
         )
-        return batch_response(services.batch_answer(batch_request=batch_request))
+        found = services.batch_find(client=request.user, idempotency_key=key)
+        # One charge for the whole batch, before anything is stored.
+        self.charge(request, replay=found is not None and is_finished(found), units=len(batch_request.payouts))
+        return batch_response(services.batch_answer(batch_request=batch_request, found=found))
 
     @extend_schema(
         responses={

@@ -3,20 +3,23 @@
 Three scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 (THROTTLE_RATE_* in the environment):
 
-- transfers: a new money movement (transfer, deposit, withdrawal) and opening
-  a wallet: what writes;
+- transfers: a new money movement (transfer, deposit, withdrawal, each payout
+  of a batch) and opening a wallet: what writes;
 - replays: a money request that replays the result of a finished key;
 - reads: every GET;
 - auth_failures: failed authentications (an unknown, revoked or malformed
   key), per client address rather than per client, since there is no client
   (AddressFailureThrottle).
 
-Whether a money request is new or a replay is known only once its key has
-been looked up, so a view may name no scope for an action (None in its
-throttle_scopes) and charge the request itself with ClientRateThrottle
-(transfers/http.py does, before the transfer service takes a lock or writes
-anything); every other request is charged by DRF before its view runs
-(ActionScopeThrottle).
+Each view names the scope of each action in `throttle_scopes` (by default
+reads for a GET, transfers for a write), and DRF charges the request before
+the view runs (ActionScopeThrottle). Whether a money request is new or a
+replay, and how many payouts a batch holds, are known only once its key has
+been looked up and its body read: such an action names both scopes in a
+ChargedOnLookup entry, and its view charges the request itself through DRF's
+throttles (ApiViewSet.charge) before anything is locked or stored. Every
+entry is checked at start-up (check_throttle_scopes): a scope without a rate
+is an error, never a request let through uncounted.
 Over the limit the answer is 429 `throttled` in the envelope, with
 Retry-After, and nothing is written.
 
@@ -26,9 +29,13 @@ service keeps moving money, as its correctness never depends on Redis.
 
 import functools
 import logging
+from dataclasses import dataclass
+from typing import NamedTuple
 
+from django.core import checks
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import URLPattern, URLResolver, get_resolver
 from django_redis import get_redis_connection
 from redis.commands.core import Script
 from rest_framework.exceptions import Throttled
@@ -48,15 +55,18 @@ PAST_THE_EDGE = 0.001
 
 
 # KEYS: this window's counter, the previous window's. ARGV: the limit, the
-# previous window's weight, the counters' lifetime. Counts this request if it
-# is let in; returns {let in (1/0), earlier requests this window, previous window's}.
+# previous window's weight, the counters' lifetime, the units this request
+# costs. Counts them if it is let in: its last unit must still start below the
+# limit (a request of one unit, as before units existed). Returns {let in
+# (1/0), units counted earlier this window, previous window's}.
 SLIDING_WINDOW = """
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
-if count + previous * tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
+local units = tonumber(ARGV[4])
+if count + units - 1 + previous * tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
     return {0, count, previous}
 end
-redis.call('SET', KEYS[1], count + 1, 'EX', ARGV[3])
+redis.call('SET', KEYS[1], count + units, 'EX', ARGV[3])
 return {1, count, previous}
 """
 
@@ -69,7 +79,8 @@ def _sliding_window(redis) -> Script:
 
 
 class ClientRateThrottle(SimpleRateThrottle):
-    """One scope's limit for one API client, in one Redis round trip.
+    """One scope's limit for one API client, in one Redis round trip; a
+    request costs `units` (a batch: one per payout), counted at once.
 
     DRF's SimpleRateThrottle keeps a list of every request's time in one cache
     entry and rewrites it on each request: two round trips, a list as long as
@@ -84,8 +95,8 @@ class ClientRateThrottle(SimpleRateThrottle):
 
     cache_format = "throttle:%(scope)s:%(ident)s"
 
-    def __init__(self, scope: str):
-        self.scope = scope
+    def __init__(self, scope: str, units: int = 1):
+        self.scope, self.units = scope, units
         super().__init__()
 
     def get_rate(self) -> str:
@@ -110,7 +121,7 @@ class ClientRateThrottle(SimpleRateThrottle):
         try:
             redis = get_redis_connection("default")
             allowed, count, previous_count = _sliding_window(redis)(
-                keys=[current, previous], args=[self.num_requests, repr(weight), 2 * self.duration]
+                keys=[current, previous], args=[self.num_requests, repr(weight), 2 * self.duration, self.units]
             )
         except REDIS_ERRORS as exc:
             logger.warning("rate limit not enforced, Redis unavailable: %s", exc)
@@ -119,38 +130,74 @@ class ClientRateThrottle(SimpleRateThrottle):
         return bool(allowed)
 
     def wait(self) -> float:
-        """Seconds until a request would be let in again: just past the
+        """Seconds until this request would be let in again: just past the
         instant the estimate falls to the limit, which is still refused (the
         estimate must be below it). Retry-After rounds up to whole seconds,
         and that instant is often a whole number of seconds away (a window's
         edge), where a client that waited exactly that long would be refused
-        again."""
-        if self._count >= self.num_requests:
+        again. A request of several units needs room for all of them: its
+        limit is the rate less the units beyond its first."""
+        limit = self.num_requests - (self.units - 1)
+        if limit < 1:
+            # More units than the whole rate: never let in. A full window,
+            # so that a client backs off; the start-up check keeps the API's
+            # largest request (BATCH_MAX_PAYOUTS) within the rate.
+            return float(self.duration)
+        if self._count >= limit:
             # Not before the next window, and then once enough of this one
             # has slid out: count * (1 - t / d) < limit.
             to_next_window = self.duration - self._into_window
-            return to_next_window + self.duration * (1 - self.num_requests / max(self._count, 1)) + PAST_THE_EDGE
+            return to_next_window + self.duration * (1 - limit / max(self._count, 1)) + PAST_THE_EDGE
         # The previous window must slide out far enough: in this window,
         # count + previous * (1 - t / d) < limit.
-        slides_out_at = self.duration * (1 - (self.num_requests - self._count) / self._previous)
+        slides_out_at = self.duration * (1 - (limit - self._count) / self._previous)
         return max(slides_out_at - self._into_window, 0.0) + PAST_THE_EDGE
+
+
+@dataclass(frozen=True)
+class ChargedOnLookup:
+    """A throttle_scopes entry for an action whose cost is known only once
+    its idempotency key has been looked up: a replay of a finished request is
+    charged to `replay`, anything else to `new`, and a batch one unit per
+    payout. DRF lets the request past its throttles before the view runs;
+    the view charges it with ApiViewSet.charge before it locks or stores
+    anything."""
+
+    new: str
+    replay: str
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return (self.new, self.replay)
+
+
+class Charge(NamedTuple):
+    """What one request is charged: `units` of `scope`."""
+
+    scope: str
+    units: int = 1
 
 
 class ActionScopeThrottle(BaseThrottle):
     """The default throttle class (REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]):
     charges a request to the scope its view names for the action in
     `throttle_scopes`, by default reads for a GET and transfers for a write.
-    A scope of None: the view charges the request itself."""
+    For a ChargedOnLookup action, what the view's charge says
+    (view.request_charge), and nothing before it does."""
 
     def __init__(self):
         self.limit: ClientRateThrottle | None = None
 
     def allow_request(self, request, view) -> bool:
-        default = READS if request.method in SAFE_METHODS else TRANSFERS
-        scope = getattr(view, "throttle_scopes", {}).get(getattr(view, "action", None), default)
-        if scope is None:
-            return True
-        self.limit = ClientRateThrottle(scope)
+        entry = action_scope(view, request.method)
+        if isinstance(entry, ChargedOnLookup):
+            charge = getattr(view, "request_charge", None)
+            if charge is None:
+                # DRF's check before the view runs: the view charges (ApiViewSet.charge).
+                return True
+        else:
+            charge = Charge(entry)
+        self.limit = ClientRateThrottle(charge.scope, charge.units)
         return self.limit.allow_request(request, view)
 
     def wait(self) -> float | None:
@@ -185,3 +232,45 @@ def charge_failed_authentication(request) -> None:
             wait=limit.wait(),
             detail="Too many failed authentications from this address: wait Retry-After seconds, and send a live key.",
         )
+
+
+def action_scope(view, method: str) -> str | ChargedOnLookup:
+    """The throttle_scopes entry of the view's action, or the method's default."""
+    default = READS if method in SAFE_METHODS else TRANSFERS
+    return getattr(view, "throttle_scopes", {}).get(getattr(view, "action", None), default)
+
+
+def check_throttle_scopes(app_configs=None, **kwargs) -> list[checks.Error]:
+    """A Django system check (registered by transfers.apps): every
+    throttle_scopes entry of every routed view names scopes that have a rate.
+    A scope of None, or one without a rate, would let requests through
+    uncounted; it stops the service at start-up instead."""
+    rates = api_settings.DEFAULT_THROTTLE_RATES
+    errors = []
+    for view_class in _routed_view_classes(get_resolver().url_patterns):
+        for action, entry in getattr(view_class, "throttle_scopes", {}).items():
+            scopes = entry.scopes if isinstance(entry, ChargedOnLookup) else (entry,)
+            for scope in scopes:
+                if scope not in rates:
+                    errors.append(
+                        checks.Error(
+                            f"{view_class.__module__}.{view_class.__name__}.throttle_scopes[{action!r}] names "
+                            f"{scope!r}, which has no rate: the action would not be rate limited.",
+                            hint=f"Name one of {sorted(rates)}, or ChargedOnLookup(new=..., replay=...) for an "
+                            "action its view charges itself.",
+                            obj=view_class,
+                            id="wallet.E001",
+                        )
+                    )
+    return errors
+
+
+def _routed_view_classes(patterns) -> set[type]:
+    """The view classes of every URL pattern (DRF's as_view() keeps its class as .cls)."""
+    found = set()
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            found |= _routed_view_classes(pattern.url_patterns)
+        elif isinstance(pattern, URLPattern) and hasattr(pattern.callback, "cls"):
+            found.add(pattern.callback.cls)
+    return found

@@ -3,6 +3,8 @@
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
 
+from wallet_project.throttling import Charge, ChargedOnLookup, action_scope
+
 
 class ApiViewSet(viewsets.GenericViewSet):
     """What every API route does alike, once its caller is known.
@@ -13,9 +15,14 @@ class ApiViewSet(viewsets.GenericViewSet):
     naming it, unless the route reads it as a list (repeatable_query_parameters,
     e.g. GET /api/events?type=a&type=b). Checked after authentication, so a
     caller without a key still learns only that (401).
+
+    An action whose throttle_scopes entry is ChargedOnLookup charges its
+    request itself, once it knows what it costs: `charge`.
     """
 
     repeatable_query_parameters: tuple[str, ...] = ()
+    # Set by charge(): DRF makes a view instance per request.
+    request_charge: Charge | None = None
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -26,3 +33,14 @@ class ApiViewSet(viewsets.GenericViewSet):
         )
         if repeated:
             raise ValidationError({name: ["Give this parameter once."] for name in repeated})
+
+    def charge(self, request, *, replay: bool, units: int = 1) -> None:
+        """Charge this request to the rate limit through DRF's throttles:
+        `units` of the action's ChargedOnLookup scope for a replay or for new
+        work (wallet_project/throttling.py). Raises Throttled (429) over the
+        limit, before the caller has locked or stored anything."""
+        entry = action_scope(self, request.method)
+        if not isinstance(entry, ChargedOnLookup):
+            raise TypeError(f"{type(self).__name__}.{self.action} is charged by DRF before it runs, not by its view")
+        self.request_charge = Charge(entry.replay if replay else entry.new, units)
+        self.check_throttles(request)

@@ -29,8 +29,8 @@ def main(stage: str, client_id: str, amount: str, key: str, *wallets: str) -> No
     from django.db import connection
 
     from reconciliation.tests.faults import interrupt_at
-    from transfers.movements import BatchRequest, Payout
-    from transfers.services import batch_answer, deposit_create, transfer_create
+    from transfers.movements import Payout
+    from transfers.services import batch_create, deposit_create, transfer_create
 
     def hang() -> None:
         # The server session holding the movement's row locks, asked of the
@@ -59,14 +59,12 @@ def main(stage: str, client_id: str, amount: str, key: str, *wallets: str) -> No
             )
             for p in batch["transfers"]
         )
-        batch_answer(
-            batch_request=BatchRequest(
-                client=client,
-                idempotency_key=key,
-                source_wallet_id=uuid.UUID(batch["sourceWalletId"]),
-                atomic=batch["atomic"],
-                payouts=payouts,
-            )
+        batch_create(
+            client=client,
+            idempotency_key=key,
+            source_wallet_id=uuid.UUID(batch["sourceWalletId"]),
+            atomic=batch["atomic"],
+            payouts=payouts,
         )
         sys.exit(f"the batch finished without reaching {stage}")
     request = {

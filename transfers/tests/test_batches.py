@@ -227,12 +227,60 @@ def test_an_unknown_field_in_a_payout_is_400_naming_it_and_stores_nothing(unknow
     assert balance(pool) == Decimal("100.00")
 
 
-def test_batch_without_its_idempotency_key_header_is_400(transfer_api, funded_wallet):
+def test_batch_without_its_idempotency_key_is_400(transfer_api, funded_wallet):
     pool, a = funded_wallet("100.00"), funded_wallet("0")
 
     response = post_batch(transfer_api, pool, [payout(a, "1")], headers={})
 
     assert response.status_code == 400 and "idempotencyKey" in response.json()["errors"]
+    nothing_stored()
+
+
+def test_a_batch_missing_its_key_and_body_fields_is_told_every_missing_part_in_one_400(transfer_api, funded_wallet):
+    pool, a = funded_wallet("100.00"), funded_wallet("0")
+    body = {"sourceWalletId": str(pool.pk), "transfers": [{"destinationWalletId": str(a.pk), "amount": "1.00"}]}
+
+    response = transfer_api.post(BATCH, body, format="json")
+
+    assert response.status_code == 400, response.json()
+    errors = response.json()["errors"]
+    assert set(errors) == {"idempotencyKey", "atomic", "transfers"}, errors
+    assert errors["transfers"] == {"0": {"idempotencyKey": ["This field is required."]}}
+    nothing_stored()
+
+
+def test_the_batch_key_may_come_in_the_body_as_for_a_single_transfer(transfer_api, funded_wallet):
+    pool, a = funded_wallet("100.00"), funded_wallet("0")
+    body = {"sourceWalletId": str(pool.pk), "atomic": False, "transfers": [payout(a, "1")], "idempotencyKey": "b-1"}
+
+    first = transfer_api.post(BATCH, body, format="json")
+    by_header = transfer_api.post(
+        BATCH,
+        {k: v for k, v in body.items() if k != "idempotencyKey"},
+        format="json",
+        headers={"Idempotency-Key": "b-1"},
+    )
+
+    assert first.status_code == 201, first.json()
+    assert (by_header.status_code, by_header.headers["Idempotent-Replayed"]) == (200, "true")
+    assert by_header.json()["data"]["batchId"] == first.json()["data"]["batchId"]
+    assert TransferBatch.objects.get().idempotency_key == "b-1" and balance(a) == Decimal("1.00")
+
+
+@pytest.mark.parametrize(
+    ("header", "body_key"),
+    [("b-1", "b-2"), ("a,b", None), (None, " b-1"), (None, 7), ("reference/x", None)],
+    ids=["header_and_body_differ", "header_list", "body_whitespace", "body_number", "reserved_prefix"],
+)
+def test_a_batch_key_is_read_by_the_single_transfers_rules(header, body_key, transfer_api, funded_wallet):
+    pool, a = funded_wallet("100.00"), funded_wallet("0")
+    body = {"sourceWalletId": str(pool.pk), "atomic": False, "transfers": [payout(a, "1")]}
+    if body_key is not None:
+        body["idempotencyKey"] = body_key
+
+    response = transfer_api.post(BATCH, body, format="json", headers={"Idempotency-Key": header} if header else {})
+
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["idempotencyKey"], response.json()
     nothing_stored()
 
 

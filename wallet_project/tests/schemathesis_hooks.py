@@ -3,8 +3,9 @@ rules of a money request that a JSON schema cannot state, applied to each
 generated request before it is sent, so that "positive" data is data the
 contract accepts.
 
-- A money request needs its idempotency key somewhere, and the header and the
-  body field, if both are sent, agree (transfers/idempotency.py).
+- A money request (a batch included) needs its idempotency key somewhere,
+  and the header and the body field, if both are sent, agree
+  (transfers/http.py, read_money_request).
 - A transfer's two wallets differ, and are the test client's own funded
   wallets (random UUIDs would only ever reach the 404).
 - A batch's payouts go from the client's source wallet to its other wallet,
@@ -20,15 +21,13 @@ import uuid
 import schemathesis
 
 MONEY_PATHS = ("/api/transfer", "/api/wallets/{id}/deposit", "/api/wallets/{id}/withdraw")
+BATCH_PATH = "/api/transfers/batch"
 HEADER = "Idempotency-Key"
 
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
-    if case.method == "POST" and case.path == "/api/transfers/batch" and isinstance(case.body, dict):
-        _batch(case.body)
-        return
-    if case.method != "POST" or case.path not in MONEY_PATHS or not isinstance(case.body, dict):
+    if case.method != "POST" or case.path not in (*MONEY_PATHS, BATCH_PATH) or not isinstance(case.body, dict):
         return
     headers = case.headers if case.headers is not None else {}
     header = next((value for name, value in headers.items() if name.lower() == HEADER.lower()), None)
@@ -36,6 +35,9 @@ def before_call(context, case, kwargs):
         case.body["idempotencyKey"] = header
     elif header is None and "idempotencyKey" not in case.body:
         case.body["idempotencyKey"] = f"st-{uuid.uuid4()}"
+    if case.path == BATCH_PATH:
+        _batch(case.body)
+        return
     metadata = case.body.get("metadata")
     if isinstance(metadata, dict):
         case.body["metadata"] = {name: value for name, value in metadata.items() if _is_text(name)}

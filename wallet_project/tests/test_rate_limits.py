@@ -15,11 +15,17 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.urls import path
+from rest_framework.response import Response
 
 from conftest import make_api_client
 from reconciliation.tests.faults import free_port
-from transfers.models import TransactionLog
-from wallet_project.throttling import ClientRateThrottle
+from transfers.checks import check_a_full_batch_fits_the_transfers_rate
+from transfers.models import TransactionLog, TransferBatch
+from wallet_project.throttling import TRANSFERS, ChargedOnLookup, ClientRateThrottle, check_throttle_scopes
+from wallet_project.views import ApiViewSet
 
 pytestmark = pytest.mark.django_db
 
@@ -339,3 +345,130 @@ def test_a_reused_key_is_charged_to_replays(rates, clock, treasury_api, funded_w
     assert reused == [422, 422]
     assert_throttled(transfer(treasury_api, source, destination, "k", amount="2.00"))
     assert balances(source, destination) == [Decimal("99.00"), Decimal("1.00")]
+
+
+# --- batches: one charge, a unit per payout ------------------------------------------------
+
+
+def batch(api, source, destinations, key: str):
+    body = {
+        "sourceWalletId": str(source.pk),
+        "atomic": False,
+        "transfers": [
+            {"destinationWalletId": str(d.pk), "amount": "1.00", "idempotencyKey": f"{key}-{i}"}
+            for i, d in enumerate(destinations)
+        ],
+    }
+    return api.post("/api/transfers/batch", body, format="json", headers={"Idempotency-Key": key})
+
+
+def test_a_batch_is_charged_one_transfers_unit_per_payout_before_anything_is_stored(
+    rates, clock, treasury_api, funded_wallet
+):
+    rates(transfers="5/min")
+    pool, destination = funded_wallet("100.00"), funded_wallet("0")
+    assert batch(treasury_api, pool, [destination] * 3, "b1").status_code == 201
+
+    # Three units of five are spent: a batch of three does not fit, whole.
+    assert_throttled(batch(treasury_api, pool, [destination] * 3, "b2"))
+
+    assert not TransferBatch.objects.filter(idempotency_key="b2").exists()
+    assert not TransactionLog.objects.filter(idempotency_key__startswith="b2-").exists()
+    assert balances(pool) == [Decimal("97.00")]
+    # The two units left serve two single transfers, and no more.
+    assert [transfer(treasury_api, pool, destination, key).status_code for key in ("t1", "t2")] == [201, 201]
+    assert_throttled(transfer(treasury_api, pool, destination, "t3"))
+
+
+def test_a_batch_replay_is_charged_to_replays_by_its_payouts(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="3/min", replays="5/min")
+    pool, destination = funded_wallet("100.00"), funded_wallet("0")
+    first = batch(treasury_api, pool, [destination] * 3, "b1")
+    assert first.status_code == 201
+
+    # The transfers budget is spent, yet the replay is answered, from replays' budget...
+    replay = batch(treasury_api, pool, [destination] * 3, "b1")
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (200, "true")
+    assert replay.json()["data"]["batchId"] == first.json()["data"]["batchId"]
+    # ...where three of its five units are gone: two single replays fit, a second batch replay does not.
+    assert_throttled(batch(treasury_api, pool, [destination] * 3, "b1"))
+    assert [transfer(treasury_api, pool, destination, "b1-0").status_code for _ in range(2)] == [200, 200]
+    assert balances(pool) == [Decimal("97.00")]
+
+
+def test_a_malformed_batch_is_charged_one_transfers_unit(rates, clock, treasury_api, funded_wallet):
+    rates(transfers="2/min")
+    pool, destination = funded_wallet("100.00"), funded_wallet("0")
+    bad = {"sourceWalletId": str(pool.pk), "transfers": []}
+
+    answers = [treasury_api.post("/api/transfers/batch", bad, format="json").status_code for _ in range(2)]
+
+    assert answers == [400, 400]
+    assert_throttled(batch(treasury_api, pool, [destination], "b1"))
+
+
+def test_a_request_of_several_units_waits_until_all_of_them_fit(rates, clock):
+    rates(transfers="10/min")
+    client = UnitRequest()
+    clock.now = WINDOW_START + 59
+    assert admitted(client) == 10
+    clock.now = WINDOW_START + MINUTE + 30
+
+    # Half of the previous ten still weigh: five units fit at once.
+    assert ClientRateThrottle("transfers", units=5).allow_request(client, None)
+    # Three more need the previous window to weigh under 3 (5 + 2 + 10 * (1 - t / 60) < 10): past 42 s.
+    refused = ClientRateThrottle("transfers", units=3)
+    assert not refused.allow_request(client, None)
+    assert refused.wait() == pytest.approx(12, abs=0.01)
+    clock.advance(math.ceil(refused.wait()))  # as the exception handler rounds it
+    assert not ClientRateThrottle("transfers", units=4).allow_request(client, None)
+    assert ClientRateThrottle("transfers", units=3).allow_request(client, None)
+
+
+# --- every scope has a rate, checked at start-up ---------------------------------------------
+
+
+def test_every_routed_views_scope_has_a_rate():
+    assert check_throttle_scopes() == []
+
+
+class OpenDoorViewSet(ApiViewSet):
+    throttle_scopes = {"create": None, "update": ChargedOnLookup(new=TRANSFERS, replay="replay")}
+
+    def create(self, request):
+        return Response()
+
+    def update(self, request):
+        return Response()
+
+
+urlpatterns = [path("open-door", OpenDoorViewSet.as_view({"post": "create", "put": "update"}))]
+
+
+def test_a_scope_without_a_rate_stops_the_service_at_start_up(settings):
+    settings.ROOT_URLCONF = __name__
+
+    errors = check_throttle_scopes()
+
+    assert [(error.id, error.obj) for error in errors] == [("wallet.E001", OpenDoorViewSet)] * 2
+    assert "['create'] names None" in errors[0].msg and "['update'] names 'replay'" in errors[1].msg
+    with pytest.raises(SystemCheckError):
+        call_command("check")
+
+
+def test_a_transfers_rate_below_a_full_batch_stops_the_service_at_start_up(rates, settings):
+    settings.BATCH_MAX_PAYOUTS = 1000
+    rates(transfers="1000/min")
+    assert check_a_full_batch_fits_the_transfers_rate() == []
+
+    rates(transfers="999/min")
+
+    (error,) = check_a_full_batch_fits_the_transfers_rate()
+    assert error.id == "transfers.E001" and "999" in error.msg
+
+
+def test_only_an_action_declared_charged_on_lookup_may_charge_itself(rf):
+    view = OpenDoorViewSet(action="create", request=None)
+
+    with pytest.raises(TypeError, match="charged by DRF before it runs"):
+        view.charge(rf.post("/open-door"), replay=False)
