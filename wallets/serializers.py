@@ -66,10 +66,12 @@ class EventSerializer(serializers.Serializer):
     data = serializers.JSONField()
 
 
-# What the schema promises is a cursor: EventCursor's form, with at most 18
-# digits a side so that every value it admits is one EventCursor.parse takes
-# (below 2**63); the API writes nothing longer.
-@extend_schema_field({"type": "string", "pattern": r"^[0-9]{1,18}-[0-9]{1,18}$", "example": "48213-7"})
+# What the schema promises is a cursor: EventCursor's sealed form, 43
+# base64url characters (wallets/events.py), so the schema admits what the
+# API wrote and refuses what it never could have.
+@extend_schema_field(
+    {"type": "string", "pattern": r"^[A-Za-z0-9_-]{43}$", "example": "kzMRilWirL2b5zFSvVHMuA0XrAt8c0HOR5kRmE8L1Iw"}
+)
 class EventCursorField(serializers.CharField):
     pass
 

@@ -4,17 +4,12 @@ start` printed in 3.5 minutes were the webhook delivery task beat starts every
 few seconds are left out (wallet_project/log_format.py, QuietTicks); every
 other task's stay, and so does a failure."""
 
-import logging
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
-import pytest
 import redis
-from celery import beat
-from celery.app import trace
-from celery.worker import strategy
 from django.conf import settings
 
 from reconciliation.tests.faults import stop_process
@@ -29,26 +24,6 @@ def test_the_frequent_task_is_the_quiet_one():
     assert settings.QUIET_TASKS == [DELIVERY]
 
 
-def test_celerys_lines_about_a_quiet_task_are_dropped_and_others_kept(caplog):
-    caplog.set_level(logging.INFO)
-    for name in (DELIVERY, "wallets.tasks.purge_events"):
-        beat.logger.info("Scheduler: Sending due task %s (%s)", name.split(".")[-1], name)
-        strategy.logger.info(trace.LOG_RECEIVED, {"id": "1", "name": name, "args": "()", "kwargs": "{}", "eta": None})
-        trace.logger.info(trace.LOG_SUCCESS, {"id": "1", "name": name, "return_value": "0", "runtime": 0.01})
-    trace.logger.error(trace.LOG_FAILURE, {"id": "2", "name": DELIVERY, "exc": "boom", "description": "raised"})
-
-    logged = [(record.name, record.levelname, record.getMessage()) for record in caplog.records]
-
-    assert not any(DELIVERY in message for _, level, message in logged if level == "INFO")
-    assert [name for name, level, message in logged if "purge_events" in message] == [
-        "celery.beat",
-        "celery.worker.strategy",
-        "celery.app.trace",
-    ]
-    assert [level for _, level, message in logged if DELIVERY in message] == ["ERROR"]
-
-
-@pytest.mark.django_db(transaction=True)
 def test_a_worker_running_idle_delivery_ticks_logs_nothing_about_them(tmp_path):
     queue = f"quiet-ticks-{uuid.uuid4().hex[:8]}"
     with celery_app.connection_for_write(BROKER_URL) as broker:
