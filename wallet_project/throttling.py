@@ -1,6 +1,6 @@
 """Rate limits per API client, DRF throttling counted in Redis.
 
-Three scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+Four scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 (THROTTLE_RATE_* in the environment):
 
 - transfers: a new money movement (transfer, deposit, withdrawal, each payout

@@ -58,11 +58,11 @@ def browser_page(playwright):
 
 
 @contextmanager
-def admin_page(viewport: dict | None = None):
+def admin_page(viewport: dict | None = None, artifacts: Path = ARTIFACTS):
     """A browser_page for one test; should the test fail in it, the page's
-    address, the error and a screenshot are left in ARTIFACTS/failure.*."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for stale in ARTIFACTS.glob("failure.*"):
+    address, the error and a screenshot are left in `artifacts`/failure.*."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for stale in artifacts.glob("failure.*"):
         stale.unlink()
     with sync_playwright() as playwright:
         browser, page = browser_page(playwright)
@@ -71,8 +71,8 @@ def admin_page(viewport: dict | None = None):
         try:
             yield page
         except Exception as failure:
-            (ARTIFACTS / "failure.txt").write_text(f"{page.url}\n{failure}\n")
-            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+            (artifacts / "failure.txt").write_text(f"{page.url}\n{failure}\n")
+            page.screenshot(path=artifacts / "failure.png", full_page=True)
             raise
         finally:
             browser.close()
@@ -112,54 +112,42 @@ def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_h
         idempotency_key="e2e-order-1",
         metadata={"note": "rent"},
     ).log
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for stale in ARTIFACTS.glob("failure.*"):
-        stale.unlink()
-
-    with sync_playwright() as playwright:
-        browser, page = browser_page(playwright)
+    with admin_page() as page:
         stylesheets = []
         page.on("response", lambda r: stylesheets.append((r.url, r.status)) if r.url.endswith(".css") else None)
-        try:
-            page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-            page.fill("#id_username", agent.username)
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            expect(page.locator("#content h1")).to_have_text("Site administration")
-            page.screenshot(path=ARTIFACTS / "01-index.png", full_page=True)
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+        page.fill("#id_username", agent.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        expect(page.locator("#content h1")).to_have_text("Site administration")
+        page.screenshot(path=ARTIFACTS / "01-index.png", full_page=True)
 
-            page.click("text=Transaction logs")
-            page.fill("#searchbar", log.reference.lower())  # as typed from a customer's email
-            page.press("#searchbar", "Enter")
-            rows = page.locator("#result_list tbody tr")
-            expect(rows).to_have_count(1)
-            expect(rows.first.locator(".field-status")).to_have_text("Completed")
-            page.screenshot(path=ARTIFACTS / "02-search-by-reference.png", full_page=True)
+        page.click("text=Transaction logs")
+        page.fill("#searchbar", log.reference.lower())  # as typed from a customer's email
+        page.press("#searchbar", "Enter")
+        rows = page.locator("#result_list tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.first.locator(".field-status")).to_have_text("Completed")
+        page.screenshot(path=ARTIFACTS / "02-search-by-reference.png", full_page=True)
 
-            rows.first.locator("th a").click()  # the reference, the row's link to the log
-            expect(page.locator(".field-pretty_metadata pre")).to_contain_text('"note": "rent"')
-            page.screenshot(path=ARTIFACTS / "03-transaction.png", full_page=True)
+        rows.first.locator("th a").click()  # the reference, the row's link to the log
+        expect(page.locator(".field-pretty_metadata pre")).to_contain_text('"note": "rent"')
+        page.screenshot(path=ARTIFACTS / "03-transaction.png", full_page=True)
 
-            page.locator(".field-source a").click()
-            expect(page).to_have_url(f"{live_server.url}/admin/wallets/wallet/{source.pk}/change/")
-            expect(page.locator(".field-ledger_balance")).to_contain_text("60.00 (agrees with the stored balance")
-            expect(page.locator(".field-recent_transactions")).to_contain_text(log.reference)
-            page.click("#freeze-wallet")
-            expect(page.locator("ul.messagelist")).to_contain_text("Froze 1 wallet.")
-            expect(page.locator("#unfreeze-wallet")).to_be_visible()
-            page.screenshot(path=ARTIFACTS / "04-wallet-frozen.png", full_page=True)
+        page.locator(".field-source a").click()
+        expect(page).to_have_url(f"{live_server.url}/admin/wallets/wallet/{source.pk}/change/")
+        expect(page.locator(".field-ledger_balance")).to_contain_text("60.00 (agrees with the stored balance")
+        expect(page.locator(".field-recent_transactions")).to_contain_text(log.reference)
+        page.click("#freeze-wallet")
+        expect(page.locator("ul.messagelist")).to_contain_text("Froze 1 wallet.")
+        expect(page.locator("#unfreeze-wallet")).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "04-wallet-frozen.png", full_page=True)
 
-            page.click("a.historylink")
-            history = page.locator("#change-history")
-            expect(history).to_contain_text("Froze the wallet.")
-            expect(history).to_contain_text(agent.username)
-            page.screenshot(path=ARTIFACTS / "05-wallet-history.png", full_page=True)
-        except Exception as failure:
-            (ARTIFACTS / "failure.txt").write_text(f"{page.url}\n{failure}\n")
-            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
-            raise
-        finally:
-            browser.close()
+        page.click("a.historylink")
+        history = page.locator("#change-history")
+        expect(history).to_contain_text("Froze the wallet.")
+        expect(history).to_contain_text(agent.username)
+        page.screenshot(path=ARTIFACTS / "05-wallet-history.png", full_page=True)
 
     # The admin's stylesheets were served (by the live server's static
     # handler), so the screenshots show the admin as staff see it.

@@ -11,9 +11,9 @@ import uuid
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from transfers.tests.test_admin_e2e import ARTIFACTS, PASSWORD, browser_page
+from transfers.tests.test_admin_e2e import ARTIFACTS, PASSWORD, admin_page
 from transfers.tests.test_reversal import completed_transfer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,39 +46,31 @@ def test_nothing_on_the_admin_or_the_docs_breaks_under_the_policy(live_server, f
         "/admin/wallets/apikey/add/",
         "/admin/auth/user/add/",
     ]
-    (ARTIFACTS / "csp").mkdir(parents=True, exist_ok=True)
     console_refusals = []
 
-    with sync_playwright() as playwright:
-        browser, page = browser_page(playwright)
+    with admin_page(artifacts=ARTIFACTS / "csp") as page:
         page.add_init_script(RECORD_VIOLATIONS)
         page.on("console", lambda m: console_refusals.append(m.text) if "Content Security Policy" in m.text else None)
-        try:
-            page.goto(f"{live_server.url}/admin/login/")
-            page.fill("#id_username", person.username)
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            expect(page).to_have_url(f"{live_server.url}/admin/")
-            violations = {}
-            for path in pages:
-                page.goto(f"{live_server.url}{path}")
-                page.wait_for_load_state("networkidle")
-                violations[path] = page.evaluate("window.__cspViolations")
-            # The admin's own scripts ran: the changelist's select-all box works.
-            page.goto(f"{live_server.url}/admin/transfers/transactionlog/")
-            page.check("#action-toggle")
-            expect(page.locator("input.action-select").first).to_be_checked()
-            # Swagger UI fetched the schema with the session and lists the operations.
-            page.goto(f"{live_server.url}/api/docs/")
-            expect(page.locator(".swagger-ui .opblock-summary-path[data-path='/api/transfer']")).to_be_visible()
+        page.goto(f"{live_server.url}/admin/login/")
+        page.fill("#id_username", person.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        expect(page).to_have_url(f"{live_server.url}/admin/")
+        violations = {}
+        for path in pages:
+            page.goto(f"{live_server.url}{path}")
             page.wait_for_load_state("networkidle")
-            violations["/api/docs/"] = page.evaluate("window.__cspViolations")
-            page.screenshot(path=ARTIFACTS / "csp" / "docs.png", full_page=True)
-        except Exception:
-            page.screenshot(path=ARTIFACTS / "csp" / "failure.png", full_page=True)
-            raise
-        finally:
-            browser.close()
+            violations[path] = page.evaluate("window.__cspViolations")
+        # The admin's own scripts ran: the changelist's select-all box works.
+        page.goto(f"{live_server.url}/admin/transfers/transactionlog/")
+        page.check("#action-toggle")
+        expect(page.locator("input.action-select").first).to_be_checked()
+        # Swagger UI fetched the schema with the session and lists the operations.
+        page.goto(f"{live_server.url}/api/docs/")
+        expect(page.locator(".swagger-ui .opblock-summary-path[data-path='/api/transfer']")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        violations["/api/docs/"] = page.evaluate("window.__cspViolations")
+        page.screenshot(path=ARTIFACTS / "csp" / "docs.png", full_page=True)
 
     assert {path: found for path, found in violations.items() if found} == {}
     assert console_refusals == []
