@@ -7,6 +7,7 @@ through the same environment variables production sets.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,7 +131,9 @@ def test_celery_worker_with_beat_resolves_stale_pending_logs_on_its_own(
     with worker_with_beat(log_path) as worker:
         wait_until_settled(first, worker, log_path)
 
-    assert "reconciliation re-drove 2 stale PENDING logs" in log_path.read_text()
+    # Two logs that turn stale 0.1 s apart may fall to one tick or to two.
+    re_driven = re.findall(r"reconciliation re-drove (\d+) stale PENDING logs", log_path.read_text())
+    assert sum(map(int, re_driven)) == 2, log_path.read_text()
     assert sorted(first.values_list("status", flat=True)) == [TransactionStatus.COMPLETED] * 2
     assert balances(source, destination) == [Decimal("70.00"), Decimal("30.00")]
     assert_books_balance()
