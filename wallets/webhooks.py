@@ -339,6 +339,11 @@ def _attempt(delivery_id: int, *, deadline: float) -> Outcome:
         return Outcome(None, str(refused))
     except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, TLS, malformed answer
         return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
+    except ValueError as exc:  # http.client refused the URL (InvalidURL, a character outside ASCII)
+        # A URL stored before registration refused such characters: the
+        # attempt fails (and counts toward disabling) rather than raising out
+        # of the tick with its lease unrecorded.
+        return Outcome(None, f"the URL cannot be sent on a request line ({type(exc).__name__}): percent-encode it")
     if 300 <= status_code < 400:
         return Outcome(status_code, "redirects are not followed")
     return Outcome(status_code, "" if 200 <= status_code < 300 else f"HTTP {status_code}")
