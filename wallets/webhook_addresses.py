@@ -12,6 +12,7 @@ such an address is as public as the IPv4 address it carries.
 
 import ipaddress
 import socket
+import threading
 
 from django.conf import settings
 
@@ -27,6 +28,20 @@ _NEVER = (
     ipaddress.IPv6Network("2001::/32"),  # Teredo: a tunnel to an IPv4 address and port it hides (RFC 4380)
     ipaddress.IPv6Network("fec0::/10"),  # site-local (RFC 3879, deprecated), private in practice
 )
+
+
+# How long registration waits for a host name to resolve, in seconds. A
+# lookup runs in the request: a name whose DNS server never answers held a
+# web thread for the resolver's whole timeout (10 s and more), and a client
+# holding every thread so stalled every other client's API (docs/api.md,
+# "Events and webhooks").
+LOOKUP_SECONDS = 2.0
+# At most this many lookups run at once in a process. A lookup past its
+# wait goes on in its thread until the resolver gives up, so without a bound
+# one client could pile up threads; past the bound a name is not resolved
+# now (registration accepts it, and each delivery checks it again).
+MAX_CONCURRENT_LOOKUPS = 16
+_lookups = threading.BoundedSemaphore(MAX_CONCURRENT_LOOKUPS)
 
 
 class UnsafeAddress(Exception):
@@ -75,15 +90,13 @@ def _public(ip: IPAddress) -> bool:
     return ip.is_global
 
 
-def resolve_allowed(host: str, port: int) -> str:
-    """The address to connect to: `host` resolved now. Raises Unresolvable
-    when it cannot be resolved, UnsafeAddress when any of its addresses is not allowed
-    (so that a name cannot mix a public address with an internal one), and
-    LoopbackRefused when those are loopback addresses and the setting is off."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise Unresolvable(f"cannot resolve {host}: {exc}") from None
+def resolve_allowed(host: str, port: int, *, timeout: float = LOOKUP_SECONDS) -> str:
+    """The address to connect to: `host` resolved now, within `timeout`
+    seconds. Raises Unresolvable when it cannot be resolved in that time,
+    UnsafeAddress when any of its addresses is not allowed (so that a name
+    cannot mix a public address with an internal one), and LoopbackRefused
+    when those are loopback addresses and the setting is off."""
+    infos = _getaddrinfo_within(host, port, timeout)
     addresses = [info[4][0] for info in infos]
     refused = [address for address in addresses if not address_allowed(address)]
     if refused and all(_unmapped(ipaddress.ip_address(a.split("%", 1)[0])).is_loopback for a in refused):
@@ -94,3 +107,31 @@ def resolve_allowed(host: str, port: int) -> str:
     if refused or not addresses:
         raise UnsafeAddress(f"{host} resolves to an address deliveries may not reach (not a public address)")
     return addresses[0]
+
+
+def _getaddrinfo_within(host: str, port: int, seconds: float) -> list:
+    """socket.getaddrinfo(host, port) (TCP), or Unresolvable when it fails, has
+    not answered within `seconds`, or MAX_CONCURRENT_LOOKUPS are running."""
+    lookups = _lookups  # the one this lookup holds is the one it releases
+    if not lookups.acquire(blocking=False):
+        raise Unresolvable(f"cannot resolve {host} now: too many lookups in progress")
+    done, outcome = threading.Event(), {}
+
+    def lookup() -> None:
+        try:
+            outcome["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+        finally:
+            lookups.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="webhook-address-lookup", daemon=True).start()
+    if not done.wait(max(0.0, seconds)):
+        raise Unresolvable(f"cannot resolve {host}: no answer within {seconds:g} s")
+    error = outcome.get("error")
+    if isinstance(error, OSError | UnicodeError):  # socket.gaierror among them
+        raise Unresolvable(f"cannot resolve {host}: {error}") from None
+    if error is not None:
+        raise error
+    return outcome["infos"]

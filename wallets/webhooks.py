@@ -467,8 +467,12 @@ def post(url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> 
     parts = urlsplit(url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
-    address = resolve_allowed(parts.hostname, port)
     seconds = settings.WEBHOOK_TIMEOUT_SECONDS
+    if deadline - time.monotonic() <= 0:
+        raise AttemptDeadlineExceeded(f"no complete answer within {seconds:g} s")
+    # The lookup is part of the exchange: a name whose DNS server never answers
+    # is cut at the deadline too.
+    address = resolve_allowed(parts.hostname, port, timeout=deadline - time.monotonic())
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise AttemptDeadlineExceeded(f"no complete answer within {seconds:g} s")

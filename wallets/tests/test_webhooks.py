@@ -35,6 +35,7 @@ from wallets.tests.receiver import (
     pump,
     subscribe,
 )
+from wallets.webhook_addresses import UnsafeAddress
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -408,3 +409,22 @@ def test_a_stored_url_that_cannot_be_sent_fails_its_attempt_and_the_tick_goes_on
     finally:
         broken_receiver.stop()
         honest_receiver.stop()
+
+
+def test_a_host_name_that_never_resolves_is_cut_at_the_attempts_deadline(monkeypatch):
+    # The lookup came before the deadline's timer: a name whose DNS server
+    # never answers held a delivery worker for the resolver's whole timeout.
+    release = threading.Event()
+
+    def getaddrinfo(*args, **kwargs):
+        release.wait(10)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    started = time.monotonic()
+    try:
+        with pytest.raises(UnsafeAddress, match="no answer within"):
+            webhooks.post("https://hooks.slow.example.com/h", b"{}", {}, deadline=started + 0.5)
+        assert time.monotonic() - started < 1.5
+    finally:
+        release.set()
