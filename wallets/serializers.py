@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from wallet_project.fields import StrictCharField, StrictUUIDField
 from wallet_project.serializers import RefusesUnknownFields
+from wallets import webhook_addresses
 from wallets.events import EventCursor, current_horizon
 from wallets.models import EventType, Wallet, WebhookEndpoint
 from wallets.webhook_addresses import Unresolvable, UnsafeAddress, resolve_allowed
@@ -159,7 +160,12 @@ class WebhookUrlField(serializers.URLField):
             self.fail("invalid")
         scheme = parts.scheme.lower()
         try:
-            resolve_allowed(parts.hostname, port or (443 if scheme == "https" else 80))
+            resolve_allowed(
+                parts.hostname,
+                port or (443 if scheme == "https" else 80),
+                timeout=webhook_addresses.LOOKUP_SECONDS,
+                lookups=webhook_addresses.REGISTRATION_LOOKUPS,
+            )
         except Unresolvable:
             pass
         except UnsafeAddress as refused:

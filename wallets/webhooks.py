@@ -62,7 +62,7 @@ from wallets.events import current_horizon
 from wallets.exceptions import WebhookEndpointNotFound, WebhookEndpointsLimit
 from wallets.models import ApiKey, DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.serializers import EventSerializer
-from wallets.webhook_addresses import UnsafeAddress, resolve_allowed
+from wallets.webhook_addresses import DELIVERY_LOOKUPS, UnsafeAddress, resolve_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -472,7 +472,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> 
         raise AttemptDeadlineExceeded(f"no complete answer within {seconds:g} s")
     # The lookup is part of the exchange: a name whose DNS server never answers
     # is cut at the deadline too.
-    address = resolve_allowed(parts.hostname, port, timeout=deadline - time.monotonic())
+    address = resolve_allowed(parts.hostname, port, timeout=deadline - time.monotonic(), lookups=DELIVERY_LOOKUPS)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise AttemptDeadlineExceeded(f"no complete answer within {seconds:g} s")

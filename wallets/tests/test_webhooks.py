@@ -416,7 +416,9 @@ def test_a_host_name_that_never_resolves_is_cut_at_the_attempts_deadline(monkeyp
     # never answers held a delivery worker for the resolver's whole timeout.
     release = threading.Event()
 
-    def getaddrinfo(*args, **kwargs):
+    def getaddrinfo(host, port, *args, flags=0, **kwargs):
+        if flags & socket.AI_NUMERICHOST:  # a name, not an address
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         release.wait(10)
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
