@@ -145,6 +145,10 @@ def dns_that_never_answers(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     yield looked_up
     release.set()
+    # The lookups end and free their places before the next test registers a name.
+    for thread in threading.enumerate():
+        if thread.name == "webhook-address-lookup":
+            thread.join(5)
 
 
 def register(api, url: str):

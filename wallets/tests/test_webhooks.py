@@ -430,3 +430,6 @@ def test_a_host_name_that_never_resolves_is_cut_at_the_attempts_deadline(monkeyp
         assert time.monotonic() - started < 1.5
     finally:
         release.set()
+        for thread in threading.enumerate():
+            if thread.name == "webhook-address-lookup":
+                thread.join(5)
