@@ -20,7 +20,12 @@ one key, never two. So:
   path with GET /api/transfer/reference/{reference}, and a percent-encoded
   slash reaches the application decoded, so such a key could never be looked
   up again (and could shadow a reference). Every key that can be stored can
-  be read back by its own route.
+  be read back by its own route;
+- no part of a key between slashes is "." or "..": HTTP clients remove such
+  dot segments from a path before they send it (RFC 3986, 5.2.4; curl,
+  requests and browsers do, and %2E is the same character to them), so
+  GET /api/transfer/a/../b reached the lookup of key "b", another
+  transaction, and "." or ".." reached no transfer route at all.
 """
 
 import string
@@ -36,8 +41,10 @@ RESERVED_PREFIX = "reference/"
 # starts a structured-field string) and no ',' (a list). Narrower than what
 # is read (any printable Unicode in the body, quoted strings in the header),
 # so a key the schema allows is always accepted.
-BODY_KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
-HEADER_KEY_PATTERN = r"^[!#-+\--~]([ !#-+\--~]{0,253}[!#-+\--~])?$"
+# Neither has a dot segment ("." or ".." between slashes), the lookahead.
+_NO_DOT_SEGMENT = r"(?!(.*/)?\.\.?(/|$))"
+BODY_KEY_PATTERN = rf"^{_NO_DOT_SEGMENT}[!-~]([ -~]{{0,253}}[!-~])?$"
+HEADER_KEY_PATTERN = rf"^{_NO_DOT_SEGMENT}[!#-+\--~]([ !#-+\--~]{{0,253}}[!#-+\--~])?$"
 # RFC 8941 section 3.3.3: an sf-string holds printable ASCII, with \" and \\ escaped.
 _SF_STRING_CHARACTERS = set(string.printable) - set("\t\n\r\x0b\x0c")
 
@@ -53,6 +60,11 @@ def validate_idempotency_key(value: str) -> str:
         raise serializers.ValidationError("The idempotency key must be printable characters only.")
     if value != value.strip():
         raise serializers.ValidationError("The idempotency key must not start or end with whitespace.")
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise serializers.ValidationError(
+            "The idempotency key must not have '.' or '..' between slashes (or as the whole key): HTTP clients "
+            "remove such parts from the path of GET /api/transfer/{key}, which would not find it."
+        )
     if value.startswith(RESERVED_PREFIX):
         raise serializers.ValidationError(
             f"The idempotency key must not start with {RESERVED_PREFIX!r}: "

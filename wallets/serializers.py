@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from wallet_project.fields import StrictCharField, StrictUUIDField
 from wallet_project.serializers import RefusesUnknownFields
+from wallets import webhook_addresses
 from wallets.events import EventCursor, current_horizon
 from wallets.models import EventType, Wallet, WebhookEndpoint
 from wallets.webhook_addresses import Unresolvable, UnsafeAddress, resolve_allowed
@@ -133,10 +134,19 @@ class WebhookUrlField(serializers.URLField):
     the addresses it resolves to then. A name that does not resolve yet is
     accepted: its deliveries fail until it does."""
 
-    default_error_messages = {"scheme": "Only http and https URLs."}
+    default_error_messages = {
+        "scheme": "Only http and https URLs.",
+        "characters": "Only printable ASCII characters: percent-encode any other in the path or query "
+        "(RFC 3986), and write an international host name in its xn-- form.",
+    }
 
     def to_internal_value(self, data):
         url = super().to_internal_value(data)
+        # What goes on the request line as it is: a character outside printable
+        # ASCII cannot be sent there (http.client refuses it), and a URL that
+        # cannot be sent crashed every delivery attempt instead of failing it.
+        if not all("!" <= char <= "~" for char in url):
+            self.fail("characters")
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             self.fail("scheme")
@@ -150,7 +160,12 @@ class WebhookUrlField(serializers.URLField):
             self.fail("invalid")
         scheme = parts.scheme.lower()
         try:
-            resolve_allowed(parts.hostname, port or (443 if scheme == "https" else 80))
+            resolve_allowed(
+                parts.hostname,
+                port or (443 if scheme == "https" else 80),
+                timeout=webhook_addresses.LOOKUP_SECONDS,
+                lookups=webhook_addresses.REGISTRATION_LOOKUPS,
+            )
         except Unresolvable:
             pass
         except UnsafeAddress as refused:

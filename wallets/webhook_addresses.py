@@ -12,6 +12,7 @@ such an address is as public as the IPv4 address it carries.
 
 import ipaddress
 import socket
+import threading
 
 from django.conf import settings
 
@@ -27,6 +28,23 @@ _NEVER = (
     ipaddress.IPv6Network("2001::/32"),  # Teredo: a tunnel to an IPv4 address and port it hides (RFC 4380)
     ipaddress.IPv6Network("fec0::/10"),  # site-local (RFC 3879, deprecated), private in practice
 )
+
+
+# How long registration waits for a host name to resolve, in seconds. The
+# lookup runs while the client waits: a name whose DNS server never answers
+# held a web thread for the resolver's whole timeout (10 s and more), and a
+# client doing so from every thread stalled every client's API (docs/api.md,
+# "Events and webhooks").
+LOOKUP_SECONDS = 2.0
+# How many name lookups run at once in a process; a lookup past its wait goes
+# on in its thread until the resolver gives up, so each kind is bounded. Past
+# the bound a name is not resolved now: registration accepts it (each
+# delivery checks it again), a delivery attempt fails and is retried.
+# Registration: one per web process, fewer than its threads, so that no
+# client can hold them all. Delivery: one attempt at a time per worker, and a
+# slow name's lookup must not fail the other clients' attempts after it.
+REGISTRATION_LOOKUPS = threading.BoundedSemaphore(1)
+DELIVERY_LOOKUPS = threading.BoundedSemaphore(16)
 
 
 class UnsafeAddress(Exception):
@@ -75,15 +93,20 @@ def _public(ip: IPAddress) -> bool:
     return ip.is_global
 
 
-def resolve_allowed(host: str, port: int) -> str:
-    """The address to connect to: `host` resolved now. Raises Unresolvable
-    when it cannot be resolved, UnsafeAddress when any of its addresses is not allowed
-    (so that a name cannot mix a public address with an internal one), and
+def resolve_allowed(
+    host: str, port: int, *, timeout: float = LOOKUP_SECONDS, lookups: threading.BoundedSemaphore = DELIVERY_LOOKUPS
+) -> str:
+    """The address to connect to: `host` resolved now. An address, however
+    written (`127.1`, `2130706433`, `[::1]`), is read at once; a name is looked
+    up within `timeout` seconds while fewer than `lookups` (REGISTRATION_LOOKUPS
+    or DELIVERY_LOOKUPS) are running. Raises Unresolvable when it cannot be
+    resolved so, UnsafeAddress when any of its addresses is not allowed (so
+    that a name cannot mix a public address with an internal one), and
     LoopbackRefused when those are loopback addresses and the setting is off."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise Unresolvable(f"cannot resolve {host}: {exc}") from None
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):  # a name, not an address
+        infos = _getaddrinfo_within(host, port, timeout, lookups)
     addresses = [info[4][0] for info in infos]
     refused = [address for address in addresses if not address_allowed(address)]
     if refused and all(_unmapped(ipaddress.ip_address(a.split("%", 1)[0])).is_loopback for a in refused):
@@ -94,3 +117,30 @@ def resolve_allowed(host: str, port: int) -> str:
     if refused or not addresses:
         raise UnsafeAddress(f"{host} resolves to an address deliveries may not reach (not a public address)")
     return addresses[0]
+
+
+def _getaddrinfo_within(host: str, port: int, seconds: float, lookups: threading.BoundedSemaphore) -> list:
+    """socket.getaddrinfo(host, port) (TCP), or Unresolvable when it fails, has
+    not answered within `seconds`, or `lookups` are all running."""
+    if not lookups.acquire(blocking=False):
+        raise Unresolvable(f"cannot resolve {host} now: too many lookups in progress")
+    done, outcome = threading.Event(), {}
+
+    def lookup() -> None:
+        try:
+            outcome["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+        finally:
+            lookups.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="webhook-address-lookup", daemon=True).start()
+    if not done.wait(max(0.0, seconds)):
+        raise Unresolvable(f"cannot resolve {host}: no answer within {seconds:g} s")
+    error = outcome.get("error")
+    if isinstance(error, OSError | UnicodeError):  # socket.gaierror among them
+        raise Unresolvable(f"cannot resolve {host}: {error}") from None
+    if error is not None:
+        raise error
+    return outcome["infos"]

@@ -62,7 +62,7 @@ from wallets.events import current_horizon
 from wallets.exceptions import WebhookEndpointNotFound, WebhookEndpointsLimit
 from wallets.models import ApiKey, DeliveryStatus, Event, WebhookDelivery, WebhookEndpoint
 from wallets.serializers import EventSerializer
-from wallets.webhook_addresses import UnsafeAddress, resolve_allowed
+from wallets.webhook_addresses import DELIVERY_LOOKUPS, UnsafeAddress, resolve_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +339,11 @@ def _attempt(delivery_id: int, *, deadline: float) -> Outcome:
         return Outcome(None, str(refused))
     except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, TLS, malformed answer
         return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
+    except ValueError as exc:  # http.client refused the URL (InvalidURL, a character outside ASCII)
+        # A URL stored before registration refused such characters: the
+        # attempt fails (and counts toward disabling) rather than raising out
+        # of the tick with its lease unrecorded.
+        return Outcome(None, f"the URL cannot be sent on a request line ({type(exc).__name__}): percent-encode it")
     if 300 <= status_code < 400:
         return Outcome(status_code, "redirects are not followed")
     return Outcome(status_code, "" if 200 <= status_code < 300 else f"HTTP {status_code}")
@@ -462,8 +467,12 @@ def post(url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> 
     parts = urlsplit(url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
-    address = resolve_allowed(parts.hostname, port)
     seconds = settings.WEBHOOK_TIMEOUT_SECONDS
+    if deadline - time.monotonic() <= 0:
+        raise AttemptDeadlineExceeded(f"no complete answer within {seconds:g} s")
+    # The lookup is part of the exchange: a name whose DNS server never answers
+    # is cut at the deadline too.
+    address = resolve_allowed(parts.hostname, port, timeout=deadline - time.monotonic(), lookups=DELIVERY_LOOKUPS)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise AttemptDeadlineExceeded(f"no complete answer within {seconds:g} s")

@@ -88,6 +88,15 @@ def test_one_key_written_every_way_moves_money_once(treasury_api, funded_wallet)
         pytest.param('"K2 "', None, id="quoted_header_key_with_a_trailing_space"),
         pytest.param("K2", "K2 ", id="header_and_body_differ_by_a_space"),
         pytest.param(None, "reference/TXN-20260101AAAAAAAAAA", id="key_shadowing_a_reference"),
+        # Dot segments: HTTP clients (curl among them) remove them from
+        # GET /api/transfer/{key}'s path, so the key could not be found again
+        # (a/../b found the transaction of key b).
+        pytest.param(None, ".", id="dot"),
+        pytest.param("..", None, id="dot_dot_in_the_header"),
+        pytest.param(None, "K2/../K3", id="dot_dot_between_slashes"),
+        pytest.param(None, "K2/./K3", id="dot_between_slashes"),
+        pytest.param(None, "K3/..", id="dot_dot_at_the_end"),
+        pytest.param(None, "./K3", id="dot_at_the_start"),
     ],
 )
 def test_what_is_not_one_key_is_a_400_and_moves_nothing(header, body_key, treasury_api, funded_wallet):
@@ -114,9 +123,11 @@ def test_a_key_cannot_shadow_another_transactions_reference(treasury_api, funded
 
 # Every printable ASCII character, alone and inside a key, and some beyond ASCII
 # (in the body: header values are ASCII).
-ASCII_KEYS = [f"k{c}k" for c in string.printable if c.isprintable()] + [
-    c for c in string.printable if c.isprintable() and not c.isspace()
-]
+ASCII_KEYS = (
+    [f"k{c}k" for c in string.printable if c.isprintable()]
+    + [c for c in string.printable if c.isprintable() and not c.isspace() and c != "."]
+    + ["k/.k", "..k/k", "k/k.."]
+)
 NON_ASCII_KEYS = ["ключ-1", "клиент/заказ", "é", "注文#42", "emoji-\U0001f4b8"]
 
 
@@ -147,3 +158,19 @@ def test_an_ascii_key_in_the_header_is_the_same_key_in_the_body(treasury_api, fu
     assert (first.status_code, again.status_code) == (201, 200)
     assert TransactionLog.objects.get(client=treasury_api.user, type="TRANSFER").idempotency_key == key
     assert uuid.UUID(again.json()["data"]["transactionId"]) == TransactionLog.objects.get(idempotency_key=key).pk
+
+
+def test_a_batch_payout_key_with_a_dot_segment_is_a_400_naming_it(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    body = {
+        "sourceWalletId": str(source.pk),
+        "atomic": False,
+        "transfers": [{"destinationWalletId": str(destination.pk), "amount": "1.00", "idempotencyKey": "loan/../7"}],
+    }
+    before = ledger_state()
+
+    response = treasury_api.post("/api/transfers/batch", body, format="json", HTTP_IDEMPOTENCY_KEY="b-1")
+
+    refused = assert_error_envelope(response, status=400, code="validation_error", field="transfers")
+    assert "between slashes" in str(refused["errors"]["transfers"])
+    assert ledger_state() == before

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.parse
 from decimal import Decimal
 from pathlib import Path
@@ -81,8 +82,18 @@ def scene(web_server, django_db_blocker):  # noqa: F811 (the imported fixture)
             f"/api/wallets/{source.pk}/transactions?limit=1",
             headers={"Authorization": f"Token {api.api_key}"},
         )
-        events = web_server.request("GET", "/api/events", headers={"Authorization": f"Token {api.api_key}"})
-        after = events.json()["data"]["nextCursor"]
+        # Events are listed once every writing transaction older than theirs
+        # has ended, and this PostgreSQL server is shared with other test runs
+        # whose transactions stay open for a whole test: wait for a cursor
+        # (a None here was sent as after=None, and Schemathesis failed on it).
+        deadline = time.monotonic() + 60
+        while True:
+            events = web_server.request("GET", "/api/events", headers={"Authorization": f"Token {api.api_key}"})
+            after = events.json()["data"]["nextCursor"]
+            if after is not None:
+                break
+            assert time.monotonic() < deadline, "the seed transfers' events were not listed in time"
+            time.sleep(0.1)
         next_link = page.json()["data"]["next"]
         cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(next_link).query)["cursor"][0]
         yield {

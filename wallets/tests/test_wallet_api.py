@@ -2,6 +2,7 @@
 another's transactions."""
 
 import base64
+import urllib.parse
 import uuid
 from decimal import Decimal
 from urllib.parse import quote
@@ -204,6 +205,24 @@ def test_history_pages_follow_the_next_link_to_the_end(treasury_api, busy_wallet
     assert page["previous"]
 
 
+def test_history_previous_link_leads_back_and_an_altered_cursor_is_400(treasury_api, busy_wallet, settings):
+    first = history(treasury_api, busy_wallet, limit=2)
+    second = data_of(treasury_api.get(first["next"]))
+
+    back = data_of(treasury_api.get(second["previous"]))
+    assert [log["idempotencyKey"] for log in back["results"]] == ["t1", "w-failed"]
+
+    cursor = urllib.parse.parse_qs(urllib.parse.urlsplit(first["next"]).query)["cursor"][0]
+    altered = cursor[:-1] + ("A" if cursor[-1] != "A" else "B")
+    for bad in (altered, cursor.split(":")[0]):
+        response = treasury_api.get(f"/api/wallets/{busy_wallet.pk}/transactions", {"cursor": bad})
+        assert_error_envelope(response, status=400, code="validation_error", field="cursor")
+    # Signed with the service's key: one written under a key since rotated is refused too.
+    settings.SECRET_KEY = "another-" + settings.SECRET_KEY
+    response = treasury_api.get(first["next"])
+    assert_error_envelope(response, status=400, code="validation_error", field="cursor")
+
+
 def test_history_cursor_is_stable_when_a_new_log_arrives_between_pages(treasury_api, busy_wallet):
     first = history(treasury_api, busy_wallet, limit=2)
     assert deposit(treasury_api, busy_wallet, "1.00", "d-late").status_code == 201
@@ -261,6 +280,13 @@ def b64(text: str) -> str:
         pytest.param(b64("p=\x00"), id="position_nul"),
         pytest.param(b64("\xff\xfe"), id="not_a_query_string"),
         pytest.param([b64("o=1"), b64("o=2")], id="given_twice"),
+        # Each decodes to a query string DRF reads: they answered 200, a first
+        # or an empty page, though the API never wrote them.
+        pytest.param("", id="empty"),
+        pytest.param(b64("x=1"), id="no_known_part"),
+        pytest.param("A" * 6000, id="long_run_of_one_letter"),
+        pytest.param(b64("p=2026-12-05"), id="a_position_the_api_never_gave_out"),
+        pytest.param(b64("o=99999999"), id="a_huge_offset"),
     ],
 )
 def test_history_with_a_malformed_cursor_is_400_naming_cursor(cursor, treasury_api, busy_wallet):

@@ -3,12 +3,14 @@ an address is, on a table of every spelling, applied at registration (a 400
 that changes nothing) and at each delivery (test_webhooks.py)."""
 
 import socket
+import threading
+import time
 
 import pytest
 
 from conftest import make_api_client
 from wallets.models import WebhookEndpoint
-from wallets.webhook_addresses import LoopbackRefused, UnsafeAddress, address_allowed, resolve_allowed
+from wallets.webhook_addresses import LoopbackRefused, Unresolvable, UnsafeAddress, address_allowed, resolve_allowed
 
 PUBLIC = [
     "8.8.8.8",
@@ -122,3 +124,78 @@ def test_every_spelling_of_loopback_is_a_400_naming_the_setting(host, wallet_own
     (message,) = response.json()["errors"]["url"]
     assert "is a loopback address" in message and "WEBHOOK_ALLOW_LOOPBACK=true" in message
     assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.fixture
+def dns_that_never_answers(monkeypatch):
+    """Looking up *.slow.example.com waits (as a DNS server that drops
+    queries leaves the resolver waiting) until the test ends, then fails;
+    anything else is resolved as usual. Lists the names looked up."""
+    release, looked_up, real = threading.Event(), [], socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, flags=0, **kwargs):
+        if flags & socket.AI_NUMERICHOST:  # reading an address, not a lookup
+            return real(host, port, *args, flags=flags, **kwargs)
+        looked_up.append(host)
+        if host.endswith("slow.example.com"):
+            release.wait(10)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield looked_up
+    release.set()
+    # The lookups end and free their places before the next test registers a name.
+    for thread in threading.enumerate():
+        if thread.name == "webhook-address-lookup":
+            thread.join(5)
+
+
+def register(api, url: str):
+    return api.post("/api/webhook-endpoints", {"url": url, "eventTypes": ["wallet.frozen"]}, format="json")
+
+
+def test_registration_waits_for_a_host_name_at_most_the_lookup_time(dns_that_never_answers, wallet_owner):
+    # The lookup ran in the request for as long as the resolver waited: a
+    # client registering such names from every web thread stalled the API
+    # for every client. Not resolved in time is "does not resolve yet".
+    api = make_api_client("Treasury client", user=wallet_owner)
+    started = time.monotonic()
+
+    response = register(api, "https://a.slow.example.com/h")
+
+    assert time.monotonic() - started < 3.5  # LOOKUP_SECONDS, 2 s, and a margin
+    assert response.status_code == 201, response.json()
+    assert dns_that_never_answers.count("a.slow.example.com") == 1
+
+
+def test_one_registration_lookup_at_a_time_per_process_and_addresses_need_none(
+    dns_that_never_answers, wallet_owner, settings
+):
+    settings.WEBHOOK_ALLOW_LOOPBACK = False
+    api = make_api_client("Treasury client", user=wallet_owner)
+    register(api, "https://a.slow.example.com/h")  # its lookup still hangs
+    started = time.monotonic()
+
+    # Another name is not looked up now: accepted at once (deliveries check it).
+    assert register(api, "https://hooks.example.com/h").status_code == 201
+    # An address, however written, is read without a lookup: refused at once.
+    for url in ("http://127.1:8299/h", "http://2130706433/h", "http://[::ffff:a00:1]/h"):
+        assert register(api, url).status_code == 400, url
+
+    assert time.monotonic() - started < 1.0
+    assert "hooks.example.com" not in dns_that_never_answers
+
+
+def test_delivery_lookups_that_never_answer_are_bounded_per_process(dns_that_never_answers):
+    lookups = threading.BoundedSemaphore(2)
+    for n in range(2):
+        with pytest.raises(Unresolvable, match="no answer within"):
+            resolve_allowed(f"{n}.slow.example.com", 443, timeout=0.1, lookups=lookups)
+
+    started = time.monotonic()
+    with pytest.raises(Unresolvable, match="too many lookups in progress"):
+        resolve_allowed("hooks.example.com", 443, lookups=lookups)
+
+    assert time.monotonic() - started < 0.1
+    assert "hooks.example.com" not in dns_that_never_answers, "no third lookup"

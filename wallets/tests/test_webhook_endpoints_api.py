@@ -73,3 +73,35 @@ def test_the_list_is_paginated_newest_first_like_the_others(treasury_api, settin
         assert_error_envelope(
             treasury_api.get(f"/api/webhook-endpoints?{bad}"), status=400, code="validation_error", field=name
         )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/caf\u00e9", id="non_ascii"),
+        pytest.param("/a\x01b", id="control_character"),
+        pytest.param("/a\x7fb", id="delete"),
+        pytest.param("/?q=a\u2028b", id="line_separator_in_the_query"),
+    ],
+)
+def test_a_url_that_cannot_be_sent_on_a_request_line_is_a_400_that_stores_nothing(path, treasury_api, settings):
+    # Such a URL was stored with a 201, and every delivery to it then raised
+    # out of the delivery task instead of failing the attempt.
+    settings.WEBHOOK_ALLOW_LOOPBACK = True
+    body = {"url": f"http://127.0.0.1:8299{path}", "eventTypes": ["wallet.frozen"]}
+
+    response = treasury_api.post("/api/webhook-endpoints", body, format="json")
+
+    refused = assert_error_envelope(response, status=400, code="validation_error", field="url")
+    assert "percent-encode" in refused["errors"]["url"][0]
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_percent_encoded_url_is_accepted_as_written(treasury_api, settings):
+    settings.WEBHOOK_ALLOW_LOOPBACK = True
+    body = {"url": "http://127.0.0.1:8299/caf%C3%A9?q=%E2%80%A8", "eventTypes": ["wallet.frozen"]}
+
+    response = treasury_api.post("/api/webhook-endpoints", body, format="json")
+
+    assert response.status_code == 201
+    assert WebhookEndpoint.objects.get().url == "http://127.0.0.1:8299/caf%C3%A9?q=%E2%80%A8"

@@ -35,6 +35,7 @@ from wallets.tests.receiver import (
     pump,
     subscribe,
 )
+from wallets.webhook_addresses import UnsafeAddress
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -373,3 +374,62 @@ def test_the_client_reads_its_endpoints_last_delivery_error_through_the_api(wall
     pump(lambda: receiver.accepted_ids())
     (delivered,) = api.get("/api/webhook-endpoints").json()["data"]["results"]
     assert delivered["lastStatusCode"] == 200 and delivered["lastError"] == ""
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [("/caf\u00e9", "cannot be sent on a request line"), ("/a\x01b", "InvalidURL")],
+    ids=["non_ascii", "control_character"],
+)
+def test_a_stored_url_that_cannot_be_sent_fails_its_attempt_and_the_tick_goes_on(path, error, funded_wallet):
+    # Registration refuses such a URL now; a non-ASCII one stored before that
+    # raised out of deliver_due (UnicodeEncodeError): the tick ended there, the
+    # attempt was never recorded, and its lease came back every lease forever.
+    broken_receiver, honest_receiver = Receiver(), Receiver()
+    try:
+        broken, other = make_api_client("Treasury client"), make_api_client("Treasury client")
+        subscribe(broken, broken_receiver)
+        WebhookEndpoint.objects.filter(client=broken.user).update(url=broken_receiver.url + path)
+        subscribe(other, honest_receiver)
+        toggle(WalletFactory(owner=broken.user), 1)  # due first
+        fan_out_all(1)
+        toggle(WalletFactory(owner=other.user), 1)
+        fan_out_all(2)
+
+        counts = webhooks.deliver_due(budget_seconds=5)
+
+        # Retried within the budget (fast_webhooks' short backoff), each time a failure.
+        assert counts["delivered"] == 1 and counts["failed"] >= 1
+        assert len(honest_receiver.accepted_ids()) == 1 and broken_receiver.requests == []
+        failed = WebhookDelivery.objects.get(endpoint__client=broken.user)
+        assert failed.status == DeliveryStatus.PENDING and failed.lease is None
+        assert failed.attempts == counts["failed"]
+        shown = broken.get("/api/webhook-endpoints").json()["data"]["results"][0]
+        assert shown["lastStatusCode"] is None and error in shown["lastError"]
+    finally:
+        broken_receiver.stop()
+        honest_receiver.stop()
+
+
+def test_a_host_name_that_never_resolves_is_cut_at_the_attempts_deadline(monkeypatch):
+    # The lookup came before the deadline's timer: a name whose DNS server
+    # never answers held a delivery worker for the resolver's whole timeout.
+    release = threading.Event()
+
+    def getaddrinfo(host, port, *args, flags=0, **kwargs):
+        if flags & socket.AI_NUMERICHOST:  # a name, not an address
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        release.wait(10)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    started = time.monotonic()
+    try:
+        with pytest.raises(UnsafeAddress, match="no answer within"):
+            webhooks.post("https://hooks.slow.example.com/h", b"{}", {}, deadline=started + 0.5)
+        assert time.monotonic() - started < 1.5
+    finally:
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "webhook-address-lookup":
+                thread.join(5)
