@@ -363,7 +363,7 @@ def test_wallet_page_flags_a_stored_balance_the_ledger_does_not_explain(support,
 # --- groups --------------------------------------------------------------------------------
 
 
-def test_the_migration_creates_support_and_finance_with_exactly_their_permissions():
+def test_the_migrations_create_support_finance_and_approver_with_exactly_their_permissions():
     def codenames(name):
         return set(Group.objects.get(name=name).permissions.values_list("content_type__app_label", "codename"))
 
@@ -377,12 +377,23 @@ def test_the_migration_creates_support_and_finance_with_exactly_their_permission
         ("wallets", "resend_event"),
         ("wallets", "view_webhookendpoint"),
         ("wallets", "view_webhookdelivery"),
+        # Correction requests and their audit (corrections/migrations/0002_approver_group.py).
+        ("corrections", "view_correction"),
+        ("corrections", "view_correctionaudit"),
     }
     assert codenames("Support") == support_permissions
     assert codenames("Finance") == support_permissions | {
         ("transfers", "reverse_transactionlog"),
         # Unclaimed wallets to their clients (transfers/migrations/0011_give_wallet_permission.py).
         ("wallets", "give_wallet"),
+        # Manual adjustments, approved by a second person.
+        ("corrections", "request_adjustment"),
+    }
+    # Approvers see what they approve, and nothing of money besides.
+    assert codenames("Approver") == {
+        ("corrections", "view_correction"),
+        ("corrections", "view_correctionaudit"),
+        ("corrections", "approve_correction"),
     }
 
 

@@ -1,0 +1,50 @@
+"""The people of four eyes for tests: staff in the groups the migrations
+create, and the whole flow (request, then another person's approval) for
+tests that only need a correction applied."""
+
+import uuid
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from conftest import ensure_migrated_groups
+from corrections import services
+from corrections.models import Correction
+from transfers.models import TransactionLog
+
+PASSWORD = "a-long-support-passphrase-42"
+
+
+def staff(*groups: str, name: str = "staff"):
+    """A staff user in these groups, who signs in with PASSWORD."""
+    ensure_migrated_groups()
+    user = get_user_model().objects.create_user(
+        username=f"{name}-{uuid.uuid4().hex[:6]}", password=PASSWORD, is_staff=True
+    )
+    user.groups.add(*Group.objects.filter(name__in=groups))
+    return get_user_model().objects.get(pk=user.pk)  # fresh: no cached permissions
+
+
+def approved(correction: Correction, approver=None) -> Correction:
+    """The request approved by another person (an Approver made for it)."""
+    approver = approver or staff("Approver", name="approver")
+    return services.correction_approve(
+        correction_id=correction.pk, approver=approver, fingerprint=correction.fingerprint
+    )
+
+
+def reversed_with_four_eyes(log_id, reason: str, requested_by=None, approver=None) -> TransactionLog:
+    """A reversal as the service makes it now: requested by a Finance user,
+    approved by an Approver. Returns the compensating log (the old
+    transaction_reverse's answer); raises the engine's refusal, as it did,
+    when the approval could not apply it."""
+    requested_by = requested_by or staff("Finance", name="finance")
+    correction = approved(services.reversal_request(log_id=log_id, reason=reason, requested_by=requested_by), approver)
+    correction.refresh_from_db()
+    if correction.result_log is None:
+        raise ReversalFailed(correction.decision_note)
+    return correction.result_log
+
+
+class ReversalFailed(Exception):
+    """The approval was recorded, the engine refused to apply it (FAILED)."""
