@@ -81,9 +81,7 @@ def reversal_request(*, log_id: uuid.UUID, reason: str, requested_by: AbstractBa
     reason = _reason(reason)
     log = TransactionLog.objects.select_related("source_wallet", "destination_wallet").get(pk=log_id)
     if log.status != TransactionStatus.COMPLETED:
-        raise NotCorrectable(
-            f"{log.reference} is {log.status}: only a COMPLETED transaction can be reversed, and only once."
-        )
+        raise NotCorrectable(f"{log.reference} is {log.status}; only COMPLETED can be reversed.")
     if log.reversal_of_id is not None:
         raise NotCorrectable(f"{log.reference} is itself a reversal and cannot be reversed.")
     payload = {
