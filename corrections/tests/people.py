@@ -11,8 +11,7 @@ from conftest import ensure_migrated_groups
 from corrections import services
 from corrections.models import Correction
 from transfers.models import TransactionLog
-
-PASSWORD = "a-long-support-passphrase-42"
+from transfers.tests.test_admin_e2e import PASSWORD
 
 
 def staff(*groups: str, name: str = "staff"):
