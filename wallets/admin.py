@@ -141,11 +141,15 @@ class WalletKindFilter(admin.SimpleListFilter):
     settlement wallets opens with why their balances are negative
     (SETTLEMENT_EXPLAINED, in wallets/templates/admin/wallets/wallet/change_list.html)."""
 
-    title = "customer or settlement"
+    title = "customer or system"
     parameter_name = "kind__exact"  # the field filter's name, so links made before still work
 
     def lookups(self, request, model_admin):
-        return [(WalletKind.CUSTOMER, "Customer wallets"), (WalletKind.SETTLEMENT, "Settlement wallets")]
+        return [
+            (WalletKind.CUSTOMER, "Customer wallets"),
+            (WalletKind.SETTLEMENT, "Settlement wallets"),
+            (WalletKind.SUSPENSE, "Suspense wallets"),
+        ]
 
     def queryset(self, request, queryset):
         return queryset.filter(kind=self.value()) if self.value() else queryset
