@@ -449,6 +449,8 @@ class CorrectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         correction = self.get_object(request, unquote(object_id))
         if correction is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, correction):
+            raise PermissionDenied
         page = correction_url(correction)
         form = ApprovalForm(request.POST) if approve else ReasonForm(request.POST)
         if not form.is_valid():

@@ -278,3 +278,12 @@ def test_below_the_threshold_the_request_page_applies_at_once(finance, funded_wa
     assert "reversed (alone, below the single-approval threshold)" in done.content.decode()
     assert TransactionLog.objects.get(pk=log.pk).status == TransactionStatus.REVERSED
     assert services.single_approval_applies(kind=CorrectionKind.REVERSAL, amount=log.amount, currency="NGN")
+
+
+def test_a_staff_user_without_the_corrections_permissions_cannot_decide(finance, funded_wallet):
+    correction = requested_reversal(finance, transfer(funded_wallet("100.00"), funded_wallet("0")))
+    nobody = signed_in(staff())
+
+    assert nobody.post(approve_url(correction), {"fingerprint": correction.fingerprint}).status_code == 403
+    assert nobody.post(reject_url(correction), {"reason": "no"}).status_code == 403
+    assert Correction.objects.get(pk=correction.pk).status == CorrectionStatus.PENDING
