@@ -355,6 +355,18 @@ admin.site.unregister(Wallet)
 admin.site.register(Wallet, CorrectingWalletAdmin)
 
 
+def searched(queryset, search_term: str, correction_field: str):
+    """The admin's search of requests and of their audit: a whole UUID, the
+    request's own or that of the transaction or wallet it concerns."""
+    if not search_term.strip():
+        return queryset, False
+    value = parse_uuid(search_term)
+    if value is None:
+        return queryset.none(), False
+    about = selectors.corrections_about(object_id=value).values("pk")
+    return queryset.filter(**{f"{correction_field}__in": about}), False
+
+
 # --- the approvers' list and page -------------------------------------------------------------
 
 
@@ -387,17 +399,7 @@ class CorrectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
 
     def get_search_results(self, request, queryset, search_term):
-        value = parse_uuid(search_term) if search_term.strip() else None
-        if not search_term.strip():
-            return queryset, False
-        if value is None:
-            return queryset.none(), False
-        return (
-            queryset.filter(pk=value)
-            | queryset.filter(transaction_id=value)
-            | queryset.filter(wallet_id=value)
-            | queryset.filter(result_log_id=value)
-        ), False
+        return searched(queryset, search_term, "pk")
 
     @admin.display(description="request")
     def short(self, correction):
@@ -525,14 +527,7 @@ class CorrectionAuditAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/corrections/correctionaudit/change_list.html"
 
     def get_search_results(self, request, queryset, search_term):
-        if not search_term.strip():
-            return queryset, False
-        value = parse_uuid(search_term)
-        if value is None:
-            return queryset.none(), False
-        about = Correction.objects.filter(pk=value) | selectors.corrections_of_wallet(wallet_id=value)
-        about = about | selectors.corrections_of_transaction(log_id=value)
-        return queryset.filter(correction__in=about.values("pk")), False
+        return searched(queryset, search_term, "correction_id")
 
     @admin.display(description="request", ordering="correction")
     def request(self, row):

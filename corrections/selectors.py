@@ -36,6 +36,16 @@ def corrections_of_wallet(*, wallet_id) -> QuerySet[Correction]:
     ).select_related("requested_by", "decided_by")
 
 
+def corrections_about(*, object_id) -> QuerySet[Correction]:
+    """The request with this id, or the requests about the transaction or
+    wallet with this id (the admin's search)."""
+    return (
+        Correction.objects.filter(pk=object_id)
+        | corrections_of_transaction(log_id=object_id)
+        | corrections_of_wallet(wallet_id=object_id)
+    )
+
+
 def audit_of(corrections: QuerySet[Correction]) -> QuerySet[CorrectionAudit]:
     return (
         CorrectionAudit.objects.filter(correction__in=corrections.values("pk"))

@@ -15,33 +15,27 @@ from wallets.serializers import WalletSerializer
 
 
 def settlement_wallet_get_or_create(*, currency: str) -> Wallet:
-    """The one settlement wallet of a currency, created on first need.
-
-    Safe under concurrency: the partial unique constraint lets one insert
-    win; the others read the winner.
-    """
-    wallet = Wallet.objects.filter(kind=WalletKind.SETTLEMENT, currency=currency).first()
-    if wallet is not None:
-        return wallet
-    try:
-        with transaction.atomic():
-            return Wallet.objects.create(kind=WalletKind.SETTLEMENT, currency=currency, user_id=None)
-    except IntegrityError:
-        return Wallet.objects.get(kind=WalletKind.SETTLEMENT, currency=currency)
+    """The one settlement wallet of a currency, created on first need."""
+    return _system_wallet_get_or_create(WalletKind.SETTLEMENT, currency)
 
 
 def suspense_wallet_get_or_create(*, currency: str) -> Wallet:
     """The one suspense wallet of a currency (the other side of manual
-    adjustments), created on first need; safe under concurrency as
-    settlement_wallet_get_or_create is."""
-    wallet = Wallet.objects.filter(kind=WalletKind.SUSPENSE, currency=currency).first()
+    adjustments), created on first need."""
+    return _system_wallet_get_or_create(WalletKind.SUSPENSE, currency)
+
+
+def _system_wallet_get_or_create(kind: WalletKind, currency: str) -> Wallet:
+    """Safe under concurrency: the kind's partial unique constraint (one per
+    currency) lets one insert win; the others read the winner."""
+    wallet = Wallet.objects.filter(kind=kind, currency=currency).first()
     if wallet is not None:
         return wallet
     try:
         with transaction.atomic():
-            return Wallet.objects.create(kind=WalletKind.SUSPENSE, currency=currency, user_id=None)
+            return Wallet.objects.create(kind=kind, currency=currency, user_id=None)
     except IntegrityError:
-        return Wallet.objects.get(kind=WalletKind.SUSPENSE, currency=currency)
+        return Wallet.objects.get(kind=kind, currency=currency)
 
 
 def wallet_create(*, owner: AbstractBaseUser, user_id: uuid.UUID, currency: str) -> Wallet:

@@ -2,14 +2,19 @@
 create, and the whole flow (request, then another person's approval) for
 tests that only need a correction applied."""
 
+import threading
 import uuid
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import connection
 
 from conftest import ensure_migrated_groups
 from corrections import services
+from corrections.exceptions import NotPending
 from corrections.models import Correction
+from transfers import services as transfers
 from transfers.models import TransactionLog
 from transfers.tests.test_admin_e2e import PASSWORD
 
@@ -43,6 +48,39 @@ def reversed_with_four_eyes(log_id, reason: str, requested_by=None, approver=Non
     if correction.result_log is None:
         raise ReversalFailed(correction.decision_note)
     return correction.result_log
+
+
+def completed_transfer(source, destination, amount: str = "40.00") -> TransactionLog:
+    """A COMPLETED transfer between two funded wallets, by their owner."""
+    return transfers.transfer_create(
+        client=source.owner, source_wallet_id=source.pk, destination_wallet_id=destination.pk,
+        amount=Decimal(amount), idempotency_key=f"k-{uuid.uuid4()}", metadata={},
+    ).log  # fmt: skip
+
+
+def approve_at_once(correction: Correction, approvers: list) -> list[str]:
+    """Every approver approves the request at the same moment, each on its
+    own thread and database connection; each one's outcome: "applied", or
+    "already decided" (NotPending)."""
+    barrier = threading.Barrier(len(approvers))
+    outcomes: list[str] = []
+
+    def approve(user):
+        try:
+            barrier.wait()
+            services.correction_approve(correction_id=correction.pk, approver=user, fingerprint=correction.fingerprint)
+            outcomes.append("applied")
+        except NotPending:
+            outcomes.append("already decided")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=approve, args=(user,)) for user in approvers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(outcomes)
 
 
 class ReversalFailed(Exception):

@@ -4,7 +4,6 @@ approvers' list and page, refusals whatever is posted, the audit and its CSV."""
 
 import csv
 import io
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -13,9 +12,8 @@ from django.urls import reverse
 
 from corrections import services
 from corrections.models import AuditAction, Correction, CorrectionAudit, CorrectionKind, CorrectionStatus
-from corrections.tests.people import staff
+from corrections.tests.people import completed_transfer, staff
 from reconciliation.services import ledger_discrepancies
-from transfers import services as transfers
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from wallets.models import FreezeReason, Wallet, WalletKind
 from wallets.services import wallet_set_active
@@ -40,11 +38,7 @@ def approver() -> Client:
     return signed_in(staff("Approver", name="approver"))
 
 
-def transfer(source, destination, amount="40.00") -> TransactionLog:
-    return transfers.transfer_create(
-        client=source.owner, source_wallet_id=source.pk, destination_wallet_id=destination.pk,
-        amount=Decimal(amount), idempotency_key=f"k-{uuid.uuid4()}", metadata={},
-    ).log  # fmt: skip
+transfer = completed_transfer
 
 
 def page_of(correction) -> str:

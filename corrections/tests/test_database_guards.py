@@ -2,27 +2,19 @@
 DELETE, and a request's content never changes once made, nor anything of
 it once decided, whatever the application's own database user sends."""
 
-import uuid
-from decimal import Decimal
-
 import pytest
 from django.db import IntegrityError, connection, transaction
 
 from corrections import services
 from corrections.models import Correction, CorrectionAudit, CorrectionStatus
-from corrections.tests.people import staff
-from transfers import services as transfers
+from corrections.tests.people import completed_transfer, staff
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def correction(funded_wallet) -> Correction:
-    source, destination = funded_wallet("100.00"), funded_wallet("0")
-    log = transfers.transfer_create(
-        client=source.owner, source_wallet_id=source.pk, destination_wallet_id=destination.pk,
-        amount=Decimal("40.00"), idempotency_key=f"k-{uuid.uuid4()}", metadata={},
-    ).log  # fmt: skip
+    log = completed_transfer(funded_wallet("100.00"), funded_wallet("0"))
     return services.reversal_request(log_id=log.pk, reason="paid twice", requested_by=staff("Finance"))
 
 

@@ -2,9 +2,7 @@
 /metrics, for WalletCorrectionsWaiting), and the beat task that expires the
 ones nobody approved in time."""
 
-import uuid
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.conf import settings as django_settings
@@ -13,8 +11,7 @@ from django.utils import timezone
 from corrections import services
 from corrections.models import CorrectionStatus
 from corrections.tasks import expire_corrections
-from corrections.tests.people import staff
-from transfers import services as transfers
+from corrections.tests.people import completed_transfer, staff
 from wallet_project.tests.test_metrics_endpoint import scrape, value  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.django_db
@@ -29,11 +26,7 @@ def requested_earlier(monkeypatch, funded_wallet, ago: timedelta):
 
 
 def requested(funded_wallet):
-    source, destination = funded_wallet("100.00"), funded_wallet("0")
-    log = transfers.transfer_create(
-        client=source.owner, source_wallet_id=source.pk, destination_wallet_id=destination.pk,
-        amount=Decimal("10.00"), idempotency_key=f"k-{uuid.uuid4()}", metadata={},
-    ).log  # fmt: skip
+    log = completed_transfer(funded_wallet("100.00"), funded_wallet("0"))
     return services.reversal_request(log_id=log.pk, reason="paid twice", requested_by=staff("Finance"))
 
 

@@ -2,13 +2,10 @@
 applies it exactly once, what is applied is what was asked, and every step
 is audited (docs/design.md, "Corrections: four eyes")."""
 
-import threading
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from corrections import services
 from corrections.exceptions import (
@@ -20,20 +17,12 @@ from corrections.exceptions import (
     RequestExpired,
 )
 from corrections.models import AuditAction, Correction, CorrectionAudit, CorrectionStatus
-from corrections.tests.people import staff
+from corrections.tests.people import approve_at_once, completed_transfer, staff
 from reconciliation.services import ledger_discrepancies
-from transfers import services as transfers
 from transfers.models import TransactionLog, TransactionStatus
 from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db
-
-
-def completed_transfer(source, destination, amount="40.00"):
-    return transfers.transfer_create(
-        client=source.owner, source_wallet_id=source.pk, destination_wallet_id=destination.pk,
-        amount=Decimal(amount), idempotency_key=f"k-{uuid.uuid4()}", metadata={},
-    ).log  # fmt: skip
 
 
 def actions(correction) -> list[str]:
@@ -219,27 +208,10 @@ def test_two_approvers_at_once_apply_a_correction_once(funded_wallet, migrated_g
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     original = completed_transfer(source, destination)
     correction = services.reversal_request(log_id=original.pk, reason="race", requested_by=staff("Finance"))
-    approvers = [staff("Approver") for _ in range(2)]
-    barrier = threading.Barrier(len(approvers))
-    outcomes: list[str] = []
 
-    def approve(user):
-        try:
-            barrier.wait()
-            services.correction_approve(correction_id=correction.pk, approver=user, fingerprint=correction.fingerprint)
-            outcomes.append("applied")
-        except NotPending:
-            outcomes.append("already decided")
-        finally:
-            connection.close()
+    outcomes = approve_at_once(correction, [staff("Approver"), staff("Approver")])
 
-    threads = [threading.Thread(target=approve, args=(user,)) for user in approvers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert sorted(outcomes) == ["already decided", "applied"]
+    assert outcomes == ["already decided", "applied"]
     assert TransactionLog.objects.filter(reversal_of=original).count() == 1
     assert actions(correction) == [AuditAction.REQUESTED, AuditAction.APPROVED, AuditAction.APPLIED]
     assert (balance(source), balance(destination)) == (Decimal("100.00"), Decimal("0.00"))
