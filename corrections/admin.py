@@ -477,6 +477,8 @@ class CorrectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         correction.refresh_from_db()
         if correction.result_log is not None:
             self.log_addition(request, correction.result_log, f"Applied correction {correction.pk}.")
+        elif correction.kind == CorrectionKind.UNFREEZE and correction.status == CorrectionStatus.APPLIED:
+            self.log_change(request, correction.wallet, f"Unfroze the wallet (correction {correction.pk}).")
         if approve:
             say_outcome(self, request, correction, f"{correction.get_kind_display()} {str(correction.pk)[:8]}")
         else:

@@ -21,7 +21,6 @@ Guarantees:
 """
 
 import uuid
-from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -215,11 +214,6 @@ def _record_request(
 # --- decisions ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Expired:
-    correction: Correction
-
-
 def correction_approve(*, correction_id: uuid.UUID, approver: AbstractBaseUser, fingerprint: str) -> Correction:
     """Approve a PENDING request and apply it, in one transaction under the
     request's row lock: APPLIED (with the log it wrote), or FAILED when the
@@ -331,7 +325,8 @@ def _apply(correction: Correction, actor: AbstractBaseUser, now, note: str) -> N
     correction.result_log = log
     correction.applied_alone = correction.requested_by_id == actor.pk
     _decide(correction, CorrectionStatus.APPLIED, actor, now, "")
-    _audit(correction, AuditAction.APPLIED, actor, now, note or (f"Wrote {log.reference}." if log else "Unfrozen."))
+    done = f"Wrote {log.reference}." if log else "Unfroze the wallet."
+    _audit(correction, AuditAction.APPLIED, actor, now, f"{note} {done}".strip())
 
 
 def _check_decidable(correction: Correction, approver: AbstractBaseUser) -> None:

@@ -7,6 +7,7 @@ import io
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.test import Client
 from django.urls import reverse
 
@@ -247,6 +248,12 @@ def test_a_wallet_frozen_for_fraud_is_unfrozen_only_with_a_second_persons_approv
 
     unfrozen = Wallet.objects.get(pk=wallet.pk)
     assert (unfrozen.is_active, unfrozen.frozen_reason) == (True, "")
+    history = LogEntry.objects.filter(object_id=str(wallet.pk)).order_by("action_time")
+    assert [(entry.user, entry.get_change_message().split(" (")[0]) for entry in history] == [
+        (support.user, "Froze the wallet for suspected fraud."),
+        (support.user, "Requested to unfreeze"),
+        (approver.user, "Unfroze the wallet"),
+    ]
     assert Correction.objects.get(pk=correction.pk).status == CorrectionStatus.APPLIED
 
 
