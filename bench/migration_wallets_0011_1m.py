@@ -43,7 +43,7 @@ os.environ["DATABASE_URL"] = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{BENCH_D
 
 BEFORE = [("wallets", "0010_webhook_endpoint_last_attempt"), ("transfers", "0012_client_exposures")]
 AFTER = [("wallets", "0011_suspense_wallets_and_freeze_reasons")]
-CORRECTIONS = [("corrections", "0002_approver_group")]
+CORRECTIONS = [("corrections", "0003_correction_request_name")]
 
 
 def log(message: str) -> None:

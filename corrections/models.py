@@ -92,6 +92,7 @@ class Correction(models.Model):
 
     class Meta:
         db_table = "corrections"
+        verbose_name = "correction request"
         ordering = ["-requested_at"]
         permissions = [
             ("approve_correction", "Can approve or reject another person's correction"),

@@ -19,7 +19,7 @@ from corrections.tests.people import staff
 from reconciliation.services import ledger_discrepancies
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus
-from transfers.tests.test_admin_e2e import ARTIFACTS, admin_page, sign_in
+from transfers.tests.test_admin_e2e import ARTIFACTS, LAYOUT_RULES, SCREEN, admin_page, sign_in
 from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,7 +34,7 @@ def test_a_reversal_is_requested_by_one_person_and_applied_once_by_another(live_
     ).log  # fmt: skip
     log_page = f"{live_server.url}/admin/transfers/transactionlog/{log.pk}/change/"
 
-    with admin_page() as page:
+    with admin_page(SCREEN) as page:
         # The Finance user asks for the reversal: nothing moves.
         sign_in(page, f"{live_server.url}/admin/login/?next={log_page}", finance.username)
         page.click("#reverse-transaction")
@@ -61,6 +61,9 @@ def test_a_reversal_is_requested_by_one_person_and_applied_once_by_another(live_
         rows = page.locator("#result_list tbody tr")
         expect(rows).to_have_count(1)
         expect(rows.first).to_contain_text(log.reference)
+        # The approvers' list fits 1440 px as the other lists do (docs/operations.md, "The admin's lists").
+        assert (layout := page.evaluate(LAYOUT_RULES)) == [], layout
+        page.screenshot(path=ARTIFACTS / "24-approvers-list-1440.png", full_page=True)
         rows.first.locator("th a").click()
         expect(page.locator("#correction-payload")).to_contain_text('"reference": "' + log.reference)
         assert page.url.split("?")[0] == request_url
