@@ -393,10 +393,19 @@ class CorrectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_help_text = "A request id, a transaction id or a wallet id (the whole UUID)."
     change_form_template = "admin/corrections/correction/change_form.html"
     fields = (
-        "id", "kind", "status", "asked", "fingerprint", "requested_by", "requested_at", "expires_at",
-        "decided_by", "decided_at", "decision_note", "applied_alone", "result", "audit_rows",
+        "id", "kind", "status", "asked", "fingerprint", "requester", "requested_at", "expires_at",
+        "decider", "decided_at", "decision_note", "applied_alone", "result", "audit_rows",
     )  # fmt: skip
     readonly_fields = fields
+
+    # Names, not links to the user admin, which an approver may not open.
+    @admin.display(description="requested by")
+    def requester(self, correction):
+        return correction.requested_by.get_username()
+
+    @admin.display(description="decided by")
+    def decider(self, correction):
+        return correction.decided_by.get_username() if correction.decided_by_id else "-"
 
     def get_search_results(self, request, queryset, search_term):
         return searched(queryset, search_term, "pk")
