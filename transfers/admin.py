@@ -1,5 +1,6 @@
-"""The support staff's ledger pages: every transaction log, read-only, and the
-one correction the admin may make, a reversal through the transfer service.
+"""The support staff's ledger pages: every transaction log, read-only. A
+reversal is a correction that a second person approves: corrections/admin.py
+re-registers this admin with the request page.
 
 Also the wallet page's ledger side: wallets/admin.py cannot know about
 transfers, so the Wallet admin is re-registered here with the wallet's recent
@@ -9,20 +10,15 @@ transactions and its ledger-derived balance beside the stored one.
 import json
 from decimal import Decimal
 
-from django import forms
-from django.contrib import admin, messages
-from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import PermissionDenied
+from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.db.models import Q
-from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from transfers.exceptions import BusinessRuleViolation, ReversalNotAllowed
-from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransactionStatus, TransferBatch
+from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransferBatch
 from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, wallet_recent_transactions
-from transfers.services import batch_outcomes, transaction_reverse
+from transfers.services import batch_outcomes
 from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.admin import (
     CurrencyListFilter,
@@ -44,20 +40,12 @@ def admin_link(obj, text: str) -> str:
 
 def wallet_link(wallet: Wallet) -> str:
     """A short label (the list has two wallet columns), the whole id on hover."""
-    label = f"{wallet.currency} settlement" if wallet.is_settlement else short_id(wallet.pk)
+    label = f"{wallet.currency} {wallet.kind.lower()}" if wallet.is_system else short_id(wallet.pk)
     url = reverse("admin:wallets_wallet_change", args=[quote(wallet.pk)])
     return format_html('<a href="{}" title="{}">{}</a>', url, wallet, label)
 
 
 # --- transaction logs ------------------------------------------------------------------
-
-
-class ReversalForm(forms.Form):
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        max_length=500,
-        help_text="Why the money goes back. Stored on the compensating transaction and in the history.",
-    )
 
 
 @admin.register(TransactionLog)
@@ -92,11 +80,9 @@ class TransactionLogAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.
         *("client_name", "idempotency_key", "pretty_metadata", "error_code", "readable_error_message"),
         *("reversal_of_link", "reversed_by_link", "created_at", "completed_at", "updated_at"),
     )
-    actions = ["reverse_selected"]
-    change_form_template = "admin/transfers/transactionlog/change_form.html"
-
-    def has_reverse_permission(self, request) -> bool:
-        return request.user.has_perm("transfers.reverse_transactionlog")
+    # Reversing is a correction: corrections/admin.py adds the action and the
+    # request page to this admin.
+    actions = []
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -149,83 +135,6 @@ class TransactionLogAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.
     def reversed_by_link(self, log):
         compensation = TransactionLog.objects.filter(reversal_of=log).only("id", "reference").first()
         return admin_link(compensation, compensation.reference) if compensation else "-"
-
-    # --- reversal -------------------------------------------------------------------
-
-    @admin.action(description="Reverse the selected COMPLETED transaction…", permissions=["reverse"])
-    def reverse_selected(self, request, queryset):
-        # One at a time: each reversal needs its own reason and confirmation.
-        selected = list(queryset.select_related(None).only("id")[:2])
-        if len(selected) != 1:
-            self.message_user(request, "Select exactly one transaction to reverse.", messages.ERROR)
-            return None
-        return HttpResponseRedirect(self.reverse_url(selected[0]))
-
-    def reverse_url(self, log) -> str:
-        return reverse("admin:transfers_transactionlog_reverse", args=[quote(log.pk)], current_app=self.admin_site.name)
-
-    def get_urls(self):
-        view = self.admin_site.admin_view(self.reverse_view)
-        return [path("<path:object_id>/reverse/", view, name="transfers_transactionlog_reverse"), *super().get_urls()]
-
-    def reverse_view(self, request, object_id):
-        """The confirmation page: shows the transaction, asks for a reason, and
-        on POST calls transaction_reverse, which alone decides (under the row
-        lock) whether the log can still be reversed."""
-        if not self.has_reverse_permission(request):
-            raise PermissionDenied
-        log = self.get_object(request, unquote(object_id))
-        if log is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        log_url = reverse(
-            "admin:transfers_transactionlog_change", args=[quote(log.pk)], current_app=self.admin_site.name
-        )
-
-        form = ReversalForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
-            reason = form.cleaned_data["reason"]
-            try:
-                compensation = transaction_reverse(log_id=log.pk, reason=reason, reversed_by=request.user)
-            # Already reversed (or no longer COMPLETED), or a rule of the money
-            # model (the receiver no longer holds the money, ...): nothing moved.
-            except (ReversalNotAllowed, BusinessRuleViolation) as refused:
-                self.message_user(request, f"{log.reference} was not reversed: {refused.detail}", messages.ERROR)
-                return HttpResponseRedirect(log_url)
-            self.log_change(request, log, f"Reversed by {compensation.reference}. Reason: {reason}")
-            self.log_addition(request, compensation, f"Reversal of {log.reference}. Reason: {reason}")
-            self.message_user(
-                request,
-                f"{log.reference} reversed: {compensation.reference} moved {compensation.amount} "
-                f"{compensation.currency} back.",
-                messages.SUCCESS,
-            )
-            return HttpResponseRedirect(log_url)
-
-        if request.method == "GET" and log.status != TransactionStatus.COMPLETED:
-            self.message_user(
-                request,
-                f"{log.reference} is {log.status}: only a COMPLETED transaction can be reversed, and only once.",
-                messages.ERROR,
-            )
-            return HttpResponseRedirect(log_url)
-
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Reverse {log.reference}?",
-            "subtitle": None,
-            "opts": self.opts,
-            "original": log,
-            "log": log,
-            "log_url": log_url,
-            "source": self.source(log),
-            "destination": self.destination(log),
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/transfers/transactionlog/reverse_confirmation.html", context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "has_reverse_permission": self.has_reverse_permission(request)}
-        return super().change_view(request, object_id, form_url, extra_context)
 
 
 # --- the wallet page, with its ledger ------------------------------------------------------

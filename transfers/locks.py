@@ -197,8 +197,10 @@ ON CONFLICT (client_id, currency) DO NOTHING
 def lock_exposure(client_id: int, currency: str) -> ClientExposure:
     """The exposure row of (client, currency), locked, made at zero on the
     client's first deposit or withdrawal in the currency. Taken after the
-    wallets: every caller holds the currency's settlement wallet, so two
-    callers for one client and currency already wait for each other there."""
+    wallets: every caller holds the currency's settlement or suspense wallet
+    (a manual adjustment), so two callers for one client and currency
+    mostly wait for each other there; a deposit and an adjustment meet here
+    instead, the second insert waiting for the first (ON CONFLICT)."""
     cursor = connection.statement_cursor()
     cursor.execute(_LOCK_EXPOSURE, [client_id, currency])
     row = cursor.fetchone()

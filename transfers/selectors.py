@@ -18,12 +18,20 @@ READ_ALL_TRANSACTIONS = "transfers.view_all_transfers"
 WALLETS = ("source_wallet", "destination_wallet")
 
 
+def with_reversal_links(logs: QuerySet[TransactionLog]) -> QuerySet[TransactionLog]:
+    """The logs with `compensation_id`: the id of the log that reverses each
+    (reversal_of is unique and indexed: one index probe per log), or None."""
+    compensation = TransactionLog.objects.filter(reversal_of=OuterRef("pk")).values("pk")[:1]
+    return logs.annotate(compensation_id=Subquery(compensation))
+
+
 def log_for_client_key(*, client: AbstractBaseUser, idempotency_key: str) -> TransactionLog:
     """A client sees only its own keys: another client's key is simply not
     found (TransactionNotFound), whoever's wallets it touched."""
     if "\x00" in idempotency_key:  # no stored key has one (they are printable); PostgreSQL text cannot
         raise TransactionNotFound()
-    log = TransactionLog.objects.filter(client=client, idempotency_key=idempotency_key).select_related(*WALLETS).first()
+    logs = TransactionLog.objects.filter(client=client, idempotency_key=idempotency_key).select_related(*WALLETS)
+    log = with_reversal_links(logs).first()
     if log is None:
         raise TransactionNotFound()
     return log
@@ -43,7 +51,7 @@ def log_by_reference(*, viewer: AbstractBaseUser, reference: str) -> Transaction
     TransactionNotFound, as for an unknown reference."""
     if not REFERENCE_FORMAT.fullmatch(reference):
         raise TransactionNotFound()
-    log = visible_logs(viewer=viewer).filter(reference=reference).select_related(*WALLETS).first()
+    log = with_reversal_links(visible_logs(viewer=viewer).filter(reference=reference).select_related(*WALLETS)).first()
     if log is None:
         raise TransactionNotFound()
     return log

@@ -236,6 +236,23 @@ class TransactionLogSerializer(serializers.ModelSerializer):
         return log.metadata if self._shows_request_details(log) else None
 
 
+class TransactionDetailSerializer(TransactionLogSerializer):
+    """One transaction looked up by key or reference: the log view, with
+    the reversal links. `reversalOf` is the id of the transaction a
+    compensating one reverses, `reversedBy` the id of the compensating
+    transaction of a REVERSED one; null otherwise. Both transactions move
+    money between the same two wallets, so whoever may read one may read the
+    other. (Lists and events show the log view without them.)"""
+
+    reversalOf = serializers.UUIDField(source="reversal_of_id", allow_null=True)
+    # Annotated by the selector (selectors.with_reversal_links).
+    reversedBy = serializers.UUIDField(source="compensation_id", allow_null=True)
+
+    class Meta(TransactionLogSerializer.Meta):
+        fields = [*TransactionLogSerializer.Meta.fields, "reversalOf", "reversedBy"]
+        read_only_fields = fields
+
+
 class WalletHistoryEntrySerializer(TransactionLogSerializer):
     """A transaction as a wallet's history shows it: `direction` is CREDIT
     when this wallet received the amount and DEBIT when it paid it, as a

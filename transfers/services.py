@@ -34,6 +34,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -77,10 +78,10 @@ from wallet_project.db import in_model_order
 from wallet_project.fields import timestamp_text
 from wallets.events import record_events
 from wallets.exceptions import WalletNotFound
-from wallets.models import EventType, Wallet, WalletKind
+from wallets.models import SYSTEM_KINDS, EventType, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 from wallets.selectors import owned_wallets
-from wallets.services import settlement_wallet_get_or_create
+from wallets.services import settlement_wallet_get_or_create, suspense_wallet_get_or_create
 
 logger = logging.getLogger(__name__)
 
@@ -218,16 +219,22 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
     """Undo a COMPLETED movement: a compensating log moves the amount back and
     the original becomes REVERSED, in one transaction. Returns the compensating log.
 
+    Its own transaction, or the caller's when called inside one: the
+    corrections app applies an approved reversal this way, holding its
+    request's row lock until the reversal commits with the request's new
+    status (corrections/services.py; nothing else calls it outside tests).
+
     At most once: the original's row lock and status check serialise
     concurrent attempts, and reversal_of is unique in the database. A
-    compensating log is not itself reversible. Frozen
-    wallets do not block it (it is an operator's correction), but a customer
-    wallet that no longer holds the money does: InsufficientBalance.
+    compensating log is not itself reversible. The posting's rules are
+    _post_correction's: frozen wallets do not block it, a customer wallet
+    that no longer holds the money does (InsufficientBalance), and so do the
+    exposure and ledger limits (LimitExceeded, BalanceLimitExceeded).
     """
     reason = reason.strip()
     if not reason:
         raise ValueError("A reversal needs a reason.")
-    with transaction.atomic(durable=True):
+    with transaction.atomic():
         original = locks.lock_log(log_id)
         if original.status != TransactionStatus.COMPLETED:
             raise ReversalNotAllowed(f"{original.reference} is {original.status}; only COMPLETED can be reversed.")
@@ -235,44 +242,153 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
             # Undoing an undo would re-apply the original under a new log:
             # make a new, deliberate movement instead.
             raise ReversalNotAllowed(f"{original.reference} is itself a reversal and cannot be reversed.")
-        wallets = locks.lock_wallets(original.source_wallet_id, original.destination_wallet_id)
         # Money flows back: the original destination pays.
-        payer, payee = wallets[original.destination_wallet_id], wallets[original.source_wallet_id]
-        if payer.kind == WalletKind.CUSTOMER and payer.balance < original.amount:
-            raise InsufficientBalance(
-                f"The wallet that received {original.reference} holds {payer.balance}, less than {original.amount}."
-            )
-        exposure = _exposure_change(payer, payee, original.amount)
-        _check_limits(payer, payee, original.amount, exposure)
-        now = timezone.now()
-        compensation = TransactionLog.objects.create(
+        compensation, payer, payee = _post_correction(
             client=reversed_by,
-            idempotency_key=f"reversal:{original.pk}",
-            movement_fingerprint=canonical_fingerprint(reversal_of=str(original.pk)),
-            type=REVERSAL_TYPE[original.type],
-            status=TransactionStatus.COMPLETED,
-            source_wallet=payer,
-            destination_wallet=payee,
+            payer_id=original.destination_wallet_id,
+            payee_id=original.source_wallet_id,
             amount=original.amount,
-            currency=original.currency,
+            type=REVERSAL_TYPE[original.type],
+            idempotency_key=f"reversal:{original.pk}",
+            fingerprint=canonical_fingerprint(reversal_of=str(original.pk)),
             metadata={"reversalOf": original.reference, "reason": reason, "reversedBy": reversed_by.get_username()},
             reversal_of=original,
-            completed_at=now,
+            shortfall=f"The wallet that received {original.reference}",
         )
-        _run(_MOVE_MONEY, {"source": payer.pk, "destination": payee.pk, "amount": original.amount, "now": now})
-        if exposure is not None:
-            _run(_CHANGE_EXPOSURE, {"now": now, **_exposure_params(exposure)})
         original.status = TransactionStatus.REVERSED
         original.save(update_fields=["status", "updated_at"])
         _run(
             _RECORD_EVENTS_OF,
             {
-                "log": original.pk, "event": EventType.TRANSFER_REVERSED.value, "now": now,
+                "log": original.pk, "event": EventType.TRANSFER_REVERSED.value, "now": compensation.completed_at,
                 "owners": _owners(payer, payee),
             },
         )  # fmt: skip
-    telemetry.reversal_done(original=original, compensation=compensation, reversed_by=reversed_by)
+        transaction.on_commit(
+            lambda: telemetry.reversal_done(original=original, compensation=compensation, reversed_by=reversed_by)
+        )
     return compensation
+
+
+class AdjustmentDirection(StrEnum):
+    """Which way a manual adjustment moves a customer wallet's balance."""
+
+    CREDIT = "CREDIT"  # suspense -> customer: a DEPOSIT log
+    DEBIT = "DEBIT"  # customer -> suspense: a WITHDRAWAL log
+
+
+def adjustment_post(
+    *,
+    correction_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    direction: AdjustmentDirection,
+    amount: Decimal,
+    reason: str,
+    ticket: str,
+    requested_by: AbstractBaseUser,
+    approved_by: AbstractBaseUser | None,
+) -> TransactionLog:
+    """A manual adjustment: move `amount` (Decimal, 2 places, > 0) between a
+    customer wallet and its currency's suspense wallet (docs/design.md,
+    "Corrections"). Returns its COMPLETED log: a DEPOSIT for a CREDIT (from
+    suspense), a WITHDRAWAL for a DEBIT (to suspense), with the reason,
+    ticket and both people in its metadata, and its event
+    (deposit.completed, withdrawal.completed) for the wallet's owner.
+
+    Only corrections.services calls it, inside its transaction, once the
+    request is approved (or is below the single-approval threshold). At most
+    once per correction: the log's key is `adjustment:<correction id>` under
+    the requester, and (client, key) is unique in the database, so a second
+    posting of one correction fails with IntegrityError and rolls back.
+    Raises WalletNotFound for a wallet that is not a customer wallet, and
+    _post_correction's rule errors (InsufficientBalance for a debit the
+    wallet cannot cover, LimitExceeded, BalanceLimitExceeded).
+    """
+    if amount <= 0:
+        raise ValueError("An adjustment moves a positive amount.")
+    customer = Wallet.objects.filter(pk=wallet_id, kind=WalletKind.CUSTOMER).only("currency").first()
+    if customer is None:
+        raise WalletNotFound()
+    suspense = suspense_wallet_get_or_create(currency=customer.currency)
+    credit = direction == AdjustmentDirection.CREDIT
+    with transaction.atomic():
+        log, payer, payee = _post_correction(
+            client=requested_by,
+            payer_id=suspense.pk if credit else customer.pk,
+            payee_id=customer.pk if credit else suspense.pk,
+            amount=amount,
+            type=TransactionType.DEPOSIT if credit else TransactionType.WITHDRAWAL,
+            idempotency_key=f"adjustment:{correction_id}",
+            fingerprint=canonical_fingerprint(adjustment=str(correction_id)),
+            metadata={
+                "adjustment": direction.value,
+                "reason": reason,
+                "ticket": ticket,
+                "correctionId": str(correction_id),
+                "requestedBy": requested_by.get_username(),
+                "approvedBy": approved_by.get_username() if approved_by else None,
+            },  # fmt: skip
+            reversal_of=None,
+            shortfall="The wallet",
+        )
+        _run(
+            _RECORD_EVENTS_OF,
+            {"log": log.pk, "event": _event_type(log), "now": log.completed_at, "owners": _owners(payer, payee)},
+        )
+    return log
+
+
+def _post_correction(
+    *,
+    client: AbstractBaseUser,
+    payer_id: uuid.UUID,
+    payee_id: uuid.UUID,
+    amount: Decimal,
+    type: TransactionType,
+    idempotency_key: str,
+    fingerprint: str,
+    metadata: dict,
+    reversal_of: TransactionLog | None,
+    shortfall: str,
+) -> tuple[TransactionLog, Wallet, Wallet]:
+    """The posting of a correction (a reversal's compensation, a manual
+    adjustment), inside the caller's transaction: lock both wallets, check
+    the rules a correction keeps, write its COMPLETED log and move the money
+    and the exposure. Returns (log, payer, payee), the wallets as locked.
+
+    The rules: the payer, if a customer wallet, must hold `amount`
+    (InsufficientBalance, naming `shortfall`); then _check_limits, the
+    movements' own (client exposure, the ledger's range). Not checked: frozen
+    wallets (an operator's correction must reach a frozen wallet) and the
+    tier of movement types (a correction is not a client's request).
+    """
+    wallets = locks.lock_wallets(payer_id, payee_id)
+    payer, payee = wallets[payer_id], wallets[payee_id]
+    if payer.currency != payee.currency:
+        raise CurrencyMismatch(f"The wallets hold {payer.currency} and {payee.currency}.")
+    if payer.kind == WalletKind.CUSTOMER and payer.balance < amount:
+        raise InsufficientBalance(f"{shortfall} holds {payer.balance}, less than {amount}.")
+    exposure = _exposure_change(payer, payee, amount)
+    _check_limits(payer, payee, amount, exposure)
+    now = timezone.now()
+    log = TransactionLog.objects.create(
+        client=client,
+        idempotency_key=idempotency_key,
+        movement_fingerprint=fingerprint,
+        type=type,
+        status=TransactionStatus.COMPLETED,
+        source_wallet=payer,
+        destination_wallet=payee,
+        amount=amount,
+        currency=payer.currency,
+        metadata=metadata,
+        reversal_of=reversal_of,
+        completed_at=now,
+    )
+    _run(_MOVE_MONEY, {"source": payer.pk, "destination": payee.pk, "amount": amount, "now": now})
+    if exposure is not None:
+        _run(_CHANGE_EXPOSURE, {"now": now, **_exposure_params(exposure)})
+    return log, payer, payee
 
 
 # --- the protocol ------------------------------------------------------------------
@@ -631,11 +747,15 @@ def _exposure_params(exposure: ExposureChange | None) -> dict:
 def _exposure_change(payer: Wallet, payee: Wallet, amount: Decimal) -> ExposureChange | None:
     """Whose exposure a movement changes, its row locked (after the wallets,
     transfers/locks.py), and by how much: + amount to the owner of a customer
-    wallet the settlement wallet pays (a deposit, a reversed withdrawal),
-    - amount to the owner of one that pays it; None between customer wallets."""
-    if payer.kind == WalletKind.SETTLEMENT:
+    wallet a system wallet pays (a deposit, a reversed withdrawal, a credit
+    adjustment from suspense), - amount to the owner of one that pays a
+    system wallet; None between customer wallets. A suspense wallet counts
+    as the settlement wallet does: money from it enters the client's wallets
+    from outside them, and pushes it below zero just the same
+    (docs/design.md, "Client exposure")."""
+    if payer.kind in SYSTEM_KINDS:
         return ExposureChange(locks.lock_exposure(payee.owner_id, payee.currency), amount)
-    if payee.kind == WalletKind.SETTLEMENT:
+    if payee.kind in SYSTEM_KINDS:
         return ExposureChange(locks.lock_exposure(payer.owner_id, payer.currency), -amount)
     return None
 

@@ -26,6 +26,7 @@ from transfers.serializers import (
     BatchResultSerializer,
     MoneyRequestSerializer,
     MovementResultSerializer,
+    TransactionDetailSerializer,
     TransactionLogSerializer,
     TransferRequestSerializer,
     WalletHistoryEntrySerializer,
@@ -130,7 +131,7 @@ class TransferViewSet(ApiViewSet):
 
     @extend_schema(
         responses={
-            200: envelope(TransactionLogSerializer(), "TransactionByKey"),
+            200: envelope(TransactionDetailSerializer(), "TransactionByKey"),
             404: error("No transaction of this client has that key (code transaction_not_found)."),
         }
     )
@@ -139,11 +140,11 @@ class TransferViewSet(ApiViewSet):
             lambda: selectors.log_for_client_key(client=request.user, idempotency_key=idempotency_key),
             fresh_enough=is_finished,
         )
-        return ok(TransactionLogSerializer(log, context={"request": request}).data)
+        return ok(TransactionDetailSerializer(log, context={"request": request}).data)
 
     @extend_schema(
         responses={
-            200: envelope(TransactionLogSerializer(), "TransactionByReference"),
+            200: envelope(TransactionDetailSerializer(), "TransactionByReference"),
             404: error("No visible transaction has that reference (code transaction_not_found)."),
         }
     )
@@ -151,7 +152,7 @@ class TransferViewSet(ApiViewSet):
         log = lag_tolerant_read(
             lambda: selectors.log_by_reference(viewer=request.user, reference=reference), fresh_enough=is_finished
         )
-        return ok(TransactionLogSerializer(log, context={"request": request}).data)
+        return ok(TransactionDetailSerializer(log, context={"request": request}).data)
 
 
 class WalletMoneyViewSet(ApiViewSet):

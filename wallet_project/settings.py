@@ -84,6 +84,8 @@ INSTALLED_APPS = [
     "wallets",
     "transfers",
     "reconciliation",
+    # Above transfers: its admin re-registers the transaction and wallet pages.
+    "corrections",
 ]
 
 MIDDLEWARE = [
@@ -252,6 +254,45 @@ CLIENT_EXPOSURE_LIMIT = env_amount("CLIENT_EXPOSURE_LIMIT", default="10000000000
 # (WalletSettlementBeyondAlertMagnitude in ops/prometheus/alerts.yml); 10^16
 # is a hundredth of the ledger's range, far above any real volume.
 SETTLEMENT_ALERT_MAGNITUDE = env_amount("SETTLEMENT_ALERT_MAGNITUDE", default="10000000000000000.00")
+
+
+def env_amounts_by_currency(name: str) -> dict[str, Decimal]:
+    """A per-currency amount setting: "NGN:50000.00,USD:100" (each amount as
+    env_amount reads one; each currency a supported one, at most once).
+    Empty or unset: no currency. Anything else stops the start-up in one
+    line naming the variable."""
+    text = env.str(name, default="").strip()
+    amounts: dict[str, Decimal] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        currency, _, amount = item.partition(":")
+        currency, amount = currency.strip(), amount.strip()
+        if currency not in SUPPORTED_CURRENCIES:
+            supported = ", ".join(SUPPORTED_CURRENCIES)
+            misconfigured(f"{name}: {currency!r} is not one of SUPPORTED_CURRENCIES ({supported}).")
+        if currency in amounts:
+            misconfigured(f"{name} names {currency} twice.")
+        if not re.fullmatch(r"[0-9]+(\.[0-9]{1,2})?", amount, re.ASCII) or Decimal(amount) > LEDGER_MAX_AMOUNT:
+            misconfigured(
+                f"{name} must read like NGN:50000.00,USD:100 (an amount of at most two decimals, up to "
+                f"{LEDGER_MAX_AMOUNT}, per currency), not {item!r}."
+            )
+        amounts[currency] = Decimal(amount)
+    return amounts
+
+
+# --- Corrections (docs/design.md, "Corrections: four eyes") ---------------------
+# Per currency, the amount below which one Finance user may apply a reversal
+# or an adjustment alone ("NGN:50000.00,USD:100"). Unset, the default: every
+# correction needs a second person.
+CORRECTION_SINGLE_APPROVAL_BELOW = env_amounts_by_currency("CORRECTION_SINGLE_APPROVAL_BELOW")
+# A request not approved within this is EXPIRED (by beat every minute, and
+# checked again at approval).
+CORRECTION_EXPIRES_AFTER = timedelta(seconds=env.int("CORRECTION_EXPIRES_AFTER_SECONDS", default=24 * 3600))
+if CORRECTION_EXPIRES_AFTER.total_seconds() <= 0:
+    misconfigured("CORRECTION_EXPIRES_AFTER_SECONDS must be more than 0.")
+# A request waiting longer than this pages (WalletCorrectionsWaiting in
+# ops/prometheus/alerts.yml): served as a metric so the rule reads the value.
+CORRECTION_WAITING_ALERT_SECONDS = env.int("CORRECTION_WAITING_ALERT_SECONDS", default=4 * 3600)
 # Deadlocks and serialization failures are retried this many times in all.
 TRANSFER_MAX_ATTEMPTS = env.int("TRANSFER_MAX_ATTEMPTS", default=5)
 # The Retry-After sent with 409 (key in use) and 503 (database down), seconds.
@@ -357,6 +398,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": WEBHOOK_DELIVER_EVERY_SECONDS,
         # A tick still queued when the next is due is dropped: runs do not pile up behind a busy worker.
         "options": {"expires": 2 * WEBHOOK_DELIVER_EVERY_SECONDS},
+    },
+    # Every minute: correction requests older than CORRECTION_EXPIRES_AFTER become EXPIRED.
+    "expire-corrections": {
+        "task": "corrections.tasks.expire_corrections",
+        "schedule": 60.0,
     },
     # Every day: delete events older than EVENTS_RETENTION.
     "purge-events": {

@@ -31,8 +31,14 @@ from django.utils.html import format_html
 
 from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.api_keys import ApiKeyError, api_key_issue, api_key_revoke
-from wallets.models import ApiKey, Event, Wallet, WalletKind, WebhookDelivery, WebhookEndpoint
-from wallets.services import UNCLAIMED_OWNER, WalletGiveRefused, wallet_give_to_client, wallet_set_active
+from wallets.models import ApiKey, Event, FreezeReason, Wallet, WalletKind, WebhookDelivery, WebhookEndpoint
+from wallets.services import (
+    UNCLAIMED_OWNER,
+    UnfreezeNeedsApproval,
+    WalletGiveRefused,
+    wallet_give_to_client,
+    wallet_set_active,
+)
 from wallets.webhooks import event_resend, webhook_endpoint_enable
 
 # --- shared by the money changelists (transfers/admin.py uses them too) -------------
@@ -135,11 +141,15 @@ class WalletKindFilter(admin.SimpleListFilter):
     settlement wallets opens with why their balances are negative
     (SETTLEMENT_EXPLAINED, in wallets/templates/admin/wallets/wallet/change_list.html)."""
 
-    title = "customer or settlement"
+    title = "customer or system"
     parameter_name = "kind__exact"  # the field filter's name, so links made before still work
 
     def lookups(self, request, model_admin):
-        return [(WalletKind.CUSTOMER, "Customer wallets"), (WalletKind.SETTLEMENT, "Settlement wallets")]
+        return [
+            (WalletKind.CUSTOMER, "Customer wallets"),
+            (WalletKind.SETTLEMENT, "Settlement wallets"),
+            (WalletKind.SUSPENSE, "Suspense wallets"),
+        ]
 
     def queryset(self, request, queryset):
         return queryset.filter(kind=self.value()) if self.value() else queryset
@@ -177,13 +187,14 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
     search_fields = ("=id", "=user_id")
     search_help_text = "A wallet id or a user id (the whole UUID)."
     fieldsets = (
-        (None, {"fields": ("id", "owner", "user_id", "kind", "currency", "balance", "is_active")}),
+        (None, {"fields": ("id", "owner", "user_id", "kind", "currency", "balance", "is_active", "frozen_because")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
     readonly_fields = (
-        "id", "owner", "user_id", "kind", "currency", "balance", "is_active", "created_at", "updated_at",
+        "id", "owner", "user_id", "kind", "currency", "balance", "is_active", "frozen_because", "created_at",
+        "updated_at",
     )  # fmt: skip
-    actions = ["freeze_wallets", "unfreeze_wallets", "give_wallets"]
+    actions = ["freeze_wallets", "freeze_wallets_for_fraud", "unfreeze_wallets", "give_wallets"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     # Filter counts ("Show counts") are a COUNT per choice over the whole table.
@@ -202,6 +213,13 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
         if wallet.is_settlement:
             return format_html('<strong title="{}">Settlement</strong>', SETTLEMENT_EXPLAINED)
         return wallet.get_kind_display()
+
+    @admin.display(description="frozen because")
+    def frozen_because(self, wallet):
+        if wallet.is_active:
+            return "-"
+        # A wallet frozen before reasons were kept reads as a support decision.
+        return FreezeReason(wallet.frozen_reason or FreezeReason.SUPPORT).label
 
     def changelist_view(self, request, extra_context=None):
         showing_settlement = request.GET.get(WalletKindFilter.parameter_name) == WalletKind.SETTLEMENT
@@ -230,27 +248,43 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
     def freeze_wallets(self, request, queryset):
         self.set_active(request, queryset, is_active=False)
 
+    @admin.action(description="Freeze selected wallets for suspected fraud", permissions=["freeze"])
+    def freeze_wallets_for_fraud(self, request, queryset):
+        self.set_active(request, queryset, is_active=False, reason=FreezeReason.FRAUD)
+
     @admin.action(description="Unfreeze selected wallets", permissions=["freeze"])
     def unfreeze_wallets(self, request, queryset):
         self.set_active(request, queryset, is_active=True)
 
-    def set_active(self, request, wallets, *, is_active: bool) -> None:
+    def set_active(self, request, wallets, *, is_active: bool, reason: FreezeReason = FreezeReason.SUPPORT) -> None:
         verb = "Unfroze" if is_active else "Froze"
-        changed, unchanged, settlement = 0, 0, 0
+        changed, unchanged, settlement, fraud = 0, 0, 0, 0
         for wallet in wallets:
-            # A frozen settlement wallet would stop every deposit and
-            # withdrawal of its currency: not a support decision.
-            if wallet.is_settlement and not is_active:
+            # A frozen system wallet would stop every deposit, withdrawal or
+            # adjustment of its currency: not a support decision.
+            if wallet.is_system and not is_active:
                 settlement += 1
                 continue
             if wallet.is_active == is_active:
                 unchanged += 1
                 continue
             # The flag and its history entry commit together.
-            with transaction.atomic():
-                wallet_set_active(wallet=wallet, is_active=is_active)
-                self.log_change(request, wallet, f"{verb} the wallet.")
+            try:
+                with transaction.atomic():
+                    wallet_set_active(wallet=wallet, is_active=is_active, reason=reason)
+                    because = " for suspected fraud" if not is_active and reason == FreezeReason.FRAUD else ""
+                    self.log_change(request, wallet, f"{verb} the wallet{because}.")
+            except UnfreezeNeedsApproval:
+                fraud += 1
+                continue
             changed += 1
+        if fraud:
+            self.message_user(
+                request,
+                f"{fraud} wallet(s) frozen for suspected fraud left frozen: unfreezing one needs a second person. "
+                "Use “Request unfreeze…” on the wallet's page.",
+                messages.ERROR,
+            )
         if changed:
             self.message_user(request, f"{verb} {changed} wallet{'s' if changed != 1 else ''}.", messages.SUCCESS)
         if unchanged:
@@ -258,7 +292,9 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
             self.message_user(request, f"{unchanged} already {state}, left as it was.", messages.WARNING)
         if settlement:
             self.message_user(
-                request, f"{settlement} settlement wallet(s) left active: they are never frozen here.", messages.ERROR
+                request,
+                f"{settlement} settlement or suspense wallet(s) left active: they are never frozen here.",
+                messages.ERROR,
             )
 
     # --- give an unclaimed wallet to its client -------------------------------------
@@ -300,12 +336,18 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
         freeze = self.admin_site.admin_view(self.freeze_view)
         return [
             path("<path:object_id>/freeze/", freeze, {"is_active": False}, name=f"{app}_{model}_freeze"),
+            path(
+                "<path:object_id>/freeze-for-fraud/",
+                freeze,
+                {"is_active": False, "reason": FreezeReason.FRAUD},
+                name=f"{app}_{model}_freeze_for_fraud",
+            ),
             path("<path:object_id>/unfreeze/", freeze, {"is_active": True}, name=f"{app}_{model}_unfreeze"),
             *super().get_urls(),
         ]
 
-    def freeze_view(self, request, object_id, is_active: bool):
-        """The wallet page's Freeze / Unfreeze button: the action, for one wallet."""
+    def freeze_view(self, request, object_id, is_active: bool, reason: FreezeReason = FreezeReason.SUPPORT):
+        """The wallet page's Freeze / Freeze for fraud / Unfreeze buttons: the action, for one wallet."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_freeze_permission(request):
@@ -313,7 +355,7 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
         wallet = self.get_object(request, unquote(object_id))
         if wallet is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        self.set_active(request, [wallet], is_active=is_active)
+        self.set_active(request, [wallet], is_active=is_active, reason=reason)
         return HttpResponseRedirect(
             reverse("admin:wallets_wallet_change", args=[quote(wallet.pk)], current_app=self.admin_site.name)
         )

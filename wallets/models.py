@@ -21,6 +21,26 @@ class WalletKind(models.TextChoices):
     # One per currency: money enters (deposit) and leaves (withdrawal) through
     # it, so its balance is minus the money held in customer wallets.
     SETTLEMENT = "SETTLEMENT", "Settlement"
+    # One per currency: the other side of a manual adjustment (a correction
+    # approved by two people, docs/design.md "Corrections"). A credit to a
+    # customer wallet is a debit here, so it may go below zero, like the
+    # settlement wallet; its balance is what adjustments have not yet been
+    # explained by (cleared by an opposite adjustment).
+    SUSPENSE = "SUSPENSE", "Suspense"
+
+
+# The service's own wallets, one of each per currency: no owner, no user,
+# and the only wallets that may go below zero.
+SYSTEM_KINDS = (WalletKind.SETTLEMENT, WalletKind.SUSPENSE)
+
+
+class FreezeReason(models.TextChoices):
+    """Why a wallet was frozen. Freezing is one person's protective action
+    whatever the reason; unfreezing a wallet frozen for FRAUD needs a second
+    person (a correction, docs/design.md "Corrections")."""
+
+    SUPPORT = "SUPPORT", "Support decision"
+    FRAUD = "FRAUD", "Suspected fraud"
 
 
 class Wallet(models.Model):
@@ -40,6 +60,15 @@ class Wallet(models.Model):
     currency = models.CharField(max_length=3, default=settings.DEFAULT_CURRENCY)
     balance = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=0, editable=False)
     is_active = models.BooleanField(default=True)
+    # Why it is frozen; "" while active (and for a wallet frozen before
+    # reasons were kept: read as SUPPORT). No CHECK ties it to is_active, so
+    # that a process of the previous release, which freezes without a
+    # reason, keeps working during a deploy. db_default: such a process
+    # inserting a wallet still writes a valid row, and adding a column with a
+    # constant default rewrites no row.
+    frozen_reason = models.CharField(
+        max_length=16, choices=FreezeReason.choices, blank=True, default="", db_default="", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -68,19 +97,24 @@ class Wallet(models.Model):
                 condition=Q(kind=WalletKind.SETTLEMENT),
                 name="wallets_wallet_one_settlement_per_currency",
             ),
+            models.UniqueConstraint(
+                fields=["currency"],
+                condition=Q(kind=WalletKind.SUSPENSE),
+                name="wallets_wallet_one_suspense_per_currency",
+            ),
             models.CheckConstraint(
-                condition=Q(kind=WalletKind.SETTLEMENT) | Q(balance__gte=0),
+                condition=Q(kind__in=SYSTEM_KINDS) | Q(balance__gte=0),
                 name="wallets_wallet_customer_balance_non_negative",
             ),
             models.CheckConstraint(
                 condition=(Q(kind=WalletKind.CUSTOMER) & Q(user_id__isnull=False))
-                | (Q(kind=WalletKind.SETTLEMENT) & Q(user_id__isnull=True)),
+                | (Q(kind__in=SYSTEM_KINDS) & Q(user_id__isnull=True)),
                 name="wallets_wallet_owner_matches_kind",
             ),
-            # Every customer wallet has an owning client; no settlement wallet has one.
+            # Every customer wallet has an owning client; no system wallet has one.
             models.CheckConstraint(
                 condition=(Q(kind=WalletKind.CUSTOMER) & Q(owner__isnull=False))
-                | (Q(kind=WalletKind.SETTLEMENT) & Q(owner__isnull=True)),
+                | (Q(kind__in=SYSTEM_KINDS) & Q(owner__isnull=True)),
                 name="wallets_wallet_client_matches_kind",
             ),
             models.CheckConstraint(
@@ -90,12 +124,17 @@ class Wallet(models.Model):
         ]
 
     def __str__(self) -> str:
-        owner = self.user_id if self.kind == WalletKind.CUSTOMER else "settlement"
+        owner = self.user_id if self.kind == WalletKind.CUSTOMER else self.kind.lower()
         return f"{self.currency} wallet {self.id} ({owner})"
 
     @property
     def is_settlement(self) -> bool:
         return self.kind == WalletKind.SETTLEMENT
+
+    @property
+    def is_system(self) -> bool:
+        """A settlement or suspense wallet: the service's own."""
+        return self.kind in SYSTEM_KINDS
 
 
 class ApiKey(models.Model):

@@ -10,24 +10,32 @@ from django.utils import timezone
 
 from wallets.events import record_events
 from wallets.exceptions import WalletAlreadyExists
-from wallets.models import EventType, Wallet, WalletKind
+from wallets.models import EventType, FreezeReason, Wallet, WalletKind
 from wallets.serializers import WalletSerializer
 
 
 def settlement_wallet_get_or_create(*, currency: str) -> Wallet:
-    """The one settlement wallet of a currency, created on first need.
+    """The one settlement wallet of a currency, created on first need."""
+    return _system_wallet_get_or_create(WalletKind.SETTLEMENT, currency)
 
-    Safe under concurrency: the partial unique constraint lets one insert
-    win; the others read the winner.
-    """
-    wallet = Wallet.objects.filter(kind=WalletKind.SETTLEMENT, currency=currency).first()
+
+def suspense_wallet_get_or_create(*, currency: str) -> Wallet:
+    """The one suspense wallet of a currency (the other side of manual
+    adjustments), created on first need."""
+    return _system_wallet_get_or_create(WalletKind.SUSPENSE, currency)
+
+
+def _system_wallet_get_or_create(kind: WalletKind, currency: str) -> Wallet:
+    """Safe under concurrency: the kind's partial unique constraint (one per
+    currency) lets one insert win; the others read the winner."""
+    wallet = Wallet.objects.filter(kind=kind, currency=currency).first()
     if wallet is not None:
         return wallet
     try:
         with transaction.atomic():
-            return Wallet.objects.create(kind=WalletKind.SETTLEMENT, currency=currency, user_id=None)
+            return Wallet.objects.create(kind=kind, currency=currency, user_id=None)
     except IntegrityError:
-        return Wallet.objects.get(kind=WalletKind.SETTLEMENT, currency=currency)
+        return Wallet.objects.get(kind=kind, currency=currency)
 
 
 def wallet_create(*, owner: AbstractBaseUser, user_id: uuid.UUID, currency: str) -> Wallet:
@@ -48,21 +56,45 @@ def wallet_create(*, owner: AbstractBaseUser, user_id: uuid.UUID, currency: str)
         raise
 
 
-def wallet_set_active(*, wallet: Wallet, is_active: bool) -> Wallet:
-    """Freeze (False) or unfreeze (True) a wallet. A frozen wallet can neither
-    send nor receive; transfers check the flag under the row lock.
+class UnfreezeNeedsApproval(Exception):
+    """The wallet was frozen for fraud: a second person must approve its
+    unfreezing (a correction request, corrections.services)."""
+
+
+def wallet_set_active(
+    *,
+    wallet: Wallet,
+    is_active: bool,
+    reason: FreezeReason = FreezeReason.SUPPORT,
+    second_person_approved: bool = False,
+) -> Wallet:
+    """Freeze (False, with a `reason`) or unfreeze (True) a wallet. A frozen
+    wallet can neither send nor receive; transfers check the flag under the
+    row lock. Freezing is one person's protective action, whatever the
+    reason; so is unfreezing, except for a wallet frozen for FRAUD: that
+    needs `second_person_approved` (only corrections.services passes it,
+    once a different person approved the request), else UnfreezeNeedsApproval
+    and nothing changes (docs/design.md, "Corrections").
 
     A change of state records wallet.frozen or wallet.unfrozen for the
     wallet's owner in the same transaction (the outbox, wallets/events.py);
-    setting the state it already has changes nothing and records nothing.
+    setting the state it already has changes nothing and records nothing
+    (freezing a frozen wallet keeps its first reason).
     """
     with transaction.atomic():
-        changed = (
-            Wallet.objects.filter(pk=wallet.pk)
-            .exclude(is_active=is_active)
-            .update(is_active=is_active, updated_at=timezone.now())
-        )
-        wallet.refresh_from_db(fields=["is_active", "updated_at"])
+        # The row lock: an unfreeze and a freeze for fraud cannot cross.
+        current = Wallet.objects.select_for_update(no_key=True).only("is_active", "frozen_reason").get(pk=wallet.pk)
+        if is_active and current.frozen_reason == FreezeReason.FRAUD and not second_person_approved:
+            raise UnfreezeNeedsApproval(
+                "This wallet was frozen for suspected fraud: unfreezing it needs a second person's approval "
+                "(request it from the wallet page)."
+            )
+        changed = current.is_active != is_active
+        if changed:
+            Wallet.objects.filter(pk=wallet.pk).update(
+                is_active=is_active, frozen_reason="" if is_active else reason, updated_at=timezone.now()
+            )
+        wallet.refresh_from_db(fields=["is_active", "frozen_reason", "updated_at"])
         if changed and wallet.owner_id is not None:
             record_events(
                 type=EventType.WALLET_UNFROZEN if is_active else EventType.WALLET_FROZEN,

@@ -17,6 +17,9 @@ from django.db import OperationalError, close_old_connections
 from django.urls import reverse
 
 from conftest import make_api_client
+from corrections.models import Correction
+from corrections.services import reversal_request
+from corrections.tests.people import approved, staff
 from reconciliation.tests.faults import (
     balances,
     interrupt_at,
@@ -103,11 +106,12 @@ def test_connection_killed_inside_a_reversal_leaves_neither_reversal_nor_event(m
         client=source.owner, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("40"),
         idempotency_key="to-reverse", metadata={},
     ).log  # fmt: skip
-    staff = staff_client("Finance").user
+    correction = reversal_request(log_id=original.pk, reason="wrong user", requested_by=staff("Finance"))
+    approver = staff("Approver")
     kill_after_statement(monkeypatch, services, services._RECORD_EVENTS_OF)
 
     with pytest.raises(OperationalError):
-        services.transaction_reverse(log_id=original.pk, reason="wrong user", reversed_by=staff)
+        approved(correction, approver)
     close_old_connections()
     monkeypatch.undo()
 
@@ -115,8 +119,10 @@ def test_connection_killed_inside_a_reversal_leaves_neither_reversal_nor_event(m
     assert original.status == TransactionStatus.COMPLETED
     assert not TransactionLog.objects.filter(reversal_of=original).exists()
     assert [e.type for e in events_about(original.pk)] == ["transfer.completed"]
+    # The approval rolled back whole: the request still waits, its audit says only who asked.
+    assert list(correction.audit.values_list("action", flat=True)) == ["REQUESTED"]
 
-    services.transaction_reverse(log_id=original.pk, reason="wrong user", reversed_by=staff)
+    approved(correction, approver)
     assert [e.type for e in events_about(original.pk)] == ["transfer.completed", "transfer.reversed"]
 
 
@@ -168,6 +174,11 @@ def test_an_admin_freeze_and_an_admin_reversal_reach_the_clients_webhook(
         reverse("admin:transfers_transactionlog_reverse", args=[original.pk]), {"reason": "paid twice"}
     )
     assert reversed_.status_code == 302
+    pending = Correction.objects.get(transaction=original)
+    approved_ = staff_client("Approver").post(
+        reverse("admin:corrections_correction_approve", args=[pending.pk]), {"fingerprint": pending.fingerprint}
+    )
+    assert approved_.status_code == 302
     frozen = finance.post(reverse("admin:wallets_wallet_freeze", args=[destination.pk]))
     assert frozen.status_code == 302
 

@@ -57,6 +57,24 @@ def reverse_url(log) -> str:
     return reverse("admin:transfers_transactionlog_reverse", args=[log.pk])
 
 
+@pytest.fixture
+def approver(db) -> Client:
+    return staff_client("Approver")
+
+
+def approve_in_admin(approver: Client, log, follow=True):
+    """Four eyes (corrections/admin.py): the second person approves the
+    reversal request waiting on `log` from its approval page."""
+    from corrections.models import Correction, CorrectionStatus
+
+    correction = Correction.objects.get(transaction=log, status=CorrectionStatus.PENDING)
+    return approver.post(
+        reverse("admin:corrections_correction_approve", args=[correction.pk]),
+        {"fingerprint": correction.fingerprint},
+        follow=follow,
+    )
+
+
 def listed_references(response) -> set[str]:
     return {log.reference for log in response.context["cl"].result_list}
 
@@ -183,7 +201,7 @@ def test_logs_cannot_be_added_changed_or_deleted_even_by_a_superuser(funded_wall
 # --- reversal ---------------------------------------------------------------------------------
 
 
-def test_finance_reverses_a_completed_transfer_after_a_confirmation_page(finance, funded_wallet):
+def test_finance_reverses_a_completed_transfer_after_a_confirmation_page(finance, approver, funded_wallet):
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     original = transfer(source, destination, "40.00")
 
@@ -192,23 +210,25 @@ def test_finance_reverses_a_completed_transfer_after_a_confirmation_page(finance
     assert chosen["Location"] == reverse_url(original)
     confirmation = finance.get(reverse_url(original))
     assert confirmation.status_code == 200
-    assert f"Yes, reverse {original.reference}" in confirmation.content.decode()
+    assert f"Request the reversal of {original.reference}" in confirmation.content.decode()
     assert TransactionLog.objects.get(pk=original.pk).status == TransactionStatus.COMPLETED  # nothing yet
 
-    done = finance.post(reverse_url(original), {"reason": "sent to the wrong user"}, follow=True)
+    finance.post(reverse_url(original), {"reason": "sent to the wrong user"}, follow=True)
+    assert TransactionLog.objects.get(pk=original.pk).status == TransactionStatus.COMPLETED  # waits for approval
+    done = approve_in_admin(approver, original)
 
     original.refresh_from_db()
     compensation = TransactionLog.objects.get(reversal_of=original)
     assert original.status == TransactionStatus.REVERSED
     assert compensation.metadata["reason"] == "sent to the wrong user"
-    assert compensation.client == finance.user
+    assert compensation.client == approver.user  # who applied it; the request names who asked
     assert Wallet.objects.get(pk=source.pk).balance == Decimal("100.00")
     assert Wallet.objects.get(pk=destination.pk).balance == Decimal("0.00")
     assert f"{original.reference} reversed: {compensation.reference}" in done.content.decode()
     history = LogEntry.objects.get(object_id=str(original.pk), action_flag=CHANGE)
     assert history.user == finance.user
     assert "sent to the wrong user" in history.get_change_message()
-    assert LogEntry.objects.filter(object_id=str(compensation.pk), action_flag=ADDITION, user=finance.user).exists()
+    assert LogEntry.objects.filter(object_id=str(compensation.pk), action_flag=ADDITION, user=approver.user).exists()
 
 
 def test_a_reversal_without_a_reason_is_not_done(finance, funded_wallet):
@@ -223,9 +243,10 @@ def test_a_reversal_without_a_reason_is_not_done(finance, funded_wallet):
     assert not TransactionLog.objects.filter(reversal_of=original).exists()
 
 
-def test_a_second_reversal_is_refused_with_a_clear_message(finance, funded_wallet):
+def test_a_second_reversal_is_refused_with_a_clear_message(finance, approver, funded_wallet):
     original = transfer(funded_wallet("100.00"), funded_wallet("0"))
     finance.post(reverse_url(original), {"reason": "first"})
+    approve_in_admin(approver, original)
 
     again = finance.post(reverse_url(original), {"reason": "second"}, follow=True)
 
@@ -243,12 +264,13 @@ def test_the_confirmation_page_of_a_log_that_is_not_completed_sends_back_with_a_
     assert f"{failed.reference} is FAILED: only a COMPLETED transaction can be reversed" in response.content.decode()
 
 
-def test_a_reversal_the_receiver_cannot_cover_is_refused_and_changes_nothing(finance, funded_wallet):
+def test_a_reversal_the_receiver_cannot_cover_is_refused_and_changes_nothing(finance, approver, funded_wallet):
     source, destination, third = funded_wallet("100.00"), funded_wallet("0"), funded_wallet("0")
     original = transfer(source, destination, "40.00")
     transfer(destination, third, "30.00")
 
-    response = finance.post(reverse_url(original), {"reason": "wrong user"}, follow=True)
+    finance.post(reverse_url(original), {"reason": "wrong user"}, follow=True)
+    response = approve_in_admin(approver, original)
 
     assert f"{original.reference} was not reversed" in response.content.decode()
     assert TransactionLog.objects.get(pk=original.pk).status == TransactionStatus.COMPLETED
@@ -363,7 +385,7 @@ def test_wallet_page_flags_a_stored_balance_the_ledger_does_not_explain(support,
 # --- groups --------------------------------------------------------------------------------
 
 
-def test_the_migration_creates_support_and_finance_with_exactly_their_permissions():
+def test_the_migrations_create_support_finance_and_approver_with_exactly_their_permissions():
     def codenames(name):
         return set(Group.objects.get(name=name).permissions.values_list("content_type__app_label", "codename"))
 
@@ -377,12 +399,23 @@ def test_the_migration_creates_support_and_finance_with_exactly_their_permission
         ("wallets", "resend_event"),
         ("wallets", "view_webhookendpoint"),
         ("wallets", "view_webhookdelivery"),
+        # Correction requests and their audit (corrections/migrations/0002_approver_group.py).
+        ("corrections", "view_correction"),
+        ("corrections", "view_correctionaudit"),
     }
     assert codenames("Support") == support_permissions
     assert codenames("Finance") == support_permissions | {
         ("transfers", "reverse_transactionlog"),
         # Unclaimed wallets to their clients (transfers/migrations/0011_give_wallet_permission.py).
         ("wallets", "give_wallet"),
+        # Manual adjustments, approved by a second person.
+        ("corrections", "request_adjustment"),
+    }
+    # Approvers see what they approve, and nothing of money besides.
+    assert codenames("Approver") == {
+        ("corrections", "view_correction"),
+        ("corrections", "view_correctionaudit"),
+        ("corrections", "approve_correction"),
     }
 
 
@@ -413,6 +446,7 @@ def test_support_sees_wallets_transaction_logs_batches_and_webhooks_in_the_admin
     assert models == {
         ("wallets", "Wallet"), ("transfers", "TransactionLog"), ("transfers", "TransferBatch"),
         ("wallets", "Event"), ("wallets", "WebhookEndpoint"), ("wallets", "WebhookDelivery"),
+        ("corrections", "Correction"), ("corrections", "CorrectionAudit"),
     }  # fmt: skip
 
 

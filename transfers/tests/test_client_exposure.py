@@ -18,9 +18,10 @@ from django.db import connection
 from django.db.models import Sum
 
 from conftest import make_api_client
+from corrections.tests.people import reversed_with_four_eyes
 from reconciliation.services import ledger_discrepancies
 from transfers.models import ClientExposure, TransactionLog, TransactionStatus
-from transfers.services import deposit_create, transaction_reverse, withdrawal_create
+from transfers.services import deposit_create, withdrawal_create
 from transfers.tests.concurrency import post_deposit, run_concurrently
 from wallets.models import Wallet, WalletKind
 from wallets.money import CENT, MAX_AMOUNT
@@ -142,7 +143,7 @@ def test_reversing_a_deposit_lowers_the_exposure(settings, wallet_owner, admin_u
         client=wallet_owner, wallet_id=wallet.pk, amount=Decimal("100.00"), idempotency_key="d", metadata={}
     ).log
 
-    transaction_reverse(log_id=log.pk, reason="sent by mistake", reversed_by=admin_user)
+    reversed_with_four_eyes(log.pk, "sent by mistake")
 
     assert ClientExposure.objects.get(client=wallet_owner, currency="NGN").amount == 0
     again = deposit_create(
@@ -169,7 +170,7 @@ def test_the_exposures_kept_are_the_ones_the_migration_counts_from_the_ledger(se
     withdrawn = withdrawal_create(
         client=wallet_owner, wallet_id=ngn.pk, amount=Decimal("20.00"), idempotency_key="w", metadata={}
     ).log
-    transaction_reverse(log_id=withdrawn.pk, reason="bank returned it", reversed_by=admin_user)
+    reversed_with_four_eyes(withdrawn.pk, "bank returned it")
     withdrawal_create(client=other, wallet_id=others.pk, amount=Decimal("12.00"), idempotency_key="w", metadata={})
     kept = set(ClientExposure.objects.values_list("client_id", "currency", "amount"))
 

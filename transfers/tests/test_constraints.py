@@ -11,9 +11,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, ProtectedError
 
+from corrections.tests.people import reversed_with_four_eyes
 from reconciliation.services import ledger_discrepancies
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
-from transfers.services import transaction_reverse, transfer_create
+from transfers.services import transfer_create
 from transfers.tests.factories import ApiUserFactory
 from wallets.models import Wallet, WalletKind
 from wallets.tests.factories import WalletFactory
@@ -318,9 +319,7 @@ def test_an_api_client_with_logs_cannot_be_deleted(completed_transfer):
 
 def test_a_reversed_log_cannot_be_deleted(completed_transfer):
     # The compensating log points at it: deleting it would orphan the reversal.
-    compensation = transaction_reverse(
-        log_id=completed_transfer.pk, reason="customer dispute", reversed_by=ApiUserFactory()
-    )
+    compensation = reversed_with_four_eyes(completed_transfer.pk, "customer dispute")
     with pytest.raises(ProtectedError), transaction.atomic():
         TransactionLog.objects.filter(pk=completed_transfer.pk).delete()
     assert compensation.reversal_of_id == completed_transfer.pk

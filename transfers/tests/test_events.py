@@ -9,6 +9,7 @@ import pytest
 from rest_framework.test import APIRequestFactory
 
 from conftest import make_api_client
+from corrections.tests.people import reversed_with_four_eyes
 from transfers import services
 from transfers.models import TransactionLog
 from transfers.serializers import TransactionLogSerializer
@@ -104,7 +105,7 @@ def test_a_reversal_records_transfer_reversed_for_each_owner(funded_wallet, admi
         client=payer, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("7"),
         idempotency_key="to-undo", metadata={"k": 1},
     )  # fmt: skip
-    services.transaction_reverse(log_id=result.log.pk, reason="paid twice", reversed_by=admin_user)
+    reversed_with_four_eyes(result.log.pk, "paid twice")
 
     (payer_event,) = events_of(payer, "transfer.reversed")
     (payee_event,) = events_of(payee_owner, "transfer.reversed")

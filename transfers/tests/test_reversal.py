@@ -1,16 +1,17 @@
-"""transaction_reverse: a compensating movement, at most once."""
+"""A reversal: a compensating movement, at most once. Started as support
+starts one now, through four eyes (corrections.tests.people: a Finance
+request, an Approver's approval), which applies it with transaction_reverse."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
+from corrections import services as corrections
+from corrections.exceptions import NotCorrectable
+from corrections.tests.people import ReversalFailed, approve_at_once, reversed_with_four_eyes, staff
 from reconciliation.services import ledger_discrepancies
 from transfers import services
-from transfers.exceptions import InsufficientBalance, ReversalNotAllowed
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
-from transfers.tests.factories import ApiUserFactory
 from wallets.models import Wallet
 
 
@@ -29,9 +30,8 @@ def completed_transfer(source, destination, amount="40.00"):
 def test_reversal_moves_the_money_back_and_marks_the_original_reversed(funded_wallet):
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     original = completed_transfer(source, destination)
-    staff = ApiUserFactory(is_staff=True)
 
-    compensation = services.transaction_reverse(log_id=original.pk, reason="sent to the wrong user", reversed_by=staff)
+    compensation = reversed_with_four_eyes(original.pk, "sent to the wrong user")
 
     original.refresh_from_db()
     assert original.status == TransactionStatus.REVERSED
@@ -49,9 +49,7 @@ def test_a_deposit_is_reversed_by_a_withdrawal_to_settlement(funded_wallet):
     wallet = funded_wallet("25.00")
     deposit = TransactionLog.objects.get(destination_wallet=wallet, type=TransactionType.DEPOSIT)
 
-    compensation = services.transaction_reverse(
-        log_id=deposit.pk, reason="duplicate funding", reversed_by=ApiUserFactory()
-    )
+    compensation = reversed_with_four_eyes(deposit.pk, "duplicate funding")
 
     assert compensation.type == TransactionType.WITHDRAWAL
     assert Wallet.objects.get(pk=wallet.pk).balance == Decimal("0.00")
@@ -61,20 +59,20 @@ def test_a_deposit_is_reversed_by_a_withdrawal_to_settlement(funded_wallet):
 @pytest.mark.django_db
 def test_a_log_is_reversed_at_most_once(funded_wallet):
     original = completed_transfer(funded_wallet("100.00"), funded_wallet("0"))
-    services.transaction_reverse(log_id=original.pk, reason="first", reversed_by=ApiUserFactory())
+    reversed_with_four_eyes(original.pk, "first")
 
-    with pytest.raises(ReversalNotAllowed):
-        services.transaction_reverse(log_id=original.pk, reason="second", reversed_by=ApiUserFactory())
+    with pytest.raises(NotCorrectable, match="only COMPLETED can be reversed"):
+        reversed_with_four_eyes(original.pk, "second")
     assert TransactionLog.objects.filter(reversal_of=original).count() == 1
 
 
 @pytest.mark.django_db
 def test_a_reversal_cannot_itself_be_reversed(funded_wallet):
     original = completed_transfer(funded_wallet("100.00"), funded_wallet("0"))
-    compensation = services.transaction_reverse(log_id=original.pk, reason="first", reversed_by=ApiUserFactory())
+    compensation = reversed_with_four_eyes(original.pk, "first")
 
-    with pytest.raises(ReversalNotAllowed, match="itself a reversal"):
-        services.transaction_reverse(log_id=compensation.pk, reason="undo the undo", reversed_by=ApiUserFactory())
+    with pytest.raises(NotCorrectable, match="itself a reversal"):
+        reversed_with_four_eyes(compensation.pk, "undo the undo")
     compensation.refresh_from_db()
     assert compensation.status == TransactionStatus.COMPLETED
 
@@ -92,8 +90,8 @@ def test_a_reversal_the_receiver_cannot_cover_is_refused_and_changes_nothing(fun
         metadata={},
     )
 
-    with pytest.raises(InsufficientBalance):
-        services.transaction_reverse(log_id=original.pk, reason="too late", reversed_by=ApiUserFactory())
+    with pytest.raises(ReversalFailed, match="^insufficient_balance: "):
+        reversed_with_four_eyes(original.pk, "too late")
 
     original.refresh_from_db()
     assert original.status == TransactionStatus.COMPLETED
@@ -106,33 +104,17 @@ def test_a_failed_or_pending_log_cannot_be_reversed(funded_wallet):
     failed = completed_transfer(source, destination, amount="50.00")
     assert failed.status == TransactionStatus.FAILED
 
-    with pytest.raises(ReversalNotAllowed):
-        services.transaction_reverse(log_id=failed.pk, reason="no", reversed_by=ApiUserFactory())
+    with pytest.raises(NotCorrectable):
+        reversed_with_four_eyes(failed.pk, "no")
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_reversals_of_one_log_reverse_it_once(funded_wallet):
+def test_concurrent_approvals_of_one_reversal_reverse_it_once(funded_wallet, migrated_groups):
     original = completed_transfer(funded_wallet("100.00"), funded_wallet("0"))
-    staff = [ApiUserFactory() for _ in range(6)]
-    barrier = threading.Barrier(len(staff))
-    outcomes: list[str] = []
+    correction = corrections.reversal_request(log_id=original.pk, reason="race", requested_by=staff("Finance"))
 
-    def reverse(user):
-        try:
-            barrier.wait()
-            services.transaction_reverse(log_id=original.pk, reason="race", reversed_by=user)
-            outcomes.append("reversed")
-        except ReversalNotAllowed:
-            outcomes.append("refused")
-        finally:
-            connection.close()
+    outcomes = approve_at_once(correction, [staff("Approver") for _ in range(6)])
 
-    threads = [threading.Thread(target=reverse, args=(user,)) for user in staff]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert sorted(outcomes) == ["refused"] * 5 + ["reversed"]
+    assert outcomes == ["already decided"] * 5 + ["applied"]
     assert TransactionLog.objects.filter(reversal_of=original).count() == 1
     assert ledger_discrepancies() == []

@@ -24,7 +24,7 @@ def test_the_rules_file_is_valid(promtool):
     result = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=RULES, capture_output=True, text=True)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 13 rules found" in result.stdout
+    assert "SUCCESS: 14 rules found" in result.stdout
 
 
 def test_each_alert_fires_on_its_condition_and_only_then(promtool):

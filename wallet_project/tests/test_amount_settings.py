@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from wallet_project.settings import env_amount
+from wallet_project.settings import env_amount, env_amounts_by_currency
 from wallets.money import MAX_AMOUNT
 
 
@@ -43,3 +43,41 @@ def test_anything_else_stops_the_start_up_naming_the_setting(monkeypatch, text):
 
     with pytest.raises(SystemExit, match="SOME_LIMIT"):
         env_amount("SOME_LIMIT", default="1.00")
+
+
+# --- per currency: CORRECTION_SINGLE_APPROVAL_BELOW --------------------------------------
+
+
+def test_a_per_currency_amount_setting_reads_each_currency_exactly(monkeypatch):
+    monkeypatch.setenv("SOME_THRESHOLDS", " NGN:50000.00, USD:100 ,GBP:0.5")
+
+    assert env_amounts_by_currency("SOME_THRESHOLDS") == {
+        "NGN": Decimal("50000.00"),
+        "USD": Decimal("100"),
+        "GBP": Decimal("0.5"),
+    }
+
+
+def test_unset_or_empty_names_no_currency(monkeypatch):
+    monkeypatch.delenv("SOME_THRESHOLDS", raising=False)
+    assert env_amounts_by_currency("SOME_THRESHOLDS") == {}
+    monkeypatch.setenv("SOME_THRESHOLDS", "  ")
+    assert env_amounts_by_currency("SOME_THRESHOLDS") == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["NGN", "NGN:", "NGN:NaN", "NGN:-1", "NGN:1e3", "NGN:1.001", "ngn:10", "XXX:10", "NGN:1,USD", "NGN:1,NGN:2",
+     "NGN=10", "NGN:1000000000000000000.00", ":10"],
+)  # fmt: skip
+def test_anything_else_in_a_per_currency_setting_stops_the_start_up(monkeypatch, text):
+    monkeypatch.setenv("SOME_THRESHOLDS", text)
+
+    with pytest.raises(SystemExit, match="SOME_THRESHOLDS"):
+        env_amounts_by_currency("SOME_THRESHOLDS")
+
+
+def test_by_default_no_correction_is_applied_by_one_person():
+    from django.conf import settings
+
+    assert settings.CORRECTION_SINGLE_APPROVAL_BELOW == {}

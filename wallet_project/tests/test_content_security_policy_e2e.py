@@ -13,6 +13,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from playwright.sync_api import expect
 
+from corrections.services import reversal_request
+from corrections.tests.people import staff
 from transfers.tests.test_admin_e2e import ARTIFACTS, PASSWORD, admin_page
 from transfers.tests.test_reversal import completed_transfer
 
@@ -38,6 +40,7 @@ def test_nothing_on_the_admin_or_the_docs_breaks_under_the_policy(live_server, f
     person = get_user_model().objects.create_superuser(f"csp-{uuid.uuid4().hex[:6]}", "csp@example.com", PASSWORD)
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     log = completed_transfer(source, destination)
+    correction = reversal_request(log_id=log.pk, reason="paid twice", requested_by=staff("Finance"))
     pages = [
         "/admin/",
         f"/admin/transfers/wallet/{source.pk}/change/",
@@ -45,6 +48,13 @@ def test_nothing_on_the_admin_or_the_docs_breaks_under_the_policy(live_server, f
         f"/admin/transfers/transactionlog/{log.pk}/change/",
         "/admin/wallets/apikey/add/",
         "/admin/auth/user/add/",
+        # Four eyes: the approvers' list and page, the audit, the request pages.
+        "/admin/corrections/correction/",
+        f"/admin/corrections/correction/{correction.pk}/change/",
+        "/admin/corrections/correctionaudit/",
+        f"/admin/transfers/transactionlog/{log.pk}/reverse/",
+        f"/admin/wallets/wallet/{source.pk}/adjust/",
+        f"/admin/wallets/wallet/{source.pk}/change/",
     ]
     console_refusals = []
 

@@ -1,6 +1,6 @@
 """The apps stand on each other like floors of a house (STYLE.md): the ground
 floor, wallet_project, imports no app; wallets knows no other app; transfers
-knows wallets; reconciliation knows both. An app adds to a shared mechanism
+knows wallets; reconciliation and corrections know both (and not each other). An app adds to a shared mechanism
 by registering from its AppConfig.ready(), never by the floor below reaching up.
 
 Read from the source (every import, at the top or inside a function), so an
@@ -20,6 +20,8 @@ FLOORS = {
     "wallets": {"wallet_project", "wallets"},
     "transfers": {"wallet_project", "wallets", "transfers"},
     "reconciliation": {"wallet_project", "wallets", "transfers", "reconciliation"},
+    # Four eyes on corrections: beside reconciliation, on top of transfers.
+    "corrections": {"wallet_project", "wallets", "transfers", "corrections"},
 }
 
 

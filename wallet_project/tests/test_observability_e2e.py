@@ -810,7 +810,7 @@ def test_prometheus_loads_the_alert_rules_scrapes_the_service_and_sees_every_wor
     assert sorted(loaded) == sorted(group["name"] for group in rules_file["groups"])
     rules = [rule for group in rules_file["groups"] for rule in loaded[group["name"]]]
     assert [rule["name"] for rule in rules if rule["type"] == "alerting"] == alert_names
-    assert len(alert_names) == 13
+    assert len(alert_names) == 14
     assert [(rule["name"], rule["health"], rule.get("lastError", "")) for rule in rules] == [
         (name, "ok", "") for name in alert_names
     ]

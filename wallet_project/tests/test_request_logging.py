@@ -17,8 +17,8 @@ import pytest
 from django.conf import settings
 from django.test import Client, RequestFactory
 
-from transfers import services
-from transfers.tests.factories import ApiUserFactory
+from corrections.tests import people
+from corrections.tests.people import reversed_with_four_eyes
 from transfers.tests.test_reversal import completed_transfer
 
 pytestmark = pytest.mark.django_db
@@ -378,11 +378,13 @@ def test_neither_the_token_nor_the_metadata_reach_the_log(logs, treasury_api, fu
         assert secret not in logs.text
 
 
-def test_a_reversal_logs_a_money_movement_line(logs, funded_wallet):
+def test_a_reversal_logs_a_money_movement_line(logs, funded_wallet, django_capture_on_commit_callbacks):
     original = completed_transfer(funded_wallet("100.00"), funded_wallet("0"), amount="40.00")
-    staff = ApiUserFactory(is_staff=True)
+    staff = people.staff("Approver")
 
-    compensation = services.transaction_reverse(log_id=original.pk, reason="sent to the wrong user", reversed_by=staff)
+    # The line is written once the reversal has committed (with its approval).
+    with django_capture_on_commit_callbacks(execute=True):
+        compensation = reversed_with_four_eyes(original.pk, "sent to the wrong user", approver=staff)
 
     line = logs.records("money_movement")[-1]
     assert {k: line[k] for k in ("type", "outcome", "transaction_id", "reference", "reversal_of", "amount")} == {

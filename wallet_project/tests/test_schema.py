@@ -284,12 +284,18 @@ def test_history_documents_its_status_and_type_filters(schema):
 
 
 def test_log_view_documents_completed_at_as_nullable(schema):
-    assert schema["components"]["schemas"]["TransactionLog"]["properties"]["completedAt"].get("nullable") is True
+    assert schema["components"]["schemas"]["TransactionDetail"]["properties"]["completedAt"].get("nullable") is True
 
 
 def test_log_view_documents_the_key_as_nullable(schema):
     # null when the log belongs to another client (wallet history).
-    assert schema["components"]["schemas"]["TransactionLog"]["properties"]["idempotencyKey"]["nullable"] is True
+    assert schema["components"]["schemas"]["TransactionDetail"]["properties"]["idempotencyKey"]["nullable"] is True
+
+
+def test_log_view_documents_the_reversal_links_as_nullable_ids(schema):
+    properties = schema["components"]["schemas"]["TransactionDetail"]["properties"]
+    for link in ("reversalOf", "reversedBy"):
+        assert (properties[link]["format"], properties[link]["nullable"]) == ("uuid", True), link
 
 
 # --- /api/docs/ ------------------------------------------------------------------------------

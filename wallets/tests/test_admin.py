@@ -187,7 +187,7 @@ def test_a_settlement_wallet_is_never_frozen(support):
 
     response = act(support, "freeze_wallets", settlement)
 
-    assert "settlement wallet(s) left active" in response.content.decode()
+    assert "settlement or suspense wallet(s) left active" in response.content.decode()
     assert Wallet.objects.get(pk=settlement.pk, kind=WalletKind.SETTLEMENT).is_active
 
 
