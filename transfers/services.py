@@ -29,34 +29,25 @@ transaction_logs (`log` in code).
 
 import json
 import logging
-import random
 import time
 import uuid
-from dataclasses import dataclass
 from decimal import Decimal
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from transfers import locks, telemetry
+from transfers import engine, locks, telemetry
+from transfers.engine import ExposureChange
 from transfers.exceptions import (
-    BalanceLimitExceeded,
-    BatchFailed,
-    BusinessRuleViolation,
-    CurrencyMismatch,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientBalance,
-    LimitExceeded,
     ReversalNotAllowed,
-    WalletInactive,
 )
 from transfers.models import (
     BatchStatus,
-    ClientExposure,
     TransactionLog,
     TransactionStatus,
     TransactionType,
@@ -73,20 +64,13 @@ from transfers.movements import (
     PayoutOutcome,
     canonical_fingerprint,
 )
-from wallet_project.db import in_model_order
-from wallet_project.fields import timestamp_text
-from wallets.events import record_events
+from wallet_project.db import fetch, in_model_order, run
 from wallets.exceptions import WalletNotFound
 from wallets.models import EventType, Wallet, WalletKind
-from wallets.money import MAX_AMOUNT
 from wallets.selectors import owned_wallets
 from wallets.services import settlement_wallet_get_or_create
 
 logger = logging.getLogger(__name__)
-
-# PostgreSQL's deadlock_detected and serialization_failure: the transaction
-# was rolled back whole, so running it again is safe.
-RETRYABLE_SQLSTATES = {"40P01", "40001"}
 
 
 # --- public services -------------------------------------------------------------
@@ -172,39 +156,24 @@ def _answer_in_process(client: AbstractBaseUser, idempotency_key: str, movement:
 
 def transaction_settle(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransactionLog | None, bool]:
     """Settle a PENDING log: move the money and mark it COMPLETED, or mark it
-    FAILED with the business rule it broke. Returns (log, settled_now).
+    FAILED with the business rule it broke (the engine, transfers/engine.py).
+    Returns (log, settled_now).
 
     Safe to call any number of times, concurrently, from a client retry, the
     reconciliation task or an admin action: the log row lock serialises the
     callers and only the one that finds it PENDING acts (settled_now=True).
     With skip_locked (reconciliation), a log another caller is settling right
-    now is left to it: the result is (None, False).
+    now is left to it: the result is (None, False). A batch's payout settles
+    with its batch (batch_settle), so that an atomic batch never completes
+    one of them alone.
     """
-    try:
-        return _retrying(lambda: _settle_once(log_id, skip_locked=skip_locked), log_id)
-    except _PayoutOfBatch as payout:
-        # A batch's payouts settle together, under the batch's lock: an atomic
-        # batch must never complete one of them alone.
-        batch, settled_now = batch_settle(batch_id=payout.batch_id, skip_locked=skip_locked)
-        if batch is None:
-            return None, False
-        return TransactionLog.objects.get(pk=log_id), settled_now
-
-
-def _retrying(settle, subject):
-    """Run one settle transaction, again on a deadlock or a serialization
-    failure (PostgreSQL rolled it back whole), TRANSFER_MAX_ATTEMPTS in all."""
-    for attempt in range(1, settings.TRANSFER_MAX_ATTEMPTS + 1):
-        try:
-            return settle()
-        except OperationalError as exc:
-            sqlstate = getattr(exc.__cause__, "sqlstate", None)
-            if sqlstate not in RETRYABLE_SQLSTATES or attempt == settings.TRANSFER_MAX_ATTEMPTS:
-                raise
-            logger.info("settle %s: %s on attempt %d, retrying", subject, sqlstate, attempt)
-            # Jittered so that two transactions that deadlocked do not meet again.
-            time.sleep(random.uniform(0, 0.01 * 2**attempt))
-    raise AssertionError("unreachable")
+    log, settled_now = engine.settle_log(log_id=log_id, skip_locked=skip_locked)
+    if log is None or log.batch_id is None or log.status != TransactionStatus.PENDING:
+        return log, settled_now
+    batch, settled_now = batch_settle(batch_id=log.batch_id, skip_locked=skip_locked)
+    if batch is None:
+        return None, False
+    return TransactionLog.objects.get(pk=log_id), settled_now
 
 
 REVERSAL_TYPE = {
@@ -339,51 +308,18 @@ UPDATE client_exposures SET amount = amount + %(exposure_change)s, updated_at = 
 """
 
 
-def _utc_text(column: str) -> str:
-    """SQL for a timestamp as DRF's DateTimeField writes it in UTC
-    ("2026-11-30T05:46:47.123456Z", no fraction when it is zero)."""
-    whole = f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')"""
-    fraction = f"""CASE WHEN mod(extract(microseconds FROM {column})::bigint, 1000000) = 0 THEN ''
-        ELSE to_char({column} AT TIME ZONE 'UTC', '.US') END"""
-    return f"({whole} || {fraction} || 'Z')"
-
-
-# The events of a transaction (DESIGN.md, "Events and webhooks"): one per
-# owner of its wallets (%(owners)s, a settlement wallet has none), each
-# holding the transaction as TransactionLogSerializer shows it to that owner:
-# the idempotency key and metadata only to the client that sent them
-# (selectors.shows_request_details). Written in SQL so that settling inserts
-# them in the statement that completes the log: no round trip, no Python
-# rendering, while the wallet rows are locked. test_events.py checks the two
-# renderings agree.
-_EVENT_OBJECT = f"""jsonb_build_object(
-         'id', t.id, 'reference', t.reference, 'type', t.type, 'status', t.status,
-         'idempotencyKey', CASE WHEN owner = t.client_id THEN t.idempotency_key END,
-         'metadata', CASE WHEN owner = t.client_id THEN t.metadata END,
-         'sourceWalletId', t.source_wallet_id, 'destinationWalletId', t.destination_wallet_id,
-         'sourceWalletKind', (SELECT kind FROM wallets WHERE id = t.source_wallet_id),
-         'destinationWalletKind', (SELECT kind FROM wallets WHERE id = t.destination_wallet_id),
-         'amount', t.amount::text, 'currency', t.currency, 'errorCode', t.error_code, 'errorMessage', t.error_message,
-         'createdAt', {_utc_text("t.created_at")}, 'updatedAt', {_utc_text("t.updated_at")},
-         'completedAt', CASE WHEN t.completed_at IS NOT NULL THEN {_utc_text("t.completed_at")} END)"""  # noqa: S608 (constants only)
+# --- what transaction_reverse uses, until it posts through the engine ------------
+#
+# A reversal writes its own statements (branch foureyes rewrites it): the
+# engine's rules and rendering under the names it calls them by.
+_check_limits = engine.check_limits
+_exposure_change = engine.exposure_change
+_EVENT_OBJECT = engine.EVENT_OBJECT
 _EVENTS_OF_LOG = f"""
 INSERT INTO events (client_id, type, data, created_at)
 SELECT owner, %(event)s, {_EVENT_OBJECT}, %(now)s
   FROM t, unnest(%(owners)s::integer[]) AS owner
 """  # noqa: S608 (constants only)
-# ...and the log marked COMPLETED, and its events written, by the same
-# statement: no round trip added while the wallet rows are locked.
-_MOVE_MONEY_AND_COMPLETE = f"""
-WITH legs AS ({_MOVE_MONEY}),
-exposure AS ({_CHANGE_EXPOSURE}),
-t AS (UPDATE transaction_logs SET status = 'COMPLETED', completed_at = %(now)s, updated_at = %(now)s
-       WHERE id = %(log)s RETURNING *)
-{_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
-_FAIL = f"""
-WITH t AS (UPDATE transaction_logs
-              SET status = 'FAILED', error_code = %(code)s, error_message = %(message)s, updated_at = %(now)s
-            WHERE id = %(log)s RETURNING *)
-{_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
 # The events of a log already updated in this transaction (a reversal).
 _RECORD_EVENTS_OF = f"""
 WITH t AS (SELECT * FROM transaction_logs WHERE id = %(log)s)
@@ -392,26 +328,15 @@ WITH t AS (SELECT * FROM transaction_logs WHERE id = %(log)s)
 
 def _owners(*wallets: Wallet) -> list[int]:
     """The clients whose wallets a transaction touches: its events' recipients."""
-    return sorted({wallet.owner_id for wallet in wallets if wallet.owner_id is not None})
-
-
-def _event_type(log: TransactionLog) -> str:
-    """transfer.completed, deposit.failed, ...: the log's type and outcome."""
-    return f"{log.type.lower()}.{log.status.lower()}"
+    return engine.owners(*wallets)
 
 
 def _fetch(statement: str, params) -> list[tuple]:
-    """The rows of a statement that returns some (SELECT, RETURNING)."""
-    cursor = connection.statement_cursor()
-    cursor.execute(statement, params)
-    return cursor.fetchall()
+    return fetch(connection, statement, params)
 
 
 def _run(statement: str, params) -> None:
-    """A statement that returns no rows. Kept apart from _fetch because asking
-    the cursor whether there are rows (its description) builds a column object
-    per column: measurable on a path that runs on every request."""
-    connection.statement_cursor().execute(statement, params)
+    return run(connection, statement, params)
 
 
 def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
@@ -530,114 +455,11 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
         settlement_wallet_get_or_create(currency=wallet.currency)
 
 
-def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLog | None, bool]:
-    with transaction.atomic(durable=True):
-        locking_started = time.perf_counter()
-        log = locks.lock_log(log_id, skip_locked=skip_locked)
-        if log is None:
-            return None, False
-        if log.status != TransactionStatus.PENDING:
-            return log, False
-        if log.batch_id is not None:
-            raise _PayoutOfBatch(log.batch_id)
-        wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id)
-        lock_wait = time.perf_counter() - locking_started
-        source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
-        exposure = _exposure_change(source, destination, log.amount)
-        now = timezone.now()
-        try:
-            _check_business_rules(log, source, destination, exposure)
-        except BusinessRuleViolation as violation:
-            log.status = TransactionStatus.FAILED
-            log.error_code, log.error_message = violation.default_code, str(violation.detail)
-            _run(
-                _FAIL,
-                {
-                    "code": log.error_code, "message": log.error_message, "now": now, "log": log.pk,
-                    "event": _event_type(log), "owners": _owners(source, destination),
-                },
-            )  # fmt: skip
-        else:
-            log.status, log.completed_at = TransactionStatus.COMPLETED, now
-            _run(
-                _MOVE_MONEY_AND_COMPLETE,
-                {
-                    "source": source.pk, "destination": destination.pk, "amount": log.amount, "now": now,
-                    "log": log.pk, "event": _event_type(log), "owners": _owners(source, destination),
-                    **_exposure_params(exposure),
-                },
-            )  # fmt: skip
-        log.updated_at = now
-    # Recorded after the commit: nothing extra while the wallet rows are locked.
-    telemetry.LOCK_WAIT.observe(lock_wait)
-    return log, True
-
-
-def _check_business_rules(
-    log: TransactionLog, source: Wallet, destination: Wallet, exposure: "ExposureChange | None"
-) -> None:
-    """Checked under the row locks, so the balance read is the one debited
-    (and the exposure read the one changed)."""
-    if not source.is_active:
-        raise WalletInactive("The source wallet is inactive.")
-    if not destination.is_active:
-        raise WalletInactive("The destination wallet is inactive.")
-    if source.currency != destination.currency or log.currency != source.currency:
-        raise CurrencyMismatch(
-            f"The source wallet holds {source.currency}, the destination wallet {destination.currency}."
-        )
-    if source.kind == WalletKind.CUSTOMER and source.balance < log.amount:
-        raise InsufficientBalance()
-    _check_limits(source, destination, log.amount, exposure)
-
-
-def _check_limits(source: Wallet, destination: Wallet, amount: Decimal, exposure: "ExposureChange | None") -> None:
-    """The bounds on what a movement may leave behind, for every movement
-    that changes balances (settle, batch payout, reversal)."""
-    # One client must not take a settlement wallet to where other clients'
-    # deposits no longer fit (docs/design.md, "Client exposure"); checked
-    # first, so that a client past its own limit is told so, not that the
-    # ledger is full. Only a rise is refused: money going back out is welcome.
-    if exposure is not None and exposure.change > 0:
-        after = exposure.row.amount + exposure.change
-        if after > settings.CLIENT_EXPOSURE_LIMIT:
-            raise LimitExceeded(
-                f"Client exposure limit: this would take what the client's wallets hold in {exposure.row.currency} "
-                f"from deposits (deposits minus withdrawals) to {after}, past the limit of "
-                f"{settings.CLIENT_EXPOSURE_LIMIT}. Withdraw first, or ask the operator."
-            )
-    # Without this a balance past NUMERIC(20,2) is an overflow error at the
-    # UPDATE, and the log would stay PENDING through every retry.
-    if destination.balance + amount > MAX_AMOUNT or source.balance - amount < -MAX_AMOUNT:
-        raise BalanceLimitExceeded()
-
-
-@dataclass(frozen=True)
-class ExposureChange:
-    """A movement's change to its client's exposure (transfers.models.ClientExposure):
-    the row, locked, and the signed amount to add to it."""
-
-    row: ClientExposure
-    change: Decimal
-
-
 def _exposure_params(exposure: ExposureChange | None) -> dict:
     """_CHANGE_EXPOSURE's parameters; for None, ones that change no row."""
     if exposure is None:
         return {"exposure": None, "exposure_change": None}
     return {"exposure": exposure.row.pk, "exposure_change": exposure.change}
-
-
-def _exposure_change(payer: Wallet, payee: Wallet, amount: Decimal) -> ExposureChange | None:
-    """Whose exposure a movement changes, its row locked (after the wallets,
-    transfers/locks.py), and by how much: + amount to the owner of a customer
-    wallet the settlement wallet pays (a deposit, a reversed withdrawal),
-    - amount to the owner of one that pays it; None between customer wallets."""
-    if payer.kind == WalletKind.SETTLEMENT:
-        return ExposureChange(locks.lock_exposure(payee.owner_id, payee.currency), amount)
-    if payee.kind == WalletKind.SETTLEMENT:
-        return ExposureChange(locks.lock_exposure(payer.owner_id, payer.currency), -amount)
-    return None
 
 
 # --- batch disbursements -----------------------------------------------------------
@@ -661,15 +483,6 @@ def _exposure_change(payer: Wallet, payee: Wallet, amount: Decimal) -> ExposureC
 #    once for the whole batch: that is what lets a pool wallet pay out faster
 #    than one commit per payout.
 # 5. Reconciliation settles a batch a crash left PENDING, through step 4.
-
-
-class _PayoutOfBatch(Exception):
-    """Raised inside a log's settle transaction when the log is a batch's
-    payout, which only its batch settles (transaction_settle)."""
-
-    def __init__(self, batch_id: uuid.UUID):
-        super().__init__(batch_id)
-        self.batch_id = batch_id
 
 
 # A newline cannot be in a key (they are printable): a batch key's Redis lock
@@ -716,56 +529,6 @@ SELECT p.id, b.client_id, p.key, p.fingerprint, '', b.source_wallet_id, p.destin
  WHERE b.id = %(batch)s
 ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING idempotency_key
-"""
-_PAYOUT_FIELDS = in_model_order(
-    TransactionLog, ["id", "batch_index", "destination_wallet_id", "amount", "currency", "status"]
-)
-_PENDING_PAYOUTS = (
-    f"SELECT {', '.join(_PAYOUT_FIELDS)} FROM transaction_logs "  # noqa: S608 (model field names)
-    "WHERE batch_id = %s AND status = 'PENDING' ORDER BY batch_index"
-)
-# Every balance the batch changes, source included, in one statement.
-_MOVE_BATCH_MONEY = """
-UPDATE wallets w SET balance = w.balance + v.delta, updated_at = %(now)s
-  FROM unnest(%(ids)s::uuid[], %(deltas)s::numeric[]) AS v(id, delta)
- WHERE w.id = v.id
-"""
-# Every payout settled, and each its own transfer.completed or
-# transfer.failed event per owner of its wallets (the single transfer's
-# rendering, _EVENTS_OF_LOG, per row), in one statement; it answers how many
-# payouts were still PENDING.
-_SETTLE_PAYOUTS = f"""
-WITH t AS (
-  UPDATE transaction_logs t
-     SET status = v.status, error_code = v.code, error_message = v.message, updated_at = %(now)s,
-         completed_at = CASE WHEN v.status = 'COMPLETED' THEN %(now)s::timestamptz END
-    FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(codes)s::text[], %(messages)s::text[])
-           AS v(id, status, code, message)
-   WHERE t.id = v.id AND t.status = 'PENDING'
-  RETURNING t.*
-),
-owned AS (
-  SELECT DISTINCT t.id, o.owner
-    FROM t
-    JOIN wallets s ON s.id = t.source_wallet_id
-    JOIN wallets d ON d.id = t.destination_wallet_id
-   CROSS JOIN LATERAL (VALUES (s.owner_id), (d.owner_id)) AS o(owner)
-   WHERE o.owner IS NOT NULL
-),
-recorded AS (
-  INSERT INTO events (client_id, type, data, created_at)
-  SELECT owned.owner, lower(t.type) || '.' || lower(t.status), {_EVENT_OBJECT}, %(now)s
-    FROM t JOIN owned ON owned.id = t.id
-  RETURNING 1
-)
-SELECT count(*) FROM t
-"""  # noqa: S608 (constants only)
-_FINISH_BATCH = """
-UPDATE transfer_batches
-   SET status = %(status)s, completed_count = %(completed)s, completed_amount = %(completed_amount)s,
-       failed_count = %(failed)s, error_code = %(code)s, error_message = %(message)s, failed_index = %(failed_index)s,
-       finished_at = %(now)s, updated_at = %(now)s
- WHERE id = %(batch)s
 """
 
 
@@ -824,14 +587,15 @@ def batch_create(
 
 def batch_settle(*, batch_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransferBatch | None, bool]:
     """Settle a PENDING batch: every payout COMPLETED or FAILED, and the
-    batch with them, in one database transaction. Returns (batch, settled_now).
+    batch with them, in one database transaction (the engine,
+    transfers/engine.py). Returns (batch, settled_now).
 
     Safe to call any number of times, concurrently (a client retry of the
     batch, of one of its payout keys, reconciliation): the batch row lock
     serialises the callers and only the one that finds it PENDING acts. With
     skip_locked, a batch another caller holds is left to it: (None, False).
     """
-    settled_now = _retrying(lambda: _settle_batch_once(batch_id, skip_locked=skip_locked), batch_id)
+    settled_now = engine.settle_batch(batch_id=batch_id, skip_locked=skip_locked)
     if settled_now is None:
         return None, False
     return TransferBatch.objects.get(pk=batch_id), settled_now
@@ -978,135 +742,3 @@ def _record_pending_payouts(batch_id: uuid.UUID, request: BatchRequest, recorded
             f"{len(reused)} payout idempotency key(s) were already used for other transactions; nothing was stored.",
             data={"payouts": reused},
         )
-
-
-def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None:
-    """One settle transaction. True: settled now; False: already settled;
-    None: skip_locked and another caller holds it."""
-    with transaction.atomic(durable=True):
-        locking_started = time.perf_counter()
-        batch = locks.lock_batch(batch_id, skip_locked=skip_locked)
-        if batch is None:
-            return None
-        if batch.status != BatchStatus.PENDING:
-            return False
-        payouts = [
-            TransactionLog.from_db(connection.alias, _PAYOUT_FIELDS, row)
-            for row in _fetch(_PENDING_PAYOUTS, [batch_id])
-        ]
-        wallets = locks.lock_wallet_set([batch.source_wallet_id, *(log.destination_wallet_id for log in payouts)])
-        lock_wait = time.perf_counter() - locking_started
-        decided, failure = _decide_payouts(batch, payouts, wallets)
-        now = timezone.now()
-        deltas: dict[uuid.UUID, Decimal] = {}
-        completed = [log for log, reason in decided if reason is None]
-        for log in completed:
-            deltas[batch.source_wallet_id] = deltas.get(batch.source_wallet_id, Decimal(0)) - log.amount
-            deltas[log.destination_wallet_id] = deltas.get(log.destination_wallet_id, Decimal(0)) + log.amount
-        if deltas:
-            _run(_MOVE_BATCH_MONEY, {"ids": list(deltas), "deltas": list(deltas.values()), "now": now})
-        if decided:
-            ((settled,),) = _fetch(
-                _SETTLE_PAYOUTS,
-                {
-                    "ids": [log.pk for log, _ in decided],
-                    "statuses": [
-                        TransactionStatus.COMPLETED.value if reason is None else TransactionStatus.FAILED.value
-                        for _, reason in decided
-                    ],
-                    "codes": [reason[0] if reason else "" for _, reason in decided],
-                    "messages": [reason[1] if reason else "" for _, reason in decided],
-                    "now": now,
-                },
-            )
-            if settled != len(decided):
-                raise RuntimeError(f"batch {batch_id}: {settled} of {len(decided)} payouts were PENDING")
-        payout_count = len(decided) + len(batch.rejected_payouts)
-        if not completed:
-            status = BatchStatus.FAILED
-        elif len(completed) == payout_count:
-            status = BatchStatus.COMPLETED
-        else:
-            status = BatchStatus.PARTIALLY_COMPLETED
-        _run(
-            _FINISH_BATCH,
-            {
-                "batch": batch_id,
-                "status": status.value,
-                "completed": len(completed),
-                "completed_amount": sum((log.amount for log in completed), Decimal(0)),
-                "failed": payout_count - len(completed),
-                "code": failure[1] if failure else "",
-                "message": f"Payout {failure[0]}: {failure[2]}" if failure else "",
-                "failed_index": failure[0] if failure else None,
-                "now": now,
-            },
-        )
-        # batch.finished, to the client that sent the batch, in the same
-        # transaction (each payout's own event is written with it above).
-        record_events(
-            type=EventType.BATCH_FINISHED,
-            data_by_client={
-                batch.client_id: {
-                    "batchId": str(batch_id),
-                    "status": status.value,
-                    "atomic": batch.atomic,
-                    "sourceWalletId": str(batch.source_wallet_id),
-                    "payoutCount": payout_count,
-                    "completedCount": len(completed),
-                    "completedAmount": f"{sum((log.amount for log in completed), Decimal(0)):.2f}",
-                    "failedCount": payout_count - len(completed),
-                    "errorCode": failure[1] if failure else "",
-                    "failedPayoutIndex": failure[0] if failure else None,
-                    "finishedAt": timestamp_text(now),
-                }
-            },
-        )
-    telemetry.LOCK_WAIT.observe(lock_wait)
-    return True
-
-
-def _decide_payouts(
-    batch: TransferBatch, payouts: list[TransactionLog], wallets: dict[uuid.UUID, Wallet]
-) -> tuple[list[tuple[TransactionLog, tuple[str, str] | None]], tuple[int, str, str] | None]:
-    """Each payout log with the reason it fails ((code, message)) or None,
-    and for an atomic batch that fails, its first failure (index, code, message).
-
-    The single transfer's rules (_check_business_rules), payout by payout in
-    the order given, on balances that run down as payouts complete: a payout
-    that no longer fits fails and the ones after it may still fit. In an
-    atomic batch the first failure fails every payout.
-    """
-    source = wallets[batch.source_wallet_id]
-    by_index: dict[int, TransactionLog | dict] = {log.batch_index: log for log in payouts}
-    for rejected in batch.rejected_payouts:
-        by_index[rejected["index"]] = rejected
-    decided: list[tuple[TransactionLog, tuple[str, str] | None]] = []
-    first_failure = None
-    for index in sorted(by_index):
-        log = by_index[index]
-        if isinstance(log, dict):  # no log: its destination was not found
-            first_failure = first_failure or (index, log["errorCode"], log["errorMessage"])
-            continue
-        destination = wallets[log.destination_wallet_id]
-        try:
-            # Payouts move money between customer wallets: no exposure changes.
-            _check_business_rules(log, source, destination, exposure=None)
-        except BusinessRuleViolation as violation:
-            reason = (violation.default_code, str(violation.detail))
-            first_failure = first_failure or (index, *reason)
-            decided.append((log, reason))
-            continue
-        # The locked rows, changed in memory only: the next payout's check
-        # sees what this one leaves. The UPDATE writes the sums.
-        source.balance -= log.amount
-        destination.balance += log.amount
-        decided.append((log, None))
-    if not batch.atomic or first_failure is None:
-        return decided, None
-    failed_index, code, message = first_failure
-    not_moved = (
-        BatchFailed.default_code,
-        f"Not moved: payout {failed_index} of its atomic batch failed ({code}: {message})",
-    )
-    return [(log, reason if log.batch_index == failed_index else not_moved) for log, reason in decided], first_failure
