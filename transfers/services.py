@@ -57,8 +57,8 @@ from transfers.models import (
 from transfers.movements import (
     BatchRequest,
     BatchResult,
+    Found,
     Movement,
-    MovementRequest,
     MovementResult,
     Payout,
     PayoutOutcome,
@@ -76,39 +76,24 @@ logger = logging.getLogger(__name__)
 # --- public services -------------------------------------------------------------
 
 
-def movement_find(*, client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
+def movement_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
     """Step 1 of the protocol: the client's transaction under this key, if
-    any, with what answering a replay needs. Give it to
-    movement_request_answer; a caller that charges a rate limit charges a
-    request whose transaction is finished (status not PENDING) as a replay,
-    anything else as new work, before calling it."""
-    return _find_log(client, idempotency_key)
+    any, with what answering a replay needs. A caller that charges a rate
+    limit charges a request whose transaction is finished (found.finished)
+    as a replay, anything else as new work; a byte-identical retry
+    (found.answers_unread) it may answer with movement_replay unread. Give
+    it to the service it calls (transfer_create, ...) to spare a query."""
+    return Found(_find_log(client, idempotency_key))
 
 
-def movement_request_answer(*, movement_request: MovementRequest, found: TransactionLog | None) -> MovementResult:
-    """Answer a movement request exactly once per (client, idempotency key):
-    the protocol above, from step 1's answer `found` (movement_find). The one
-    entry point of every money request, the API's
-    (transfers.http.ApiMovementRequest) and the typed services' below.
-
-    The request's movement is read only when the answer needs it: a retry
-    whose body digest matches the finished transaction's is replayed from it
-    unread, since it cannot ask for anything else (and retries are what
-    replays mostly are: a double tap, a client's timeout).
-
-    Raises IdempotencyKeyInUse (409) or IdempotencyKeyReused (422), whatever
-    reading the request raises (400), and WalletNotFound (404) before
-    anything is stored. A business rule broken is not raised: it is a FAILED
-    transaction in the result.
-    """
-    started = time.perf_counter()
-    result = _run_protocol(movement_request, found)
+def movement_replay(*, client: AbstractBaseUser, idempotency_key: str, found: Found) -> MovementResult:
+    """The answer to a retry of the finished transaction `found` names, from
+    it: for a request that is answered unread (found.answers_unread)."""
+    if not found.finished:
+        raise ValueError("only a finished transaction is replayed")
+    result = MovementResult(log=found.row, replayed=True)
     telemetry.movement_answered(
-        client=movement_request.client,
-        idempotency_key=movement_request.idempotency_key,
-        log=result.log,
-        replayed=result.replayed,
-        seconds=time.perf_counter() - started,
+        client=client, idempotency_key=idempotency_key, log=found.row, replayed=True, seconds=0.0
     )
     return result
 
@@ -121,37 +106,92 @@ def transfer_create(
     amount: Decimal,
     idempotency_key: str,
     metadata: dict,
+    body_digest: str = "",
+    found: Found | None = None,
 ) -> MovementResult:
     """Move `amount` (Decimal, 2 places) from one customer wallet to another,
-    exactly once per key: movement_request_answer for a caller in process."""
+    exactly once per key: movement_answer."""
     movement = Movement.transfer(
         source_wallet_id=source_wallet_id, destination_wallet_id=destination_wallet_id, amount=amount, metadata=metadata
     )
-    return _answer_in_process(client, idempotency_key, movement)
+    return movement_answer(
+        client=client, idempotency_key=idempotency_key, movement=movement, body_digest=body_digest, found=found
+    )
 
 
 def deposit_create(
-    *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
+    *,
+    client: AbstractBaseUser,
+    wallet_id: uuid.UUID,
+    amount: Decimal,
+    idempotency_key: str,
+    metadata: dict,
+    body_digest: str = "",
+    found: Found | None = None,
 ) -> MovementResult:
-    """Move money in: from the currency's settlement wallet to a customer wallet."""
+    """Move money in: from the currency's settlement wallet to a customer
+    wallet, exactly once per key: movement_answer."""
     movement = Movement.deposit(wallet_id=wallet_id, amount=amount, metadata=metadata)
-    return _answer_in_process(client, idempotency_key, movement)
+    return movement_answer(
+        client=client, idempotency_key=idempotency_key, movement=movement, body_digest=body_digest, found=found
+    )
 
 
 def withdrawal_create(
-    *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
+    *,
+    client: AbstractBaseUser,
+    wallet_id: uuid.UUID,
+    amount: Decimal,
+    idempotency_key: str,
+    metadata: dict,
+    body_digest: str = "",
+    found: Found | None = None,
 ) -> MovementResult:
-    """Move money out: from a customer wallet to the currency's settlement wallet."""
+    """Move money out: from a customer wallet to the currency's settlement
+    wallet, exactly once per key: movement_answer."""
     movement = Movement.withdrawal(wallet_id=wallet_id, amount=amount, metadata=metadata)
-    return _answer_in_process(client, idempotency_key, movement)
-
-
-def _answer_in_process(client: AbstractBaseUser, idempotency_key: str, movement: Movement) -> MovementResult:
-    """The typed services' request: in process, with its movement in hand and no rate limit."""
-    return movement_request_answer(
-        movement_request=MovementRequest(client=client, idempotency_key=idempotency_key, movement=movement),
-        found=movement_find(client=client, idempotency_key=idempotency_key),
+    return movement_answer(
+        client=client, idempotency_key=idempotency_key, movement=movement, body_digest=body_digest, found=found
     )
+
+
+def movement_answer(
+    *,
+    client: AbstractBaseUser,
+    idempotency_key: str,
+    movement: Movement,
+    body_digest: str = "",
+    found: Found | None = None,
+) -> MovementResult:
+    """Answer a request for `movement` exactly once per (client, idempotency
+    key): the protocol above. `found` is step 1's answer if the caller has
+    it (movement_find), else it is looked up here. `body_digest`: sha256 of
+    the request's bytes when it came through the API (stored with a new
+    transaction, for Found.answers_unread), else "".
+
+    Returns the transaction, replayed=True when an earlier request had
+    finished it. Raises IdempotencyKeyInUse (409) or IdempotencyKeyReused
+    (422), and WalletNotFound (404) before anything is stored. A business
+    rule broken is not raised: it is a FAILED transaction in the result.
+    """
+    started = time.perf_counter()
+    if found is None:
+        found = movement_find(client=client, idempotency_key=idempotency_key)
+    try:
+        result = _answer(client, idempotency_key, movement, body_digest, found.row)
+    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
+        telemetry.key_refused(
+            client=client, movement=movement, idempotency_key=idempotency_key, code=refusal.default_code
+        )
+        raise
+    telemetry.movement_answered(
+        client=client,
+        idempotency_key=idempotency_key,
+        log=result.log,
+        replayed=result.replayed,
+        seconds=time.perf_counter() - started,
+    )
+    return result
 
 
 def transaction_settle(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransactionLog | None, bool]:
@@ -349,28 +389,10 @@ def _ensure_same_movement(log: TransactionLog, fingerprint: str) -> None:
         raise IdempotencyKeyReused()
 
 
-def _run_protocol(request: MovementRequest, log: TransactionLog | None) -> MovementResult:
-    # 1. (`log`, movement_find's.) A finished transaction is replayed without
-    # touching the lock or the wallets; a byte-identical retry of the request
-    # that made it, unread.
-    finished = log is not None and log.status != TransactionStatus.PENDING
-    if finished and request.body_digest and log.body_digest == request.body_digest:
-        return MovementResult(log=log, replayed=True)
-    movement = request.read_movement()
-    try:
-        return _answer(request, movement, log)
-    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
-        telemetry.key_refused(
-            client=request.client,
-            movement=movement,
-            idempotency_key=request.idempotency_key,
-            code=refusal.default_code,
-        )
-        raise
-
-
-def _answer(request: MovementRequest, movement: Movement, log: TransactionLog | None) -> MovementResult:
-    """Steps 1 to 4 for a request that has been read; `log` is what step 1 found."""
+def _answer(
+    client: AbstractBaseUser, idempotency_key: str, movement: Movement, body_digest: str, log: TransactionLog | None
+) -> MovementResult:
+    """Steps 1 to 4 for a movement; `log` is what step 1 found."""
     fingerprint = movement.fingerprint()
     if log is not None and log.status != TransactionStatus.PENDING:
         _ensure_same_movement(log, fingerprint)
@@ -380,15 +402,15 @@ def _answer(request: MovementRequest, movement: Movement, log: TransactionLog | 
         _ensure_same_movement(log, fingerprint)
 
     # 2. The Redis lock.
-    with locks.idempotency_lock(request.client.pk, request.idempotency_key) as lock:
+    with locks.idempotency_lock(client.pk, idempotency_key) as lock:
         if log is None:
             # 3. The PENDING transaction, committed on its own (or the race's winner).
             log, created = _record_pending(
-                client=request.client,
-                idempotency_key=request.idempotency_key,
+                client=client,
+                idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
                 movement=movement,
-                body_digest=request.body_digest,
+                body_digest=body_digest,
             )
             if not created:
                 _ensure_same_movement(log, fingerprint)
@@ -489,17 +511,19 @@ def _exposure_params(exposure: ExposureChange | None) -> dict:
 # never meets a single transfer's of the same string.
 _BATCH_LOCK_PREFIX = "batch\n"
 
+_FOUND_BATCH_FIELDS = in_model_order(TransferBatch, ["request_fingerprint", "body_digest", "status", "payout_count"])
 _FIND_BATCH = (
-    "SELECT id, request_fingerprint, status FROM transfer_batches WHERE client_id = %s AND idempotency_key = %s"
+    f"SELECT {', '.join(_FOUND_BATCH_FIELDS)} FROM transfer_batches "  # noqa: S608 (model field names)
+    "WHERE client_id = %s AND idempotency_key = %s"
 )
 # The source in the WHERE clause (tenancy): money leaves only a customer
 # wallet the client owns. No row: the key is taken, or the source is unknown.
 _INSERT_BATCH = f"""
 INSERT INTO transfer_batches (
-    id, client_id, idempotency_key, request_fingerprint, source_wallet_id, atomic, status, payout_count,
+    id, client_id, idempotency_key, request_fingerprint, body_digest, source_wallet_id, atomic, status, payout_count,
     total_amount, completed_count, completed_amount, failed_count, error_code, error_message, rejected_payouts,
     created_at, updated_at)
-SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, s.id, %(atomic)s, 'PENDING', %(count)s,
+SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, s.id, %(atomic)s, 'PENDING', %(count)s,
        %(total)s, 0, 0, 0, '', '', %(rejected)s, %(now)s, %(now)s
   FROM wallets s
  WHERE s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s
@@ -532,36 +556,23 @@ RETURNING idempotency_key
 """
 
 
-def batch_find(*, client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
+def batch_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
     """Step 1 of the batch protocol: the client's batch under this key, if
-    any (its id, request fingerprint and status). Give it to batch_answer; a
-    caller that charges a rate limit charges a request whose batch is
-    finished (status not PENDING) as a replay, anything else as new work."""
-    return _find_batch(client, idempotency_key)
+    any (its id, request fingerprint, status, body digest and payout count).
+    As movement_find: a finished one is a replay to charge (one unit per
+    payout), a byte-identical retry is answered unread by batch_replay; give
+    it to batch_create to spare a query."""
+    return Found(_find_batch(client, idempotency_key))
 
 
-def batch_answer(*, batch_request: BatchRequest, found: TransferBatch | None) -> BatchResult:
-    """Answer a batch request exactly once per (client, batch key), and move
-    each payout at most once per its own key: the protocol above, from step
-    1's answer `found` (batch_find).
-
-    Returns the batch and each payout's outcome in the order given (replayed
-    when an earlier request had settled it). Raises WalletNotFound (404) for
-    an unknown source, storing nothing; IdempotencyKeyReused (422) when the
-    batch key was used for another batch or a payout key for any other
-    transaction, storing nothing; IdempotencyKeyInUse (409) while another
-    request holds the batch key. A broken business rule is not raised: it is
-    in the outcomes (and, for an atomic batch, the batch's FAILED status).
-    """
-    started = time.perf_counter()
-    try:
-        result = _batch_protocol(batch_request, batch_request.fingerprint(), found)
-    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
-        telemetry.batch_refused(
-            client=batch_request.client, idempotency_key=batch_request.idempotency_key, code=refusal.default_code
-        )
-        raise
-    telemetry.batch_answered(client=batch_request.client, result=result, seconds=time.perf_counter() - started)
+def batch_replay(*, client: AbstractBaseUser, found: Found) -> BatchResult:
+    """The answer to a retry of the finished batch `found` names, from it:
+    for a request that is answered unread (found.answers_unread)."""
+    if not found.finished:
+        raise ValueError("only a finished batch is replayed")
+    batch = TransferBatch.objects.get(pk=found.row.pk)
+    result = BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
+    telemetry.batch_answered(client=client, result=result, seconds=0.0)
     return result
 
 
@@ -572,9 +583,22 @@ def batch_create(
     source_wallet_id: uuid.UUID,
     atomic: bool,
     payouts: tuple[Payout, ...],
+    body_digest: str = "",
+    found: Found | None = None,
 ) -> BatchResult:
-    """Pay out `payouts` from one customer wallet, exactly once per batch key
-    and per payout key: batch_answer for a caller in process (no rate limit)."""
+    """Pay out `payouts` from one customer wallet, exactly once per (client,
+    batch key), and move each payout at most once per its own key: the batch
+    protocol above. `found` and `body_digest` as for movement_answer.
+
+    Returns the batch and each payout's outcome in the order given (replayed
+    when an earlier request had settled it). Raises WalletNotFound (404) for
+    an unknown source, storing nothing; IdempotencyKeyReused (422) when the
+    batch key was used for another batch or a payout key for any other
+    transaction, storing nothing; IdempotencyKeyInUse (409) while another
+    request holds the batch key. A broken business rule is not raised: it is
+    in the outcomes (and, for an atomic batch, the batch's FAILED status).
+    """
+    started = time.perf_counter()
     request = BatchRequest(
         client=client,
         idempotency_key=idempotency_key,
@@ -582,7 +606,15 @@ def batch_create(
         atomic=atomic,
         payouts=payouts,
     )
-    return batch_answer(batch_request=request, found=batch_find(client=client, idempotency_key=idempotency_key))
+    if found is None:
+        found = batch_find(client=client, idempotency_key=idempotency_key)
+    try:
+        result = _batch_protocol(request, request.fingerprint(), body_digest, found.row)
+    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
+        telemetry.batch_refused(client=client, idempotency_key=idempotency_key, code=refusal.default_code)
+        raise
+    telemetry.batch_answered(client=client, result=result, seconds=time.perf_counter() - started)
+    return result
 
 
 def batch_settle(*, batch_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransferBatch | None, bool]:
@@ -630,7 +662,9 @@ def batch_outcomes(batch: TransferBatch) -> list[PayoutOutcome]:
     return outcomes
 
 
-def _batch_protocol(request: BatchRequest, fingerprint: str, batch: TransferBatch | None) -> BatchResult:
+def _batch_protocol(
+    request: BatchRequest, fingerprint: str, body_digest: str, batch: TransferBatch | None
+) -> BatchResult:
     if batch is not None:
         if batch.request_fingerprint != fingerprint:
             raise IdempotencyKeyReused()
@@ -639,7 +673,7 @@ def _batch_protocol(request: BatchRequest, fingerprint: str, batch: TransferBatc
             return BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
     with locks.idempotency_lock(request.client.pk, _BATCH_LOCK_PREFIX + request.idempotency_key) as lock:
         if batch is None:
-            batch, created = _record_pending_batch(request, fingerprint)
+            batch, created = _record_pending_batch(request, fingerprint, body_digest)
             if not created and batch.request_fingerprint != fingerprint:
                 raise IdempotencyKeyReused()
         # PENDING, or settled by a racing request since we looked: then this
@@ -651,10 +685,10 @@ def _batch_protocol(request: BatchRequest, fingerprint: str, batch: TransferBatc
 
 def _find_batch(client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
     rows = _fetch(_FIND_BATCH, [client.pk, idempotency_key])
-    return TransferBatch.from_db(connection.alias, ["id", "request_fingerprint", "status"], rows[0]) if rows else None
+    return TransferBatch.from_db(connection.alias, _FOUND_BATCH_FIELDS, rows[0]) if rows else None
 
 
-def _record_pending_batch(request: BatchRequest, fingerprint: str) -> tuple[TransferBatch, bool]:
+def _record_pending_batch(request: BatchRequest, fingerprint: str, body_digest: str) -> tuple[TransferBatch, bool]:
     """Commit the PENDING batch and its payouts' PENDING logs together (so
     before any money moves), or return the batch that won the race for this
     (client, key). Returns (batch, created)."""
@@ -693,6 +727,7 @@ def _record_pending_batch(request: BatchRequest, fingerprint: str) -> tuple[Tran
                 "client": client.pk,
                 "key": request.idempotency_key,
                 "fingerprint": fingerprint,
+                "digest": body_digest,
                 "source": request.source_wallet_id,
                 "atomic": request.atomic,
                 "count": len(payouts),
