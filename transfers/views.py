@@ -33,7 +33,7 @@ from transfers.serializers import (
 from wallet_project.db.routers import lag_tolerant_read
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
-from wallet_project.throttling import REPLAYS, TRANSFERS, ChargedOnLookup
+from wallet_project.throttling import READS, REPLAYS, TRANSFERS, ChargedOnLookup
 from wallet_project.views import ApiViewSet
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -130,7 +130,7 @@ class TransferViewSet(ApiViewSet):
         "retrieve": [],
         "by_reference": [],
     }
-    throttle_scopes = {"create": MONEY_SCOPES}
+    throttle_scopes = {"create": MONEY_SCOPES, "retrieve": READS, "by_reference": READS}
 
     @extend_schema(request=TransferRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     def create(self, request):
@@ -177,7 +177,7 @@ class WalletMoneyViewSet(ApiViewSet):
         "withdraw": ["transfers.create_withdrawal"],
         "transactions": ["wallets.view_wallet"],
     }
-    throttle_scopes = {"deposit": MONEY_SCOPES, "withdraw": MONEY_SCOPES}
+    throttle_scopes = {"deposit": MONEY_SCOPES, "withdraw": MONEY_SCOPES, "transactions": READS}
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
@@ -213,7 +213,7 @@ class BatchViewSet(ApiViewSet):
 
     required_permissions = {"create": ["transfers.create_transfer"], "retrieve": []}
     # One unit per payout, of transfers or, for a replay, of replays.
-    throttle_scopes = {"create": MONEY_SCOPES}
+    throttle_scopes = {"create": MONEY_SCOPES, "retrieve": READS}
 
     @property
     def max_body_bytes(self) -> int:
