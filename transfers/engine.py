@@ -50,6 +50,7 @@ from transfers.exceptions import (
     WalletInactive,
 )
 from transfers.models import BatchStatus, ClientExposure, TransactionLog, TransactionStatus, TransferBatch
+from transfers.rendering import transaction_json_sql
 from wallet_project.db import fetch, in_model_order, run
 from wallet_project.fields import timestamp_text
 from wallets.events import record_events
@@ -237,32 +238,13 @@ def decide(logs: list[TransactionLog], wallets: dict[uuid.UUID, Wallet]) -> Post
 # --- applying ---------------------------------------------------------------------
 
 
-def _utc_text(column: str) -> str:
-    """SQL for a timestamp as DRF's DateTimeField writes it in UTC
-    ("2026-11-30T05:46:47.123456Z", no fraction when it is zero)."""
-    whole = f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')"""
-    fraction = f"""CASE WHEN mod(extract(microseconds FROM {column})::bigint, 1000000) = 0 THEN ''
-        ELSE to_char({column} AT TIME ZONE 'UTC', '.US') END"""
-    return f"({whole} || {fraction} || 'Z')"
-
-
 # A transaction as an event carries it (DESIGN.md, "Events and webhooks"),
-# for the recipient `owner`: as TransactionLogSerializer shows it to that
-# owner, the idempotency key and metadata only to the client that sent them
-# (selectors.shows_request_details). Written in SQL so that settling inserts
-# the events in the statement that completes the logs: no round trip, no
-# Python rendering, while the wallet rows are locked. test_events.py checks
-# the two renderings agree.
-EVENT_OBJECT = f"""jsonb_build_object(
-         'id', t.id, 'reference', t.reference, 'type', t.type, 'status', t.status,
-         'idempotencyKey', CASE WHEN owner = t.client_id THEN t.idempotency_key END,
-         'metadata', CASE WHEN owner = t.client_id THEN t.metadata END,
-         'sourceWalletId', t.source_wallet_id, 'destinationWalletId', t.destination_wallet_id,
-         'sourceWalletKind', (SELECT kind FROM wallets WHERE id = t.source_wallet_id),
-         'destinationWalletKind', (SELECT kind FROM wallets WHERE id = t.destination_wallet_id),
-         'amount', t.amount::text, 'currency', t.currency, 'errorCode', t.error_code, 'errorMessage', t.error_message,
-         'createdAt', {_utc_text("t.created_at")}, 'updatedAt', {_utc_text("t.updated_at")},
-         'completedAt', CASE WHEN t.completed_at IS NOT NULL THEN {_utc_text("t.completed_at")} END)"""  # noqa: S608 (constants only)
+# for the recipient `owner`: as the API shows it to that owner
+# (transfers/rendering.py, the one field list). Written in SQL so that
+# settling inserts the events in the statement that completes the logs: no
+# round trip, and no Python rendering in the service's process (rendering
+# it in Python after the locks would add the serializer's cost per event).
+EVENT_OBJECT = transaction_json_sql(row="t", viewer="owner")
 
 # A posting, applied in one statement on rows the caller has locked: every
 # balance, every exposure, every log COMPLETED or FAILED (only a PENDING one:
