@@ -308,18 +308,31 @@ _FIND_LOG = (
 # wallet is found by the customer wallet's currency); no row inserted means the
 # key is taken or a wallet does not match. ON CONFLICT on the unique (client,
 # key) constraint: losing the race is an answer, not an error.
-# Tenancy (docs/api.md) in the same WHERE clause: money leaves, and deposits
-# land in, only wallets the client owns; a transfer may credit another
-# client's wallet only with transfers.pay_other_clients. A wallet that fails
+# Tenancy (docs/api.md) in SQL, written once for every money statement (its
+# Python twin: wallets.selectors.owned_wallets and _ensure_wallets): money
+# leaves, and deposits land in, only customer wallets the client owns
+# (_OWNED); a transfer or a payout may credit another client's customer
+# wallet only with transfers.pay_other_clients (_PAYABLE). A wallet that fails
 # these is not found, as an unknown one (_ensure_wallets says which).
 _CUSTOMER, _SETTLEMENT = WalletKind.CUSTOMER.value, WalletKind.SETTLEMENT.value
+
+
+def _owned(wallet: str) -> str:
+    return f"{wallet}.kind = '{_CUSTOMER}' AND {wallet}.owner_id = %(client)s"
+
+
+def _payable(wallet: str) -> str:
+    return f"{wallet}.kind = '{_CUSTOMER}' AND ({wallet}.owner_id = %(client)s OR %(pay_others)s)"
+
+
+# The settlement wallet of a deposit or withdrawal: the customer wallet's currency's.
+_SETTLES = f"{{settlement}}.kind = '{_SETTLEMENT}' AND {{settlement}}.currency = {{customer}}.currency"
 _WALLETS_OF = {
-    TransactionType.TRANSFER: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s "
-    f"AND d.id = %(destination)s AND d.kind = '{_CUSTOMER}' AND (d.owner_id = %(client)s OR %(pay_others)s)",
-    TransactionType.DEPOSIT: f"d.id = %(destination)s AND d.kind = '{_CUSTOMER}' AND d.owner_id = %(client)s "
-    f"AND s.kind = '{_SETTLEMENT}' AND s.currency = d.currency",
-    TransactionType.WITHDRAWAL: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s "
-    f"AND d.kind = '{_SETTLEMENT}' AND d.currency = s.currency",
+    TransactionType.TRANSFER: f"s.id = %(source)s AND {_owned('s')} AND d.id = %(destination)s AND {_payable('d')}",
+    TransactionType.DEPOSIT: f"d.id = %(destination)s AND {_owned('d')} AND "
+    + _SETTLES.format(settlement="s", customer="d"),
+    TransactionType.WITHDRAWAL: f"s.id = %(source)s AND {_owned('s')} AND "
+    + _SETTLES.format(settlement="d", customer="s"),
 }
 PAY_OTHER_CLIENTS = "transfers.pay_other_clients"
 _INSERT_PENDING = """
@@ -526,14 +539,14 @@ INSERT INTO transfer_batches (
 SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, s.id, %(atomic)s, 'PENDING', %(count)s,
        %(total)s, 0, 0, 0, '', '', %(rejected)s, %(now)s, %(now)s
   FROM wallets s
- WHERE s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s
+ WHERE s.id = %(source)s AND {_owned("s")}
 ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING id
 """  # noqa: S608 (constants only)
 # The destinations a payout may credit: _WALLETS_OF's rule for a transfer.
 _USABLE_DESTINATIONS = f"""
 SELECT d.id FROM wallets d
- WHERE d.id = ANY(%(destinations)s) AND d.kind = '{_CUSTOMER}' AND (d.owner_id = %(client)s OR %(pay_others)s)
+ WHERE d.id = ANY(%(destinations)s) AND {_payable("d")}
 """  # noqa: S608 (constants only)
 # Every payout's PENDING log in one statement. A key some other transaction
 # holds inserts nothing (ON CONFLICT): the caller compares what came back.
