@@ -253,7 +253,7 @@ class ClientExposure(models.Model):
     NUMERIC(20,2) (docs/design.md, "Client exposure").
 
     Counted by the wallet's owner, in the settle transaction that moves the
-    money (transfers/services.py), under the row locks of that transaction:
+    money (transfers/engine.py), under the row locks of that transaction:
     the settlement wallet's, then this row's. Transfers between customer
     wallets do not change it: no money enters or leaves the ledger.
     """

@@ -1,4 +1,6 @@
-"""Where money moves. Nothing else in the code base changes a balance.
+"""Where money moves: the typed services every caller uses (the API, the
+admin, reconciliation, the tests), and the protocol around the engine
+(transfers/engine.py), which settles. Nothing else changes a balance.
 
 The protocol (docs/design.md, "The protocol: five layers"):
 
@@ -12,10 +14,11 @@ The protocol (docs/design.md, "The protocol: five layers"):
 3. Commit a PENDING transaction. The unique constraint on (client, key) is
    the real guard against a duplicate: losing that race means using the
    winner's.
-4. Settle it in one database transaction: lock its row, then both wallets in
-   a fixed order; if it is still PENDING, check the business rules and
-   either move the money and mark it COMPLETED, or mark it FAILED. Deadlocks
-   and serialization failures are retried a bounded number of times.
+4. Settle it through the engine (transfers/engine.py): in one database
+   transaction, lock its row, then the wallets in primary-key order; if it
+   is still PENDING, decide it by the rules and apply the decision: the
+   money moved and COMPLETED, or FAILED. Deadlocks and serialization
+   failures are retried a bounded number of times.
 5. Reconciliation settles what a crash left PENDING, through the same step.
 
 Guarantee: however requests, retries, crashes and reconciliation interleave,
@@ -510,13 +513,13 @@ def _exposure_params(exposure: ExposureChange | None) -> dict:
 #    already holds refuses the whole batch (422) and stores nothing; a payout
 #    to an unknown wallet (or one the client may not pay) gets no log, as a
 #    single transfer would not, and its outcome is kept on the batch.
-# 4. One database transaction settles the batch: its row, then the source and
-#    every destination in primary-key order (locks.lock_wallet_set, the order
-#    single transfers use), the business rules checked payout by payout in the
-#    order given on the running balances, then one UPDATE of every balance,
-#    one of every payout log and one of the batch. The source row is locked
-#    once for the whole batch: that is what lets a pool wallet pay out faster
-#    than one commit per payout.
+# 4. The engine settles the batch in one database transaction
+#    (engine.settle_batch): its row, then the source and every destination in
+#    primary-key order (locks.lock_wallets, as for a single transfer), the
+#    single transfer's decide-and-apply step over every payout in order on
+#    the running balances, then the batch row. The source row is locked once
+#    for the whole batch: that is what lets a pool wallet pay out faster than
+#    one commit per payout.
 # 5. Reconciliation settles a batch a crash left PENDING, through step 4.
 
 
