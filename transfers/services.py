@@ -291,9 +291,9 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
 #
 # The statements a transfer runs on every request are written as SQL: building
 # them through the ORM cost more CPU than everything else a transfer does
-# (bench/README.md). The row locks stay ORM querysets in locks.py, as the
-# design asks, and every statement runs inside the same transactions. All of
-# them go through the connection's statement cursor (wallet_project/db/base.py).
+# (bench/README.md). The row locks are in locks.py, the settle step's
+# statements in engine.py. All of them go through
+# wallet_project.db.statement_cursor.
 
 _REPLAY_COLUMNS = in_model_order(
     TransactionLog,
@@ -350,6 +350,12 @@ ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING id
 """
 
+# --- what transaction_reverse uses, until it posts through the engine ------------
+#
+# A reversal writes its own statements (to be posted through engine.decide
+# and engine.apply as a movement of its own): these, and the engine's rules
+# and rendering under the names it calls them by.
+
 # Both legs in one statement, on rows the caller has locked. The CHECK on
 # customer balances is the backstop should a rule check ever be wrong.
 _MOVE_MONEY = """
@@ -362,14 +368,9 @@ UPDATE wallets
 _CHANGE_EXPOSURE = """
 UPDATE client_exposures SET amount = amount + %(exposure_change)s, updated_at = %(now)s WHERE id = %(exposure)s
 """
-
-
-# --- what transaction_reverse uses, until it posts through the engine ------------
-#
-# A reversal writes its own statements (branch foureyes rewrites it): the
-# engine's rules and rendering under the names it calls them by.
 _check_limits = engine.check_limits
 _exposure_change = engine.exposure_change
+_owners = engine.owners
 _EVENT_OBJECT = engine.EVENT_OBJECT
 _EVENTS_OF_LOG = f"""
 INSERT INTO events (client_id, type, data, created_at)
@@ -381,10 +382,7 @@ _RECORD_EVENTS_OF = f"""
 WITH t AS (SELECT * FROM transaction_logs WHERE id = %(log)s)
 {_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
 
-
-def _owners(*wallets: Wallet) -> list[int]:
-    """The clients whose wallets a transaction touches: its events' recipients."""
-    return engine.owners(*wallets)
+# --- the protocol's steps 1 to 3 ---------------------------------------------------
 
 
 def _fetch(statement: str, params) -> list[tuple]:
