@@ -2,14 +2,12 @@
 read by one reader for single movements and batches alike."""
 
 import hashlib
-from collections.abc import Callable
 from functools import cached_property
 
 from rest_framework import serializers
 from rest_framework.request import Request
 
 from transfers.idempotency import IDEMPOTENCY_HEADER, idempotency_key_of, key_from_header
-from transfers.movements import Movement, MovementRequest
 
 
 def read_money_request(request: Request, serializer_class: type[serializers.Serializer]) -> tuple[dict, str]:
@@ -41,37 +39,36 @@ def read_money_request(request: Request, serializer_class: type[serializers.Seri
     return fields, key
 
 
-class ApiMovementRequest(MovementRequest):
-    """A transfer, deposit or withdrawal read from a DRF request.
+class MoneyRequest:
+    """A money request (transfer, deposit, withdrawal, batch) as its view
+    reads it: its idempotency key, read once, its body digest, and its
+    validated body, read only when the answer needs it.
 
     The key comes from a well-formed Idempotency-Key header without reading
-    the body, so that the protocol can answer a byte-identical retry of a
-    finished request from its transaction alone (docs/design.md, "The
-    protocol: five layers"); otherwise (the key in the body only, or a
-    malformed header) the body is read first, by read_money_request. The
-    body's fields, but for the key, become the movement through `movement_of`
-    (Movement.transfer, or Movement.deposit bound to the path's wallet).
+    the body, so that a byte-identical retry of a finished request can be
+    answered from what it made alone (transfers.movements.Found.answers_unread);
+    otherwise (the key in the body only, or a malformed header) the body is
+    read first, by read_money_request. Either way ValidationError (400).
     """
 
-    def __init__(self, request: Request, serializer_class, movement_of: Callable[..., Movement]):
-        self.request, self.serializer_class, self.movement_of = request, serializer_class, movement_of
+    def __init__(self, request: Request, serializer_class: type[serializers.Serializer]):
+        self.request, self.serializer_class = request, serializer_class
         # Before anything parses the body: the digest reads it as sent.
         self.body_digest = _body_digest(request)
         try:
             key = key_from_header(request.headers.get(IDEMPOTENCY_HEADER))
         except serializers.ValidationError:
             key = None  # reported with the body's errors
-        if key is None:
-            key = self._read[1]
-        super().__init__(client=request.user, idempotency_key=key)
+        self.key = key if key is not None else self._read[1]
 
     @cached_property
     def _read(self) -> tuple[dict, str]:
         return read_money_request(self.request, self.serializer_class)
 
-    def read_movement(self) -> Movement:
-        # With a header too, the same key: read_money_request refuses a body key that differs.
-        return self.movement_of(**self._read[0])
+    def fields(self) -> dict:
+        """The validated body, but for its key (with a header too, the same
+        key: read_money_request refuses a body key that differs)."""
+        return self._read[0]
 
 
 def _body_digest(request: Request) -> str:

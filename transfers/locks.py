@@ -24,7 +24,7 @@ from redis.exceptions import LockError
 
 from transfers.exceptions import IdempotencyKeyInUse
 from transfers.models import ClientExposure, TransactionLog, TransferBatch
-from wallet_project.db import in_model_order
+from wallet_project.db import in_model_order, statement_cursor
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
 from wallets.models import Wallet
@@ -107,30 +107,23 @@ LOCKED_LOG_FIELDS = (
 LOCKED_WALLET_FIELDS = ("id", "kind", "currency", "balance", "is_active", "owner_id")
 
 
-class CompiledLock:
-    """A row-lock queryset, compiled by Django once per process.
+def _select_for_update(model, fields, where: str, *, skip_locked: bool = False, order_by: str = "") -> str:
+    """The one way a row is locked here: a SELECT of `fields` (columns in the
+    model's order, as Model.from_db reads them) FOR NO KEY UPDATE of the
+    model's table, as Django's select_for_update(no_key=True, of=("self",))
+    writes it. Plain SQL built once from the model: compiling the queryset
+    on every transfer cost more CPU than PostgreSQL spends running it."""
+    columns = ", ".join(model._meta.get_field(name).column for name in fields)
+    table = model._meta.db_table
+    order = f" ORDER BY {order_by}" if order_by else ""
+    skip = " SKIP LOCKED" if skip_locked else ""
+    return f'SELECT {columns} FROM {table} WHERE {where}{order} FOR NO KEY UPDATE OF "{table}"{skip}'  # noqa: S608 (model names)
 
-    The querysets below are the design's `select_for_update(no_key=True)`;
-    compiling one costs more CPU than PostgreSQL spends running it, and it
-    runs on every transfer. So Django compiles it on first use (inside a
-    transaction, as select_for_update requires) with placeholder ids, and each
-    call executes that same SQL with its own ids, building model instances from
-    the rows as the queryset would.
-    """
 
-    def __init__(self, model, fields: tuple[str, ...], queryset_for):
-        self.model = model
-        self.fields = in_model_order(model, fields)
-        self.queryset_for = queryset_for
-        self._sql: str | None = None
-
-    def __call__(self, *ids: uuid.UUID) -> list:
-        if self._sql is None:
-            queryset = self.queryset_for(*[uuid.UUID(int=n) for n in range(len(ids))])
-            self._sql, _ = queryset.only(*self.fields).query.get_compiler(using=connection.alias).as_sql()
-        cursor = connection.statement_cursor()
-        cursor.execute(self._sql, ids)
-        return [self.model.from_db(connection.alias, self.fields, row) for row in cursor.fetchall()]
+def _locked_rows(model, fields: list[str], sql: str, params) -> list:
+    cursor = statement_cursor(connection)
+    cursor.execute(sql, params)
+    return [model.from_db(connection.alias, fields, row) for row in cursor.fetchall()]
 
 
 class RowLock:
@@ -140,35 +133,24 @@ class RowLock:
 
     def __init__(self, model, fields: tuple[str, ...]):
         self.model = model
-        # order_by(): the primary key selects one row, no ORDER BY needed.
-        self._locks = {
-            skip_locked: CompiledLock(
-                model,
-                fields,
-                lambda pk, skip_locked=skip_locked: (
-                    model.objects.select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
-                    .filter(pk=pk)
-                    .order_by()
-                ),
-            )
+        self.fields = in_model_order(model, fields)
+        self._sql = {
+            skip_locked: _select_for_update(model, self.fields, "id = %s", skip_locked=skip_locked)
             for skip_locked in (False, True)
         }
 
     def __call__(self, pk: uuid.UUID, *, skip_locked: bool):
         """The locked row; None if skip_locked and another transaction holds
         it; model.DoesNotExist if there is no such row to wait for."""
-        rows = self._locks[skip_locked](pk)
+        rows = _locked_rows(self.model, self.fields, self._sql[skip_locked], [pk])
         if not rows and not skip_locked:
             raise self.model.DoesNotExist(pk)
         return rows[0] if rows else None
 
 
 _log_lock = RowLock(TransactionLog, LOCKED_LOG_FIELDS)
-_wallet_locks = CompiledLock(
-    Wallet,
-    LOCKED_WALLET_FIELDS,
-    lambda a, b: Wallet.objects.select_for_update(no_key=True, of=("self",)).filter(pk__in=[a, b]).order_by("pk"),
-)
+_WALLET_FIELDS = in_model_order(Wallet, LOCKED_WALLET_FIELDS)
+_LOCK_WALLETS = _select_for_update(Wallet, _WALLET_FIELDS, "id = ANY(%s)", order_by="id")
 
 
 def lock_log(log_id: uuid.UUID, *, skip_locked: bool = False) -> TransactionLog | None:
@@ -176,18 +158,18 @@ def lock_log(log_id: uuid.UUID, *, skip_locked: bool = False) -> TransactionLog 
     return _log_lock(log_id, skip_locked=skip_locked)
 
 
-def lock_wallets(source_id: uuid.UUID, destination_id: uuid.UUID) -> dict[uuid.UUID, Wallet]:
-    """Both wallets, locked in primary-key order (the one order every caller uses)."""
-    return {wallet.pk: wallet for wallet in _wallet_locks(source_id, destination_id)}
+def lock_wallets(*wallet_ids: uuid.UUID) -> dict[uuid.UUID, Wallet]:
+    """Wallets by id (a transfer's two, a batch's source and every
+    destination), locked in one statement in primary-key order: the one
+    order every caller uses, so two movements on the same wallets wait for
+    each other, never deadlock."""
+    wallets = _locked_rows(Wallet, _WALLET_FIELDS, _LOCK_WALLETS, [list(set(wallet_ids))])
+    return {wallet.pk: wallet for wallet in wallets}
 
 
-# By (client, currency), the row's natural key, so written as SQL: the compiled
-# querysets above take primary keys only.
+# By (client, currency), the row's natural key.
 _EXPOSURE_FIELDS = in_model_order(ClientExposure, ["id", "client_id", "currency", "amount"])
-_LOCK_EXPOSURE = (
-    f"SELECT {', '.join(_EXPOSURE_FIELDS)} FROM client_exposures "  # noqa: S608 (model field names)
-    "WHERE client_id = %s AND currency = %s FOR NO KEY UPDATE"
-)
+_LOCK_EXPOSURE = _select_for_update(ClientExposure, _EXPOSURE_FIELDS, "client_id = %s AND currency = %s")
 _FIRST_EXPOSURE = """
 INSERT INTO client_exposures (client_id, currency, amount, updated_at) VALUES (%s, %s, 0, now())
 ON CONFLICT (client_id, currency) DO NOTHING
@@ -201,7 +183,7 @@ def lock_exposure(client_id: int, currency: str) -> ClientExposure:
     (a manual adjustment), so two callers for one client and currency
     mostly wait for each other there; a deposit and an adjustment meet here
     instead, the second insert waiting for the first (ON CONFLICT)."""
-    cursor = connection.statement_cursor()
+    cursor = statement_cursor(connection)
     cursor.execute(_LOCK_EXPOSURE, [client_id, currency])
     row = cursor.fetchone()
     if row is None:
@@ -225,21 +207,8 @@ def lock_batch(batch_id: uuid.UUID, *, skip_locked: bool = False) -> TransferBat
     batch = _batch_lock(batch_id, skip_locked=skip_locked)
     if batch is None:
         return None
-    # CompiledLock builds the instance without Django's field converters, and
-    # Django has psycopg hand jsonb over as text.
+    # Read without Django's field converters, and Django has psycopg hand
+    # jsonb over as text.
     if isinstance(batch.rejected_payouts, str):
         batch.rejected_payouts = json.loads(batch.rejected_payouts)
     return batch
-
-
-def lock_wallet_set(wallet_ids) -> dict[uuid.UUID, Wallet]:
-    """Any number of wallets (a batch's source and destinations), locked in one
-    statement in primary-key order, the order lock_wallets uses: a batch and a
-    single transfer on the same wallets wait for each other, never deadlock."""
-    locked = (
-        Wallet.objects.select_for_update(no_key=True, of=("self",))
-        .filter(pk__in=set(wallet_ids))
-        .order_by("pk")
-        .only(*LOCKED_WALLET_FIELDS)
-    )
-    return {wallet.pk: wallet for wallet in locked}

@@ -66,7 +66,7 @@ class TransactionLog(models.Model):
     # sha256 of that request's bytes exactly as sent (path, content type,
     # body), when it came through the API: a retry with the same bytes is
     # answered from the log without being parsed
-    # (services.movement_request_answer). The database default keeps raw
+    # (movements.Found.answers_unread). The database default keeps raw
     # inserts (pgbench, fault tests) valid.
     body_digest = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="outgoing_logs")
@@ -193,6 +193,9 @@ class TransferBatch(models.Model):
     # sha256 of the canonical batch (movements.BatchRequest.fingerprint): a
     # replay must ask for the same batch.
     request_fingerprint = models.CharField(max_length=64)
+    # sha256 of that request's bytes as sent, as TransactionLog.body_digest:
+    # a retry with the same bytes is answered from the batch unread.
+    body_digest = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="outgoing_batches")
     atomic = models.BooleanField()
     status = models.CharField(max_length=24, choices=BatchStatus.choices, default=BatchStatus.PENDING)
@@ -250,7 +253,7 @@ class ClientExposure(models.Model):
     NUMERIC(20,2) (docs/design.md, "Client exposure").
 
     Counted by the wallet's owner, in the settle transaction that moves the
-    money (transfers/services.py), under the row locks of that transaction:
+    money (transfers/engine.py), under the row locks of that transaction:
     the settlement wallet's, then this row's. Transfers between customer
     wallets do not change it: no money enters or leaves the ledger.
     """

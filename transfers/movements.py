@@ -4,7 +4,7 @@ Vocabulary (docs/design.md, "Words"):
 - a **movement** is money asked to move from one wallet to another: its type
   (TRANSFER, DEPOSIT, WITHDRAWAL), amount, wallets and metadata (`Movement`);
 - a **movement request** is a client's request for one, under an idempotency
-  key (`MovementRequest`);
+  key (`found` is what the key already names: `Found`);
 - a **transaction** is what the service records for it: one row of
   transaction_logs (`TransactionLog`, the seed's name; `log` in code), PENDING,
   then COMPLETED or FAILED;
@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from transfers.models import TransactionLog, TransactionType, TransferBatch
+from transfers.models import TransactionLog, TransactionStatus, TransactionType, TransferBatch
 
 
 @dataclass(frozen=True)
@@ -72,31 +72,29 @@ def canonical_fingerprint(**asked: object) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class MovementRequest:
-    """A client's request to move money, as the protocol reads it
-    (transfers.services.movement_request_answer).
+@dataclass(frozen=True)
+class Found:
+    """Step 1 of the protocol (docs/design.md): what a client's idempotency
+    key already names, a transaction (services.movement_find) or a batch
+    (services.batch_find), or None: nothing yet."""
 
-    - `client`: the API client (a user) the idempotency key belongs to;
-    - `idempotency_key`: the key;
-    - `body_digest`: sha256 of the request exactly as sent (path, content
-      type, body), stored with a new transaction so that a byte-identical retry
-      is answered without being read again; "" matches nothing;
-    - `read_movement()`: what it asks for, read when the answer needs it (for
-      the API: the body parsed and validated, which may raise a 400).
+    row: TransactionLog | TransferBatch | None
 
-    This base class is a request made in process, with its movement in hand;
-    the API's (transfers.http.ApiMovementRequest) reads an HTTP request.
-    """
+    @property
+    def finished(self) -> bool:
+        """Whether a request under the key is a replay (charged as one): what
+        it names is final. A PENDING one may be settling right now."""
+        return self.row is not None and self.row.status != TransactionStatus.PENDING
 
-    body_digest = ""
-
-    def __init__(self, *, client: AbstractBaseUser, idempotency_key: str, movement: Movement | None = None):
-        self.client = client
-        self.idempotency_key = idempotency_key
-        self._movement = movement
-
-    def read_movement(self) -> Movement:
-        return self._movement
+    def answers_unread(self, body_digest: str) -> bool:
+        """Whether a request whose bytes have `body_digest` (sha256 of its
+        path, content type and body, as sent) is a byte-identical retry of
+        the finished request that made the row: then it is answered from the
+        row without being parsed or validated, since it cannot ask for
+        anything else (and retries are what replays mostly are: a double tap,
+        a client's timeout). "" matches nothing. The one place this is decided,
+        for single movements and batches alike."""
+        return self.finished and bool(body_digest) and self.row.body_digest == body_digest
 
 
 @dataclass(frozen=True)

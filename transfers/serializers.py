@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from transfers.idempotency import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
 from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransactionType
+from transfers.rendering import FIELD_NAMES
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
 from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
@@ -183,10 +184,11 @@ class MovementResultSerializer(serializers.Serializer):
 
 
 class TransactionLogSerializer(serializers.ModelSerializer):
-    """The seed's log view. The idempotency key and the metadata are shown
-    only to the client that sent them, or to an auditor
-    (selectors.shows_request_details); anyone else who may read the
-    transaction (the owner of a wallet it credited) gets null for both."""
+    """The seed's log view, with the fields of transfers/rendering.py. The
+    idempotency key and the metadata are shown only to the client that sent
+    them, or to an auditor (selectors.shows_request_details); anyone else who
+    may read the transaction (the owner of a wallet it credited) gets null
+    for both."""
 
     idempotencyKey = serializers.SerializerMethodField()
     metadata = serializers.SerializerMethodField()
@@ -204,25 +206,8 @@ class TransactionLogSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TransactionLog
-        fields = [
-            "id",
-            "idempotencyKey",
-            "reference",
-            "type",
-            "status",
-            "sourceWalletId",
-            "destinationWalletId",
-            "sourceWalletKind",
-            "destinationWalletKind",
-            "amount",
-            "currency",
-            "metadata",
-            "errorCode",
-            "errorMessage",
-            "createdAt",
-            "updatedAt",
-            "completedAt",
-        ]
+        # The one field list (transfers/rendering.py): the events are written from it too.
+        fields = FIELD_NAMES
         read_only_fields = fields
 
     def _shows_request_details(self, log) -> bool:

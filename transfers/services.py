@@ -1,4 +1,6 @@
-"""Where money moves. Nothing else in the code base changes a balance.
+"""Where money moves: the typed services every caller uses (the API, the
+admin, reconciliation, the tests), and the protocol around the engine
+(transfers/engine.py), which settles. Nothing else changes a balance.
 
 The protocol (docs/design.md, "The protocol: five layers"):
 
@@ -12,10 +14,11 @@ The protocol (docs/design.md, "The protocol: five layers"):
 3. Commit a PENDING transaction. The unique constraint on (client, key) is
    the real guard against a duplicate: losing that race means using the
    winner's.
-4. Settle it in one database transaction: lock its row, then both wallets in
-   a fixed order; if it is still PENDING, check the business rules and
-   either move the money and mark it COMPLETED, or mark it FAILED. Deadlocks
-   and serialization failures are retried a bounded number of times.
+4. Settle it through the engine (transfers/engine.py): in one database
+   transaction, lock its row, then the wallets in primary-key order; if it
+   is still PENDING, decide it by the rules and apply the decision: the
+   money moved and COMPLETED, or FAILED. Deadlocks and serialization
+   failures are retried a bounded number of times.
 5. Reconciliation settles what a crash left PENDING, through the same step.
 
 Guarantee: however requests, retries, crashes and reconciliation interleave,
@@ -29,35 +32,27 @@ transaction_logs (`log` in code).
 
 import json
 import logging
-import random
 import time
 import uuid
-from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from transfers import locks, telemetry
+from transfers import engine, locks, telemetry
+from transfers.engine import ExposureChange
 from transfers.exceptions import (
-    BalanceLimitExceeded,
-    BatchFailed,
-    BusinessRuleViolation,
     CurrencyMismatch,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientBalance,
-    LimitExceeded,
     ReversalNotAllowed,
-    WalletInactive,
 )
 from transfers.models import (
     BatchStatus,
-    ClientExposure,
     TransactionLog,
     TransactionStatus,
     TransactionType,
@@ -67,65 +62,43 @@ from transfers.models import (
 from transfers.movements import (
     BatchRequest,
     BatchResult,
+    Found,
     Movement,
-    MovementRequest,
     MovementResult,
     Payout,
     PayoutOutcome,
     canonical_fingerprint,
 )
-from wallet_project.db import in_model_order
-from wallet_project.fields import timestamp_text
-from wallets.events import record_events
+from wallet_project.db import fetch, in_model_order, run
 from wallets.exceptions import WalletNotFound
-from wallets.models import SYSTEM_KINDS, EventType, Wallet, WalletKind
-from wallets.money import MAX_AMOUNT
+from wallets.models import EventType, Wallet, WalletKind
 from wallets.selectors import owned_wallets
 from wallets.services import settlement_wallet_get_or_create, suspense_wallet_get_or_create
 
 logger = logging.getLogger(__name__)
 
-# PostgreSQL's deadlock_detected and serialization_failure: the transaction
-# was rolled back whole, so running it again is safe.
-RETRYABLE_SQLSTATES = {"40P01", "40001"}
-
 
 # --- public services -------------------------------------------------------------
 
 
-def movement_find(*, client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
+def movement_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
     """Step 1 of the protocol: the client's transaction under this key, if
-    any, with what answering a replay needs. Give it to
-    movement_request_answer; a caller that charges a rate limit charges a
-    request whose transaction is finished (status not PENDING) as a replay,
-    anything else as new work, before calling it."""
-    return _find_log(client, idempotency_key)
+    any, with what answering a replay needs. A caller that charges a rate
+    limit charges a request whose transaction is finished (found.finished)
+    as a replay, anything else as new work; a byte-identical retry
+    (found.answers_unread) it may answer with movement_replay unread. Give
+    it to the service it calls (transfer_create, ...) to spare a query."""
+    return Found(_find_log(client, idempotency_key))
 
 
-def movement_request_answer(*, movement_request: MovementRequest, found: TransactionLog | None) -> MovementResult:
-    """Answer a movement request exactly once per (client, idempotency key):
-    the protocol above, from step 1's answer `found` (movement_find). The one
-    entry point of every money request, the API's
-    (transfers.http.ApiMovementRequest) and the typed services' below.
-
-    The request's movement is read only when the answer needs it: a retry
-    whose body digest matches the finished transaction's is replayed from it
-    unread, since it cannot ask for anything else (and retries are what
-    replays mostly are: a double tap, a client's timeout).
-
-    Raises IdempotencyKeyInUse (409) or IdempotencyKeyReused (422), whatever
-    reading the request raises (400), and WalletNotFound (404) before
-    anything is stored. A business rule broken is not raised: it is a FAILED
-    transaction in the result.
-    """
-    started = time.perf_counter()
-    result = _run_protocol(movement_request, found)
+def movement_replay(*, client: AbstractBaseUser, idempotency_key: str, found: Found) -> MovementResult:
+    """The answer to a retry of the finished transaction `found` names, from
+    it: for a request that is answered unread (found.answers_unread)."""
+    if not found.finished:
+        raise ValueError("only a finished transaction is replayed")
+    result = MovementResult(log=found.row, replayed=True)
     telemetry.movement_answered(
-        client=movement_request.client,
-        idempotency_key=movement_request.idempotency_key,
-        log=result.log,
-        replayed=result.replayed,
-        seconds=time.perf_counter() - started,
+        client=client, idempotency_key=idempotency_key, log=found.row, replayed=True, seconds=0.0
     )
     return result
 
@@ -138,74 +111,114 @@ def transfer_create(
     amount: Decimal,
     idempotency_key: str,
     metadata: dict,
+    body_digest: str = "",
+    found: Found | None = None,
 ) -> MovementResult:
     """Move `amount` (Decimal, 2 places) from one customer wallet to another,
-    exactly once per key: movement_request_answer for a caller in process."""
+    exactly once per key: movement_answer."""
     movement = Movement.transfer(
         source_wallet_id=source_wallet_id, destination_wallet_id=destination_wallet_id, amount=amount, metadata=metadata
     )
-    return _answer_in_process(client, idempotency_key, movement)
+    return movement_answer(
+        client=client, idempotency_key=idempotency_key, movement=movement, body_digest=body_digest, found=found
+    )
 
 
 def deposit_create(
-    *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
+    *,
+    client: AbstractBaseUser,
+    wallet_id: uuid.UUID,
+    amount: Decimal,
+    idempotency_key: str,
+    metadata: dict,
+    body_digest: str = "",
+    found: Found | None = None,
 ) -> MovementResult:
-    """Move money in: from the currency's settlement wallet to a customer wallet."""
+    """Move money in: from the currency's settlement wallet to a customer
+    wallet, exactly once per key: movement_answer."""
     movement = Movement.deposit(wallet_id=wallet_id, amount=amount, metadata=metadata)
-    return _answer_in_process(client, idempotency_key, movement)
+    return movement_answer(
+        client=client, idempotency_key=idempotency_key, movement=movement, body_digest=body_digest, found=found
+    )
 
 
 def withdrawal_create(
-    *, client: AbstractBaseUser, wallet_id: uuid.UUID, amount: Decimal, idempotency_key: str, metadata: dict
+    *,
+    client: AbstractBaseUser,
+    wallet_id: uuid.UUID,
+    amount: Decimal,
+    idempotency_key: str,
+    metadata: dict,
+    body_digest: str = "",
+    found: Found | None = None,
 ) -> MovementResult:
-    """Move money out: from a customer wallet to the currency's settlement wallet."""
+    """Move money out: from a customer wallet to the currency's settlement
+    wallet, exactly once per key: movement_answer."""
     movement = Movement.withdrawal(wallet_id=wallet_id, amount=amount, metadata=metadata)
-    return _answer_in_process(client, idempotency_key, movement)
-
-
-def _answer_in_process(client: AbstractBaseUser, idempotency_key: str, movement: Movement) -> MovementResult:
-    """The typed services' request: in process, with its movement in hand and no rate limit."""
-    return movement_request_answer(
-        movement_request=MovementRequest(client=client, idempotency_key=idempotency_key, movement=movement),
-        found=movement_find(client=client, idempotency_key=idempotency_key),
+    return movement_answer(
+        client=client, idempotency_key=idempotency_key, movement=movement, body_digest=body_digest, found=found
     )
+
+
+def movement_answer(
+    *,
+    client: AbstractBaseUser,
+    idempotency_key: str,
+    movement: Movement,
+    body_digest: str = "",
+    found: Found | None = None,
+) -> MovementResult:
+    """Answer a request for `movement` exactly once per (client, idempotency
+    key): the protocol above. `found` is step 1's answer if the caller has
+    it (movement_find), else it is looked up here. `body_digest`: sha256 of
+    the request's bytes when it came through the API (stored with a new
+    transaction, for Found.answers_unread), else "".
+
+    Returns the transaction, replayed=True when an earlier request had
+    finished it. Raises IdempotencyKeyInUse (409) or IdempotencyKeyReused
+    (422), and WalletNotFound (404) before anything is stored. A business
+    rule broken is not raised: it is a FAILED transaction in the result.
+    """
+    started = time.perf_counter()
+    if found is None:
+        found = movement_find(client=client, idempotency_key=idempotency_key)
+    try:
+        result = _answer(client, idempotency_key, movement, body_digest, found.row)
+    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
+        telemetry.key_refused(
+            client=client, movement=movement, idempotency_key=idempotency_key, code=refusal.default_code
+        )
+        raise
+    telemetry.movement_answered(
+        client=client,
+        idempotency_key=idempotency_key,
+        log=result.log,
+        replayed=result.replayed,
+        seconds=time.perf_counter() - started,
+    )
+    return result
 
 
 def transaction_settle(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransactionLog | None, bool]:
     """Settle a PENDING log: move the money and mark it COMPLETED, or mark it
-    FAILED with the business rule it broke. Returns (log, settled_now).
+    FAILED with the business rule it broke (the engine, transfers/engine.py).
+    Returns (log, settled_now).
 
     Safe to call any number of times, concurrently, from a client retry, the
     reconciliation task or an admin action: the log row lock serialises the
     callers and only the one that finds it PENDING acts (settled_now=True).
     With skip_locked (reconciliation), a log another caller is settling right
-    now is left to it: the result is (None, False).
+    now is left to it: the result is (None, False). A batch's payout settles
+    with its batch (batch_settle), so that an atomic batch never completes
+    one of them alone.
     """
-    try:
-        return _retrying(lambda: _settle_once(log_id, skip_locked=skip_locked), log_id)
-    except _PayoutOfBatch as payout:
-        # A batch's payouts settle together, under the batch's lock: an atomic
-        # batch must never complete one of them alone.
-        batch, settled_now = batch_settle(batch_id=payout.batch_id, skip_locked=skip_locked)
-        if batch is None:
-            return None, False
-        return TransactionLog.objects.get(pk=log_id), settled_now
-
-
-def _retrying(settle, subject):
-    """Run one settle transaction, again on a deadlock or a serialization
-    failure (PostgreSQL rolled it back whole), TRANSFER_MAX_ATTEMPTS in all."""
-    for attempt in range(1, settings.TRANSFER_MAX_ATTEMPTS + 1):
-        try:
-            return settle()
-        except OperationalError as exc:
-            sqlstate = getattr(exc.__cause__, "sqlstate", None)
-            if sqlstate not in RETRYABLE_SQLSTATES or attempt == settings.TRANSFER_MAX_ATTEMPTS:
-                raise
-            logger.info("settle %s: %s on attempt %d, retrying", subject, sqlstate, attempt)
-            # Jittered so that two transactions that deadlocked do not meet again.
-            time.sleep(random.uniform(0, 0.01 * 2**attempt))
-    raise AssertionError("unreachable")
+    log, settled_now = engine.settle_log(log_id=log_id, skip_locked=skip_locked)
+    if log is None or log.batch_id is None or log.status != TransactionStatus.PENDING:
+        return log, settled_now
+    batch, settled_now = batch_settle(batch_id=log.batch_id, skip_locked=skip_locked)
+    if batch is None:
+        return None, False
+    return TransactionLog.objects.get(pk=log_id), settled_now
 
 
 REVERSAL_TYPE = {
@@ -333,7 +346,12 @@ def adjustment_post(
         )
         _run(
             _RECORD_EVENTS_OF,
-            {"log": log.pk, "event": _event_type(log), "now": log.completed_at, "owners": _owners(payer, payee)},
+            {
+                "log": log.pk,
+                "event": f"{log.type.lower()}.{log.status.lower()}",
+                "now": log.completed_at,
+                "owners": _owners(payer, payee),
+            },  # fmt: skip
         )
     return log
 
@@ -395,9 +413,9 @@ def _post_correction(
 #
 # The statements a transfer runs on every request are written as SQL: building
 # them through the ORM cost more CPU than everything else a transfer does
-# (bench/README.md). The row locks stay ORM querysets in locks.py, as the
-# design asks, and every statement runs inside the same transactions. All of
-# them go through the connection's statement cursor (wallet_project/db/base.py).
+# (bench/README.md). The row locks are in locks.py, the settle step's
+# statements in engine.py. All of them go through
+# wallet_project.db.statement_cursor.
 
 _REPLAY_COLUMNS = in_model_order(
     TransactionLog,
@@ -415,18 +433,31 @@ _FIND_LOG = (
 # wallet is found by the customer wallet's currency); no row inserted means the
 # key is taken or a wallet does not match. ON CONFLICT on the unique (client,
 # key) constraint: losing the race is an answer, not an error.
-# Tenancy (docs/api.md) in the same WHERE clause: money leaves, and deposits
-# land in, only wallets the client owns; a transfer may credit another
-# client's wallet only with transfers.pay_other_clients. A wallet that fails
+# Tenancy (docs/api.md) in SQL, written once for every money statement (its
+# Python twin: wallets.selectors.owned_wallets and _ensure_wallets): money
+# leaves, and deposits land in, only customer wallets the client owns
+# (_OWNED); a transfer or a payout may credit another client's customer
+# wallet only with transfers.pay_other_clients (_PAYABLE). A wallet that fails
 # these is not found, as an unknown one (_ensure_wallets says which).
 _CUSTOMER, _SETTLEMENT = WalletKind.CUSTOMER.value, WalletKind.SETTLEMENT.value
+
+
+def _owned(wallet: str) -> str:
+    return f"{wallet}.kind = '{_CUSTOMER}' AND {wallet}.owner_id = %(client)s"
+
+
+def _payable(wallet: str) -> str:
+    return f"{wallet}.kind = '{_CUSTOMER}' AND ({wallet}.owner_id = %(client)s OR %(pay_others)s)"
+
+
+# The settlement wallet of a deposit or withdrawal: the customer wallet's currency's.
+_SETTLES = f"{{settlement}}.kind = '{_SETTLEMENT}' AND {{settlement}}.currency = {{customer}}.currency"
 _WALLETS_OF = {
-    TransactionType.TRANSFER: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s "
-    f"AND d.id = %(destination)s AND d.kind = '{_CUSTOMER}' AND (d.owner_id = %(client)s OR %(pay_others)s)",
-    TransactionType.DEPOSIT: f"d.id = %(destination)s AND d.kind = '{_CUSTOMER}' AND d.owner_id = %(client)s "
-    f"AND s.kind = '{_SETTLEMENT}' AND s.currency = d.currency",
-    TransactionType.WITHDRAWAL: f"s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s "
-    f"AND d.kind = '{_SETTLEMENT}' AND d.currency = s.currency",
+    TransactionType.TRANSFER: f"s.id = %(source)s AND {_owned('s')} AND d.id = %(destination)s AND {_payable('d')}",
+    TransactionType.DEPOSIT: f"d.id = %(destination)s AND {_owned('d')} AND "
+    + _SETTLES.format(settlement="s", customer="d"),
+    TransactionType.WITHDRAWAL: f"s.id = %(source)s AND {_owned('s')} AND "
+    + _SETTLES.format(settlement="d", customer="s"),
 }
 PAY_OTHER_CLIENTS = "transfers.pay_other_clients"
 _INSERT_PENDING = """
@@ -441,6 +472,12 @@ ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING id
 """
 
+# --- what transaction_reverse uses, until it posts through the engine ------------
+#
+# A reversal writes its own statements (to be posted through engine.decide
+# and engine.apply as a movement of its own): these, and the engine's rules
+# and rendering under the names it calls them by.
+
 # Both legs in one statement, on rows the caller has locked. The CHECK on
 # customer balances is the backstop should a rule check ever be wrong.
 _MOVE_MONEY = """
@@ -453,81 +490,29 @@ UPDATE wallets
 _CHANGE_EXPOSURE = """
 UPDATE client_exposures SET amount = amount + %(exposure_change)s, updated_at = %(now)s WHERE id = %(exposure)s
 """
-
-
-def _utc_text(column: str) -> str:
-    """SQL for a timestamp as DRF's DateTimeField writes it in UTC
-    ("2026-11-30T05:46:47.123456Z", no fraction when it is zero)."""
-    whole = f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')"""
-    fraction = f"""CASE WHEN mod(extract(microseconds FROM {column})::bigint, 1000000) = 0 THEN ''
-        ELSE to_char({column} AT TIME ZONE 'UTC', '.US') END"""
-    return f"({whole} || {fraction} || 'Z')"
-
-
-# The events of a transaction (DESIGN.md, "Events and webhooks"): one per
-# owner of its wallets (%(owners)s, a settlement wallet has none), each
-# holding the transaction as TransactionLogSerializer shows it to that owner:
-# the idempotency key and metadata only to the client that sent them
-# (selectors.shows_request_details). Written in SQL so that settling inserts
-# them in the statement that completes the log: no round trip, no Python
-# rendering, while the wallet rows are locked. test_events.py checks the two
-# renderings agree.
-_EVENT_OBJECT = f"""jsonb_build_object(
-         'id', t.id, 'reference', t.reference, 'type', t.type, 'status', t.status,
-         'idempotencyKey', CASE WHEN owner = t.client_id THEN t.idempotency_key END,
-         'metadata', CASE WHEN owner = t.client_id THEN t.metadata END,
-         'sourceWalletId', t.source_wallet_id, 'destinationWalletId', t.destination_wallet_id,
-         'sourceWalletKind', (SELECT kind FROM wallets WHERE id = t.source_wallet_id),
-         'destinationWalletKind', (SELECT kind FROM wallets WHERE id = t.destination_wallet_id),
-         'amount', t.amount::text, 'currency', t.currency, 'errorCode', t.error_code, 'errorMessage', t.error_message,
-         'createdAt', {_utc_text("t.created_at")}, 'updatedAt', {_utc_text("t.updated_at")},
-         'completedAt', CASE WHEN t.completed_at IS NOT NULL THEN {_utc_text("t.completed_at")} END)"""  # noqa: S608 (constants only)
+_check_limits = engine.check_limits
+_exposure_change = engine.exposure_change
+_owners = engine.owners
+_EVENT_OBJECT = engine.EVENT_OBJECT
 _EVENTS_OF_LOG = f"""
 INSERT INTO events (client_id, type, data, created_at)
 SELECT owner, %(event)s, {_EVENT_OBJECT}, %(now)s
   FROM t, unnest(%(owners)s::integer[]) AS owner
 """  # noqa: S608 (constants only)
-# ...and the log marked COMPLETED, and its events written, by the same
-# statement: no round trip added while the wallet rows are locked.
-_MOVE_MONEY_AND_COMPLETE = f"""
-WITH legs AS ({_MOVE_MONEY}),
-exposure AS ({_CHANGE_EXPOSURE}),
-t AS (UPDATE transaction_logs SET status = 'COMPLETED', completed_at = %(now)s, updated_at = %(now)s
-       WHERE id = %(log)s RETURNING *)
-{_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
-_FAIL = f"""
-WITH t AS (UPDATE transaction_logs
-              SET status = 'FAILED', error_code = %(code)s, error_message = %(message)s, updated_at = %(now)s
-            WHERE id = %(log)s RETURNING *)
-{_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
 # The events of a log already updated in this transaction (a reversal).
 _RECORD_EVENTS_OF = f"""
 WITH t AS (SELECT * FROM transaction_logs WHERE id = %(log)s)
 {_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
 
-
-def _owners(*wallets: Wallet) -> list[int]:
-    """The clients whose wallets a transaction touches: its events' recipients."""
-    return sorted({wallet.owner_id for wallet in wallets if wallet.owner_id is not None})
-
-
-def _event_type(log: TransactionLog) -> str:
-    """transfer.completed, deposit.failed, ...: the log's type and outcome."""
-    return f"{log.type.lower()}.{log.status.lower()}"
+# --- the protocol's steps 1 to 3 ---------------------------------------------------
 
 
 def _fetch(statement: str, params) -> list[tuple]:
-    """The rows of a statement that returns some (SELECT, RETURNING)."""
-    cursor = connection.statement_cursor()
-    cursor.execute(statement, params)
-    return cursor.fetchall()
+    return fetch(connection, statement, params)
 
 
 def _run(statement: str, params) -> None:
-    """A statement that returns no rows. Kept apart from _fetch because asking
-    the cursor whether there are rows (its description) builds a column object
-    per column: measurable on a path that runs on every request."""
-    connection.statement_cursor().execute(statement, params)
+    return run(connection, statement, params)
 
 
 def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
@@ -540,28 +525,10 @@ def _ensure_same_movement(log: TransactionLog, fingerprint: str) -> None:
         raise IdempotencyKeyReused()
 
 
-def _run_protocol(request: MovementRequest, log: TransactionLog | None) -> MovementResult:
-    # 1. (`log`, movement_find's.) A finished transaction is replayed without
-    # touching the lock or the wallets; a byte-identical retry of the request
-    # that made it, unread.
-    finished = log is not None and log.status != TransactionStatus.PENDING
-    if finished and request.body_digest and log.body_digest == request.body_digest:
-        return MovementResult(log=log, replayed=True)
-    movement = request.read_movement()
-    try:
-        return _answer(request, movement, log)
-    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
-        telemetry.key_refused(
-            client=request.client,
-            movement=movement,
-            idempotency_key=request.idempotency_key,
-            code=refusal.default_code,
-        )
-        raise
-
-
-def _answer(request: MovementRequest, movement: Movement, log: TransactionLog | None) -> MovementResult:
-    """Steps 1 to 4 for a request that has been read; `log` is what step 1 found."""
+def _answer(
+    client: AbstractBaseUser, idempotency_key: str, movement: Movement, body_digest: str, log: TransactionLog | None
+) -> MovementResult:
+    """Steps 1 to 4 for a movement; `log` is what step 1 found."""
     fingerprint = movement.fingerprint()
     if log is not None and log.status != TransactionStatus.PENDING:
         _ensure_same_movement(log, fingerprint)
@@ -571,15 +538,15 @@ def _answer(request: MovementRequest, movement: Movement, log: TransactionLog | 
         _ensure_same_movement(log, fingerprint)
 
     # 2. The Redis lock.
-    with locks.idempotency_lock(request.client.pk, request.idempotency_key) as lock:
+    with locks.idempotency_lock(client.pk, idempotency_key) as lock:
         if log is None:
             # 3. The PENDING transaction, committed on its own (or the race's winner).
             log, created = _record_pending(
-                client=request.client,
-                idempotency_key=request.idempotency_key,
+                client=client,
+                idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
                 movement=movement,
-                body_digest=request.body_digest,
+                body_digest=body_digest,
             )
             if not created:
                 _ensure_same_movement(log, fingerprint)
@@ -646,118 +613,11 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
         settlement_wallet_get_or_create(currency=wallet.currency)
 
 
-def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLog | None, bool]:
-    with transaction.atomic(durable=True):
-        locking_started = time.perf_counter()
-        log = locks.lock_log(log_id, skip_locked=skip_locked)
-        if log is None:
-            return None, False
-        if log.status != TransactionStatus.PENDING:
-            return log, False
-        if log.batch_id is not None:
-            raise _PayoutOfBatch(log.batch_id)
-        wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id)
-        lock_wait = time.perf_counter() - locking_started
-        source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
-        exposure = _exposure_change(source, destination, log.amount)
-        now = timezone.now()
-        try:
-            _check_business_rules(log, source, destination, exposure)
-        except BusinessRuleViolation as violation:
-            log.status = TransactionStatus.FAILED
-            log.error_code, log.error_message = violation.default_code, str(violation.detail)
-            _run(
-                _FAIL,
-                {
-                    "code": log.error_code, "message": log.error_message, "now": now, "log": log.pk,
-                    "event": _event_type(log), "owners": _owners(source, destination),
-                },
-            )  # fmt: skip
-        else:
-            log.status, log.completed_at = TransactionStatus.COMPLETED, now
-            _run(
-                _MOVE_MONEY_AND_COMPLETE,
-                {
-                    "source": source.pk, "destination": destination.pk, "amount": log.amount, "now": now,
-                    "log": log.pk, "event": _event_type(log), "owners": _owners(source, destination),
-                    **_exposure_params(exposure),
-                },
-            )  # fmt: skip
-        log.updated_at = now
-    # Recorded after the commit: nothing extra while the wallet rows are locked.
-    telemetry.LOCK_WAIT.observe(lock_wait)
-    return log, True
-
-
-def _check_business_rules(
-    log: TransactionLog, source: Wallet, destination: Wallet, exposure: "ExposureChange | None"
-) -> None:
-    """Checked under the row locks, so the balance read is the one debited
-    (and the exposure read the one changed)."""
-    if not source.is_active:
-        raise WalletInactive("The source wallet is inactive.")
-    if not destination.is_active:
-        raise WalletInactive("The destination wallet is inactive.")
-    if source.currency != destination.currency or log.currency != source.currency:
-        raise CurrencyMismatch(
-            f"The source wallet holds {source.currency}, the destination wallet {destination.currency}."
-        )
-    if source.kind == WalletKind.CUSTOMER and source.balance < log.amount:
-        raise InsufficientBalance()
-    _check_limits(source, destination, log.amount, exposure)
-
-
-def _check_limits(source: Wallet, destination: Wallet, amount: Decimal, exposure: "ExposureChange | None") -> None:
-    """The bounds on what a movement may leave behind, for every movement
-    that changes balances (settle, batch payout, reversal)."""
-    # One client must not take a settlement wallet to where other clients'
-    # deposits no longer fit (docs/design.md, "Client exposure"); checked
-    # first, so that a client past its own limit is told so, not that the
-    # ledger is full. Only a rise is refused: money going back out is welcome.
-    if exposure is not None and exposure.change > 0:
-        after = exposure.row.amount + exposure.change
-        if after > settings.CLIENT_EXPOSURE_LIMIT:
-            raise LimitExceeded(
-                f"Client exposure limit: this would take what the client's wallets hold in {exposure.row.currency} "
-                f"from deposits (deposits minus withdrawals) to {after}, past the limit of "
-                f"{settings.CLIENT_EXPOSURE_LIMIT}. Withdraw first, or ask the operator."
-            )
-    # Without this a balance past NUMERIC(20,2) is an overflow error at the
-    # UPDATE, and the log would stay PENDING through every retry.
-    if destination.balance + amount > MAX_AMOUNT or source.balance - amount < -MAX_AMOUNT:
-        raise BalanceLimitExceeded()
-
-
-@dataclass(frozen=True)
-class ExposureChange:
-    """A movement's change to its client's exposure (transfers.models.ClientExposure):
-    the row, locked, and the signed amount to add to it."""
-
-    row: ClientExposure
-    change: Decimal
-
-
 def _exposure_params(exposure: ExposureChange | None) -> dict:
     """_CHANGE_EXPOSURE's parameters; for None, ones that change no row."""
     if exposure is None:
         return {"exposure": None, "exposure_change": None}
     return {"exposure": exposure.row.pk, "exposure_change": exposure.change}
-
-
-def _exposure_change(payer: Wallet, payee: Wallet, amount: Decimal) -> ExposureChange | None:
-    """Whose exposure a movement changes, its row locked (after the wallets,
-    transfers/locks.py), and by how much: + amount to the owner of a customer
-    wallet a system wallet pays (a deposit, a reversed withdrawal, a credit
-    adjustment from suspense), - amount to the owner of one that pays a
-    system wallet; None between customer wallets. A suspense wallet counts
-    as the settlement wallet does: money from it enters the client's wallets
-    from outside them, and pushes it below zero just the same
-    (docs/design.md, "Client exposure")."""
-    if payer.kind in SYSTEM_KINDS:
-        return ExposureChange(locks.lock_exposure(payee.owner_id, payee.currency), amount)
-    if payee.kind in SYSTEM_KINDS:
-        return ExposureChange(locks.lock_exposure(payer.owner_id, payer.currency), -amount)
-    return None
 
 
 # --- batch disbursements -----------------------------------------------------------
@@ -773,50 +633,43 @@ def _exposure_change(payer: Wallet, payee: Wallet, amount: Decimal) -> ExposureC
 #    already holds refuses the whole batch (422) and stores nothing; a payout
 #    to an unknown wallet (or one the client may not pay) gets no log, as a
 #    single transfer would not, and its outcome is kept on the batch.
-# 4. One database transaction settles the batch: its row, then the source and
-#    every destination in primary-key order (locks.lock_wallet_set, the order
-#    single transfers use), the business rules checked payout by payout in the
-#    order given on the running balances, then one UPDATE of every balance,
-#    one of every payout log and one of the batch. The source row is locked
-#    once for the whole batch: that is what lets a pool wallet pay out faster
-#    than one commit per payout.
+# 4. The engine settles the batch in one database transaction
+#    (engine.settle_batch): its row, then the source and every destination in
+#    primary-key order (locks.lock_wallets, as for a single transfer), the
+#    single transfer's decide-and-apply step over every payout in order on
+#    the running balances, then the batch row. The source row is locked once
+#    for the whole batch: that is what lets a pool wallet pay out faster than
+#    one commit per payout.
 # 5. Reconciliation settles a batch a crash left PENDING, through step 4.
-
-
-class _PayoutOfBatch(Exception):
-    """Raised inside a log's settle transaction when the log is a batch's
-    payout, which only its batch settles (transaction_settle)."""
-
-    def __init__(self, batch_id: uuid.UUID):
-        super().__init__(batch_id)
-        self.batch_id = batch_id
 
 
 # A newline cannot be in a key (they are printable): a batch key's Redis lock
 # never meets a single transfer's of the same string.
 _BATCH_LOCK_PREFIX = "batch\n"
 
+_FOUND_BATCH_FIELDS = in_model_order(TransferBatch, ["request_fingerprint", "body_digest", "status", "payout_count"])
 _FIND_BATCH = (
-    "SELECT id, request_fingerprint, status FROM transfer_batches WHERE client_id = %s AND idempotency_key = %s"
+    f"SELECT {', '.join(_FOUND_BATCH_FIELDS)} FROM transfer_batches "  # noqa: S608 (model field names)
+    "WHERE client_id = %s AND idempotency_key = %s"
 )
 # The source in the WHERE clause (tenancy): money leaves only a customer
 # wallet the client owns. No row: the key is taken, or the source is unknown.
 _INSERT_BATCH = f"""
 INSERT INTO transfer_batches (
-    id, client_id, idempotency_key, request_fingerprint, source_wallet_id, atomic, status, payout_count,
+    id, client_id, idempotency_key, request_fingerprint, body_digest, source_wallet_id, atomic, status, payout_count,
     total_amount, completed_count, completed_amount, failed_count, error_code, error_message, rejected_payouts,
     created_at, updated_at)
-SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, s.id, %(atomic)s, 'PENDING', %(count)s,
+SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, s.id, %(atomic)s, 'PENDING', %(count)s,
        %(total)s, 0, 0, 0, '', '', %(rejected)s, %(now)s, %(now)s
   FROM wallets s
- WHERE s.id = %(source)s AND s.kind = '{_CUSTOMER}' AND s.owner_id = %(client)s
+ WHERE s.id = %(source)s AND {_owned("s")}
 ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING id
 """  # noqa: S608 (constants only)
 # The destinations a payout may credit: _WALLETS_OF's rule for a transfer.
 _USABLE_DESTINATIONS = f"""
 SELECT d.id FROM wallets d
- WHERE d.id = ANY(%(destinations)s) AND d.kind = '{_CUSTOMER}' AND (d.owner_id = %(client)s OR %(pay_others)s)
+ WHERE d.id = ANY(%(destinations)s) AND {_payable("d")}
 """  # noqa: S608 (constants only)
 # Every payout's PENDING log in one statement. A key some other transaction
 # holds inserts nothing (ON CONFLICT): the caller compares what came back.
@@ -837,88 +690,25 @@ SELECT p.id, b.client_id, p.key, p.fingerprint, '', b.source_wallet_id, p.destin
 ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING idempotency_key
 """
-_PAYOUT_FIELDS = in_model_order(
-    TransactionLog, ["id", "batch_index", "destination_wallet_id", "amount", "currency", "status"]
-)
-_PENDING_PAYOUTS = (
-    f"SELECT {', '.join(_PAYOUT_FIELDS)} FROM transaction_logs "  # noqa: S608 (model field names)
-    "WHERE batch_id = %s AND status = 'PENDING' ORDER BY batch_index"
-)
-# Every balance the batch changes, source included, in one statement.
-_MOVE_BATCH_MONEY = """
-UPDATE wallets w SET balance = w.balance + v.delta, updated_at = %(now)s
-  FROM unnest(%(ids)s::uuid[], %(deltas)s::numeric[]) AS v(id, delta)
- WHERE w.id = v.id
-"""
-# Every payout settled, and each its own transfer.completed or
-# transfer.failed event per owner of its wallets (the single transfer's
-# rendering, _EVENTS_OF_LOG, per row), in one statement; it answers how many
-# payouts were still PENDING.
-_SETTLE_PAYOUTS = f"""
-WITH t AS (
-  UPDATE transaction_logs t
-     SET status = v.status, error_code = v.code, error_message = v.message, updated_at = %(now)s,
-         completed_at = CASE WHEN v.status = 'COMPLETED' THEN %(now)s::timestamptz END
-    FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(codes)s::text[], %(messages)s::text[])
-           AS v(id, status, code, message)
-   WHERE t.id = v.id AND t.status = 'PENDING'
-  RETURNING t.*
-),
-owned AS (
-  SELECT DISTINCT t.id, o.owner
-    FROM t
-    JOIN wallets s ON s.id = t.source_wallet_id
-    JOIN wallets d ON d.id = t.destination_wallet_id
-   CROSS JOIN LATERAL (VALUES (s.owner_id), (d.owner_id)) AS o(owner)
-   WHERE o.owner IS NOT NULL
-),
-recorded AS (
-  INSERT INTO events (client_id, type, data, created_at)
-  SELECT owned.owner, lower(t.type) || '.' || lower(t.status), {_EVENT_OBJECT}, %(now)s
-    FROM t JOIN owned ON owned.id = t.id
-  RETURNING 1
-)
-SELECT count(*) FROM t
-"""  # noqa: S608 (constants only)
-_FINISH_BATCH = """
-UPDATE transfer_batches
-   SET status = %(status)s, completed_count = %(completed)s, completed_amount = %(completed_amount)s,
-       failed_count = %(failed)s, error_code = %(code)s, error_message = %(message)s, failed_index = %(failed_index)s,
-       finished_at = %(now)s, updated_at = %(now)s
- WHERE id = %(batch)s
-"""
 
 
-def batch_find(*, client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
+def batch_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
     """Step 1 of the batch protocol: the client's batch under this key, if
-    any (its id, request fingerprint and status). Give it to batch_answer; a
-    caller that charges a rate limit charges a request whose batch is
-    finished (status not PENDING) as a replay, anything else as new work."""
-    return _find_batch(client, idempotency_key)
+    any (its id, request fingerprint, status, body digest and payout count).
+    As movement_find: a finished one is a replay to charge (one unit per
+    payout), a byte-identical retry is answered unread by batch_replay; give
+    it to batch_create to spare a query."""
+    return Found(_find_batch(client, idempotency_key))
 
 
-def batch_answer(*, batch_request: BatchRequest, found: TransferBatch | None) -> BatchResult:
-    """Answer a batch request exactly once per (client, batch key), and move
-    each payout at most once per its own key: the protocol above, from step
-    1's answer `found` (batch_find).
-
-    Returns the batch and each payout's outcome in the order given (replayed
-    when an earlier request had settled it). Raises WalletNotFound (404) for
-    an unknown source, storing nothing; IdempotencyKeyReused (422) when the
-    batch key was used for another batch or a payout key for any other
-    transaction, storing nothing; IdempotencyKeyInUse (409) while another
-    request holds the batch key. A broken business rule is not raised: it is
-    in the outcomes (and, for an atomic batch, the batch's FAILED status).
-    """
-    started = time.perf_counter()
-    try:
-        result = _batch_protocol(batch_request, batch_request.fingerprint(), found)
-    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
-        telemetry.batch_refused(
-            client=batch_request.client, idempotency_key=batch_request.idempotency_key, code=refusal.default_code
-        )
-        raise
-    telemetry.batch_answered(client=batch_request.client, result=result, seconds=time.perf_counter() - started)
+def batch_replay(*, client: AbstractBaseUser, found: Found) -> BatchResult:
+    """The answer to a retry of the finished batch `found` names, from it:
+    for a request that is answered unread (found.answers_unread)."""
+    if not found.finished:
+        raise ValueError("only a finished batch is replayed")
+    batch = TransferBatch.objects.get(pk=found.row.pk)
+    result = BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
+    telemetry.batch_answered(client=client, result=result, seconds=0.0)
     return result
 
 
@@ -929,9 +719,22 @@ def batch_create(
     source_wallet_id: uuid.UUID,
     atomic: bool,
     payouts: tuple[Payout, ...],
+    body_digest: str = "",
+    found: Found | None = None,
 ) -> BatchResult:
-    """Pay out `payouts` from one customer wallet, exactly once per batch key
-    and per payout key: batch_answer for a caller in process (no rate limit)."""
+    """Pay out `payouts` from one customer wallet, exactly once per (client,
+    batch key), and move each payout at most once per its own key: the batch
+    protocol above. `found` and `body_digest` as for movement_answer.
+
+    Returns the batch and each payout's outcome in the order given (replayed
+    when an earlier request had settled it). Raises WalletNotFound (404) for
+    an unknown source, storing nothing; IdempotencyKeyReused (422) when the
+    batch key was used for another batch or a payout key for any other
+    transaction, storing nothing; IdempotencyKeyInUse (409) while another
+    request holds the batch key. A broken business rule is not raised: it is
+    in the outcomes (and, for an atomic batch, the batch's FAILED status).
+    """
+    started = time.perf_counter()
     request = BatchRequest(
         client=client,
         idempotency_key=idempotency_key,
@@ -939,19 +742,28 @@ def batch_create(
         atomic=atomic,
         payouts=payouts,
     )
-    return batch_answer(batch_request=request, found=batch_find(client=client, idempotency_key=idempotency_key))
+    if found is None:
+        found = batch_find(client=client, idempotency_key=idempotency_key)
+    try:
+        result = _batch_protocol(request, request.fingerprint(), body_digest, found.row)
+    except (IdempotencyKeyInUse, IdempotencyKeyReused) as refusal:
+        telemetry.batch_refused(client=client, idempotency_key=idempotency_key, code=refusal.default_code)
+        raise
+    telemetry.batch_answered(client=client, result=result, seconds=time.perf_counter() - started)
+    return result
 
 
 def batch_settle(*, batch_id: uuid.UUID, skip_locked: bool = False) -> tuple[TransferBatch | None, bool]:
     """Settle a PENDING batch: every payout COMPLETED or FAILED, and the
-    batch with them, in one database transaction. Returns (batch, settled_now).
+    batch with them, in one database transaction (the engine,
+    transfers/engine.py). Returns (batch, settled_now).
 
     Safe to call any number of times, concurrently (a client retry of the
     batch, of one of its payout keys, reconciliation): the batch row lock
     serialises the callers and only the one that finds it PENDING acts. With
     skip_locked, a batch another caller holds is left to it: (None, False).
     """
-    settled_now = _retrying(lambda: _settle_batch_once(batch_id, skip_locked=skip_locked), batch_id)
+    settled_now = engine.settle_batch(batch_id=batch_id, skip_locked=skip_locked)
     if settled_now is None:
         return None, False
     return TransferBatch.objects.get(pk=batch_id), settled_now
@@ -986,7 +798,9 @@ def batch_outcomes(batch: TransferBatch) -> list[PayoutOutcome]:
     return outcomes
 
 
-def _batch_protocol(request: BatchRequest, fingerprint: str, batch: TransferBatch | None) -> BatchResult:
+def _batch_protocol(
+    request: BatchRequest, fingerprint: str, body_digest: str, batch: TransferBatch | None
+) -> BatchResult:
     if batch is not None:
         if batch.request_fingerprint != fingerprint:
             raise IdempotencyKeyReused()
@@ -995,7 +809,7 @@ def _batch_protocol(request: BatchRequest, fingerprint: str, batch: TransferBatc
             return BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
     with locks.idempotency_lock(request.client.pk, _BATCH_LOCK_PREFIX + request.idempotency_key) as lock:
         if batch is None:
-            batch, created = _record_pending_batch(request, fingerprint)
+            batch, created = _record_pending_batch(request, fingerprint, body_digest)
             if not created and batch.request_fingerprint != fingerprint:
                 raise IdempotencyKeyReused()
         # PENDING, or settled by a racing request since we looked: then this
@@ -1007,10 +821,10 @@ def _batch_protocol(request: BatchRequest, fingerprint: str, batch: TransferBatc
 
 def _find_batch(client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
     rows = _fetch(_FIND_BATCH, [client.pk, idempotency_key])
-    return TransferBatch.from_db(connection.alias, ["id", "request_fingerprint", "status"], rows[0]) if rows else None
+    return TransferBatch.from_db(connection.alias, _FOUND_BATCH_FIELDS, rows[0]) if rows else None
 
 
-def _record_pending_batch(request: BatchRequest, fingerprint: str) -> tuple[TransferBatch, bool]:
+def _record_pending_batch(request: BatchRequest, fingerprint: str, body_digest: str) -> tuple[TransferBatch, bool]:
     """Commit the PENDING batch and its payouts' PENDING logs together (so
     before any money moves), or return the batch that won the race for this
     (client, key). Returns (batch, created)."""
@@ -1049,6 +863,7 @@ def _record_pending_batch(request: BatchRequest, fingerprint: str) -> tuple[Tran
                 "client": client.pk,
                 "key": request.idempotency_key,
                 "fingerprint": fingerprint,
+                "digest": body_digest,
                 "source": request.source_wallet_id,
                 "atomic": request.atomic,
                 "count": len(payouts),
@@ -1098,135 +913,3 @@ def _record_pending_payouts(batch_id: uuid.UUID, request: BatchRequest, recorded
             f"{len(reused)} payout idempotency key(s) were already used for other transactions; nothing was stored.",
             data={"payouts": reused},
         )
-
-
-def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None:
-    """One settle transaction. True: settled now; False: already settled;
-    None: skip_locked and another caller holds it."""
-    with transaction.atomic(durable=True):
-        locking_started = time.perf_counter()
-        batch = locks.lock_batch(batch_id, skip_locked=skip_locked)
-        if batch is None:
-            return None
-        if batch.status != BatchStatus.PENDING:
-            return False
-        payouts = [
-            TransactionLog.from_db(connection.alias, _PAYOUT_FIELDS, row)
-            for row in _fetch(_PENDING_PAYOUTS, [batch_id])
-        ]
-        wallets = locks.lock_wallet_set([batch.source_wallet_id, *(log.destination_wallet_id for log in payouts)])
-        lock_wait = time.perf_counter() - locking_started
-        decided, failure = _decide_payouts(batch, payouts, wallets)
-        now = timezone.now()
-        deltas: dict[uuid.UUID, Decimal] = {}
-        completed = [log for log, reason in decided if reason is None]
-        for log in completed:
-            deltas[batch.source_wallet_id] = deltas.get(batch.source_wallet_id, Decimal(0)) - log.amount
-            deltas[log.destination_wallet_id] = deltas.get(log.destination_wallet_id, Decimal(0)) + log.amount
-        if deltas:
-            _run(_MOVE_BATCH_MONEY, {"ids": list(deltas), "deltas": list(deltas.values()), "now": now})
-        if decided:
-            ((settled,),) = _fetch(
-                _SETTLE_PAYOUTS,
-                {
-                    "ids": [log.pk for log, _ in decided],
-                    "statuses": [
-                        TransactionStatus.COMPLETED.value if reason is None else TransactionStatus.FAILED.value
-                        for _, reason in decided
-                    ],
-                    "codes": [reason[0] if reason else "" for _, reason in decided],
-                    "messages": [reason[1] if reason else "" for _, reason in decided],
-                    "now": now,
-                },
-            )
-            if settled != len(decided):
-                raise RuntimeError(f"batch {batch_id}: {settled} of {len(decided)} payouts were PENDING")
-        payout_count = len(decided) + len(batch.rejected_payouts)
-        if not completed:
-            status = BatchStatus.FAILED
-        elif len(completed) == payout_count:
-            status = BatchStatus.COMPLETED
-        else:
-            status = BatchStatus.PARTIALLY_COMPLETED
-        _run(
-            _FINISH_BATCH,
-            {
-                "batch": batch_id,
-                "status": status.value,
-                "completed": len(completed),
-                "completed_amount": sum((log.amount for log in completed), Decimal(0)),
-                "failed": payout_count - len(completed),
-                "code": failure[1] if failure else "",
-                "message": f"Payout {failure[0]}: {failure[2]}" if failure else "",
-                "failed_index": failure[0] if failure else None,
-                "now": now,
-            },
-        )
-        # batch.finished, to the client that sent the batch, in the same
-        # transaction (each payout's own event is written with it above).
-        record_events(
-            type=EventType.BATCH_FINISHED,
-            data_by_client={
-                batch.client_id: {
-                    "batchId": str(batch_id),
-                    "status": status.value,
-                    "atomic": batch.atomic,
-                    "sourceWalletId": str(batch.source_wallet_id),
-                    "payoutCount": payout_count,
-                    "completedCount": len(completed),
-                    "completedAmount": f"{sum((log.amount for log in completed), Decimal(0)):.2f}",
-                    "failedCount": payout_count - len(completed),
-                    "errorCode": failure[1] if failure else "",
-                    "failedPayoutIndex": failure[0] if failure else None,
-                    "finishedAt": timestamp_text(now),
-                }
-            },
-        )
-    telemetry.LOCK_WAIT.observe(lock_wait)
-    return True
-
-
-def _decide_payouts(
-    batch: TransferBatch, payouts: list[TransactionLog], wallets: dict[uuid.UUID, Wallet]
-) -> tuple[list[tuple[TransactionLog, tuple[str, str] | None]], tuple[int, str, str] | None]:
-    """Each payout log with the reason it fails ((code, message)) or None,
-    and for an atomic batch that fails, its first failure (index, code, message).
-
-    The single transfer's rules (_check_business_rules), payout by payout in
-    the order given, on balances that run down as payouts complete: a payout
-    that no longer fits fails and the ones after it may still fit. In an
-    atomic batch the first failure fails every payout.
-    """
-    source = wallets[batch.source_wallet_id]
-    by_index: dict[int, TransactionLog | dict] = {log.batch_index: log for log in payouts}
-    for rejected in batch.rejected_payouts:
-        by_index[rejected["index"]] = rejected
-    decided: list[tuple[TransactionLog, tuple[str, str] | None]] = []
-    first_failure = None
-    for index in sorted(by_index):
-        log = by_index[index]
-        if isinstance(log, dict):  # no log: its destination was not found
-            first_failure = first_failure or (index, log["errorCode"], log["errorMessage"])
-            continue
-        destination = wallets[log.destination_wallet_id]
-        try:
-            # Payouts move money between customer wallets: no exposure changes.
-            _check_business_rules(log, source, destination, exposure=None)
-        except BusinessRuleViolation as violation:
-            reason = (violation.default_code, str(violation.detail))
-            first_failure = first_failure or (index, *reason)
-            decided.append((log, reason))
-            continue
-        # The locked rows, changed in memory only: the next payout's check
-        # sees what this one leaves. The UPDATE writes the sums.
-        source.balance -= log.amount
-        destination.balance += log.amount
-        decided.append((log, None))
-    if not batch.atomic or first_failure is None:
-        return decided, None
-    failed_index, code, message = first_failure
-    not_moved = (
-        BatchFailed.default_code,
-        f"Not moved: payout {failed_index} of its atomic batch failed ({code}: {message})",
-    )
-    return [(log, reason if log.batch_index == failed_index else not_moved) for log, reason in decided], first_failure

@@ -17,10 +17,10 @@ from rest_framework.response import Response
 from transfers import selectors, services
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
-from transfers.http import ApiMovementRequest, read_money_request
+from transfers.http import MoneyRequest
 from transfers.idempotency import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER
 from transfers.models import TransactionLog, TransactionStatus, TransferBatch
-from transfers.movements import BatchRequest, BatchResult, Movement, MovementResult, Payout
+from transfers.movements import BatchResult, MovementResult, Payout
 from transfers.serializers import (
     BatchRequestSerializer,
     BatchResultSerializer,
@@ -34,7 +34,7 @@ from transfers.serializers import (
 from wallet_project.db.routers import lag_tolerant_read
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
-from wallet_project.throttling import REPLAYS, TRANSFERS, ChargedOnLookup
+from wallet_project.throttling import READS, REPLAYS, TRANSFERS, ChargedOnLookup
 from wallet_project.views import ApiViewSet
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -75,15 +75,23 @@ MONEY_RESPONSES = {
 MONEY_SCOPES = ChargedOnLookup(new=TRANSFERS, replay=REPLAYS)
 
 
-def money_request(request, view, serializer_class, movement_of: Callable[..., Movement]) -> Response:
-    """Answer a money-moving request: read its key (transfers.http), look it
-    up, charge the rate limit (a finished transaction's key as a replay),
-    hand it to the service, render the result."""
+def money_request(request, view, serializer_class, create: Callable[..., MovementResult]) -> Response:
+    """Answer a money-moving request: read its key once (transfers.http),
+    look it up, charge the rate limit (a finished transaction's key as a
+    replay), answer a byte-identical retry unread, else validate the body and
+    call `create` (services.transfer_create, deposit_create or
+    withdrawal_create, with the body's fields), and render the result."""
     with charged_if_malformed(request, view):
-        movement_request = ApiMovementRequest(request, serializer_class, movement_of)
-    found = services.movement_find(client=request.user, idempotency_key=movement_request.idempotency_key)
-    view.charge(request, replay=found is not None and is_finished(found))
-    return money_response(services.movement_request_answer(movement_request=movement_request, found=found))
+        money = MoneyRequest(request, serializer_class)
+    client, key = request.user, money.key
+    found = services.movement_find(client=client, idempotency_key=key)
+    view.charge(request, replay=found.finished)
+    if found.answers_unread(money.body_digest):
+        return money_response(services.movement_replay(client=client, idempotency_key=key, found=found))
+    fields = money.fields()
+    return money_response(
+        create(client=client, idempotency_key=key, body_digest=money.body_digest, found=found, **fields)
+    )
 
 
 @contextmanager
@@ -123,11 +131,11 @@ class TransferViewSet(ApiViewSet):
         "retrieve": [],
         "by_reference": [],
     }
-    throttle_scopes = {"create": MONEY_SCOPES}
+    throttle_scopes = {"create": MONEY_SCOPES, "retrieve": READS, "by_reference": READS}
 
     @extend_schema(request=TransferRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     def create(self, request):
-        return money_request(request, self, TransferRequestSerializer, Movement.transfer)
+        return money_request(request, self, TransferRequestSerializer, services.transfer_create)
 
     @extend_schema(
         responses={
@@ -170,17 +178,17 @@ class WalletMoneyViewSet(ApiViewSet):
         "withdraw": ["transfers.create_withdrawal"],
         "transactions": ["wallets.view_wallet"],
     }
-    throttle_scopes = {"deposit": MONEY_SCOPES, "withdraw": MONEY_SCOPES}
+    throttle_scopes = {"deposit": MONEY_SCOPES, "withdraw": MONEY_SCOPES, "transactions": READS}
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def deposit(self, request, pk):
-        return money_request(request, self, MoneyRequestSerializer, partial(Movement.deposit, wallet_id=pk))
+        return money_request(request, self, MoneyRequestSerializer, partial(services.deposit_create, wallet_id=pk))
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def withdraw(self, request, pk):
-        return money_request(request, self, MoneyRequestSerializer, partial(Movement.withdrawal, wallet_id=pk))
+        return money_request(request, self, MoneyRequestSerializer, partial(services.withdrawal_create, wallet_id=pk))
 
     @extend_schema(
         filters=True,
@@ -206,7 +214,7 @@ class BatchViewSet(ApiViewSet):
 
     required_permissions = {"create": ["transfers.create_transfer"], "retrieve": []}
     # One unit per payout, of transfers or, for a replay, of replays.
-    throttle_scopes = {"create": MONEY_SCOPES}
+    throttle_scopes = {"create": MONEY_SCOPES, "retrieve": READS}
 
     @property
     def max_body_bytes(self) -> int:
@@ -244,18 +252,27 @@ class BatchViewSet(ApiViewSet):
     )
     def create(self, request):
         with charged_if_malformed(request, self):
-            fields, key = read_money_request(request, BatchRequestSerializer)
-        batch_request = BatchRequest(
-            client=request.user,
+            money = MoneyRequest(request, BatchRequestSerializer)
+        client, key = request.user, money.key
+        found = services.batch_find(client=client, idempotency_key=key)
+        if found.answers_unread(money.body_digest):
+            # One unit per payout, as the first request was charged.
+            self.charge(request, replay=True, units=found.row.payout_count)
+            return batch_response(services.batch_replay(client=client, found=found))
+        with charged_if_malformed(request, self):
+            fields = money.fields()
+        # One charge for the whole batch, before anything is stored.
+        self.charge(request, replay=found.finished, units=len(fields["transfers"]))
+        result = services.batch_create(
+            client=client,
             idempotency_key=key,
             source_wallet_id=fields["source_wallet_id"],
             atomic=fields["atomic"],
             payouts=tuple(Payout(**payout) for payout in fields["transfers"]),
+            body_digest=money.body_digest,
+            found=found,
         )
-        found = services.batch_find(client=request.user, idempotency_key=key)
-        # One charge for the whole batch, before anything is stored.
-        self.charge(request, replay=found is not None and is_finished(found), units=len(batch_request.payouts))
-        return batch_response(services.batch_answer(batch_request=batch_request, found=found))
+        return batch_response(result)
 
     @extend_schema(
         responses={

@@ -12,6 +12,9 @@ profile"). bin/web's own nginx is not counted: it hands Django the address it
 was connected from as REMOTE_ADDR (wallet_project/wsgi.py).
 """
 
+import functools
+from types import SimpleNamespace
+
 from django.conf import settings
 from django.http import HttpRequest
 from ipware import get_client_ip
@@ -26,11 +29,21 @@ def client_address(request: HttpRequest) -> str | None:
     does not make the chain fall back to REMOTE_ADDR (the proxy's address,
     shared by everyone)."""
     proxies = settings.TRUSTED_PROXY_COUNT
+    header = "HTTP_X_FORWARDED_FOR" if proxies else "REMOTE_ADDR"
+    return _address_in(header, request.META.get(header), proxies)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_in(header: str, value: str | None, proxies: int) -> str | None:
+    """What django-ipware reads from `header` holding `value`: a function of
+    those alone, so remembered (every request asks, mostly for the same few
+    addresses, and ipware's reading was about a tenth of a replay's CPU,
+    bench/instructions.py)."""
     address, _ = get_client_ip(
-        request,
+        SimpleNamespace(META={} if value is None else {header: value}),
         proxy_order="left-most",
         proxy_count=proxies - 1 if proxies else None,
-        request_header_order=("HTTP_X_FORWARDED_FOR",) if proxies else ("REMOTE_ADDR",),
+        request_header_order=(header,),
         strict=False,
     )
     return address

@@ -11,15 +11,18 @@ Four scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
   key), per client address rather than per client, since there is no client
   (AddressFailureThrottle).
 
-Each view names the scope of each action in `throttle_scopes` (by default
-reads for a GET, transfers for a write), and DRF charges the request before
-the view runs (ActionScopeThrottle). Whether a money request is new or a
+Each viewset names the scope of every action it routes in `throttle_scopes`,
+and DRF charges the request before the view runs (ActionScopeThrottle); a
+routed action without one stops the service at start-up
+(check_throttle_scopes), never a request let through on a guess. What is not
+an action (OPTIONS, a method the route does not take: 405, a plain APIView
+such as the schema's) is charged as reads for a safe method, transfers else. Whether a money request is new or a
 replay, and how many payouts a batch holds, are known only once its key has
 been looked up and its body read: such an action names both scopes in a
 ChargedOnLookup entry, and its view charges the request itself through DRF's
 throttles (ApiViewSet.charge) before anything is locked or stored. Every
-entry is checked at start-up (check_throttle_scopes): a scope without a rate
-is an error, never a request let through uncounted.
+entry is checked at start-up too: a scope without a rate is an error, never
+a request let through uncounted.
 Over the limit the answer is 429 `throttled` in the envelope, with
 Retry-After, and nothing is written.
 
@@ -181,7 +184,7 @@ class Charge(NamedTuple):
 class ActionScopeThrottle(BaseThrottle):
     """The default throttle class (REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]):
     charges a request to the scope its view names for the action in
-    `throttle_scopes`, by default reads for a GET and transfers for a write.
+    `throttle_scopes` (action_scope).
     For a ChargedOnLookup action, what the view's charge says
     (view.request_charge), and nothing before it does."""
 
@@ -235,20 +238,38 @@ def charge_failed_authentication(request) -> None:
 
 
 def action_scope(view, method: str) -> str | ChargedOnLookup:
-    """The throttle_scopes entry of the view's action, or the method's default."""
-    default = READS if method in SAFE_METHODS else TRANSFERS
-    return getattr(view, "throttle_scopes", {}).get(getattr(view, "action", None), default)
+    """The throttle_scopes entry of the view's action (every routed action
+    has one: check_throttle_scopes). A request that reaches no action (OPTIONS,
+    a method the route does not take, a view that is not a viewset) is
+    charged as reads for a safe method, as transfers for any other."""
+    action = getattr(view, "action", None)
+    if action is None or action == "metadata" or not hasattr(view, "throttle_scopes"):
+        return READS if method in SAFE_METHODS else TRANSFERS
+    return view.throttle_scopes[action]
 
 
 def check_throttle_scopes(app_configs=None, **kwargs) -> list[checks.Error]:
-    """A Django system check (registered by transfers.apps): every
-    throttle_scopes entry of every routed view names scopes that have a rate.
-    A scope of None, or one without a rate, would let requests through
-    uncounted; it stops the service at start-up instead."""
+    """A Django system check (registered by transfers.apps): every action of
+    every routed viewset has a throttle_scopes entry, and every entry names
+    scopes that have a rate. A missing entry, a scope of None, or one without
+    a rate would let requests through uncounted or on a guess; each stops the
+    service at start-up instead."""
     rates = api_settings.DEFAULT_THROTTLE_RATES
     errors = []
-    for view_class in _routed_view_classes(get_resolver().url_patterns):
-        for action, entry in getattr(view_class, "throttle_scopes", {}).items():
+    for view_class, actions in sorted(_routed_actions(get_resolver().url_patterns).items(), key=lambda i: str(i[0])):
+        declared = getattr(view_class, "throttle_scopes", {})
+        for action in sorted(actions - set(declared)):
+            errors.append(
+                checks.Error(
+                    f"{view_class.__module__}.{view_class.__name__} routes the action {action!r} without a "
+                    "throttle_scopes entry: it would be charged on a guess.",
+                    hint=f"Add throttle_scopes[{action!r}]: one of {sorted(rates)}, or ChargedOnLookup(new=..., "
+                    "replay=...) for an action its view charges itself.",
+                    obj=view_class,
+                    id="wallet.E002",
+                )
+            )
+        for action, entry in declared.items():
             scopes = entry.scopes if isinstance(entry, ChargedOnLookup) else (entry,)
             for scope in scopes:
                 if scope not in rates:
@@ -265,12 +286,16 @@ def check_throttle_scopes(app_configs=None, **kwargs) -> list[checks.Error]:
     return errors
 
 
-def _routed_view_classes(patterns) -> set[type]:
-    """The view classes of every URL pattern (DRF's as_view() keeps its class as .cls)."""
-    found = set()
+def _routed_actions(patterns) -> dict[type, set[str]]:
+    """The viewset classes of every URL pattern and the actions routed to
+    them (DRF's as_view() keeps its class as .cls and a viewset's method ->
+    action map as .actions)."""
+    found: dict[type, set[str]] = {}
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
-            found |= _routed_view_classes(pattern.url_patterns)
+            for view_class, actions in _routed_actions(pattern.url_patterns).items():
+                found.setdefault(view_class, set()).update(actions)
         elif isinstance(pattern, URLPattern) and hasattr(pattern.callback, "cls"):
-            found.add(pattern.callback.cls)
+            actions = getattr(pattern.callback, "actions", None) or {}
+            found.setdefault(pattern.callback.cls, set()).update(actions.values())
     return found

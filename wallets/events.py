@@ -105,7 +105,7 @@ def record_events(*, type: str, data_by_client: Mapping[int, dict]) -> list[Even
     so that the events exist if and only if it commits (the transactional
     outbox): RuntimeError otherwise. Batches record `batch.finished` here.
     The settle step does not call it: it writes its events in the statement
-    that completes the transaction (transfers/services.py).
+    that completes the transaction (transfers/engine.py).
     """
     if type not in EventType.values:
         raise ValueError(f"unknown event type {type!r}")

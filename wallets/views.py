@@ -4,6 +4,7 @@ from rest_framework import status
 
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import UUID_PATTERN, envelope, error
+from wallet_project.throttling import READS, TRANSFERS
 from wallet_project.views import ApiViewSet
 from wallets import events, selectors, services, webhooks
 from wallets.models import Event, Wallet, WebhookEndpoint
@@ -31,6 +32,8 @@ class WalletViewSet(ApiViewSet):
         "retrieve": ["wallets.view_wallet"],
         "list": ["wallets.view_wallet"],
     }
+    # Opening a wallet writes: charged as transfers (wallet_project/throttling.py).
+    throttle_scopes = {"create": TRANSFERS, "retrieve": READS, "list": READS}
 
     @extend_schema(
         request=WalletCreateSerializer,
@@ -92,6 +95,7 @@ class EventViewSet(ApiViewSet):
     repeatable_query_parameters = ("type",)
     queryset = Event.objects.none()  # for the schema generator; reads go through wallets.events
     required_permissions = {"list": []}
+    throttle_scopes = {"list": READS}
 
     @extend_schema(
         parameters=[EventListQuerySerializer],
@@ -120,6 +124,7 @@ class WebhookEndpointViewSet(ApiViewSet):
     pagination_class = EnvelopeCursorPagination
     lookup_value_converter = "uuid"
     required_permissions = {"create": [], "list": [], "destroy": []}
+    throttle_scopes = {"create": TRANSFERS, "list": READS, "destroy": TRANSFERS}
 
     @extend_schema(
         request=WebhookEndpointCreateSerializer,

@@ -55,7 +55,7 @@ STAGES = {
     "batch_before_pending": (services, "_record_pending_batch", "before"),
     "batch_after_pending": (services, "_record_pending_batch", "after"),
     # The batch row, the source and every destination are locked, nothing committed.
-    "batch_inside_settle": (locks, "lock_wallet_set", "after"),
+    "batch_inside_settle": (locks, "lock_wallets", "after"),
     "batch_after_settle_commit": (services, "batch_settle", "after"),
 }
 

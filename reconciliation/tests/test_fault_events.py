@@ -27,7 +27,7 @@ from reconciliation.tests.faults import (
     terminate_own_backend,
 )
 from reconciliation.tests.test_fault_celery_beat import leave_stuck_transfers, worker_with_beat
-from transfers import services
+from transfers import engine, services
 from transfers.models import TransactionLog, TransactionStatus
 from wallets import services as wallet_services
 from wallets.models import DeliveryStatus, Event, Wallet, WebhookDelivery
@@ -61,7 +61,7 @@ def test_connection_killed_after_the_settle_statement_before_commit_leaves_neith
     monkeypatch, treasury_api, funded_wallet
 ):
     source, destination = funded_wallet("100.00"), funded_wallet("0")
-    kill_after_statement(monkeypatch, services, services._MOVE_MONEY_AND_COMPLETE)
+    kill_after_statement(monkeypatch, engine, engine.SETTLE)
     payload = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "30.00"}
 
     assert post_money(treasury_api, "/api/transfer", payload, "killed").status_code == 503
@@ -91,7 +91,7 @@ def test_connection_killed_after_the_failure_statement_before_commit_leaves_neit
     monkeypatch, treasury_api, funded_wallet
 ):
     source, destination = funded_wallet("10.00"), funded_wallet("0")
-    kill_after_statement(monkeypatch, services, services._FAIL)
+    kill_after_statement(monkeypatch, engine, engine.SETTLE)
     payload = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "30.00"}
 
     assert post_money(treasury_api, "/api/transfer", payload, "killed-fail").status_code == 503

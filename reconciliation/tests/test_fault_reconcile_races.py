@@ -24,7 +24,7 @@ from reconciliation.tests.faults import (
     post_money,
     terminate_own_backend,
 )
-from transfers import services
+from transfers import engine, services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Movement
 from transfers.tests.concurrency import api_client, run_concurrently, token_of
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.through_pgbou
 def record_who_settles(monkeypatch) -> list:
     """The log ids the settle step moved money for, one entry per time."""
     settled = []
-    settle_once = services._settle_once
+    settle_once = engine._settle_once
 
     def recording(log_id, **kwargs):
         log, settled_now = settle_once(log_id, **kwargs)
@@ -44,7 +44,7 @@ def record_who_settles(monkeypatch) -> list:
             settled.append(log_id)
         return log, settled_now
 
-    monkeypatch.setattr(services, "_settle_once", recording)
+    monkeypatch.setattr(engine, "_settle_once", recording)
     # Hold the row locks a little longer, so that the racers really meet on them.
     interrupt_at("inside_settle", lambda: time.sleep(0.02), times=10**6, patch=monkeypatch.setattr)
     return settled

@@ -6,12 +6,14 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Group
 from rest_framework.test import APIRequestFactory
 
 from conftest import make_api_client
 from corrections.tests.people import reversed_with_four_eyes
 from transfers import services
 from transfers.models import TransactionLog
+from transfers.rendering import FIELD_NAMES
 from transfers.serializers import TransactionLogSerializer
 from wallets.models import Event, EventType
 from wallets.serializers import WalletSerializer
@@ -52,6 +54,37 @@ def test_a_completed_transfer_records_one_event_per_owner_showing_the_transactio
     assert payer_event[0].data["idempotencyKey"] == "loan-1" and payer_event[0].data["metadata"] == {"loan": "L-1"}
     assert payee_event[0].data["idempotencyKey"] is None and payee_event[0].data["metadata"] is None
     assert payer_event[0].txid == payee_event[0].txid  # written by the settle transaction
+
+
+def test_a_payee_that_may_read_every_transaction_sees_the_key_in_its_event_as_in_its_history(funded_wallet):
+    payer = make_api_client("Disbursement client").user
+    source = funded_wallet("100.00", owner=payer)
+    payee_owner = make_api_client("Transfer client").user
+    payee_owner.groups.add(Group.objects.get(name="Auditor"))  # transfers.view_all_transfers
+    payee_owner = type(payee_owner).objects.get(pk=payee_owner.pk)  # no cached permissions
+    destination = WalletFactory(owner=payee_owner)
+
+    result = services.transfer_create(
+        client=payer, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("5"),
+        idempotency_key="seen-by-an-auditor", metadata={"loan": "L-2"},
+    )  # fmt: skip
+
+    (payee_event,) = events_of(payee_owner, "transfer.completed")
+    assert payee_event.data == as_api_shows(result.log, payee_owner)
+    assert payee_event.data["idempotencyKey"] == "seen-by-an-auditor"
+    assert payee_event.data["metadata"] == {"loan": "L-2"}
+
+
+def test_the_api_and_the_events_show_the_same_fields_from_one_list(funded_wallet, wallet_owner):
+    source, destination = funded_wallet("50.00"), WalletFactory(owner=wallet_owner)
+    result = services.transfer_create(
+        client=wallet_owner, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("1"),
+        idempotency_key="listed", metadata={},
+    )  # fmt: skip
+
+    (event,) = events_of(wallet_owner, "transfer.completed")
+    assert set(event.data) == set(FIELD_NAMES)  # jsonb keeps its own key order
+    assert list(as_api_shows(result.log, wallet_owner)) == FIELD_NAMES
 
 
 def test_a_transfer_between_one_clients_wallets_records_one_event(funded_wallet, wallet_owner):

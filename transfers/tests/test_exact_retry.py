@@ -1,6 +1,6 @@
 """A retry byte for byte identical to the request that made a finished log is
 answered from the log without its body being parsed or validated
-(services.movement_request_answer); anything else is read and goes through the
+(movements.Found.answers_unread); anything else is read and goes through the
 whole protocol, so the contract's answers are the same either way."""
 
 import json
@@ -139,3 +139,47 @@ def test_a_malformed_header_key_is_read_and_reported(treasury_api, funded_wallet
     assert "idempotencyKey" in response.json()["errors"]
     assert reads == ["parse", "validate"]
     assert not TransactionLog.objects.filter(client=treasury_api.user, type="TRANSFER").exists()
+
+
+# --- a batch: the same rule, decided in the same place ---------------------------------
+
+
+def test_a_byte_identical_batch_retry_is_replayed_without_reading_its_body(monkeypatch, transfer_api, funded_wallet):
+    from transfers.serializers import BatchRequestSerializer
+
+    validated = []
+    is_valid = BatchRequestSerializer.is_valid
+    monkeypatch.setattr(
+        BatchRequestSerializer, "is_valid", lambda self, **kw: validated.append(1) or is_valid(self, **kw)
+    )
+    pool, payee = funded_wallet("100.00"), funded_wallet("0")
+    body = {
+        "sourceWalletId": str(pool.pk),
+        "atomic": False,
+        "transfers": [{"destinationWalletId": str(payee.pk), "amount": "10.00", "idempotencyKey": "payout-1"}],
+    }
+    first = post(transfer_api, "/api/transfers/batch", body, key="batch-1")
+    assert first.status_code == 201 and validated == [1]
+
+    again = post(transfer_api, "/api/transfers/batch", body, key="batch-1")
+
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["data"] == {**first.json()["data"], "message": "Batch already processed"}
+    assert validated == [1]  # nothing more was read
+    assert balances(pool, payee) == [Decimal("90.00"), Decimal("10.00")]
+
+
+def test_a_batch_written_differently_is_read_and_replayed(monkeypatch, transfer_api, funded_wallet):
+    pool, payee = funded_wallet("100.00"), funded_wallet("0")
+    payouts = [{"destinationWalletId": str(payee.pk), "amount": "10", "idempotencyKey": "payout-1"}]
+    body = {"sourceWalletId": str(pool.pk), "atomic": False, "transfers": payouts}
+    assert post(transfer_api, "/api/transfers/batch", body, key="batch-1").status_code == 201
+
+    again = post(
+        transfer_api, "/api/transfers/batch", {**body, "transfers": [{**payouts[0], "amount": "10.00"}]}, "batch-1"
+    )
+
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert balances(pool, payee) == [Decimal("90.00"), Decimal("10.00")]

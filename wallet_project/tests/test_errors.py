@@ -204,7 +204,7 @@ def raise_(exc: Exception):
 
 
 def test_unexpected_exception_in_a_view_is_a_json_500_and_logged(monkeypatch, caplog, treasury_api, wallets):
-    monkeypatch.setattr(services, "movement_request_answer", raise_(RuntimeError("boom")))
+    monkeypatch.setattr(services, "movement_answer", raise_(RuntimeError("boom")))
 
     with caplog.at_level(logging.ERROR, logger="wallet_project.exceptions"):
         response = treasury_api.post("/api/transfer", transfer_body(*wallets), format="json")
@@ -239,7 +239,7 @@ def test_crash_outside_the_view_is_a_json_500_from_django(monkeypatch, treasury_
 def test_unreachable_database_during_a_transfer_is_503_with_retry_after(
     error, monkeypatch, settings, treasury_api, wallets
 ):
-    monkeypatch.setattr(services, "movement_request_answer", raise_(error))
+    monkeypatch.setattr(services, "movement_answer", raise_(error))
 
     response = treasury_api.post("/api/transfer", transfer_body(*wallets), format="json")
 
@@ -250,7 +250,7 @@ def test_unreachable_database_during_a_transfer_is_503_with_retry_after(
 @pytest.mark.parametrize("endpoint", ["deposit", "withdraw"])
 def test_unreachable_database_during_a_deposit_or_withdrawal_is_503(endpoint, monkeypatch, treasury_api, wallets):
     monkeypatch.setattr(
-        services, "movement_request_answer", raise_(OperationalError("server closed the connection unexpectedly"))
+        services, "movement_answer", raise_(OperationalError("server closed the connection unexpectedly"))
     )
 
     response = treasury_api.post(

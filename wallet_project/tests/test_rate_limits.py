@@ -10,6 +10,7 @@ clock rarely hits, and the one that needs care.
 
 import copy
 import math
+import sys
 import uuid
 from decimal import Decimal
 from types import SimpleNamespace
@@ -442,7 +443,18 @@ class OpenDoorViewSet(ApiViewSet):
         return Response()
 
 
+class UndeclaredViewSet(ApiViewSet):
+    throttle_scopes = {"list": "reads"}
+
+    def list(self, request):
+        return Response()
+
+    def create(self, request):
+        return Response()
+
+
 urlpatterns = [path("open-door", OpenDoorViewSet.as_view({"post": "create", "put": "update"}))]
+undeclared_urlpatterns = [path("undeclared", UndeclaredViewSet.as_view({"get": "list", "post": "create"}))]
 
 
 def test_a_scope_without_a_rate_stops_the_service_at_start_up(settings):
@@ -454,6 +466,19 @@ def test_a_scope_without_a_rate_stops_the_service_at_start_up(settings):
     assert "['create'] names None" in errors[0].msg and "['update'] names 'replay'" in errors[1].msg
     with pytest.raises(SystemCheckError):
         call_command("check")
+
+
+def test_a_routed_action_without_a_scope_stops_the_service_at_start_up(settings):
+    settings.ROOT_URLCONF = f"{__name__}_undeclared"
+    sys.modules[settings.ROOT_URLCONF] = type(sys)("undeclared")
+    sys.modules[settings.ROOT_URLCONF].urlpatterns = undeclared_urlpatterns
+    try:
+        (error,) = check_throttle_scopes()
+    finally:
+        del sys.modules[settings.ROOT_URLCONF]
+
+    assert (error.id, error.obj) == ("wallet.E002", UndeclaredViewSet)
+    assert "'create' without a throttle_scopes entry" in error.msg
 
 
 def test_a_transfers_rate_below_a_full_batch_stops_the_service_at_start_up(rates, settings):

@@ -1,0 +1,99 @@
+"""How a transaction is shown to a viewer, written once.
+
+TRANSACTION_FIELDS is the one field list: the API's serializer
+(transfers.serializers.TransactionLogSerializer) declares its fields from it,
+and the SQL that writes a transaction into its events (transaction_json_sql,
+run by the engine under the row locks) is generated from it and from the
+model's columns. transfers/tests/test_events.py checks the two agree.
+
+The idempotency key and the metadata (REQUEST_DETAILS) are shown only to a
+viewer who may see what the paying client sent (selectors.shows_request_details,
+and its SQL twin SHOWS_REQUEST_DETAILS_SQL); anyone else gets null for both.
+"""
+
+from django.db import models
+
+from transfers.models import TransactionLog
+
+# (API name, model field; "relation.field" for a field of a related row), in
+# the order the API shows them.
+TRANSACTION_FIELDS = (
+    ("id", "id"),
+    ("idempotencyKey", "idempotency_key"),
+    ("reference", "reference"),
+    ("type", "type"),
+    ("status", "status"),
+    ("sourceWalletId", "source_wallet_id"),
+    ("destinationWalletId", "destination_wallet_id"),
+    # What each wallet is: a SETTLEMENT wallet (a deposit's source, a
+    # withdrawal's destination) is the service's own, and no client can read it.
+    ("sourceWalletKind", "source_wallet.kind"),
+    ("destinationWalletKind", "destination_wallet.kind"),
+    ("amount", "amount"),
+    ("currency", "currency"),
+    ("metadata", "metadata"),
+    ("errorCode", "error_code"),
+    ("errorMessage", "error_message"),
+    ("createdAt", "created_at"),
+    ("updatedAt", "updated_at"),
+    ("completedAt", "completed_at"),
+)
+FIELD_NAMES = [name for name, _ in TRANSACTION_FIELDS]
+# What the paying client sent: shown to it (and to auditors) only.
+REQUEST_DETAILS = frozenset({"idempotencyKey", "metadata"})
+
+# The SQL twin of selectors.shows_request_details: whether the client whose
+# id is {viewer} may see what the paying client of the log {row} sent. It
+# sent it, or it holds transfers.view_all_transfers (an auditor), as
+# ModelBackend.has_perm decides: an active user, a superuser, or the
+# permission given to the user or to one of its groups.
+SHOWS_REQUEST_DETAILS_SQL = """({viewer} = {row}.client_id OR EXISTS (
+    SELECT 1 FROM auth_user u
+     WHERE u.id = {viewer} AND u.is_active AND (u.is_superuser OR EXISTS (
+           SELECT 1 FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+            WHERE ct.app_label = 'transfers' AND p.codename = 'view_all_transfers'
+              AND (p.id IN (SELECT permission_id FROM auth_user_user_permissions WHERE user_id = u.id)
+                   OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
+                                 JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = u.id))))))"""
+
+
+def utc_text_sql(column: str) -> str:
+    """SQL for a timestamp as DRF's DateTimeField writes it in UTC
+    ("2026-11-30T05:46:47.123456Z", no fraction when it is zero)."""
+    whole = f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')"""
+    fraction = f"""CASE WHEN mod(extract(microseconds FROM {column})::bigint, 1000000) = 0 THEN ''
+        ELSE to_char({column} AT TIME ZONE 'UTC', '.US') END"""
+    return f"({whole} || {fraction} || 'Z')"
+
+
+def _field_sql(path: str, row: str) -> str:
+    """SQL for one field of the log in `row` as the API writes it in JSON."""
+    if "." in path:
+        relation, name = path.split(".")
+        link = TransactionLog._meta.get_field(relation)
+        related = link.related_model
+        return (
+            f"(SELECT {related._meta.get_field(name).column} FROM {related._meta.db_table} "  # noqa: S608 (model names)
+            f"WHERE {related._meta.pk.column} = {row}.{link.column})"
+        )
+    field = TransactionLog._meta.get_field(path)
+    column = f"{row}.{field.column}"
+    if isinstance(field, models.DateTimeField):
+        text = utc_text_sql(column)
+        return f"CASE WHEN {column} IS NOT NULL THEN {text} END" if field.null else text
+    if isinstance(field, models.DecimalField):
+        return f"{column}::text"  # NUMERIC(20,2) as text: "12.30", as DRF writes it
+    return column
+
+
+def transaction_json_sql(*, row: str, viewer: str) -> str:
+    """SQL for the transaction in `row` (a transaction_logs row) as a JSON
+    object, as the API shows it to the client whose id is `viewer`."""
+    shows = SHOWS_REQUEST_DETAILS_SQL.format(viewer=viewer, row=row)
+    pairs = []
+    for name, path in TRANSACTION_FIELDS:
+        value = _field_sql(path, row)
+        if name in REQUEST_DETAILS:
+            value = f"CASE WHEN {shows} THEN {value} END"
+        pairs.append(f"'{name}', {value}")
+    return "jsonb_build_object(\n    " + ",\n    ".join(pairs) + ")"
