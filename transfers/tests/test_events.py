@@ -147,6 +147,16 @@ def test_a_reversal_records_transfer_reversed_for_each_owner(funded_wallet, admi
     assert payer_event.data["status"] == "REVERSED" and payee_event.data["metadata"] is None
 
 
+def test_a_reversed_deposit_is_transfer_reversed_and_its_withdrawal_is_told_to_the_owner(funded_wallet, wallet_owner):
+    wallet = funded_wallet("25.00")
+    deposit = TransactionLog.objects.get(destination_wallet=wallet, type="DEPOSIT")
+
+    compensation = reversed_with_four_eyes(deposit.pk, "duplicate funding")
+
+    types = [(e.type, e.data["id"]) for e in events_of(wallet_owner)]
+    assert types[-2:] == [("withdrawal.completed", str(compensation.pk)), ("transfer.reversed", str(deposit.pk))]
+
+
 def test_freezing_and_unfreezing_record_events_for_the_owner_only_on_a_change(wallet_owner):
     wallet = WalletFactory(owner=wallet_owner)
     wallet_set_active(wallet=wallet, is_active=False)
