@@ -254,8 +254,8 @@ def decide(logs: list[TransactionLog], wallets: dict[uuid.UUID, Wallet], *, froz
 
 
 # A transaction as an event carries it (DESIGN.md, "Events and webhooks"),
-# for the recipient `owner`: as the API shows it to that owner
-# (transfers/rendering.py, the one field list).
+# for the recipient `owner`: as a lookup by reference shows it to that owner,
+# reversal links included (transfers/rendering.py, the one field list).
 # Written in SQL so that settling inserts the events in the statement that
 # completes the logs: no round trip, and no Python rendering in the
 # service's process (rendering it in Python after the locks would add the
