@@ -277,8 +277,13 @@ EVENT_TYPE = (
 # rows are locked. The CHECK on customer balances is the backstop should a
 # rule check ever be wrong. The posting comes as one JSON document (apply):
 # psycopg adapts one text parameter for much less than eleven arrays
-# (bench/instructions.py: about 0.3M instructions per transfer).
-SETTLE = f"""
+# (bench/instructions.py: about 0.3M instructions per transfer). Sent with
+# its whitespace collapsed (no literal in it holds two spaces running):
+# psycopg parses a statement longer than 4096 bytes afresh on every execute
+# (its cache's limit, MAX_CACHED_STATEMENT_LENGTH), which cost about 0.2M
+# instructions per transfer; transfers/tests/test_engine_statements.py
+# keeps it under.
+SETTLE_READABLE = f"""
 WITH legs AS (
   UPDATE wallets w SET balance = w.balance + v.delta, updated_at = %(now)s
     FROM jsonb_to_recordset(%(posting)s::jsonb -> 'legs') AS v(id uuid, delta numeric)
@@ -309,6 +314,7 @@ SELECT owner, {EVENT_TYPE}, {EVENT_OBJECT}, %(now)s
   JOIN t ON t.id = e.log
  ORDER BY e.n
 """  # noqa: S608 (constants only)
+SETTLE = " ".join(SETTLE_READABLE.split())
 
 
 def apply(posting: Posting, now) -> None:
