@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from transfers import locks, telemetry
 from transfers.exceptions import (
+    BUSINESS_RULE_ERRORS,
     BalanceLimitExceeded,
     BatchFailed,
     BusinessRuleViolation,
@@ -97,6 +98,11 @@ class Failure:
     def of(cls, violation: BusinessRuleViolation) -> "Failure":
         return cls(violation.default_code, str(violation.detail))
 
+    def violation(self) -> BusinessRuleViolation:
+        """The error again, to raise where a broken rule refuses instead of
+        failing a log (a correction)."""
+        return BUSINESS_RULE_ERRORS[self.code](self.message)
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -124,27 +130,40 @@ class ExposureChange:
 class Posting:
     """The decisions for a set of movements, in order, and what applying them
     changes: each wallet's balance and each exposure row's amount (signed
-    sums, by primary key), and who hears of each movement (owner ids)."""
+    sums, by primary key), and who hears of each movement (owner ids).
+    `reverses`: for a reversal (one decision, its compensation), the
+    COMPLETED log it reverses, which apply marks REVERSED."""
 
     decisions: list[Decision]
     balance_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     exposure_changes: dict[int, Decimal] = field(default_factory=dict)
     owners: dict[uuid.UUID, list[int]] = field(default_factory=dict)
+    reverses: TransactionLog | None = None
 
     @property
     def completed(self) -> list[TransactionLog]:
         return [decision.log for decision in self.decisions if decision.failure is None]
 
 
-def check_rules(log: TransactionLog, source: Wallet, destination: Wallet, exposure: ExposureChange | None) -> None:
+def check_rules(
+    log: TransactionLog,
+    source: Wallet,
+    destination: Wallet,
+    exposure: ExposureChange | None,
+    *,
+    frozen_blocks: bool = True,
+) -> None:
     """Every rule a movement must pass, in the order a client is told of
     them: raises the first BusinessRuleViolation it breaks. `source` and
     `destination` are the locked rows with the balances the movements decided
     before this one leave; `exposure` is the locked exposure row it changes
-    (None between customer wallets). A new rule is one more check here."""
-    if not source.is_active:
+    (None between customer wallets). A new rule is one more check here.
+    `frozen_blocks`: False for a correction, the one rule it does not keep
+    (an operator's correction must reach a frozen wallet: docs/design.md,
+    "The corrections' money")."""
+    if frozen_blocks and not source.is_active:
         raise WalletInactive("The source wallet is inactive.")
-    if not destination.is_active:
+    if frozen_blocks and not destination.is_active:
         raise WalletInactive("The destination wallet is inactive.")
     if source.currency != destination.currency or log.currency != source.currency:
         raise CurrencyMismatch(
@@ -152,12 +171,6 @@ def check_rules(log: TransactionLog, source: Wallet, destination: Wallet, exposu
         )
     if source.kind == WalletKind.CUSTOMER and source.balance < log.amount:
         raise InsufficientBalance()
-    check_limits(source, destination, log.amount, exposure)
-
-
-def check_limits(source: Wallet, destination: Wallet, amount: Decimal, exposure: ExposureChange | None) -> None:
-    """The bounds on what a movement may leave behind, for every movement
-    that changes balances (check_rules, and a reversal)."""
     # One client must not take a settlement wallet to where other clients'
     # deposits no longer fit (docs/design.md, "Client exposure"); checked
     # first, so that a client past its own limit is told so, not that the
@@ -172,12 +185,12 @@ def check_limits(source: Wallet, destination: Wallet, amount: Decimal, exposure:
             )
     # Without this a balance past NUMERIC(20,2) is an overflow error at the
     # UPDATE, and the log would stay PENDING through every retry.
-    if destination.balance + amount > MAX_AMOUNT or source.balance - amount < -MAX_AMOUNT:
+    if destination.balance + log.amount > MAX_AMOUNT or source.balance - log.amount < -MAX_AMOUNT:
         raise BalanceLimitExceeded()
 
 
 def exposure_change(
-    payer: Wallet, payee: Wallet, amount: Decimal, locked: dict[tuple[int, str], ClientExposure] | None = None
+    payer: Wallet, payee: Wallet, amount: Decimal, locked: dict[tuple[int, str], ClientExposure]
 ) -> ExposureChange | None:
     """Whose exposure a movement changes, its row locked (after the wallets,
     transfers/locks.py), and by how much: + amount to the owner of a customer
@@ -194,11 +207,9 @@ def exposure_change(
     else:
         return None
     key = (customer.owner_id, customer.currency)
-    row = locked.get(key) if locked is not None else None
+    row = locked.get(key)
     if row is None:
-        row = locks.lock_exposure(*key)
-        if locked is not None:
-            locked[key] = row
+        row = locked[key] = locks.lock_exposure(*key)
     return ExposureChange(row, change)
 
 
@@ -208,11 +219,12 @@ def owners(*wallets: Wallet) -> list[int]:
     return sorted({wallet.owner_id for wallet in wallets if wallet.owner_id is not None})
 
 
-def decide(logs: list[TransactionLog], wallets: dict[uuid.UUID, Wallet]) -> Posting:
+def decide(logs: list[TransactionLog], wallets: dict[uuid.UUID, Wallet], *, frozen_blocks: bool = True) -> Posting:
     """Decide each PENDING log in the order given, on the locked `wallets`
     (by id, every wallet the logs touch), whose balances and exposures run
     as the logs before complete: a log that no longer fits fails, and the
-    ones after it may still fit. Locks each exposure row it needs, once."""
+    ones after it may still fit. Locks each exposure row it needs, once.
+    `frozen_blocks`: check_rules'."""
     posting = Posting(decisions=[])
     exposures: dict[tuple[int, str], ClientExposure] = {}
     balances, exposure_changes = posting.balance_changes, posting.exposure_changes
@@ -221,7 +233,7 @@ def decide(logs: list[TransactionLog], wallets: dict[uuid.UUID, Wallet]) -> Post
         posting.owners[log.pk] = owners(source, destination)
         exposure = exposure_change(source, destination, log.amount, exposures)
         try:
-            check_rules(log, source, destination, exposure)
+            check_rules(log, source, destination, exposure, frozen_blocks=frozen_blocks)
         except BusinessRuleViolation as violation:
             posting.decisions.append(Decision(log, Failure.of(violation)))
             continue
@@ -242,23 +254,36 @@ def decide(logs: list[TransactionLog], wallets: dict[uuid.UUID, Wallet]) -> Post
 
 
 # A transaction as an event carries it (DESIGN.md, "Events and webhooks"),
-# for the recipient `owner`: as the API shows it to that owner
-# (transfers/rendering.py, the one field list). Written in SQL so that
-# settling inserts the events in the statement that completes the logs: no
-# round trip, and no Python rendering in the service's process (rendering
-# it in Python after the locks would add the serializer's cost per event).
+# for the recipient `owner`: as a lookup by reference shows it to that owner,
+# reversal links included (transfers/rendering.py, the one field list).
+# Written in SQL so that settling inserts the events in the statement that
+# completes the logs: no round trip, and no Python rendering in the
+# service's process (rendering it in Python after the locks would add the
+# serializer's cost per event).
 EVENT_OBJECT = transaction_json_sql(row="t", viewer="owner")
+# transfer.completed, deposit.failed, ...: the one place an event's type is
+# made from its transaction's. A reversed movement of any type is
+# transfer.reversed (docs/api.md, "Events and webhooks").
+EVENT_TYPE = (
+    f"CASE WHEN t.status = '{TransactionStatus.REVERSED.value}' THEN '{EventType.TRANSFER_REVERSED.value}' "
+    "ELSE lower(t.type) || '.' || lower(t.status) END"
+)
 
 # A posting, applied in one statement on rows the caller has locked: every
 # balance, every exposure, every log COMPLETED or FAILED (only a PENDING one:
-# a log moves money at most once), and each log's transfer.completed,
-# deposit.failed, ... event per owner of its wallets, in the order decided.
-# One statement: no round trip added while the wallet rows are locked. The
-# CHECK on customer balances is the backstop should a rule check ever be wrong.
-# The posting comes as one JSON document (apply): psycopg adapts one text
-# parameter for much less than eleven arrays (bench/instructions.py: about
-# 0.3M instructions per transfer).
-SETTLE = f"""
+# a log moves money at most once), for a reversal its original REVERSED
+# (only a COMPLETED one), and each log's event per owner of its wallets, in
+# the order decided. One statement: no round trip added while the wallet
+# rows are locked. The CHECK on customer balances is the backstop should a
+# rule check ever be wrong. The posting comes as one JSON document (apply):
+# psycopg adapts one text parameter for much less than eleven arrays
+# (bench/instructions.py: about 0.3M instructions per transfer). Sent with
+# its whitespace collapsed (no literal in it holds two spaces running):
+# psycopg parses a statement longer than 4096 bytes afresh on every execute
+# (its cache's limit, MAX_CACHED_STATEMENT_LENGTH), which cost about 0.2M
+# instructions per transfer; transfers/tests/test_engine_statements.py
+# keeps it under.
+SETTLE_READABLE = f"""
 WITH legs AS (
   UPDATE wallets w SET balance = w.balance + v.delta, updated_at = %(now)s
     FROM jsonb_to_recordset(%(posting)s::jsonb -> 'legs') AS v(id uuid, delta numeric)
@@ -269,25 +294,33 @@ exposure AS (
     FROM jsonb_to_recordset(%(posting)s::jsonb -> 'exposures') AS v(id bigint, change numeric)
    WHERE x.id = v.id
 ),
-t AS (
+settled AS (
   UPDATE transaction_logs t
      SET status = v.status, error_code = v.code, error_message = v.message, updated_at = %(now)s,
          completed_at = CASE WHEN v.status = 'COMPLETED' THEN %(now)s::timestamptz END
     FROM jsonb_to_recordset(%(posting)s::jsonb -> 'logs') AS v(id uuid, status text, code text, message text)
    WHERE t.id = v.id AND t.status = 'PENDING'
   RETURNING t.*
-)
+),
+reversed AS (
+  UPDATE transaction_logs r SET status = 'REVERSED', updated_at = %(now)s
+   WHERE r.id = (%(posting)s::jsonb ->> 'reverses')::uuid AND r.status = 'COMPLETED'
+  RETURNING r.*
+),
+t AS (SELECT * FROM settled UNION ALL SELECT * FROM reversed)
 INSERT INTO events (client_id, type, data, created_at)
-SELECT owner, lower(t.type) || '.' || lower(t.status), {EVENT_OBJECT}, %(now)s
+SELECT owner, {EVENT_TYPE}, {EVENT_OBJECT}, %(now)s
   FROM jsonb_to_recordset(%(posting)s::jsonb -> 'events') AS e(n integer, log uuid, owner integer)
   JOIN t ON t.id = e.log
  ORDER BY e.n
 """  # noqa: S608 (constants only)
+SETTLE = " ".join(SETTLE_READABLE.split())
 
 
 def apply(posting: Posting, now) -> None:
     """Write `posting` (SETTLE), and its outcome onto its logs in memory."""
     decisions = posting.decisions
+    events = [(decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]]
     document = {
         "legs": [{"id": str(pk), "delta": str(delta)} for pk, delta in posting.balance_changes.items()],
         "exposures": [{"id": pk, "change": str(change)} for pk, change in posting.exposure_changes.items()],
@@ -300,13 +333,13 @@ def apply(posting: Posting, now) -> None:
             }
             for decision in decisions
         ],
-        "events": [
-            {"n": n, "log": str(log_id), "owner": owner}
-            for n, (log_id, owner) in enumerate(
-                (decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]
-            )
-        ],
     }
+    reverses = posting.reverses
+    if reverses is not None:
+        # Its compensation moves money between the same two wallets: the same owners hear of it.
+        document["reverses"] = str(reverses.pk)
+        events += [(reverses.pk, owner) for owner in posting.owners[decisions[0].log.pk]]
+    document["events"] = [{"n": n, "log": str(log_id), "owner": owner} for n, (log_id, owner) in enumerate(events)]
     _run(SETTLE, {"now": now, "posting": json.dumps(document, separators=(",", ":"))})
     for decision in decisions:
         log = decision.log
@@ -315,6 +348,8 @@ def apply(posting: Posting, now) -> None:
             log.completed_at = now
         else:
             log.error_code, log.error_message = decision.failure.code, decision.failure.message
+    if reverses is not None:
+        reverses.status, reverses.updated_at = TransactionStatus.REVERSED, now
 
 
 def _fetch(statement: str, params) -> list[tuple]:
@@ -356,6 +391,35 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
     # Recorded after the commit: nothing extra while the wallet rows are locked.
     telemetry.LOCK_WAIT.observe(lock_wait)
     return log, True
+
+
+# --- a correction -----------------------------------------------------------------
+
+
+def settle_correction(log: TransactionLog, *, reverses: TransactionLog | None = None) -> None:
+    """Post a correction (a reversal's compensation, a manual adjustment:
+    docs/design.md, "The corrections' money"), in the caller's transaction
+    if there is one: the one-movement step with every rule but the frozen
+    wallet's, refused rather than recorded FAILED. `log` is new and unsaved
+    (its client, key, fingerprint, type, wallets, amount, currency,
+    metadata); it is inserted PENDING and applied COMPLETED, with its events.
+    `reverses`: the COMPLETED log it compensates, locked by the caller,
+    marked REVERSED in the same statement with its transfer.reversed event.
+
+    Raises the rule it breaks (InsufficientBalance, CurrencyMismatch,
+    LimitExceeded, BalanceLimitExceeded), having written nothing; and
+    IntegrityError for a second log under the same (client, key) or a
+    second reversal of one log."""
+    with transaction.atomic():
+        wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id)
+        posting = decide([log], wallets, frozen_blocks=False)
+        (decision,) = posting.decisions
+        if decision.failure is not None:
+            raise decision.failure.violation()
+        log.status = TransactionStatus.PENDING
+        log.save(force_insert=True)
+        posting.reverses = reverses
+        apply(posting, timezone.now())
 
 
 # --- a batch of payouts -----------------------------------------------------------

@@ -1,10 +1,12 @@
 """How a transaction is shown to a viewer, written once.
 
 TRANSACTION_FIELDS is the one field list: the API's serializer
-(transfers.serializers.TransactionLogSerializer) declares its fields from it,
-and the SQL that writes a transaction into its events (transaction_json_sql,
-run by the engine under the row locks) is generated from it and from the
-model's columns. transfers/tests/test_events.py checks the two agree.
+(transfers.serializers.TransactionLogSerializer) declares its fields from it.
+A transaction looked up by key or reference (TransactionDetailSerializer)
+adds its REVERSAL_LINKS, and so does an event: the SQL that writes a
+transaction into its events (transaction_json_sql, run by the engine under
+the row locks) is generated from DETAIL_FIELDS and the model's columns.
+transfers/tests/test_events.py checks that they agree.
 
 The idempotency key and the metadata (REQUEST_DETAILS) are shown only to a
 viewer who may see what the paying client sent (selectors.shows_request_details,
@@ -39,6 +41,12 @@ TRANSACTION_FIELDS = (
     ("completedAt", "completed_at"),
 )
 FIELD_NAMES = [name for name, _ in TRANSACTION_FIELDS]
+# A reversal and its compensating transaction name each other: reversalOf on
+# the compensating one, reversedBy (the log whose reversal_of it is) on the
+# REVERSED one; null otherwise (docs/api.md).
+REVERSAL_LINKS = (("reversalOf", "reversal_of_id"), ("reversedBy", "reversed_by.id"))
+DETAIL_FIELDS = TRANSACTION_FIELDS + REVERSAL_LINKS
+DETAIL_FIELD_NAMES = [name for name, _ in DETAIL_FIELDS]
 # What the paying client sent: shown to it (and to auditors) only.
 REQUEST_DETAILS = frozenset({"idempotencyKey", "metadata"})
 
@@ -72,10 +80,11 @@ def _field_sql(path: str, row: str) -> str:
         relation, name = path.split(".")
         link = TransactionLog._meta.get_field(relation)
         related = link.related_model
-        return (
-            f"(SELECT {related._meta.get_field(name).column} FROM {related._meta.db_table} "  # noqa: S608 (model names)
-            f"WHERE {related._meta.pk.column} = {row}.{link.column})"
-        )
+        if link.concrete:  # the log's foreign key: the row it points at
+            match = f"{related._meta.pk.column} = {row}.{link.column}"
+        else:  # a one-to-one pointing back at the log: the row that points at it
+            match = f"{link.field.column} = {row}.{TransactionLog._meta.pk.column}"
+        return f"(SELECT {related._meta.get_field(name).column} FROM {related._meta.db_table} WHERE {match})"  # noqa: S608 (model names)
     field = TransactionLog._meta.get_field(path)
     column = f"{row}.{field.column}"
     if isinstance(field, models.DateTimeField):
@@ -88,10 +97,11 @@ def _field_sql(path: str, row: str) -> str:
 
 def transaction_json_sql(*, row: str, viewer: str) -> str:
     """SQL for the transaction in `row` (a transaction_logs row) as a JSON
-    object, as the API shows it to the client whose id is `viewer`."""
+    object, as a lookup by reference shows it to the client whose id is
+    `viewer` (DETAIL_FIELDS: reversal links included)."""
     shows = SHOWS_REQUEST_DETAILS_SQL.format(viewer=viewer, row=row)
     pairs = []
-    for name, path in TRANSACTION_FIELDS:
+    for name, path in DETAIL_FIELDS:
         value = _field_sql(path, row)
         if name in REQUEST_DETAILS:
             value = f"CASE WHEN {shows} THEN {value} END"

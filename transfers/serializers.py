@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from transfers.idempotency import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
 from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransactionType
-from transfers.rendering import FIELD_NAMES
+from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
 from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
@@ -234,7 +234,7 @@ class TransactionDetailSerializer(TransactionLogSerializer):
     reversedBy = serializers.UUIDField(source="compensation_id", allow_null=True)
 
     class Meta(TransactionLogSerializer.Meta):
-        fields = [*TransactionLogSerializer.Meta.fields, "reversalOf", "reversedBy"]
+        fields = DETAIL_FIELD_NAMES  # transfers/rendering.py: the events carry them too
         read_only_fields = fields
 
 

@@ -43,12 +43,9 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from transfers import engine, locks, telemetry
-from transfers.engine import ExposureChange
 from transfers.exceptions import (
-    CurrencyMismatch,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
-    InsufficientBalance,
     ReversalNotAllowed,
 )
 from transfers.models import (
@@ -69,9 +66,9 @@ from transfers.movements import (
     PayoutOutcome,
     canonical_fingerprint,
 )
-from wallet_project.db import fetch, in_model_order, run
+from wallet_project.db import fetch, in_model_order
 from wallets.exceptions import WalletNotFound
-from wallets.models import EventType, Wallet, WalletKind
+from wallets.models import Wallet, WalletKind
 from wallets.selectors import owned_wallets
 from wallets.services import settlement_wallet_get_or_create, suspense_wallet_get_or_create
 
@@ -239,10 +236,12 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
 
     At most once: the original's row lock and status check serialise
     concurrent attempts, and reversal_of is unique in the database. A
-    compensating log is not itself reversible. The posting's rules are
-    _post_correction's: frozen wallets do not block it, a customer wallet
-    that no longer holds the money does (InsufficientBalance), and so do the
-    exposure and ledger limits (LimitExceeded, BalanceLimitExceeded).
+    compensating log is not itself reversible. The engine posts it as a
+    correction (engine.settle_correction): frozen wallets do not block it,
+    the other rules do: InsufficientBalance when the wallet that received
+    the original no longer holds the money, LimitExceeded,
+    BalanceLimitExceeded. ReversalNotAllowed for anything but a COMPLETED
+    original movement.
     """
     reason = reason.strip()
     if not reason:
@@ -256,27 +255,19 @@ def transaction_reverse(*, log_id: uuid.UUID, reason: str, reversed_by: Abstract
             # make a new, deliberate movement instead.
             raise ReversalNotAllowed(f"{original.reference} is itself a reversal and cannot be reversed.")
         # Money flows back: the original destination pays.
-        compensation, payer, payee = _post_correction(
+        compensation = TransactionLog(
             client=reversed_by,
-            payer_id=original.destination_wallet_id,
-            payee_id=original.source_wallet_id,
-            amount=original.amount,
-            type=REVERSAL_TYPE[original.type],
             idempotency_key=f"reversal:{original.pk}",
-            fingerprint=canonical_fingerprint(reversal_of=str(original.pk)),
+            movement_fingerprint=canonical_fingerprint(reversal_of=str(original.pk)),
+            type=REVERSAL_TYPE[original.type],
+            source_wallet_id=original.destination_wallet_id,
+            destination_wallet_id=original.source_wallet_id,
+            amount=original.amount,
+            currency=original.currency,
             metadata={"reversalOf": original.reference, "reason": reason, "reversedBy": reversed_by.get_username()},
             reversal_of=original,
-            shortfall=f"The wallet that received {original.reference}",
         )
-        original.status = TransactionStatus.REVERSED
-        original.save(update_fields=["status", "updated_at"])
-        _run(
-            _RECORD_EVENTS_OF,
-            {
-                "log": original.pk, "event": EventType.TRANSFER_REVERSED.value, "now": compensation.completed_at,
-                "owners": _owners(payer, payee),
-            },
-        )  # fmt: skip
+        engine.settle_correction(compensation, reverses=original)
         transaction.on_commit(
             lambda: telemetry.reversal_done(original=original, compensation=compensation, reversed_by=reversed_by)
         )
@@ -314,7 +305,7 @@ def adjustment_post(
     the requester, and (client, key) is unique in the database, so a second
     posting of one correction fails with IntegrityError and rolls back.
     Raises WalletNotFound for a wallet that is not a customer wallet, and
-    _post_correction's rule errors (InsufficientBalance for a debit the
+    engine.settle_correction's rule errors (InsufficientBalance for a debit the
     wallet cannot cover, LimitExceeded, BalanceLimitExceeded).
     """
     if amount <= 0:
@@ -324,89 +315,26 @@ def adjustment_post(
         raise WalletNotFound()
     suspense = suspense_wallet_get_or_create(currency=customer.currency)
     credit = direction == AdjustmentDirection.CREDIT
-    with transaction.atomic():
-        log, payer, payee = _post_correction(
-            client=requested_by,
-            payer_id=suspense.pk if credit else customer.pk,
-            payee_id=customer.pk if credit else suspense.pk,
-            amount=amount,
-            type=TransactionType.DEPOSIT if credit else TransactionType.WITHDRAWAL,
-            idempotency_key=f"adjustment:{correction_id}",
-            fingerprint=canonical_fingerprint(adjustment=str(correction_id)),
-            metadata={
-                "adjustment": direction.value,
-                "reason": reason,
-                "ticket": ticket,
-                "correctionId": str(correction_id),
-                "requestedBy": requested_by.get_username(),
-                "approvedBy": approved_by.get_username() if approved_by else None,
-            },  # fmt: skip
-            reversal_of=None,
-            shortfall="The wallet",
-        )
-        _run(
-            _RECORD_EVENTS_OF,
-            {
-                "log": log.pk,
-                "event": f"{log.type.lower()}.{log.status.lower()}",
-                "now": log.completed_at,
-                "owners": _owners(payer, payee),
-            },  # fmt: skip
-        )
-    return log
-
-
-def _post_correction(
-    *,
-    client: AbstractBaseUser,
-    payer_id: uuid.UUID,
-    payee_id: uuid.UUID,
-    amount: Decimal,
-    type: TransactionType,
-    idempotency_key: str,
-    fingerprint: str,
-    metadata: dict,
-    reversal_of: TransactionLog | None,
-    shortfall: str,
-) -> tuple[TransactionLog, Wallet, Wallet]:
-    """The posting of a correction (a reversal's compensation, a manual
-    adjustment), inside the caller's transaction: lock both wallets, check
-    the rules a correction keeps, write its COMPLETED log and move the money
-    and the exposure. Returns (log, payer, payee), the wallets as locked.
-
-    The rules: the payer, if a customer wallet, must hold `amount`
-    (InsufficientBalance, naming `shortfall`); then _check_limits, the
-    movements' own (client exposure, the ledger's range). Not checked: frozen
-    wallets (an operator's correction must reach a frozen wallet) and the
-    tier of movement types (a correction is not a client's request).
-    """
-    wallets = locks.lock_wallets(payer_id, payee_id)
-    payer, payee = wallets[payer_id], wallets[payee_id]
-    if payer.currency != payee.currency:
-        raise CurrencyMismatch(f"The wallets hold {payer.currency} and {payee.currency}.")
-    if payer.kind == WalletKind.CUSTOMER and payer.balance < amount:
-        raise InsufficientBalance(f"{shortfall} holds {payer.balance}, less than {amount}.")
-    exposure = _exposure_change(payer, payee, amount)
-    _check_limits(payer, payee, amount, exposure)
-    now = timezone.now()
-    log = TransactionLog.objects.create(
-        client=client,
-        idempotency_key=idempotency_key,
-        movement_fingerprint=fingerprint,
-        type=type,
-        status=TransactionStatus.COMPLETED,
-        source_wallet=payer,
-        destination_wallet=payee,
+    log = TransactionLog(
+        client=requested_by,
+        idempotency_key=f"adjustment:{correction_id}",
+        movement_fingerprint=canonical_fingerprint(adjustment=str(correction_id)),
+        type=TransactionType.DEPOSIT if credit else TransactionType.WITHDRAWAL,
+        source_wallet_id=suspense.pk if credit else customer.pk,
+        destination_wallet_id=customer.pk if credit else suspense.pk,
         amount=amount,
-        currency=payer.currency,
-        metadata=metadata,
-        reversal_of=reversal_of,
-        completed_at=now,
+        currency=customer.currency,
+        metadata={
+            "adjustment": direction.value,
+            "reason": reason,
+            "ticket": ticket,
+            "correctionId": str(correction_id),
+            "requestedBy": requested_by.get_username(),
+            "approvedBy": approved_by.get_username() if approved_by else None,
+        },
     )
-    _run(_MOVE_MONEY, {"source": payer.pk, "destination": payee.pk, "amount": amount, "now": now})
-    if exposure is not None:
-        _run(_CHANGE_EXPOSURE, {"now": now, **_exposure_params(exposure)})
-    return log, payer, payee
+    engine.settle_correction(log)
+    return log
 
 
 # --- the protocol ------------------------------------------------------------------
@@ -472,51 +400,11 @@ ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING id
 """
 
-# --- what transaction_reverse uses, until it posts through the engine ------------
-#
-# A reversal writes its own statements (to be posted through engine.decide
-# and engine.apply as a movement of its own): these, and the engine's rules
-# and rendering under the names it calls them by.
-
-# Both legs in one statement, on rows the caller has locked. The CHECK on
-# customer balances is the backstop should a rule check ever be wrong.
-_MOVE_MONEY = """
-UPDATE wallets
-   SET balance = balance + CASE WHEN id = %(source)s THEN -%(amount)s ELSE %(amount)s END, updated_at = %(now)s
- WHERE id IN (%(source)s, %(destination)s)
-"""
-# The exposure row the caller has locked (_exposure_change); %(exposure)s is
-# NULL, and no row changes, for a transfer between customer wallets.
-_CHANGE_EXPOSURE = """
-UPDATE client_exposures SET amount = amount + %(exposure_change)s, updated_at = %(now)s WHERE id = %(exposure)s
-"""
-_check_limits = engine.check_limits
-_exposure_change = engine.exposure_change
-_owners = engine.owners
-_EVENT_OBJECT = engine.EVENT_OBJECT
-_EVENTS_OF_LOG = f"""
-INSERT INTO events (client_id, type, data, created_at)
-SELECT owner, %(event)s, {_EVENT_OBJECT}, %(now)s
-  FROM t, unnest(%(owners)s::integer[]) AS owner
-"""  # noqa: S608 (constants only)
-# The events of a log already updated in this transaction (a reversal).
-_RECORD_EVENTS_OF = f"""
-WITH t AS (SELECT * FROM transaction_logs WHERE id = %(log)s)
-{_EVENTS_OF_LOG}"""  # noqa: S608 (constants only)
-
 # --- the protocol's steps 1 to 3 ---------------------------------------------------
 
 
-def _fetch(statement: str, params) -> list[tuple]:
-    return fetch(connection, statement, params)
-
-
-def _run(statement: str, params) -> None:
-    return run(connection, statement, params)
-
-
 def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
-    rows = _fetch(_FIND_LOG, [client.pk, idempotency_key])
+    rows = fetch(connection, _FIND_LOG, [client.pk, idempotency_key])
     return TransactionLog.from_db(connection.alias, _REPLAY_COLUMNS, rows[0]) if rows else None
 
 
@@ -584,7 +472,7 @@ def _record_pending(
     }
     insert = _INSERT_PENDING.format(wallets=_WALLETS_OF[movement.type])
     for attempt in (1, 2):
-        if _fetch(insert, params):
+        if fetch(connection, insert, params):
             return TransactionLog.from_db(connection.alias, ["id", "status"], [params["id"], "PENDING"]), True
         winner = _find_log(client, idempotency_key)
         if winner is not None:
@@ -611,13 +499,6 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
             raise WalletNotFound(f"{role} wallet not found." if movement.type == TransactionType.TRANSFER else None)
     if movement.type != TransactionType.TRANSFER:
         settlement_wallet_get_or_create(currency=wallet.currency)
-
-
-def _exposure_params(exposure: ExposureChange | None) -> dict:
-    """_CHANGE_EXPOSURE's parameters; for None, ones that change no row."""
-    if exposure is None:
-        return {"exposure": None, "exposure_change": None}
-    return {"exposure": exposure.row.pk, "exposure_change": exposure.change}
 
 
 # --- batch disbursements -----------------------------------------------------------
@@ -820,7 +701,7 @@ def _batch_protocol(
 
 
 def _find_batch(client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
-    rows = _fetch(_FIND_BATCH, [client.pk, idempotency_key])
+    rows = fetch(connection, _FIND_BATCH, [client.pk, idempotency_key])
     return TransferBatch.from_db(connection.alias, _FOUND_BATCH_FIELDS, rows[0]) if rows else None
 
 
@@ -834,7 +715,8 @@ def _record_pending_batch(request: BatchRequest, fingerprint: str, body_digest: 
     with transaction.atomic(durable=True):
         usable = {
             row[0]
-            for row in _fetch(
+            for row in fetch(
+                connection,
                 _USABLE_DESTINATIONS,
                 {
                     "destinations": list({p.destination_wallet_id for p in payouts}),
@@ -856,7 +738,8 @@ def _record_pending_batch(request: BatchRequest, fingerprint: str, body_digest: 
             for index, p in enumerate(payouts)
             if p.destination_wallet_id not in usable
         ]
-        inserted = _fetch(
+        inserted = fetch(
+            connection,
             _INSERT_BATCH,
             {
                 "id": batch_id,
@@ -888,7 +771,8 @@ def _record_pending_payouts(batch_id: uuid.UUID, request: BatchRequest, recorded
     transaction holds any of their keys."""
     source = request.source_wallet_id
     keys = [p.idempotency_key for _, p in recorded]
-    returned = _fetch(
+    returned = fetch(
+        connection,
         _INSERT_PAYOUTS,
         {
             "batch": batch_id,

@@ -1,6 +1,6 @@
 """Manual adjustments: a customer wallet credited from, or debited to, its
 currency's suspense wallet, through the money engine's correction posting
-(transfers.services._post_correction, the reversal's), so the same rules
+(transfers.engine.settle_correction, the reversal's), so the same rules
 hold: balance, client exposure, the ledger's range, at most once."""
 
 from decimal import Decimal

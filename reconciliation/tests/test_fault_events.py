@@ -108,7 +108,7 @@ def test_connection_killed_inside_a_reversal_leaves_neither_reversal_nor_event(m
     ).log  # fmt: skip
     correction = reversal_request(log_id=original.pk, reason="wrong user", requested_by=staff("Finance"))
     approver = staff("Approver")
-    kill_after_statement(monkeypatch, services, services._RECORD_EVENTS_OF)
+    kill_after_statement(monkeypatch, engine, engine.SETTLE)
 
     with pytest.raises(OperationalError):
         approved(correction, approver)

@@ -13,8 +13,9 @@ from conftest import make_api_client
 from corrections.tests.people import reversed_with_four_eyes
 from transfers import services
 from transfers.models import TransactionLog
-from transfers.rendering import FIELD_NAMES
-from transfers.serializers import TransactionLogSerializer
+from transfers.rendering import DETAIL_FIELD_NAMES
+from transfers.selectors import with_reversal_links
+from transfers.serializers import TransactionDetailSerializer
 from wallets.models import Event, EventType
 from wallets.serializers import WalletSerializer
 from wallets.services import wallet_set_active
@@ -27,7 +28,8 @@ def as_api_shows(log: TransactionLog, viewer) -> dict:
     """The transaction as GET /api/transfer/reference/{ref} shows it to `viewer`."""
     request = APIRequestFactory().get("/")
     request.user = viewer
-    return dict(TransactionLogSerializer(TransactionLog.objects.get(pk=log.pk), context={"request": request}).data)
+    shown = with_reversal_links(TransactionLog.objects.filter(pk=log.pk)).get()
+    return dict(TransactionDetailSerializer(shown, context={"request": request}).data)
 
 
 def events_of(client, type_=None) -> list[Event]:
@@ -83,8 +85,8 @@ def test_the_api_and_the_events_show_the_same_fields_from_one_list(funded_wallet
     )  # fmt: skip
 
     (event,) = events_of(wallet_owner, "transfer.completed")
-    assert set(event.data) == set(FIELD_NAMES)  # jsonb keeps its own key order
-    assert list(as_api_shows(result.log, wallet_owner)) == FIELD_NAMES
+    assert set(event.data) == set(DETAIL_FIELD_NAMES)  # jsonb keeps its own key order
+    assert list(as_api_shows(result.log, wallet_owner)) == DETAIL_FIELD_NAMES
 
 
 def test_a_transfer_between_one_clients_wallets_records_one_event(funded_wallet, wallet_owner):
@@ -145,6 +147,42 @@ def test_a_reversal_records_transfer_reversed_for_each_owner(funded_wallet, admi
     assert payer_event.data == as_api_shows(result.log, payer)
     assert payee_event.data == as_api_shows(result.log, payee_owner)
     assert payer_event.data["status"] == "REVERSED" and payee_event.data["metadata"] is None
+
+
+def test_a_reversal_and_its_compensation_name_each_other_in_their_events_as_in_lookups(funded_wallet):
+    payer = make_api_client("Disbursement client").user
+    payee_owner = make_api_client("Transfer client").user
+    source, destination = funded_wallet("20.00", owner=payer), WalletFactory(owner=payee_owner)
+    original = services.transfer_create(
+        client=payer, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("7"),
+        idempotency_key="to-undo", metadata={},
+    ).log  # fmt: skip
+
+    compensation = reversed_with_four_eyes(original.pk, "paid twice")
+
+    for owner in (payer, payee_owner):
+        (reversed_event,) = events_of(owner, "transfer.reversed")
+        (compensation_event,) = [
+            e for e in events_of(owner, "transfer.completed") if e.data["id"] == str(compensation.pk)
+        ]
+        assert (reversed_event.data["reversalOf"], reversed_event.data["reversedBy"]) == (None, str(compensation.pk))
+        assert (compensation_event.data["reversalOf"], compensation_event.data["reversedBy"]) == (
+            str(original.pk),
+            None,
+        )
+        assert reversed_event.data == as_api_shows(original, owner)
+        assert compensation_event.data == as_api_shows(compensation, owner)
+        assert reversed_event.txid == compensation_event.txid  # one transaction
+
+
+def test_a_reversed_deposit_is_transfer_reversed_and_its_withdrawal_is_told_to_the_owner(funded_wallet, wallet_owner):
+    wallet = funded_wallet("25.00")
+    deposit = TransactionLog.objects.get(destination_wallet=wallet, type="DEPOSIT")
+
+    compensation = reversed_with_four_eyes(deposit.pk, "duplicate funding")
+
+    types = [(e.type, e.data["id"]) for e in events_of(wallet_owner)]
+    assert types[-2:] == [("withdrawal.completed", str(compensation.pk)), ("transfer.reversed", str(deposit.pk))]
 
 
 def test_freezing_and_unfreezing_record_events_for_the_owner_only_on_a_change(wallet_owner):
