@@ -33,13 +33,14 @@ def pytest_configure(config):
     # invalidation (after commit) never runs; the per-process cache has tests
     # of its own (wallets/tests/test_authentication.py, with it enabled).
     settings.API_AUTH_CACHE_SECONDS = 0
-    # Every test client calls from 127.0.0.1, so failed authentications from
-    # all tests would add up against one address (and a server a test starts
-    # reads the environment): the tests of that limit set their own
-    # (wallet_project/tests/test_auth_failure_throttle.py).
+    # Every test client calls from 127.0.0.1, so failed authentications and
+    # requests without a key from all tests would add up against one address
+    # (and a server a test starts reads the environment): the tests of those
+    # limits set their own (wallet_project/tests/test_auth_failure_throttle.py).
     unlimited = "1000000/min"
-    settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["auth_failures"] = unlimited
-    os.environ["THROTTLE_RATE_AUTH_FAILURES"] = unlimited
+    for scope in ("auth_failures", "no_key"):
+        settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][scope] = unlimited
+        os.environ[f"THROTTLE_RATE_{scope.upper()}"] = unlimited
 
 
 # Groups that data migrations create. The flush that ends a transactional test

@@ -260,6 +260,18 @@ class WalletHistoryEntrySerializer(TransactionLogSerializer):
 # --- batches of payouts -----------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH})
+class PayoutKeyField(StrictCharField):
+    """A payout's own key, required. validate_idempotency_key alone decides
+    what it may be, its length included, as for a single transfer's key:
+    DRF's max_length would add a second message to a key too long."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            source="idempotency_key", trim_whitespace=False, validators=[validate_idempotency_key], **kwargs
+        )
+
+
 @extend_schema_serializer(component_name="Payout")
 class PayoutRequestSerializer(RefusesUnknownFields, LeanSerializer):
     """One payout of a batch: its own idempotency key is required (it is the
@@ -268,12 +280,8 @@ class PayoutRequestSerializer(RefusesUnknownFields, LeanSerializer):
 
     destinationWalletId = StrictUUIDField(source="destination_wallet_id")
     amount = AmountField()
-    idempotencyKey = StrictCharField(
-        source="idempotency_key",
-        trim_whitespace=False,
-        max_length=MAX_KEY_LENGTH,
-        validators=[validate_idempotency_key],
-        help_text="The payout's own key: 1 to 255 printable characters, unique within the batch.",
+    idempotencyKey = PayoutKeyField(
+        help_text="The payout's own key: 1 to 255 printable characters, unique within the batch."
     )
     metadata = MetadataField(required=False, default=dict)
 

@@ -71,6 +71,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     # and the parser imports this module (PayloadTooLarge).
     from rest_framework.views import set_rollback
 
+    from wallet_project.throttling import charge_request_without_key
+
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, RequestDataTooBig):
@@ -78,6 +80,13 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         exc = PayloadTooLarge()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, exceptions.NotAuthenticated) and context.get("request") is not None:
+        # No credentials at all: counted per client address, like a wrong
+        # key (wallet_project/throttling.py), so that they too meet a limit.
+        try:
+            charge_request_without_key(context["request"])
+        except exceptions.Throttled as throttled:
+            exc = throttled
     elif isinstance(exc, Error) and is_transient(exc):
         # The connection is gone or refused, or the pooler lost it under us
         # (wallet_project/db/faults.py; the backend has discarded it), or a

@@ -21,6 +21,7 @@ and answers 404 while no token is configured.
 """
 
 import hmac
+import math
 import os
 from collections.abc import Callable, Iterable
 
@@ -104,6 +105,21 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         raise Http404("metrics are off: set METRICS_TOKEN")
     given = request.headers.get("Authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        # Counted per client address like the API's refused keys (and
+        # requests with none), so that guessing the token meets the same limit.
+        # Imported here: this module loads with the middleware, before DRF's settings.
+        from rest_framework.exceptions import Throttled
+
+        from wallet_project.throttling import charge_failed_authentication, charge_request_without_key
+
+        try:
+            (charge_failed_authentication if given else charge_request_without_key)(request)
+        except Throttled as throttled:
+            response = JsonResponse(
+                {"success": False, "message": str(throttled.detail), "code": "throttled"}, status=429
+            )
+            response["Retry-After"] = str(max(1, math.ceil(throttled.wait or 1)))
+            return response
         response = JsonResponse(
             {"success": False, "message": "A valid bearer token is required.", "code": "not_authenticated"},
             status=401,

@@ -446,6 +446,9 @@ REST_FRAMEWORK = {
         # Per client address, not per client: failed authentications
         # (wallet_project/throttling.py, AddressFailureThrottle).
         "auth_failures": env("THROTTLE_RATE_AUTH_FAILURES", default="20/min"),
+        # Per client address too: requests refused for carrying no key at all
+        # (wallet_project/throttling.py, charge_request_without_key).
+        "no_key": env("THROTTLE_RATE_NO_KEY", default="60/min"),
     },
     "NON_FIELD_ERRORS_KEY": "nonFieldErrors",
 }

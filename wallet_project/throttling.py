@@ -1,6 +1,6 @@
 """Rate limits per API client, DRF throttling counted in Redis.
 
-Four scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+Five scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 (THROTTLE_RATE_* in the environment):
 
 - transfers: a new money movement (transfer, deposit, withdrawal, each payout
@@ -9,7 +9,9 @@ Four scopes, their rates in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 - reads: every GET;
 - auth_failures: failed authentications (an unknown, revoked or malformed
   key), per client address rather than per client, since there is no client
-  (AddressFailureThrottle).
+  (AddressFailureThrottle);
+- no_key: requests refused for carrying no credentials at all, per client
+  address too (charge_request_without_key, from the exception handler).
 
 Each viewset names the scope of every action it routes in `throttle_scopes`,
 and DRF charges the request before the view runs (ActionScopeThrottle); a
@@ -52,6 +54,7 @@ from wallet_project.redis_health import REDIS_ERRORS
 logger = logging.getLogger(__name__)
 
 TRANSFERS, REPLAYS, READS, AUTH_FAILURES = "transfers", "replays", "reads", "auth_failures"
+NO_KEY = "no_key"
 # How far past the instant a refused client may come back wait() aims: far
 # more than the float error of the window arithmetic, far less than a second.
 PAST_THE_EDGE = 0.001
@@ -208,12 +211,13 @@ class ActionScopeThrottle(BaseThrottle):
 
 
 class AddressFailureThrottle(ClientRateThrottle):
-    """The auth_failures limit of one client address (wallet_project/addresses.py,
-    the address django-axes and the request log use), counted like the
-    others but keyed by the address: a guesser has no client to be charged."""
+    """The auth_failures (or no_key) limit of one client address
+    (wallet_project/addresses.py, the address django-axes and the request
+    log use), counted like the others but keyed by the address: a guesser
+    has no client to be charged."""
 
-    def __init__(self):
-        super().__init__(AUTH_FAILURES)
+    def __init__(self, scope: str = AUTH_FAILURES):
+        super().__init__(scope)
 
     def get_cache_key(self, request, view) -> str:
         return cache.make_key(self.cache_format % {"scope": self.scope, "ident": client_address(request)})
@@ -234,6 +238,23 @@ def charge_failed_authentication(request) -> None:
         raise Throttled(
             wait=limit.wait(),
             detail="Too many failed authentications from this address: wait Retry-After seconds, and send a live key.",
+        )
+
+
+def charge_request_without_key(request) -> None:
+    """Count one request refused for carrying no credentials (DRF's
+    NotAuthenticated, 401) against its client address, in the no_key scope.
+    Raises Throttled (429, with Retry-After) instead once the address is over
+    that limit. Without it such requests were never limited: nothing
+    authenticates them, so no client scope or auth_failures counts them.
+    Kept apart from auth_failures so that a client that forgot its key does
+    not use up a guesser's budget, nor the reverse."""
+    limit = AddressFailureThrottle(NO_KEY)
+    if not limit.allow_request(request, None):
+        raise Throttled(
+            wait=limit.wait(),
+            detail="Too many requests without an API key from this address: wait Retry-After seconds, and send "
+            "`Authorization: Token <key>`.",
         )
 
 

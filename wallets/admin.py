@@ -219,7 +219,8 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
         if wallet.is_active:
             return "-"
         # A wallet frozen before reasons were kept reads as a support decision.
-        return FreezeReason(wallet.frozen_reason or FreezeReason.SUPPORT).label
+        label = FreezeReason(wallet.frozen_reason or FreezeReason.SUPPORT).label
+        return f"{label}: {wallet.frozen_note}" if wallet.frozen_note else label
 
     def changelist_view(self, request, extra_context=None):
         showing_settlement = request.GET.get(WalletKindFilter.parameter_name) == WalletKind.SETTLEMENT
@@ -244,19 +245,53 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
 
     # --- freeze and unfreeze --------------------------------------------------------
 
-    @admin.action(description="Freeze selected wallets", permissions=["freeze"])
+    # Each asks first, on a page naming the wallets, for the reason: the
+    # history and the wallet page show it, and support answers from it when
+    # the client asks why (docs/operations.md, "The admin, for support staff").
+
+    @admin.action(description="Freeze selected wallets…", permissions=["freeze"])
     def freeze_wallets(self, request, queryset):
-        self.set_active(request, queryset, is_active=False)
+        return self.ask_reason_then_set_active(request, queryset, is_active=False)
 
-    @admin.action(description="Freeze selected wallets for suspected fraud", permissions=["freeze"])
+    @admin.action(description="Freeze selected wallets for suspected fraud…", permissions=["freeze"])
     def freeze_wallets_for_fraud(self, request, queryset):
-        self.set_active(request, queryset, is_active=False, reason=FreezeReason.FRAUD)
+        return self.ask_reason_then_set_active(request, queryset, is_active=False, reason=FreezeReason.FRAUD)
 
-    @admin.action(description="Unfreeze selected wallets", permissions=["freeze"])
+    @admin.action(description="Unfreeze selected wallets…", permissions=["freeze"])
     def unfreeze_wallets(self, request, queryset):
-        self.set_active(request, queryset, is_active=True)
+        return self.ask_reason_then_set_active(request, queryset, is_active=True)
 
-    def set_active(self, request, wallets, *, is_active: bool, reason: FreezeReason = FreezeReason.SUPPORT) -> None:
+    def ask_reason_then_set_active(
+        self, request, wallets, *, is_active: bool, reason: FreezeReason = FreezeReason.SUPPORT
+    ) -> TemplateResponse | None:
+        """The confirmation page (a FreezeNoteForm) until it comes back with
+        "apply" and a reason; then set_active with that note, and None. A
+        list action's page posts back as that action; a wallet page button's
+        (no action) to the button's own address."""
+        form = FreezeNoteForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            if is_active:
+                title, button = "Unfreeze wallets", "Unfreeze"
+            elif reason == FreezeReason.FRAUD:
+                title, button = "Freeze wallets for suspected fraud", "Freeze for fraud"
+            else:
+                title, button = "Freeze wallets", "Freeze"
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": title,
+                "button": button,
+                "wallets": list(wallets),
+                "form": form,
+                "action": request.POST.get("action", ""),
+            }
+            return TemplateResponse(request, "admin/wallets/wallet/set_active.html", context)
+        self.set_active(request, wallets, is_active=is_active, reason=reason, note=form.cleaned_data["reason"])
+        return None
+
+    def set_active(
+        self, request, wallets, *, is_active: bool, reason: FreezeReason = FreezeReason.SUPPORT, note: str = ""
+    ) -> None:
         verb = "Unfroze" if is_active else "Froze"
         changed, unchanged, settlement, fraud = 0, 0, 0, 0
         for wallet in wallets:
@@ -271,9 +306,13 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
             # The flag and its history entry commit together.
             try:
                 with transaction.atomic():
-                    wallet_set_active(wallet=wallet, is_active=is_active, reason=reason)
+                    wallet_set_active(wallet=wallet, is_active=is_active, reason=reason, note=note)
                     because = " for suspected fraud" if not is_active and reason == FreezeReason.FRAUD else ""
-                    self.log_change(request, wallet, f"{verb} the wallet{because}.")
+                    self.log_change(
+                        request,
+                        wallet,
+                        f"{verb} the wallet{because}: {note}" if note else f"{verb} the wallet{because}.",
+                    )
             except UnfreezeNeedsApproval:
                 fraud += 1
                 continue
@@ -347,7 +386,8 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
         ]
 
     def freeze_view(self, request, object_id, is_active: bool, reason: FreezeReason = FreezeReason.SUPPORT):
-        """The wallet page's Freeze / Freeze for fraud / Unfreeze buttons: the action, for one wallet."""
+        """The wallet page's Freeze / Freeze for fraud / Unfreeze buttons: the
+        action, for one wallet (its confirmation page first)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_freeze_permission(request):
@@ -355,7 +395,9 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
         wallet = self.get_object(request, unquote(object_id))
         if wallet is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        self.set_active(request, [wallet], is_active=is_active, reason=reason)
+        asking = self.ask_reason_then_set_active(request, [wallet], is_active=is_active, reason=reason)
+        if asking is not None:
+            return asking
         return HttpResponseRedirect(
             reverse("admin:wallets_wallet_change", args=[quote(wallet.pk)], current_app=self.admin_site.name)
         )
@@ -363,6 +405,15 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), "has_freeze_permission": self.has_freeze_permission(request)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class FreezeNoteForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why: the wallet's history and page show it, and support answers from it when the client asks. "
+        "Internal: the client is not shown it.",
+    )
 
 
 class GiveWalletForm(forms.Form):

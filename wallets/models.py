@@ -69,6 +69,11 @@ class Wallet(models.Model):
     frozen_reason = models.CharField(
         max_length=16, choices=FreezeReason.choices, blank=True, default="", db_default="", editable=False
     )
+    # What the person who froze it wrote (the admin asks for it); "" while
+    # active. Internal, like frozen_reason: support's answer when the client
+    # asks why (docs/operations.md, "The admin, for support staff").
+    # db_default for the same reasons as frozen_reason's.
+    frozen_note = models.TextField(blank=True, default="", db_default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -66,9 +66,11 @@ def wallet_set_active(
     wallet: Wallet,
     is_active: bool,
     reason: FreezeReason = FreezeReason.SUPPORT,
+    note: str = "",
     second_person_approved: bool = False,
 ) -> Wallet:
-    """Freeze (False, with a `reason`) or unfreeze (True) a wallet. A frozen
+    """Freeze (False, with a `reason` and the `note` its author wrote, kept in
+    frozen_note) or unfreeze (True: both cleared) a wallet. A frozen
     wallet can neither send nor receive; transfers check the flag under the
     row lock. Freezing is one person's protective action, whatever the
     reason; so is unfreezing, except for a wallet frozen for FRAUD: that
@@ -79,7 +81,8 @@ def wallet_set_active(
     A change of state records wallet.frozen or wallet.unfrozen for the
     wallet's owner in the same transaction (the outbox, wallets/events.py);
     setting the state it already has changes nothing and records nothing
-    (freezing a frozen wallet keeps its first reason).
+    (freezing a frozen wallet keeps its first reason and note). The note is
+    internal: the events show the wallet as GET /api/wallets/{id} does.
     """
     with transaction.atomic():
         # The row lock: an unfreeze and a freeze for fraud cannot cross.
@@ -92,9 +95,12 @@ def wallet_set_active(
         changed = current.is_active != is_active
         if changed:
             Wallet.objects.filter(pk=wallet.pk).update(
-                is_active=is_active, frozen_reason="" if is_active else reason, updated_at=timezone.now()
+                is_active=is_active,
+                frozen_reason="" if is_active else reason,
+                frozen_note="" if is_active else note,
+                updated_at=timezone.now(),
             )
-        wallet.refresh_from_db(fields=["is_active", "frozen_reason", "updated_at"])
+        wallet.refresh_from_db(fields=["is_active", "frozen_reason", "frozen_note", "updated_at"])
         if changed and wallet.owner_id is not None:
             record_events(
                 type=EventType.WALLET_UNFROZEN if is_active else EventType.WALLET_FROZEN,

@@ -233,11 +233,13 @@ def test_a_wallet_frozen_for_fraud_is_unfrozen_only_with_a_second_persons_approv
     wallet = funded_wallet("10.00")
     change = reverse("admin:wallets_wallet_change", args=[wallet.pk])
 
-    support.post(reverse("admin:wallets_wallet_freeze_for_fraud", args=[wallet.pk]))
+    # The confirmation page's reason (wallets/admin.py, FreezeNoteForm).
+    confirmed = {"apply": "Freeze for fraud", "reason": "matches a mule pattern"}
+    support.post(reverse("admin:wallets_wallet_freeze_for_fraud", args=[wallet.pk]), confirmed)
     assert Wallet.objects.get(pk=wallet.pk).frozen_reason == FreezeReason.FRAUD
     page = support.get(change).content.decode()
     assert 'id="unfreeze-wallet"' not in page and 'id="request-unfreeze"' in page
-    refused = support.post(reverse("admin:wallets_wallet_unfreeze", args=[wallet.pk]), follow=True)
+    refused = support.post(reverse("admin:wallets_wallet_unfreeze", args=[wallet.pk]), confirmed, follow=True)
     assert "unfreezing one needs a second person" in refused.content.decode()
     assert not Wallet.objects.get(pk=wallet.pk).is_active
 
@@ -250,7 +252,7 @@ def test_a_wallet_frozen_for_fraud_is_unfrozen_only_with_a_second_persons_approv
     assert (unfrozen.is_active, unfrozen.frozen_reason) == (True, "")
     history = LogEntry.objects.filter(object_id=str(wallet.pk)).order_by("action_time")
     assert [(entry.user, entry.get_change_message().split(" (")[0]) for entry in history] == [
-        (support.user, "Froze the wallet for suspected fraud."),
+        (support.user, "Froze the wallet for suspected fraud: matches a mule pattern"),
         (support.user, "Requested to unfreeze"),
         (approver.user, "Unfroze the wallet"),
     ]
@@ -262,7 +264,8 @@ def test_a_wallet_frozen_by_support_is_still_unfrozen_by_one_person(funded_walle
     wallet = funded_wallet("10.00")
     wallet_set_active(wallet=wallet, is_active=False)
 
-    support.post(reverse("admin:wallets_wallet_unfreeze", args=[wallet.pk]))
+    unfreeze = reverse("admin:wallets_wallet_unfreeze", args=[wallet.pk])
+    support.post(unfreeze, {"apply": "Unfreeze", "reason": "resolved"})
 
     assert Wallet.objects.get(pk=wallet.pk).is_active
     assert not CorrectionAudit.objects.exists()

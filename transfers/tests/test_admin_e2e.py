@@ -1,6 +1,7 @@
 """End to end, in a real browser: a support agent finds a transfer by its
-reference, follows it to the source wallet, freezes that wallet, and sees the
-freeze in the wallet's history; and the wallet and transaction lists she
+reference, follows it to the source wallet, freezes that wallet (saying why,
+on the page that asks before anything is frozen), and sees the freeze and its
+reason on the wallet and in its history; and the wallet and transaction lists she
 opens fit a 1440 px screen (docs/operations.md, "The admin's lists"), checked
 by comparing the columns' bounding boxes with the viewport.
 
@@ -41,6 +42,8 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin-e2e"
 PASSWORD = "a-long-support-passphrase-42"
+# Why the agent freezes the wallet, as she types it on the confirmation page.
+REASON = "customer reports the card stolen, ticket 4711"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -139,15 +142,21 @@ def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_h
         expect(page.locator(".field-ledger_balance")).to_contain_text("60.00 (agrees with the stored balance")
         expect(page.locator(".field-recent_transactions")).to_contain_text(log.reference)
         page.click("#freeze-wallet")
+        # Nothing is frozen on one click: a page naming the wallet asks why.
+        expect(page.locator("#set-active-wallets")).to_contain_text(str(source.pk))
+        page.screenshot(path=ARTIFACTS / "04-freeze-asks-why.png", full_page=True)
+        page.fill("#id_reason", REASON)
+        page.click("#set-active-apply")
         expect(page.locator("ul.messagelist")).to_contain_text("Froze 1 wallet.")
         expect(page.locator("#unfreeze-wallet")).to_be_visible()
-        page.screenshot(path=ARTIFACTS / "04-wallet-frozen.png", full_page=True)
+        expect(page.locator(".field-frozen_because")).to_contain_text(f"Support decision: {REASON}")
+        page.screenshot(path=ARTIFACTS / "05-wallet-frozen.png", full_page=True)
 
         page.click("a.historylink")
         history = page.locator("#change-history")
-        expect(history).to_contain_text("Froze the wallet.")
+        expect(history).to_contain_text(f"Froze the wallet: {REASON}")
         expect(history).to_contain_text(agent.username)
-        page.screenshot(path=ARTIFACTS / "05-wallet-history.png", full_page=True)
+        page.screenshot(path=ARTIFACTS / "06-wallet-history.png", full_page=True)
 
     # The admin's stylesheets were served (by the live server's static
     # handler), so the screenshots show the admin as staff see it.
@@ -155,7 +164,7 @@ def test_support_finds_a_transfer_freezes_its_source_wallet_and_sees_it_in_the_h
     # After the browser: what the clicks did.
     assert not Wallet.objects.get(pk=source.pk).is_active
     entry = LogEntry.objects.get(object_id=str(source.pk))
-    assert (entry.user_id, entry.get_change_message()) == (agent.pk, "Froze the wallet.")
+    assert (entry.user_id, entry.get_change_message()) == (agent.pk, f"Froze the wallet: {REASON}")
 
 
 # --- the lists at 1440 px -----------------------------------------------------------------

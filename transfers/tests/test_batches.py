@@ -227,6 +227,25 @@ def test_an_unknown_field_in_a_payout_is_400_naming_it_and_stores_nothing(unknow
     assert balance(pool) == Decimal("100.00")
 
 
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("k" * 300, "The idempotency key must be at most 255 characters."),
+        ("a/../b", "The idempotency key must not have '.' or '..' between slashes"),
+    ],
+    ids=["300_characters", "dot_segment"],
+)
+def test_a_bad_payout_key_is_one_400_message_as_for_a_single_transfer(key, message, transfer_api, funded_wallet):
+    pool, a = funded_wallet("100.00"), funded_wallet("0")
+
+    response = post_batch(transfer_api, pool, [payout(a, "1"), payout(a, "2", key)])
+
+    assert response.status_code == 400, response.json()
+    [only] = response.json()["errors"]["transfers"]["1"]["idempotencyKey"]
+    assert only.startswith(message), only
+    nothing_stored()
+
+
 def test_batch_without_its_idempotency_key_is_400(transfer_api, funded_wallet):
     pool, a = funded_wallet("100.00"), funded_wallet("0")
 

@@ -3,7 +3,8 @@
 auth_failures limit a wrong key gets 429 where it got 401, while a live key
 from the same address keeps working. The address is the one django-axes and
 the request log use (wallet_project/addresses.py), TRUSTED_PROXY_COUNT
-honoured."""
+honoured. Requests with no credentials at all have a limit of their own per
+address (no_key)."""
 
 import copy
 import secrets
@@ -83,9 +84,41 @@ def test_behind_a_proxy_the_count_is_the_address_the_proxy_wrote(settings, three
     assert get(wrong_key(), REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="2001:db8::2").status_code == 401
 
 
-@pytest.mark.usefixtures("clock")
-def test_no_credentials_at_all_is_not_a_failed_authentication(three_failures_a_minute, address):
-    for _ in range(5):
-        assert APIClient().get(PATH, REMOTE_ADDR=address).status_code == 401
+@pytest.fixture
+def three_keyless_requests_a_minute(settings):
+    rest_framework = copy.deepcopy(settings.REST_FRAMEWORK)
+    rest_framework["DEFAULT_THROTTLE_RATES"]["no_key"] = "3/min"
+    settings.REST_FRAMEWORK = rest_framework
 
+
+@pytest.mark.usefixtures("clock")
+@pytest.mark.parametrize("path", [PATH, "/api/events", "/api/schema/"])
+def test_requests_without_a_key_have_their_own_limit_per_address(
+    path, three_keyless_requests_a_minute, three_failures_a_minute, address, treasury_api
+):
+    """A request with no credentials at all was never limited: nothing
+    authenticated it, so neither a client's scopes nor auth_failures counted
+    it. It is counted per address in no_key, apart from wrong keys."""
+    refused = [APIClient().get(path, REMOTE_ADDR=address) for _ in range(3)]
+    assert [r.status_code for r in refused] == [401, 401, 401]
+    assert refused[0].json()["code"] == "not_authenticated"
+
+    throttled = APIClient().get(path, REMOTE_ADDR=address)
+
+    assert_throttled(throttled)
+    assert "without an API key" in throttled.json()["message"]
+    # Not a failed authentication: a wrong key from that address is still 401...
     assert get(wrong_key(), REMOTE_ADDR=address).status_code == 401
+    # ...a live key is never refused for it, and another address has its own count.
+    assert get(treasury_api.api_key, REMOTE_ADDR=address).status_code == 200
+    assert APIClient().get(path, REMOTE_ADDR=f"{address}:1").status_code == 401
+
+
+@pytest.mark.usefixtures("clock")
+def test_wrong_keys_do_not_use_up_the_limit_of_requests_without_one(
+    three_keyless_requests_a_minute, three_failures_a_minute, address
+):
+    for _ in range(4):
+        get(wrong_key(), REMOTE_ADDR=address)
+
+    assert APIClient().get(PATH, REMOTE_ADDR=address).status_code == 401

@@ -300,3 +300,21 @@ def test_trace_is_answered_by_django_as_any_method_a_route_does_not_take(server)
     assert answer.headers["Allow"]
     assert "TRACE" not in answer.headers["Allow"]
     assert answer.headers["X-Request-ID"]  # Django answered
+
+
+@pytest.mark.parametrize("path", ["/api/wallets", "/api/transfer"])
+def test_connect_is_refused_by_its_own_name(server, path):
+    """nginx refuses CONNECT with the 405 it gives TRACE; Django's answer
+    names CONNECT, as it would any method a route does not take, never the
+    TRACE the edge once sent it for every such refusal. (CONNECT to
+    host:port, a target nginx cannot read, is its own 400 bad_request.)"""
+    api = make_api_client("Transfer client")
+
+    answer = server.request("CONNECT", path, headers={"Authorization": f"Token {api.api_key}"})
+
+    assert answer.status == 405
+    body = answer.json()
+    assert body["code"] == "method_not_allowed"
+    assert "CONNECT" in body["message"] and "TRACE" not in body["message"], body
+    assert answer.headers["Allow"] and "CONNECT" not in answer.headers["Allow"]
+    assert answer.headers["X-Request-ID"]  # Django answered

@@ -9,6 +9,7 @@ from PostgreSQL, as they do in production.
 """
 
 import copy
+import secrets
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -25,6 +26,7 @@ from reconciliation.tests.faults import free_port
 from transfers import locks, services
 from transfers.models import TransactionLog, TransactionType
 from transfers.movements import Movement
+from wallet_project.tests.test_rate_limits import clock  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +113,29 @@ def test_without_the_token_it_is_401_in_json(settings, authorization):
     }
     assert response["WWW-Authenticate"] == 'Bearer realm="metrics"'
     assert b"wallet_" not in response.content
+
+
+def test_guessing_the_token_is_throttled_per_address_like_the_apis_keys(settings, clock):  # noqa: F811 (the fixture)
+    """A wrong token counts as a failed authentication of its address, a
+    missing one as a request without a key (wallet_project/throttling.py):
+    past either limit 429, and the right token still works from there."""
+    settings.METRICS_TOKEN = TOKEN
+    rest_framework = copy.deepcopy(settings.REST_FRAMEWORK)
+    rest_framework["DEFAULT_THROTTLE_RATES"].update(auth_failures="3/min", no_key="2/min")
+    settings.REST_FRAMEWORK = rest_framework
+    address = f"2001:db8::{secrets.token_hex(2)}"
+
+    def scrape(authorization=None):
+        headers = {"Authorization": authorization} if authorization else {}
+        return Client(REMOTE_ADDR=address).get("/metrics", headers=headers)
+
+    assert [scrape(f"Bearer {secrets.token_urlsafe(8)}").status_code for _ in range(4)] == [401, 401, 401, 429]
+    assert [scrape().status_code for _ in range(3)] == [401, 401, 429]
+    throttled = scrape("Bearer wrong")
+    assert throttled.json()["code"] == "throttled" and int(throttled["Retry-After"]) >= 1
+    assert scrape(f"Bearer {TOKEN}").status_code == 200
+    # Another address has its own counts (an address of this test alone: the counters outlive a test).
+    assert Client(REMOTE_ADDR=f"2001:db8::{secrets.token_hex(2)}:1").get("/metrics").status_code == 401
 
 
 def test_with_the_token_the_metrics_are_served_in_prometheus_text_format(settings):

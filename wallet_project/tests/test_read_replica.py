@@ -199,7 +199,7 @@ def test_admin_lists_read_the_replica_and_admin_actions_the_primary(replica, fun
     changelist = reverse("admin:wallets_wallet_changelist")
 
     listed = statements_on(REPLICA, lambda: support.get(changelist))
-    freeze = {"action": "freeze_wallets", "_selected_action": [str(wallet.pk)]}
+    freeze = {"action": "freeze_wallets", "_selected_action": [str(wallet.pk)], "apply": "Freeze", "reason": "test"}
     acted = statements_on(REPLICA, lambda: support.post(changelist, freeze))
 
     assert any('"wallets"' in sql for sql in listed)

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from wallets.admin import EstimatedCountPaginator
-from wallets.models import Wallet, WalletKind
+from wallets.models import Event, Wallet, WalletKind
 from wallets.services import settlement_wallet_get_or_create
 from wallets.tests.factories import WalletFactory
 
@@ -52,9 +52,28 @@ def listed(response) -> set[uuid.UUID]:
     return {wallet.pk for wallet in response.context["cl"].result_list}
 
 
-def act(client: Client, action: str, *wallets, follow=True):
+def act(client: Client, action: str, *wallets, follow=True, **fields):
     return client.post(
-        CHANGELIST, {"action": action, "_selected_action": [w.pk for w in wallets], "index": 0}, follow=follow
+        CHANGELIST,
+        {"action": action, "_selected_action": [w.pk for w in wallets], "index": 0, **fields},
+        follow=follow,
+    )
+
+
+# What a freeze or unfreeze page's "apply" sends (wallets/admin.py, FreezeNoteForm).
+REASON = "customer reported the phone stolen, ticket 4711"
+
+
+def confirmed(reason: str = REASON) -> dict:
+    return {"apply": "Freeze", "reason": reason}
+
+
+def set_active(client: Client, action: str, *wallets, reason: str = REASON):
+    """A freeze or unfreeze list action, as its confirmation page posts it back."""
+    return client.post(
+        CHANGELIST,
+        {"action": action, "_selected_action": [w.pk for w in wallets], **confirmed(reason)},
+        follow=True,
     )
 
 
@@ -147,7 +166,7 @@ def test_no_one_can_add_edit_or_delete_a_wallet_not_even_a_superuser(funded_wall
 def test_freezing_wallets_deactivates_them_and_records_who_did_it_in_their_history(support):
     first, second = WalletFactory(), WalletFactory()
 
-    response = act(support, "freeze_wallets", first, second)
+    response = set_active(support, "freeze_wallets", first, second)
 
     assert "Froze 2 wallets." in response.content.decode()
     assert not Wallet.objects.filter(pk__in=[first.pk, second.pk], is_active=True).exists()
@@ -156,27 +175,30 @@ def test_freezing_wallets_deactivates_them_and_records_who_did_it_in_their_histo
         assert (entry.user, entry.action_flag, entry.get_change_message()) == (
             support.user,
             CHANGE,
-            "Froze the wallet.",
+            f"Froze the wallet: {REASON}",
         )
     history = support.get(reverse("admin:wallets_wallet_history", args=[first.pk])).content.decode()
-    assert "Froze the wallet." in history
+    assert f"Froze the wallet: {REASON}" in history
     assert support.user.username in history
+    page = support.get(change_url(first)).content.decode()
+    assert f"Support decision: {REASON}" in page
 
 
 def test_unfreezing_reactivates_and_is_recorded(support):
     wallet = WalletFactory(is_active=False)
 
-    response = act(support, "unfreeze_wallets", wallet)
+    response = set_active(support, "unfreeze_wallets", wallet, reason="identity confirmed by phone")
 
     assert "Unfroze 1 wallet." in response.content.decode()
     assert Wallet.objects.get(pk=wallet.pk).is_active
-    assert LogEntry.objects.get(object_id=str(wallet.pk)).get_change_message() == "Unfroze the wallet."
+    entry = LogEntry.objects.get(object_id=str(wallet.pk))
+    assert entry.get_change_message() == "Unfroze the wallet: identity confirmed by phone"
 
 
 def test_freezing_an_already_frozen_wallet_changes_and_records_nothing(support):
     wallet = WalletFactory(is_active=False)
 
-    response = act(support, "freeze_wallets", wallet)
+    response = set_active(support, "freeze_wallets", wallet)
 
     assert "1 already frozen, left as it was." in response.content.decode()
     assert not LogEntry.objects.filter(object_id=str(wallet.pk)).exists()
@@ -185,7 +207,7 @@ def test_freezing_an_already_frozen_wallet_changes_and_records_nothing(support):
 def test_a_settlement_wallet_is_never_frozen(support):
     settlement = settlement_wallet_get_or_create(currency="NGN")
 
-    response = act(support, "freeze_wallets", settlement)
+    response = set_active(support, "freeze_wallets", settlement)
 
     assert "settlement or suspense wallet(s) left active" in response.content.decode()
     assert Wallet.objects.get(pk=settlement.pk, kind=WalletKind.SETTLEMENT).is_active
@@ -197,18 +219,64 @@ def test_the_wallet_page_freeze_and_unfreeze_buttons_act_on_that_wallet(support)
     freeze_url = reverse("admin:wallets_wallet_freeze", args=[wallet.pk])
     assert f'action="{freeze_url}"' in page
 
-    frozen = support.post(freeze_url, follow=True)
+    frozen = support.post(freeze_url, confirmed(), follow=True)
 
     assert frozen.redirect_chain[-1][0] == change_url(wallet)
     assert "Froze 1 wallet." in frozen.content.decode()
     assert not Wallet.objects.get(pk=wallet.pk).is_active
     assert 'id="unfreeze-wallet"' in frozen.content.decode()
+    assert f"Support decision: {REASON}" in frozen.content.decode()
 
-    support.post(reverse("admin:wallets_wallet_unfreeze", args=[wallet.pk]))
+    support.post(reverse("admin:wallets_wallet_unfreeze", args=[wallet.pk]), confirmed("resolved with the customer"))
 
     assert Wallet.objects.get(pk=wallet.pk).is_active
     messages = [e.get_change_message() for e in LogEntry.objects.filter(object_id=str(wallet.pk)).order_by("pk")]
-    assert messages == ["Froze the wallet.", "Unfroze the wallet."]
+    assert messages == [f"Froze the wallet: {REASON}", "Unfroze the wallet: resolved with the customer"]
+    assert Wallet.objects.filter(pk=wallet.pk, frozen_note="", frozen_reason="").exists()
+
+
+@pytest.mark.parametrize(
+    "button", ["admin:wallets_wallet_freeze", "admin:wallets_wallet_freeze_for_fraud", "admin:wallets_wallet_unfreeze"]
+)
+def test_a_wallet_page_button_asks_for_a_reason_first_and_a_blank_one_changes_nothing(button, support):
+    wallet = WalletFactory(is_active=not button.endswith("_unfreeze"))
+    url = reverse(button, args=[wallet.pk])
+
+    asked = support.post(url)
+    blank = support.post(url, confirmed("   "))
+
+    for page in (asked, blank):
+        assert page.status_code == 200 and 'name="reason"' in page.content.decode()
+        assert str(wallet.pk) in page.content.decode()
+    assert "This field is required." in blank.content.decode()
+    assert Wallet.objects.get(pk=wallet.pk).is_active == wallet.is_active
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.parametrize("action", ["freeze_wallets", "freeze_wallets_for_fraud", "unfreeze_wallets"])
+def test_a_list_action_asks_for_a_reason_naming_the_wallets_first(action, support):
+    active = action != "unfreeze_wallets"
+    first, second = WalletFactory(is_active=active), WalletFactory(is_active=active)
+
+    asked = act(support, action, first, second)
+    blank = set_active(support, action, first, second, reason="")
+
+    for page in (asked, blank):
+        text = page.content.decode()
+        assert 'name="reason"' in text and f'value="{action}"' in text
+        assert str(first.pk) in text and str(second.pk) in text
+    assert Wallet.objects.filter(pk__in=[first.pk, second.pk], is_active=first.is_active).count() == 2
+    assert not LogEntry.objects.exists()
+
+
+def test_a_fraud_freeze_keeps_its_note_internal(support, treasury_api):
+    wallet = WalletFactory(owner=treasury_api.user)
+
+    set_active(support, "freeze_wallets_for_fraud", wallet, reason="matches a mule pattern, case 99")
+
+    assert Wallet.objects.get(pk=wallet.pk).frozen_note == "matches a mule pattern, case 99"
+    assert "mule" not in treasury_api.get(f"/api/wallets/{wallet.pk}").content.decode()
+    assert "mule" not in str(list(Event.objects.values_list("data", flat=True)))
 
 
 def test_the_freeze_button_takes_only_a_post(support):
@@ -225,8 +293,8 @@ def test_freezing_needs_the_freeze_permission(db):
     assert viewer.get(change_url(wallet)).status_code == 200
     assert "freeze_wallets" not in viewer.get(CHANGELIST).content.decode()
     assert 'id="freeze-wallet"' not in viewer.get(change_url(wallet)).content.decode()
-    assert viewer.post(reverse("admin:wallets_wallet_freeze", args=[wallet.pk])).status_code == 403
-    act(viewer, "freeze_wallets", wallet)
+    assert viewer.post(reverse("admin:wallets_wallet_freeze", args=[wallet.pk]), confirmed()).status_code == 403
+    set_active(viewer, "freeze_wallets", wallet)
 
     assert Wallet.objects.get(pk=wallet.pk).is_active
     assert not LogEntry.objects.exists()
