@@ -185,10 +185,10 @@ class MovementResultSerializer(serializers.Serializer):
 
 class TransactionLogSerializer(serializers.ModelSerializer):
     """The seed's log view, with the fields of transfers/rendering.py. The
-    idempotency key and the metadata are shown only to the client that sent
-    them, or to an auditor (selectors.shows_request_details); anyone else who
-    may read the transaction (the owner of a wallet it credited) gets null
-    for both."""
+    idempotency key, the metadata and the failure's code and message
+    (rendering.PAYER_ONLY) are shown only to the paying client, or to an
+    auditor (selectors.shows_request_details); anyone else who may read the
+    transaction (the owner of a wallet it credited) gets null for them."""
 
     idempotencyKey = serializers.SerializerMethodField()
     metadata = serializers.SerializerMethodField()
@@ -198,8 +198,8 @@ class TransactionLogSerializer(serializers.ModelSerializer):
     # withdrawal's destination) is the service's own, and no client can read it.
     sourceWalletKind = serializers.ChoiceField(source="source_wallet.kind", choices=WalletKind.choices)
     destinationWalletKind = serializers.ChoiceField(source="destination_wallet.kind", choices=WalletKind.choices)
-    errorCode = serializers.CharField(source="error_code")
-    errorMessage = serializers.CharField(source="error_message")
+    errorCode = serializers.SerializerMethodField()
+    errorMessage = serializers.SerializerMethodField()
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
     completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
@@ -219,6 +219,12 @@ class TransactionLogSerializer(serializers.ModelSerializer):
 
     def get_metadata(self, log) -> dict | None:
         return log.metadata if self._shows_request_details(log) else None
+
+    def get_errorCode(self, log) -> str | None:
+        return log.error_code if self._shows_request_details(log) else None
+
+    def get_errorMessage(self, log) -> str | None:
+        return log.error_message if self._shows_request_details(log) else None
 
 
 class TransactionDetailSerializer(TransactionLogSerializer):

@@ -20,7 +20,7 @@ from transfers.tests import ledger_state
 from transfers.tests.concurrency import post_transfer, post_withdrawal, run_concurrently, token_of
 from wallet_project.tests import assert_error_envelope
 from wallets.exceptions import WalletNotFound
-from wallets.models import Wallet
+from wallets.models import Event, Wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -171,6 +171,30 @@ def test_the_owner_sees_a_credit_from_another_client_without_the_payers_key_or_m
     mine = payer.get("/api/transfer/loan-L-1").json()["data"]
     assert (mine["idempotencyKey"], mine["metadata"]) == ("loan-L-1", {"loanId": "L-1", "borrower": "Ada"})
     assert payer.get(f"/api/wallets/{wallet.pk}").status_code == 404
+
+
+def test_the_owner_sees_a_failed_payment_into_its_wallet_without_the_payers_reason(scene):
+    """Why a payment failed is the payer's business: "insufficient_balance"
+    would tell the payee about the payer's balance."""
+    wallet, _, _, callers, own_wallets = scene
+    payer = callers["payer"]
+    body = {
+        "sourceWalletId": str(own_wallets["payer"].pk),
+        "destinationWalletId": str(wallet.pk),
+        "amount": "999999.00",
+    }
+    failed = payer.post("/api/transfer", body, format="json", headers={"Idempotency-Key": "too-much"})
+    assert failed.status_code == 422 and failed.json()["code"] == "insufficient_balance"
+    log = TransactionLog.objects.get(client=payer.user, idempotency_key="too-much")
+
+    history = callers["owner"].get(f"/api/wallets/{wallet.pk}/transactions").json()["data"]["results"]
+    (seen,) = [row for row in history if row["id"] == str(log.pk)]
+    by_reference = callers["owner"].get(f"/api/transfer/reference/{log.reference}").json()["data"]
+    (event,) = Event.objects.filter(client=callers["owner"].user, data__id=str(log.pk))
+    for shown in (seen, by_reference, event.data):
+        assert (shown["status"], shown["errorCode"], shown["errorMessage"]) == ("FAILED", None, None)
+    mine = payer.get("/api/transfer/too-much").json()["data"]
+    assert (mine["errorCode"], mine["errorMessage"]) == ("insufficient_balance", log.error_message)
 
 
 def test_two_clients_using_the_same_user_id_each_open_their_own_wallet(treasury_api):
