@@ -253,7 +253,7 @@ def decide(logs: list[TransactionLog], wallets: dict[uuid.UUID, Wallet], *, froz
 # --- applying ---------------------------------------------------------------------
 
 
-# A transaction as an event carries it (DESIGN.md, "Events and webhooks"),
+# A transaction as an event carries it (docs/api.md, "Events and webhooks"),
 # for the recipient `owner`: as a lookup by reference shows it to that owner,
 # reversal links included (transfers/rendering.py, the one field list).
 # Written in SQL so that settling inserts the events in the statement that

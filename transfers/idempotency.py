@@ -1,6 +1,6 @@
 """How an idempotency key is read: one rule for every place a key comes from.
 
-DESIGN.md, "Money-moving requests": a key comes in the Idempotency-Key header
+docs/api.md, "Idempotency: moving money exactly once": a key comes in the Idempotency-Key header
 or the idempotencyKey body field (both present and different: 400), is 1 to
 255 printable characters, scoped to the calling client, and a given string is
 one key, never two. So:

@@ -503,7 +503,7 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
 
 # --- batch disbursements -----------------------------------------------------------
 #
-# DESIGN.md, "Batch disbursements": the protocol above, for a batch key and its
+# docs/api.md, "Batch payouts": the protocol above, for a batch key and its
 # payouts' own keys at once.
 #
 # 1. The batch of (client, batch key): a finished one is replayed, one for

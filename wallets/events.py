@@ -1,4 +1,4 @@
-"""The outbox (DESIGN.md, "Events and webhooks"): events written in the same
+"""The outbox (docs/api.md, "Events and webhooks"): events written in the same
 database transaction as the change they describe, and read back by their
 client in commit order.
 

@@ -1,5 +1,5 @@
 """Webhooks: a client's endpoints, and the delivery of its events to them
-(DESIGN.md, "Events and webhooks"; README "Events and webhooks").
+(docs/api.md and README, "Events and webhooks").
 
 Delivery reads the outbox (wallets/events.py) and never decides what happened:
 

@@ -1,4 +1,4 @@
-"""A batch's events (DESIGN.md, "Events and webhooks"): each payout's own
+"""A batch's events (docs/api.md, "Events and webhooks"): each payout's own
 transfer.completed or transfer.failed, to each owner of its wallets as that
 owner may see it, and batch.finished to the client that sent the batch, all
 written in the batch's settle transaction."""

@@ -1,4 +1,4 @@
-"""Batch disbursements through the API (DESIGN.md "Batch disbursements"):
+"""Batch disbursements through the API (docs/api.md, "Batch payouts"):
 outcomes per payout in both modes, replays, refusals that store nothing,
 tenancy, and each payout findable as a transaction of its own."""
 

@@ -1,4 +1,4 @@
-"""The outbox (DESIGN.md, "Events and webhooks"): every settle, failure,
+"""The outbox (docs/api.md, "Events and webhooks"): every settle, failure,
 reversal, freeze and unfreeze records its events in the transaction of the
 change, one copy per owning client, each showing what tenancy allows."""
 

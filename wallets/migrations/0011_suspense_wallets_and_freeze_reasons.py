@@ -1,7 +1,7 @@
 """Suspense wallets (one per currency, the other side of a manual adjustment)
 and why a wallet is frozen (docs/design.md, "Corrections").
 
-Safe on a live ledger (DESIGN.md, "Schema changes on a live ledger"), so not
+Safe on a live ledger (no table rewrite, no long lock: below), so not
 one atomic migration: each statement commits on its own.
 
 - frozen_reason: a column with a constant default, which PostgreSQL records
