@@ -1,4 +1,4 @@
--- The service's transfer protocol (transfers/services.py, DESIGN.md) as raw SQL:
+-- The service's transfer protocol (transfers/engine.py, docs/design.md) as raw SQL:
 -- the PENDING log committed on its own, then one transaction that locks the
 -- log row and both wallets FOR NO KEY UPDATE (wallets in id order), moves
 -- both legs in one UPDATE and marks the log COMPLETED.
