@@ -91,7 +91,10 @@ def service_env(secret_key: str | None = None) -> dict[str, str]:
         DATABASE_URL=database_url(),
         REDIS_URL=BENCH_REDIS_URL,
         CELERY_BROKER_URL=BENCH_REDIS_URL,
-        CACHE_KEY_PREFIX="bench",
+        # Its own key space: two benches sharing a Redis database would
+        # otherwise share the credentials version, and one's set-up would
+        # empty the other's API key cache mid-measurement.
+        CACHE_KEY_PREFIX=f"bench_{BENCH_DB}",
         # As production logs: one JSON line per request and per movement.
         LOG_FORMAT="json",
         METRICS_TOKEN=secrets.token_urlsafe(32),

@@ -60,21 +60,28 @@ NO_KEY = "no_key"
 PAST_THE_EDGE = 0.001
 
 
-# KEYS: this window's counter, the previous window's. ARGV: the limit, the
-# previous window's weight, the counters' lifetime, the units this request
-# costs. Counts them if it is let in: its last unit must still start below the
-# limit (a request of one unit, as before units existed). Returns {let in
-# (1/0), units counted earlier this window, previous window's}.
+# KEYS: this window's counter, the previous window's, and optionally a key
+# to read on the way (the credentials version, ActionScopeThrottle). ARGV: the
+# limit, the previous window's weight, the counters' lifetime, the units this
+# request costs. Counts them if it is let in: its last unit must still start
+# below the limit (a request of one unit, as before units existed). Returns
+# {let in (1/0), units counted earlier this window, previous window's, the
+# third key's value (nil: none asked, or unset)}.
 SLIDING_WINDOW = """
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
 local units = tonumber(ARGV[4])
+local watched = false
+if KEYS[3] then watched = redis.call('GET', KEYS[3]) end
 if count + units - 1 + previous * tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
-    return {0, count, previous}
+    return {0, count, previous, watched}
 end
 redis.call('SET', KEYS[1], count + units, 'EX', ARGV[3])
-return {1, count, previous}
+return {1, count, previous, watched}
 """
+# ClientRateThrottle.watched before its script has run (or when it did not
+# run: a scope without a rate).
+UNREAD = object()
 
 
 @functools.cache
@@ -101,8 +108,12 @@ class ClientRateThrottle(SimpleRateThrottle):
 
     cache_format = "throttle:%(scope)s:%(ident)s"
 
-    def __init__(self, scope: str, units: int = 1):
-        self.scope, self.units = scope, units
+    def __init__(self, scope: str, units: int = 1, watch: str | None = None):
+        """`watch`: a Redis key to read in the same round trip; its value
+        (bytes, or None when unset or Redis unreachable) is left in
+        `watched`."""
+        self.scope, self.units, self.watch = scope, units, watch
+        self.watched: bytes | None | object = UNREAD
         super().__init__()
 
     def get_rate(self) -> str:
@@ -124,13 +135,15 @@ class ClientRateThrottle(SimpleRateThrottle):
         window, into_window = divmod(now, self.duration)
         current, previous = f"{key}:{int(window)}", f"{key}:{int(window) - 1}"
         weight = 1 - into_window / self.duration
+        keys = [current, previous] if self.watch is None else [current, previous, self.watch]
         try:
             redis = get_redis_connection("default")
-            allowed, count, previous_count = _sliding_window(redis)(
-                keys=[current, previous], args=[self.num_requests, repr(weight), 2 * self.duration, self.units]
+            allowed, count, previous_count, self.watched = _sliding_window(redis)(
+                keys=keys, args=[self.num_requests, repr(weight), 2 * self.duration, self.units]
             )
         except REDIS_ERRORS as exc:
             logger.warning("rate limit not enforced, Redis unavailable: %s", exc)
+            self.watched = None
             return True
         self._count, self._previous, self._into_window = count, previous_count, into_window
         return bool(allowed)
@@ -189,7 +202,15 @@ class ActionScopeThrottle(BaseThrottle):
     charges a request to the scope its view names for the action in
     `throttle_scopes` (action_scope).
     For a ChargedOnLookup action, what the view's charge says
-    (view.request_charge), and nothing before it does."""
+    (view.request_charge), and nothing before it does.
+
+    An authenticator that let the request in on a cached credential (its
+    `unconfirmed_key`: wallets/authentication.py) has it confirmed here, in
+    the same round trip: the script reads that key too, and the
+    authenticator's `confirm` gets its value, which may refuse the request
+    (401) or change its user (then permissions are checked again). Whether
+    or not the limit lets the request in: a revoked key is a 401, not a 429.
+    """
 
     def __init__(self):
         self.limit: ClientRateThrottle | None = None
@@ -203,8 +224,13 @@ class ActionScopeThrottle(BaseThrottle):
                 return True
         else:
             charge = Charge(entry)
-        self.limit = ClientRateThrottle(charge.scope, charge.units)
-        return self.limit.allow_request(request, view)
+        authenticator = request.successful_authenticator
+        watch = getattr(authenticator, "unconfirmed_key", None)
+        self.limit = ClientRateThrottle(charge.scope, charge.units, watch=watch)
+        allowed = self.limit.allow_request(request, view)
+        if watch is not None and authenticator.confirm(request, self.limit.watched):
+            view.check_permissions(request)
+        return allowed
 
     def wait(self) -> float | None:
         return self.limit.wait() if self.limit else None

@@ -1,7 +1,7 @@
 """The base of the API's viewsets."""
 
 from rest_framework import viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
 
 from wallet_project.throttling import Charge, ChargedOnLookup, action_scope
 
@@ -34,6 +34,24 @@ class ApiViewSet(viewsets.GenericViewSet):
         if repeated:
             raise ValidationError({name: ["Give this parameter once."] for name in repeated})
 
+    # A request let in on a cached API key runs unconfirmed until its rate
+    # limit's round trip reads the credentials version (wallet_project/throttling.py,
+    # wallets/authentication.py). A request refused before that is confirmed
+    # first: a permission granted a moment ago counts, and a revoked key gets
+    # its 401 whatever else was wrong with the request.
+
+    def permission_denied(self, request, message=None, code=None):
+        if _confirm_credentials(request):
+            return self.check_permissions(request)  # under the client as it is now
+        return super().permission_denied(request, message, code)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        try:
+            _confirm_credentials(request)
+        except AuthenticationFailed as exc:
+            response = self.handle_exception(exc)
+        return super().finalize_response(request, response, *args, **kwargs)
+
     def charge(self, request, *, replay: bool, units: int = 1) -> None:
         """Charge this request to the rate limit through DRF's throttles:
         `units` of the action's ChargedOnLookup scope for a replay or for new
@@ -44,3 +62,10 @@ class ApiViewSet(viewsets.GenericViewSet):
             raise TypeError(f"{type(self).__name__}.{self.action} is charged by DRF before it runs, not by its view")
         self.request_charge = Charge(entry.replay if replay else entry.new, units)
         self.check_throttles(request)
+
+
+def _confirm_credentials(request) -> bool:
+    """Confirm the cached client a request runs on, if it has not been
+    (the authenticator's confirm: True if the client was read again)."""
+    authenticator = getattr(request, "_authenticator", None)
+    return getattr(authenticator, "unconfirmed_key", None) is not None and authenticator.confirm(request)

@@ -10,16 +10,23 @@ The cache: each web process keeps what it read for a key, at most
 API_AUTH_CACHE_SECONDS, under the *credentials version*, a random value in
 Redis that changes whenever a key is revoked, a client is deactivated or
 deleted, or a permission or group membership changes (the receivers at the
-end of this module, connected in WalletsConfig.ready). Every request reads
-the version (one Redis GET) and uses a cached entry only if it was read
-under that same version, so a change bites on the next request on every
-process and host. Order matters, both sides:
+end of this module, connected in WalletsConfig.ready). A cached entry counts
+only if it was read under the version Redis holds now, so a change bites on
+the next request on every process and host. Order matters, both sides:
 
 - a request reads the version *before* it reads the database, and caches
   the row under the version it read;
 - a change writes the new version *after* its transaction commits.
 
 So a row cached under the new version was read after the change committed.
+
+Reading the version costs no round trip of its own: a request found in the
+cache goes on *unconfirmed* as far as its rate limit, whose Lua script reads
+the version in the same round trip (wallet_project/throttling.py,
+ApiKeyAuthentication.confirm), before the view has written or answered
+anything; a different version there, and the client is read again (401 for
+a revoked key, 403 for a lost permission). A separate GET cost about 150K
+instructions a request, 5 % of a replay (bench/instructions.py).
 With Redis unreachable there is no version to trust: every request reads the
 database. A version that could not be written (Redis down during the change)
 is what API_AUTH_CACHE_SECONDS still bounds; so is a change made by raw SQL,
@@ -50,7 +57,7 @@ from rest_framework.authentication import TokenAuthentication, get_authorization
 
 from wallet_project.db import in_model_order
 from wallet_project.redis_health import REDIS_ERRORS
-from wallet_project.throttling import charge_failed_authentication
+from wallet_project.throttling import UNREAD, charge_failed_authentication
 from wallets.models import ApiKey
 
 logger = logging.getLogger("wallet.auth")
@@ -128,10 +135,19 @@ class _ClientCache:
         self._lock = threading.Lock()
 
     def get(self, digest: str, version: bytes) -> _Client | None:
+        entry = self.entry(digest)
+        return entry[1] if entry is not None and entry[0] == version else None
+
+    def entry(self, digest: str) -> tuple[bytes, _Client] | None:
+        """(the version it was read under, the client), unless expired."""
         entry = self._entries.get(digest)
-        if entry is None or entry[0] != version or entry[1] < monotonic():
+        if entry is None or entry[1] < monotonic():
             return None
-        return entry[2]
+        return entry[0], entry[2]
+
+    def drop(self, digest: str) -> None:
+        with self._lock:
+            self._entries.pop(digest, None)
 
     def put(self, digest: str, version: bytes, client: _Client, ttl: float) -> None:
         with self._lock:
@@ -256,17 +272,65 @@ class ApiKeyAuthentication(TokenAuthentication):
             )
         return super().authenticate(request)
 
+    # DRF makes an authenticator per request: what this one used from the
+    # cache and has yet to confirm, (digest, version it was read under).
+    _unconfirmed: tuple[str, bytes] | None = None
+
     def authenticate_credentials(self, key):
         digest = key_digest(key)
         ttl = settings.API_AUTH_CACHE_SECONDS
-        version = credentials_version() if ttl > 0 else None
-        client = client_cache.get(digest, version) if version is not None else None
-        if client is None:
-            client = _client_of(digest)
-            if client is not None and client.is_active:
-                _note_use(client)
-                if version is not None:
-                    client_cache.put(digest, version, client, ttl)
+        cached = client_cache.entry(digest) if ttl > 0 else None
+        if cached is not None:
+            # Confirmed by the rate limit's round trip (confirm, below).
+            self._unconfirmed = (digest, cached[0])
+            return self._user_of(cached[1])
+        return self._user_of(self._read(digest, credentials_version() if ttl > 0 else None))
+
+    @property
+    def unconfirmed_key(self) -> str | None:
+        """The Redis key whose value confirm() needs (the credentials
+        version), while this request runs on a cached client; else None."""
+        return _version_key() if self._unconfirmed is not None else None
+
+    def confirm(self, request, version: bytes | None | object = UNREAD) -> bool:
+        """Confirm the cached client this request runs on against `version`,
+        the credentials version read after it (by the rate limit's script:
+        wallet_project/throttling.py; None when Redis could not tell; UNREAD:
+        read it now). Under another version the client is read again and
+        `request.user`/`request.auth` replaced: True, and the caller checks
+        permissions again. Raises AuthenticationFailed (401) for a key revoked
+        or a client deactivated since. False when nothing changed or nothing
+        was left to confirm."""
+        if self._unconfirmed is None:
+            return False
+        digest, cached_under = self._unconfirmed
+        self._unconfirmed = None
+        if version is UNREAD:
+            version = credentials_version()
+        if version is not None and version == cached_under:
+            return False
+        client_cache.drop(digest)
+        try:
+            request.user, request.auth = self._user_of(self._read(digest, version))
+        except exceptions.AuthenticationFailed:
+            charge_failed_authentication(request)  # as authenticate() does
+            raise
+        return True
+
+    @staticmethod
+    def _read(digest: str, version: bytes | None) -> _Client | None:
+        """The client of a key from the database, cached under `version`
+        (read before this: the module docstring's order) unless None."""
+        client = _client_of(digest)
+        if client is not None and client.is_active:
+            _note_use(client)
+            if version is not None:
+                client_cache.put(digest, version, client, settings.API_AUTH_CACHE_SECONDS)
+        return client
+
+    @staticmethod
+    def _user_of(client: _Client | None) -> tuple:
+        """(user, KeyIdentity) of a live client; AuthenticationFailed else."""
         if client is None:
             raise exceptions.AuthenticationFailed(
                 _("Unknown or revoked API key: check the key, or ask the operator to issue a new one.")

@@ -17,7 +17,8 @@ from rest_framework.test import APIClient
 
 from conftest import make_api_client
 from reconciliation.tests.faults import free_port
-from transfers.tests.test_round_trips import commands, counting_redis_round_trips
+from transfers.models import TransactionLog
+from transfers.tests.test_round_trips import commands, counting_redis_round_trips, transfer
 from wallets import authentication
 from wallets.api_keys import api_key_issue, api_key_revoke
 from wallets.authentication import client_cache
@@ -84,7 +85,7 @@ def test_the_first_use_in_an_hour_notes_last_used_at_once(transfer_api, wallet):
     assert api_key.last_used_at == noted
 
 
-def test_a_cached_key_costs_no_query_and_one_redis_get(auth_cache, transfer_api, wallet):
+def test_a_cached_key_costs_no_query_and_no_redis_round_trip_of_its_own(auth_cache, transfer_api, wallet):
     get_wallet(transfer_api, wallet)
 
     with CaptureQueriesContext(connection) as queries, counting_redis_round_trips() as redis_trips:
@@ -92,8 +93,8 @@ def test_a_cached_key_costs_no_query_and_one_redis_get(auth_cache, transfer_api,
 
     assert response.status_code == 200
     assert len(queries) == 1 and "FROM api_keys" not in queries[0]["sql"]
-    # The credentials version, then the read rate limit.
-    assert [commands(trip) for trip in redis_trips] == [[b"GET"], [b"EVALSHA"]]
+    # The read rate limit's script reads the credentials version too.
+    assert [commands(trip) for trip in redis_trips] == [[b"EVALSHA"]]
 
 
 def test_an_invalid_key_is_refused_and_never_cached(auth_cache, wallet):
@@ -132,6 +133,56 @@ def test_a_revoked_key_is_refused_on_the_next_request_although_cached(
     response = get_wallet(transfer_api, wallet)
     assert response.status_code == 401
     assert response.json()["code"] == "authentication_failed"
+
+
+# A money request runs on a cached client unconfirmed until its rate limit's
+# round trip reads the credentials version: before anything is stored.
+
+
+def test_a_revoked_key_moves_no_money_although_cached(
+    auth_cache, treasury_api, funded_wallet, django_capture_on_commit_callbacks
+):
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, key="first").status_code == 201  # cached now
+
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(api_key=ApiKey.objects.get(client=treasury_api.user))
+
+    response = transfer(treasury_api, source, destination, key="after-revocation")
+    assert response.status_code == 401, response.json()
+    assert not TransactionLog.objects.filter(idempotency_key="after-revocation").exists()
+    # Nor is a finished transaction replayed to it.
+    assert transfer(treasury_api, source, destination, key="first").status_code == 401
+
+
+def test_a_revoked_key_is_refused_although_cached_when_its_body_does_not_parse(
+    auth_cache, treasury_api, funded_wallet, django_capture_on_commit_callbacks
+):
+    # A body that does not parse is refused before the view charges the rate
+    # limit: the version is read when the response is finalized instead.
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, key="first").status_code == 201
+
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(api_key=ApiKey.objects.get(client=treasury_api.user))
+
+    # No Idempotency-Key header: the key must come from the body, which fails to parse.
+    response = treasury_api.post("/api/transfer", b"{not json", content_type="application/json")
+    assert response.status_code == 401, response.json()
+
+
+def test_a_transfer_permission_taken_is_refused_although_cached(
+    auth_cache, transfer_api, funded_wallet, django_capture_on_commit_callbacks
+):
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    assert transfer(transfer_api, source, destination, key="first").status_code == 201
+
+    with django_capture_on_commit_callbacks(execute=True):
+        transfer_api.user.groups.clear()
+
+    response = transfer(transfer_api, source, destination, key="after")
+    assert response.status_code == 403, response.json()
+    assert not TransactionLog.objects.filter(idempotency_key="after").exists()
 
 
 def test_a_deactivated_client_is_refused_on_the_next_request_although_cached(
