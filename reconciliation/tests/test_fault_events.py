@@ -32,7 +32,7 @@ from transfers.models import TransactionLog, TransactionStatus
 from wallets import services as wallet_services
 from wallets.models import DeliveryStatus, Event, Wallet, WebhookDelivery
 from wallets.tests.receiver import TIMEOUT, pump, subscribe
-from wallets.tests.test_admin import staff_client
+from wallets.tests.test_admin import confirmed, staff_client
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("migrated_groups")]
 
@@ -179,7 +179,7 @@ def test_an_admin_freeze_and_an_admin_reversal_reach_the_clients_webhook(
         reverse("admin:corrections_correction_approve", args=[pending.pk]), {"fingerprint": pending.fingerprint}
     )
     assert approved_.status_code == 302
-    frozen = finance.post(reverse("admin:wallets_wallet_freeze", args=[destination.pk]))
+    frozen = finance.post(reverse("admin:wallets_wallet_freeze", args=[destination.pk]), confirmed())
     assert frozen.status_code == 302
 
     pump(lambda: len(receiver.accepted_ids()) == 2)
