@@ -259,12 +259,11 @@ def charge_failed_authentication(request) -> None:
     address as a guesser (a NAT, a shared egress) keeps working, and a
     request that succeeds costs no extra round trip. Keys are 256 random
     bits: the limit is against the load and noise of guessing, not the odds."""
-    limit = AddressFailureThrottle()
-    if not limit.allow_request(request, None):
-        raise Throttled(
-            wait=limit.wait(),
-            detail="Too many failed authentications from this address: wait Retry-After seconds, and send a live key.",
-        )
+    _charge_address(
+        request,
+        AUTH_FAILURES,
+        "Too many failed authentications from this address: wait Retry-After seconds, and send a live key.",
+    )
 
 
 def charge_request_without_key(request) -> None:
@@ -275,13 +274,20 @@ def charge_request_without_key(request) -> None:
     authenticates them, so no client scope or auth_failures counts them.
     Kept apart from auth_failures so that a client that forgot its key does
     not use up a guesser's budget, nor the reverse."""
-    limit = AddressFailureThrottle(NO_KEY)
+    _charge_address(
+        request,
+        NO_KEY,
+        "Too many requests without an API key from this address: wait Retry-After seconds, and send "
+        "`Authorization: Token <key>`.",
+    )
+
+
+def _charge_address(request, scope: str, detail: str) -> None:
+    """Count one request against its client address in `scope`; Throttled
+    (429, Retry-After, `detail`) once the address is over that limit."""
+    limit = AddressFailureThrottle(scope)
     if not limit.allow_request(request, None):
-        raise Throttled(
-            wait=limit.wait(),
-            detail="Too many requests without an API key from this address: wait Retry-After seconds, and send "
-            "`Authorization: Token <key>`.",
-        )
+        raise Throttled(wait=limit.wait(), detail=detail)
 
 
 def action_scope(view, method: str) -> str | ChargedOnLookup:
