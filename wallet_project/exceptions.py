@@ -66,6 +66,42 @@ def _validation_message(errors: dict) -> str:
     return f"Invalid input: {fields}." if fields else "Invalid input."
 
 
+def _body_and_headers(exc: exceptions.APIException) -> tuple[dict, dict]:
+    """An API exception's envelope and headers (Retry-After from a wait,
+    WWW-Authenticate from a scheme): the one rendering for DRF views
+    (api_exception_handler) and plain Django views (error_response)."""
+    headers = dict(getattr(exc, "headers", None) or {})
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None) is not None:
+        # Whole seconds, rounded up: a client that waits this long gets in.
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
+
+    if isinstance(exc, exceptions.ValidationError):
+        errors = (
+            exc.detail
+            if isinstance(exc.detail, dict)
+            else {settings.REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"]: exc.detail}
+        )
+        body = error_body(_validation_message(errors), "validation_error", errors=errors)
+    else:
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        message = str(exc.detail)
+        if message == str(type(exc).default_detail):
+            # DRF's generic wording ("Authentication credentials were not
+            # provided.") says what, not what to do: the registry's does both.
+            message = default_message(code) or message
+        body = error_body(message, code, data=getattr(exc, "data", None))
+    return body, headers
+
+
+def error_response(exc: exceptions.APIException) -> JsonResponse:
+    """`exc` answered in the envelope by a view outside DRF (/metrics)."""
+    body, headers = _body_and_headers(exc)
+    return JsonResponse(body, status=exc.status_code, headers=headers)
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     # Imported here: rest_framework.views loads the parsers at import time,
     # and the parser imports this module (PayloadTooLarge).
@@ -107,30 +143,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
 
-    headers = dict(getattr(exc, "headers", None) or {})
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None) is not None:
-        # Whole seconds, rounded up: a client that waits this long gets in.
-        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
-
-    if isinstance(exc, exceptions.ValidationError):
-        errors = (
-            exc.detail
-            if isinstance(exc.detail, dict)
-            else {settings.REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"]: exc.detail}
-        )
-        body = error_body(_validation_message(errors), "validation_error", errors=errors)
-    else:
-        codes = exc.get_codes()
-        code = codes if isinstance(codes, str) else exc.default_code
-        message = str(exc.detail)
-        if message == str(type(exc).default_detail):
-            # DRF's generic wording ("Authentication credentials were not
-            # provided.") says what, not what to do: the registry's does both.
-            message = default_message(code) or message
-        body = error_body(message, code, data=getattr(exc, "data", None))
-
+    body, headers = _body_and_headers(exc)
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)
 

@@ -21,12 +21,11 @@ and answers 404 while no token is configured.
 """
 
 import hmac
-import math
 import os
 from collections.abc import Callable, Iterable
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -108,22 +107,16 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         # Counted per client address like the API's refused keys (and
         # requests with none), so that guessing the token meets the same limit.
         # Imported here: this module loads with the middleware, before DRF's settings.
-        from rest_framework.exceptions import Throttled
+        from rest_framework.exceptions import NotAuthenticated, Throttled
 
+        from wallet_project.exceptions import error_response
         from wallet_project.throttling import charge_failed_authentication, charge_request_without_key
 
         try:
             (charge_failed_authentication if given else charge_request_without_key)(request)
         except Throttled as throttled:
-            response = JsonResponse(
-                {"success": False, "message": str(throttled.detail), "code": "throttled"}, status=429
-            )
-            response["Retry-After"] = str(max(1, math.ceil(throttled.wait or 1)))
-            return response
-        response = JsonResponse(
-            {"success": False, "message": "A valid bearer token is required.", "code": "not_authenticated"},
-            status=401,
-        )
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
+            return error_response(throttled)
+        refused = NotAuthenticated("A valid bearer token is required.")
+        refused.auth_header = 'Bearer realm="metrics"'
+        return error_response(refused)
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
