@@ -11,7 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.response import Response
 
 from transfers import selectors, services
@@ -96,11 +96,13 @@ def money_request(request, view, serializer_class, create: Callable[..., Movemen
 
 @contextmanager
 def charged_if_malformed(request, view):
-    """A request refused as malformed (400) is charged as new work, one unit:
-    a client sending bad requests in a loop meets its limit as anyone else."""
+    """A request refused as malformed is charged as new work, one unit: a
+    client sending bad requests in a loop meets its limit as anyone else.
+    Malformed: fields that do not validate (400), a body that does not parse
+    (400) or comes in a type the API does not read (415)."""
     try:
         yield
-    except ValidationError:
+    except (ValidationError, ParseError, UnsupportedMediaType):
         view.charge(request, replay=False)
         raise
 

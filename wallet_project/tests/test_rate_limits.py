@@ -336,6 +336,31 @@ def test_a_malformed_money_request_is_charged_to_transfers(rates, clock, treasur
     assert_throttled(treasury_api.post("/api/transfer", bad, format="json", headers={"Idempotency-Key": "bad-3"}))
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "refused"),
+    [
+        ('{"amount": ', "application/json", 400),
+        ("amount=1.00", "text/plain", 415),
+    ],
+    ids=["unparseable JSON", "unsupported media type"],
+)
+@pytest.mark.parametrize("path", ["/api/transfer", "/api/transfers/batch"])
+def test_a_money_request_whose_body_cannot_be_read_is_charged_to_transfers(
+    rates, clock, treasury_api, funded_wallet, body, content_type, refused, path
+):
+    rates(transfers="2/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+
+    def unreadable(n: int):
+        return treasury_api.generic(
+            "POST", path, body, content_type=content_type, headers={"Idempotency-Key": f"bad-{n}"}
+        )
+
+    assert [unreadable(n).status_code for n in range(2)] == [refused, refused]
+    assert_throttled(transfer(treasury_api, source, destination, "good"))
+    assert_throttled(unreadable(3))
+
+
 def test_a_reused_key_is_charged_to_replays(rates, clock, treasury_api, funded_wallet):
     rates(transfers="100/min", replays="2/min")
     source, destination = funded_wallet("100.00"), funded_wallet("0")
