@@ -138,9 +138,16 @@ class WebhookUrlField(serializers.URLField):
         "scheme": "Only http and https URLs.",
         "characters": "Only printable ASCII characters: percent-encode any other in the path or query "
         "(RFC 3986), and write an international host name in its xn-- form.",
+        "credentials": "A webhook URL carries no user name or password: deliveries are signed instead "
+        '(docs/api.md, "Events and webhooks"), so leave them out.',
+        "fragment": "A URL fragment (#...) is never sent to the receiver: leave it out.",
     }
 
     def to_internal_value(self, data):
+        # The length first and alone: past it, "Enter a valid URL." (Django's
+        # URLValidator has its own bound) would be told beside it.
+        if isinstance(data, str) and self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         url = super().to_internal_value(data)
         # What goes on the request line as it is: a character outside printable
         # ASCII cannot be sent there (http.client refuses it), and a URL that
@@ -151,7 +158,9 @@ class WebhookUrlField(serializers.URLField):
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             self.fail("scheme")
         if parts.username or parts.password:
-            self.fail("invalid")
+            self.fail("credentials")
+        if parts.fragment or url.endswith("#"):
+            self.fail("fragment")
         try:
             port = parts.port  # ValueError past 65535
         except ValueError:

@@ -105,3 +105,23 @@ def test_a_percent_encoded_url_is_accepted_as_written(treasury_api, settings):
 
     assert response.status_code == 201
     assert WebhookEndpoint.objects.get().url == "http://127.0.0.1:8299/caf%C3%A9?q=%E2%80%A8"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        pytest.param("https://hooks.example.com/" + "a" * 5000, "no more than 2000 characters", id="too_long"),
+        pytest.param("https://user:secret@hooks.example.com/in", "user name or password", id="credentials"),
+        pytest.param("https://hooks.example.com/in#events", "fragment", id="fragment"),
+    ],
+)
+def test_a_url_refused_for_one_reason_is_told_that_reason_once(url, says, treasury_api):
+    # A 5,000-character URL was told twice (the length and "Enter a valid URL."),
+    # user:pass@ got the generic "Enter a valid URL.", and a fragment, which is
+    # never sent to the receiver, was stored as if it were.
+    response = treasury_api.post("/api/webhook-endpoints", {"url": url, "eventTypes": ["wallet.frozen"]}, format="json")
+
+    refused = assert_error_envelope(response, status=400, code="validation_error", field="url")
+    assert len(refused["errors"]["url"]) == 1
+    assert says in refused["errors"]["url"][0]
+    assert not WebhookEndpoint.objects.exists()
