@@ -138,8 +138,8 @@ class WebhookUrlField(serializers.URLField):
         "scheme": "Only http and https URLs.",
         "characters": "Only printable ASCII characters: percent-encode any other in the path or query "
         "(RFC 3986), and write an international host name in its xn-- form.",
-        "credentials": "A webhook URL carries no user name or password: deliveries are signed instead "
-        '(docs/api.md, "Events and webhooks"), so leave them out.',
+        "credentials": "A webhook URL carries no user name or password (deliveries are signed instead): "
+        "leave them out.",
         "fragment": "A URL fragment (#...) is never sent to the receiver: leave it out.",
     }
 
