@@ -270,8 +270,9 @@ EVENT_TYPE = (
 )
 
 # A posting, applied in one statement on rows the caller has locked: every
-# balance, every exposure, every log COMPLETED or FAILED (only a PENDING one:
-# a log moves money at most once), for a reversal its original REVERSED
+# balance, every exposure, every log COMPLETED or FAILED (a log moves money at
+# most once: its row lock and the PENDING check before deciding make it so;
+# the statement's PENDING condition is a backstop), for a reversal its original REVERSED
 # (only a COMPLETED one), and each log's event per owner of its wallets, in
 # the order decided. One statement: no round trip added while the wallet
 # rows are locked. The CHECK on customer balances is the backstop should a

@@ -128,8 +128,8 @@ class ClientRateThrottle(SimpleRateThrottle):
         return cache.make_key(self.cache_format % {"scope": self.scope, "ident": request.user.pk})
 
     def allow_request(self, request, view) -> bool:
-        if self.rate is None:
-            return True
+        # A rate of None (DRF's "unlimited") never gets here: the start-up
+        # check wallet.E001 refuses it (check_throttle_scopes).
         key = self.get_cache_key(request, view)
         now = self.timer()
         window, into_window = divmod(now, self.duration)
@@ -325,7 +325,7 @@ def check_throttle_scopes(app_configs=None, **kwargs) -> list[checks.Error]:
         for action, entry in declared.items():
             scopes = entry.scopes if isinstance(entry, ChargedOnLookup) else (entry,)
             for scope in scopes:
-                if scope not in rates:
+                if rates.get(scope) is None:
                     errors.append(
                         checks.Error(
                             f"{view_class.__module__}.{view_class.__name__}.throttle_scopes[{action!r}] names "

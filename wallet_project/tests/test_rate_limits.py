@@ -493,6 +493,19 @@ def test_a_scope_without_a_rate_stops_the_service_at_start_up(settings):
         call_command("check")
 
 
+def test_a_rate_of_none_stops_the_service_at_start_up(settings):
+    # DRF reads a rate of None as "unlimited": the scope's requests would go
+    # through uncounted (docs/operations.md, "Rate limits").
+    rest_framework = copy.deepcopy(settings.REST_FRAMEWORK)
+    rest_framework["DEFAULT_THROTTLE_RATES"]["reads"] = None
+    settings.REST_FRAMEWORK = rest_framework
+
+    errors = check_throttle_scopes()
+
+    assert errors and {error.id for error in errors} == {"wallet.E001"}
+    assert all("'reads', which has no rate" in error.msg for error in errors)
+
+
 def test_a_routed_action_without_a_scope_stops_the_service_at_start_up(settings):
     settings.ROOT_URLCONF = f"{__name__}_undeclared"
     sys.modules[settings.ROOT_URLCONF] = type(sys)("undeclared")
