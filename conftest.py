@@ -66,6 +66,10 @@ MIGRATED_GROUPS.update(_corrections.GROUPS)
 for _group, _permissions in _corrections.GRANTS.items():
     MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_permissions]
 
+# Tier limits: what clients, Support and Finance gained.
+for _group, _permissions in importlib.import_module("transfers.migrations.0014_daily_totals").GRANTS.items():
+    MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_permissions]
+
 
 def ensure_migrated_groups() -> None:
     if Group.objects.filter(name__in=MIGRATED_GROUPS).count() == len(MIGRATED_GROUPS):

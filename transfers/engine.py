@@ -25,6 +25,7 @@ Deadlocks and serialization failures roll the whole transaction back; it is
 run again a bounded number of times (`retrying`).
 """
 
+import datetime
 import json
 import logging
 import random
@@ -39,7 +40,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from transfers import locks, telemetry
+from transfers import limits, locks, telemetry
 from transfers.exceptions import (
     BUSINESS_RULE_ERRORS,
     BalanceLimitExceeded,
@@ -50,7 +51,14 @@ from transfers.exceptions import (
     LimitExceeded,
     WalletInactive,
 )
-from transfers.models import BatchStatus, ClientExposure, TransactionLog, TransactionStatus, TransferBatch
+from transfers.models import (
+    BatchStatus,
+    ClientDailyDebit,
+    ClientExposure,
+    TransactionLog,
+    TransactionStatus,
+    TransferBatch,
+)
 from transfers.rendering import transaction_json_sql
 from wallet_project.db import fetch, in_model_order, run
 from wallet_project.fields import timestamp_text
@@ -93,10 +101,12 @@ class Failure:
 
     code: str
     message: str
+    # The limit a limit_exceeded names (transfers/limits.py), for the refusals metric.
+    limit: str = ""
 
     @classmethod
     def of(cls, violation: BusinessRuleViolation) -> "Failure":
-        return cls(violation.default_code, str(violation.detail))
+        return cls(violation.default_code, str(violation.detail), getattr(violation, "limit", ""))
 
     def violation(self) -> BusinessRuleViolation:
         """The error again, to raise where a broken rule refuses instead of
@@ -131,12 +141,19 @@ class Posting:
     """The decisions for a set of movements, in order, and what applying them
     changes: each wallet's balance and each exposure row's amount (signed
     sums, by primary key), and who hears of each movement (owner ids).
+    `day`: the business day its movements count in; `totals`: each
+    customer wallet's [debits, credits] to add to its totals of the day,
+    `client_debits`: each client daily-debits row's addition (none for a
+    correction: outside tiers, docs/limits.md).
     `reverses`: for a reversal (one decision, its compensation), the
     COMPLETED log it reverses, which apply marks REVERSED."""
 
     decisions: list[Decision]
+    day: datetime.date | None = None
     balance_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     exposure_changes: dict[int, Decimal] = field(default_factory=dict)
+    totals: dict[uuid.UUID, list[Decimal]] = field(default_factory=dict)
+    client_debits: dict[int, Decimal] = field(default_factory=dict)
     owners: dict[uuid.UUID, list[int]] = field(default_factory=dict)
     reverses: TransactionLog | None = None
 
@@ -150,17 +167,21 @@ def check_rules(
     source: Wallet,
     destination: Wallet,
     exposure: ExposureChange | None,
+    client_debits: ClientDailyDebit | None = None,
     *,
     frozen_blocks: bool = True,
+    tiers: bool = True,
 ) -> None:
     """Every rule a movement must pass, in the order a client is told of
     them: raises the first BusinessRuleViolation it breaks. `source` and
     `destination` are the locked rows with the balances the movements decided
     before this one leave; `exposure` is the locked exposure row it changes
-    (None between customer wallets). A new rule is one more check here.
-    `frozen_blocks`: False for a correction, the one rule it does not keep
-    (an operator's correction must reach a frozen wallet: docs/design.md,
-    "The corrections' money")."""
+    (None between customer wallets); `client_debits` the paying client's
+    locked daily-debits row while its currency has a cap. A new rule is one
+    more check here. `frozen_blocks` and `tiers`: False for a correction,
+    the rules it does not keep (an operator's correction must reach a
+    frozen wallet: docs/design.md, "The corrections' money"; tiers and
+    restrictions are the client's and the customer's, docs/limits.md)."""
     if frozen_blocks and not source.is_active:
         raise WalletInactive("The source wallet is inactive.")
     if frozen_blocks and not destination.is_active:
@@ -169,8 +190,12 @@ def check_rules(
         raise CurrencyMismatch(
             f"The source wallet holds {source.currency}, the destination wallet {destination.currency}."
         )
+    if tiers:
+        limits.check_restrictions(log, source, destination)
     if source.kind == WalletKind.CUSTOMER and source.balance < log.amount:
         raise InsufficientBalance()
+    if tiers:
+        limits.check_caps(log, source, destination, client_debits)
     # One client must not take a settlement wallet to where other clients'
     # deposits no longer fit (docs/design.md, "Client exposure"); checked
     # first, so that a client past its own limit is told so, not that the
@@ -181,7 +206,8 @@ def check_rules(
             raise LimitExceeded(
                 f"Client exposure limit: this would take what the client's wallets hold in {exposure.row.currency} "
                 f"from deposits (deposits minus withdrawals) to {after}, past the limit of "
-                f"{settings.CLIENT_EXPOSURE_LIMIT}. Withdraw first, or ask the operator."
+                f"{settings.CLIENT_EXPOSURE_LIMIT}. Withdraw first, or ask the operator.",
+                limit="clientExposure",
             )
     # Without this a balance past NUMERIC(20,2) is an overflow error at the
     # UPDATE, and the log would stay PENDING through every retry.
@@ -219,21 +245,47 @@ def owners(*wallets: Wallet) -> list[int]:
     return sorted({wallet.owner_id for wallet in wallets if wallet.owner_id is not None})
 
 
-def decide(logs: list[TransactionLog], wallets: dict[uuid.UUID, Wallet], *, frozen_blocks: bool = True) -> Posting:
+def client_debits_row(
+    payer: Wallet, day: datetime.date, locked: dict[tuple[int, str], ClientDailyDebit]
+) -> ClientDailyDebit | None:
+    """The paying client's daily-debits row of `day`, locked once per
+    transaction (after the exposure rows, transfers/locks.py), when a
+    customer wallet pays in a currency CLIENT_DAILY_DEBIT_LIMIT names; else None."""
+    if payer.kind != WalletKind.CUSTOMER or payer.currency not in settings.CLIENT_DAILY_DEBIT_LIMIT:
+        return None
+    key = (payer.owner_id, payer.currency)
+    row = locked.get(key)
+    if row is None:
+        row = locked[key] = locks.lock_client_debits(*key, day)
+    return row
+
+
+def decide(
+    logs: list[TransactionLog],
+    wallets: dict[uuid.UUID, Wallet],
+    *,
+    day: datetime.date,
+    frozen_blocks: bool = True,
+    tiers: bool = True,
+) -> Posting:
     """Decide each PENDING log in the order given, on the locked `wallets`
-    (by id, every wallet the logs touch), whose balances and exposures run
-    as the logs before complete: a log that no longer fits fails, and the
-    ones after it may still fit. Locks each exposure row it needs, once.
-    `frozen_blocks`: check_rules'."""
-    posting = Posting(decisions=[])
+    (by id, every wallet the logs touch, locked for business day `day`),
+    whose balances, exposures and daily totals run as the logs before
+    complete: a log that no longer fits fails, and the ones after it may
+    still fit. Locks each exposure and client daily-debits row it needs,
+    once. `frozen_blocks`, `tiers`: check_rules'; without tiers nothing
+    counts in the daily totals."""
+    posting = Posting(decisions=[], day=day)
     exposures: dict[tuple[int, str], ClientExposure] = {}
+    client_rows: dict[tuple[int, str], ClientDailyDebit] = {}
     balances, exposure_changes = posting.balance_changes, posting.exposure_changes
     for log in logs:
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
         posting.owners[log.pk] = owners(source, destination)
         exposure = exposure_change(source, destination, log.amount, exposures)
+        client_debits = client_debits_row(source, day, client_rows) if tiers else None
         try:
-            check_rules(log, source, destination, exposure, frozen_blocks=frozen_blocks)
+            check_rules(log, source, destination, exposure, client_debits, frozen_blocks=frozen_blocks, tiers=tiers)
         except BusinessRuleViolation as violation:
             posting.decisions.append(Decision(log, Failure.of(violation)))
             continue
@@ -247,7 +299,26 @@ def decide(logs: list[TransactionLog], wallets: dict[uuid.UUID, Wallet], *, froz
         if exposure is not None:
             exposure.row.amount += exposure.change
             exposure_changes[exposure.row.pk] = exposure_changes.get(exposure.row.pk, Decimal(0)) + exposure.change
+        if tiers:
+            _count(posting, log, source, destination, client_debits)
     return posting
+
+
+def _count(
+    posting: Posting, log: TransactionLog, source: Wallet, destination: Wallet, client_debits: ClientDailyDebit | None
+) -> None:
+    """Add a completed log to the day's running totals: its customer
+    wallets' (in memory for the next log's check, and in the posting for
+    SETTLE), and its paying client's."""
+    if source.kind == WalletKind.CUSTOMER:
+        source.day.debits += log.amount
+        posting.totals.setdefault(source.pk, [Decimal(0), Decimal(0)])[0] += log.amount
+    if destination.kind == WalletKind.CUSTOMER:
+        destination.day.credits += log.amount
+        posting.totals.setdefault(destination.pk, [Decimal(0), Decimal(0)])[1] += log.amount
+    if client_debits is not None:
+        client_debits.amount += log.amount
+        posting.client_debits[client_debits.pk] = posting.client_debits.get(client_debits.pk, Decimal(0)) + log.amount
 
 
 # --- applying ---------------------------------------------------------------------
@@ -295,6 +366,17 @@ exposure AS (
     FROM jsonb_to_recordset(%(posting)s::jsonb -> 'exposures') AS v(id bigint, change numeric)
    WHERE x.id = v.id
 ),
+totals AS (
+  INSERT INTO wallet_daily_totals AS d (wallet_id, day, debits, credits)
+  SELECT v.id, (%(posting)s::jsonb ->> 'day')::date, v.d, v.c
+    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'totals') AS v(id uuid, d numeric, c numeric)
+  ON CONFLICT (wallet_id, day) DO UPDATE SET debits = d.debits + excluded.debits, credits = d.credits + excluded.credits
+),
+client_debits AS (
+  UPDATE client_daily_debits c SET amount = c.amount + v.change
+    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'client_debits') AS v(id bigint, change numeric)
+   WHERE c.id = v.id
+),
 settled AS (
   UPDATE transaction_logs t
      SET status = v.status, error_code = v.code, error_message = v.message, updated_at = %(now)s,
@@ -325,6 +407,9 @@ def apply(posting: Posting, now) -> None:
     document = {
         "legs": [{"id": str(pk), "delta": str(delta)} for pk, delta in posting.balance_changes.items()],
         "exposures": [{"id": pk, "change": str(change)} for pk, change in posting.exposure_changes.items()],
+        "day": posting.day.isoformat() if posting.day else None,
+        "totals": [{"id": str(pk), "d": str(d), "c": str(c)} for pk, (d, c) in posting.totals.items()],
+        "client_debits": [{"id": pk, "change": str(change)} for pk, change in posting.client_debits.items()],
         "logs": [
             {
                 "id": str(decision.log.pk),
@@ -386,11 +471,14 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
             return None, False
         if log.status != TransactionStatus.PENDING or log.batch_id is not None:
             return log, False
-        wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id)
+        day = limits.business_day(timezone.now())
+        wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id, day=day)
         lock_wait = time.perf_counter() - locking_started
-        apply(decide([log], wallets), timezone.now())
+        posting = decide([log], wallets, day=day)
+        apply(posting, timezone.now())
     # Recorded after the commit: nothing extra while the wallet rows are locked.
     telemetry.LOCK_WAIT.observe(lock_wait)
+    telemetry.limits_refused(posting.decisions)
     return log, True
 
 
@@ -412,8 +500,9 @@ def settle_correction(log: TransactionLog, *, reverses: TransactionLog | None = 
     IntegrityError for a second log under the same (client, key) or a
     second reversal of one log."""
     with transaction.atomic():
-        wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id)
-        posting = decide([log], wallets, frozen_blocks=False)
+        day = limits.business_day(timezone.now())
+        wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id, day=day)
+        posting = decide([log], wallets, day=day, frozen_blocks=False, tiers=False)
         (decision,) = posting.decisions
         if decision.failure is not None:
             raise decision.failure.violation()
@@ -465,9 +554,10 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
         payouts = [
             TransactionLog.from_db(connection.alias, PAYOUT_FIELDS, row) for row in _fetch(_PENDING_PAYOUTS, [batch_id])
         ]
-        wallets = locks.lock_wallets(batch.source_wallet_id, *(log.destination_wallet_id for log in payouts))
+        day = limits.business_day(timezone.now())
+        wallets = locks.lock_wallets(batch.source_wallet_id, *(log.destination_wallet_id for log in payouts), day=day)
         lock_wait = time.perf_counter() - locking_started
-        posting = decide(payouts, wallets)
+        posting = decide(payouts, wallets, day=day)
         first_failure = _first_failure(batch, posting)
         if batch.atomic and first_failure is not None:
             posting = _none_moves(posting, first_failure)
@@ -476,6 +566,7 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
             apply(posting, now)
         _finish(batch, posting, first_failure if batch.atomic else None, now)
     telemetry.LOCK_WAIT.observe(lock_wait)
+    telemetry.limits_refused(posting.decisions)
     return True
 
 
@@ -505,7 +596,7 @@ def _none_moves(posting: Posting, first: PayoutFailure) -> Posting:
     decisions = [
         Decision(d.log, d.failure if d.log.batch_index == first.index else not_moved) for d in posting.decisions
     ]
-    return Posting(decisions=decisions, owners=posting.owners)
+    return Posting(decisions=decisions, day=posting.day, owners=posting.owners)
 
 
 def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | None, now) -> None:

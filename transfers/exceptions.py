@@ -37,11 +37,25 @@ class BalanceLimitExceeded(BusinessRuleViolation):
 
 
 class LimitExceeded(BusinessRuleViolation):
-    """A movement past a limit the service sets (the message names it): the
-    client's exposure in a currency (settings.CLIENT_EXPOSURE_LIMIT)."""
+    """A movement past a limit the service sets (the message names it and
+    the room left): the client's exposure in a currency
+    (settings.CLIENT_EXPOSURE_LIMIT), a tier cap, a client's per-movement or
+    daily cap (docs/limits.md). `limit`: its name, for the refusals metric."""
 
     default_code = "limit_exceeded"
     default_detail = "The movement would pass a limit."
+
+    def __init__(self, detail=None, *, limit: str = "", **kwargs):
+        super().__init__(detail, **kwargs)
+        self.limit = limit
+
+
+class WalletRestricted(BusinessRuleViolation):
+    """A movement out of a post-no-debit wallet, or into a post-no-credit
+    one (docs/limits.md, "Restrictions"): distinct from a frozen wallet."""
+
+    default_code = "wallet_restricted"
+    default_detail = "The wallet is restricted."
 
 
 class BatchFailed(BusinessRuleViolation):
@@ -54,7 +68,15 @@ class BatchFailed(BusinessRuleViolation):
 
 BUSINESS_RULE_ERRORS = {
     cls.default_code: cls
-    for cls in (InsufficientBalance, WalletInactive, CurrencyMismatch, BalanceLimitExceeded, LimitExceeded, BatchFailed)
+    for cls in (
+        InsufficientBalance,
+        WalletInactive,
+        CurrencyMismatch,
+        BalanceLimitExceeded,
+        LimitExceeded,
+        WalletRestricted,
+        BatchFailed,
+    )
 }
 
 

@@ -1,15 +1,18 @@
 """Every lock a money movement takes, written once so the order is too.
 
 Order, always: the Redis lock on (client, idempotency key); then, inside the
-settle transaction, the log row; then the wallet rows in primary-key order;
-then, for money that enters or leaves through a settlement wallet, the
-exposure row of the customer wallet's owner.
+settle transaction, the log row; then the wallet rows in primary-key order
+(with their tiers and daily totals, which only their holder writes); then,
+for money that enters or leaves through a settlement wallet, the exposure
+row of the customer wallet's owner; then, while a CLIENT_DAILY_DEBIT_LIMIT
+is set, the paying client's daily debits row.
 
 Row locks are FOR NO KEY UPDATE: inserting a log takes KEY SHARE locks on its
 two wallets through the foreign keys (source first), which plain FOR UPDATE
 would conflict with and, on a hot wallet, deadlock against the fixed order.
 """
 
+import datetime
 import hashlib
 import json
 import logging
@@ -22,12 +25,13 @@ from django.core.cache import cache
 from django.db import connection
 from redis.exceptions import LockError
 
+from transfers import limits
 from transfers.exceptions import IdempotencyKeyInUse
-from transfers.models import ClientExposure, TransactionLog, TransferBatch
+from transfers.models import ClientDailyDebit, ClientExposure, TransactionLog, TransferBatch
 from wallet_project.db import in_model_order, statement_cursor
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
-from wallets.models import Wallet
+from wallets.models import TIER_CAPS, Wallet, WalletKind
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +108,9 @@ LOCKED_LOG_FIELDS = (
     "reference", "error_code", "error_message", "reversal_of_id", "batch_id",
 )  # fmt: skip
 # owner_id: the recipients of the transaction's events.
-LOCKED_WALLET_FIELDS = ("id", "kind", "currency", "balance", "is_active", "owner_id")
+LOCKED_WALLET_FIELDS = (
+    "id", "kind", "currency", "balance", "is_active", "owner_id", "tier_id", "post_no_debit", "post_no_credit",
+)  # fmt: skip
 
 
 def _select_for_update(model, fields, where: str, *, skip_locked: bool = False, order_by: str = "") -> str:
@@ -150,7 +156,25 @@ class RowLock:
 
 _log_lock = RowLock(TransactionLog, LOCKED_LOG_FIELDS)
 _WALLET_FIELDS = in_model_order(Wallet, LOCKED_WALLET_FIELDS)
-_LOCK_WALLETS = _select_for_update(Wallet, _WALLET_FIELDS, "id = ANY(%s)", order_by="id")
+# The wallets, with each one's tier and totals of the business day, in one
+# statement (docs/limits.md, "Under the locks"). Only the wallet rows are
+# locked (OF w: the outer joins' nullable sides cannot be). A wallet row
+# that another transaction changed while this one waited is read again
+# when the lock is granted, but the joined rows are not: they are as the
+# statement first saw them. The wallet's xmin (the transaction that last
+# wrote it) tells: every movement that counts writes the wallet and its
+# totals in one statement, so totals whose xmin differs may be stale, and
+# are read again (lock_wallets); so is a tier that is not the wallet's.
+_TIER_COLUMNS = ("id", "name", *TIER_CAPS)
+_LOCK_WALLETS = (
+    f"SELECT {', '.join('w.' + Wallet._meta.get_field(name).column for name in _WALLET_FIELDS)}, "  # noqa: S608 (model names)
+    f"w.xmin::text, {', '.join('t.' + column for column in _TIER_COLUMNS)}, d.debits, d.credits, d.xmin::text "
+    "FROM wallets w LEFT JOIN tier_profiles t ON t.id = w.tier_id "
+    "LEFT JOIN wallet_daily_totals d ON d.wallet_id = w.id AND d.day = %s "
+    "WHERE w.id = ANY(%s) ORDER BY w.id FOR NO KEY UPDATE OF w"
+)
+_READ_TIERS = f"SELECT {', '.join(_TIER_COLUMNS)} FROM tier_profiles WHERE id = ANY(%s)"  # noqa: S608 (model names)
+_READ_TOTALS = "SELECT wallet_id, debits, credits FROM wallet_daily_totals WHERE wallet_id = ANY(%s) AND day = %s"
 
 
 def lock_log(log_id: uuid.UUID, *, skip_locked: bool = False) -> TransactionLog | None:
@@ -158,13 +182,48 @@ def lock_log(log_id: uuid.UUID, *, skip_locked: bool = False) -> TransactionLog 
     return _log_lock(log_id, skip_locked=skip_locked)
 
 
-def lock_wallets(*wallet_ids: uuid.UUID) -> dict[uuid.UUID, Wallet]:
+def lock_wallets(*wallet_ids: uuid.UUID, day: datetime.date) -> dict[uuid.UUID, Wallet]:
     """Wallets by id (a transfer's two, a batch's source and every
     destination), locked in one statement in primary-key order: the one
     order every caller uses, so two movements on the same wallets wait for
-    each other, never deadlock."""
-    wallets = _locked_rows(Wallet, _WALLET_FIELDS, _LOCK_WALLETS, [list(set(wallet_ids))])
-    return {wallet.pk: wallet for wallet in wallets}
+    each other, never deadlock. Each customer wallet carries `.day`
+    (transfers.limits.WalletDay): its tier and its totals of `day` (a
+    business day), as they stand under the lock."""
+    cursor = statement_cursor(connection)
+    cursor.execute(_LOCK_WALLETS, [day, list(set(wallet_ids))])
+    wallets: dict[uuid.UUID, Wallet] = {}
+    stale_tiers: dict[int, list[Wallet]] = {}
+    stale_totals: list[Wallet] = []
+    width = len(_WALLET_FIELDS)
+    for row in cursor.fetchall():
+        wallet = Wallet.from_db(connection.alias, _WALLET_FIELDS, row[:width])
+        wallets[wallet.pk] = wallet
+        if wallet.kind != WalletKind.CUSTOMER:
+            continue
+        wallet_xmin, tier_row = row[width], row[width + 1 : width + 1 + len(_TIER_COLUMNS)]
+        debits, credits, totals_xmin = row[width + 1 + len(_TIER_COLUMNS) :]
+        tier = limits.NO_TIER if tier_row[0] is None else limits.Tier(*tier_row)
+        wallet.day = limits.WalletDay(tier, debits or limits.ZERO, credits or limits.ZERO)
+        if wallet.tier_id != tier.id:
+            # Its tier changed while this transaction waited for the row.
+            stale_tiers.setdefault(wallet.tier_id, []).append(wallet)
+        # Without a tier (NO_TIER) nothing reads the totals, and the settle
+        # statement adds to whatever row there is.
+        if wallet.tier_id is not None and totals_xmin != wallet_xmin:
+            stale_totals.append(wallet)
+    if stale_tiers:
+        cursor.execute(_READ_TIERS, [list(stale_tiers)])
+        for tier_row in cursor.fetchall():
+            for wallet in stale_tiers[tier_row[0]]:
+                wallet.day.tier = limits.Tier(*tier_row)
+    if stale_totals:
+        # A statement of its own sees every commit before it; the totals
+        # cannot change now: every writer holds the wallet's row lock.
+        cursor.execute(_READ_TOTALS, [[wallet.pk for wallet in stale_totals], day])
+        fresh = {wallet_id: (debits, credits) for wallet_id, debits, credits in cursor.fetchall()}
+        for wallet in stale_totals:
+            wallet.day.debits, wallet.day.credits = fresh.get(wallet.pk, (limits.ZERO, limits.ZERO))
+    return wallets
 
 
 # By (client, currency), the row's natural key.
@@ -191,6 +250,34 @@ def lock_exposure(client_id: int, currency: str) -> ClientExposure:
         cursor.execute(_LOCK_EXPOSURE, [client_id, currency])
         row = cursor.fetchone()
     return ClientExposure.from_db(connection.alias, _EXPOSURE_FIELDS, row)
+
+
+_CLIENT_DEBITS_FIELDS = in_model_order(ClientDailyDebit, ["id", "client_id", "currency", "day", "amount"])
+_LOCK_CLIENT_DEBITS = _select_for_update(
+    ClientDailyDebit, _CLIENT_DEBITS_FIELDS, "client_id = %s AND currency = %s AND day = %s"
+)
+_FIRST_CLIENT_DEBITS = """
+INSERT INTO client_daily_debits (client_id, currency, day, amount) VALUES (%s, %s, %s, 0)
+ON CONFLICT (client_id, currency, day) DO NOTHING
+"""
+
+
+def lock_client_debits(client_id: int, currency: str, day: datetime.date) -> ClientDailyDebit:
+    """The row of what `client`'s wallets sent in `currency` on business day
+    `day`, locked (made at zero on the first debit of the day): taken after
+    the wallets and the exposure row, only while CLIENT_DAILY_DEBIT_LIMIT
+    names the currency. It serialises the client's debits in the currency
+    for the rest of their transactions: the price of an exact cap
+    (docs/limits.md, "Per-client caps")."""
+    cursor = statement_cursor(connection)
+    params = [client_id, currency, day]
+    cursor.execute(_LOCK_CLIENT_DEBITS, params)
+    row = cursor.fetchone()
+    if row is None:
+        cursor.execute(_FIRST_CLIENT_DEBITS, params)
+        cursor.execute(_LOCK_CLIENT_DEBITS, params)
+        row = cursor.fetchone()
+    return ClientDailyDebit.from_db(connection.alias, _CLIENT_DEBITS_FIELDS, row)
 
 
 # --- batches: the batch row, then the source and every destination at once ----------

@@ -274,3 +274,52 @@ class ClientExposure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client} {self.currency} exposure {self.amount}"
+
+
+class WalletDailyTotal(models.Model):
+    """What one customer wallet received and sent in one business day
+    (settings.BUSINESS_TIME_ZONE): the running totals its tier's daily caps
+    are checked against (docs/limits.md). Written by the settle statement
+    that moves the money (transfers/engine.py), so the totals move exactly
+    when the balance does; read under the wallet's row lock. Reversals and
+    corrections are outside tiers and do not count."""
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="daily_totals", db_index=False)
+    day = models.DateField()
+    debits = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=0)
+    credits = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=0)
+
+    class Meta:
+        db_table = "wallet_daily_totals"
+        constraints = [
+            # Also the index the lock statement reads the day's row through.
+            models.UniqueConstraint(fields=["wallet", "day"], name="transfers_walletdailytotal_one_per_day"),
+            models.CheckConstraint(
+                condition=Q(debits__gte=0) & Q(credits__gte=0), name="transfers_walletdailytotal_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.wallet_id} {self.day}: -{self.debits} +{self.credits}"
+
+
+class ClientDailyDebit(models.Model):
+    """What one API client's wallets sent in one currency in one business
+    day, counted only while a CLIENT_DAILY_DEBIT_LIMIT is set for the
+    currency (docs/limits.md): locked after the wallets, like the exposure."""
+
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    currency = models.CharField(max_length=3)
+    day = models.DateField()
+    amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=0)
+
+    class Meta:
+        db_table = "client_daily_debits"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "currency", "day"], name="transfers_clientdailydebit_one_per_currency_and_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.currency} {self.day}: {self.amount}"

@@ -231,3 +231,24 @@ def settlement_state(up: dict[str, bool]):
         exposures.add_metric([currency], float(largest or 0))
     yield balances
     yield exposures
+
+
+LIMIT_REFUSALS = Counter(
+    "wallet_limit_refusals",
+    "Movements refused by a limit (docs/limits.md): limit_exceeded by the cap it names (maxDailyDebits, "
+    "clientDailyDebits, ...; payee for another client's wallet), or wallet_restricted.",
+    ["limit"],
+)
+
+
+def limits_refused(decisions) -> None:
+    """Count the engine's decisions that a limit or a restriction refused,
+    after the commit (nothing extra under the row locks)."""
+    for decision in decisions:
+        failure = decision.failure
+        if failure is None:
+            continue
+        if failure.limit:
+            LIMIT_REFUSALS.labels(failure.limit).inc()
+        elif failure.code == "wallet_restricted":
+            LIMIT_REFUSALS.labels("restricted").inc()

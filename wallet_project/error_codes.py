@@ -173,10 +173,18 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "limit_exceeded": ErrorCode(
         422,
-        "The movement would pass a limit, which the message names: a deposit past what one client's wallets may "
-        "hold in a currency from deposits (its deposits minus its withdrawals). A FAILED transaction is stored "
-        "(`data`).",
-        "Withdraw first, or ask the operator about the limit; then send a new request under a new key.",
+        "The movement would pass a limit, which the message names with the room left: a wallet tier's cap "
+        "(single or daily credit or debit, balance), the client's per-movement or daily maximum, or what one "
+        "client's wallets may hold in a currency from deposits. A FAILED transaction is stored (`data`).",
+        "Move what the room allows, wait for the next business day, raise the wallet's tier, or ask the operator "
+        "about the limit; then send a new request under a new key.",
+    ),
+    "wallet_restricted": ErrorCode(
+        422,
+        "The source wallet is post-no-debit or the destination post-no-credit (docs/limits.md). A FAILED "
+        "transaction is stored (`data`).",
+        "Lift the restriction (PATCH /api/wallets/{id}) once the customer is verified, then send a new request "
+        "under a new key.",
     ),
     "idempotency_key_reused": ErrorCode(
         422,

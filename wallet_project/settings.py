@@ -7,6 +7,7 @@ Production sets DJANGO_DEBUG=false (the default) and a real DJANGO_SECRET_KEY.
 import logging
 import re
 import tempfile
+import zoneinfo
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -279,6 +280,19 @@ def env_amounts_by_currency(name: str) -> dict[str, Decimal]:
         amounts[currency] = Decimal(amount)
     return amounts
 
+
+# --- Tier limits (docs/limits.md) ---------------------------------------------
+# The business day the daily caps count in: a day starts at midnight here.
+BUSINESS_TIME_ZONE = env.str("BUSINESS_TIME_ZONE", default="Africa/Lagos")
+try:
+    zoneinfo.ZoneInfo(BUSINESS_TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    misconfigured(f"BUSINESS_TIME_ZONE must be an IANA time zone such as Africa/Lagos, not {BUSINESS_TIME_ZONE!r}.")
+# The risk team's per-client caps, per currency ("NGN:5000000.00"; unset: none):
+# the most one movement may carry, and the most a client's wallets may send
+# in one business day (counted only while set: docs/limits.md).
+CLIENT_MAX_REQUEST_AMOUNT = env_amounts_by_currency("CLIENT_MAX_REQUEST_AMOUNT")
+CLIENT_DAILY_DEBIT_LIMIT = env_amounts_by_currency("CLIENT_DAILY_DEBIT_LIMIT")
 
 # --- Corrections (docs/design.md, "Corrections: four eyes") ---------------------
 # Per currency, the amount below which one Finance user may apply a reversal

@@ -74,6 +74,28 @@ class Wallet(models.Model):
     # asks why (docs/operations.md, "The admin, for support staff").
     # db_default for the same reasons as frozen_reason's.
     frozen_note = models.TextField(blank=True, default="", db_default="", editable=False)
+    # The wallet's KYC tier (docs/limits.md): the caps the engine checks under
+    # the wallet's row lock. None: unrestricted (every wallet opened before
+    # tiers existed, and a new one whose client has no default tier), so
+    # nothing that worked before fails; the admin lists them for review.
+    # No index: a tier is only ever looked up from a wallet, and a tier in
+    # use is never deleted (PROTECT).
+    tier = models.ForeignKey(
+        "wallets.TierProfile",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="wallets",
+        editable=False,
+        help_text="The wallet's KYC tier; empty: unrestricted.",
+    )
+    # Restrictions (docs/limits.md), distinct from freezing: post-no-debit
+    # lets money in but not out, post-no-credit the other way round. Set by
+    # the owning client (API) or Support (admin) with a reason.
+    post_no_debit = models.BooleanField(default=False, db_default=False, editable=False)
+    post_no_credit = models.BooleanField(default=False, db_default=False, editable=False)
+    restriction_reason = models.TextField(blank=True, default="", db_default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -84,6 +106,8 @@ class Wallet(models.Model):
             ("freeze_wallet", "Can freeze and unfreeze wallets"),
             ("view_all_wallets", "Can read every API client's wallets (auditors)"),
             ("give_wallet", "Can give an unclaimed wallet to its API client"),
+            ("set_wallet_tier", "Can set a wallet's KYC tier"),
+            ("restrict_wallet", "Can set a wallet's post-no-debit and post-no-credit restrictions"),
         ]
         indexes = [
             models.Index(fields=["user_id"], name="idx_wallets_user_id"),
@@ -140,6 +164,120 @@ class Wallet(models.Model):
     def is_system(self) -> bool:
         """A settlement or suspense wallet: the service's own."""
         return self.kind in SYSTEM_KINDS
+
+
+# --- tier limits (docs/limits.md) ---------------------------------------------------
+
+# The caps of a tier, in the order the API and the admin show them; None: no cap.
+TIER_CAPS = ("max_single_credit", "max_single_debit", "max_daily_credits", "max_daily_debits", "max_balance")
+# The name of no tier: what a wallet without one (Wallet.tier None) is.
+UNRESTRICTED = "unrestricted"
+
+
+def _cap(help_text: str) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True, blank=True, help_text=help_text
+    )
+
+
+class TierProfile(models.Model):
+    """A KYC tier of one currency: the caps on what a wallet of the tier may
+    receive and send in one movement and in one business day, and hold
+    (docs/limits.md). Seeded with the Central Bank of Nigeria's levels;
+    Finance edits the caps in the admin, every change kept in
+    TierProfileChange. A cap of None is no cap."""
+
+    name = models.CharField(max_length=64, help_text="How clients name it: level_1, unrestricted, ...")
+    currency = models.CharField(max_length=3)
+    description = models.TextField(blank=True, default="")
+    max_single_credit = _cap("Most one movement may bring in; empty: no cap.")
+    max_single_debit = _cap("Most one movement may take out; empty: no cap.")
+    max_daily_credits = _cap("Most that may come in in one business day; empty: no cap.")
+    max_daily_debits = _cap("Most that may go out in one business day; empty: no cap.")
+    max_balance = _cap("Most the wallet may hold; empty: no cap.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "tier_profiles"
+        ordering = ["currency", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "name"], name="wallets_tierprofile_unique_currency_name"),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{cap}__isnull": True}) | Q(**{f"{cap}__gte": 0}),
+                    name=f"wallets_tierprofile_{cap}_not_negative",
+                )
+                for cap in TIER_CAPS
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.currency})"
+
+    def caps(self) -> dict[str, object]:
+        return {cap: getattr(self, cap) for cap in TIER_CAPS}
+
+
+class TierProfileChange(models.Model):
+    """One change of one cap of a tier profile: who, when, from what to what.
+    Append-only: a trigger refuses UPDATE and DELETE (migration 0013)."""
+
+    profile = models.ForeignKey(TierProfile, on_delete=models.PROTECT, related_name="changes")
+    cap = models.CharField(max_length=32)
+    old_value = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True)
+    new_value = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "tier_profile_changes"
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.profile}: {self.cap} {self.old_value} -> {self.new_value}"
+
+
+class WalletLimitChange(models.Model):
+    """One change of a wallet's tier or restrictions, by its client (API) or
+    a staff member (admin), with the reason given: the wallet's limit
+    history. Append-only: a trigger refuses UPDATE and DELETE."""
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="limit_changes")
+    what = models.CharField(max_length=32, help_text="tier, post_no_debit or post_no_credit")
+    old_value = models.CharField(max_length=64)
+    new_value = models.CharField(max_length=64)
+    reason = models.TextField(blank=True, default="")
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "wallet_limit_changes"
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.wallet_id}: {self.what} {self.old_value} -> {self.new_value}"
+
+
+class ClientTierDefault(models.Model):
+    """The tier a client's new wallets of one currency take (none: unrestricted)."""
+
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tier_defaults")
+    currency = models.CharField(max_length=3, editable=False)
+    tier = models.ForeignKey(TierProfile, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        db_table = "client_tier_defaults"
+        constraints = [
+            models.UniqueConstraint(fields=["client", "currency"], name="wallets_clienttierdefault_one_per_currency")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client}: {self.tier}"
+
+    def save(self, *args, **kwargs):
+        # The currency is the tier's: one default per client and currency.
+        self.currency = self.tier.currency
+        super().save(*args, **kwargs)
 
 
 class ApiKey(models.Model):
@@ -208,6 +346,7 @@ class EventType(models.TextChoices):
     BATCH_FINISHED = "batch.finished"
     WALLET_FROZEN = "wallet.frozen"
     WALLET_UNFROZEN = "wallet.unfrozen"
+    WALLET_TIER_CHANGED = "wallet.tier_changed"
 
 
 # The id of the writing transaction (PostgreSQL's xid8, as a bigint): listing
