@@ -24,9 +24,10 @@ from decimal import Decimal
 from functools import cache
 
 from django.conf import settings
+from django.utils import timezone
 
 from transfers.exceptions import LimitExceeded, WalletRestricted
-from transfers.models import ClientDailyDebit, TransactionLog
+from transfers.models import ClientDailyDebit, TransactionLog, WalletDailyTotal
 from wallets.models import UNRESTRICTED, Wallet, WalletKind
 
 ZERO = Decimal(0)
@@ -154,3 +155,11 @@ def check_caps(
             if _private_payee(log, destination):
                 raise LimitExceeded("The destination wallet cannot receive this amount.", limit="payee")
             raise refusal
+
+
+def wallet_day_totals(wallet: Wallet) -> tuple[datetime.date, Decimal, Decimal]:
+    """What `wallet` sent and received today, as committed: (business day,
+    debits, credits). Registered with wallets.selectors for GET /api/wallets/{id}."""
+    day = business_day(timezone.now())
+    totals = WalletDailyTotal.objects.filter(wallet=wallet, day=day).values_list("debits", "credits").first()
+    return (day, *(totals or (ZERO, ZERO)))

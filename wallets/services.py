@@ -10,7 +10,16 @@ from django.utils import timezone
 
 from wallets.events import record_events
 from wallets.exceptions import WalletAlreadyExists
-from wallets.models import EventType, FreezeReason, Wallet, WalletKind
+from wallets.models import (
+    UNRESTRICTED,
+    ClientTierDefault,
+    EventType,
+    FreezeReason,
+    TierProfile,
+    Wallet,
+    WalletKind,
+    WalletLimitChange,
+)
 from wallets.serializers import WalletSerializer
 
 
@@ -40,16 +49,26 @@ def _system_wallet_get_or_create(kind: WalletKind, currency: str) -> Wallet:
 
 def wallet_create(*, owner: AbstractBaseUser, user_id: uuid.UUID, currency: str) -> Wallet:
     """Open a customer wallet with a zero balance, owned by the API client
-    `owner` (tenancy: only it may read the wallet or move money out of it).
+    `owner` (tenancy: only it may read the wallet or move money out of it),
+    in the client's default tier for the currency (ClientTierDefault; none:
+    unrestricted).
 
     One per (owner, user, currency), guarded by a unique constraint: a
     concurrent duplicate gets WalletAlreadyExists, never a second wallet.
     Another client's wallet for the same userId is no conflict.
     """
     settlement_wallet_get_or_create(currency=currency)
+    # The client's default tier for the currency (docs/limits.md); none: unrestricted.
+    default = ClientTierDefault.objects.filter(client=owner, currency=currency).select_related("tier").first()
     try:
         with transaction.atomic():
-            return Wallet.objects.create(owner=owner, user_id=user_id, currency=currency, kind=WalletKind.CUSTOMER)
+            return Wallet.objects.create(
+                owner=owner,
+                user_id=user_id,
+                currency=currency,
+                kind=WalletKind.CUSTOMER,
+                tier=default.tier if default else None,
+            )
     except IntegrityError:
         if Wallet.objects.filter(owner=owner, user_id=user_id, currency=currency).exists():
             raise WalletAlreadyExists() from None
@@ -104,6 +123,74 @@ def wallet_set_active(
         if changed and wallet.owner_id is not None:
             record_events(
                 type=EventType.WALLET_UNFROZEN if is_active else EventType.WALLET_FROZEN,
+                data_by_client={wallet.owner_id: WalletSerializer(wallet).data},
+            )
+    return wallet
+
+
+# Keep what is: the default of wallet_limits_set's tier.
+UNCHANGED = object()
+
+
+def _tier_name(tier: TierProfile | None) -> str:
+    return tier.name if tier is not None else UNRESTRICTED
+
+
+def wallet_limits_set(
+    *,
+    wallet: Wallet,
+    changed_by: AbstractBaseUser,
+    tier: TierProfile | None | object = UNCHANGED,
+    post_no_debit: bool | None = None,
+    post_no_credit: bool | None = None,
+    reason: str = "",
+) -> Wallet:
+    """Set a customer wallet's tier (a TierProfile of its currency, or None:
+    unrestricted) and restrictions (None: keep), as `changed_by` (its
+    client through the API, a staff member in the admin) says, for
+    `reason` (docs/limits.md).
+
+    Under the wallet's row lock, so a change lands between two movements,
+    never inside one (the engine reads the tier under the same lock). Each
+    field that changes is one WalletLimitChange row (the wallet's limit
+    history); a new tier also records wallet.tier_changed for the owner, in
+    the same transaction (the outbox). Setting what is already set changes
+    nothing and records nothing. The restriction reason is kept while a
+    restriction is on, cleared when none is. Raises ValueError for a tier of
+    another currency."""
+    if tier is not UNCHANGED and tier is not None and tier.currency != wallet.currency:
+        raise ValueError(f"Tier {tier} is not a {wallet.currency} tier.")
+    with transaction.atomic():
+        current = Wallet.objects.select_for_update(no_key=True, of=("self",)).get(pk=wallet.pk)
+        changes: list[tuple[str, str, str]] = []
+        updates: dict = {}
+        if tier is not UNCHANGED and current.tier_id != (tier.pk if tier else None):
+            old = TierProfile.objects.get(pk=current.tier_id) if current.tier_id else None
+            changes.append(("tier", _tier_name(old), _tier_name(tier)))
+            updates["tier"] = tier
+        for field, wanted in (("post_no_debit", post_no_debit), ("post_no_credit", post_no_credit)):
+            if wanted is not None and getattr(current, field) != wanted:
+                changes.append((field, str(getattr(current, field)).lower(), str(wanted).lower()))
+                updates[field] = wanted
+        if not changes:
+            wallet.refresh_from_db()
+            return wallet
+        restricted = updates.get("post_no_debit", current.post_no_debit) or updates.get(
+            "post_no_credit", current.post_no_credit
+        )
+        if any(field != "tier" for field, _, _ in changes):
+            updates["restriction_reason"] = reason if restricted else ""
+        Wallet.objects.filter(pk=wallet.pk).update(**updates, updated_at=timezone.now())
+        WalletLimitChange.objects.bulk_create(
+            WalletLimitChange(
+                wallet=current, what=what, old_value=old, new_value=new, reason=reason, changed_by=changed_by
+            )
+            for what, old, new in changes
+        )
+        wallet.refresh_from_db()
+        if "tier" in updates and wallet.owner_id is not None:
+            record_events(
+                type=EventType.WALLET_TIER_CHANGED,
                 data_by_client={wallet.owner_id: WalletSerializer(wallet).data},
             )
     return wallet

@@ -1,18 +1,23 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
 
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import UUID_PATTERN, envelope, error
 from wallet_project.throttling import READS, TRANSFERS
 from wallet_project.views import ApiViewSet
 from wallets import events, selectors, services, webhooks
-from wallets.models import Event, Wallet, WebhookEndpoint
+from wallets.models import Event, TierProfile, Wallet, WebhookEndpoint
 from wallets.serializers import (
     EventListQuerySerializer,
     EventPageSerializer,
     EventSerializer,
+    TierListQuerySerializer,
+    TierProfileSerializer,
     WalletCreateSerializer,
+    WalletDetailSerializer,
+    WalletLimitsUpdateSerializer,
     WalletListQuerySerializer,
     WalletSerializer,
     WebhookEndpointCreateSerializer,
@@ -31,9 +36,11 @@ class WalletViewSet(ApiViewSet):
         "create": ["wallets.add_wallet"],
         "retrieve": ["wallets.view_wallet"],
         "list": ["wallets.view_wallet"],
+        # And set_wallet_tier or restrict_wallet for what the body sets (partial_update).
+        "partial_update": ["wallets.view_wallet"],
     }
-    # Opening a wallet writes: charged as transfers (wallet_project/throttling.py).
-    throttle_scopes = {"create": TRANSFERS, "retrieve": READS, "list": READS}
+    # Opening a wallet and setting its limits write: charged as transfers (wallet_project/throttling.py).
+    throttle_scopes = {"create": TRANSFERS, "retrieve": READS, "list": READS, "partial_update": TRANSFERS}
 
     @extend_schema(
         request=WalletCreateSerializer,
@@ -50,12 +57,46 @@ class WalletViewSet(ApiViewSet):
 
     @extend_schema(
         responses={
-            200: envelope(WalletSerializer(), "WalletDetail"),
+            200: envelope(WalletDetailSerializer(), "WalletDetail"),
             404: error("No such wallet of this client (code wallet_not_found)."),
         }
     )
     def retrieve(self, request, pk):
-        return ok(WalletSerializer(selectors.customer_wallet_get(wallet_id=pk, viewer=request.user)).data)
+        return ok(WalletDetailSerializer(selectors.customer_wallet_get(wallet_id=pk, viewer=request.user)).data)
+
+    @extend_schema(
+        request=WalletLimitsUpdateSerializer,
+        responses={
+            200: envelope(WalletDetailSerializer(), "WalletLimitsSet"),
+            400: error("An unknown tier for the wallet's currency, a restriction without a reason (named in errors)."),
+            403: error("The client lacks wallets.set_wallet_tier or wallets.restrict_wallet for what it sets."),
+            404: error("No such wallet of this client (code wallet_not_found)."),
+        },
+    )
+    def partial_update(self, request, pk):
+        """Set the wallet's tier and restrictions (docs/limits.md); an empty
+        body changes nothing. Only the owning client: any other wallet is not found."""
+        wallet = selectors.owned_wallet_get(wallet_id=pk, owner=request.user)
+        payload = WalletLimitsUpdateSerializer(data=request.data, context={"wallet": wallet})
+        payload.is_valid(raise_exception=True)
+        wanted = payload.validated_data
+        needed = []
+        if "tier" in wanted:
+            needed.append("wallets.set_wallet_tier")
+        if "post_no_debit" in wanted or "post_no_credit" in wanted:
+            needed.append("wallets.restrict_wallet")
+        missing = [perm for perm in needed if not request.user.has_perm(perm)]
+        if missing:
+            raise PermissionDenied(f"Permission denied: this API client lacks {', '.join(missing)}.")
+        wallet = services.wallet_limits_set(
+            wallet=wallet,
+            changed_by=request.user,
+            tier=wanted.get("tier", services.UNCHANGED),
+            post_no_debit=wanted.get("post_no_debit"),
+            post_no_credit=wanted.get("post_no_credit"),
+            reason=wanted.get("reason", ""),
+        )
+        return ok(WalletDetailSerializer(wallet).data)
 
     @extend_schema(
         parameters=[
@@ -83,6 +124,34 @@ class WalletViewSet(ApiViewSet):
         query.is_valid(raise_exception=True)
         wallets = selectors.wallets_for_user(viewer=request.user, **query.validated_data)
         return ok(WalletSerializer(wallets, many=True).data)
+
+
+class TierViewSet(ApiViewSet):
+    """GET /api/tiers: the tier profiles a client may give its wallets."""
+
+    serializer_class = TierProfileSerializer
+    queryset = TierProfile.objects.none()  # for the schema generator; reads go through selectors
+    required_permissions = {"list": ["wallets.view_tierprofile"]}
+    throttle_scopes = {"list": READS}
+
+    @extend_schema(
+        parameters=[TierListQuerySerializer],
+        responses={
+            200: {
+                "type": "object",
+                "required": ["success", "data"],
+                "properties": {
+                    "success": {"type": "boolean", "enum": [True]},
+                    "data": {"type": "array", "items": {"$ref": "#/components/schemas/TierProfile"}},
+                },
+            },
+            400: error("An unsupported currency (named in errors)."),
+        },
+    )
+    def list(self, request):
+        query = TierListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return ok(TierProfileSerializer(selectors.tiers(**query.validated_data), many=True).data)
 
 
 class EventViewSet(ApiViewSet):
