@@ -31,12 +31,27 @@ from django.utils.html import format_html
 
 from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.api_keys import ApiKeyError, api_key_issue, api_key_revoke
-from wallets.models import ApiKey, Event, FreezeReason, Wallet, WalletKind, WebhookDelivery, WebhookEndpoint
+from wallets.models import (
+    TIER_CAPS,
+    UNRESTRICTED,
+    ApiKey,
+    ClientTierDefault,
+    Event,
+    FreezeReason,
+    TierProfile,
+    TierProfileChange,
+    Wallet,
+    WalletKind,
+    WalletLimitChange,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from wallets.services import (
     UNCLAIMED_OWNER,
     UnfreezeNeedsApproval,
     WalletGiveRefused,
     wallet_give_to_client,
+    wallet_limits_set,
     wallet_set_active,
 )
 from wallets.webhooks import event_resend, webhook_endpoint_enable
@@ -171,30 +186,57 @@ class ApiClientFilter(admin.SimpleListFilter):
         return queryset.filter(owner_id=self.value()) if self.value() else queryset
 
 
+class TierFilter(admin.SimpleListFilter):
+    """By tier; "no tier" lists the wallets opened before tiers existed (and
+    those whose client has no default), unrestricted until reviewed."""
+
+    title = "tier"
+    parameter_name = "tier"
+    NONE = "none"
+
+    def lookups(self, request, model_admin):
+        return [(self.NONE, "No tier (unrestricted, to review)")] + [
+            (str(tier.pk), str(tier)) for tier in TierProfile.objects.order_by("currency", "name")
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.NONE:
+            return queryset.filter(kind=WalletKind.CUSTOMER, tier__isnull=True)
+        if self.value():
+            return queryset.filter(tier_id=self.value())
+        return queryset
+
+
 @admin.register(Wallet)
 class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Read-only: wallets are opened through the API, balances change only
     # through transfers, and the active flag only through the freeze actions
     # (so that each change is in the history).
     # Short ids, the whole one on hover: the list fits 1440 px (docs/operations.md, "The admin's lists").
-    list_display = ("wallet_id", "owner", "user", "currency", "balance", "is_active", "kind_shown", "updated_at")
+    list_display = (
+        "wallet_id", "owner", "user", "currency", "balance", "is_active", "tier_shown", "kind_shown", "updated_at",
+    )  # fmt: skip
     list_display_links = ("wallet_id",)
-    list_select_related = ("owner",)
+    list_select_related = ("owner", "tier")
     # The owning API client (tenancy): a handful of clients, so a short list.
-    list_filter = (CurrencyListFilter, "is_active", WalletKindFilter, ApiClientFilter)
+    list_filter = (CurrencyListFilter, "is_active", WalletKindFilter, ApiClientFilter, TierFilter)
     # Searched by exact id in get_search_results (index lookups); listed so the
     # admin shows its search box.
     search_fields = ("=id", "=user_id")
     search_help_text = "A wallet id or a user id (the whole UUID)."
     fieldsets = (
         (None, {"fields": ("id", "owner", "user_id", "kind", "currency", "balance", "is_active", "frozen_because")}),
+        ("Limits", {"fields": ("tier_shown", "post_no_debit", "post_no_credit", "restriction_reason")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
     readonly_fields = (
-        "id", "owner", "user_id", "kind", "currency", "balance", "is_active", "frozen_because", "created_at",
-        "updated_at",
+        "id", "owner", "user_id", "kind", "currency", "balance", "is_active", "frozen_because", "tier_shown",
+        "post_no_debit", "post_no_credit", "restriction_reason", "created_at", "updated_at",
     )  # fmt: skip
-    actions = ["freeze_wallets", "freeze_wallets_for_fraud", "unfreeze_wallets", "give_wallets"]
+    actions = [
+        "freeze_wallets", "freeze_wallets_for_fraud", "unfreeze_wallets", "give_wallets", "set_tier",
+        "set_restrictions",
+    ]  # fmt: skip
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     # Filter counts ("Show counts") are a COUNT per choice over the whole table.
@@ -207,6 +249,12 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
     @admin.display(description="user id", ordering="user_id")
     def user(self, wallet):
         return short_id_html(wallet.user_id)
+
+    @admin.display(description="tier")
+    def tier_shown(self, wallet):
+        if wallet.is_system:
+            return "-"
+        return wallet.tier.name if wallet.tier_id is not None else f"{UNRESTRICTED} (no tier)"
 
     @admin.display(description="kind", ordering="kind")
     def kind_shown(self, wallet):
@@ -232,6 +280,12 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
 
     def has_give_permission(self, request) -> bool:
         return request.user.has_perm("wallets.give_wallet")
+
+    def has_set_tier_permission(self, request) -> bool:
+        return request.user.has_perm("wallets.set_wallet_tier")
+
+    def has_restrict_permission(self, request) -> bool:
+        return request.user.has_perm("wallets.restrict_wallet")
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():
@@ -370,6 +424,51 @@ class WalletAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdm
             )
         return None
 
+    # --- tier and restrictions (docs/limits.md) ----------------------------------------
+
+    @admin.action(description="Set the tier of selected wallets…", permissions=["set_tier"])
+    def set_tier(self, request, queryset):
+        return self.ask_then_set_limits(request, queryset, SetTierForm, "set_tier", "Set the tier of wallets")
+
+    @admin.action(description="Set the restrictions of selected wallets…", permissions=["restrict"])
+    def set_restrictions(self, request, queryset):
+        return self.ask_then_set_limits(
+            request, queryset, RestrictionsForm, "set_restrictions", "Set the restrictions of wallets"
+        )
+
+    def ask_then_set_limits(self, request, wallets, form_class, action: str, title: str) -> TemplateResponse | None:
+        """A page naming the wallets and asking for the change and its
+        reason; its "apply" post sets each customer wallet through
+        wallet_limits_set (the wallet's limit history, wallet.tier_changed)
+        and writes the admin history, one wallet at a time."""
+        form = form_class(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": title,
+                "wallets": list(wallets),
+                "form": form,
+                "action": action,
+            }
+            return TemplateResponse(request, "admin/wallets/wallet/set_limits.html", context)
+        changes = form.changes()
+        done = 0
+        for wallet in wallets:
+            if wallet.is_system:
+                continue
+            try:
+                with transaction.atomic():
+                    wallet_limits_set(wallet=wallet, changed_by=request.user, **changes)
+                    self.log_change(request, wallet, f"{title}: {form.summary()}. Reason: {changes['reason']}")
+            except ValueError as error:
+                self.message_user(request, str(error), messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{form.summary()}: {done} wallet{'s' if done != 1 else ''}.", messages.SUCCESS)
+        return None
+
     def get_urls(self):
         app, model = self.opts.app_label, self.opts.model_name
         freeze = self.admin_site.admin_view(self.freeze_view)
@@ -414,6 +513,45 @@ class FreezeNoteForm(forms.Form):
         help_text="Why: the wallet's history and page show it, and support answers from it when the client asks. "
         "Internal: the client is not shown it.",
     )
+
+
+REASON_BOX = forms.Textarea(attrs={"rows": 3, "cols": 60})
+_REASON_HELP = "Why: the wallet's limit history keeps it, and the client sees a restriction's reason."
+
+
+class SetTierForm(forms.Form):
+    tier = forms.ModelChoiceField(
+        queryset=TierProfile.objects.order_by("currency", "name"),
+        required=False,
+        empty_label=f"{UNRESTRICTED} (no tier)",
+        help_text="A tier of the wallets' currency; a wallet of another currency is left as it is.",
+    )
+    reason = forms.CharField(
+        max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text=_REASON_HELP
+    )
+
+    def changes(self) -> dict:
+        return {"tier": self.cleaned_data["tier"], "reason": self.cleaned_data["reason"]}
+
+    def summary(self) -> str:
+        tier = self.cleaned_data["tier"]
+        return f"tier {tier.name if tier else UNRESTRICTED}"
+
+
+class RestrictionsForm(forms.Form):
+    post_no_debit = forms.BooleanField(required=False, label="Post no debit", help_text="No money may leave.")
+    post_no_credit = forms.BooleanField(required=False, label="Post no credit", help_text="No money may enter.")
+    reason = forms.CharField(
+        max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text=_REASON_HELP
+    )
+
+    def changes(self) -> dict:
+        return {name: self.cleaned_data[name] for name in ("post_no_debit", "post_no_credit", "reason")}
+
+    def summary(self) -> str:
+        on = [label for name, label in (("post_no_debit", "post-no-debit"), ("post_no_credit", "post-no-credit"))
+              if self.cleaned_data[name]]  # fmt: skip
+        return f"restrictions {', '.join(on) if on else 'none'}"
 
 
 class GiveWalletForm(forms.Form):
@@ -617,3 +755,71 @@ class WebhookDeliveryAdmin(EventListMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
     def send_again(self, request, queryset):
         queued = sum(event_resend(event=d.event, endpoint=d.endpoint) for d in queryset)
         self.message_user(request, f"{queued} deliveries queued.", messages.SUCCESS)
+
+
+# --- tier profiles (docs/limits.md) -----------------------------------------------------
+
+
+class TierProfileChangeInline(admin.TabularInline):
+    model = TierProfileChange
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("changed_at", "changed_by", "cap", "old_value", "new_value")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TierProfile)
+class TierProfileAdmin(admin.ModelAdmin):
+    """Finance edits a tier's caps (empty: no cap); each changed cap is one
+    TierProfileChange row (who, when, from, to), in the same transaction."""
+
+    list_display = ("name", "currency", *TIER_CAPS)
+    list_filter = ("currency",)
+    fields = ("name", "currency", "description", *TIER_CAPS)
+    inlines = [TierProfileChangeInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A tier's name and currency are what clients and wallets know it by.
+        return ("name", "currency") if obj is not None else ()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            before = TierProfile.objects.select_for_update().get(pk=obj.pk) if change else None
+            super().save_model(request, obj, form, change)
+            TierProfileChange.objects.bulk_create(
+                TierProfileChange(
+                    profile=obj,
+                    cap=cap,
+                    old_value=getattr(before, cap) if before else None,
+                    new_value=getattr(obj, cap),
+                    changed_by=request.user,
+                )
+                for cap in TIER_CAPS
+                if (getattr(before, cap) if before else None) != getattr(obj, cap)
+            )
+
+
+@admin.register(WalletLimitChange)
+class WalletLimitChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("changed_at", "wallet", "what", "old_value", "new_value", "changed_by", "reason")
+    list_filter = ("what",)
+    list_select_related = ("wallet", "changed_by")
+    search_fields = ("=wallet__id",)
+    readonly_fields = list_display
+
+
+@admin.register(ClientTierDefault)
+class ClientTierDefaultAdmin(admin.ModelAdmin):
+    """The tier a client's new wallets of a currency take."""
+
+    list_display = ("client", "currency", "tier")
+    list_select_related = ("client", "tier")
+    fields = ("client", "tier")
