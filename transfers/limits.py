@@ -24,6 +24,8 @@ from decimal import Decimal
 from functools import cache
 
 from django.conf import settings
+from django.db.models import DecimalField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from transfers.exceptions import LimitExceeded, WalletRestricted
@@ -157,9 +159,14 @@ def check_caps(
             raise refusal
 
 
-def wallet_day_totals(wallet: Wallet) -> tuple[datetime.date, Decimal, Decimal]:
-    """What `wallet` sent and received today, as committed: (business day,
-    debits, credits). Registered with wallets.selectors for GET /api/wallets/{id}."""
+def day_totals() -> tuple[datetime.date, dict[str, Subquery]]:
+    """Today's business day, and the annotations that read a wallet's
+    totals of it (today_debits, today_credits; 0 without a row) in the
+    wallet's own query. Registered with wallets.selectors for GET
+    /api/wallets/{id}."""
     day = business_day(timezone.now())
-    totals = WalletDailyTotal.objects.filter(wallet=wallet, day=day).values_list("debits", "credits").first()
-    return (day, *(totals or (ZERO, ZERO)))
+    row = WalletDailyTotal.objects.filter(wallet=OuterRef("pk"), day=day)
+    return day, {
+        f"today_{name}": Coalesce(Subquery(row.values(name)[:1]), ZERO, output_field=DecimalField())
+        for name in ("debits", "credits")
+    }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import DateField, Expression, QuerySet, Value
 
 from wallets.exceptions import WalletNotFound
 from wallets.models import TierProfile, Wallet, WalletKind
@@ -33,11 +33,13 @@ def owned_wallets(*, owner: AbstractBaseUser) -> QuerySet[Wallet]:
     return Wallet.objects.filter(kind=WalletKind.CUSTOMER, owner=owner)
 
 
-def customer_wallet_get(*, wallet_id: uuid.UUID, viewer: AbstractBaseUser) -> Wallet:
-    """A customer wallet `viewer` may read. Raises WalletNotFound for an
-    unknown wallet, a settlement wallet and another client's alike."""
+def customer_wallet_get(*, wallet_id: uuid.UUID, viewer: AbstractBaseUser, today: bool = False) -> Wallet:
+    """A customer wallet `viewer` may read; with `today`, with what it sent
+    and received today (with_today). Raises WalletNotFound for an unknown
+    wallet, a settlement wallet and another client's alike."""
+    wallets = visible_wallets(viewer=viewer)
     try:
-        return visible_wallets(viewer=viewer).get(pk=wallet_id)
+        return (with_today(wallets) if today else wallets).get(pk=wallet_id)
     except Wallet.DoesNotExist:
         raise WalletNotFound() from None
 
@@ -66,15 +68,23 @@ def tiers(*, currency: str | None = None) -> QuerySet[TierProfile]:
 
 
 # The day's totals are counted by the money floor (transfers.models.WalletDailyTotal,
-# in the statement that moves the money): transfers registers its reader here
-# from its AppConfig.ready(), so that wallets imports nothing above it.
-# The reader: wallet -> (business day, debits, credits).
-DayTotalsReader = Callable[[Wallet], tuple[datetime.date, Decimal, Decimal]]
-_day_totals_reader: list[DayTotalsReader] = []
+# in the statement that moves the money): transfers registers here, from its
+# AppConfig.ready(), what reads them, so that wallets imports nothing above it:
+# a function giving the business day of now and the annotations (today_debits,
+# today_credits) that read a wallet's totals of that day in the wallet's own query.
+DayTotals = Callable[[], tuple[datetime.date, dict[str, Expression]]]
+_day_totals: list[DayTotals] = []
 
 
-def register_day_totals_reader(reader: DayTotalsReader) -> None:
-    _day_totals_reader[:] = [reader]
+def register_day_totals(day_totals: DayTotals) -> None:
+    _day_totals[:] = [day_totals]
+
+
+def with_today(wallets: QuerySet[Wallet]) -> QuerySet[Wallet]:
+    """`wallets`, each with what it sent and received today (business_day,
+    today_debits, today_credits), in the same query."""
+    day, annotations = _day_totals[0]()
+    return wallets.annotate(business_day=Value(day, output_field=DateField()), **annotations)
 
 
 @dataclass(frozen=True)
@@ -92,15 +102,18 @@ class WalletToday:
 
 def wallet_today(*, wallet: Wallet) -> WalletToday:
     """`wallet`'s totals of today and its room (docs/limits.md), as committed
-    (a read: a movement settling now may take the room a moment later)."""
-    day, debits, credits = _day_totals_reader[0](wallet)
+    (a read: a movement settling now may take the room a moment later); from
+    the annotations with_today added, else read now."""
+    if not hasattr(wallet, "today_debits"):
+        wallet = with_today(Wallet.objects.select_related("tier")).get(pk=wallet.pk)
     tier = wallet.tier
+    debits, credits = wallet.today_debits, wallet.today_credits
 
     def left(cap: Decimal | None, used: Decimal) -> Decimal | None:
         return None if cap is None else max(cap - used, Decimal(0))
 
     return WalletToday(
-        day=day,
+        day=wallet.business_day,
         debits=debits,
         credits=credits,
         debits_left=left(tier and tier.max_daily_debits, debits),

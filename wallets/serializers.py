@@ -83,7 +83,7 @@ class WalletTodaySerializer(serializers.Serializer):
     balanceRoom = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True, source="balance_room")
 
 
-class WalletDetailSerializer(WalletSerializer):
+class WalletWithTodaySerializer(WalletSerializer):
     """A wallet as GET /api/wallets/{id} shows it: with what is left today."""
 
     today = serializers.SerializerMethodField()

@@ -16,10 +16,10 @@ from wallets.serializers import (
     TierListQuerySerializer,
     TierProfileSerializer,
     WalletCreateSerializer,
-    WalletDetailSerializer,
     WalletLimitsUpdateSerializer,
     WalletListQuerySerializer,
     WalletSerializer,
+    WalletWithTodaySerializer,
     WebhookEndpointCreateSerializer,
     WebhookEndpointSerializer,
     WebhookEndpointWithSecretSerializer,
@@ -57,17 +57,19 @@ class WalletViewSet(ApiViewSet):
 
     @extend_schema(
         responses={
-            200: envelope(WalletDetailSerializer(), "WalletDetail"),
+            200: envelope(WalletWithTodaySerializer(), "WalletDetail"),
             404: error("No such wallet of this client (code wallet_not_found)."),
         }
     )
     def retrieve(self, request, pk):
-        return ok(WalletDetailSerializer(selectors.customer_wallet_get(wallet_id=pk, viewer=request.user)).data)
+        return ok(
+            WalletWithTodaySerializer(selectors.customer_wallet_get(wallet_id=pk, viewer=request.user, today=True)).data
+        )
 
     @extend_schema(
         request=WalletLimitsUpdateSerializer,
         responses={
-            200: envelope(WalletDetailSerializer(), "WalletLimitsSet"),
+            200: envelope(WalletWithTodaySerializer(), "WalletLimitsSet"),
             400: error("An unknown tier for the wallet's currency, a restriction without a reason (named in errors)."),
             403: error("The client lacks wallets.set_wallet_tier or wallets.restrict_wallet for what it sets."),
             404: error("No such wallet of this client (code wallet_not_found)."),
@@ -96,7 +98,7 @@ class WalletViewSet(ApiViewSet):
             post_no_credit=wanted.get("post_no_credit"),
             reason=wanted.get("reason", ""),
         )
-        return ok(WalletDetailSerializer(wallet).data)
+        return ok(WalletWithTodaySerializer(wallet).data)
 
     @extend_schema(
         parameters=[

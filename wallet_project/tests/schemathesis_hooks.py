@@ -10,6 +10,9 @@ contract accepts.
   wallets (random UUIDs would only ever reach the 404).
 - A batch's payouts go from the client's source wallet to its other wallet,
   each under a key of its own (unique within the batch, as the API requires).
+- A wallet's PATCH names a tier that exists (tier names are data, not a
+  schema enum) and gives a reason when it sets a restriction, as the API
+  requires (docs/limits.md).
 - Metadata's property names are text: OpenAPI 3.0 has no propertyNames, so
   the schema cannot say that a name holds no lone UTF-16 surrogate or NUL
   (wallet_project/parsers.py refuses them, as the contract asks).
@@ -27,6 +30,9 @@ HEADER = "Idempotency-Key"
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    if case.method == "PATCH" and case.path == "/api/wallets/{id}" and isinstance(case.body, dict):
+        _wallet_limits(case.body)
+        return
     if case.method != "POST" or case.path not in (*MONEY_PATHS, BATCH_PATH) or not isinstance(case.body, dict):
         return
     headers = case.headers if case.headers is not None else {}
@@ -44,6 +50,17 @@ def before_call(context, case, kwargs):
     if case.path == "/api/transfer":
         case.body["sourceWalletId"] = os.environ["ST_SOURCE_WALLET"]
         case.body["destinationWalletId"] = os.environ["ST_DESTINATION_WALLET"]
+
+
+def _wallet_limits(body: dict) -> None:
+    if "tier" in body:
+        body["tier"] = "unrestricted"  # always a tier (wallets/serializers.py)
+    reason = body.get("reason")
+    if isinstance(reason, str):
+        body["reason"] = reason if _is_text(reason) else "st"
+    restricting = body.get("postNoDebit") is True or body.get("postNoCredit") is True
+    if restricting and not (isinstance(body.get("reason"), str) and body["reason"].strip()):
+        body["reason"] = "st"
 
 
 def _is_text(name: str) -> bool:

@@ -112,7 +112,7 @@ def test_non_api_paths_keep_django_html_404(treasury_api):
         pytest.param("get", "/api/transfer", id="GET_transfer"),
         pytest.param("put", "/api/transfer", id="PUT_transfer"),
         pytest.param("delete", "/api/wallets/{wallet}", id="DELETE_wallet"),
-        pytest.param("patch", "/api/wallets/{wallet}", id="PATCH_wallet"),
+        pytest.param("put", "/api/wallets/{wallet}", id="PUT_wallet"),
         pytest.param("put", "/api/wallets", id="PUT_wallets"),
         pytest.param("get", "/api/wallets/{wallet}/deposit", id="GET_deposit"),
         pytest.param("delete", "/api/wallets/{wallet}/withdraw", id="DELETE_withdraw"),

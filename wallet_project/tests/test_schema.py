@@ -20,6 +20,8 @@ CONTRACT_OPERATIONS = [
     ("/api/wallets", "post"),
     ("/api/wallets", "get"),
     ("/api/wallets/{id}", "get"),
+    ("/api/wallets/{id}", "patch"),
+    ("/api/tiers", "get"),
     ("/api/wallets/{id}/transactions", "get"),
     ("/api/wallets/{id}/deposit", "post"),
     ("/api/wallets/{id}/withdraw", "post"),
