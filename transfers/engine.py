@@ -50,11 +50,22 @@ from transfers.exceptions import (
     LimitExceeded,
     WalletInactive,
 )
-from transfers.models import BatchStatus, ClientExposure, TransactionLog, TransactionStatus, TransferBatch
-from transfers.rendering import transaction_json_sql
+from transfers.models import (
+    BatchStatus,
+    ClientExposure,
+    Hold,
+    HoldStatus,
+    TransactionLog,
+    TransactionStatus,
+    TransactionType,
+    TransferBatch,
+    new_reference,
+)
+from transfers.movements import canonical_fingerprint
+from transfers.rendering import hold_json, transaction_json_sql
 from wallet_project.db import fetch, in_model_order, run
 from wallet_project.fields import timestamp_text
-from wallets.events import record_events
+from wallets.events import record_event_rows, record_events
 from wallets.models import SYSTEM_KINDS, EventType, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 
@@ -131,12 +142,15 @@ class Posting:
     """The decisions for a set of movements, in order, and what applying them
     changes: each wallet's balance and each exposure row's amount (signed
     sums, by primary key), and who hears of each movement (owner ids).
+    `held_changes`: each wallet's change to what open holds reserve (signed
+    sums, by primary key: placing, capturing, voiding, expiring a hold).
     `reverses`: for a reversal (one decision, its compensation), the
     COMPLETED log it reverses, which apply marks REVERSED."""
 
     decisions: list[Decision]
     balance_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     exposure_changes: dict[int, Decimal] = field(default_factory=dict)
+    held_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     owners: dict[uuid.UUID, list[int]] = field(default_factory=dict)
     reverses: TransactionLog | None = None
 
@@ -169,7 +183,8 @@ def check_rules(
         raise CurrencyMismatch(
             f"The source wallet holds {source.currency}, the destination wallet {destination.currency}."
         )
-    if source.kind == WalletKind.CUSTOMER and source.balance < log.amount:
+    # What it may spend is what its open holds do not reserve (docs/api.md, "Holds").
+    if source.kind == WalletKind.CUSTOMER and source.balance - source.held < log.amount:
         raise InsufficientBalance()
     # One client must not take a settlement wallet to where other clients'
     # deposits no longer fit (docs/design.md, "Client exposure"); checked
@@ -286,8 +301,8 @@ EVENT_TYPE = (
 # keeps it under.
 SETTLE_READABLE = f"""
 WITH legs AS (
-  UPDATE wallets w SET balance = w.balance + v.delta, updated_at = %(now)s
-    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'legs') AS v(id uuid, delta numeric)
+  UPDATE wallets w SET balance = w.balance + v.delta, held = w.held + COALESCE(v.held, 0), updated_at = %(now)s
+    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'legs') AS v(id uuid, delta numeric, held numeric)
    WHERE w.id = v.id
 ),
 exposure AS (
@@ -323,7 +338,7 @@ def apply(posting: Posting, now) -> None:
     decisions = posting.decisions
     events = [(decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]]
     document = {
-        "legs": [{"id": str(pk), "delta": str(delta)} for pk, delta in posting.balance_changes.items()],
+        "legs": _legs(posting),
         "exposures": [{"id": pk, "change": str(change)} for pk, change in posting.exposure_changes.items()],
         "logs": [
             {
@@ -351,6 +366,16 @@ def apply(posting: Posting, now) -> None:
             log.error_code, log.error_message = decision.failure.code, decision.failure.message
     if reverses is not None:
         reverses.status, reverses.updated_at = TransactionStatus.REVERSED, now
+
+
+def _legs(posting: Posting) -> list[dict]:
+    """Each wallet's balance change and, only where a hold changes it, its
+    held change (absent: none): one row per wallet, as one UPDATE changes a
+    row once."""
+    legs = {pk: {"id": str(pk), "delta": str(delta)} for pk, delta in posting.balance_changes.items()}
+    for pk, held in posting.held_changes.items():
+        legs.setdefault(pk, {"id": str(pk), "delta": "0"})["held"] = str(held)
+    return list(legs.values())
 
 
 def _fetch(statement: str, params) -> list[tuple]:
@@ -555,3 +580,245 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
             }
         },
     )
+
+
+# --- holds ------------------------------------------------------------------------
+#
+# docs/api.md, "Holds": placing, capturing, voiding and expiring a hold are
+# postings of this engine. A hold's reservation is a change to its source
+# wallet's `held` (Posting.held_changes), written by SETTLE with the balances;
+# check_rules measures a debit against the available balance (balance -
+# held). A capture releases the hold and moves what it captures as a TRANSFER
+# log, decided by check_rules like any transfer. Locks: the hold rows first
+# (as a log's), then the wallets in primary-key order.
+
+_INSERT_HOLD = """
+INSERT INTO holds (
+    id, client_id, idempotency_key, request_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
+    amount, currency, status, expires_at, metadata, error_code, error_message, end_key, end_fingerprint,
+    extend_key, extend_fingerprint, end_note, created_at, updated_at)
+VALUES (%(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, %(source)s, %(destination)s,
+    %(amount)s, %(currency)s, %(status)s, %(expires_at)s, %(metadata)s, %(code)s, %(message)s, '', '',
+    '', '', '', %(now)s, %(now)s)
+ON CONFLICT (client_id, idempotency_key) DO NOTHING
+RETURNING id
+"""
+# Every hold a posting ends, in one statement; only an OPEN one (the row
+# lock and the OPEN check before deciding make it so; this is the backstop).
+_END_HOLDS = """
+UPDATE holds h
+   SET status = v.status, captured_amount = v.captured, transaction_id = v.log, end_key = v.key,
+       end_fingerprint = v.fingerprint, end_note = v.note, ended_at = %(now)s, updated_at = %(now)s
+  FROM jsonb_to_recordset(%(ends)s::jsonb) AS v(id uuid, status text, captured numeric, log uuid, key text,
+                                                 fingerprint text, note text)
+ WHERE h.id = v.id AND h.status = 'OPEN'
+"""
+_HOLD_EVENT_TYPES = {
+    HoldStatus.OPEN: EventType.HOLD_CREATED,
+    HoldStatus.CAPTURED: EventType.HOLD_CAPTURED,
+    HoldStatus.VOIDED: EventType.HOLD_VOIDED,
+    HoldStatus.EXPIRED: EventType.HOLD_EXPIRED,
+}
+
+
+@dataclass(frozen=True)
+class HoldEnd:
+    """How a hold is to end: CAPTURED (`amount` moves, at most the hold's;
+    the rest is released), VOIDED or EXPIRED (all released). `key` and
+    `fingerprint`: the request that ends it, kept so that its retry is
+    answered again ("" for an expiry or an operator). `note`: an operator's
+    reason."""
+
+    status: HoldStatus
+    amount: Decimal | None = None
+    key: str = ""
+    fingerprint: str = ""
+    note: str = ""
+
+
+def place_hold(hold: Hold) -> bool:
+    """Place `hold` (new, unsaved: client, key, fingerprint, body digest,
+    wallets, amount, expires_at, metadata; the caller has checked tenancy)
+    in one database transaction: lock its wallets, check the rules
+    (check_rules: a hold is a debit of the source's available balance),
+    insert it OPEN with its source's held raised by its amount and its
+    hold.created event to both owners, or FAILED with the rule it broke,
+    reserving nothing. Returns False, having written nothing, when the
+    (client, key) is taken: the caller answers with the hold that has it."""
+    return retrying(lambda: _place_hold_once(hold), hold.idempotency_key)
+
+
+def _place_hold_once(hold: Hold) -> bool:
+    with transaction.atomic(durable=True):
+        wallets = locks.lock_wallets(hold.source_wallet_id, hold.destination_wallet_id)
+        source, destination = wallets[hold.source_wallet_id], wallets[hold.destination_wallet_id]
+        hold.currency, now = source.currency, timezone.now()
+        posting = Posting(decisions=[])
+        try:
+            check_rules(hold, source, destination, None)
+        except BusinessRuleViolation as violation:
+            failure = Failure.of(violation)
+            hold.status, hold.error_code, hold.error_message = HoldStatus.FAILED, failure.code, failure.message
+        else:
+            hold.status = HoldStatus.OPEN
+            posting.held_changes[source.pk] = hold.amount
+        hold.created_at = hold.updated_at = now
+        inserted = _fetch(
+            _INSERT_HOLD,
+            {
+                "id": hold.pk, "client": hold.client_id, "key": hold.idempotency_key,
+                "fingerprint": hold.request_fingerprint, "digest": hold.body_digest, "source": source.pk,
+                "destination": destination.pk, "amount": hold.amount, "currency": hold.currency,
+                "status": hold.status, "expires_at": hold.expires_at, "metadata": json.dumps(hold.metadata),
+                "code": hold.error_code, "message": hold.error_message, "now": now,
+            },
+        )  # fmt: skip
+        if not inserted:
+            return False
+        if hold.status == HoldStatus.OPEN:
+            apply(posting, now)
+            record_event_rows(_hold_events(hold, owners(source, destination)))
+    return True
+
+
+def end_hold(hold_id: uuid.UUID, end: HoldEnd) -> tuple[Hold, bool]:
+    """End an OPEN hold as `end` says, in one database transaction. Returns
+    (hold, ended_now): ended_now False when it was not OPEN (it is returned
+    as it is, ended by whoever came first), or when its expiry had come: then
+    it is EXPIRED here and now instead (an expiry is never overtaken by the
+    task's delay), and returned so.
+
+    A capture is refused whole by a rule it breaks (the destination frozen,
+    say): the rule's BusinessRuleViolation is raised and the hold stays OPEN.
+    Hold.DoesNotExist for an unknown id."""
+    return retrying(lambda: _end_hold_once(hold_id, end), hold_id)
+
+
+def _end_hold_once(hold_id: uuid.UUID, end: HoldEnd) -> tuple[Hold, bool]:
+    with transaction.atomic(durable=True):
+        hold = locks.lock_hold(hold_id)
+        if hold.status != HoldStatus.OPEN:
+            return hold, False
+        now = timezone.now()
+        due = end.status != HoldStatus.EXPIRED and hold.expires_at <= now
+        post_hold_ends([(hold, HoldEnd(HoldStatus.EXPIRED) if due else end)], now)
+    return hold, not due
+
+
+def expire_due_holds(*, limit: int) -> int:
+    """Expire up to `limit` OPEN holds whose expiry has come, soonest first,
+    in one database transaction (their sources' held released, a
+    hold.expired event each); holds another transaction has locked are
+    passed over (SKIP LOCKED): it ends them, or the next call does. Returns
+    how many it expired. Safe to run from any number of workers at once."""
+
+    def once() -> int:
+        with transaction.atomic(durable=True):
+            now = timezone.now()
+            holds = locks.lock_due_holds(now, limit)
+            if holds:
+                post_hold_ends([(hold, HoldEnd(HoldStatus.EXPIRED)) for hold in holds], now)
+        return len(holds)
+
+    return retrying(once, "expiry")
+
+
+def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
+    """Post the ends of OPEN holds the caller has locked, in its transaction:
+    lock their wallets, release every hold, decide the captures' TRANSFER
+    logs on what that leaves (check_rules; the first broken rule is raised,
+    nothing written), then one SETTLE for every held change, balance and
+    log, the holds' rows, and their events. The holds are updated in memory."""
+    wallet_ids = {hold.source_wallet_id for hold, _ in ends}
+    wallet_ids |= {hold.destination_wallet_id for hold, end in ends if end.status == HoldStatus.CAPTURED}
+    wallets = locks.lock_wallets(*wallet_ids)
+    held: dict[uuid.UUID, Decimal] = {}
+    captures = []
+    for hold, end in ends:
+        source = wallets[hold.source_wallet_id]
+        source.held -= hold.amount
+        held[source.pk] = held.get(source.pk, Decimal(0)) - hold.amount
+        if end.status == HoldStatus.CAPTURED:
+            captures.append(_capture_log(hold, end.amount if end.amount is not None else hold.amount))
+    posting = decide(captures, wallets)
+    for decision in posting.decisions:
+        if decision.failure is not None:
+            raise decision.failure.violation()
+    posting.held_changes = held
+    if captures:
+        TransactionLog.objects.bulk_create(captures)
+    apply(posting, now)
+    rows, events = [], []
+    logs = iter(captures)
+    for hold, end in ends:
+        log = next(logs) if end.status == HoldStatus.CAPTURED else None
+        hold.status, hold.ended_at, hold.updated_at = end.status, now, now
+        hold.end_key, hold.end_fingerprint, hold.end_note = end.key, end.fingerprint, end.note
+        hold.captured_amount, hold.transaction_id = (log.amount, log.pk) if log else (None, None)
+        rows.append(
+            {
+                "id": str(hold.pk), "status": hold.status, "captured": log and str(log.amount),
+                "log": log and str(log.pk), "key": end.key, "fingerprint": end.fingerprint, "note": end.note,
+            }
+        )  # fmt: skip
+        source, destination = wallets[hold.source_wallet_id], wallets.get(hold.destination_wallet_id)
+        events += _hold_events(hold, owners(source, *([destination] if destination else [])))
+    _run(_END_HOLDS, {"ends": json.dumps(rows), "now": now})
+    record_event_rows(events)
+
+
+def _capture_log(hold: Hold, amount: Decimal) -> TransactionLog:
+    """The PENDING TRANSFER a capture of `amount` makes: the hold's client,
+    wallets, currency and metadata; its key `hold:<id>`, one per hold (a hold
+    is captured once), so GET /api/transfer/hold:<id> finds it."""
+    return TransactionLog(
+        id=uuid.uuid4(),
+        client_id=hold.client_id,
+        idempotency_key=f"hold:{hold.pk}",
+        movement_fingerprint=canonical_fingerprint(capture_of=str(hold.pk)),
+        type=TransactionType.TRANSFER,
+        status=TransactionStatus.PENDING,
+        source_wallet_id=hold.source_wallet_id,
+        destination_wallet_id=hold.destination_wallet_id,
+        amount=amount,
+        currency=hold.currency,
+        metadata=hold.metadata,
+        reference=new_reference(),
+    )
+
+
+def _hold_events(hold: Hold, recipients: list[int]) -> list[tuple[str, int, dict]]:
+    """The event of `hold`'s new status, one per owner of its wallets, each as that owner may see it."""
+    return [(_HOLD_EVENT_TYPES[hold.status], owner, hold_json(hold, viewer_id=owner)) for owner in recipients]
+
+
+def extend_hold(hold_id: uuid.UUID, expires_at, *, key: str, fingerprint: str) -> tuple[Hold, str]:
+    """Move an OPEN hold's expiry to `expires_at`, later only, with its
+    hold.extended event. Returns (hold, outcome): "extended"; "not_open" (it
+    had ended, returned as it is; or its expiry had come, and it is EXPIRED
+    here now); "replayed" (`key` made its last extension: unchanged);
+    "not_later" (expires_at is not after its expiry: unchanged).
+    Hold.DoesNotExist for an unknown id."""
+    with transaction.atomic(durable=True):
+        hold = locks.lock_hold(hold_id)
+        if key and hold.extend_key == key and hold.extend_fingerprint == fingerprint:
+            return hold, "replayed"
+        if hold.status != HoldStatus.OPEN:
+            return hold, "not_open"
+        now = timezone.now()
+        if hold.expires_at <= now:
+            post_hold_ends([(hold, HoldEnd(HoldStatus.EXPIRED))], now)
+            return hold, "not_open"
+        if expires_at <= hold.expires_at:
+            return hold, "not_later"
+        Hold.objects.filter(pk=hold.pk).update(
+            expires_at=expires_at, extend_key=key, extend_fingerprint=fingerprint, updated_at=now
+        )
+        hold.expires_at, hold.extend_key, hold.extend_fingerprint, hold.updated_at = (expires_at, key, fingerprint, now)
+        wallets = Wallet.objects.filter(pk__in=[hold.source_wallet_id, hold.destination_wallet_id])
+        events = [
+            (EventType.HOLD_EXTENDED.value, owner, hold_json(hold, viewer_id=owner))
+            for owner in owners(*wallets.only("owner_id"))
+        ]
+        record_event_rows(events)
+    return hold, "extended"

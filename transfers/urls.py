@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from transfers.hold_views import HoldViewSet
 from transfers.views import BatchViewSet, TransferViewSet, WalletMoneyViewSet
 
 router = SimpleRouter(trailing_slash=False, use_regex_path=False)
@@ -10,6 +11,11 @@ router.register("wallets", WalletMoneyViewSet, basename="wallet-money")
 urlpatterns = [
     path("transfers/batch", BatchViewSet.as_view({"post": "create"}), name="batch-create"),
     path("transfers/batch/<uuid:batch_id>", BatchViewSet.as_view({"get": "retrieve"}), name="batch-detail"),
+    path("holds", HoldViewSet.as_view({"post": "create"}), name="hold-create"),
+    path("holds/<uuid:hold_id>", HoldViewSet.as_view({"get": "retrieve"}), name="hold-detail"),
+    path("holds/<uuid:hold_id>/capture", HoldViewSet.as_view({"post": "capture"}), name="hold-capture"),
+    path("holds/<uuid:hold_id>/void", HoldViewSet.as_view({"post": "void"}), name="hold-void"),
+    path("holds/<uuid:hold_id>/extend", HoldViewSet.as_view({"post": "extend"}), name="hold-extend"),
     path("transfer", TransferViewSet.as_view({"post": "create"}), name="transfer-create"),
     # Before the key route: a key may itself contain "/", so order decides.
     path(
