@@ -86,7 +86,8 @@ def test_wallet_is_read_by_id_with_its_balance(treasury_api, funded_wallet):
     assert data["id"] == str(wallet.pk)
     assert data["userId"] == str(wallet.user_id)
     assert data["balance"] == "1234.56"
-    assert set(data) == {"id", "userId", "currency", "balance", "held", "available", "isActive", "createdAt", "updatedAt"}
+    shown = {"id", "userId", "currency", "balance", "held", "available", "isActive", "createdAt", "updatedAt"}
+    assert set(data) == shown
 
 
 @pytest.mark.parametrize(
