@@ -705,6 +705,31 @@ def _end_hold_once(hold_id: uuid.UUID, end: HoldEnd) -> tuple[Hold, bool]:
     return hold, not due
 
 
+def end_holds(ends: dict[uuid.UUID, HoldEnd]) -> tuple[list[Hold], list[Hold]]:
+    """End a set of holds at once, all or none (docs/api.md, "Holds": a set
+    captured or voided in one request), in one database transaction: every
+    hold locked in primary-key order, then one posting for all of them.
+    Returns (holds, not_open): when any is not OPEN (or its expiry has come:
+    it is EXPIRED here, the others untouched), not_open lists them and none
+    ends. A broken rule of any capture is raised (nothing ends). Holds
+    missing from the result were not found."""
+    return retrying(lambda: _end_holds_once(ends), "hold set")
+
+
+def _end_holds_once(ends: dict[uuid.UUID, HoldEnd]) -> tuple[list[Hold], list[Hold]]:
+    with transaction.atomic(durable=True):
+        holds = locks.lock_holds(list(ends))
+        now = timezone.now()
+        not_open = [hold for hold in holds if hold.status != HoldStatus.OPEN or hold.expires_at <= now]
+        if not_open:
+            due = [hold for hold in not_open if hold.status == HoldStatus.OPEN]
+            if due:
+                post_hold_ends([(hold, HoldEnd(HoldStatus.EXPIRED)) for hold in due], now)
+            return holds, not_open
+        post_hold_ends([(hold, ends[hold.pk]) for hold in holds], now)
+    return holds, []
+
+
 def expire_due_holds(*, limit: int) -> int:
     """Expire up to `limit` OPEN holds whose expiry has come, soonest first,
     in one database transaction (their sources' held released, a

@@ -3,7 +3,7 @@ money request (transfers.http: one key reader for every money request),
 calls one service of transfers.holds, and renders the hold
 (transfers.rendering.hold_json)."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import status
 
 from transfers import holds
@@ -13,10 +13,12 @@ from transfers.models import HoldStatus
 from transfers.rendering import hold_json
 from transfers.serializers import (
     HoldCaptureSerializer,
+    HoldCaptureSetSerializer,
     HoldExtendSerializer,
     HoldRequestSerializer,
     HoldSerializer,
     HoldVoidSerializer,
+    HoldVoidSetSerializer,
 )
 from transfers.views import IDEMPOTENCY_KEY_PARAMETER, MONEY_SCOPES, REPLAYED_HEADER, charged_if_malformed
 from wallet_project.responses import ok
@@ -69,6 +71,27 @@ def hold_response(result: holds.HoldResult, client_id: int, *, created: int = st
     return ok(data, status=status.HTTP_200_OK if result.replayed else created, headers=headers)
 
 
+HOLD_SET = envelope(inline_serializer("HoldSetAnswer", {"holds": HoldSerializer(many=True)}), "HoldSetAnswerEnvelope")
+
+
+def set_responses(done: str) -> dict:
+    return {
+        200: OpenApiResponse(HOLD_SET, description=f"{done} A retry with the same key: the same, Idempotent-Replayed."),
+        400: error("Malformed request (no key, an empty set, a hold twice, too many); nothing changed."),
+        404: error("A hold unknown or another client's (code hold_not_found; data.holdIds names them); none ended."),
+        409: error("A hold is not open (code hold_not_open; data.holds: those); none ended."),
+        422: error(
+            "A rule refused a capture (capture_exceeds_hold, wallet_inactive, ...) and none ended, or the key "
+            "ended holds with another request (idempotency_key_reused)."
+        ),
+    }
+
+
+def hold_set_response(result: holds.HoldSetResult, client_id: int):
+    headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
+    return ok({"holds": [hold_json(hold, viewer_id=client_id) for hold in result.holds]}, headers=headers)
+
+
 class HoldViewSet(ApiViewSet):
     """POST /api/holds, GET /api/holds/{id}, POST /api/holds/{id}/capture, /void, /extend."""
 
@@ -78,6 +101,8 @@ class HoldViewSet(ApiViewSet):
         "capture": ["transfers.create_transfer"],
         "void": ["transfers.create_transfer"],
         "extend": ["transfers.create_transfer"],
+        "capture_set": ["transfers.create_transfer"],
+        "void_set": ["transfers.create_transfer"],
     }
     throttle_scopes = {
         "create": MONEY_SCOPES,
@@ -85,6 +110,8 @@ class HoldViewSet(ApiViewSet):
         "capture": TRANSFERS,
         "void": TRANSFERS,
         "extend": TRANSFERS,
+        "capture_set": TRANSFERS,
+        "void_set": TRANSFERS,
     }
 
     @extend_schema(request=HoldRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=PLACE_RESPONSES)
@@ -141,3 +168,29 @@ class HoldViewSet(ApiViewSet):
             client=request.user, hold_id=hold_id, expiry=money.fields()["expiry"], idempotency_key=money.key
         )
         return hold_response(result, request.user.pk)
+
+    @extend_schema(
+        request=HoldCaptureSetSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=set_responses("Every hold CAPTURED, each amount moved as its own TRANSFER."),
+    )
+    def capture_set(self, request):
+        money = MoneyRequest(request, HoldCaptureSetSerializer)
+        amounts = {item["hold_id"]: item["amount"] for item in money.fields()["holds"]}
+        result = holds.holds_end_set(
+            client=request.user, status=HoldStatus.CAPTURED, amounts=amounts, idempotency_key=money.key
+        )
+        return hold_set_response(result, request.user.pk)
+
+    @extend_schema(
+        request=HoldVoidSetSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=set_responses("Every hold VOIDED."),
+    )
+    def void_set(self, request):
+        money = MoneyRequest(request, HoldVoidSetSerializer)
+        amounts = dict.fromkeys(item["hold_id"] for item in money.fields()["holds"])
+        result = holds.holds_end_set(
+            client=request.user, status=HoldStatus.VOIDED, amounts=amounts, idempotency_key=money.key
+        )
+        return hold_set_response(result, request.user.pk)

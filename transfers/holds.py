@@ -194,6 +194,61 @@ def hold_extend(*, client: AbstractBaseUser, hold_id: uuid.UUID, expiry: Expiry,
     return HoldResult(hold, replayed=outcome == "replayed")
 
 
+@dataclass(frozen=True)
+class HoldSetResult:
+    """The answer to ending a set of holds: the holds in the order asked,
+    and whether an earlier request with the same key had ended them."""
+
+    holds: list[Hold]
+    replayed: bool
+
+
+def holds_end_set(
+    *,
+    client: AbstractBaseUser,
+    status: HoldStatus,
+    amounts: dict[uuid.UUID, Decimal | None],
+    idempotency_key: str,
+) -> HoldSetResult:
+    """Capture (status CAPTURED; `amounts` by hold id, None: all of it) or
+    void (VOIDED; amounts all None) a set of the client's holds at once: all
+    of them end, or none does (engine.end_holds). The key is the set's: each
+    hold keeps it as its end_key, and a retry of the same request is answered
+    again. Raises HoldNotFound (404, data: the ids not found, another
+    client's among them), CaptureExceedsHold (422), HoldNotOpen (409, data:
+    the holds that are not OPEN; nothing ended), a capture's broken rule
+    (422), IdempotencyKeyReused (422)."""
+    fingerprint = canonical_fingerprint(
+        end=status, holds=sorted([str(hold_id), amount and f"{amount:.2f}"] for hold_id, amount in amounts.items())
+    )
+    found = {hold.pk: hold for hold in Hold.objects.filter(pk__in=list(amounts), client=client)}
+    missing = [str(hold_id) for hold_id in amounts if hold_id not in found]
+    if missing:
+        raise HoldNotFound(f"{len(missing)} of the holds were not found.", data={"holdIds": missing})
+    for hold_id, amount in amounts.items():
+        if amount is not None and amount > found[hold_id].amount:
+            raise CaptureExceedsHold(
+                f"Hold {hold_id} reserves {found[hold_id].amount:.2f}; a capture moves at most that."
+            )
+    if all(hold.end_key == idempotency_key for hold in found.values()):
+        if any(hold.end_fingerprint != fingerprint for hold in found.values()):
+            raise IdempotencyKeyReused()
+        return HoldSetResult([found[hold_id] for hold_id in amounts], replayed=True)
+    ends = {
+        hold_id: engine.HoldEnd(status, amount=amount, key=idempotency_key, fingerprint=fingerprint)
+        for hold_id, amount in amounts.items()
+    }
+    with locks.idempotency_lock(client.pk, _END_LOCK_PREFIX + idempotency_key):
+        holds, not_open = engine.end_holds(ends)
+    if not_open:
+        raise HoldNotOpen(
+            f"{len(not_open)} of the holds are not open; none ended.",
+            data={"holds": [hold_json(hold, viewer_id=client.pk) for hold in not_open]},
+        )
+    by_id = {hold.pk: hold for hold in holds}
+    return HoldSetResult([by_id[hold_id] for hold_id in amounts], replayed=False)
+
+
 def holds_expire(*, limit: int | None = None) -> int:
     """Expire every OPEN hold whose time has come, in transactions of at
     most HOLD_EXPIRE_BATCH (what the beat task runs). Returns how many."""

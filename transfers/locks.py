@@ -238,6 +238,20 @@ def lock_hold(hold_id: uuid.UUID) -> Hold:
     return hold
 
 
+_LOCK_HOLDS = _select_for_update(Hold, in_model_order(Hold, LOCKED_HOLD_FIELDS), "id = ANY(%s)", order_by="id")
+
+
+def lock_holds(hold_ids: list[uuid.UUID]) -> list[Hold]:
+    """Holds by id, locked in one statement in primary-key order (a set
+    captured or voided at once): two sets that share holds wait for each
+    other, never deadlock. Missing ids are simply not returned."""
+    holds = _locked_rows(Hold, in_model_order(Hold, LOCKED_HOLD_FIELDS), _LOCK_HOLDS, [list(set(hold_ids))])
+    for hold in holds:
+        if isinstance(hold.metadata, str):
+            hold.metadata = json.loads(hold.metadata)
+    return holds
+
+
 _LOCK_DUE_HOLDS = _select_for_update(
     Hold,
     in_model_order(Hold, LOCKED_HOLD_FIELDS),

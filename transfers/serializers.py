@@ -485,6 +485,44 @@ class HoldExtendSerializer(RefusesUnknownFields, ExpiryFields):
     idempotencyKey = IdempotencyKeyField()
 
 
+class HoldVoidItemSerializer(RefusesUnknownFields, serializers.Serializer):
+    holdId = StrictUUIDField(source="hold_id")
+
+
+class HoldCaptureItemSerializer(HoldVoidItemSerializer):
+    amount = AmountField(required=False, default=None, allow_null=True)
+
+
+class HoldSetFields(RefusesUnknownFields, serializers.Serializer):
+    """A set of your holds ended at once, all or none: at most
+    BATCH_MAX_PAYOUTS, each once; and the set's idempotency key, here or in
+    the header."""
+
+    idempotencyKey = IdempotencyKeyField()
+
+    def validate_holds(self, items):
+        if len(items) > settings.BATCH_MAX_PAYOUTS:
+            raise serializers.ValidationError(f"At most {settings.BATCH_MAX_PAYOUTS} holds.")
+        ids = [item["hold_id"] for item in items]
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("Each hold at most once.")
+        return items
+
+
+@extend_schema_serializer(component_name="HoldCaptureSet")
+class HoldCaptureSetSerializer(HoldSetFields):
+    """Capture each hold of the set (`amount`: default all of it), all or none."""
+
+    holds = HoldCaptureItemSerializer(many=True, allow_empty=False)
+
+
+@extend_schema_serializer(component_name="HoldVoidSet")
+class HoldVoidSetSerializer(HoldSetFields):
+    """Void each hold of the set, all or none."""
+
+    holds = HoldVoidItemSerializer(many=True, allow_empty=False)
+
+
 class HoldSerializer(serializers.Serializer):
     """A hold as the API shows it (transfers.rendering.hold_json, which
     renders it; these fields describe it in the schema). Amounts are

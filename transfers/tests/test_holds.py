@@ -324,3 +324,41 @@ def test_a_hot_wallet_never_reserves_past_its_balance(funded_wallet, wallet_owne
     source.refresh_from_db()
     assert source.held == Decimal("98.00") == held_of_open_holds(source)
     assert ledger_discrepancies() == []
+
+
+def test_a_set_of_holds_is_captured_all_at_once(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    ids = [place(treasury_api, source, destination, "20.00").json()["data"]["id"] for _ in range(3)]
+    body = {"holds": [{"holdId": ids[0], "amount": "5.00"}, {"holdId": ids[1]}, {"holdId": ids[2]}]}
+    response = treasury_api.post("/api/holds/capture", body, format="json", headers={"Idempotency-Key": "set-1"})
+    assert response.status_code == 200, response.json()
+    assert [h["capturedAmount"] for h in response.json()["data"]["holds"]] == ["5.00", "20.00", "20.00"]
+    assert amounts(source) == ("55.00", "0.00", "55.00")
+    again = treasury_api.post("/api/holds/capture", body, format="json", headers={"Idempotency-Key": "set-1"})
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert amounts(destination) == ("45.00", "0.00", "45.00")
+
+
+def test_a_set_with_one_ended_hold_ends_none(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    ids = [place(treasury_api, source, destination, "20.00").json()["data"]["id"] for _ in range(3)]
+    end(treasury_api, ids[1], "void")
+    body = {"holds": [{"holdId": hold_id} for hold_id in ids]}
+    response = treasury_api.post("/api/holds/void", body, format="json", headers={"Idempotency-Key": "set-2"})
+    assert response.status_code == 409 and response.json()["code"] == "hold_not_open"
+    assert [h["id"] for h in response.json()["data"]["holds"]] == [ids[1]]
+    assert amounts(source) == ("100.00", "40.00", "60.00")
+    stranger = make_api_client("Treasury client")
+    refused = stranger.post("/api/holds/void", body, format="json", headers={"Idempotency-Key": "set-3"})
+    assert refused.status_code == 404 and len(refused.json()["data"]["holdIds"]) == 3
+
+
+def test_a_set_capture_that_breaks_a_rule_moves_nothing(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    ids = [place(treasury_api, source, destination, "20.00").json()["data"]["id"] for _ in range(2)]
+    Wallet.objects.filter(pk=destination.pk).update(is_active=False)
+    body = {"holds": [{"holdId": hold_id} for hold_id in ids]}
+    response = treasury_api.post("/api/holds/capture", body, format="json", headers={"Idempotency-Key": "set-4"})
+    assert response.status_code == 422 and response.json()["code"] == "wallet_inactive"
+    assert amounts(source) == ("100.00", "40.00", "60.00")
+    assert set(Hold.objects.filter(pk__in=ids).values_list("status", flat=True)) == {HoldStatus.OPEN}
