@@ -362,3 +362,33 @@ def test_a_set_capture_that_breaks_a_rule_moves_nothing(treasury_api, funded_wal
     assert response.status_code == 422 and response.json()["code"] == "wallet_inactive"
     assert amounts(source) == ("100.00", "40.00", "60.00")
     assert set(Hold.objects.filter(pk__in=ids).values_list("status", flat=True)) == {HoldStatus.OPEN}
+
+
+# --- the admin --------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("migrated_groups")
+def test_finance_voids_a_hold_in_the_admin_with_a_reason_and_support_may_not(treasury_api, pair):
+    from django.urls import reverse
+
+    from wallets.tests.test_admin import staff_client
+
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    changelist = reverse("admin:transfers_hold_changelist")
+    support, finance = staff_client("Support"), staff_client("Finance")
+    assert support.get(changelist).status_code == 200
+    refused = support.post(changelist, {"action": "void_holds", "_selected_action": [hold_id]})
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN, refused.status_code
+    asked = finance.post(changelist, {"action": "void_holds", "_selected_action": [hold_id]})
+    assert asked.status_code == 200 and b"reason" in asked.content
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN
+    done = finance.post(
+        changelist, {"action": "void_holds", "_selected_action": [hold_id], "apply": "Void", "reason": "fraud ticket 7"}
+    )
+    assert done.status_code == 302
+    hold = Hold.objects.get(pk=hold_id)
+    assert hold.status == HoldStatus.VOIDED and hold.end_note.endswith("fraud ticket 7")
+    assert amounts(source) == ("100.00", "0.00", "100.00")
+    page = support.get(reverse("admin:wallets_wallet_change", args=[source.pk]))
+    assert page.status_code == 200 and b"All holds of this wallet" in page.content
