@@ -775,6 +775,7 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
     apply(posting, now)
     rows, events = [], []
     logs = iter(captures)
+    payees = _owners_of({hold.destination_wallet_id for hold, _ in ends} - wallets.keys())
     for hold, end in ends:
         log = next(logs) if end.status == HoldStatus.CAPTURED else None
         hold.status, hold.ended_at, hold.updated_at = end.status, now, now
@@ -786,10 +787,22 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
                 "log": log and str(log.pk), "key": end.key, "fingerprint": end.fingerprint, "note": end.note,
             }
         )  # fmt: skip
-        source, destination = wallets[hold.source_wallet_id], wallets.get(hold.destination_wallet_id)
-        events += _hold_events(hold, owners(source, *([destination] if destination else [])))
+        destination = wallets.get(hold.destination_wallet_id)
+        payee = destination.owner_id if destination else payees[hold.destination_wallet_id]
+        recipients = sorted({wallets[hold.source_wallet_id].owner_id, payee} - {None})
+        events += _hold_events(hold, recipients)
     _run(_END_HOLDS, {"ends": json.dumps(rows), "now": now})
     record_event_rows(events)
+
+
+def _owners_of(wallet_ids: set[uuid.UUID]) -> dict[uuid.UUID, int | None]:
+    """The owners of wallets a posting does not lock (a voided or expired
+    hold's destination: no money reaches it, so its row is not locked, but
+    its owner hears of the hold), read without a lock: an owner never changes
+    but by an operator giving an unclaimed wallet away."""
+    if not wallet_ids:
+        return {}
+    return dict(Wallet.objects.filter(pk__in=wallet_ids).values_list("pk", "owner_id"))
 
 
 def _capture_log(hold: Hold, amount: Decimal) -> TransactionLog:
@@ -840,10 +853,7 @@ def extend_hold(hold_id: uuid.UUID, expires_at, *, key: str, fingerprint: str) -
             expires_at=expires_at, extend_key=key, extend_fingerprint=fingerprint, updated_at=now
         )
         hold.expires_at, hold.extend_key, hold.extend_fingerprint, hold.updated_at = (expires_at, key, fingerprint, now)
-        wallets = Wallet.objects.filter(pk__in=[hold.source_wallet_id, hold.destination_wallet_id])
-        events = [
-            (EventType.HOLD_EXTENDED.value, owner, hold_json(hold, viewer_id=owner))
-            for owner in owners(*wallets.only("owner_id"))
-        ]
+        recipients = sorted(set(_owners_of({hold.source_wallet_id, hold.destination_wallet_id}).values()) - {None})
+        events = [(EventType.HOLD_EXTENDED.value, owner, hold_json(hold, viewer_id=owner)) for owner in recipients]
         record_event_rows(events)
     return hold, "extended"

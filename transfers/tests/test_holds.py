@@ -224,6 +224,12 @@ def test_the_payee_hears_of_the_hold_without_the_payers_details(treasury_api, fu
     event = Event.objects.get(client=payee.user, type="hold.created")
     assert event.data["metadata"] is None and event.data["idempotencyKey"] is None
     assert event.data["amount"] == "10.00"
+    hold_id = response.json()["data"]["id"]
+    assert end(payee_api, hold_id, "extend", expiresInSeconds=3600).status_code == 200
+    assert end(payee_api, hold_id, "void").status_code == 200
+    for owner in (payee.user, treasury_api.user):
+        got = set(Event.objects.filter(client=owner, data__id=hold_id).values_list("type", flat=True))
+        assert got == {"hold.created", "hold.extended", "hold.voided"}, owner
 
 
 @pytest.mark.parametrize(
