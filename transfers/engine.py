@@ -65,7 +65,7 @@ from transfers.movements import canonical_fingerprint
 from transfers.rendering import hold_json, transaction_json_sql
 from wallet_project.db import fetch, in_model_order, run
 from wallet_project.fields import timestamp_text
-from wallets.events import record_event_rows, record_events
+from wallets.events import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
 from wallets.models import SYSTEM_KINDS, EventType, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 
@@ -592,27 +592,48 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
 # log, decided by check_rules like any transfer. Locks: the hold rows first
 # (as a log's), then the wallets in primary-key order.
 
+# The hold, OPEN, on the wallets the caller's tenancy rule allows ({wallets}:
+# services._WALLETS_OF's, the one rule for money); no row: the key is taken,
+# or a wallet is unknown or not the client's to use.
 _INSERT_HOLD = """
 INSERT INTO holds (
     id, client_id, idempotency_key, request_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
     amount, currency, status, expires_at, metadata, error_code, error_message, end_key, end_fingerprint,
     extend_key, extend_fingerprint, end_note, created_at, updated_at)
-VALUES (%(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, %(source)s, %(destination)s,
-    %(amount)s, %(currency)s, %(status)s, %(expires_at)s, %(metadata)s, %(code)s, %(message)s, '', '',
-    '', '', '', %(now)s, %(now)s)
+SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, s.id, d.id,
+       %(amount)s, s.currency, 'OPEN', %(expires_at)s, %(metadata)s::jsonb, '', '', '', '',
+       '', '', '', %(now)s, %(now)s
+  FROM wallets s, wallets d
+ WHERE {wallets}
 ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING id
 """
-# Every hold a posting ends, in one statement; only an OPEN one (the row
-# lock and the OPEN check before deciding make it so; this is the backstop).
-_END_HOLDS = """
-UPDATE holds h
-   SET status = v.status, captured_amount = v.captured, transaction_id = v.log, end_key = v.key,
-       end_fingerprint = v.fingerprint, end_note = v.note, ended_at = %(now)s, updated_at = %(now)s
-  FROM jsonb_to_recordset(%(ends)s::jsonb) AS v(id uuid, status text, captured numeric, log uuid, key text,
-                                                 fingerprint text, note text)
- WHERE h.id = v.id AND h.status = 'OPEN'
+_KEY_TAKEN = "SELECT 1 FROM holds WHERE client_id = %s AND idempotency_key = %s"
+_FAIL_HOLD = "UPDATE holds SET status = 'FAILED', error_code = %s, error_message = %s WHERE id = %s"
+# A capture's TRANSFER logs, PENDING, for SETTLE to complete (_capture_log).
+_INSERT_CAPTURES = """
+INSERT INTO transaction_logs (
+    id, client_id, idempotency_key, movement_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
+    amount, currency, type, status, reference, metadata, error_code, error_message, created_at, updated_at)
+SELECT v.id, v.client, v.key, v.fingerprint, '', v.source, v.destination,
+       v.amount, v.currency, 'TRANSFER', 'PENDING', v.reference, v.metadata, '', '', %(now)s, %(now)s
+  FROM jsonb_to_recordset(%(logs)s::jsonb) AS v(id uuid, client integer, key text, fingerprint text, source uuid,
+                                                 destination uuid, amount numeric, currency text, reference text,
+                                                 metadata jsonb)
 """
+# Every hold a posting ends, and their events, in one statement; only an
+# OPEN hold ends (the row lock and the OPEN check before deciding make it
+# so; this is the backstop).
+_END_HOLDS = """
+WITH ended AS (
+  UPDATE holds h
+     SET status = v.status, captured_amount = v.captured, transaction_id = v.log, end_key = v.key,
+         end_fingerprint = v.fingerprint, end_note = v.note, ended_at = %(now)s, updated_at = %(now)s
+    FROM jsonb_to_recordset(%(ends)s::jsonb) AS v(id uuid, status text, captured numeric, log uuid, key text,
+                                                   fingerprint text, note text)
+   WHERE h.id = v.id AND h.status = 'OPEN'
+)
+""" + INSERT_EVENT_ROWS.replace("%s", "%(events)s")  # noqa: S608 (constants only)
 _HOLD_EVENT_TYPES = {
     HoldStatus.OPEN: EventType.HOLD_CREATED,
     HoldStatus.CAPTURED: EventType.HOLD_CAPTURED,
@@ -636,49 +657,46 @@ class HoldEnd:
     note: str = ""
 
 
-def place_hold(hold: Hold) -> bool:
+def place_hold(hold: Hold, *, wallets_rule: str, rule_params: dict) -> str:
     """Place `hold` (new, unsaved: client, key, fingerprint, body digest,
-    wallets, amount, expires_at, metadata; the caller has checked tenancy)
-    in one database transaction: lock its wallets, check the rules
-    (check_rules: a hold is a debit of the source's available balance),
-    insert it OPEN with its source's held raised by its amount and its
-    hold.created event to both owners, or FAILED with the rule it broke,
-    reserving nothing. Returns False, having written nothing, when the
-    (client, key) is taken: the caller answers with the hold that has it."""
-    return retrying(lambda: _place_hold_once(hold), hold.idempotency_key)
+    wallets, amount, expires_at, metadata) in one database transaction:
+    insert it OPEN where the caller's tenancy rule (`wallets_rule`, a WHERE
+    clause on wallets s and d, with `rule_params`) allows, lock its wallets,
+    check the rules (check_rules: a hold is a debit of the source's
+    available balance), then raise the source's held by SETTLE with its
+    hold.created event to both owners, or mark it FAILED with the rule it
+    broke, reserving nothing. Returns "placed"; "taken" (the (client, key)
+    has a hold: the caller answers with it) or "not_found" (a wallet is
+    unknown or not the client's to use), having written nothing."""
+    return retrying(lambda: _place_hold_once(hold, wallets_rule, rule_params), hold.idempotency_key)
 
 
-def _place_hold_once(hold: Hold) -> bool:
+def _place_hold_once(hold: Hold, wallets_rule: str, rule_params: dict) -> str:
     with transaction.atomic(durable=True):
+        now = timezone.now()
+        params = {
+            **rule_params,
+            "id": hold.pk, "client": hold.client_id, "key": hold.idempotency_key,
+            "fingerprint": hold.request_fingerprint, "digest": hold.body_digest, "source": hold.source_wallet_id,
+            "destination": hold.destination_wallet_id, "amount": hold.amount, "expires_at": hold.expires_at,
+            "metadata": json.dumps(hold.metadata, separators=(",", ":")), "now": now,
+        }  # fmt: skip
+        if not _fetch(_INSERT_HOLD.format(wallets=wallets_rule), params):
+            return "taken" if _fetch(_KEY_TAKEN, [hold.client_id, hold.idempotency_key]) else "not_found"
         wallets = locks.lock_wallets(hold.source_wallet_id, hold.destination_wallet_id)
         source, destination = wallets[hold.source_wallet_id], wallets[hold.destination_wallet_id]
-        hold.currency, now = source.currency, timezone.now()
-        posting = Posting(decisions=[])
+        hold.currency, hold.created_at, hold.updated_at = source.currency, now, now
         try:
             check_rules(hold, source, destination, None)
         except BusinessRuleViolation as violation:
             failure = Failure.of(violation)
             hold.status, hold.error_code, hold.error_message = HoldStatus.FAILED, failure.code, failure.message
-        else:
-            hold.status = HoldStatus.OPEN
-            posting.held_changes[source.pk] = hold.amount
-        hold.created_at = hold.updated_at = now
-        inserted = _fetch(
-            _INSERT_HOLD,
-            {
-                "id": hold.pk, "client": hold.client_id, "key": hold.idempotency_key,
-                "fingerprint": hold.request_fingerprint, "digest": hold.body_digest, "source": source.pk,
-                "destination": destination.pk, "amount": hold.amount, "currency": hold.currency,
-                "status": hold.status, "expires_at": hold.expires_at, "metadata": json.dumps(hold.metadata),
-                "code": hold.error_code, "message": hold.error_message, "now": now,
-            },
-        )  # fmt: skip
-        if not inserted:
-            return False
-        if hold.status == HoldStatus.OPEN:
-            apply(posting, now)
-            record_event_rows(_hold_events(hold, owners(source, destination)))
-    return True
+            _run(_FAIL_HOLD, [failure.code, failure.message, hold.pk])
+            return "placed"
+        hold.status = HoldStatus.OPEN
+        apply(Posting(decisions=[], held_changes={source.pk: hold.amount}), now)
+        record_event_rows(_hold_events(hold, owners(source, destination)))
+    return "placed"
 
 
 def end_hold(hold_id: uuid.UUID, end: HoldEnd) -> tuple[Hold, bool]:
@@ -771,7 +789,7 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
             raise decision.failure.violation()
     posting.held_changes = held
     if captures:
-        TransactionLog.objects.bulk_create(captures)
+        _run(_INSERT_CAPTURES, {"logs": _captures_json(captures), "now": now})
     apply(posting, now)
     rows, events = [], []
     logs = iter(captures)
@@ -791,8 +809,22 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
         payee = destination.owner_id if destination else payees[hold.destination_wallet_id]
         recipients = sorted({wallets[hold.source_wallet_id].owner_id, payee} - {None})
         events += _hold_events(hold, recipients)
-    _run(_END_HOLDS, {"ends": json.dumps(rows), "now": now})
-    record_event_rows(events)
+    _run(_END_HOLDS, {"ends": json.dumps(rows), "events": event_rows_json(events), "now": now})
+
+
+def _captures_json(logs: list[TransactionLog]) -> str:
+    return json.dumps(
+        [
+            {
+                "id": str(log.pk), "client": log.client_id, "key": log.idempotency_key,
+                "fingerprint": log.movement_fingerprint, "source": str(log.source_wallet_id),
+                "destination": str(log.destination_wallet_id), "amount": str(log.amount), "currency": log.currency,
+                "reference": log.reference, "metadata": log.metadata,
+            }
+            for log in logs
+        ],
+        separators=(",", ":"),
+    )  # fmt: skip
 
 
 def _owners_of(wallet_ids: set[uuid.UUID]) -> dict[uuid.UUID, int | None]:

@@ -22,6 +22,7 @@ An end (capture, void) carries its own key, kept on the hold: its retry is
 answered with what it did; any other end of an ended hold is HoldNotOpen.
 """
 
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -44,7 +45,7 @@ from transfers.movements import Expiry, Found, Movement, canonical_fingerprint
 from transfers.rendering import hold_json
 from transfers.selectors import READ_ALL_TRANSACTIONS
 from transfers.services import _WALLETS_OF, PAY_OTHER_CLIENTS, _ensure_wallets
-from wallet_project.db import fetch
+from wallet_project.db import fetch, in_model_order
 
 # A newline cannot be in a key (they are printable): a hold key's Redis lock
 # never meets a transfer's or a batch's of the same string.
@@ -62,11 +63,30 @@ class HoldResult:
     replayed: bool
 
 
+# Every column a hold's answer shows, and what a replay compares; written as
+# SQL, as a transfer's lookup is: the ORM's query building cost more than the
+# query (bench/instructions.py).
+_HOLD_FIELDS = in_model_order(Hold, [*locks.LOCKED_HOLD_FIELDS, "body_digest"])
+_SELECT_HOLD = f"SELECT {', '.join(_HOLD_FIELDS)} FROM holds WHERE "  # noqa: S608 (model field names)
+_FIND_HOLD = _SELECT_HOLD + "client_id = %s AND idempotency_key = %s"
+_OWN_HOLD = _SELECT_HOLD + "id = %s AND client_id = %s"
+
+
+def _hold_row(statement: str, params) -> Hold | None:
+    rows = fetch(connection, statement, params)
+    if not rows:
+        return None
+    hold = Hold.from_db(connection.alias, _HOLD_FIELDS, rows[0])
+    if isinstance(hold.metadata, str):
+        hold.metadata = json.loads(hold.metadata)
+    return hold
+
+
 def hold_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
     """Step 1: the client's hold under this key, if any (a placed hold is
     never PENDING: found.finished whenever there is one). Give it to
     hold_place to spare a query."""
-    return Found(Hold.objects.filter(client=client, idempotency_key=idempotency_key).first())
+    return Found(_hold_row(_FIND_HOLD, [client.pk, idempotency_key]))
 
 
 def hold_place(
@@ -101,13 +121,6 @@ def hold_place(
     if found.row is not None:
         return _replay(found.row, fingerprint)
     with locks.idempotency_lock(client.pk, _HOLD_LOCK_PREFIX + idempotency_key) as lock:
-        movement = Movement.transfer(
-            source_wallet_id=source_wallet_id,
-            destination_wallet_id=destination_wallet_id,
-            amount=amount,
-            metadata=metadata,
-        )
-        _check_tenancy(client, movement)
         hold = Hold(
             id=uuid.uuid4(),
             client_id=client.pk,
@@ -120,8 +133,23 @@ def hold_place(
             expires_at=expiry.instant(timezone.now()),
             metadata=metadata,
         )
-        if not engine.place_hold(hold):
-            return _replay(Hold.objects.get(client=client, idempotency_key=idempotency_key), fingerprint)
+        pay_others = client.has_perm(PAY_OTHER_CLIENTS)
+        placed = engine.place_hold(
+            hold,
+            wallets_rule=_WALLETS_OF[TransactionType.TRANSFER],
+            rule_params={"client": client.pk, "pay_others": pay_others},
+        )
+        if placed == "taken":
+            return _replay(_hold_row(_FIND_HOLD, [client.pk, idempotency_key]), fingerprint)
+        if placed == "not_found":
+            movement = Movement.transfer(
+                source_wallet_id=source_wallet_id,
+                destination_wallet_id=destination_wallet_id,
+                amount=amount,
+                metadata=metadata,
+            )
+            _ensure_wallets(movement, client=client, pay_others=pay_others)
+            raise RuntimeError("a hold's wallets were refused but found")  # _ensure_wallets raises
         lock.leave_to_expire()
     return HoldResult(hold, replayed=False)
 
@@ -270,25 +298,9 @@ def _replay(hold: Hold, fingerprint: str) -> HoldResult:
     return HoldResult(hold, replayed=True)
 
 
-def _check_tenancy(client: AbstractBaseUser, movement: Movement) -> None:
-    """The hold's wallets as a transfer's (services._WALLETS_OF, the one
-    tenancy rule for money): the source the client's customer wallet, the
-    destination a customer wallet it may pay. WalletNotFound naming the side."""
-    query = f"SELECT s.id FROM wallets s, wallets d WHERE {_WALLETS_OF[TransactionType.TRANSFER]}"  # noqa: S608 (constants)
-    pay_others = client.has_perm(PAY_OTHER_CLIENTS)
-    params = {
-        "source": movement.source_wallet_id,
-        "destination": movement.destination_wallet_id,
-        "client": client.pk,
-        "pay_others": pay_others,
-    }
-    if not fetch(connection, query, params):
-        _ensure_wallets(movement, client=client, pay_others=pay_others)
-
-
 def _own_hold(client: AbstractBaseUser, hold_id: uuid.UUID) -> Hold:
     """The client's own hold (only its placing client ends or extends it)."""
-    hold = Hold.objects.filter(pk=hold_id, client=client).first()
+    hold = _hold_row(_OWN_HOLD, [hold_id, client.pk])
     if hold is None:
         raise HoldNotFound()
     return hold

@@ -414,7 +414,7 @@ class BatchResultSerializer(serializers.Serializer):
 # --- holds (docs/api.md, "Holds") --------------------------------------------------
 
 
-class ExpiryFields(serializers.Serializer):
+class ExpiryFields(LeanSerializer):
     """When a hold expires: `expiresAt` (an instant, with its offset) or
     `expiresInSeconds` (from now), exactly one, at most HOLD_MAX_SECONDS
     ahead. Validated into `expiry` (transfers.holds.Expiry)."""
