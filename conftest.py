@@ -60,6 +60,10 @@ for _group in _event_admin.GROUPS:
 _give_wallet = importlib.import_module("transfers.migrations.0011_give_wallet_permission")
 for _group in _give_wallet.GROUPS:
     MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_give_wallet.PERMISSIONS]
+# Holds: Finance voids one from the admin.
+_holds = importlib.import_module("transfers.migrations.0018_holds")
+for _group in _holds.GROUPS:
+    MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_holds.PERMISSIONS]
 # Four eyes: the Approver group, and what Support and Finance gained.
 _corrections = importlib.import_module("corrections.migrations.0002_approver_group")
 MIGRATED_GROUPS.update(_corrections.GROUPS)

@@ -2,6 +2,12 @@
 figure that does not move with what else the machine is doing.
 
     .venv/bin/python bench/instructions.py [N]        # about 4 minutes
+    .venv/bin/python bench/instructions.py N holds    # also per hold placed and captured, about 8
+
+With `holds`, two more runs: warm-up and N holds placed (POST /api/holds,
+each of 0.01 toward the next wallet), and warm-up, N holds placed and each
+captured whole (POST /api/holds/{id}/capture): the differences are the cost
+of placing a hold and of capturing one (docs/api.md, "Holds").
 
 Sets up its own database (BENCH_DB, default wallet_instructions: an API client
 and 20 funded wallets, as bench/run.py does), then runs the production WSGI
@@ -73,9 +79,30 @@ def drive(phase: str, n: int, run: str) -> None:
         status = roundtrips.wsgi("POST", "/api/transfer", body(i), {**auth, "Idempotency-Key": key})[0]
         assert status == expected, (key, status)
 
+    def hold(i: int, key: str) -> str:
+        payload = json.loads(body(i))
+        payload["expiresInSeconds"] = 3600
+        status, _, content = roundtrips.wsgi(
+            "POST", "/api/holds", json.dumps(payload).encode(), {**auth, "Idempotency-Key": key}
+        )
+        assert status == 201, (key, status, content)
+        return json.loads(content)["data"]["id"]
+
+    def capture(hold_id: str, key: str) -> None:
+        status = roundtrips.wsgi("POST", f"/api/holds/{hold_id}/capture", b"{}", {**auth, "Idempotency-Key": key})[0]
+        assert status == 200, (hold_id, status)
+
     for i in range(5):
         post(i, f"warm-{run}-{phase}-{i}", 201)
         post(i, f"warm-{run}-{phase}-{i}", 200)
+    if phase in ("warm-holds", "holds", "captures"):
+        for i in range(5):
+            capture(hold(i, f"warm-hold-{run}-{phase}-{i}"), f"warm-capture-{run}-{phase}-{i}")
+        placed = [hold(i, f"hold-{run}-{phase}-{i}") for i in range(n)] if phase != "warm-holds" else []
+        if phase == "captures":
+            for i, hold_id in enumerate(placed):
+                capture(hold_id, f"capture-{run}-{phase}-{i}")
+        return
     keys = [f"{run}-{phase}-{i}" for i in range(n)]
     if phase in ("transfers", "replays"):
         for i, key in enumerate(keys):
@@ -85,26 +112,30 @@ def drive(phase: str, n: int, run: str) -> None:
             post(i, key, 200)
 
 
-def main(n: int) -> None:
+def main(n: int, with_holds: bool = False) -> None:
     env = harness.service_env()
     env["BENCH_TOKEN"] = setup(env)
     run = uuid.uuid4().hex[:8]
     base = callgrind_total(env, "warm", n, run)
     transfers = callgrind_total(env, "transfers", n, run)
     replays = callgrind_total(env, "replays", n, run)
-    print(
-        json.dumps(
-            {
-                "n": n,
-                "instructions_per_transfer": round((transfers - base) / n),
-                "instructions_per_replay": round((replays - transfers) / n),
-            }
-        )
-    )
+    result = {
+        "n": n,
+        "instructions_per_transfer": round((transfers - base) / n),
+        "instructions_per_replay": round((replays - transfers) / n),
+    }
+    if with_holds:
+        # The same warm-up (transfers and five holds captured), then N holds, then N holds and N captures.
+        warm = callgrind_total(env, "warm-holds", n, run)
+        placed = callgrind_total(env, "holds", n, run)
+        captured = callgrind_total(env, "captures", n, run)
+        result["instructions_per_hold_placed"] = round((placed - warm) / n)
+        result["instructions_per_hold_captured"] = round((captured - placed) / n)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "drive":
         drive(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
-        main(int(sys.argv[1]) if len(sys.argv) > 1 else 40)
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 40, with_holds=sys.argv[2:3] == ["holds"])

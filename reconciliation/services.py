@@ -200,7 +200,7 @@ def stale_pending_reconcile(*, older_than: timedelta | None = None) -> list[Reco
 
 @dataclass(frozen=True)
 class Discrepancy:
-    invariant: str  # conservation | ledger_agreement | negative_balance
+    invariant: str  # conservation | ledger_agreement | held_agreement | negative_balance
     subject: str  # a currency or a wallet id
     detail: str
 
@@ -224,7 +224,8 @@ def ledger_discrepancies() -> list[Discrepancy]:
 
     Runs in one REPEATABLE READ, READ ONLY transaction: one snapshot, so a
     transfer committing meanwhile cannot make a correct ledger look wrong.
-    Three aggregate queries, whatever the number of logs.
+    Four aggregate queries, whatever the number of logs; the fourth is
+    held_agreement: wallet.held equals the sum of its OPEN holds.
     """
     moved = ", ".join(f"'{status}'" for status in MONEY_MOVED_STATUSES)
     found: list[Discrepancy] = []
@@ -262,6 +263,22 @@ def ledger_discrepancies() -> list[Discrepancy]:
                     str(wallet_id),
                     f"balance {balance} but the ledger says {ledger} (off by {Decimal(balance) - Decimal(ledger)})",
                 )
+            )
+
+        # Holds (docs/api.md, "Holds"): what a wallet shows as held is what its OPEN holds reserve.
+        cursor.execute(
+            """
+            SELECT w.id, w.held, COALESCE(h.total, 0)
+              FROM wallets w
+              LEFT JOIN (SELECT source_wallet_id, SUM(amount) AS total FROM holds WHERE status = 'OPEN'
+                          GROUP BY source_wallet_id) h ON h.source_wallet_id = w.id
+             WHERE w.held <> COALESCE(h.total, 0)
+             ORDER BY w.id
+            """
+        )
+        for wallet_id, held, total in cursor.fetchall():
+            found.append(
+                Discrepancy("held_agreement", str(wallet_id), f"held {held} but its open holds reserve {total}")
             )
 
         cursor.execute(

@@ -10,13 +10,17 @@ transactions and its ledger-derived balance beside the stored one.
 import json
 from decimal import Decimal
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import Q
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from transfers.models import MONEY_MOVED_STATUSES, TransactionLog, TransferBatch
+from transfers.exceptions import HoldNotOpen
+from transfers.holds import hold_void_by_operator
+from transfers.models import MONEY_MOVED_STATUSES, Hold, HoldStatus, TransactionLog, TransferBatch
 from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, wallet_recent_transactions
 from transfers.services import batch_outcomes
 from wallet_project.db.routers import LagTolerantChangeListMixin
@@ -141,10 +145,11 @@ class TransactionLogAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.
 
 
 class WalletLedgerAdmin(WalletAdmin):
-    readonly_fields = (*WalletAdmin.readonly_fields, "ledger_balance", "recent_transactions")
+    readonly_fields = (*WalletAdmin.readonly_fields, "ledger_balance", "recent_transactions", "open_holds")
     fieldsets = (
         *WalletAdmin.fieldsets,
         ("Ledger", {"fields": ("ledger_balance", "recent_transactions")}),
+        ("Holds", {"fields": ("open_holds",)}),
     )
     change_form_template = "admin/transfers/wallet/change_form.html"
 
@@ -159,6 +164,34 @@ class WalletLedgerAdmin(WalletAdmin):
             ledger,
             balance,
             balance - ledger,
+        )
+
+    @admin.display(description="open holds")
+    def open_holds(self, wallet):
+        """What the wallet's OPEN holds reserve (held), soonest expiry first,
+        with available = balance - held (docs/api.md, "Holds")."""
+        holds = list(
+            Hold.objects.filter(source_wallet=wallet, status=HoldStatus.OPEN).order_by("expires_at")[
+                :RECENT_TRANSACTIONS
+            ]
+        )
+        all_url = reverse("admin:transfers_hold_changelist") + f"?q={wallet.pk}"
+        summary = format_html(
+            "held {} {}, available {} {}. ", wallet.held, wallet.currency, wallet.available, wallet.currency
+        )
+        if not holds:
+            return format_html('{}<a href="{}">All holds of this wallet</a>', summary, all_url)
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{} {}</td><td>{}</td></tr>",
+            ((admin_link(hold, short_id(hold.pk)), hold.amount, hold.currency, hold.expires_at) for hold in holds),
+        )
+        return format_html(
+            "{}<table><thead><tr><th>hold</th><th>amount</th><th>expires</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">All holds of this wallet</a></p>',
+            summary,
+            rows,
+            all_url,
         )
 
     @admin.display(description=f"last {RECENT_TRANSACTIONS} transactions")
@@ -290,3 +323,87 @@ class TransferBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             ((name,) for name in ("#", "reference", "key", "destination", "amount", "status", "error")),
         )
         return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", header, rows)
+
+
+# --- holds ---------------------------------------------------------------------------
+
+
+class VoidHoldForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why: kept on the hold with your name. The client sees the hold VOIDED (and a hold.voided event).",
+    )
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every hold, read-only; Finance (transfers.void_hold) voids an OPEN
+    one with a reason (transfers.holds.hold_void_by_operator: the engine
+    releases it, as a client's void would)."""
+
+    list_display = ("id", "status", "amount", "currency", "source", "destination", "expires_at", "created_at")
+    list_filter = ("status", CurrencyListFilter, ("created_at", admin.DateFieldListFilter))
+    list_select_related = ("source_wallet", "destination_wallet")
+    search_fields = ("=idempotency_key",)
+    search_help_text = "A hold id, a wallet id, or the hold's idempotency key."
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    actions = ["void_holds"]
+    fields = (
+        *("id", "status", "amount", "currency", "source", "destination", "expires_at", "captured_amount"),
+        *("transaction", "client", "idempotency_key", "metadata", "error_code", "error_message", "end_note"),
+        *("created_at", "ended_at"),
+    )
+    readonly_fields = fields
+
+    # Whoever may read the transaction logs may read the holds (Support, Finance).
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("transfers.view_transactionlog") or super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request) or super().has_module_permission(request)
+
+    def has_void_permission(self, request) -> bool:
+        return request.user.has_perm("transfers.void_hold")
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(idempotency_key=term)
+        value = parse_uuid(term)
+        if value is not None:
+            match |= Q(pk=value) | Q(source_wallet_id=value) | Q(destination_wallet_id=value)
+        return queryset.filter(match), False
+
+    @admin.display(description="source", ordering="source_wallet_id")
+    def source(self, hold):
+        return wallet_link(hold.source_wallet)
+
+    @admin.display(description="destination", ordering="destination_wallet_id")
+    def destination(self, hold):
+        return wallet_link(hold.destination_wallet)
+
+    @admin.action(description="Void selected holds…", permissions=["void"])
+    def void_holds(self, request, queryset):
+        """The page asking for the reason, until it comes back with "apply";
+        then each OPEN hold is voided, and the others are named."""
+        form = VoidHoldForm(request.POST if "apply" in request.POST else None)
+        holds = list(queryset)
+        if not form.is_valid():
+            context = {**self.admin_site.each_context(request), "opts": self.opts, "holds": holds, "form": form}
+            return TemplateResponse(request, "admin/transfers/hold/void.html", context)
+        voided, refused = 0, []
+        for hold in holds:
+            try:
+                hold_void_by_operator(hold_id=hold.pk, reason=form.cleaned_data["reason"], voided_by=request.user)
+                voided += 1
+            except HoldNotOpen:
+                refused.append(str(hold.pk))
+        if voided:
+            self.message_user(request, f"Voided {voided} hold(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Not open, left as they are: {', '.join(refused)}", messages.WARNING)
+        return None

@@ -55,14 +55,19 @@ from transfers.models import (
     BatchStatus,
     ClientDailyDebit,
     ClientExposure,
+    Hold,
+    HoldStatus,
     TransactionLog,
     TransactionStatus,
+    TransactionType,
     TransferBatch,
+    new_reference,
 )
-from transfers.rendering import transaction_json_sql
+from transfers.movements import canonical_fingerprint
+from transfers.rendering import hold_json, transaction_json_sql
 from wallet_project.db import fetch, in_model_order, run
 from wallet_project.fields import timestamp_text
-from wallets.events import record_events
+from wallets.events import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
 from wallets.models import SYSTEM_KINDS, EventType, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 
@@ -145,6 +150,8 @@ class Posting:
     customer wallet's [debits, credits] to add to its totals of the day,
     `client_debits`: each client daily-debits row's addition (none for a
     correction: outside tiers, docs/limits.md).
+    `held_changes`: each wallet's change to what open holds reserve (signed
+    sums, by primary key: placing, capturing, voiding, expiring a hold).
     `reverses`: for a reversal (one decision, its compensation), the
     COMPLETED log it reverses, which apply marks REVERSED."""
 
@@ -154,6 +161,7 @@ class Posting:
     exposure_changes: dict[int, Decimal] = field(default_factory=dict)
     totals: dict[uuid.UUID, list[Decimal]] = field(default_factory=dict)
     client_debits: dict[int, Decimal] = field(default_factory=dict)
+    held_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     owners: dict[uuid.UUID, list[int]] = field(default_factory=dict)
     reverses: TransactionLog | None = None
 
@@ -192,7 +200,8 @@ def check_rules(
         )
     if tiers:
         limits.check_restrictions(log, source, destination)
-    if source.kind == WalletKind.CUSTOMER and source.balance < log.amount:
+    # What it may spend is what its open holds do not reserve (docs/api.md, "Holds").
+    if source.kind == WalletKind.CUSTOMER and source.balance - source.held < log.amount:
         raise InsufficientBalance()
     if tiers:
         limits.check_caps(log, source, destination, client_debits)
@@ -357,8 +366,8 @@ EVENT_TYPE = (
 # keeps it under.
 SETTLE_READABLE = f"""
 WITH legs AS (
-  UPDATE wallets w SET balance = w.balance + v.delta, updated_at = %(now)s
-    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'legs') AS v(id uuid, delta numeric)
+  UPDATE wallets w SET balance = w.balance + v.delta, held = w.held + COALESCE(v.held, 0), updated_at = %(now)s
+    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'legs') AS v(id uuid, delta numeric, held numeric)
    WHERE w.id = v.id
 ),
 exposure AS (
@@ -405,7 +414,7 @@ def apply(posting: Posting, now) -> None:
     decisions = posting.decisions
     events = [(decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]]
     document = {
-        "legs": [{"id": str(pk), "delta": str(delta)} for pk, delta in posting.balance_changes.items()],
+        "legs": _legs(posting),
         "exposures": [{"id": pk, "change": str(change)} for pk, change in posting.exposure_changes.items()],
         "day": posting.day.isoformat() if posting.day else None,
         "totals": [{"id": str(pk), "d": str(d), "c": str(c)} for pk, (d, c) in posting.totals.items()],
@@ -436,6 +445,16 @@ def apply(posting: Posting, now) -> None:
             log.error_code, log.error_message = decision.failure.code, decision.failure.message
     if reverses is not None:
         reverses.status, reverses.updated_at = TransactionStatus.REVERSED, now
+
+
+def _legs(posting: Posting) -> list[dict]:
+    """Each wallet's balance change and, only where a hold changes it, its
+    held change (absent: none): one row per wallet, as one UPDATE changes a
+    row once."""
+    legs = {pk: {"id": str(pk), "delta": str(delta)} for pk, delta in posting.balance_changes.items()}
+    for pk, held in posting.held_changes.items():
+        legs.setdefault(pk, {"id": str(pk), "delta": "0"})["held"] = str(held)
+    return list(legs.values())
 
 
 def _fetch(statement: str, params) -> list[tuple]:
@@ -646,3 +665,317 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
             }
         },
     )
+
+
+# --- holds ------------------------------------------------------------------------
+#
+# docs/api.md, "Holds": placing, capturing, voiding and expiring a hold are
+# postings of this engine. A hold's reservation is a change to its source
+# wallet's `held` (Posting.held_changes), written by SETTLE with the balances;
+# check_rules measures a debit against the available balance (balance -
+# held). A capture releases the hold and moves what it captures as a TRANSFER
+# log, decided by check_rules like any transfer. Locks: the hold rows first
+# (as a log's), then the wallets in primary-key order.
+
+# The hold, OPEN, on the wallets the caller's tenancy rule allows ({wallets}:
+# services._WALLETS_OF's, the one rule for money); no row: the key is taken,
+# or a wallet is unknown or not the client's to use.
+_INSERT_HOLD = """
+INSERT INTO holds (
+    id, client_id, idempotency_key, request_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
+    amount, currency, status, expires_at, metadata, error_code, error_message, end_key, end_fingerprint,
+    extend_key, extend_fingerprint, end_note, created_at, updated_at)
+SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, s.id, d.id,
+       %(amount)s, s.currency, 'OPEN', %(expires_at)s, %(metadata)s::jsonb, '', '', '', '',
+       '', '', '', %(now)s, %(now)s
+  FROM wallets s, wallets d
+ WHERE {wallets}
+ON CONFLICT (client_id, idempotency_key) DO NOTHING
+RETURNING id
+"""
+_KEY_TAKEN = "SELECT 1 FROM holds WHERE client_id = %s AND idempotency_key = %s"
+_FAIL_HOLD = "UPDATE holds SET status = 'FAILED', error_code = %s, error_message = %s WHERE id = %s"
+# A capture's TRANSFER logs, PENDING, for SETTLE to complete (_capture_log).
+_INSERT_CAPTURES = """
+INSERT INTO transaction_logs (
+    id, client_id, idempotency_key, movement_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
+    amount, currency, type, status, reference, metadata, error_code, error_message, created_at, updated_at)
+SELECT v.id, v.client, v.key, v.fingerprint, '', v.source, v.destination,
+       v.amount, v.currency, 'TRANSFER', 'PENDING', v.reference, v.metadata, '', '', %(now)s, %(now)s
+  FROM jsonb_to_recordset(%(logs)s::jsonb) AS v(id uuid, client integer, key text, fingerprint text, source uuid,
+                                                 destination uuid, amount numeric, currency text, reference text,
+                                                 metadata jsonb)
+"""
+# Every hold a posting ends, and their events, in one statement; only an
+# OPEN hold ends (the row lock and the OPEN check before deciding make it
+# so; this is the backstop).
+_END_HOLDS = """
+WITH ended AS (
+  UPDATE holds h
+     SET status = v.status, captured_amount = v.captured, transaction_id = v.log, end_key = v.key,
+         end_fingerprint = v.fingerprint, end_note = v.note, ended_at = %(now)s, updated_at = %(now)s
+    FROM jsonb_to_recordset(%(ends)s::jsonb) AS v(id uuid, status text, captured numeric, log uuid, key text,
+                                                   fingerprint text, note text)
+   WHERE h.id = v.id AND h.status = 'OPEN'
+)
+""" + INSERT_EVENT_ROWS.replace("%s", "%(events)s")  # noqa: S608 (constants only)
+_HOLD_EVENT_TYPES = {
+    HoldStatus.OPEN: EventType.HOLD_CREATED,
+    HoldStatus.CAPTURED: EventType.HOLD_CAPTURED,
+    HoldStatus.VOIDED: EventType.HOLD_VOIDED,
+    HoldStatus.EXPIRED: EventType.HOLD_EXPIRED,
+}
+
+
+@dataclass(frozen=True)
+class HoldEnd:
+    """How a hold is to end: CAPTURED (`amount` moves, at most the hold's;
+    the rest is released), VOIDED or EXPIRED (all released). `key` and
+    `fingerprint`: the request that ends it, kept so that its retry is
+    answered again ("" for an expiry or an operator). `note`: an operator's
+    reason."""
+
+    status: HoldStatus
+    amount: Decimal | None = None
+    key: str = ""
+    fingerprint: str = ""
+    note: str = ""
+
+
+def place_hold(hold: Hold, *, wallets_rule: str, rule_params: dict) -> str:
+    """Place `hold` (new, unsaved: client, key, fingerprint, body digest,
+    wallets, amount, expires_at, metadata) in one database transaction:
+    insert it OPEN where the caller's tenancy rule (`wallets_rule`, a WHERE
+    clause on wallets s and d, with `rule_params`) allows, lock its wallets,
+    check the rules (check_rules: a hold is a debit of the source's
+    available balance), then raise the source's held by SETTLE with its
+    hold.created event to both owners, or mark it FAILED with the rule it
+    broke, reserving nothing. Returns "placed"; "taken" (the (client, key)
+    has a hold: the caller answers with it) or "not_found" (a wallet is
+    unknown or not the client's to use), having written nothing."""
+    return retrying(lambda: _place_hold_once(hold, wallets_rule, rule_params), hold.idempotency_key)
+
+
+def _place_hold_once(hold: Hold, wallets_rule: str, rule_params: dict) -> str:
+    with transaction.atomic(durable=True):
+        now = timezone.now()
+        params = {
+            **rule_params,
+            "id": hold.pk, "client": hold.client_id, "key": hold.idempotency_key,
+            "fingerprint": hold.request_fingerprint, "digest": hold.body_digest, "source": hold.source_wallet_id,
+            "destination": hold.destination_wallet_id, "amount": hold.amount, "expires_at": hold.expires_at,
+            "metadata": json.dumps(hold.metadata, separators=(",", ":")), "now": now,
+        }  # fmt: skip
+        if not _fetch(_INSERT_HOLD.format(wallets=wallets_rule), params):
+            return "taken" if _fetch(_KEY_TAKEN, [hold.client_id, hold.idempotency_key]) else "not_found"
+        day = limits.business_day(now)
+        wallets = locks.lock_wallets(hold.source_wallet_id, hold.destination_wallet_id, day=day)
+        source, destination = wallets[hold.source_wallet_id], wallets[hold.destination_wallet_id]
+        hold.currency, hold.created_at, hold.updated_at = source.currency, now, now
+        try:
+            # Tier caps are checked as for a transfer of the amount today
+            # (docs/limits.md); the day's totals move only when it is captured.
+            client_debits = client_debits_row(source, day, {})
+            check_rules(hold, source, destination, None, client_debits)
+        except BusinessRuleViolation as violation:
+            failure = Failure.of(violation)
+            hold.status, hold.error_code, hold.error_message = HoldStatus.FAILED, failure.code, failure.message
+            _run(_FAIL_HOLD, [failure.code, failure.message, hold.pk])
+            return "placed"
+        hold.status = HoldStatus.OPEN
+        apply(Posting(decisions=[], held_changes={source.pk: hold.amount}), now)
+        record_event_rows(_hold_events(hold, owners(source, destination)))
+    return "placed"
+
+
+def end_hold(hold_id: uuid.UUID, end: HoldEnd) -> tuple[Hold, bool]:
+    """End an OPEN hold as `end` says, in one database transaction. Returns
+    (hold, ended_now): ended_now False when it was not OPEN (it is returned
+    as it is, ended by whoever came first), or when its expiry had come: then
+    it is EXPIRED here and now instead (an expiry is never overtaken by the
+    task's delay), and returned so.
+
+    A capture is refused whole by a rule it breaks (the destination frozen,
+    say): the rule's BusinessRuleViolation is raised and the hold stays OPEN.
+    Hold.DoesNotExist for an unknown id."""
+    return retrying(lambda: _end_hold_once(hold_id, end), hold_id)
+
+
+def _end_hold_once(hold_id: uuid.UUID, end: HoldEnd) -> tuple[Hold, bool]:
+    with transaction.atomic(durable=True):
+        hold = locks.lock_hold(hold_id)
+        if hold.status != HoldStatus.OPEN:
+            return hold, False
+        now = timezone.now()
+        due = end.status != HoldStatus.EXPIRED and hold.expires_at <= now
+        post_hold_ends([(hold, HoldEnd(HoldStatus.EXPIRED) if due else end)], now)
+    return hold, not due
+
+
+def end_holds(ends: dict[uuid.UUID, HoldEnd]) -> tuple[list[Hold], list[Hold]]:
+    """End a set of holds at once, all or none (docs/api.md, "Holds": a set
+    captured or voided in one request), in one database transaction: every
+    hold locked in primary-key order, then one posting for all of them.
+    Returns (holds, not_open): when any is not OPEN (or its expiry has come:
+    it is EXPIRED here, the others untouched), not_open lists them and none
+    ends. A broken rule of any capture is raised (nothing ends). Holds
+    missing from the result were not found."""
+    return retrying(lambda: _end_holds_once(ends), "hold set")
+
+
+def _end_holds_once(ends: dict[uuid.UUID, HoldEnd]) -> tuple[list[Hold], list[Hold]]:
+    with transaction.atomic(durable=True):
+        holds = locks.lock_holds(list(ends))
+        now = timezone.now()
+        not_open = [hold for hold in holds if hold.status != HoldStatus.OPEN or hold.expires_at <= now]
+        if not_open:
+            due = [hold for hold in not_open if hold.status == HoldStatus.OPEN]
+            if due:
+                post_hold_ends([(hold, HoldEnd(HoldStatus.EXPIRED)) for hold in due], now)
+            return holds, not_open
+        post_hold_ends([(hold, ends[hold.pk]) for hold in holds], now)
+    return holds, []
+
+
+def expire_due_holds(*, limit: int) -> int:
+    """Expire up to `limit` OPEN holds whose expiry has come, soonest first,
+    in one database transaction (their sources' held released, a
+    hold.expired event each); holds another transaction has locked are
+    passed over (SKIP LOCKED): it ends them, or the next call does. Returns
+    how many it expired. Safe to run from any number of workers at once."""
+
+    def once() -> int:
+        with transaction.atomic(durable=True):
+            now = timezone.now()
+            holds = locks.lock_due_holds(now, limit)
+            if holds:
+                post_hold_ends([(hold, HoldEnd(HoldStatus.EXPIRED)) for hold in holds], now)
+        return len(holds)
+
+    return retrying(once, "expiry")
+
+
+def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
+    """Post the ends of OPEN holds the caller has locked, in its transaction:
+    lock their wallets, release every hold, decide the captures' TRANSFER
+    logs on what that leaves (check_rules; the first broken rule is raised,
+    nothing written), then one SETTLE for every held change, balance and
+    log, the holds' rows, and their events. The holds are updated in memory."""
+    wallet_ids = {hold.source_wallet_id for hold, _ in ends}
+    wallet_ids |= {hold.destination_wallet_id for hold, end in ends if end.status == HoldStatus.CAPTURED}
+    day = limits.business_day(now)
+    wallets = locks.lock_wallets(*wallet_ids, day=day)
+    held: dict[uuid.UUID, Decimal] = {}
+    captures = []
+    for hold, end in ends:
+        source = wallets[hold.source_wallet_id]
+        source.held -= hold.amount
+        held[source.pk] = held.get(source.pk, Decimal(0)) - hold.amount
+        if end.status == HoldStatus.CAPTURED:
+            captures.append(_capture_log(hold, end.amount if end.amount is not None else hold.amount))
+    posting = decide(captures, wallets, day=day)
+    for decision in posting.decisions:
+        if decision.failure is not None:
+            raise decision.failure.violation()
+    posting.held_changes = held
+    if captures:
+        _run(_INSERT_CAPTURES, {"logs": _captures_json(captures), "now": now})
+    apply(posting, now)
+    rows, events = [], []
+    logs = iter(captures)
+    payees = _owners_of({hold.destination_wallet_id for hold, _ in ends} - wallets.keys())
+    for hold, end in ends:
+        log = next(logs) if end.status == HoldStatus.CAPTURED else None
+        hold.status, hold.ended_at, hold.updated_at = end.status, now, now
+        hold.end_key, hold.end_fingerprint, hold.end_note = end.key, end.fingerprint, end.note
+        hold.captured_amount, hold.transaction_id = (log.amount, log.pk) if log else (None, None)
+        rows.append(
+            {
+                "id": str(hold.pk), "status": hold.status, "captured": log and str(log.amount),
+                "log": log and str(log.pk), "key": end.key, "fingerprint": end.fingerprint, "note": end.note,
+            }
+        )  # fmt: skip
+        destination = wallets.get(hold.destination_wallet_id)
+        payee = destination.owner_id if destination else payees[hold.destination_wallet_id]
+        recipients = sorted({wallets[hold.source_wallet_id].owner_id, payee} - {None})
+        events += _hold_events(hold, recipients)
+    _run(_END_HOLDS, {"ends": json.dumps(rows), "events": event_rows_json(events), "now": now})
+
+
+def _captures_json(logs: list[TransactionLog]) -> str:
+    return json.dumps(
+        [
+            {
+                "id": str(log.pk), "client": log.client_id, "key": log.idempotency_key,
+                "fingerprint": log.movement_fingerprint, "source": str(log.source_wallet_id),
+                "destination": str(log.destination_wallet_id), "amount": str(log.amount), "currency": log.currency,
+                "reference": log.reference, "metadata": log.metadata,
+            }
+            for log in logs
+        ],
+        separators=(",", ":"),
+    )  # fmt: skip
+
+
+def _owners_of(wallet_ids: set[uuid.UUID]) -> dict[uuid.UUID, int | None]:
+    """The owners of wallets a posting does not lock (a voided or expired
+    hold's destination: no money reaches it, so its row is not locked, but
+    its owner hears of the hold), read without a lock: an owner never changes
+    but by an operator giving an unclaimed wallet away."""
+    if not wallet_ids:
+        return {}
+    return dict(Wallet.objects.filter(pk__in=wallet_ids).values_list("pk", "owner_id"))
+
+
+def _capture_log(hold: Hold, amount: Decimal) -> TransactionLog:
+    """The PENDING TRANSFER a capture of `amount` makes: the hold's client,
+    wallets, currency and metadata; its key `hold:<id>`, one per hold (a hold
+    is captured once), so GET /api/transfer/hold:<id> finds it."""
+    return TransactionLog(
+        id=uuid.uuid4(),
+        client_id=hold.client_id,
+        idempotency_key=f"hold:{hold.pk}",
+        movement_fingerprint=canonical_fingerprint(capture_of=str(hold.pk)),
+        type=TransactionType.TRANSFER,
+        status=TransactionStatus.PENDING,
+        source_wallet_id=hold.source_wallet_id,
+        destination_wallet_id=hold.destination_wallet_id,
+        amount=amount,
+        currency=hold.currency,
+        metadata=hold.metadata,
+        reference=new_reference(),
+    )
+
+
+def _hold_events(hold: Hold, recipients: list[int]) -> list[tuple[str, int, dict]]:
+    """The event of `hold`'s new status, one per owner of its wallets, each as that owner may see it."""
+    return [(_HOLD_EVENT_TYPES[hold.status], owner, hold_json(hold, viewer_id=owner)) for owner in recipients]
+
+
+def extend_hold(hold_id: uuid.UUID, expires_at, *, key: str, fingerprint: str) -> tuple[Hold, str]:
+    """Move an OPEN hold's expiry to `expires_at`, later only, with its
+    hold.extended event. Returns (hold, outcome): "extended"; "not_open" (it
+    had ended, returned as it is; or its expiry had come, and it is EXPIRED
+    here now); "replayed" (`key` made its last extension: unchanged);
+    "not_later" (expires_at is not after its expiry: unchanged).
+    Hold.DoesNotExist for an unknown id."""
+    with transaction.atomic(durable=True):
+        hold = locks.lock_hold(hold_id)
+        if key and hold.extend_key == key and hold.extend_fingerprint == fingerprint:
+            return hold, "replayed"
+        if hold.status != HoldStatus.OPEN:
+            return hold, "not_open"
+        now = timezone.now()
+        if hold.expires_at <= now:
+            post_hold_ends([(hold, HoldEnd(HoldStatus.EXPIRED))], now)
+            return hold, "not_open"
+        if expires_at <= hold.expires_at:
+            return hold, "not_later"
+        Hold.objects.filter(pk=hold.pk).update(
+            expires_at=expires_at, extend_key=key, extend_fingerprint=fingerprint, updated_at=now
+        )
+        hold.expires_at, hold.extend_key, hold.extend_fingerprint, hold.updated_at = (expires_at, key, fingerprint, now)
+        recipients = sorted(set(_owners_of({hold.source_wallet_id, hold.destination_wallet_id}).values()) - {None})
+        events = [(EventType.HOLD_EXTENDED.value, owner, hold_json(hold, viewer_id=owner)) for owner in recipients]
+        record_event_rows(events)
+    return hold, "extended"

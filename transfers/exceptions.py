@@ -108,3 +108,35 @@ class ReversalNotAllowed(ServiceError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "not_reversible"
     default_detail = "Only a COMPLETED transaction can be reversed, and only once."
+
+
+# --- holds (docs/api.md, "Holds") ------------------------------------------------
+
+
+class HoldNotFound(ServiceError):
+    """Unknown, or another client's: the same answer for both (tenancy)."""
+
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "hold_not_found"
+    default_detail = "Hold not found."
+
+
+class HoldNotOpen(ServiceError):
+    """The hold has ended (captured, voided, expired) or never reserved
+    anything (FAILED): data is the hold, saying which and how."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "hold_not_open"
+    default_detail = "The hold is not open: it has ended, or it was refused when placed."
+
+
+class CaptureExceedsHold(ServiceError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "capture_exceeds_hold"
+    default_detail = "A capture moves at most the hold's amount."
+
+
+class HoldExpiryNotLater(ServiceError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "hold_expiry_not_later"
+    default_detail = "An extension moves the hold's expiry later, never earlier."

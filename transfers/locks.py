@@ -27,7 +27,7 @@ from redis.exceptions import LockError
 
 from transfers import limits
 from transfers.exceptions import IdempotencyKeyInUse
-from transfers.models import ClientDailyDebit, ClientExposure, TransactionLog, TransferBatch
+from transfers.models import ClientDailyDebit, ClientExposure, Hold, TransactionLog, TransferBatch
 from wallet_project.db import in_model_order, statement_cursor
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
@@ -107,9 +107,11 @@ LOCKED_LOG_FIELDS = (
     "id", "client_id", "type", "status", "source_wallet_id", "destination_wallet_id", "amount", "currency",
     "reference", "error_code", "error_message", "reversal_of_id", "batch_id",
 )  # fmt: skip
-# owner_id: the recipients of the transaction's events.
+# owner_id: the recipients of the transaction's events; held: what open holds
+# reserve (the available balance is balance - held).
 LOCKED_WALLET_FIELDS = (
-    "id", "kind", "currency", "balance", "is_active", "owner_id", "tier_id", "post_no_debit", "post_no_credit",
+    "id", "kind", "currency", "balance", "held", "is_active", "owner_id", "tier_id", "post_no_debit",
+    "post_no_credit",
 )  # fmt: skip
 
 
@@ -299,3 +301,62 @@ def lock_batch(batch_id: uuid.UUID, *, skip_locked: bool = False) -> TransferBat
     if isinstance(batch.rejected_payouts, str):
         batch.rejected_payouts = json.loads(batch.rejected_payouts)
     return batch
+
+
+# --- holds: the hold row, then its wallets --------------------------------------------
+
+
+LOCKED_HOLD_FIELDS = (
+    "id", "client_id", "idempotency_key", "request_fingerprint", "source_wallet_id", "destination_wallet_id",
+    "amount", "currency", "status", "expires_at", "metadata", "error_code", "error_message", "captured_amount",
+    "transaction_id", "end_key", "end_fingerprint", "extend_key", "extend_fingerprint", "end_note", "created_at",
+    "updated_at", "ended_at",
+)  # fmt: skip
+
+_hold_lock = RowLock(Hold, LOCKED_HOLD_FIELDS)
+
+
+def lock_hold(hold_id: uuid.UUID) -> Hold:
+    """The hold row, locked (before any wallet, as a log's): every end,
+    extension and expiry of one hold waits here for the one before it.
+    Hold.DoesNotExist if there is none."""
+    hold = _hold_lock(hold_id, skip_locked=False)
+    if isinstance(hold.metadata, str):
+        hold.metadata = json.loads(hold.metadata)
+    return hold
+
+
+_LOCK_HOLDS = _select_for_update(Hold, in_model_order(Hold, LOCKED_HOLD_FIELDS), "id = ANY(%s)", order_by="id")
+
+
+def lock_holds(hold_ids: list[uuid.UUID]) -> list[Hold]:
+    """Holds by id, locked in one statement in primary-key order (a set
+    captured or voided at once): two sets that share holds wait for each
+    other, never deadlock. Missing ids are simply not returned."""
+    holds = _locked_rows(Hold, in_model_order(Hold, LOCKED_HOLD_FIELDS), _LOCK_HOLDS, [list(set(hold_ids))])
+    for hold in holds:
+        if isinstance(hold.metadata, str):
+            hold.metadata = json.loads(hold.metadata)
+    return holds
+
+
+_LOCK_DUE_HOLDS = _select_for_update(
+    Hold,
+    in_model_order(Hold, LOCKED_HOLD_FIELDS),
+    "status = 'OPEN' AND expires_at <= %s",
+    skip_locked=True,
+    # PostgreSQL counts only the rows it locked toward the LIMIT.
+    order_by="expires_at LIMIT %s",
+)
+
+
+def lock_due_holds(now, limit: int) -> list[Hold]:
+    """Up to `limit` OPEN holds whose expiry has come (soonest first, on the
+    partial index idx_holds_open_expiry), locked, passing over any another
+    transaction holds (a capture in flight, another expiry worker): that one
+    ends it, or the next tick does."""
+    holds = _locked_rows(Hold, in_model_order(Hold, LOCKED_HOLD_FIELDS), _LOCK_DUE_HOLDS, [now, limit])
+    for hold in holds:
+        if isinstance(hold.metadata, str):
+            hold.metadata = json.loads(hold.metadata)
+    return holds

@@ -323,3 +323,122 @@ class ClientDailyDebit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id} {self.currency} {self.day}: {self.amount}"
+
+
+# --- holds (docs/api.md, "Holds") --------------------------------------------------
+
+
+class HoldStatus(models.TextChoices):
+    # Reserving its amount on the source wallet (counted in wallet.held).
+    OPEN = "OPEN", "Open"
+    # Ended: its captured amount moved to the destination as a TRANSFER (transaction), the rest released.
+    CAPTURED = "CAPTURED", "Captured"
+    # Ended: released whole, by its client or by an operator.
+    VOIDED = "VOIDED", "Voided"
+    # Ended: released whole when its expiry came (the expiry task).
+    EXPIRED = "EXPIRED", "Expired"
+    # Never reserved anything: a rule refused it when it was placed (error_code says which).
+    FAILED = "FAILED", "Failed"
+
+
+HOLD_ENDED_STATUSES = (HoldStatus.CAPTURED, HoldStatus.VOIDED, HoldStatus.EXPIRED)
+
+
+class Hold(models.Model):
+    """An amount reserved on a customer wallet toward a destination wallet,
+    until it is captured (moved, in whole or in part, as a TRANSFER),
+    voided or expired: each ends it exactly once.
+
+    Placed exactly once per (client, idempotency key), in one database
+    transaction with the reservation (transfers/engine.py, place_hold): a
+    hold row exists only with its outcome, OPEN (reserving) or FAILED (a
+    rule refused it, nothing reserved). While OPEN its amount counts in its
+    source wallet's `held`, and wallet.held is the sum of the wallet's OPEN
+    holds (verify_ledger, held_agreement).
+
+    A capture or a void carries its own idempotency key, kept as end_key: a
+    retry with it is answered what the end did; another request to end an
+    ended hold is refused (hold_not_open). An extension keeps the last
+    extension's key the same way.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="holds",
+        help_text="The API client that placed the hold.",
+    )
+    idempotency_key = models.CharField(max_length=255)
+    # sha256 of the canonical request (movements.canonical_fingerprint), as a log's movement_fingerprint.
+    request_fingerprint = models.CharField(max_length=64)
+    # sha256 of the placing request's bytes, as TransactionLog.body_digest.
+    body_digest = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
+    source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="outgoing_holds")
+    destination_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="incoming_holds")
+    amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=HoldStatus.choices)
+    expires_at = models.DateTimeField()
+    metadata = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    # A capture: what moved (the rest of amount was released) and the TRANSFER that moved it.
+    captured_amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True, blank=True)
+    transaction = models.OneToOneField(
+        TransactionLog, null=True, blank=True, on_delete=models.PROTECT, related_name="capture_of"
+    )
+    # The capture's or void's idempotency key and request fingerprint ("" for an expiry or an operator's void).
+    end_key = models.CharField(max_length=255, blank=True, default="")
+    end_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # The last extension's key and fingerprint: its retry is answered again.
+    extend_key = models.CharField(max_length=255, blank=True, default="")
+    extend_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # Who ended it and why, for an operator's void ("" otherwise).
+    end_note = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "holds"
+        ordering = ["-created_at"]
+        indexes = [
+            # The expiry task's scan: only OPEN holds, soonest first.
+            models.Index(fields=["expires_at"], condition=Q(status="OPEN"), name="idx_holds_open_expiry"),
+            models.Index(fields=["source_wallet", "status"], name="idx_holds_source_status"),
+            models.Index(fields=["destination_wallet", "created_at"], name="idx_holds_destination"),
+            models.Index(fields=["created_at", "id"], name="idx_holds_created_at"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "idempotency_key"], name="transfers_hold_unique_client_key"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transfers_hold_amount_positive"),
+            models.CheckConstraint(
+                condition=~Q(source_wallet=F("destination_wallet")), name="transfers_hold_distinct_wallets"
+            ),
+            models.CheckConstraint(condition=Q(status__in=HoldStatus.values), name="transfers_hold_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status=HoldStatus.FAILED) | (~Q(error_code="") & ~Q(error_message="")),
+                name="transfers_hold_failed_has_reason",
+            ),
+            # A capture moved something, at most the hold, through its transaction; nothing else captured.
+            models.CheckConstraint(
+                condition=(
+                    Q(status=HoldStatus.CAPTURED)
+                    & Q(captured_amount__gt=0)
+                    & Q(captured_amount__lte=F("amount"))
+                    & Q(transaction__isnull=False)
+                )
+                | (~Q(status=HoldStatus.CAPTURED) & Q(captured_amount__isnull=True) & Q(transaction__isnull=True)),
+                name="transfers_hold_captured_has_transfer",
+            ),
+            models.CheckConstraint(
+                condition=(Q(status__in=HOLD_ENDED_STATUSES) & Q(ended_at__isnull=False))
+                | (~Q(status__in=HOLD_ENDED_STATUSES) & Q(ended_at__isnull=True)),
+                name="transfers_hold_ended_at_iff_ended",
+            ),
+        ]
+        permissions = [("void_hold", "Can void an open hold (admin)")]
+
+    def __str__(self) -> str:
+        return f"hold {self.pk} {self.amount} {self.currency} {self.status}"

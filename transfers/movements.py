@@ -16,6 +16,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -179,3 +180,25 @@ class BatchResult:
     batch: TransferBatch
     payouts: list[PayoutOutcome]
     replayed: bool
+
+
+# --- holds (POST /api/holds) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """When a hold is to expire, as the client wrote it: an instant, or a
+    number of seconds from when the request is served."""
+
+    at: datetime | None = None
+    in_seconds: int | None = None
+
+    def instant(self, now: datetime) -> datetime:
+        return self.at if self.at is not None else now + timedelta(seconds=self.in_seconds)
+
+    def asked(self) -> dict:
+        """What a replay must ask again (the relative form as written: a retry
+        is the same request seconds later)."""
+        if self.at is not None:
+            return {"expiresAt": self.at.isoformat()}
+        return {"expiresInSeconds": self.in_seconds}

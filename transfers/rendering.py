@@ -17,6 +17,7 @@ anyone else gets null for them.
 from django.db import models
 
 from transfers.models import TransactionLog
+from wallet_project.fields import timestamp_text
 
 # (API name, model field; "relation.field" for a field of a related row), in
 # the order the API shows them.
@@ -108,3 +109,44 @@ def transaction_json_sql(*, row: str, viewer: str) -> str:
     # under psycopg's 4096-byte prepared-statement cache: test_engine_statements).
     hidden = "{" + ", ".join(f'"{name}": null' for name in sorted(PAYER_ONLY)) + "}"
     return f"(jsonb_build_object(\n    {pairs}) || CASE WHEN {shows} THEN '{{}}'::jsonb ELSE '{hidden}'::jsonb END)"
+
+
+# --- holds (docs/api.md, "Holds") ------------------------------------------------------
+
+# What the placing client sent, and why the hold failed: shown to it only
+# (the payee's copy of an event has null for them), as a transaction's PAYER_ONLY.
+HOLD_PAYER_ONLY = frozenset({"idempotencyKey", "metadata", "errorCode", "errorMessage"})
+
+
+def hold_json(hold, *, viewer_id: int | None) -> dict:
+    """A hold as the API shows it to the client `viewer_id` (its placing
+    client sees everything; the payee's owner sees HOLD_PAYER_ONLY as null):
+    the one rendering of a hold, for answers and events alike.
+    Amounts are strings with two places, times ISO 8601 UTC."""
+
+    def amount(value) -> str | None:
+        return None if value is None else f"{value:.2f}"
+
+    when = timestamp_text
+
+    data = {
+        "id": str(hold.pk),
+        "idempotencyKey": hold.idempotency_key,
+        "status": hold.status,
+        "sourceWalletId": str(hold.source_wallet_id),
+        "destinationWalletId": str(hold.destination_wallet_id),
+        "amount": amount(hold.amount),
+        "currency": hold.currency,
+        "capturedAmount": amount(hold.captured_amount),
+        "transactionId": None if hold.transaction_id is None else str(hold.transaction_id),
+        "expiresAt": when(hold.expires_at),
+        "metadata": hold.metadata,
+        "errorCode": hold.error_code or None,
+        "errorMessage": hold.error_message or None,
+        "createdAt": when(hold.created_at),
+        "updatedAt": when(hold.updated_at),
+        "endedAt": when(hold.ended_at),
+    }
+    if viewer_id != hold.client_id:
+        data.update(dict.fromkeys(HOLD_PAYER_ONLY))
+    return data

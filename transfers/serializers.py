@@ -4,11 +4,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MaxLengthValidator, MinLengthValidator
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from transfers.idempotency import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
-from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransactionType
+from transfers.models import BatchStatus, HoldStatus, TransactionLog, TransactionStatus, TransactionType
+from transfers.movements import Expiry
 from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES
 from transfers.selectors import shows_request_details
 from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
@@ -407,3 +409,139 @@ class BatchResultSerializer(serializers.Serializer):
                 for p in result.payouts
             ],
         }
+
+
+# --- holds (docs/api.md, "Holds") --------------------------------------------------
+
+
+class ExpiryFields(LeanSerializer):
+    """When a hold expires: `expiresAt` (an instant, with its offset) or
+    `expiresInSeconds` (from now), exactly one, at most HOLD_MAX_SECONDS
+    ahead. Validated into `expiry` (transfers.holds.Expiry)."""
+
+    expiresAt = serializers.DateTimeField(source="expires_at", required=False)
+    expiresInSeconds = serializers.IntegerField(source="expires_in_seconds", required=False, min_value=1)
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        at, seconds = attrs.pop("expires_at", None), attrs.pop("expires_in_seconds", None)
+        longest = settings.HOLD_MAX_SECONDS
+        if (at is None) == (seconds is None):
+            raise serializers.ValidationError(
+                {"expiresAt": ["Give exactly one of expiresAt and expiresInSeconds."]}, code="required"
+            )
+        if seconds is not None and seconds > longest:
+            raise serializers.ValidationError({"expiresInSeconds": [f"At most {longest} seconds."]})
+        if at is not None:
+            ahead = (at - timezone.now()).total_seconds()
+            if ahead <= 0:
+                raise serializers.ValidationError({"expiresAt": ["Must be in the future."]})
+            if ahead > longest:
+                raise serializers.ValidationError({"expiresAt": [f"At most {longest} seconds from now."]})
+        attrs["expiry"] = Expiry(at=at, in_seconds=seconds)
+        return attrs
+
+
+@extend_schema_serializer(component_name="HoldRequest")
+class HoldRequestSerializer(RefusesUnknownFields, ExpiryFields):
+    """A hold: reserve an amount on one of your wallets toward another
+    wallet until it expires, with optional metadata and the idempotency key,
+    here or in the Idempotency-Key header (if both, they must agree)."""
+
+    sourceWalletId = StrictUUIDField(source="source_wallet_id")
+    destinationWalletId = StrictUUIDField(source="destination_wallet_id")
+    amount = AmountField()
+    idempotencyKey = IdempotencyKeyField()
+    metadata = MetadataField(required=False, default=dict)
+
+    def validate(self, attrs):
+        if attrs["source_wallet_id"] == attrs["destination_wallet_id"]:
+            raise serializers.ValidationError(
+                {"destinationWalletId": ["The destination wallet must differ from the source wallet."]}
+            )
+        return super().validate(attrs)
+
+
+@extend_schema_serializer(component_name="HoldCapture")
+class HoldCaptureSerializer(RefusesUnknownFields, serializers.Serializer):
+    """A capture: `amount` (default: all the hold reserves; at most that),
+    and the idempotency key of this capture, here or in the header."""
+
+    amount = AmountField(required=False, default=None, allow_null=True)
+    idempotencyKey = IdempotencyKeyField()
+
+
+@extend_schema_serializer(component_name="HoldVoid")
+class HoldVoidSerializer(RefusesUnknownFields, serializers.Serializer):
+    """A void: only the idempotency key, here or in the header."""
+
+    idempotencyKey = IdempotencyKeyField()
+
+
+@extend_schema_serializer(component_name="HoldExtend")
+class HoldExtendSerializer(RefusesUnknownFields, ExpiryFields):
+    """An extension: the new expiry (later than the current one), and the idempotency key."""
+
+    idempotencyKey = IdempotencyKeyField()
+
+
+class HoldVoidItemSerializer(RefusesUnknownFields, serializers.Serializer):
+    holdId = StrictUUIDField(source="hold_id")
+
+
+class HoldCaptureItemSerializer(HoldVoidItemSerializer):
+    amount = AmountField(required=False, default=None, allow_null=True)
+
+
+class HoldSetFields(RefusesUnknownFields, serializers.Serializer):
+    """A set of your holds ended at once, all or none: at most
+    BATCH_MAX_PAYOUTS, each once; and the set's idempotency key, here or in
+    the header."""
+
+    idempotencyKey = IdempotencyKeyField()
+
+    def validate_holds(self, items):
+        if len(items) > settings.BATCH_MAX_PAYOUTS:
+            raise serializers.ValidationError(f"At most {settings.BATCH_MAX_PAYOUTS} holds.")
+        ids = [item["hold_id"] for item in items]
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("Each hold at most once.")
+        return items
+
+
+@extend_schema_serializer(component_name="HoldCaptureSet")
+class HoldCaptureSetSerializer(HoldSetFields):
+    """Capture each hold of the set (`amount`: default all of it), all or none."""
+
+    holds = HoldCaptureItemSerializer(many=True, allow_empty=False)
+
+
+@extend_schema_serializer(component_name="HoldVoidSet")
+class HoldVoidSetSerializer(HoldSetFields):
+    """Void each hold of the set, all or none."""
+
+    holds = HoldVoidItemSerializer(many=True, allow_empty=False)
+
+
+class HoldSerializer(serializers.Serializer):
+    """A hold as the API shows it (transfers.rendering.hold_json, which
+    renders it; these fields describe it in the schema). Amounts are
+    strings with two places; idempotencyKey, metadata, errorCode and
+    errorMessage are null in the payee's copy of an event."""
+
+    id = serializers.UUIDField()
+    idempotencyKey = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=HoldStatus.choices)
+    sourceWalletId = serializers.UUIDField()
+    destinationWalletId = serializers.UUIDField()
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+    capturedAmount = serializers.CharField(allow_null=True, help_text="CAPTURED: what moved; the rest was released.")
+    transactionId = serializers.UUIDField(allow_null=True, help_text="CAPTURED: the TRANSFER that moved it.")
+    expiresAt = serializers.DateTimeField()
+    metadata = serializers.JSONField(allow_null=True)
+    errorCode = serializers.CharField(allow_null=True, help_text="FAILED: the rule that refused it.")
+    errorMessage = serializers.CharField(allow_null=True)
+    createdAt = serializers.DateTimeField()
+    updatedAt = serializers.DateTimeField()
+    endedAt = serializers.DateTimeField(allow_null=True)

@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from transfers.hold_views import HoldViewSet
 from transfers.views import BatchViewSet, TransferViewSet, WalletMoneyViewSet
 
 router = SimpleRouter(trailing_slash=False, use_regex_path=False)
@@ -19,4 +20,12 @@ urlpatterns = [
     ),
     path("transfer/<path:idempotency_key>", TransferViewSet.as_view({"get": "retrieve"}), name="transfer-detail"),
     *router.urls,
+    # Last: resolving a transfer's path never tries them.
+    path("holds", HoldViewSet.as_view({"post": "create"}), name="hold-create"),
+    path("holds/capture", HoldViewSet.as_view({"post": "capture_set"}), name="hold-capture-set"),
+    path("holds/void", HoldViewSet.as_view({"post": "void_set"}), name="hold-void-set"),
+    path("holds/<uuid:hold_id>", HoldViewSet.as_view({"get": "retrieve"}), name="hold-detail"),
+    path("holds/<uuid:hold_id>/capture", HoldViewSet.as_view({"post": "capture"}), name="hold-capture"),
+    path("holds/<uuid:hold_id>/void", HoldViewSet.as_view({"post": "void"}), name="hold-void"),
+    path("holds/<uuid:hold_id>/extend", HoldViewSet.as_view({"post": "extend"}), name="hold-extend"),
 ]

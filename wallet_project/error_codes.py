@@ -134,6 +134,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "No batch of this client has that id (another client's answers the same).",
         "Check the batch id the 201 answered with.",
     ),
+    "hold_not_found": ErrorCode(
+        404,
+        "No hold of this client has that id (another client's answers the same); for a set, `data.holdIds` names them.",
+        "Check the hold id the 201 answered with; nothing changed.",
+    ),
     "webhook_endpoint_not_found": ErrorCode(
         404,
         "No webhook endpoint of this client has that id (another client's answers the same).",
@@ -226,6 +231,22 @@ ERROR_CODES: dict[str, ErrorCode] = {
         409,
         "Only a COMPLETED transaction can be reversed, and only once (admin).",
         "Check the transaction's status in the admin.",
+    ),
+    "hold_not_open": ErrorCode(
+        409,
+        "The hold has ended (captured, voided or expired) or was refused when placed (FAILED); `data` is the hold, "
+        "saying how. A set: `data.holds` lists those, and none of the set ended.",
+        "Read the hold (`GET /api/holds/{id}`); a retry of the request that ended it, with its key, answers again.",
+    ),
+    "capture_exceeds_hold": ErrorCode(
+        422,
+        "A capture asked to move more than the hold reserves; nothing changed, the hold is still open.",
+        "Capture at most the hold's amount (or omit `amount` to capture all of it).",
+    ),
+    "hold_expiry_not_later": ErrorCode(
+        422,
+        "An extension must move the hold's expiry later than it is; nothing changed.",
+        "Send an `expiresAt` (or `expiresInSeconds`) after the hold's current `expiresAt`.",
     ),
 }
 

@@ -320,6 +320,12 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 # short metadata are about 200 KiB).
 BATCH_MAX_PAYOUTS = env.int("BATCH_MAX_PAYOUTS", default=1000)
 BATCH_MAX_BODY_BYTES = env.int("BATCH_MAX_BODY_BYTES", default=1024 * 1024)
+# Holds (docs/api.md, "Holds"): the longest a hold may reserve money, from
+# its placing or an extension; the expiry task's tick, and how many holds one
+# tick's transaction expires at most (a larger backlog takes more ticks).
+HOLD_MAX_SECONDS = env.int("HOLD_MAX_SECONDS", default=30 * 24 * 3600)
+HOLD_EXPIRE_EVERY_SECONDS = env.float("HOLD_EXPIRE_EVERY_SECONDS", default=5.0)
+HOLD_EXPIRE_BATCH = env.int("HOLD_EXPIRE_BATCH", default=500)
 # Django's own bound, where DRF reads the body: the largest any route takes.
 # Each route's own bound is the parser's (wallet_project/parsers.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, BATCH_MAX_BODY_BYTES)
@@ -391,7 +397,13 @@ CELERY_TASK_DEFAULT_QUEUE = f"{INSTANCE}-celery" if INSTANCE else "celery"
 # own, consumed by a worker pool of their own (wallet_project/worker.py), so
 # that reconciliation and the other money tasks never wait behind them.
 WEBHOOK_QUEUE = f"{INSTANCE}-webhooks" if INSTANCE else "webhooks"
-CELERY_TASK_ROUTES = {"wallets.tasks.deliver_webhooks": {"queue": WEBHOOK_QUEUE}}
+# Hold expiries run on a queue and a worker pool of their own too: an expiry
+# is due at a time, and must not wait behind reconciliation or a backlog.
+HOLDS_QUEUE = f"{INSTANCE}-holds" if INSTANCE else "holds"
+CELERY_TASK_ROUTES = {
+    "wallets.tasks.deliver_webhooks": {"queue": WEBHOOK_QUEUE},
+    "transfers.tasks.expire_holds": {"queue": HOLDS_QUEUE},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = env.str(
     "CELERY_BEAT_SCHEDULE_FILE",
     default=str(Path(tempfile.gettempdir()) / f"wallet-{INSTANCE + '-' if INSTANCE else ''}celerybeat-schedule"),
@@ -412,6 +424,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": WEBHOOK_DELIVER_EVERY_SECONDS,
         # A tick still queued when the next is due is dropped: runs do not pile up behind a busy worker.
         "options": {"expires": 2 * WEBHOOK_DELIVER_EVERY_SECONDS},
+    },
+    # Every 5 seconds: OPEN holds whose expiry has come become EXPIRED (docs/api.md, "Holds").
+    "expire-holds": {
+        "task": "transfers.tasks.expire_holds",
+        "schedule": HOLD_EXPIRE_EVERY_SECONDS,
+        # A tick still queued when the next is due is dropped: the next one does its work.
+        "options": {"expires": 2 * HOLD_EXPIRE_EVERY_SECONDS},
     },
     # Every minute: correction requests older than CORRECTION_EXPIRES_AFTER become EXPIRED.
     "expire-corrections": {

@@ -59,6 +59,13 @@ class Wallet(models.Model):
     kind = models.CharField(max_length=16, choices=WalletKind.choices, default=WalletKind.CUSTOMER)
     currency = models.CharField(max_length=3, default=settings.DEFAULT_CURRENCY)
     balance = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=0, editable=False)
+    # What the wallet's OPEN holds reserve (docs/api.md, "Holds"): available =
+    # balance - held. Changed only by the engine's settle statement, with the
+    # holds (transfers/engine.py). db_default: a process of the previous
+    # release inserting a wallet still writes a valid row.
+    held = models.DecimalField(
+        max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=0, db_default=0, editable=False
+    )
     is_active = models.BooleanField(default=True)
     # Why it is frozen; "" while active (and for a wallet frozen before
     # reasons were kept: read as SUPPORT). No CHECK ties it to is_active, so
@@ -135,6 +142,12 @@ class Wallet(models.Model):
                 condition=Q(kind__in=SYSTEM_KINDS) | Q(balance__gte=0),
                 name="wallets_wallet_customer_balance_non_negative",
             ),
+            # A hold reserves money the wallet has: never more than its balance
+            # (a system wallet, which may go below zero, holds nothing).
+            models.CheckConstraint(
+                condition=Q(held__gte=0) & (Q(held__lte=models.F("balance")) | Q(held=0)),
+                name="wallets_wallet_held_within_balance",
+            ),
             models.CheckConstraint(
                 condition=(Q(kind=WalletKind.CUSTOMER) & Q(user_id__isnull=False))
                 | (Q(kind__in=SYSTEM_KINDS) & Q(user_id__isnull=True)),
@@ -155,6 +168,11 @@ class Wallet(models.Model):
     def __str__(self) -> str:
         owner = self.user_id if self.kind == WalletKind.CUSTOMER else self.kind.lower()
         return f"{self.currency} wallet {self.id} ({owner})"
+
+    @property
+    def available(self):
+        """What the wallet may spend: its balance less what its OPEN holds reserve."""
+        return self.balance - self.held
 
     @property
     def is_settlement(self) -> bool:
@@ -344,6 +362,11 @@ class EventType(models.TextChoices):
     WITHDRAWAL_COMPLETED = "withdrawal.completed"
     WITHDRAWAL_FAILED = "withdrawal.failed"
     BATCH_FINISHED = "batch.finished"
+    HOLD_CREATED = "hold.created"
+    HOLD_CAPTURED = "hold.captured"
+    HOLD_VOIDED = "hold.voided"
+    HOLD_EXPIRED = "hold.expired"
+    HOLD_EXTENDED = "hold.extended"
     WALLET_FROZEN = "wallet.frozen"
     WALLET_UNFROZEN = "wallet.unfrozen"
     WALLET_TIER_CHANGED = "wallet.tier_changed"

@@ -53,12 +53,16 @@ class WalletSerializer(serializers.ModelSerializer):
     restrictionReason = serializers.CharField(source="restriction_reason", read_only=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+    # docs/api.md, "Holds": balance is what is posted, held what open holds
+    # reserve, available what the wallet may spend.
+    held = serializers.DecimalField(max_digits=20, decimal_places=2, read_only=True)
+    available = serializers.DecimalField(max_digits=21, decimal_places=2, read_only=True)
 
     class Meta:
         model = Wallet
         fields = [
-            "id", "userId", "currency", "balance", "isActive", "tier", "postNoDebit", "postNoCredit",
-            "restrictionReason", "createdAt", "updatedAt",
+            "id", "userId", "currency", "balance", "held", "available", "isActive", "tier", "postNoDebit",
+            "postNoCredit", "restrictionReason", "createdAt", "updatedAt",
         ]  # fmt: skip
         read_only_fields = fields
 

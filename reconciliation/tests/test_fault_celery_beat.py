@@ -41,8 +41,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # (and this worker no one else's).
 BROKER_URL = os.environ.get("CRASH_TESTS_BROKER_URL", "redis://127.0.0.1:6379/13")
 RESOLVE_WITHIN_SECONDS = 60
-# Both pools' queues (wallet_project/worker.py): the money tasks and the webhook deliveries.
-QUEUES = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.WEBHOOK_QUEUE)
+# Every pool's queue (wallet_project/worker.py): the money tasks, the webhook deliveries, the hold expiries.
+QUEUES = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.WEBHOOK_QUEUE, settings.HOLDS_QUEUE)
 
 
 @contextmanager

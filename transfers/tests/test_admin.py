@@ -410,6 +410,8 @@ def test_the_migrations_create_support_finance_and_approver_with_exactly_their_p
         ("wallets", "give_wallet"),
         # Manual adjustments, approved by a second person.
         ("corrections", "request_adjustment"),
+        # Voiding an open hold (transfers/migrations/0018_holds.py).
+        ("transfers", "void_hold"),
     }
     # Approvers see what they approve, and nothing of money besides.
     assert codenames("Approver") == {
@@ -439,12 +441,12 @@ def test_a_staff_user_in_no_group_sees_nothing_of_money(funded_wallet):
     assert str(wallet.balance) not in nobody.get(reverse("admin:index")).content.decode()
 
 
-def test_support_sees_wallets_transaction_logs_batches_and_webhooks_in_the_admin_index(support):
+def test_support_sees_wallets_transaction_logs_batches_holds_and_webhooks_in_the_admin_index(support):
     index = support.get(reverse("admin:index"))
 
     models = {(app["app_label"], model["object_name"]) for app in index.context["app_list"] for model in app["models"]}
     assert models == {
-        ("wallets", "Wallet"), ("transfers", "TransactionLog"), ("transfers", "TransferBatch"),
+        ("wallets", "Wallet"), ("transfers", "TransactionLog"), ("transfers", "TransferBatch"), ("transfers", "Hold"),
         ("wallets", "Event"), ("wallets", "WebhookEndpoint"), ("wallets", "WebhookDelivery"),
         ("corrections", "Correction"), ("corrections", "CorrectionAudit"),
     }  # fmt: skip

@@ -15,7 +15,7 @@ from django.core.management import call_command
 
 from conftest import make_api_client
 from transfers import services
-from transfers.models import TransactionLog, TransactionStatus
+from transfers.models import Hold, TransactionLog, TransactionStatus
 from transfers.tests import ledger_state
 from transfers.tests.concurrency import post_transfer, post_withdrawal, run_concurrently, token_of
 from wallet_project.tests import assert_error_envelope
@@ -30,26 +30,32 @@ MATRIX = {
     "owner": {
         "read": 200, "list": "listed", "history": 200, "deposit": 201, "withdraw": 201,
         "transfer_out": 201, "transfer_in": 201, "lookup_by_key": 200, "lookup_by_reference": 200,
+        "hold_out": 201, "hold_in": 201, "hold_read": 200, "hold_void": 200,
     },
     "other_client": {
         "read": 404, "list": "hidden", "history": 404, "deposit": 404, "withdraw": 404,
         "transfer_out": 404, "transfer_in": 404, "lookup_by_key": 404, "lookup_by_reference": 404,
+        "hold_out": 404, "hold_in": 404, "hold_read": 404, "hold_void": 404,
     },
     "payer": {  # another client, with the permission to pay into other clients' wallets
         "read": 404, "list": "hidden", "history": 404, "deposit": 403, "withdraw": 403,
         "transfer_out": 404, "transfer_in": 201, "lookup_by_key": 404, "lookup_by_reference": 404,
+        "hold_out": 404, "hold_in": 201, "hold_read": 404, "hold_void": 404,
     },
     "auditor": {
         "read": 200, "list": "listed", "history": 200, "deposit": 403, "withdraw": 403,
         "transfer_out": 403, "transfer_in": 403, "lookup_by_key": 404, "lookup_by_reference": 200,
+        "hold_out": 403, "hold_in": 403, "hold_read": 200, "hold_void": 403,
     },
     "transfer_only": {  # another client that may only transfer
         "read": 404, "list": "hidden", "history": 404, "deposit": 403, "withdraw": 403,
         "transfer_out": 404, "transfer_in": 404, "lookup_by_key": 404, "lookup_by_reference": 404,
+        "hold_out": 404, "hold_in": 404, "hold_read": 404, "hold_void": 404,
     },
     "no_group": {
         "read": 403, "list": 403, "history": 403, "deposit": 403, "withdraw": 403,
         "transfer_out": 403, "transfer_in": 403, "lookup_by_key": 404, "lookup_by_reference": 404,
+        "hold_out": 403, "hold_in": 403, "hold_read": 404, "hold_void": 403,
     },
 }  # fmt: skip
 GROUPS = {
@@ -75,6 +81,18 @@ def scene(treasury_api, funded_wallet):
         headers={"Idempotency-Key": "owner-key"},
     )
     assert paid.status_code == 201, paid.content
+    held = treasury_api.post(
+        "/api/holds",
+        {
+            "sourceWalletId": str(wallet.pk),
+            "destinationWalletId": str(spare.pk),
+            "amount": "1.00",
+            "expiresInSeconds": 600,
+        },
+        format="json",
+        headers={"Idempotency-Key": "owner-hold"},
+    )
+    assert held.status_code == 201, held.content
     callers = {"owner": treasury_api}
     own_wallets = {"owner": funded_wallet("50.00")}
     for name, groups in GROUPS.items():
@@ -104,6 +122,17 @@ def act(action: str, api, wallet: Wallet, spare: Wallet, own: Wallet, reference:
     if action == "transfer_in":
         body = {"sourceWalletId": str(own.pk), "destinationWalletId": str(wallet.pk), **money}
         return api.post("/api/transfer", body, format="json", headers=key)
+    if action in ("hold_out", "hold_in"):
+        # A hold on the owner's wallet toward the caller's own, or from the caller's own into it.
+        destination = spare if own.owner_id == wallet.owner_id else own
+        source, destination = (wallet, destination) if action == "hold_out" else (own, wallet)
+        body = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "expiresInSeconds": 60}
+        return api.post("/api/holds", {**body, **money}, format="json", headers=key)
+    if action in ("hold_read", "hold_void"):
+        hold = Hold.objects.get(idempotency_key="owner-hold")
+        if action == "hold_read":
+            return api.get(f"/api/holds/{hold.pk}")
+        return api.post(f"/api/holds/{hold.pk}/void", {}, format="json", headers=key)
     if action == "lookup_by_key":
         return api.get("/api/transfer/owner-key")
     if action == "lookup_by_reference":
@@ -128,6 +157,7 @@ def test_each_caller_gets_what_tenancy_allows_and_nothing_else_changes(scene, ca
     if response.status_code == 404:
         # Exactly as an unknown one: the same code, nothing about the wallet.
         code = "transaction_not_found" if action.startswith("lookup") else "wallet_not_found"
+        code = "hold_not_found" if action in ("hold_read", "hold_void") else code
         body = assert_error_envelope(response, status=404, code=code)
         assert str(wallet.pk) not in response.content.decode() and "balance" not in body
     if response.status_code >= 300:

@@ -34,6 +34,13 @@ CONTRACT_OPERATIONS = [
     ("/api/webhook-endpoints/{id}", "delete"),
     ("/api/transfers/batch", "post"),
     ("/api/transfers/batch/{batch_id}", "get"),
+    ("/api/holds", "post"),
+    ("/api/holds/{hold_id}", "get"),
+    ("/api/holds/{hold_id}/capture", "post"),
+    ("/api/holds/{hold_id}/void", "post"),
+    ("/api/holds/{hold_id}/extend", "post"),
+    ("/api/holds/capture", "post"),
+    ("/api/holds/void", "post"),
 ]
 MONEY_OPERATIONS = ["/api/transfer", "/api/wallets/{id}/deposit", "/api/wallets/{id}/withdraw"]
 MONEY_STATUSES = ["200", "201", "400", "401", "403", "404", "409", "413", "415", "422", "503"]

@@ -87,8 +87,8 @@ def test_wallet_is_read_by_id_with_its_balance(treasury_api, funded_wallet):
     assert data["userId"] == str(wallet.user_id)
     assert data["balance"] == "1234.56"
     assert set(data) == {
-        "id", "userId", "currency", "balance", "isActive", "tier", "postNoDebit", "postNoCredit", "restrictionReason",
-        "createdAt", "updatedAt", "today",
+        "id", "userId", "currency", "balance", "held", "available", "isActive", "tier", "postNoDebit",
+        "postNoCredit", "restrictionReason", "createdAt", "updatedAt", "today",
     }  # fmt: skip
 
 

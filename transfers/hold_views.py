@@ -1,0 +1,196 @@
+"""The hold endpoints (docs/api.md, "Holds"): each reads the request as a
+money request (transfers.http: one key reader for every money request),
+calls one service of transfers.holds, and renders the hold
+(transfers.rendering.hold_json)."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import status
+
+from transfers import holds
+from transfers.exceptions import BUSINESS_RULE_ERRORS
+from transfers.http import MoneyRequest
+from transfers.models import HoldStatus
+from transfers.rendering import hold_json
+from transfers.serializers import (
+    HoldCaptureSerializer,
+    HoldCaptureSetSerializer,
+    HoldExtendSerializer,
+    HoldRequestSerializer,
+    HoldSerializer,
+    HoldVoidSerializer,
+    HoldVoidSetSerializer,
+)
+from transfers.views import IDEMPOTENCY_KEY_PARAMETER, MONEY_SCOPES, REPLAYED_HEADER, charged_if_malformed
+from wallet_project.responses import ok
+from wallet_project.schema import envelope, error
+from wallet_project.throttling import READS, TRANSFERS
+from wallet_project.views import ApiViewSet
+
+HOLD = envelope(HoldSerializer(), "HoldAnswer")
+REPLAYED = "Same key and payload again: the first answer, with header Idempotent-Replayed: true."
+NOT_FOUND = error("Unknown hold, or another client's (code hold_not_found, the same answer for both).")
+NOT_OPEN = error(
+    "The hold has ended (captured, voided, expired) or was FAILED (code hold_not_open; data: the hold, saying "
+    "how), or the key is being processed by another request (code idempotency_key_in_use)."
+)
+PLACE_RESPONSES = {
+    201: OpenApiResponse(HOLD, description="The hold is OPEN: its amount is reserved on the source wallet."),
+    200: OpenApiResponse(HOLD, description=REPLAYED),
+    400: error("Malformed request; nothing stored."),
+    404: error("Unknown wallet, or another client's (code wallet_not_found); nothing stored, the key stays free."),
+    409: error("The key is being processed by another request (code idempotency_key_in_use)."),
+    422: error(
+        "A rule refused the hold and a FAILED hold was stored, reserving nothing (codes insufficient_balance, "
+        "wallet_inactive, currency_mismatch, balance_limit_exceeded; data: the hold; replays return the same), "
+        "or the key was used for a different request (code idempotency_key_reused)."
+    ),
+}
+
+
+def end_responses(done: str) -> dict:
+    return {
+        200: OpenApiResponse(HOLD, description=f"{done} A retry with the same key: the same, Idempotent-Replayed."),
+        400: error("Malformed request (no idempotency key, an unknown field); nothing changed."),
+        404: NOT_FOUND,
+        409: NOT_OPEN,
+        422: error(
+            "A rule refused it and the hold is unchanged (a capture: capture_exceeds_hold, wallet_inactive, "
+            "balance_limit_exceeded; an extension: hold_expiry_not_later), or this key ended the hold with "
+            "another request (idempotency_key_reused)."
+        ),
+    }
+
+
+def hold_response(result: holds.HoldResult, client_id: int, *, created: int = status.HTTP_200_OK):
+    """`created` for the request that did it, 200 + Idempotent-Replayed for a
+    replay; a FAILED hold is its rule's 422 every time."""
+    headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
+    data = hold_json(result.hold, viewer_id=client_id)
+    if result.hold.status == HoldStatus.FAILED:
+        raise BUSINESS_RULE_ERRORS[result.hold.error_code](result.hold.error_message, data=data, headers=headers)
+    return ok(data, status=status.HTTP_200_OK if result.replayed else created, headers=headers)
+
+
+HOLD_SET = envelope(inline_serializer("HoldSetAnswer", {"holds": HoldSerializer(many=True)}), "HoldSetAnswerEnvelope")
+
+
+def set_responses(done: str) -> dict:
+    return {
+        200: OpenApiResponse(HOLD_SET, description=f"{done} A retry with the same key: the same, Idempotent-Replayed."),
+        400: error("Malformed request (no key, an empty set, a hold twice, too many); nothing changed."),
+        404: error("A hold unknown or another client's (code hold_not_found; data.holdIds names them); none ended."),
+        409: error("A hold is not open (code hold_not_open; data.holds: those); none ended."),
+        422: error(
+            "A rule refused a capture (capture_exceeds_hold, wallet_inactive, ...) and none ended, or the key "
+            "ended holds with another request (idempotency_key_reused)."
+        ),
+    }
+
+
+def hold_set_response(result: holds.HoldSetResult, client_id: int):
+    headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
+    return ok({"holds": [hold_json(hold, viewer_id=client_id) for hold in result.holds]}, headers=headers)
+
+
+class HoldViewSet(ApiViewSet):
+    """POST /api/holds, GET /api/holds/{id}, POST /api/holds/{id}/capture, /void, /extend."""
+
+    required_permissions = {
+        "create": ["transfers.create_transfer"],
+        "retrieve": [],
+        "capture": ["transfers.create_transfer"],
+        "void": ["transfers.create_transfer"],
+        "extend": ["transfers.create_transfer"],
+        "capture_set": ["transfers.create_transfer"],
+        "void_set": ["transfers.create_transfer"],
+    }
+    throttle_scopes = {
+        "create": MONEY_SCOPES,
+        "retrieve": READS,
+        "capture": TRANSFERS,
+        "void": TRANSFERS,
+        "extend": TRANSFERS,
+        "capture_set": TRANSFERS,
+        "void_set": TRANSFERS,
+    }
+
+    @extend_schema(request=HoldRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=PLACE_RESPONSES)
+    def create(self, request):
+        with charged_if_malformed(request, self):
+            money = MoneyRequest(request, HoldRequestSerializer)
+        client, key = request.user, money.key
+        found = holds.hold_find(client=client, idempotency_key=key)
+        self.charge(request, replay=found.finished)
+        if found.answers_unread(money.body_digest):
+            return hold_response(holds.HoldResult(found.row, replayed=True), client.pk)
+        with charged_if_malformed(request, self):
+            fields = money.fields()
+        result = holds.hold_place(
+            client=client, idempotency_key=key, body_digest=money.body_digest, found=found, **fields
+        )
+        return hold_response(result, client.pk, created=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: HOLD, 404: NOT_FOUND})
+    def retrieve(self, request, hold_id):
+        return ok(hold_json(holds.hold_get(viewer=request.user, hold_id=hold_id), viewer_id=request.user.pk))
+
+    @extend_schema(
+        request=HoldCaptureSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=end_responses("CAPTURED: the amount moved as a TRANSFER (transactionId), the rest released."),
+    )
+    def capture(self, request, hold_id):
+        money = MoneyRequest(request, HoldCaptureSerializer)
+        result = holds.hold_capture(
+            client=request.user, hold_id=hold_id, amount=money.fields()["amount"], idempotency_key=money.key
+        )
+        return hold_response(result, request.user.pk)
+
+    @extend_schema(
+        request=HoldVoidSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=end_responses("VOIDED: all of it released."),
+    )
+    def void(self, request, hold_id):
+        money = MoneyRequest(request, HoldVoidSerializer)
+        money.fields()  # refuses unknown fields
+        result = holds.hold_void(client=request.user, hold_id=hold_id, idempotency_key=money.key)
+        return hold_response(result, request.user.pk)
+
+    @extend_schema(
+        request=HoldExtendSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=end_responses("OPEN, expiring at the new expiresAt."),
+    )
+    def extend(self, request, hold_id):
+        money = MoneyRequest(request, HoldExtendSerializer)
+        result = holds.hold_extend(
+            client=request.user, hold_id=hold_id, expiry=money.fields()["expiry"], idempotency_key=money.key
+        )
+        return hold_response(result, request.user.pk)
+
+    @extend_schema(
+        request=HoldCaptureSetSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=set_responses("Every hold CAPTURED, each amount moved as its own TRANSFER."),
+    )
+    def capture_set(self, request):
+        money = MoneyRequest(request, HoldCaptureSetSerializer)
+        amounts = {item["hold_id"]: item["amount"] for item in money.fields()["holds"]}
+        result = holds.holds_end_set(
+            client=request.user, status=HoldStatus.CAPTURED, amounts=amounts, idempotency_key=money.key
+        )
+        return hold_set_response(result, request.user.pk)
+
+    @extend_schema(
+        request=HoldVoidSetSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses=set_responses("Every hold VOIDED."),
+    )
+    def void_set(self, request):
+        money = MoneyRequest(request, HoldVoidSetSerializer)
+        amounts = dict.fromkeys(item["hold_id"] for item in money.fields()["holds"])
+        result = holds.holds_end_set(
+            client=request.user, status=HoldStatus.VOIDED, amounts=amounts, idempotency_key=money.key
+        )
+        return hold_set_response(result, request.user.pk)

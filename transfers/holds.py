@@ -1,0 +1,327 @@
+"""The hold services (docs/api.md, "Holds"): place, capture, void, extend,
+read and expire holds. Typed, and nothing of HTTP: the views read the
+request and call these. The money is the engine's (transfers/engine.py, its
+holds section); the idempotency key is read, locked and fingerprinted as a
+transfer's (transfers.idempotency, locks.idempotency_lock,
+movements.canonical_fingerprint).
+
+Placing follows the transfer protocol with one step fewer: the hold row is
+inserted with its outcome in the transaction that reserves the money, so
+there is no PENDING hold for a crash to leave; a crash before the commit
+leaves nothing, and the retry places it.
+
+1. The client's hold under the key: a replay (the same request: answered
+   with it, status and all) or IdempotencyKeyReused (another request).
+2. The Redis lock on (client, "hold" + key): IdempotencyKeyInUse for a
+   concurrent duplicate.
+3. The engine places it (engine.place_hold): OPEN, or FAILED with the rule it
+   broke; the unique (client, key) constraint decides a race, whose loser
+   answers with the winner's hold.
+
+An end (capture, void) carries its own key, kept on the hold: its retry is
+answered with what it did; any other end of an ended hold is HoldNotOpen.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
+from django.utils import timezone
+
+from transfers import engine, locks
+from transfers.exceptions import (
+    CaptureExceedsHold,
+    HoldExpiryNotLater,
+    HoldNotFound,
+    HoldNotOpen,
+    IdempotencyKeyReused,
+)
+from transfers.models import Hold, HoldStatus, TransactionType
+from transfers.movements import Expiry, Found, Movement, canonical_fingerprint
+from transfers.rendering import hold_json
+from transfers.selectors import READ_ALL_TRANSACTIONS
+from transfers.services import _WALLETS_OF, PAY_OTHER_CLIENTS, _ensure_wallets
+from wallet_project.db import fetch, in_model_order
+
+# A newline cannot be in a key (they are printable): a hold key's Redis lock
+# never meets a transfer's or a batch's of the same string.
+_HOLD_LOCK_PREFIX = "hold\n"
+_END_LOCK_PREFIX = "hold-end\n"
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    """The answer to a hold request: the hold, and whether an earlier
+    request with the same key had already done what this one asks (a
+    replay: 200 with Idempotent-Replayed)."""
+
+    hold: Hold
+    replayed: bool
+
+
+# Every column a hold's answer shows, and what a replay compares; written as
+# SQL, as a transfer's lookup is: the ORM's query building cost more than the
+# query (bench/instructions.py).
+_HOLD_FIELDS = in_model_order(Hold, [*locks.LOCKED_HOLD_FIELDS, "body_digest"])
+_SELECT_HOLD = f"SELECT {', '.join(_HOLD_FIELDS)} FROM holds WHERE "  # noqa: S608 (model field names)
+_FIND_HOLD = _SELECT_HOLD + "client_id = %s AND idempotency_key = %s"
+_OWN_HOLD = _SELECT_HOLD + "id = %s AND client_id = %s"
+
+
+def _hold_row(statement: str, params) -> Hold | None:
+    rows = fetch(connection, statement, params)
+    if not rows:
+        return None
+    hold = Hold.from_db(connection.alias, _HOLD_FIELDS, rows[0])
+    if isinstance(hold.metadata, str):
+        hold.metadata = json.loads(hold.metadata)
+    return hold
+
+
+def hold_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
+    """Step 1: the client's hold under this key, if any (a placed hold is
+    never PENDING: found.finished whenever there is one). Give it to
+    hold_place to spare a query."""
+    return Found(_hold_row(_FIND_HOLD, [client.pk, idempotency_key]))
+
+
+def hold_place(
+    *,
+    client: AbstractBaseUser,
+    source_wallet_id: uuid.UUID,
+    destination_wallet_id: uuid.UUID,
+    amount: Decimal,
+    expiry: Expiry,
+    metadata: dict,
+    idempotency_key: str,
+    body_digest: str = "",
+    found: Found | None = None,
+) -> HoldResult:
+    """Reserve `amount` (Decimal, 2 places) on the client's customer wallet
+    toward `destination_wallet_id` (a customer wallet; another client's only
+    with transfers.pay_other_clients), until the expiry, exactly once per
+    (client, key): the protocol above. A broken rule is not raised: the hold
+    is FAILED (insufficient_balance, wallet_inactive, currency_mismatch,
+    balance_limit_exceeded). Raises WalletNotFound (404) naming the side,
+    storing nothing; IdempotencyKeyReused (422); IdempotencyKeyInUse (409)."""
+    fingerprint = canonical_fingerprint(
+        hold=True,
+        source=str(source_wallet_id),
+        destination=str(destination_wallet_id),
+        amount=amount,
+        metadata=metadata,
+        **expiry.asked(),
+    )
+    if found is None:
+        found = hold_find(client=client, idempotency_key=idempotency_key)
+    if found.row is not None:
+        return _replay(found.row, fingerprint)
+    with locks.idempotency_lock(client.pk, _HOLD_LOCK_PREFIX + idempotency_key) as lock:
+        hold = Hold(
+            id=uuid.uuid4(),
+            client_id=client.pk,
+            idempotency_key=idempotency_key,
+            request_fingerprint=fingerprint,
+            body_digest=body_digest,
+            source_wallet_id=source_wallet_id,
+            destination_wallet_id=destination_wallet_id,
+            amount=amount,
+            expires_at=expiry.instant(timezone.now()),
+            metadata=metadata,
+        )
+        pay_others = client.has_perm(PAY_OTHER_CLIENTS)
+        placed = engine.place_hold(
+            hold,
+            wallets_rule=_WALLETS_OF[TransactionType.TRANSFER],
+            rule_params={"client": client.pk, "pay_others": pay_others},
+        )
+        if placed == "taken":
+            return _replay(_hold_row(_FIND_HOLD, [client.pk, idempotency_key]), fingerprint)
+        if placed == "not_found":
+            movement = Movement.transfer(
+                source_wallet_id=source_wallet_id,
+                destination_wallet_id=destination_wallet_id,
+                amount=amount,
+                metadata=metadata,
+            )
+            _ensure_wallets(movement, client=client, pay_others=pay_others)
+            raise RuntimeError("a hold's wallets were refused but found")  # _ensure_wallets raises
+        lock.leave_to_expire()
+    return HoldResult(hold, replayed=False)
+
+
+def hold_get(*, viewer: AbstractBaseUser, hold_id: uuid.UUID) -> Hold:
+    """A hold its placing client (or an auditor, transfers.view_all_transfers)
+    may read; HoldNotFound for an unknown one and another client's alike."""
+    hold = Hold.objects.filter(pk=hold_id).first()
+    if hold is None or (hold.client_id != viewer.pk and not viewer.has_perm(READ_ALL_TRANSACTIONS)):
+        raise HoldNotFound()
+    return hold
+
+
+def hold_capture(
+    *, client: AbstractBaseUser, hold_id: uuid.UUID, amount: Decimal | None, idempotency_key: str
+) -> HoldResult:
+    """Capture the client's OPEN hold: `amount` (default: all of it) moves to
+    its destination as a TRANSFER (hold.transaction_id; key `hold:<id>`), the
+    rest is released, once. Raises HoldNotFound (404), CaptureExceedsHold
+    (422), HoldNotOpen (409: ended, or its expiry came first), a broken
+    rule's BusinessRuleViolation (422; the hold stays OPEN),
+    IdempotencyKeyReused (422: this key ended it with another request)."""
+    fingerprint = canonical_fingerprint(end=HoldStatus.CAPTURED, amount=amount)
+    hold = _own_hold(client, hold_id)
+    if amount is not None and amount > hold.amount:
+        raise CaptureExceedsHold(f"The hold reserves {hold.amount:.2f} {hold.currency}; a capture moves at most that.")
+    end = engine.HoldEnd(HoldStatus.CAPTURED, amount=amount, key=idempotency_key, fingerprint=fingerprint)
+    return _end(client, hold, end)
+
+
+def hold_void(*, client: AbstractBaseUser, hold_id: uuid.UUID, idempotency_key: str) -> HoldResult:
+    """Release the client's OPEN hold whole, once. Raises HoldNotFound,
+    HoldNotOpen, IdempotencyKeyReused as hold_capture."""
+    fingerprint = canonical_fingerprint(end=HoldStatus.VOIDED)
+    hold = _own_hold(client, hold_id)
+    return _end(client, hold, engine.HoldEnd(HoldStatus.VOIDED, key=idempotency_key, fingerprint=fingerprint))
+
+
+def hold_void_by_operator(*, hold_id: uuid.UUID, reason: str, voided_by: AbstractBaseUser) -> Hold:
+    """Finance voids an OPEN hold from the admin (transfers.void_hold), with
+    a reason kept on the hold. Raises ValueError without a reason,
+    HoldNotOpen for a hold that is not OPEN (or whose expiry came first)."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("Voiding a hold needs a reason.")
+    note = f"{voided_by.get_username()}: {reason}"
+    hold, ended_now = engine.end_hold(hold_id, engine.HoldEnd(HoldStatus.VOIDED, note=note))
+    if not ended_now:
+        raise HoldNotOpen(f"The hold is {hold.status}.")
+    return hold
+
+
+def hold_extend(*, client: AbstractBaseUser, hold_id: uuid.UUID, expiry: Expiry, idempotency_key: str) -> HoldResult:
+    """Move the client's OPEN hold's expiry later (never earlier; at most
+    HOLD_MAX_SECONDS from now, the serializer's bound). A retry of the last
+    extension's key is answered again. Raises HoldNotFound (404), HoldNotOpen
+    (409: ended, or its expiry came first), HoldExpiryNotLater (422)."""
+    fingerprint = canonical_fingerprint(extend=True, **expiry.asked())
+    _own_hold(client, hold_id)
+    hold, outcome = engine.extend_hold(
+        hold_id, expiry.instant(timezone.now()), key=idempotency_key, fingerprint=fingerprint
+    )
+    if outcome == "not_open":
+        raise HoldNotOpen(f"The hold is {hold.status}.", data=hold_json(hold, viewer_id=client.pk))
+    if outcome == "not_later":
+        raise HoldExpiryNotLater(
+            f"The hold expires at {hold.expires_at.isoformat()}; an extension must move it later.",
+            data=hold_json(hold, viewer_id=client.pk),
+        )
+    return HoldResult(hold, replayed=outcome == "replayed")
+
+
+@dataclass(frozen=True)
+class HoldSetResult:
+    """The answer to ending a set of holds: the holds in the order asked,
+    and whether an earlier request with the same key had ended them."""
+
+    holds: list[Hold]
+    replayed: bool
+
+
+def holds_end_set(
+    *,
+    client: AbstractBaseUser,
+    status: HoldStatus,
+    amounts: dict[uuid.UUID, Decimal | None],
+    idempotency_key: str,
+) -> HoldSetResult:
+    """Capture (status CAPTURED; `amounts` by hold id, None: all of it) or
+    void (VOIDED; amounts all None) a set of the client's holds at once: all
+    of them end, or none does (engine.end_holds). The key is the set's: each
+    hold keeps it as its end_key, and a retry of the same request is answered
+    again. Raises HoldNotFound (404, data: the ids not found, another
+    client's among them), CaptureExceedsHold (422), HoldNotOpen (409, data:
+    the holds that are not OPEN; nothing ended), a capture's broken rule
+    (422), IdempotencyKeyReused (422)."""
+    fingerprint = canonical_fingerprint(
+        end=status, holds=sorted([str(hold_id), amount and f"{amount:.2f}"] for hold_id, amount in amounts.items())
+    )
+    found = {hold.pk: hold for hold in Hold.objects.filter(pk__in=list(amounts), client=client)}
+    missing = [str(hold_id) for hold_id in amounts if hold_id not in found]
+    if missing:
+        raise HoldNotFound(f"{len(missing)} of the holds were not found.", data={"holdIds": missing})
+    for hold_id, amount in amounts.items():
+        if amount is not None and amount > found[hold_id].amount:
+            raise CaptureExceedsHold(
+                f"Hold {hold_id} reserves {found[hold_id].amount:.2f}; a capture moves at most that."
+            )
+    if all(hold.end_key == idempotency_key for hold in found.values()):
+        if any(hold.end_fingerprint != fingerprint for hold in found.values()):
+            raise IdempotencyKeyReused()
+        return HoldSetResult([found[hold_id] for hold_id in amounts], replayed=True)
+    ends = {
+        hold_id: engine.HoldEnd(status, amount=amount, key=idempotency_key, fingerprint=fingerprint)
+        for hold_id, amount in amounts.items()
+    }
+    with locks.idempotency_lock(client.pk, _END_LOCK_PREFIX + idempotency_key):
+        holds, not_open = engine.end_holds(ends)
+    if not_open:
+        raise HoldNotOpen(
+            f"{len(not_open)} of the holds are not open; none ended.",
+            data={"holds": [hold_json(hold, viewer_id=client.pk) for hold in not_open]},
+        )
+    by_id = {hold.pk: hold for hold in holds}
+    return HoldSetResult([by_id[hold_id] for hold_id in amounts], replayed=False)
+
+
+def holds_expire(*, limit: int | None = None) -> int:
+    """Expire every OPEN hold whose time has come, in transactions of at
+    most HOLD_EXPIRE_BATCH (what the beat task runs). Returns how many."""
+    limit = limit or settings.HOLD_EXPIRE_BATCH
+    expired = 0
+    while True:
+        count = engine.expire_due_holds(limit=limit)
+        expired += count
+        if count < limit:
+            return expired
+
+
+# --- the steps ----------------------------------------------------------------------
+
+
+def _replay(hold: Hold, fingerprint: str) -> HoldResult:
+    if hold.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    return HoldResult(hold, replayed=True)
+
+
+def _own_hold(client: AbstractBaseUser, hold_id: uuid.UUID) -> Hold:
+    """The client's own hold (only its placing client ends or extends it)."""
+    hold = _hold_row(_OWN_HOLD, [hold_id, client.pk])
+    if hold is None:
+        raise HoldNotFound()
+    return hold
+
+
+def _end(client: AbstractBaseUser, hold: Hold, end: "engine.HoldEnd") -> HoldResult:
+    if hold.status != HoldStatus.OPEN:
+        return _ended(client, hold, end)
+    with locks.idempotency_lock(client.pk, f"{_END_LOCK_PREFIX}{hold.pk}\n{end.key}") as lock:
+        hold, ended_now = engine.end_hold(hold.pk, end)
+        lock.leave_to_expire()
+    if ended_now:
+        return HoldResult(hold, replayed=False)
+    return _ended(client, hold, end)
+
+
+def _ended(client: AbstractBaseUser, hold: Hold, end: "engine.HoldEnd") -> HoldResult:
+    """The answer to ending a hold that is not OPEN: a retry of the request
+    that ended it gets what it got; anything else HoldNotOpen, with the hold."""
+    if end.key and hold.end_key == end.key:
+        if hold.end_fingerprint != end.fingerprint:
+            raise IdempotencyKeyReused()
+        return HoldResult(hold, replayed=True)
+    raise HoldNotOpen(f"The hold is {hold.status}.", data=hold_json(hold, viewer_id=client.pk))

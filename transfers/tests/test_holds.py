@@ -1,0 +1,431 @@
+"""Holds (docs/api.md, "Holds"): place, capture, void, extend, expire; the
+available balance; exactly one end under concurrency; replays; tenancy; bad
+input. Real PostgreSQL and Redis; concurrency from real threads."""
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+
+from conftest import make_api_client
+from reconciliation.services import ledger_discrepancies
+from transfers import holds
+from transfers.models import Hold, HoldStatus, TransactionLog, TransactionStatus
+from transfers.tests.concurrency import run_concurrently
+from wallets.models import Event, Wallet
+
+pytestmark = pytest.mark.django_db
+
+
+def place(api, source, destination, amount="40.00", key=None, **fields):
+    body = {
+        "sourceWalletId": str(source.pk),
+        "destinationWalletId": str(destination.pk),
+        "amount": amount,
+        "expiresInSeconds": 600,
+        **fields,
+    }
+    return api.post("/api/holds", body, format="json", headers={"Idempotency-Key": key or f"h-{uuid.uuid4()}"})
+
+
+def end(api, hold_id, action, key=None, **body):
+    return api.post(
+        f"/api/holds/{hold_id}/{action}", body, format="json", headers={"Idempotency-Key": key or f"e-{uuid.uuid4()}"}
+    )
+
+
+def amounts(wallet) -> tuple[str, str, str]:
+    wallet.refresh_from_db()
+    return f"{wallet.balance:.2f}", f"{wallet.held:.2f}", f"{wallet.available:.2f}"
+
+
+def held_of_open_holds(wallet) -> Decimal:
+    total = Hold.objects.filter(source_wallet=wallet, status=HoldStatus.OPEN).aggregate(s=Sum("amount"))["s"]
+    return total or Decimal(0)
+
+
+@pytest.fixture
+def pair(funded_wallet):
+    return funded_wallet("100.00"), funded_wallet("0")
+
+
+def test_a_hold_reserves_and_the_wallet_shows_balance_held_and_available(treasury_api, pair):
+    source, destination = pair
+    response = place(treasury_api, source, destination, "40.00", metadata={"order": "A-1"})
+    assert response.status_code == 201, response.json()
+    data = response.json()["data"]
+    assert (data["status"], data["amount"], data["metadata"]) == ("OPEN", "40.00", {"order": "A-1"})
+    assert amounts(source) == ("100.00", "40.00", "60.00")
+    shown = treasury_api.get(f"/api/wallets/{source.pk}").json()["data"]
+    assert (shown["balance"], shown["held"], shown["available"]) == ("100.00", "40.00", "60.00")
+    assert treasury_api.get(f"/api/holds/{data['id']}").json()["data"]["status"] == "OPEN"
+    assert ledger_discrepancies() == []
+
+
+def test_a_transfer_that_would_eat_held_money_is_refused(treasury_api, pair):
+    source, destination = pair
+    place(treasury_api, source, destination, "70.00")
+    response = treasury_api.post(
+        "/api/transfer",
+        {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "30.01"},
+        format="json",
+        headers={"Idempotency-Key": "eat-held"},
+    )
+    assert response.status_code == 422 and response.json()["code"] == "insufficient_balance"
+    assert amounts(source) == ("100.00", "70.00", "30.00")
+    fits = treasury_api.post(
+        "/api/transfer",
+        {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "30.00"},
+        format="json",
+        headers={"Idempotency-Key": "fits"},
+    )
+    assert fits.status_code == 201
+    assert amounts(source) == ("70.00", "70.00", "0.00")
+
+
+def test_a_second_hold_past_available_fails_and_reserves_nothing(treasury_api, pair):
+    source, destination = pair
+    place(treasury_api, source, destination, "60.00")
+    response = place(treasury_api, source, destination, "40.01", key="too-much")
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "insufficient_balance" and body["data"]["status"] == "FAILED"
+    assert amounts(source) == ("100.00", "60.00", "40.00")
+    replay = place(treasury_api, source, destination, "40.01", key="too-much")
+    assert replay.status_code == 422 and replay.headers["Idempotent-Replayed"] == "true"
+
+
+def test_capture_moves_the_amount_as_a_transfer_in_history(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    response = end(treasury_api, hold_id, "capture")
+    assert response.status_code == 200, response.json()
+    data = response.json()["data"]
+    assert (data["status"], data["capturedAmount"]) == ("CAPTURED", "40.00")
+    assert amounts(source) == ("60.00", "0.00", "60.00")
+    assert amounts(destination) == ("40.00", "0.00", "40.00")
+    log = TransactionLog.objects.get(pk=data["transactionId"])
+    assert (log.type, log.status, log.amount) == ("TRANSFER", TransactionStatus.COMPLETED, Decimal("40.00"))
+    history = treasury_api.get(f"/api/wallets/{source.pk}/transactions").json()["data"]["results"]
+    assert data["transactionId"] in [entry["id"] for entry in history]
+    types = list(Event.objects.filter(client=treasury_api.user).values_list("type", flat=True))
+    assert {"hold.created", "hold.captured", "transfer.completed"} <= set(types)
+    assert ledger_discrepancies() == []
+
+
+def test_partial_capture_releases_the_rest_and_a_second_capture_is_refused(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    response = end(treasury_api, hold_id, "capture", key="cap-1", amount="15.50")
+    assert response.status_code == 200
+    assert response.json()["data"]["capturedAmount"] == "15.50"
+    assert amounts(source) == ("84.50", "0.00", "84.50")
+    assert amounts(destination) == ("15.50", "0.00", "15.50")
+    again = end(treasury_api, hold_id, "capture", key="cap-2", amount="10.00")
+    assert again.status_code == 409 and again.json()["code"] == "hold_not_open"
+    assert again.json()["data"]["status"] == "CAPTURED"
+    replay = end(treasury_api, hold_id, "capture", key="cap-1", amount="15.50")
+    assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
+    other = end(treasury_api, hold_id, "capture", key="cap-1", amount="15.00")
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert amounts(source) == ("84.50", "0.00", "84.50")
+
+
+def test_a_capture_above_the_hold_is_refused_and_the_hold_stays_open(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    response = end(treasury_api, hold_id, "capture", amount="40.01")
+    assert response.status_code == 422 and response.json()["code"] == "capture_exceeds_hold"
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN
+
+
+def test_void_releases_everything_once(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    response = end(treasury_api, hold_id, "void", key="v-1")
+    assert response.status_code == 200 and response.json()["data"]["status"] == "VOIDED"
+    assert amounts(source) == ("100.00", "0.00", "100.00")
+    assert end(treasury_api, hold_id, "void", key="v-1").headers["Idempotent-Replayed"] == "true"
+    assert end(treasury_api, hold_id, "void", key="v-2").json()["code"] == "hold_not_open"
+    assert end(treasury_api, hold_id, "capture").json()["code"] == "hold_not_open"
+    assert amounts(source) == ("100.00", "0.00", "100.00")
+
+
+def test_extend_moves_the_expiry_later_only(treasury_api, pair):
+    source, destination = pair
+    data = place(treasury_api, source, destination).json()["data"]
+    later = (timezone.now() + timedelta(hours=2)).isoformat()
+    response = end(treasury_api, data["id"], "extend", key="x-1", expiresAt=later)
+    assert response.status_code == 200, response.json()
+    assert response.json()["data"]["expiresAt"] > data["expiresAt"]
+    assert end(treasury_api, data["id"], "extend", key="x-1", expiresAt=later).headers["Idempotent-Replayed"] == "true"
+    earlier = end(treasury_api, data["id"], "extend", key="x-2", expiresInSeconds=60)
+    assert earlier.status_code == 422 and earlier.json()["code"] == "hold_expiry_not_later"
+    assert Event.objects.filter(client=treasury_api.user, type="hold.extended").count() == 1
+
+
+def test_expiry_releases_a_due_hold_and_announces_it(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    Hold.objects.filter(pk=hold_id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert holds.holds_expire() == 1
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.EXPIRED
+    assert amounts(source) == ("100.00", "0.00", "100.00")
+    assert Event.objects.filter(client=treasury_api.user, type="hold.expired").count() == 1
+    assert holds.holds_expire() == 0
+    assert end(treasury_api, hold_id, "capture").json()["code"] == "hold_not_open"
+
+
+def test_a_capture_after_the_expiry_time_expires_it_instead(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    Hold.objects.filter(pk=hold_id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = end(treasury_api, hold_id, "capture")
+    assert response.status_code == 409 and response.json()["data"]["status"] == "EXPIRED"
+    assert amounts(source) == ("100.00", "0.00", "100.00")
+    assert amounts(destination) == ("0.00", "0.00", "0.00")
+
+
+def test_a_replayed_placement_is_the_same_hold_and_another_payload_is_refused(treasury_api, pair):
+    source, destination = pair
+    first = place(treasury_api, source, destination, "40.00", key="same")
+    again = place(treasury_api, source, destination, "40.00", key="same")
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["data"]["id"] == first.json()["data"]["id"]
+    other = place(treasury_api, source, destination, "41.00", key="same")
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert amounts(source) == ("100.00", "40.00", "60.00")
+
+
+def test_another_clients_hold_is_not_found(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination).json()["data"]["id"]
+    stranger = make_api_client("Treasury client")
+    assert stranger.get(f"/api/holds/{hold_id}").json()["code"] == "hold_not_found"
+    for action in ("capture", "void"):
+        response = end(stranger, hold_id, action)
+        assert response.status_code == 404 and response.json()["code"] == "hold_not_found"
+    assert stranger.get(f"/api/holds/{uuid.uuid4()}").status_code == 404
+    # Another client's wallet as the source is not found, as an unknown one.
+    response = place(stranger, source, destination)
+    assert response.status_code == 404 and response.json()["code"] == "wallet_not_found"
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN
+
+
+def test_the_payee_hears_of_the_hold_without_the_payers_details(treasury_api, funded_wallet):
+    payee = make_api_client("Treasury client")
+    payee_api = make_api_client("Disbursement client", user=treasury_api.user)
+    source, destination = funded_wallet("100.00"), funded_wallet("0", owner=payee.user)
+    response = place(payee_api, source, destination, "10.00", metadata={"secret": "x"})
+    assert response.status_code == 201, response.json()
+    event = Event.objects.get(client=payee.user, type="hold.created")
+    assert event.data["metadata"] is None and event.data["idempotencyKey"] is None
+    assert event.data["amount"] == "10.00"
+    hold_id = response.json()["data"]["id"]
+    assert end(payee_api, hold_id, "extend", expiresInSeconds=3600).status_code == 200
+    assert end(payee_api, hold_id, "void").status_code == 200
+    for owner in (payee.user, treasury_api.user):
+        got = set(Event.objects.filter(client=owner, data__id=hold_id).values_list("type", flat=True))
+        assert got == {"hold.created", "hold.extended", "hold.voided"}, owner
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"amount": "0"}, "amount"),
+        ({"amount": "1.001"}, "amount"),
+        ({"expiresInSeconds": 0}, "expiresInSeconds"),
+        ({"expiresInSeconds": 10**9}, "expiresInSeconds"),
+        ({"expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt"),
+        ({"expiresAt": "2999-01-01T00:00:00Z", "expiresInSeconds": 60}, "expiresAt"),
+        ({"unknown": 1}, "unknown"),
+        ({"sourceWalletId": "nope"}, "sourceWalletId"),
+    ],
+)
+def test_bad_input_is_a_400_and_stores_nothing(treasury_api, pair, change, field):
+    source, destination = pair
+    body = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "5.00"}
+    body.update({"expiresInSeconds": 60} if "expiresAt" not in change else {})
+    body.update(change)
+    response = treasury_api.post("/api/holds", body, format="json", headers={"Idempotency-Key": "bad"})
+    assert response.status_code == 400, response.json()
+    assert field in response.json()["errors"]
+    assert not Hold.objects.exists()
+
+
+def test_an_end_without_a_key_is_a_400(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination).json()["data"]["id"]
+    response = treasury_api.post(f"/api/holds/{hold_id}/void", {}, format="json")
+    assert response.status_code == 400 and "idempotencyKey" in response.json()["errors"]
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN
+
+
+def test_verify_ledger_finds_held_that_disagrees_with_open_holds(treasury_api, pair):
+    source, destination = pair
+    place(treasury_api, source, destination, "40.00")
+    Wallet.objects.filter(pk=source.pk).update(held=Decimal("39.00"))
+    found = [(d.invariant, d.subject) for d in ledger_discrepancies()]
+    assert found == [("held_agreement", str(source.pk))]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_threads_ending_one_hold_end_it_once(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    client = treasury_api.user
+
+    def capture():
+        try:
+            return holds.hold_capture(client=client, hold_id=hold_id, amount=None, idempotency_key=str(uuid.uuid4()))
+        except Exception as exc:  # noqa: BLE001 (the refusals are counted)
+            return type(exc).__name__
+
+    def void():
+        try:
+            return holds.hold_void(client=client, hold_id=hold_id, idempotency_key=str(uuid.uuid4()))
+        except Exception as exc:  # noqa: BLE001
+            return type(exc).__name__
+
+    def expire():
+        return holds.holds_expire()
+
+    def extend():
+        try:
+            expiry = holds.Expiry(in_seconds=3600)
+            holds.hold_extend(client=client, hold_id=hold_id, expiry=expiry, idempotency_key=str(uuid.uuid4()))
+        except Exception as exc:  # noqa: BLE001 (an extension after the end is refused)
+            return type(exc).__name__
+        return 0
+
+    results = run_concurrently([capture, void, expire, extend] * 4, threads=16)
+    ended = [r for r in results if isinstance(r, holds.HoldResult)]
+    assert len(ended) == 1, results
+    refusals = {"HoldNotOpen", "HoldExpiryNotLater", 0}
+    assert all(r in refusals for r in results if not isinstance(r, holds.HoldResult)), results
+    hold = Hold.objects.get(pk=hold_id)
+    source.refresh_from_db()
+    assert source.held == 0
+    moved = Decimal("40.00") if hold.status == HoldStatus.CAPTURED else Decimal(0)
+    assert source.balance == Decimal("100.00") - moved
+    assert TransactionLog.objects.filter(idempotency_key=f"hold:{hold_id}").count() == (1 if moved else 0)
+    assert ledger_discrepancies() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_captures_racing_the_expiry_of_a_due_hold_all_find_it_expired(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    Hold.objects.filter(pk=hold_id).update(expires_at=timezone.now() - timedelta(milliseconds=1))
+    client = treasury_api.user
+
+    def capture():
+        try:
+            holds.hold_capture(client=client, hold_id=hold_id, amount=None, idempotency_key=str(uuid.uuid4()))
+        except Exception as exc:  # noqa: BLE001 (the refusals are counted)
+            return type(exc).__name__
+        return "captured"
+
+    results = run_concurrently([capture, holds.holds_expire] * 6, threads=12)
+    assert "captured" not in results
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.EXPIRED
+    assert Event.objects.filter(client=client, type="hold.expired").count() == 1
+    assert amounts(source) == ("100.00", "0.00", "100.00")
+    assert ledger_discrepancies() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hot_wallet_never_reserves_past_its_balance(funded_wallet, wallet_owner):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    client = make_api_client("Treasury client", user=wallet_owner).user
+
+    def hold(i):
+        return lambda: (
+            holds.hold_place(
+                client=client,
+                source_wallet_id=source.pk,
+                destination_wallet_id=destination.pk,
+                amount=Decimal("0.70"),
+                expiry=holds.Expiry(in_seconds=600),
+                metadata={},
+                idempotency_key=f"hot-{i}",
+            ).hold.status
+        )
+
+    # 200 holds of 0.70 on 100.00, ten at a time: 142 fit (99.40), 58 do not.
+    statuses = run_concurrently([hold(i) for i in range(200)], threads=10)
+    assert statuses.count(HoldStatus.OPEN) == 142 and statuses.count(HoldStatus.FAILED) == 58
+    source.refresh_from_db()
+    assert source.held == Decimal("99.40") == held_of_open_holds(source)
+    assert ledger_discrepancies() == []
+
+
+def test_a_set_of_holds_is_captured_all_at_once(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    ids = [place(treasury_api, source, destination, "20.00").json()["data"]["id"] for _ in range(3)]
+    body = {"holds": [{"holdId": ids[0], "amount": "5.00"}, {"holdId": ids[1]}, {"holdId": ids[2]}]}
+    response = treasury_api.post("/api/holds/capture", body, format="json", headers={"Idempotency-Key": "set-1"})
+    assert response.status_code == 200, response.json()
+    assert [h["capturedAmount"] for h in response.json()["data"]["holds"]] == ["5.00", "20.00", "20.00"]
+    assert amounts(source) == ("55.00", "0.00", "55.00")
+    again = treasury_api.post("/api/holds/capture", body, format="json", headers={"Idempotency-Key": "set-1"})
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert amounts(destination) == ("45.00", "0.00", "45.00")
+
+
+def test_a_set_with_one_ended_hold_ends_none(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    ids = [place(treasury_api, source, destination, "20.00").json()["data"]["id"] for _ in range(3)]
+    end(treasury_api, ids[1], "void")
+    body = {"holds": [{"holdId": hold_id} for hold_id in ids]}
+    response = treasury_api.post("/api/holds/void", body, format="json", headers={"Idempotency-Key": "set-2"})
+    assert response.status_code == 409 and response.json()["code"] == "hold_not_open"
+    assert [h["id"] for h in response.json()["data"]["holds"]] == [ids[1]]
+    assert amounts(source) == ("100.00", "40.00", "60.00")
+    stranger = make_api_client("Treasury client")
+    refused = stranger.post("/api/holds/void", body, format="json", headers={"Idempotency-Key": "set-3"})
+    assert refused.status_code == 404 and len(refused.json()["data"]["holdIds"]) == 3
+
+
+def test_a_set_capture_that_breaks_a_rule_moves_nothing(treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    ids = [place(treasury_api, source, destination, "20.00").json()["data"]["id"] for _ in range(2)]
+    Wallet.objects.filter(pk=destination.pk).update(is_active=False)
+    body = {"holds": [{"holdId": hold_id} for hold_id in ids]}
+    response = treasury_api.post("/api/holds/capture", body, format="json", headers={"Idempotency-Key": "set-4"})
+    assert response.status_code == 422 and response.json()["code"] == "wallet_inactive"
+    assert amounts(source) == ("100.00", "40.00", "60.00")
+    assert set(Hold.objects.filter(pk__in=ids).values_list("status", flat=True)) == {HoldStatus.OPEN}
+
+
+# --- the admin --------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("migrated_groups")
+def test_finance_voids_a_hold_in_the_admin_with_a_reason_and_support_may_not(treasury_api, pair):
+    from django.urls import reverse
+
+    from wallets.tests.test_admin import staff_client
+
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    changelist = reverse("admin:transfers_hold_changelist")
+    support, finance = staff_client("Support"), staff_client("Finance")
+    assert support.get(changelist).status_code == 200
+    refused = support.post(changelist, {"action": "void_holds", "_selected_action": [hold_id]})
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN, refused.status_code
+    asked = finance.post(changelist, {"action": "void_holds", "_selected_action": [hold_id]})
+    assert asked.status_code == 200 and b"reason" in asked.content
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN
+    done = finance.post(
+        changelist, {"action": "void_holds", "_selected_action": [hold_id], "apply": "Void", "reason": "fraud ticket 7"}
+    )
+    assert done.status_code == 302
+    hold = Hold.objects.get(pk=hold_id)
+    assert hold.status == HoldStatus.VOIDED and hold.end_note.endswith("fraud ticket 7")
+    assert amounts(source) == ("100.00", "0.00", "100.00")
+    page = support.get(reverse("admin:wallets_wallet_change", args=[source.pk]))
+    assert page.status_code == 200 and b"All holds of this wallet" in page.content
