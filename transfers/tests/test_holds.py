@@ -429,3 +429,40 @@ def test_finance_voids_a_hold_in_the_admin_with_a_reason_and_support_may_not(tre
     assert amounts(source) == ("100.00", "0.00", "100.00")
     page = support.get(reverse("admin:wallets_wallet_change", args=[source.pk]))
     assert page.status_code == 200 and b"All holds of this wallet" in page.content
+
+
+# --- holds under tier limits (docs/limits.md) ------------------------------------------
+
+
+def test_a_hold_past_the_sources_tier_cap_fails_and_its_capture_counts_in_the_day(treasury_api, funded_wallet):
+    from transfers.tests.limit_helpers import put_in, tier_with
+
+    source, destination = funded_wallet("5000.00"), funded_wallet("0")
+    put_in(source, tier_with(max_daily_debits="1000.00"))
+
+    refused = place(treasury_api, source, destination, "1000.01")
+    assert refused.status_code == 422, refused.json()
+    assert refused.json()["code"] == "limit_exceeded"
+    assert amounts(source) == ("5000.00", "0.00", "5000.00")
+
+    hold = place(treasury_api, source, destination, "800.00").json()["data"]
+    captured = end(treasury_api, hold["id"], "capture", amount="800.00")
+    assert captured.status_code == 200, captured.json()
+    # The capture was a debit of today: a transfer past what is left is refused.
+    transfer = treasury_api.post(
+        "/api/transfer",
+        {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "200.01"},
+        format="json",
+        headers={"Idempotency-Key": f"t-{uuid.uuid4()}"},
+    )
+    assert transfer.status_code == 422 and transfer.json()["code"] == "limit_exceeded", transfer.json()
+    assert "room left: 200.00" in transfer.json()["message"]
+
+
+def test_a_hold_from_a_post_no_debit_wallet_is_refused(treasury_api, pair):
+    source, destination = pair
+    Wallet.objects.filter(pk=source.pk).update(post_no_debit=True, restriction_reason="court order")
+    refused = place(treasury_api, source, destination, "10.00")
+    assert refused.status_code == 422, refused.json()
+    assert refused.json()["code"] == "wallet_restricted"
+    assert amounts(source) == ("100.00", "0.00", "100.00")
