@@ -695,22 +695,24 @@ RETURNING id
 """
 _KEY_TAKEN = "SELECT 1 FROM holds WHERE client_id = %s AND idempotency_key = %s"
 _FAIL_HOLD = "UPDATE holds SET status = 'FAILED', error_code = %s, error_message = %s WHERE id = %s"
-# A capture's TRANSFER logs, PENDING, for SETTLE to complete (_capture_log).
-_INSERT_CAPTURES = """
-INSERT INTO transaction_logs (
-    id, client_id, idempotency_key, movement_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
-    amount, currency, type, status, reference, metadata, error_code, error_message, created_at, updated_at)
-SELECT v.id, v.client, v.key, v.fingerprint, '', v.source, v.destination,
-       v.amount, v.currency, 'TRANSFER', 'PENDING', v.reference, v.metadata, '', '', %(now)s, %(now)s
-  FROM jsonb_to_recordset(%(logs)s::jsonb) AS v(id uuid, client integer, key text, fingerprint text, source uuid,
-                                                 destination uuid, amount numeric, currency text, reference text,
-                                                 metadata jsonb)
-"""
-# Every hold a posting ends, and their events, in one statement; only an
-# OPEN hold ends (the row lock and the OPEN check before deciding make it
-# so; this is the backstop).
+# Every hold a posting ends, in one statement: the captures' TRANSFER logs,
+# PENDING, for SETTLE to complete next (_capture_log; the hold's
+# transaction_id names its log, checked at the statement's end), the holds'
+# rows, only an OPEN one (the row lock and the OPEN check before deciding
+# make it so; this is the backstop), and their events. One round trip, as a
+# transfer's PENDING insert is one.
 _END_HOLDS = """
-WITH ended AS (
+WITH logs AS (
+  INSERT INTO transaction_logs (
+      id, client_id, idempotency_key, movement_fingerprint, body_digest, source_wallet_id, destination_wallet_id,
+      amount, currency, type, status, reference, metadata, error_code, error_message, created_at, updated_at)
+  SELECT v.id, v.client, v.key, v.fingerprint, '', v.source, v.destination,
+         v.amount, v.currency, 'TRANSFER', 'PENDING', v.reference, v.metadata, '', '', %(now)s, %(now)s
+    FROM jsonb_to_recordset(%(logs)s::jsonb) AS v(id uuid, client integer, key text, fingerprint text, source uuid,
+                                                   destination uuid, amount numeric, currency text, reference text,
+                                                   metadata jsonb)
+),
+ended AS (
   UPDATE holds h
      SET status = v.status, captured_amount = v.captured, transaction_id = v.log, end_key = v.key,
          end_fingerprint = v.fingerprint, end_note = v.note, ended_at = %(now)s, updated_at = %(now)s
@@ -859,8 +861,9 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
     """Post the ends of OPEN holds the caller has locked, in its transaction:
     lock their wallets, release every hold, decide the captures' TRANSFER
     logs on what that leaves (check_rules; the first broken rule is raised,
-    nothing written), then one SETTLE for every held change, balance and
-    log, the holds' rows, and their events. The holds are updated in memory."""
+    nothing written), then the captures' PENDING logs with the holds' rows
+    and events (_END_HOLDS), and one SETTLE for every held change, balance
+    and log. The holds are updated in memory."""
     wallet_ids = {hold.source_wallet_id for hold, _ in ends}
     wallet_ids |= {hold.destination_wallet_id for hold, end in ends if end.status == HoldStatus.CAPTURED}
     day = limits.business_day(now)
@@ -878,9 +881,6 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
         if decision.failure is not None:
             raise decision.failure.violation()
     posting.held_changes = held
-    if captures:
-        _run(_INSERT_CAPTURES, {"logs": _captures_json(captures), "now": now})
-    apply(posting, now)
     rows, events = [], []
     logs = iter(captures)
     payees = _owners_of({hold.destination_wallet_id for hold, _ in ends} - wallets.keys())
@@ -899,7 +899,9 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
         payee = destination.owner_id if destination else payees[hold.destination_wallet_id]
         recipients = sorted({wallets[hold.source_wallet_id].owner_id, payee} - {None})
         events += _hold_events(hold, recipients)
-    _run(_END_HOLDS, {"ends": json.dumps(rows), "events": event_rows_json(events), "now": now})
+    ends_document = {"logs": _captures_json(captures), "ends": json.dumps(rows), "events": event_rows_json(events)}
+    _run(_END_HOLDS, {**ends_document, "now": now})
+    apply(posting, now)
 
 
 def _captures_json(logs: list[TransactionLog]) -> str:
