@@ -288,6 +288,7 @@ class WalletHistoryEntrySerializer(TransactionLogSerializer):
 # --- balances as of an instant, statements ----------------------------------------
 
 
+@extend_schema_field({"type": "string", "format": "date-time", "example": "2026-12-03T12:00:00+01:00"})
 class InstantField(serializers.Field):
     """An instant in ISO 8601 with its offset (2026-12-03T12:00:00+01:00,
     or Z for UTC), not in the future: a time without an offset names no

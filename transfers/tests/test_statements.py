@@ -680,3 +680,12 @@ def test_a_statement_read_while_money_moves_is_one_snapshot(treasury_api, funded
         assert D(data["openingBalance"]) + moved == D(data["closingBalance"])
         last = data["movements"][-1]["balanceAfter"] if data["movements"] else data["openingBalance"]
         assert last == data["closingBalance"]
+
+
+def test_the_schema_offers_the_statement_as_json_csv_and_pdf(treasury_api):
+    schema = treasury_api.get("/api/schema/", headers={"Accept": "application/json"}).json()
+    statement = schema["paths"]["/api/wallets/{id}/statement"]["get"]
+    assert set(statement["responses"]["200"]["content"]) == {"application/json", "text/csv", "application/pdf"}
+    assert {p["name"] for p in statement["parameters"]} >= {"from", "to", "format"}
+    balance = schema["paths"]["/api/wallets/{id}/balance"]["get"]
+    assert [p["schema"].get("format") for p in balance["parameters"] if p["name"] == "at"] == ["date-time"]

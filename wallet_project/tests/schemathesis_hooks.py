@@ -10,23 +10,36 @@ contract accepts.
   wallets (random UUIDs would only ever reach the 404).
 - A batch's payouts go from the client's source wallet to its other wallet,
   each under a key of its own (unique within the batch, as the API requires).
+- A balance is asked as of an instant that has come, and a statement for
+  days that have begun, `to` not before `from`, at most STATEMENT_MAX_DAYS
+  of them; both of the test client's own wallet.
 - Metadata's property names are text: OpenAPI 3.0 has no propertyNames, so
   the schema cannot say that a name holds no lone UTF-16 surrogate or NUL
   (wallet_project/parsers.py refuses them, as the contract asks).
 """
 
+import datetime as dt
 import os
 import uuid
+import zoneinfo
 
 import schemathesis
 
 MONEY_PATHS = ("/api/transfer", "/api/wallets/{id}/deposit", "/api/wallets/{id}/withdraw")
 BATCH_PATH = "/api/transfers/batch"
+BALANCE_PATH = "/api/wallets/{id}/balance"
+STATEMENT_PATH = "/api/wallets/{id}/statement"
+# transfers/statements.py's, and STATEMENT_MAX_DAYS's default.
+LAGOS = zoneinfo.ZoneInfo("Africa/Lagos")
+STATEMENT_MAX_DAYS = 366
 HEADER = "Idempotency-Key"
 
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    if case.method == "GET" and case.path in (BALANCE_PATH, STATEMENT_PATH):
+        _in_the_past(case)
+        return
     if case.method != "POST" or case.path not in (*MONEY_PATHS, BATCH_PATH) or not isinstance(case.body, dict):
         return
     headers = case.headers if case.headers is not None else {}
@@ -62,3 +75,28 @@ def _batch(body: dict) -> None:
             payout["idempotencyKey"] = f"st-{uuid.uuid4()}"
             if isinstance(payout.get("metadata"), dict):
                 payout["metadata"] = {k: v for k, v in payout["metadata"].items() if _is_text(k)}
+
+
+def _in_the_past(case) -> None:
+    if case.path_parameters:
+        case.path_parameters["id"] = os.environ["ST_SOURCE_WALLET"]
+    query = case.query if isinstance(case.query, dict) else {}
+    if case.path == BALANCE_PATH:
+        at = _parsed(dt.datetime.fromisoformat, query.get("at"))
+        now = dt.datetime.now(dt.UTC)
+        if at is not None and at.tzinfo is not None and at > now:
+            query["at"] = now.isoformat()
+        return
+    first, last = (_parsed(dt.date.fromisoformat, query.get(name)) for name in ("from", "to"))
+    if first is None or last is None:
+        return
+    first = min(first, dt.datetime.now(LAGOS).date())
+    last = min(max(last, first), first + dt.timedelta(days=STATEMENT_MAX_DAYS - 1))
+    query["from"], query["to"] = first.isoformat(), last.isoformat()
+
+
+def _parsed(parse, value):
+    try:
+        return parse(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

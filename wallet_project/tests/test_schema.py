@@ -21,6 +21,8 @@ CONTRACT_OPERATIONS = [
     ("/api/wallets", "get"),
     ("/api/wallets/{id}", "get"),
     ("/api/wallets/{id}/transactions", "get"),
+    ("/api/wallets/{id}/balance", "get"),
+    ("/api/wallets/{id}/statement", "get"),
     ("/api/wallets/{id}/deposit", "post"),
     ("/api/wallets/{id}/withdraw", "post"),
     ("/api/transfer", "post"),
