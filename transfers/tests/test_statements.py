@@ -689,3 +689,34 @@ def test_the_schema_offers_the_statement_as_json_csv_and_pdf(treasury_api):
     assert {p["name"] for p in statement["parameters"]} >= {"from", "to", "format"}
     balance = schema["paths"]["/api/wallets/{id}/balance"]["get"]
     assert [p["schema"].get("format") for p in balance["parameters"] if p["name"] == "at"] == ["date-time"]
+
+
+# --- the admin ----------------------------------------------------------------------
+
+
+def test_support_gets_a_wallets_statement_from_its_admin_page(wallet_owner, funded_wallet, migrated_groups):
+    from pypdf import PdfReader
+
+    from wallets.tests.test_admin import staff_client
+
+    wallet, _ = instants_between(wallet_owner, funded_wallet)
+    support = staff_client("Support")
+    page = support.get(f"/admin/wallets/wallet/{wallet.pk}/change/").content.decode()
+    assert 'id="statement-request"' in page and 'form="statement-request"' in page
+    url = f"/admin/wallets/wallet/{wallet.pk}/statement/"
+    pdf = support.get(url, {"from": today(), "to": today(), "format": "pdf"})
+    assert (pdf.status_code, pdf["Content-Type"]) == (200, "application/pdf")
+    assert "80.00" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    as_csv = support.get(url, {"from": today(), "to": today(), "format": "csv"})
+    assert as_csv.content.decode().rstrip().endswith(",Closing balance,,,80.00")
+    bad = support.get(url, {"from": today(), "to": "2000-01-01", "format": "pdf"}, follow=True)
+    assert "No statement: to: The last day must not be before the first" in bad.content.decode()
+
+
+def test_the_admin_statement_needs_the_wallet_view_permission(funded_wallet, migrated_groups):
+    from wallets.tests.test_admin import staff_client
+
+    wallet = funded_wallet("1.00")
+    nobody = staff_client()  # staff, in no group
+    response = nobody.get(f"/admin/wallets/wallet/{wallet.pk}/statement/", {"from": today(), "to": today()})
+    assert response.status_code == 403
