@@ -654,7 +654,7 @@ def test_balances_after_are_right_under_concurrent_transfers(treasury_api, funde
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_statement_read_while_money_moves_is_one_snapshot(treasury_api, funded_wallet):
+def test_a_statement_read_while_money_moves_adds_up(treasury_api, funded_wallet):
     wallet, other = funded_wallet("500.00"), funded_wallet("500.00")
     token = token_of(treasury_api)
     stop = time.monotonic() + 3
