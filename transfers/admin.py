@@ -11,18 +11,25 @@ import json
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from transfers import statements
 from transfers.exceptions import HoldNotOpen
 from transfers.holds import hold_void_by_operator
 from transfers.models import MONEY_MOVED_STATUSES, Hold, HoldStatus, TransactionLog, TransferBatch
 from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, wallet_recent_transactions
+from transfers.serializers import StatementQuerySerializer
 from transfers.services import batch_outcomes
+from transfers.statement_documents import statement_csv, statement_data, statement_pdf
 from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.admin import (
     CurrencyListFilter,
@@ -145,13 +152,71 @@ class TransactionLogAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.
 
 
 class WalletLedgerAdmin(WalletAdmin):
-    readonly_fields = (*WalletAdmin.readonly_fields, "ledger_balance", "recent_transactions", "open_holds")
+    readonly_fields = (
+        *WalletAdmin.readonly_fields, "ledger_balance", "recent_transactions", "statement_form", "open_holds",
+    )  # fmt: skip
     fieldsets = (
         *WalletAdmin.fieldsets,
-        ("Ledger", {"fields": ("ledger_balance", "recent_transactions")}),
+        ("Ledger", {"fields": ("ledger_balance", "recent_transactions", "statement_form")}),
         ("Holds", {"fields": ("open_holds",)}),
     )
     change_form_template = "admin/transfers/wallet/change_form.html"
+
+    def get_urls(self):
+        app, model = self.opts.app_label, self.opts.model_name
+        statement = self.admin_site.admin_view(self.statement_view)
+        return [
+            path("<path:object_id>/statement/", statement, name=f"{app}_{model}_statement"),
+            *super().get_urls(),
+        ]
+
+    def statement_view(self, request, object_id):
+        """GET ?from=&to=&format=csv|pdf: the wallet's statement, as a client
+        gets it from GET /api/wallets/{id}/statement (docs/api.md, "a
+        statement"), for whoever may view the wallet here; a bad range is
+        told on the wallet's page."""
+        wallet = self.get_object(request, object_id)
+        if wallet is None or not self.has_view_permission(request, wallet):
+            raise PermissionDenied
+        page = reverse("admin:wallets_wallet_change", args=[quote(wallet.pk)])
+        query = StatementQuerySerializer(data=request.GET)
+        if not query.is_valid():
+            problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in query.errors.items())
+            messages.error(request, f"No statement: {problems}")
+            return HttpResponseRedirect(page)
+        wanted = query.validated_data
+        try:
+            found = statements.statement(wallet=wallet, first_day=wanted["from"], last_day=wanted["to"])
+        except statements.StatementTooLong as too_long:
+            messages.error(request, f"No statement: {too_long}")
+            return HttpResponseRedirect(page)
+        data = statement_data(found)
+        document = wanted["format"] if wanted["format"] in ("csv", "pdf") else "pdf"
+        if document == "csv":
+            response = HttpResponse(statement_csv(data), content_type="text/csv; charset=utf-8")
+        else:
+            response = HttpResponse(statement_pdf(data), content_type="application/pdf")
+        name = f"statement-{wallet.pk}-{wanted['from']:%Y%m%d}-{wanted['to']:%Y%m%d}.{document}"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+    @admin.display(description="statement")
+    def statement_form(self, wallet):
+        """A period and a format, sent by the form "statement-request" that the
+        page's template puts outside the change form (statement_view)."""
+        today = timezone.localdate(timezone=statements.STATEMENT_TIME_ZONE)
+        return format_html(
+            'From <input type="date" name="from" form="statement-request" value="{}" id="statement-from"> '
+            'to <input type="date" name="to" form="statement-request" value="{}" id="statement-to"> '
+            '<select name="format" form="statement-request" id="statement-format">'
+            '<option value="pdf">PDF</option><option value="csv">CSV</option></select> '
+            '<button type="submit" form="statement-request" id="statement-get">Get the statement</button>'
+            "<p>Whole days in Africa/Lagos, both included, at most {} of them: what the client gets from "
+            "GET /api/wallets/{{id}}/statement.</p>",
+            today.replace(day=1),
+            today,
+            settings.STATEMENT_MAX_DAYS,
+        )
 
     @admin.display(description="ledger-derived balance")
     def ledger_balance(self, wallet):

@@ -122,10 +122,16 @@ class Failure:
 @dataclass(frozen=True)
 class Decision:
     """What the engine decided for one movement (a PENDING log): it moves
-    (failure None: COMPLETED) or it does not (FAILED, with why)."""
+    (failure None: COMPLETED) or it does not (FAILED, with why). A movement
+    that moves carries each wallet's balance once it has moved (the locked
+    balance and the changes of the movements decided before it), which
+    apply writes onto its log: a statement's running balance and a balance as
+    of any instant read them (transfers/statements.py)."""
 
     log: TransactionLog
     failure: Failure | None = None
+    source_balance_after: Decimal | None = None
+    destination_balance_after: Decimal | None = None
 
     @property
     def status(self) -> str:
@@ -298,11 +304,11 @@ def decide(
         except BusinessRuleViolation as violation:
             posting.decisions.append(Decision(log, Failure.of(violation)))
             continue
-        posting.decisions.append(Decision(log))
         # The locked rows, changed in memory only: the next log's check sees
         # what this one leaves. apply() writes the sums.
         source.balance -= log.amount
         destination.balance += log.amount
+        posting.decisions.append(Decision(log, None, source.balance, destination.balance))
         balances[source.pk] = balances.get(source.pk, Decimal(0)) - log.amount
         balances[destination.pk] = balances.get(destination.pk, Decimal(0)) + log.amount
         if exposure is not None:
@@ -354,7 +360,8 @@ EVENT_TYPE = (
 # most once: its row lock and the PENDING check before deciding make it so;
 # the statement's PENDING condition is a backstop), for a reversal its original REVERSED
 # (only a COMPLETED one), and each log's event per owner of its wallets, in
-# the order decided. One statement: no round trip added while the wallet
+# the order decided, each completed log with its wallets' balances after it
+# (sa, da: decide's). One statement: no round trip added while the wallet
 # rows are locked. The CHECK on customer balances is the backstop should a
 # rule check ever be wrong. The posting comes as one JSON document (apply):
 # psycopg adapts one text parameter for much less than eleven arrays
@@ -389,8 +396,10 @@ client_debits AS (
 settled AS (
   UPDATE transaction_logs t
      SET status = v.status, error_code = v.code, error_message = v.message, updated_at = %(now)s,
-         completed_at = CASE WHEN v.status = 'COMPLETED' THEN %(now)s::timestamptz END
-    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'logs') AS v(id uuid, status text, code text, message text)
+         completed_at = CASE WHEN v.status = 'COMPLETED' THEN %(now)s::timestamptz END,
+         source_balance_after = v.sa, destination_balance_after = v.da
+    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'logs')
+      AS v(id uuid, status text, code text, message text, sa numeric, da numeric)
    WHERE t.id = v.id AND t.status = 'PENDING'
   RETURNING t.*
 ),
@@ -425,6 +434,8 @@ def apply(posting: Posting, now) -> None:
                 "status": decision.status,
                 "code": decision.failure.code if decision.failure else "",
                 "message": decision.failure.message if decision.failure else "",
+                "sa": _text(decision.source_balance_after),
+                "da": _text(decision.destination_balance_after),
             }
             for decision in decisions
         ],
@@ -441,6 +452,8 @@ def apply(posting: Posting, now) -> None:
         log.status, log.updated_at = decision.status, now
         if decision.failure is None:
             log.completed_at = now
+            log.source_balance_after = decision.source_balance_after
+            log.destination_balance_after = decision.destination_balance_after
         else:
             log.error_code, log.error_message = decision.failure.code, decision.failure.message
     if reverses is not None:
@@ -455,6 +468,11 @@ def _legs(posting: Posting) -> list[dict]:
     for pk, held in posting.held_changes.items():
         legs.setdefault(pk, {"id": str(pk), "delta": "0"})["held"] = str(held)
     return list(legs.values())
+
+
+def _text(amount: Decimal | None) -> str | None:
+    """An amount as the posting document carries it (exact, as text)."""
+    return None if amount is None else str(amount)
 
 
 def _fetch(statement: str, params) -> list[tuple]:

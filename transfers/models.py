@@ -94,6 +94,17 @@ class TransactionLog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Each wallet's balance once this movement was applied, written by the
+    # engine in the statement that moves the money (transfers/engine.py,
+    # decide and SETTLE): a balance as of any instant and a statement's running
+    # balance are one indexed read (transfers/statements.py). Null for a log
+    # that moved nothing, and for logs settled before migration 0015.
+    source_balance_after = models.DecimalField(
+        max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True, blank=True, editable=False
+    )
+    destination_balance_after = models.DecimalField(
+        max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True, blank=True, editable=False
+    )
 
     class Meta:
         db_table = "transaction_logs"
@@ -106,6 +117,20 @@ class TransactionLog(models.Model):
             # and support's search by key alone, across clients.
             models.Index(fields=["created_at", "id"], name="idx_txlogs_created_at"),
             models.Index(fields=["idempotency_key"], name="idx_txlogs_idempotency_key"),
+            # A wallet's movements in the order they moved money, either side
+            # (transfers/statements.py): the last one before an instant gives
+            # the balance then; a period's are a statement. batch_index orders
+            # the payouts of one batch, which share their completed_at.
+            models.Index(
+                fields=["source_wallet", "completed_at", "batch_index"],
+                name="idx_txlogs_source_moved",
+                condition=Q(completed_at__isnull=False),
+            ),
+            models.Index(
+                fields=["destination_wallet", "completed_at", "batch_index"],
+                name="idx_txlogs_destination_moved",
+                condition=Q(completed_at__isnull=False),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxLengthValidator, MinLengthValidator
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
@@ -13,6 +14,7 @@ from transfers.models import BatchStatus, HoldStatus, TransactionLog, Transactio
 from transfers.movements import Expiry
 from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES
 from transfers.selectors import shows_request_details
+from transfers.statements import STATEMENT_TIME_ZONE
 from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
 from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
 from wallets.models import WalletKind
@@ -254,15 +256,117 @@ class WalletHistoryEntrySerializer(TransactionLogSerializer):
 
     # Seen from the wallet in context["wallet_id"] (a UUID): the history's.
     direction = serializers.SerializerMethodField()
+    balanceAfter = serializers.SerializerMethodField()
 
     class Meta(TransactionLogSerializer.Meta):
         fields = [*TransactionLogSerializer.Meta.fields]
         fields.insert(fields.index("amount"), "direction")
+        fields.insert(fields.index("amount") + 1, "balanceAfter")
         read_only_fields = fields
 
     @extend_schema_field(serializers.ChoiceField(choices=["CREDIT", "DEBIT"]))
     def get_direction(self, log) -> str:
         return "CREDIT" if log.destination_wallet_id == self.context["wallet_id"] else "DEBIT"
+
+    @extend_schema_field(
+        {
+            "type": "string",
+            "nullable": True,
+            "pattern": r"^-?\d+\.\d{2}$",
+            "description": "This wallet's balance once the transaction moved its money, read from the log "
+            "(docs/api.md, history). Null when it moved none (PENDING, FAILED), and for transactions settled "
+            "before balances after were kept: GET /api/wallets/{id}/balance?at= answers for those.",
+        }
+    )
+    def get_balanceAfter(self, log) -> str | None:
+        if log.destination_wallet_id == self.context["wallet_id"]:
+            after = log.destination_balance_after
+        else:
+            after = log.source_balance_after
+        return None if after is None else f"{after:.2f}"
+
+
+# --- balances as of an instant, statements ----------------------------------------
+
+
+@extend_schema_field({"type": "string", "format": "date-time", "example": "2026-12-03T12:00:00+01:00"})
+class InstantField(serializers.Field):
+    """An instant in ISO 8601 with its offset (2026-12-03T12:00:00+01:00,
+    or Z for UTC), not in the future: a time without an offset names no
+    instant, and the ledger knows nothing of one to come."""
+
+    default_error_messages = {
+        "invalid": "An ISO 8601 date and time with its offset, such as 2026-12-03T12:00:00+01:00 or "
+        "2026-12-03T11:00:00Z.",
+        "naive": "Give the time's offset (Z for UTC, +01:00 for Lagos): without one it names no instant.",
+        "future": "This instant is still to come: ask for one up to now.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            instant = parse_datetime(data)
+        except ValueError:
+            instant = None
+        if instant is None:
+            self.fail("invalid")
+        if instant.tzinfo is None:
+            self.fail("naive")
+        if instant > timezone.now():
+            self.fail("future")
+        return instant
+
+    def to_representation(self, value):
+        return timestamp_text(value)
+
+
+class StrictQuery(serializers.Serializer):
+    """Query parameters read strictly: only the declared ones, each once
+    (ApiViewSet refuses a repeated one)."""
+
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown parameter."] for name in unknown})
+        return super().to_internal_value({name: data[name] for name in data})
+
+
+class BalanceQuerySerializer(StrictQuery):
+    """GET /api/wallets/{id}/balance?at=: `at` omitted is now."""
+
+    at = InstantField(required=False, help_text="The instant, ISO 8601 with its offset; omitted: now.")
+
+
+STATEMENT_FORMATS = ("json", "csv", "pdf")
+
+
+class StatementQuerySerializer(StrictQuery):
+    """GET /api/wallets/{id}/statement?from=&to=&format=: whole days in
+    Africa/Lagos, `from` to `to` inclusive, at most STATEMENT_MAX_DAYS."""
+
+    format = serializers.ChoiceField(choices=STATEMENT_FORMATS, required=False, default="json")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        day = {"input_formats": ["%Y-%m-%d"], "format": "%Y-%m-%d"}
+        # `from` is a Python keyword: declared here rather than as an attribute.
+        fields["from"] = serializers.DateField(help_text="The first day (YYYY-MM-DD, in Africa/Lagos).", **day)
+        fields["to"] = serializers.DateField(help_text="The last day, included (YYYY-MM-DD).", **day)
+        return fields
+
+    def validate(self, attrs):
+        first, last = attrs["from"], attrs["to"]
+        if last < first:
+            raise serializers.ValidationError({"to": ["The last day must not be before the first (from)."]})
+        days = (last - first).days + 1
+        if days > settings.STATEMENT_MAX_DAYS:
+            raise serializers.ValidationError(
+                {"to": [f"At most {settings.STATEMENT_MAX_DAYS} days in one statement; this asks for {days}."]}
+            )
+        if first > timezone.localdate(timezone=STATEMENT_TIME_ZONE):
+            raise serializers.ValidationError({"from": ["This day is still to come in Africa/Lagos."]})
+        return attrs
 
 
 # --- batches of payouts -----------------------------------------------------------
@@ -545,3 +649,67 @@ class HoldSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField()
     updatedAt = serializers.DateTimeField()
     endedAt = serializers.DateTimeField(allow_null=True)
+
+
+class WalletBalanceSerializer(serializers.Serializer):
+    """A wallet's balance as of an instant: {"wallet", "at", "balance"}."""
+
+    walletId = serializers.UUIDField(source="wallet.pk")
+    currency = serializers.CharField(source="wallet.currency")
+    at = serializers.DateTimeField(help_text="The instant asked for (now if none was), in UTC.")
+    balance = serializers.DecimalField(
+        max_digits=20, decimal_places=2, help_text="After every movement that completed at or before `at`."
+    )
+
+
+class StatementMovementSerializer(serializers.Serializer):
+    """One movement of a statement, as the statement's wallet sees it (the
+    schema of transfers.statement_documents.statement_data's rows)."""
+
+    id = serializers.UUIDField()
+    reference = serializers.CharField()
+    type = serializers.ChoiceField(choices=TransactionType.choices)
+    status = serializers.ChoiceField(
+        choices=[TransactionStatus.COMPLETED, TransactionStatus.REVERSED],
+        help_text="REVERSED: it moved, and a later transaction (reversalOf naming it) moved it back.",
+    )
+    direction = serializers.ChoiceField(choices=["CREDIT", "DEBIT"])
+    amount = serializers.DecimalField(max_digits=20, decimal_places=2)
+    balanceAfter = serializers.DecimalField(
+        max_digits=20, decimal_places=2, help_text="The wallet's balance once this movement moved."
+    )
+    counterpartyWalletId = serializers.UUIDField(help_text="The other wallet of the movement.")
+    counterpartyWalletKind = serializers.ChoiceField(choices=WalletKind.choices)
+    reversalOf = serializers.UUIDField(
+        allow_null=True, help_text="For a compensating transaction: the one it reverses."
+    )
+    completedAt = serializers.DateTimeField(help_text="When it moved the money.")
+
+
+class StatementSerializer(serializers.Serializer):
+    """GET /api/wallets/{id}/statement as JSON (docs/api.md, "Statements")."""
+
+    walletId = serializers.UUIDField()
+    currency = serializers.CharField()
+    timeZone = serializers.CharField(help_text="Africa/Lagos: the statement's days.")
+    periodStart = serializers.DateTimeField(help_text="The start of the first day, in UTC.")
+    periodEnd = serializers.DateTimeField(help_text="The start of the day after the last one (excluded), in UTC.")
+    openingBalance = serializers.DecimalField(max_digits=20, decimal_places=2)
+    totalIn = serializers.DecimalField(max_digits=23, decimal_places=2)
+    totalOut = serializers.DecimalField(max_digits=23, decimal_places=2)
+    closingBalance = serializers.DecimalField(
+        max_digits=20, decimal_places=2, help_text="openingBalance + totalIn - totalOut."
+    )
+    movementCount = serializers.IntegerField()
+    movements = StatementMovementSerializer(many=True, help_text="Oldest first, in the order the balance moved.")
+    chainPosition = serializers.IntegerField(
+        allow_null=True, help_text="The last movement's position in the ledger's hash chain; null without one."
+    )
+    chainHash = serializers.CharField(allow_null=True, help_text="That link's SHA-256, hex; null without one.")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        day = {"format": "%Y-%m-%d"}
+        fields["from"] = serializers.DateField(help_text="The first day (Africa/Lagos).", **day)
+        fields["to"] = serializers.DateField(help_text="The last day, included.", **day)
+        return fields

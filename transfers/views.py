@@ -7,14 +7,16 @@ from contextlib import contextmanager
 from functools import partial
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from transfers import selectors, services
+from transfers import selectors, services, statements
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
 from transfers.http import MoneyRequest
@@ -22,20 +24,26 @@ from transfers.idempotency import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER
 from transfers.models import TransactionLog, TransactionStatus, TransferBatch
 from transfers.movements import BatchResult, MovementResult, Payout
 from transfers.serializers import (
+    BalanceQuerySerializer,
     BatchRequestSerializer,
     BatchResultSerializer,
     MoneyRequestSerializer,
     MovementResultSerializer,
+    StatementQuerySerializer,
+    StatementSerializer,
     TransactionDetailSerializer,
     TransactionLogSerializer,
     TransferRequestSerializer,
+    WalletBalanceSerializer,
     WalletHistoryEntrySerializer,
 )
+from transfers.statement_documents import StatementCSVRenderer, StatementPDFRenderer, statement_data
 from wallet_project.db.routers import lag_tolerant_read
 from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
 from wallet_project.throttling import READS, REPLAYS, TRANSFERS, ChargedOnLookup
 from wallet_project.views import ApiViewSet
+from wallets import selectors as wallet_selectors
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -166,8 +174,9 @@ class TransferViewSet(ApiViewSet):
 
 
 class WalletMoneyViewSet(ApiViewSet):
-    """Deposit, withdraw and history under /api/wallets/{id}/: they move or
-    list money, so they live here, beside the service that moves it."""
+    """Deposit, withdraw, history, balance as of an instant and statements
+    under /api/wallets/{id}/: they move or list money, so they live here,
+    beside the service that moves it."""
 
     lookup_value_converter = "uuid"
     # Used by the history action only (and by the schema generator).
@@ -179,8 +188,16 @@ class WalletMoneyViewSet(ApiViewSet):
         "deposit": ["transfers.create_deposit"],
         "withdraw": ["transfers.create_withdrawal"],
         "transactions": ["wallets.view_wallet"],
+        "balance": ["wallets.view_wallet"],
+        "statement": ["wallets.view_wallet"],
     }
-    throttle_scopes = {"deposit": MONEY_SCOPES, "withdraw": MONEY_SCOPES, "transactions": READS}
+    throttle_scopes = {
+        "deposit": MONEY_SCOPES,
+        "withdraw": MONEY_SCOPES,
+        "transactions": READS,
+        "balance": READS,
+        "statement": READS,
+    }
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
@@ -203,6 +220,60 @@ class WalletMoneyViewSet(ApiViewSet):
     def transactions(self, request, pk):
         # History may lag the primary by DATABASE_REPLICA_MAX_LAG_SECONDS.
         return lag_tolerant_read(lambda: self._history(request, pk))
+
+    @extend_schema(
+        parameters=[BalanceQuerySerializer],
+        responses={
+            200: envelope(WalletBalanceSerializer(), "WalletBalanceAt"),
+            400: error("`at` is not an ISO 8601 instant with its offset, or is still to come (named in errors)."),
+            404: error("No such customer wallet of this client (code wallet_not_found)."),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def balance(self, request, pk):
+        query = BalanceQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        wallet = wallet_selectors.customer_wallet_get(wallet_id=pk, viewer=request.user)
+        at = query.validated_data.get("at") or timezone.now()
+        balance = statements.balance_at(wallet=wallet, at=at)
+        return ok(WalletBalanceSerializer({"wallet": wallet, "at": at, "balance": balance}).data)
+
+    @extend_schema(
+        parameters=[StatementQuerySerializer],
+        responses={
+            (200, "application/json"): envelope(StatementSerializer(), "WalletStatement"),
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/pdf"): OpenApiTypes.BINARY,
+            400: error(
+                "A day that is not YYYY-MM-DD, `to` before `from`, more than STATEMENT_MAX_DAYS days, a `from` "
+                "still to come, an unknown format, or more than STATEMENT_MAX_ROWS movements (named in errors)."
+            ),
+            404: error("No such customer wallet of this client (code wallet_not_found)."),
+        },
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, StatementCSVRenderer, StatementPDFRenderer])
+    def statement(self, request, pk):
+        query = StatementQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        wallet = wallet_selectors.customer_wallet_get(wallet_id=pk, viewer=request.user)
+        first_day, last_day = query.validated_data["from"], query.validated_data["to"]
+        try:
+            statement = statements.statement(wallet=wallet, first_day=first_day, last_day=last_day)
+        except statements.StatementTooLong as too_long:
+            raise ValidationError({"to": [str(too_long)]}) from None
+        response = ok(statement_data(statement))
+        document = request.accepted_renderer.format
+        if document != "json":
+            name = f"statement-{wallet.pk}-{first_day:%Y%m%d}-{last_day:%Y%m%d}.{document}"
+            response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+    def handle_exception(self, exc):
+        # An error is JSON in the envelope, whichever document was asked for.
+        response = super().handle_exception(exc)
+        if not isinstance(getattr(self.request, "accepted_renderer", None), JSONRenderer):
+            self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return response
 
     def _history(self, request, pk):
         logs = self.filter_queryset(selectors.wallet_transactions(wallet_id=pk, viewer=request.user))

@@ -307,6 +307,13 @@ if CORRECTION_EXPIRES_AFTER.total_seconds() <= 0:
 # A request waiting longer than this pages (WalletCorrectionsWaiting in
 # ops/prometheus/alerts.yml): served as a metric so the rule reads the value.
 CORRECTION_WAITING_ALERT_SECONDS = env.int("CORRECTION_WAITING_ALERT_SECONDS", default=4 * 3600)
+# Statements (GET /api/wallets/{id}/statement, docs/api.md): the longest
+# period one may cover, in days, and the most movements it may list (a
+# longer one is a 400 asking for a shorter period).
+STATEMENT_MAX_DAYS = env.int("STATEMENT_MAX_DAYS", default=366)
+STATEMENT_MAX_ROWS = env.int("STATEMENT_MAX_ROWS", default=10_000)
+if STATEMENT_MAX_DAYS < 1 or STATEMENT_MAX_ROWS < 1:
+    misconfigured("STATEMENT_MAX_DAYS and STATEMENT_MAX_ROWS must be at least 1.")
 # Deadlocks and serialization failures are retried this many times in all.
 TRANSFER_MAX_ATTEMPTS = env.int("TRANSFER_MAX_ATTEMPTS", default=5)
 # The Retry-After sent with 409 (key in use) and 503 (database down), seconds.

@@ -26,7 +26,7 @@ def backwards(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transfers', '0014_daily_totals'),
+        ('transfers', '0015_balance_after'),
         ('wallets', '0016_wallet_held'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

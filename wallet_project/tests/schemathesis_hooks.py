@@ -13,18 +13,28 @@ contract accepts.
 - A wallet's PATCH names a tier that exists (tier names are data, not a
   schema enum) and gives a reason when it sets a restriction, as the API
   requires (docs/limits.md).
+- A balance is asked as of an instant that has come, and a statement for
+  days that have begun, `to` not before `from`, at most STATEMENT_MAX_DAYS
+  of them; both of the test client's own wallet.
 - Metadata's property names are text: OpenAPI 3.0 has no propertyNames, so
   the schema cannot say that a name holds no lone UTF-16 surrogate or NUL
   (wallet_project/parsers.py refuses them, as the contract asks).
 """
 
+import datetime as dt
 import os
 import uuid
+import zoneinfo
 
 import schemathesis
 
 MONEY_PATHS = ("/api/transfer", "/api/wallets/{id}/deposit", "/api/wallets/{id}/withdraw")
 BATCH_PATH = "/api/transfers/batch"
+BALANCE_PATH = "/api/wallets/{id}/balance"
+STATEMENT_PATH = "/api/wallets/{id}/statement"
+# transfers/statements.py's, and STATEMENT_MAX_DAYS's default.
+LAGOS = zoneinfo.ZoneInfo("Africa/Lagos")
+STATEMENT_MAX_DAYS = 366
 HEADER = "Idempotency-Key"
 
 
@@ -32,6 +42,9 @@ HEADER = "Idempotency-Key"
 def before_call(context, case, kwargs):
     if case.method == "PATCH" and case.path == "/api/wallets/{id}" and isinstance(case.body, dict):
         _wallet_limits(case.body)
+        return
+    if case.method == "GET" and case.path in (BALANCE_PATH, STATEMENT_PATH):
+        _in_the_past(case)
         return
     if case.method != "POST" or case.path not in (*MONEY_PATHS, BATCH_PATH) or not isinstance(case.body, dict):
         return
@@ -79,3 +92,28 @@ def _batch(body: dict) -> None:
             payout["idempotencyKey"] = f"st-{uuid.uuid4()}"
             if isinstance(payout.get("metadata"), dict):
                 payout["metadata"] = {k: v for k, v in payout["metadata"].items() if _is_text(k)}
+
+
+def _in_the_past(case) -> None:
+    if case.path_parameters:
+        case.path_parameters["id"] = os.environ["ST_SOURCE_WALLET"]
+    query = case.query if isinstance(case.query, dict) else {}
+    if case.path == BALANCE_PATH:
+        at = _parsed(dt.datetime.fromisoformat, query.get("at"))
+        now = dt.datetime.now(dt.UTC)
+        if at is not None and at.tzinfo is not None and at > now:
+            query["at"] = now.isoformat()
+        return
+    first, last = (_parsed(dt.date.fromisoformat, query.get(name)) for name in ("from", "to"))
+    if first is None or last is None:
+        return
+    first = min(first, dt.datetime.now(LAGOS).date())
+    last = min(max(last, first), first + dt.timedelta(days=STATEMENT_MAX_DAYS - 1))
+    query["from"], query["to"] = first.isoformat(), last.isoformat()
+
+
+def _parsed(parse, value):
+    try:
+        return parse(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

@@ -83,9 +83,14 @@ def test_readme_day_one_walkthrough_runs_as_written(web_server):
     first, replay = re.findall(r'"transactionId":"([0-9a-f-]+)","status":"COMPLETED"', out)[-2:]
     assert first == replay
     assert '"COMPLETED"' in out  # the lookup by reference
-    assert '{"type":"TRANSFER","status":"COMPLETED","direction":"DEBIT","amount":"120.50"}' in out
-    assert '{"type":"DEPOSIT","status":"COMPLETED","direction":"CREDIT","amount":"500.00"}' in out
-    assert out.rstrip().endswith("379.50")  # 500.00 in, 120.50 out
+    row = '{{"type":"{}","status":"COMPLETED","direction":"{}","amount":"{}","balanceAfter":"{}"}}'
+    assert row.format("TRANSFER", "DEBIT", "120.50", "379.50") in out
+    assert row.format("DEPOSIT", "CREDIT", "500.00", "500.00") in out
+    assert "\n379.50\n" in out  # her balance: 500.00 in, 120.50 out
+    # Her statement of today, as JSON and as CSV.
+    assert '{"openingBalance":"0.00","totalIn":"500.00","totalOut":"120.50","closingBalance":"379.50"}' in out
+    assert "date,reference,id,type,description,moneyIn,moneyOut,balance" in out
+    assert out.rstrip().endswith(",Closing balance,,,379.50")
 
 
 def test_api_docs_send_a_browser_to_the_admin_login(web_server):

@@ -23,6 +23,8 @@ CONTRACT_OPERATIONS = [
     ("/api/wallets/{id}", "patch"),
     ("/api/tiers", "get"),
     ("/api/wallets/{id}/transactions", "get"),
+    ("/api/wallets/{id}/balance", "get"),
+    ("/api/wallets/{id}/statement", "get"),
     ("/api/wallets/{id}/deposit", "post"),
     ("/api/wallets/{id}/withdraw", "post"),
     ("/api/transfer", "post"),

@@ -1,0 +1,205 @@
+"""A statement as the API gives it: JSON (statement_data, in the envelope),
+CSV and PDF (docs/api.md, "Statements and balances as of an instant").
+
+The CSV and PDF renderers take the JSON's `data`, so the three say the same
+thing. The PDF is drawn with fpdf2, imported only when a PDF is asked for
+(most processes never draw one). Amounts are written as the API writes them
+("1234.50"); times in Africa/Lagos, the statement's days, with their offset.
+"""
+
+import csv
+import io
+
+from django.utils.dateparse import parse_datetime
+from rest_framework.renderers import BaseRenderer
+
+from transfers.statements import STATEMENT_TIME_ZONE, Statement
+from wallet_project.fields import timestamp_text
+
+TIME_ZONE_NAME = "Africa/Lagos"
+
+
+def _money(amount) -> str:
+    return f"{amount:.2f}"
+
+
+def _local(text: str) -> str:
+    """An instant the JSON gives in UTC, in Africa/Lagos to the second, with
+    its offset: the statement's days are Lagos days."""
+    return parse_datetime(text).astimezone(STATEMENT_TIME_ZONE).isoformat(timespec="seconds")
+
+
+def statement_data(statement: Statement) -> dict:
+    """The statement as the API's JSON shows it (docs/api.md): the period,
+    the balances and totals, each movement with the wallet's balance after
+    it, and the chain link of the last movement (null without one)."""
+    wallet = statement.wallet
+    return {
+        "walletId": str(wallet.pk),
+        "currency": wallet.currency,
+        "timeZone": TIME_ZONE_NAME,
+        "from": statement.first_day.isoformat(),
+        "to": statement.last_day.isoformat(),
+        "periodStart": timestamp_text(statement.starts_at),
+        "periodEnd": timestamp_text(statement.ends_at),
+        "openingBalance": _money(statement.opening_balance),
+        "totalIn": _money(statement.total_in),
+        "totalOut": _money(statement.total_out),
+        "closingBalance": _money(statement.closing_balance),
+        "movementCount": len(statement.movements),
+        "movements": [
+            {
+                "id": str(movement.id),
+                "reference": movement.reference,
+                "type": movement.type,
+                "status": movement.status,
+                "direction": movement.direction,
+                "amount": _money(movement.amount),
+                "balanceAfter": _money(movement.balance_after),
+                "counterpartyWalletId": str(movement.counterparty_wallet_id),
+                "counterpartyWalletKind": movement.counterparty_wallet_kind,
+                "reversalOf": str(movement.reversal_of) if movement.reversal_of else None,
+                "completedAt": timestamp_text(movement.completed_at),
+            }
+            for movement in statement.movements
+        ],
+        "chainPosition": statement.chain.position if statement.chain else None,
+        "chainHash": statement.chain.hash if statement.chain else None,
+    }
+
+
+def describe(movement: dict) -> str:
+    """A movement in words, as a statement line reads: "Transfer to
+    <wallet>", "Deposit", "Reversal of a transfer from <wallet>"."""
+    kind = movement["type"].capitalize()
+    if movement["counterpartyWalletKind"] == "CUSTOMER":
+        side = "from" if movement["direction"] == "CREDIT" else "to"
+        text = f"{kind} {side} {movement['counterpartyWalletId']}"
+    else:
+        text = kind
+    if movement["reversalOf"]:
+        text = f"Reversal: {text}"
+    if movement["status"] == "REVERSED":
+        text = f"{text} (reversed later)"
+    return text
+
+
+CSV_COLUMNS = ("date", "reference", "id", "type", "description", "moneyIn", "moneyOut", "balance")
+
+
+def statement_csv(data: dict) -> str:
+    """The statement as CSV: one header row, the opening balance, each
+    movement (money in or out, the balance after it), the totals and the
+    closing balance. Dates in Africa/Lagos with their offset. No cell starts
+    with = + - @ unless it is an amount: nothing a spreadsheet would run."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerow([_local(data["periodStart"]), "", "", "", "Opening balance", "", "", data["openingBalance"]])
+    for movement in data["movements"]:
+        credit = movement["direction"] == "CREDIT"
+        writer.writerow(
+            [
+                _local(movement["completedAt"]),
+                movement["reference"],
+                movement["id"],
+                movement["type"],
+                describe(movement),
+                movement["amount"] if credit else "",
+                "" if credit else movement["amount"],
+                movement["balanceAfter"],
+            ]
+        )
+    end = _local(data["periodEnd"])
+    writer.writerow([end, "", "", "", "Totals", data["totalIn"], data["totalOut"], ""])
+    writer.writerow([end, "", "", "", "Closing balance", "", "", data["closingBalance"]])
+    return out.getvalue()
+
+
+def statement_pdf(data: dict) -> bytes:
+    """The statement as a PDF a customer would hand to a bank: a heading
+    with the wallet, currency and period, the balances and totals, a table
+    of movements with the balance after each (repeated headings over pages),
+    and the chain position of the last row when there is one."""
+    from fpdf import FPDF  # a PDF is rare: most processes never import it
+    from fpdf.enums import XPos, YPos
+
+    pdf = FPDF(orientation="landscape", format="A4")
+    pdf.set_title(f"Statement {data['walletId']} {data['from']} to {data['to']}")
+    pdf.set_creator("Wallet transfer service")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.alias_nb_pages()
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 10, "Wallet statement", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font("Helvetica", size=10)
+    for label, value in (
+        ("Wallet", data["walletId"]),
+        ("Currency", data["currency"]),
+        ("Period", f"{data['from']} to {data['to']} (whole days, {data['timeZone']})"),
+        ("Opening balance", data["openingBalance"]),
+        ("Money in", data["totalIn"]),
+        ("Money out", data["totalOut"]),
+        ("Closing balance", data["closingBalance"]),
+        ("Movements", str(data["movementCount"])),
+    ):
+        pdf.cell(40, 6, f"{label}:")
+        pdf.cell(0, 6, value, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(4)
+    widths = (42, 50, 95, 30, 30, 30)
+    headings = ("Date (Lagos)", "Reference", "Description", "Money in", "Money out", "Balance")
+    rows = [("", "", "Opening balance", "", "", data["openingBalance"])]
+    for movement in data["movements"]:
+        credit = movement["direction"] == "CREDIT"
+        rows.append(
+            (
+                _local(movement["completedAt"]).replace("T", " "),
+                movement["reference"],
+                describe(movement),
+                movement["amount"] if credit else "",
+                "" if credit else movement["amount"],
+                movement["balanceAfter"],
+            )
+        )
+    rows.append(("", "", "Closing balance", data["totalIn"], data["totalOut"], data["closingBalance"]))
+    pdf.set_font("Helvetica", size=8)
+    with pdf.table(
+        col_widths=widths,
+        text_align=("LEFT", "LEFT", "LEFT", "RIGHT", "RIGHT", "RIGHT"),
+        repeat_headings=1,
+        line_height=5,
+    ) as table:
+        table.row(headings)
+        for row in rows:
+            table.row(row)
+    pdf.ln(4)
+    pdf.set_font("Helvetica", size=8)
+    if data["chainPosition"] is not None:
+        chain = f"Last movement's ledger chain position {data['chainPosition']}, hash {data['chainHash']}."
+    else:
+        chain = "Ledger chain position of the last movement: not available."
+    pdf.multi_cell(0, 4, chain, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    return bytes(pdf.output())
+
+
+class StatementCSVRenderer(BaseRenderer):
+    """?format=csv (or Accept: text/csv) on GET /api/wallets/{id}/statement."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return statement_csv(data["data"]).encode()
+
+
+class StatementPDFRenderer(BaseRenderer):
+    """?format=pdf (or Accept: application/pdf) on the same route."""
+
+    media_type = "application/pdf"
+    format = "pdf"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return statement_pdf(data["data"])
