@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from reconciliation import services
+from reconciliation import chain, services
 
 logger = logging.getLogger(__name__)
 
@@ -25,3 +25,18 @@ def verify_ledger() -> int:
     """Hourly from beat (VERIFY_LEDGER_EVERY_SECONDS): the result becomes the
     wallet_ledger_* metrics, which page on-call on any discrepancy."""
     return len(services.ledger_verify())
+
+
+@shared_task
+def chain_ledger() -> int | None:
+    """Every LEDGER_CHAIN_EVERY_SECONDS from beat: append the logs finished
+    since to the ledger chain (None: another run holds it). Quiet: a tick logs
+    nothing (wallet_project/log_format.py, QuietTicks)."""
+    return chain.chain_extend()
+
+
+@shared_task
+def publish_ledger_checkpoint() -> dict | None:
+    """Every LEDGER_CHECKPOINT_EVERY_SECONDS from beat: the chain's head to
+    the log and to LEDGER_CHECKPOINT_CLIENT (docs/operations.md, "A provable history")."""
+    return chain.checkpoint_publish()

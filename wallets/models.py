@@ -208,6 +208,8 @@ class EventType(models.TextChoices):
     BATCH_FINISHED = "batch.finished"
     WALLET_FROZEN = "wallet.frozen"
     WALLET_UNFROZEN = "wallet.unfrozen"
+    # The ledger chain's head, sent to LEDGER_CHECKPOINT_CLIENT (reconciliation/chain.py).
+    LEDGER_CHECKPOINT = "ledger.checkpoint"
 
 
 # The id of the writing transaction (PostgreSQL's xid8, as a bigint): listing
