@@ -265,25 +265,31 @@ def parse_checkpoint(text: str) -> tuple[int, str]:
     return int(position), digest
 
 
+# Each link against the one before it, joined by position (not a window
+# over the whole chain: no sort, and PostgreSQL's parallel workers share the
+# rows), and only the broken ones sorted. MATERIALIZED: planned for all the
+# rows (hash joins), not for the first one as ORDER BY ... LIMIT 1 would.
 VERIFY_SQL = f"""
+WITH checked AS MATERIALIZED (
 SELECT position, log_id, broken FROM (
   SELECT c.position, c.log_id,
          CASE
-           WHEN c.position <> lag(c.position, 1, 0::bigint) OVER w + 1 THEN 'missing_link'
+           WHEN p.position IS NULL AND c.position <> 1 THEN 'missing_link'
            WHEN t.id IS NULL THEN 'deleted'
            WHEN t.finished_txid IS DISTINCT FROM c.txid
-             OR (c.txid, c.log_id) <= (lag(c.txid, 1, -1::bigint) OVER w,
-                                       lag(c.log_id, 1, '00000000-0000-0000-0000-000000000000'::uuid) OVER w)
+             OR (c.txid, c.log_id) <= (coalesce(p.txid, -1),
+                                       coalesce(p.log_id, '00000000-0000-0000-0000-000000000000'::uuid))
              THEN 'reordered'
-           WHEN c.hash <> sha256(lag(c.hash, 1, %(genesis)s::bytea) OVER w || convert_to({CANONICAL_SQL}, 'UTF8'))
+           WHEN c.hash <> sha256(coalesce(p.hash, %(genesis)s::bytea) || convert_to({CANONICAL_SQL}, 'UTF8'))
              THEN 'altered'
          END AS broken
-    FROM ledger_chain c LEFT JOIN transaction_logs t ON t.id = c.log_id
-  WINDOW w AS (ORDER BY c.position)
-) AS checked
+    FROM ledger_chain c
+    LEFT JOIN ledger_chain p ON p.position = c.position - 1
+    LEFT JOIN transaction_logs t ON t.id = c.log_id
+) AS links
 WHERE broken IS NOT NULL
-ORDER BY position
-LIMIT 1
+)
+SELECT position, log_id, broken FROM checked ORDER BY position LIMIT 1
 """  # noqa: S608 (constants only)
 
 UNCHAINED_SQL = """

@@ -17,11 +17,13 @@ from wallet_project.celery import app as celery_app
 from wallet_project.tests.test_observability_e2e import BROKER_URL, START_TIMEOUT, parse_log, service_env, wait_for
 
 DELIVERY = "wallets.tasks.deliver_webhooks"
+CHAIN = "reconciliation.tasks.chain_ledger"
 BASE_DIR = Path(settings.BASE_DIR)
 
 
-def test_the_frequent_task_is_the_quiet_one():
-    assert settings.QUIET_TASKS == [DELIVERY]
+def test_the_frequent_tasks_are_the_quiet_ones():
+    # Webhook delivery every 2 s, the ledger chain every 10 s.
+    assert settings.QUIET_TASKS == [CHAIN, DELIVERY]
 
 
 def test_a_worker_running_idle_delivery_ticks_logs_nothing_about_them(tmp_path):
