@@ -48,37 +48,46 @@ logger = logging.getLogger(__name__)
 GENESIS = bytes(32)  # the "previous hash" of link 1
 # pg_try_advisory_xact_lock's key: one chain extender at a time, per database.
 CHAIN_LOCK_KEY = 0x6C65646765720001
-# Logs finished before transfers/0016 have no finished_txid: stamped with
-# this, below any real transaction id, before the first link is made.
-LEGACY_TXID = 0
-LEGACY_STAMP_BATCH = 10_000
+# A log's place in the chain's order: the transaction that finished it, then
+# its id. Logs finished before transfers/0016 have no finished_txid: they
+# come first, as 0 (below any real transaction id), in id order. The index
+# of transfers/0017 is on exactly this expression, for finished logs.
+ORDER_TXID = "coalesce(t.finished_txid, 0)"
 
 _UTC_INSTANT = """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""
 
-# name, SQL giving its text (NULL: left out), on transaction_logs AS t.
-CANONICAL_FIELDS: list[tuple[str, str]] = [
-    ("id", "t.id::text"),
-    ("kind", "t.type"),
-    ("status", "CASE WHEN t.status = 'REVERSED' THEN 'COMPLETED' ELSE t.status END"),
-    ("amount", "t.amount::text"),
-    ("currency", "t.currency"),
-    ("source", "t.source_wallet_id::text"),
-    ("destination", "t.destination_wallet_id::text"),
-    ("reference", "t.reference"),
-    ("completed_at", f"to_char(t.completed_at AT TIME ZONE 'UTC', {_UTC_INSTANT})"),
-    ("error_code", "t.error_code"),
-    ("reverses", "t.reversal_of_id::text"),
+# name, SQL giving its text (NULL: left out) on transaction_logs AS t, and
+# its length in bytes where every value has the same (a uuid's 36, an
+# instant's 27 until the year 9999): written once instead of counted per row,
+# a fifth of verify's time.
+CANONICAL_FIELDS: list[tuple[str, str, int | None]] = [
+    ("id", "t.id::text", 36),
+    ("kind", "t.type", None),
+    ("status", "CASE WHEN t.status = 'REVERSED' THEN 'COMPLETED' ELSE t.status END", None),
+    ("amount", "t.amount::text", None),
+    ("currency", "t.currency", None),
+    ("source", "t.source_wallet_id::text", 36),
+    ("destination", "t.destination_wallet_id::text", 36),
+    ("reference", "t.reference", None),
+    ("completed_at", f"to_char(t.completed_at AT TIME ZONE 'UTC', {_UTC_INSTANT})", 27),
+    ("error_code", "t.error_code", None),
+    ("reverses", "t.reversal_of_id::text", 36),
 ]
 # The balances after the movement, where the schema has them (statements,
 # issue 31): hashed from the first log that carries them.
 BALANCE_COLUMNS = ("source_balance_after", "destination_balance_after")
 _COLUMNS = {field.column for field in TransactionLog._meta.concrete_fields}
-CANONICAL_FIELDS += [(column, f"t.{column}::text") for column in BALANCE_COLUMNS if column in _COLUMNS]
+CANONICAL_FIELDS += [(column, f"t.{column}::text", None) for column in BALANCE_COLUMNS if column in _COLUMNS]
 
 
 def _canonical_sql() -> str:
     # concat() skips NULLs, and `||` with a NULL is NULL: a NULL field is absent.
-    lines = (f"'{name}:' || octet_length({value}) || ':' || {value} || E'\\n'" for name, value in CANONICAL_FIELDS)
+    lines = (
+        f"'{name}:{length}:' || {value} || E'\\n'"
+        if length
+        else f"'{name}:' || octet_length({value}) || ':' || {value} || E'\\n'"
+        for name, value, length in CANONICAL_FIELDS
+    )
     return f"concat({', '.join(lines)})"
 
 
@@ -129,18 +138,17 @@ def _extend_once(size: int) -> int | None:
         cursor.execute("SELECT position, txid, log_id, hash FROM ledger_chain ORDER BY position DESC LIMIT 1")
         head = cursor.fetchone()
         if head is None:
-            _stamp_legacy(cursor)
             position, after_txid, after_id, previous = 0, -1, uuid.UUID(int=0), GENESIS
         else:
             position, after_txid, after_id, previous = head[0], head[1], head[2], bytes(head[3])
         cursor.execute(
             f"""
-            SELECT t.id, t.finished_txid, {CANONICAL_SQL}
+            SELECT t.id, {ORDER_TXID}, {CANONICAL_SQL}
               FROM transaction_logs t
-             WHERE t.finished_txid IS NOT NULL
-               AND t.finished_txid < {HORIZON_SQL}
-               AND (t.finished_txid, t.id) > (%s, %s)
-             ORDER BY t.finished_txid, t.id
+             WHERE t.status <> 'PENDING'
+               AND {ORDER_TXID} < {HORIZON_SQL}
+               AND ({ORDER_TXID}, t.id) > (%s, %s)
+             ORDER BY {ORDER_TXID}, t.id
              LIMIT %s
             """,  # noqa: S608 (constants only)
             [after_txid, after_id, size],
@@ -162,24 +170,6 @@ def _extend_once(size: int) -> int | None:
             [positions, log_ids, txids, hashes],
         )
         return len(rows)
-
-
-def _stamp_legacy(cursor) -> None:
-    """Before the first link: logs finished before transfers/0016 (or written
-    with triggers off) get LEGACY_TXID, so they come first, in id order. In
-    batches, each its own short statement; the caller's lock keeps it to one
-    extender."""
-    while True:
-        cursor.execute(
-            """
-            UPDATE transaction_logs SET finished_txid = %s
-             WHERE id IN (SELECT id FROM transaction_logs
-                           WHERE finished_txid IS NULL AND status <> 'PENDING' LIMIT %s)
-            """,
-            [LEGACY_TXID, LEGACY_STAMP_BATCH],
-        )
-        if cursor.rowcount < LEGACY_STAMP_BATCH:
-            return
 
 
 # --- reading and verifying ----------------------------------------------------------
@@ -276,7 +266,7 @@ SELECT position, log_id, broken FROM (
          CASE
            WHEN p.position IS NULL AND c.position <> 1 THEN 'missing_link'
            WHEN t.id IS NULL THEN 'deleted'
-           WHEN t.finished_txid IS DISTINCT FROM c.txid
+           WHEN {ORDER_TXID} <> c.txid
              OR (c.txid, c.log_id) <= (coalesce(p.txid, -1),
                                        coalesce(p.log_id, '00000000-0000-0000-0000-000000000000'::uuid))
              THEN 'reordered'
@@ -292,14 +282,14 @@ WHERE broken IS NOT NULL
 SELECT position, log_id, broken FROM checked ORDER BY position LIMIT 1
 """  # noqa: S608 (constants only)
 
-UNCHAINED_SQL = """
+UNCHAINED_SQL = f"""
 SELECT t.id FROM transaction_logs t
  WHERE t.status <> 'PENDING'
-   AND (t.finished_txid IS NULL OR (t.finished_txid, t.id) <= (%s, %s))
+   AND ({ORDER_TXID}, t.id) <= (%s, %s)
    AND NOT EXISTS (SELECT 1 FROM ledger_chain c WHERE c.log_id = t.id)
- ORDER BY t.finished_txid, t.id
+ ORDER BY {ORDER_TXID}, t.id
  LIMIT %s
-"""
+"""  # noqa: S608 (constants only)
 
 MAX_UNCHAINED_REPORTED = 100
 

@@ -10,8 +10,8 @@ name it, so a save() of a log in memory never writes it back.
 
 Safe on a live ledger: a nullable column without a default (no rewrite); the
 trigger's creation holds its lock for an instant. Logs finished before this
-migration keep NULL; the chain stamps them once, before its first link
-(reconciliation/chain.py, _stamp_legacy).
+migration keep NULL: the chain orders them as 0, first, and nothing is
+backfilled (reconciliation/chain.py, ORDER_TXID).
 """
 
 from django.db import migrations

@@ -1,7 +1,9 @@
-"""The ledger chain's order, (finished_txid, id), as an index: each tick of the
-chain reads the logs after its head in that order (reconciliation/chain.py).
-Partial (PENDING logs have no finished_txid) and built CONCURRENTLY, so writes
-to transaction_logs go on while it is built."""
+"""The ledger chain's order as an index: each tick of the chain reads the
+finished logs after its head in that order (reconciliation/chain.py,
+ORDER_TXID): the transaction that finished them, 0 for the logs finished
+before transfers/0016 (so they need no backfill), then the id. Partial
+(PENDING logs are not in the chain yet) and built CONCURRENTLY, so writes to
+transaction_logs go on while it is built."""
 
 from django.db import migrations
 
@@ -17,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.RunSQL(
             sql=(
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_txlogs_chain_order "
-                "ON transaction_logs (finished_txid, id) WHERE finished_txid IS NOT NULL"
+                "ON transaction_logs ((coalesce(finished_txid, 0)), id) WHERE status <> 'PENDING'"
             ),
             reverse_sql="DROP INDEX CONCURRENTLY IF EXISTS idx_txlogs_chain_order",
         ),
