@@ -39,6 +39,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
+from reconciliation.services import Discrepancy
 from transfers.models import TransactionLog
 from wallets.events import HORIZON_SQL, record_events
 from wallets.models import EventType
@@ -338,6 +339,23 @@ def chain_verify(*, checkpoint: tuple[int, str] | None = None) -> ChainReport:
             },
         )
     return report
+
+
+def chain_discrepancies(report: ChainReport) -> list[Discrepancy]:
+    """What a report found, as verify_ledger lists discrepancies (and the
+    wallet_ledger_discrepancies metric counts them)."""
+    found = []
+    if report.broken is not None:
+        b = report.broken
+        found.append(Discrepancy("chain", f"position {b.position}", f"transaction {b.log_id}: {REASONS[b.reason]}"))
+    found += [Discrepancy("chain", str(log_id), "finished but missing from the chain") for log_id in report.unchained]
+    check = report.checkpoint
+    if check is not None and not check.holds:
+        has = f"the chain has {check.found}" if check.found else "the chain has no such position (links were removed)"
+        found.append(
+            Discrepancy("chain_checkpoint", f"position {check.position}", f"published {check.expected}, {has}")
+        )
+    return found
 
 
 # --- publishing -----------------------------------------------------------------------

@@ -200,15 +200,19 @@ def stale_pending_reconcile(*, older_than: timedelta | None = None) -> list[Reco
 
 @dataclass(frozen=True)
 class Discrepancy:
-    invariant: str  # conservation | ledger_agreement | negative_balance
-    subject: str  # a currency or a wallet id
+    # conservation | ledger_agreement | negative_balance, or the ledger
+    # chain's: chain | chain_checkpoint (reconciliation/chain.py)
+    invariant: str
+    subject: str  # a currency, a wallet id, a chain position or a transaction id
     detail: str
 
 
-def ledger_verify() -> list[Discrepancy]:
-    """ledger_discrepancies, its result recorded for the metrics endpoint
-    (what `manage.py verify_ledger`, the beat task and the admin's page run)."""
-    discrepancies = ledger_discrepancies()
+def ledger_verify(*, also: list[Discrepancy] = ()) -> list[Discrepancy]:
+    """ledger_discrepancies, and `also` (the ledger chain's, when it was
+    checked: chain.chain_discrepancies), the result recorded for the metrics
+    endpoint (what `manage.py verify_ledger`, the beat task and the admin's
+    page run)."""
+    discrepancies = [*ledger_discrepancies(), *also]
     records.ledger_verified(discrepancies=len(discrepancies))
     if discrepancies:
         logger.error(

@@ -26,8 +26,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
-from reconciliation import chain
+from reconciliation import chain, records
 from reconciliation.models import ChainLink
+from reconciliation.tasks import verify_ledger as verify_ledger_task
 from transfers import services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Movement
@@ -553,8 +554,19 @@ def test_verify_ledger_chain_names_the_broken_position_and_exits_1(books):
         call_command("verify_ledger", "--chain", stdout=out, stderr=err)
 
     assert exited.value.code == 1
-    assert f"position 4 (transaction {victim.log_id}): its transaction or its hash was changed" in out.getvalue()
-    assert "The ledger chain does not hold" in err.getvalue()
+    line = f"{'chain':<17} {'position 4':<36} transaction {victim.log_id}: its transaction or its hash was changed"
+    assert line in out.getvalue().splitlines()
+    assert "1 discrepancies found" in err.getvalue()
+
+
+def test_the_hourly_verification_counts_a_broken_chain_as_a_discrepancy(books):
+    chain_everything()
+    assert verify_ledger_task() == 0
+    # Deleting a FAILED log moves no money: only the chain can tell.
+    sql("DELETE FROM transaction_logs WHERE status = 'FAILED'")
+
+    assert verify_ledger_task() == 1
+    assert records.read().ledger_discrepancies == 1
 
 
 def test_verify_ledger_refuses_a_malformed_checkpoint():
