@@ -207,13 +207,14 @@ class Discrepancy:
     detail: str
 
 
-def ledger_verify(*, also: list[Discrepancy] = ()) -> list[Discrepancy]:
-    """ledger_discrepancies, and `also` (the ledger chain's, when it was
-    checked: chain.chain_discrepancies), the result recorded for the metrics
-    endpoint (what `manage.py verify_ledger`, the beat task and the admin's
-    page run)."""
-    discrepancies = [*ledger_discrepancies(), *also]
-    records.ledger_verified(discrepancies=len(discrepancies))
+def ledger_verify(*, chain: list[Discrepancy] | None = None) -> list[Discrepancy]:
+    """ledger_discrepancies, and `chain` (what a check of the ledger chain
+    found, chain.chain_discrepancies, when one was made), the result recorded
+    for the metrics endpoint (what `manage.py verify_ledger`, the beat task
+    and the admin's page run)."""
+    found = ledger_discrepancies()
+    records.ledger_verified(discrepancies=len(found), chain_discrepancies=None if chain is None else len(chain))
+    discrepancies = [*found, *(chain or [])]
     if discrepancies:
         logger.error(
             "verify_ledger found %d discrepancies",

@@ -25,7 +25,7 @@ def verify_ledger() -> int:
     """Hourly from beat (VERIFY_LEDGER_EVERY_SECONDS): the invariants and the
     ledger chain; the result becomes the wallet_ledger_* metrics, which page
     on-call on any discrepancy (a broken chain included)."""
-    return len(services.ledger_verify(also=chain.chain_discrepancies(chain.chain_verify())))
+    return len(services.ledger_verify(chain=chain.chain_discrepancies(chain.chain_verify())))
 
 
 @shared_task

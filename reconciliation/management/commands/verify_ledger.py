@@ -40,7 +40,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--checkpoint {options['checkpoint']!r}: {exc}") from None
         started = time.monotonic()
         report = chain.chain_verify(checkpoint=checkpoint) if options["chain"] or checkpoint else None
-        discrepancies = services.ledger_verify(also=chain.chain_discrepancies(report) if report else [])
+        discrepancies = services.ledger_verify(chain=chain.chain_discrepancies(report) if report else None)
         elapsed = time.monotonic() - started
         for d in discrepancies:
             self.stdout.write(f"{d.invariant:<17} {d.subject:<36} {d.detail}")
