@@ -301,7 +301,7 @@ def chain_verify(*, checkpoint: tuple[int, str] | None = None) -> ChainReport:
     chain skipped (up to MAX_UNCHAINED_REPORTED); and, given a published
     checkpoint (position, hex hash), say whether the link there still has
     that hash. Writes nothing. One pass over the chain and one over the logs:
-    about 4 s per million (bench/chain_verify_1m.py)."""
+    9.4 s per million on the 2-core dev machine under load (bench/HISTORY.md)."""
     own_transaction = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         if own_transaction:
