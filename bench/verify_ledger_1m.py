@@ -63,11 +63,11 @@ def load(cursor, client_id: int, settlement_id) -> None:
     # Wallet n has the id md5('ledger-wallet-' || n), so the logs can name it.
     cursor.execute(
         """
-        INSERT INTO wallets (id, user_id, kind, currency, balance, is_active, created_at, updated_at)
-        SELECT md5('ledger-wallet-' || n)::uuid, gen_random_uuid(), 'CUSTOMER', 'NGN', 0, true, now(), now()
+        INSERT INTO wallets (id, user_id, kind, currency, balance, is_active, created_at, updated_at, owner_id)
+        SELECT md5('ledger-wallet-' || n)::uuid, gen_random_uuid(), 'CUSTOMER', 'NGN', 0, true, now(), now(), %s
           FROM generate_series(1, %s) AS n
         """,
-        [N_WALLETS],
+        [client_id, N_WALLETS],
     )
     # The foreign keys hold by construction: skip their per-row triggers while
     # loading (the CHECK constraints still apply to every row).

@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from reconciliation import chain
 from reconciliation.services import ledger_verify, logs_reconcile, outcome_counts
 from transfers.admin import TransactionLogAdmin
 from transfers.models import TransactionLog, TransactionStatus
@@ -56,7 +57,38 @@ class ReconcilingTransactionLogAdmin(TransactionLogAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.verify_ledger_view)
-        return [path("verify-ledger/", view, name="transfers_transactionlog_verify_ledger"), *super().get_urls()]
+        chain_view = self.admin_site.admin_view(self.verify_chain_view)
+        return [
+            path("verify-ledger/", view, name="transfers_transactionlog_verify_ledger"),
+            path("verify-chain/", chain_view, name="transfers_transactionlog_verify_chain"),
+            *super().get_urls(),
+        ]
+
+    def verify_chain_view(self, request):
+        """`manage.py verify_ledger --chain [--checkpoint POS:HASH]` as a page:
+        every link recomputed, read-only, for those who may reconcile. A
+        malformed checkpoint is told on the page, and nothing is checked."""
+        if not self.has_reconcile_permission(request):
+            raise PermissionDenied
+        text = request.GET.get("checkpoint", "").strip()
+        report, error = None, ""
+        try:
+            checkpoint = chain.parse_checkpoint(text) if text else None
+        except ValueError as exc:
+            error = str(exc)
+        else:
+            report = chain.chain_verify(checkpoint=checkpoint)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Ledger chain verification",
+            "subtitle": None,
+            "opts": self.opts,
+            "report": report,
+            "broken_reason": chain.REASONS[report.broken.reason] if report and report.broken else "",
+            "checkpoint_text": text,
+            "checkpoint_error": error,
+        }
+        return TemplateResponse(request, "admin/reconciliation/verify_chain.html", context)
 
     def verify_ledger_view(self, request):
         """`manage.py verify_ledger` as a page: invariants 1-3 over the whole

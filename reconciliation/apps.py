@@ -12,3 +12,10 @@ class ReconciliationConfig(AppConfig):
         from wallet_project.metrics import register_state_source
 
         register_state_source(reconciliation_state)
+
+        # A statement names its last movement's link in the ledger chain
+        # (docs/api.md, "Statements"); transfers knows nothing of the chain.
+        from reconciliation.chain import statement_link
+        from transfers.statements import register_chain_lookup
+
+        register_chain_lookup(statement_link)

@@ -79,6 +79,7 @@ def _records(recorded: records.Recorded):
         )
         yield GaugeMetricFamily(
             "wallet_ledger_discrepancies",
-            "Discrepancies the last verify_ledger found (0: the books balance).",
-            value=recorded.ledger_discrepancies,
+            "Discrepancies the last verify_ledger found (0: the books balance), with what the last check "
+            "of the ledger chain found.",
+            value=recorded.ledger_discrepancies + recorded.chain_discrepancies,
         )

@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 RUNS, RESOLVED = "runs:", "resolved:"
 LAST_RUN_AT = "reconciliation_last_run_at"
 LEDGER_VERIFIED_AT, LEDGER_DISCREPANCIES = "ledger_verified_at", "ledger_discrepancies"
+# What the last check of the ledger chain found (kept apart: a check of the
+# invariants alone leaves it as it was).
+CHAIN_DISCREPANCIES = "chain_discrepancies"
 
 
 def _key() -> str:
@@ -40,8 +43,13 @@ def reconciliation_run(*, counts: Mapping[str, int], failed: bool) -> None:
     _write(increments=fields, values={LAST_RUN_AT: time.time()})
 
 
-def ledger_verified(*, discrepancies: int) -> None:
-    _write(increments={}, values={LEDGER_VERIFIED_AT: time.time(), LEDGER_DISCREPANCIES: discrepancies})
+def ledger_verified(*, discrepancies: int, chain_discrepancies: int | None = None) -> None:
+    """A verification ended: what it found of invariants 1-3 and, when it
+    checked the ledger chain, of the chain."""
+    values = {LEDGER_VERIFIED_AT: time.time(), LEDGER_DISCREPANCIES: discrepancies}
+    if chain_discrepancies is not None:
+        values[CHAIN_DISCREPANCIES] = chain_discrepancies
+    _write(increments={}, values=values)
 
 
 def _write(*, increments: dict[str, int], values: dict[str, float]) -> None:
@@ -62,6 +70,7 @@ class Recorded:
     last_run_at: float | None = None
     ledger_verified_at: float | None = None
     ledger_discrepancies: int = 0
+    chain_discrepancies: int = 0
 
 
 def read() -> Recorded:
@@ -72,4 +81,5 @@ def read() -> Recorded:
         last_run_at=float(raw[LAST_RUN_AT]) if LAST_RUN_AT in raw else None,
         ledger_verified_at=float(raw[LEDGER_VERIFIED_AT]) if LEDGER_VERIFIED_AT in raw else None,
         ledger_discrepancies=int(raw.get(LEDGER_DISCREPANCIES, 0)),
+        chain_discrepancies=int(raw.get(CHAIN_DISCREPANCIES, 0)),
     )

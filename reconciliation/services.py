@@ -200,16 +200,21 @@ def stale_pending_reconcile(*, older_than: timedelta | None = None) -> list[Reco
 
 @dataclass(frozen=True)
 class Discrepancy:
-    invariant: str  # conservation | ledger_agreement | held_agreement | negative_balance
-    subject: str  # a currency or a wallet id
+    # conservation | ledger_agreement | held_agreement | negative_balance, or
+    # the ledger chain's: chain | chain_checkpoint (reconciliation/chain.py)
+    invariant: str
+    subject: str  # a currency, a wallet id, a chain position or a transaction id
     detail: str
 
 
-def ledger_verify() -> list[Discrepancy]:
-    """ledger_discrepancies, its result recorded for the metrics endpoint
-    (what `manage.py verify_ledger`, the beat task and the admin's page run)."""
-    discrepancies = ledger_discrepancies()
-    records.ledger_verified(discrepancies=len(discrepancies))
+def ledger_verify(*, chain: list[Discrepancy] | None = None) -> list[Discrepancy]:
+    """ledger_discrepancies, and `chain` (what a check of the ledger chain
+    found, chain.chain_discrepancies, when one was made), the result recorded
+    for the metrics endpoint (what `manage.py verify_ledger`, the beat task
+    and the admin's page run)."""
+    found = ledger_discrepancies()
+    records.ledger_verified(discrepancies=len(found), chain_discrepancies=None if chain is None else len(chain))
+    discrepancies = [*found, *(chain or [])]
     if discrepancies:
         logger.error(
             "verify_ledger found %d discrepancies",

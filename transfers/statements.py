@@ -67,12 +67,15 @@ ChainLookup = Callable[[uuid.UUID], ChainLink | None]
 _chain_lookup: ChainLookup | None = None
 
 
-def register_chain_lookup(lookup: ChainLookup | None) -> None:
+def register_chain_lookup(lookup: ChainLookup | None) -> ChainLookup | None:
     """Install the function that finds a transaction's chain link by its id
     (None while the transaction is not chained yet). The statement names the
-    link of its last movement with it; None unregisters it."""
+    link of its last movement with it; None unregisters it. Returns the
+    lookup it replaces (reconciliation registers the ledger chain's at
+    start-up: reconciliation/apps.py)."""
     global _chain_lookup
-    _chain_lookup = lookup
+    previous, _chain_lookup = _chain_lookup, lookup
+    return previous
 
 
 def chain_link(log_id: uuid.UUID | None) -> ChainLink | None:

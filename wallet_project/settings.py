@@ -357,6 +357,17 @@ RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=500)
 # verify_ledger runs from beat this often, and its result is a metric.
 VERIFY_LEDGER_EVERY = timedelta(seconds=env.int("VERIFY_LEDGER_EVERY_SECONDS", default=3600))
 
+# The ledger chain (docs/operations.md, "A provable history"): finished logs
+# are chained this often (seconds), at most this many per transaction.
+LEDGER_CHAIN_EVERY_SECONDS = env.float("LEDGER_CHAIN_EVERY_SECONDS", default=10.0)
+LEDGER_CHAIN_BATCH_SIZE = env.int("LEDGER_CHAIN_BATCH_SIZE", default=5000)
+# The chain's head is published this often (seconds): a line in the log
+# always, and a ledger.checkpoint event to the API client of this user name
+# when one is set (an auditor's client, whose webhook endpoint keeps the
+# checkpoints outside this database).
+LEDGER_CHECKPOINT_EVERY_SECONDS = env.float("LEDGER_CHECKPOINT_EVERY_SECONDS", default=3600.0)
+LEDGER_CHECKPOINT_CLIENT = env.str("LEDGER_CHECKPOINT_CLIENT", default="")
+
 # --- Events and webhooks (README "Events and webhooks") -------------------------
 # Events older than this are purged (daily, by beat); GET /api/events and
 # resend_events reach back this far.
@@ -424,6 +435,19 @@ CELERY_BEAT_SCHEDULE = {
     "verify-ledger": {
         "task": "reconciliation.tasks.verify_ledger",
         "schedule": VERIFY_LEDGER_EVERY.total_seconds(),
+    },
+    # Every 10 seconds: append the logs finished since to the ledger chain.
+    "chain-ledger": {
+        "task": "reconciliation.tasks.chain_ledger",
+        "schedule": LEDGER_CHAIN_EVERY_SECONDS,
+        # A tick still queued when the next is due is dropped, as deliveries are.
+        "options": {"expires": 2 * LEDGER_CHAIN_EVERY_SECONDS},
+    },
+    # Every hour: publish the chain's head (a log line, and ledger.checkpoint
+    # to LEDGER_CHECKPOINT_CLIENT).
+    "publish-ledger-checkpoint": {
+        "task": "reconciliation.tasks.publish_ledger_checkpoint",
+        "schedule": LEDGER_CHECKPOINT_EVERY_SECONDS,
     },
     # Every 2 seconds: copy new events into webhook deliveries and send what is due.
     "deliver-webhooks": {

@@ -370,6 +370,8 @@ class EventType(models.TextChoices):
     WALLET_FROZEN = "wallet.frozen"
     WALLET_UNFROZEN = "wallet.unfrozen"
     WALLET_TIER_CHANGED = "wallet.tier_changed"
+    # The ledger chain's head, sent to LEDGER_CHECKPOINT_CLIENT (reconciliation/chain.py).
+    LEDGER_CHECKPOINT = "ledger.checkpoint"
 
 
 # The id of the writing transaction (PostgreSQL's xid8, as a bigint): listing

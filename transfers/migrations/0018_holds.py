@@ -26,7 +26,7 @@ def backwards(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transfers', '0015_balance_after'),
+        ('transfers', '0017_chain_order_index'),
         ('wallets', '0016_wallet_held'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -567,12 +567,12 @@ def test_a_registered_chain_lookup_names_the_last_rows_link(treasury_api, wallet
         asked.append(log_id)
         return statements.ChainLink(position=42, hash="ab" * 32)
 
-    statements.register_chain_lookup(lookup)
+    previous = statements.register_chain_lookup(lookup)
     try:
         data = statement_of(treasury_api, wallet).json()["data"]
         pdf = statement_of(treasury_api, wallet, format="pdf")
     finally:
-        statements.register_chain_lookup(None)
+        statements.register_chain_lookup(previous)
     assert (data["chainPosition"], data["chainHash"]) == (42, "ab" * 32)
     assert asked[0] == uuid.UUID(data["movements"][-1]["id"])
     from pypdf import PdfReader
@@ -582,11 +582,11 @@ def test_a_registered_chain_lookup_names_the_last_rows_link(treasury_api, wallet
 
 def test_a_chain_lookup_that_has_no_link_yet_leaves_nulls(treasury_api, funded_wallet):
     wallet = funded_wallet("1.00")
-    statements.register_chain_lookup(lambda log_id: None)
+    previous = statements.register_chain_lookup(lambda log_id: None)
     try:
         data = statement_of(treasury_api, wallet).json()["data"]
     finally:
-        statements.register_chain_lookup(None)
+        statements.register_chain_lookup(previous)
     assert (data["chainPosition"], data["chainHash"]) == (None, None)
 
 

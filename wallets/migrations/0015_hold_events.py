@@ -10,15 +10,15 @@ types it knows: all of them are still allowed."""
 import django.contrib.postgres.fields
 from django.db import migrations, models
 
-EVENT_TYPES = [('transfer.completed', 'Transfer Completed'), ('transfer.failed', 'Transfer Failed'), ('transfer.reversed', 'Transfer Reversed'), ('deposit.completed', 'Deposit Completed'), ('deposit.failed', 'Deposit Failed'), ('withdrawal.completed', 'Withdrawal Completed'), ('withdrawal.failed', 'Withdrawal Failed'), ('batch.finished', 'Batch Finished'), ('hold.created', 'Hold Created'), ('hold.captured', 'Hold Captured'), ('hold.voided', 'Hold Voided'), ('hold.expired', 'Hold Expired'), ('hold.extended', 'Hold Extended'), ('wallet.frozen', 'Wallet Frozen'), ('wallet.unfrozen', 'Wallet Unfrozen'), ('wallet.tier_changed', 'Wallet Tier Changed')]
-TYPES_SQL = "'transfer.completed', 'transfer.failed', 'transfer.reversed', 'deposit.completed', 'deposit.failed', 'withdrawal.completed', 'withdrawal.failed', 'batch.finished', 'hold.created', 'hold.captured', 'hold.voided', 'hold.expired', 'hold.extended', 'wallet.frozen', 'wallet.unfrozen', 'wallet.tier_changed'"
+EVENT_TYPES = [('transfer.completed', 'Transfer Completed'), ('transfer.failed', 'Transfer Failed'), ('transfer.reversed', 'Transfer Reversed'), ('deposit.completed', 'Deposit Completed'), ('deposit.failed', 'Deposit Failed'), ('withdrawal.completed', 'Withdrawal Completed'), ('withdrawal.failed', 'Withdrawal Failed'), ('batch.finished', 'Batch Finished'), ('hold.created', 'Hold Created'), ('hold.captured', 'Hold Captured'), ('hold.voided', 'Hold Voided'), ('hold.expired', 'Hold Expired'), ('hold.extended', 'Hold Extended'), ('wallet.frozen', 'Wallet Frozen'), ('wallet.unfrozen', 'Wallet Unfrozen'), ('wallet.tier_changed', 'Wallet Tier Changed'), ('ledger.checkpoint', 'Ledger Checkpoint')]
+TYPES_SQL = "'transfer.completed', 'transfer.failed', 'transfer.reversed', 'deposit.completed', 'deposit.failed', 'withdrawal.completed', 'withdrawal.failed', 'batch.finished', 'hold.created', 'hold.captured', 'hold.voided', 'hold.expired', 'hold.extended', 'wallet.frozen', 'wallet.unfrozen', 'wallet.tier_changed', 'ledger.checkpoint'"
 
 
 class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("wallets", "0013_tier_profiles_and_restrictions"),
+        ("wallets", "0014_ledger_checkpoint_event"),
     ]
 
     operations = [
