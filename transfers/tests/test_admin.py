@@ -402,6 +402,11 @@ def test_the_migrations_create_support_finance_and_approver_with_exactly_their_p
         # Correction requests and their audit (corrections/migrations/0002_approver_group.py).
         ("corrections", "view_correction"),
         ("corrections", "view_correctionaudit"),
+        # Tier limits (transfers/migrations/0014_daily_totals.py): restrictions, and the tiers to read.
+        ("wallets", "restrict_wallet"),
+        ("wallets", "view_tierprofile"),
+        ("wallets", "view_tierprofilechange"),
+        ("wallets", "view_walletlimitchange"),
     }
     assert codenames("Support") == support_permissions
     assert codenames("Finance") == support_permissions | {
@@ -410,6 +415,13 @@ def test_the_migrations_create_support_finance_and_approver_with_exactly_their_p
         ("wallets", "give_wallet"),
         # Manual adjustments, approved by a second person.
         ("corrections", "request_adjustment"),
+        # Wallets' tiers, the tiers' caps and clients' default tiers.
+        ("wallets", "set_wallet_tier"),
+        ("wallets", "change_tierprofile"),
+        ("wallets", "view_clienttierdefault"),
+        ("wallets", "add_clienttierdefault"),
+        ("wallets", "change_clienttierdefault"),
+        ("wallets", "delete_clienttierdefault"),
     }
     # Approvers see what they approve, and nothing of money besides.
     assert codenames("Approver") == {
@@ -447,6 +459,7 @@ def test_support_sees_wallets_transaction_logs_batches_and_webhooks_in_the_admin
         ("wallets", "Wallet"), ("transfers", "TransactionLog"), ("transfers", "TransferBatch"),
         ("wallets", "Event"), ("wallets", "WebhookEndpoint"), ("wallets", "WebhookDelivery"),
         ("corrections", "Correction"), ("corrections", "CorrectionAudit"),
+        ("wallets", "TierProfile"), ("wallets", "WalletLimitChange"),
     }  # fmt: skip
 
 
