@@ -402,6 +402,11 @@ def test_the_migrations_create_support_finance_and_approver_with_exactly_their_p
         # Correction requests and their audit (corrections/migrations/0002_approver_group.py).
         ("corrections", "view_correction"),
         ("corrections", "view_correctionaudit"),
+        # Tier limits (transfers/migrations/0014_daily_totals.py): restrictions, and the tiers to read.
+        ("wallets", "restrict_wallet"),
+        ("wallets", "view_tierprofile"),
+        ("wallets", "view_tierprofilechange"),
+        ("wallets", "view_walletlimitchange"),
     }
     assert codenames("Support") == support_permissions
     assert codenames("Finance") == support_permissions | {
@@ -412,6 +417,13 @@ def test_the_migrations_create_support_finance_and_approver_with_exactly_their_p
         ("corrections", "request_adjustment"),
         # Voiding an open hold (transfers/migrations/0018_holds.py).
         ("transfers", "void_hold"),
+        # Wallets' tiers, the tiers' caps and clients' default tiers.
+        ("wallets", "set_wallet_tier"),
+        ("wallets", "change_tierprofile"),
+        ("wallets", "view_clienttierdefault"),
+        ("wallets", "add_clienttierdefault"),
+        ("wallets", "change_clienttierdefault"),
+        ("wallets", "delete_clienttierdefault"),
     }
     # Approvers see what they approve, and nothing of money besides.
     assert codenames("Approver") == {
@@ -449,6 +461,7 @@ def test_support_sees_wallets_transaction_logs_batches_holds_and_webhooks_in_the
         ("wallets", "Wallet"), ("transfers", "TransactionLog"), ("transfers", "TransferBatch"), ("transfers", "Hold"),
         ("wallets", "Event"), ("wallets", "WebhookEndpoint"), ("wallets", "WebhookDelivery"),
         ("corrections", "Correction"), ("corrections", "CorrectionAudit"),
+        ("wallets", "TierProfile"), ("wallets", "WalletLimitChange"),
     }  # fmt: skip
 
 
