@@ -194,7 +194,9 @@ class WebhookEndpointCreateSerializer(RefusesUnknownFields, serializers.Serializ
 class WebhookEndpointSerializer(serializers.ModelSerializer):
     """An endpoint as its client sees it; never the secret."""
 
-    eventTypes = serializers.ListField(source="event_types", child=serializers.CharField())
+    eventTypes = serializers.ListField(
+        source="event_types", child=serializers.ChoiceField(choices=EventType.choices, read_only=True)
+    )
     isActive = serializers.BooleanField(source="is_active")
     disabledAt = serializers.DateTimeField(source="disabled_at", allow_null=True)
     disabledReason = serializers.CharField(source="disabled_reason")

@@ -38,7 +38,7 @@ class WalletViewSet(ApiViewSet):
     @extend_schema(
         request=WalletCreateSerializer,
         responses={
-            201: envelope(WalletSerializer(), "WalletCreated"),
+            201: envelope(WalletSerializer(), "Wallet"),
             409: error("This client already has a wallet for the user in this currency (code wallet_exists)."),
         },
     )
@@ -50,7 +50,7 @@ class WalletViewSet(ApiViewSet):
 
     @extend_schema(
         responses={
-            200: envelope(WalletSerializer(), "WalletDetail"),
+            200: envelope(WalletSerializer(), "Wallet"),
             404: error("No such wallet of this client (code wallet_not_found)."),
         }
     )
@@ -68,14 +68,7 @@ class WalletViewSet(ApiViewSet):
             )
         ],
         responses={
-            200: {
-                "type": "object",
-                "required": ["success", "data"],
-                "properties": {
-                    "success": {"type": "boolean", "enum": [True]},
-                    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Wallet"}},
-                },
-            }
+            200: envelope(WalletSerializer(many=True), "WalletList"),
         },
     )
     def list(self, request):
@@ -100,7 +93,7 @@ class EventViewSet(ApiViewSet):
     @extend_schema(
         parameters=[EventListQuerySerializer],
         responses={
-            200: envelope(EventPageSerializer(), "EventList"),
+            200: envelope(EventPageSerializer(), "EventPage"),
             400: error("A malformed cursor, type or limit (the parameter is named in errors)."),
         },
     )
@@ -129,7 +122,7 @@ class WebhookEndpointViewSet(ApiViewSet):
     @extend_schema(
         request=WebhookEndpointCreateSerializer,
         responses={
-            201: envelope(WebhookEndpointWithSecretSerializer(), "WebhookEndpointCreated"),
+            201: envelope(WebhookEndpointWithSecretSerializer(), "WebhookEndpointWithSecret"),
             400: error(
                 "Not an http(s) URL, an address deliveries may not reach, or an unknown event type (named in errors)."
             ),
@@ -152,7 +145,7 @@ class WebhookEndpointViewSet(ApiViewSet):
 
     @extend_schema(
         responses={
-            200: envelope(WebhookEndpointSerializer(), "WebhookEndpointDeleted"),
+            200: envelope(WebhookEndpointSerializer(), "WebhookEndpoint"),
             404: error("No such endpoint of this client (code webhook_endpoint_not_found)."),
         }
     )
