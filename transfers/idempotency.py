@@ -44,12 +44,13 @@ RESERVED_PREFIX = "reference/"
 _NO_DOT_SEGMENT = r"(?!(.*/)?\.\.?(/|$))"
 # The body: printable characters, no whitespace at either end. JSON Schema
 # has no class for "printable", so the unprintable ones are listed: controls,
-# separators and spaces other than " ", format characters, surrogates and
-# private use; only code points Unicode has not assigned yet are read as
-# unprintable (and refused) beyond what the pattern says.
+# separators and spaces other than " ", format characters and private use
+# (a JSON body holds no lone surrogate: the parser refuses one). Only code
+# points Unicode has not assigned yet, and a few format characters beyond
+# the first plane, are refused beyond what the pattern says.
 _UNPRINTABLE = (
     r"\x00-\x1f\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1680\u180e"
-    r"\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ud800-\uf8ff\ufeff\ufff9-\ufffb"
+    r"\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ue000-\uf8ff\ufeff\ufff9-\ufffb"
 )
 _PRINTABLE = rf"[^{_UNPRINTABLE}]"
 _PRINTABLE_NOT_SPACE = rf"[^\s{_UNPRINTABLE}]"

@@ -26,6 +26,7 @@ checks them against the apps.
 
 import copy
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
@@ -235,6 +236,7 @@ _ERROR_COMPONENT = {
         "data": {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in dict.fromkeys(ERROR_DATA.values())]},
     },
 }
+_NON_FIELD_ERRORS = settings.REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"]
 _MESSAGES = {"type": "array", "items": {"type": "string"}, "minItems": 1}
 _FIELD_ERRORS = {
     "type": "object",
@@ -245,8 +247,8 @@ _FIELD_ERRORS = {
 _ITEM_ERRORS = {
     "type": "object",
     "description": 'Messages of a list field\'s items, by index ("0", "1", ...): a list of messages, or for an '
-    "object item the messages of its fields.",
-    "propertyNames": {"pattern": "^[0-9]+$"},
+    f"object item the messages of its fields; `{_NON_FIELD_ERRORS}` holds those of the list as a whole.",
+    "propertyNames": {"pattern": f"^([0-9]+|{_NON_FIELD_ERRORS})$"},
     "additionalProperties": {"oneOf": [_MESSAGES, {"$ref": "#/components/schemas/FieldErrors"}]},
 }
 
