@@ -5,6 +5,7 @@ be valid OpenAPI 3, list every endpoint of the contract, and name every status
 code and body the API can return.
 """
 
+import random
 import re
 
 import pytest
@@ -388,3 +389,102 @@ def test_docs_are_swagger_ui_served_from_the_sidecar_without_a_cdn(treasury_api)
     for asset in assets:
         assert asset.startswith("/static/drf_spectacular_sidecar/"), asset
         assert finders.find(asset.removeprefix("/static/")), f"{asset} is not in the installed sidecar"
+
+
+# --- requests described exactly as the server reads them ---------------------------------------
+
+# Characters that decide a key's fate, weighted toward the edges of the rules.
+_KEY_ATOMS = [
+    *"aZ0-~%#+",
+    " ",
+    "\t",
+    '"',
+    "\\",
+    ",",
+    ".",
+    "/",
+    "..",
+    "reference/",
+    "é",
+    "日",
+    "\U0001f600",
+    "\x7f",
+    "\x00",
+    "\x85",
+    "\xa0",
+    "\u200b",
+    "\u2028",
+    "\u3000",
+    "\ufeff",
+    "\ue000",
+]
+
+
+def sampled_keys(count: int, seed: int):
+    rng = random.Random(seed)
+    for _ in range(count):
+        length = rng.choice([0, 1, 2, 3, 5, 8, 40, 254, 255, 256])
+        if length > 40:
+            key = "".join(rng.choice("ab.") for _ in range(length))
+        else:
+            key = "".join(rng.choice(_KEY_ATOMS) for _ in range(length))
+        if rng.random() < 0.25:
+            key = f'"{key}"'
+        if rng.random() < 0.1:
+            key = rng.choice([" ", "\t"]) + key + rng.choice(["", " "])
+        yield key
+
+
+def reads(reader, value: str) -> bool:
+    try:
+        reader(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def test_the_idempotency_key_header_pattern_is_exactly_what_the_reader_accepts(schema):
+    from transfers.idempotency import key_from_header
+
+    header = next(p for p in schema["paths"]["/api/transfer"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
+    pattern = re.compile(header["schema"]["pattern"])
+
+    disagree = [
+        key for key in sampled_keys(30000, seed=25) if bool(pattern.fullmatch(key)) != reads(key_from_header, key)
+    ]
+
+    assert not disagree, disagree[:10]
+
+
+def test_the_body_key_pattern_is_what_the_reader_accepts_but_for_unassigned_code_points(schema):
+    from transfers.idempotency import validate_idempotency_key
+
+    body = json_schema_of(schema, schema["paths"]["/api/transfer"]["post"]["requestBody"])
+    pattern = re.compile(body["properties"]["idempotencyKey"]["pattern"])
+
+    disagree = [
+        key
+        for key in sampled_keys(30000, seed=32)
+        if bool(pattern.fullmatch(key)) != reads(validate_idempotency_key, key)
+    ]
+
+    assert not disagree, disagree[:10]
+
+
+def test_an_empty_or_foreign_cursor_is_refused_as_the_schema_says(treasury_api, funded_wallet, schema):
+    history = schema["paths"]["/api/wallets/{id}/transactions"]["get"]
+    pattern = re.compile(next(p for p in history["parameters"] if p["name"] == "cursor")["schema"]["pattern"])
+    wallet = funded_wallet("10.00")
+
+    for cursor in ("", "x", "abc:def"):
+        assert not pattern.fullmatch(cursor)
+        response = treasury_api.get(f"/api/wallets/{wallet.pk}/transactions", {"cursor": cursor})
+        assert response.status_code == 400 and set(response.json()["errors"]) == {"cursor"}, cursor
+    deposit = treasury_api.post(
+        f"/api/wallets/{wallet.pk}/deposit", {"amount": "1.00", "idempotencyKey": "second"}, format="json"
+    )
+    assert deposit.status_code == 201, deposit.content
+    first = treasury_api.get(f"/api/wallets/{wallet.pk}/transactions", {"limit": 1}).json()["data"]
+    assert pattern.fullmatch(first["nextCursor"]) and first["previousCursor"] is None
+    second = treasury_api.get(f"/api/wallets/{wallet.pk}/transactions", {"limit": 1, "cursor": first["nextCursor"]})
+    assert second.status_code == 200 and second.json()["data"]["results"] != first["results"]
