@@ -5,10 +5,12 @@ be valid OpenAPI 3, list every endpoint of the contract, and name every status
 code and body the API can return.
 """
 
+import json
 import random
 import re
 
 import pytest
+from django.conf import settings
 from django.contrib.staticfiles import finders
 from drf_spectacular.validation import validate_schema
 from rest_framework.exceptions import ValidationError
@@ -16,6 +18,10 @@ from rest_framework.test import APIClient
 
 from transfers.tests.factories import ApiUserFactory
 from wallet_project.error_codes import ERROR_CODES
+from wallet_project.schema import EVENT_PAYLOADS, SUMMARIES
+from wallet_project.tests.openapi import validator
+from wallets.models import Event, EventType
+from wallets.webhooks import event_body
 
 pytestmark = pytest.mark.django_db
 
@@ -488,3 +494,151 @@ def test_an_empty_or_foreign_cursor_is_refused_as_the_schema_says(treasury_api, 
     assert pattern.fullmatch(first["nextCursor"]) and first["previousCursor"] is None
     second = treasury_api.get(f"/api/wallets/{wallet.pk}/transactions", {"limit": 1, "cursor": first["nextCursor"]})
     assert second.status_code == 200 and second.json()["data"]["results"] != first["results"]
+
+
+# --- what a generator needs typed ------------------------------------------------------------------
+
+
+def test_every_reference_names_a_component(schema):
+    text = json.dumps(schema)
+    refs = set(re.findall(r'"#/components/(\w+)/([\w.-]+)"', text))
+
+    assert refs
+    assert not [ref for ref in refs if ref[1] not in schema["components"][ref[0]]]
+
+
+def test_every_operation_has_a_summary_and_a_description_for_client_developers(schema):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert operation["summary"] and operation["description"], (path, method)
+            # Written for the client, not for the people who maintain the service.
+            assert ".py" not in operation["description"], (path, method)
+    assert set(SUMMARIES) == {o["operationId"] for ops in schema["paths"].values() for o in ops.values()}
+
+
+@pytest.mark.parametrize(("path", "method"), CONTRACT_OPERATIONS, ids=[f"{m}_{p}" for p, m in CONTRACT_OPERATIONS])
+def test_every_answer_declares_its_request_id_and_the_edge_statuses(path, method, schema):
+    responses = schema["paths"][path][method]["responses"]
+
+    assert {"401", "403", "408", "414", "429", "431", "500", "502", "503", "504"} <= set(responses)
+    for status, response in responses.items():
+        assert response["headers"]["X-Request-ID"] == {"$ref": "#/components/headers/X-Request-ID"}, status
+        if status in ("409", "429", "503"):
+            assert "Retry-After" in response["headers"], status
+
+
+@pytest.mark.parametrize("path", [*MONEY_OPERATIONS, "/api/transfers/batch"])
+def test_a_replay_is_told_apart_by_its_required_header(path, schema):
+    responses = schema["paths"][path]["post"]["responses"]
+    replayed = schema["components"]["headers"]["Idempotent-Replayed"]
+
+    assert "Idempotent-Replayed" in responses["200"]["headers"]
+    assert "Idempotent-Replayed" not in responses["201"]["headers"]
+    assert replayed["required"] is True and replayed["schema"] == {"type": "string", "const": "true"}
+
+
+def test_one_envelope_component_per_shape_with_success_required(schema):
+    envelopes = {name: c for name, c in schema["components"]["schemas"].items() if name.endswith("Envelope")}
+
+    for name, envelope in envelopes.items():
+        assert envelope["required"] == ["success", "data"], name
+        assert envelope["properties"]["success"] == {"type": "boolean", "const": True}, name
+    shapes = [json.dumps(e["properties"]["data"], sort_keys=True) for e in envelopes.values()]
+    assert len(shapes) == len(set(shapes)), "two envelope components wrap the same shape"
+
+
+def test_closed_lists_are_named_enums(schema):
+    components = schema["components"]["schemas"]
+
+    assert components["CurrencyEnum"]["enum"] == settings.SUPPORTED_CURRENCIES
+    assert components["EventTypeEnum"]["enum"] == list(EventType.values)
+    for name in ("Wallet", "TransactionDetail", "WalletHistoryEntry"):
+        assert components[name]["properties"]["currency"] == {"$ref": "#/components/schemas/CurrencyEnum"}, name
+    history = {p["name"]: p for p in schema["paths"]["/api/wallets/{id}/transactions"]["get"]["parameters"]}
+    assert history["status"]["schema"] == {"$ref": "#/components/schemas/TransactionStatusEnum"}
+
+
+# --- events: one schema per type -------------------------------------------------------------------------
+
+
+def test_each_event_type_has_its_schema_discriminated_by_type(schema):
+    event = schema["components"]["schemas"]["Event"]
+
+    assert set(EVENT_PAYLOADS) == set(EventType.values)
+    assert event["discriminator"]["propertyName"] == "type"
+    assert set(event["discriminator"]["mapping"]) == set(EventType.values)
+    for event_type, ref in event["discriminator"]["mapping"].items():
+        one = resolve(schema, {"$ref": ref})
+        assert one["properties"]["type"] == {"type": "string", "const": event_type}
+        assert one["properties"]["data"] == {"$ref": f"#/components/schemas/{EVENT_PAYLOADS[event_type]}"}
+
+
+def test_each_event_type_is_published_as_a_webhook(schema):
+    assert set(schema["webhooks"]) == set(EventType.values)
+    for event_type, hook in schema["webhooks"].items():
+        body = hook["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": schema["components"]["schemas"]["Event"]["discriminator"]["mapping"][event_type]}
+        assert {p["name"] for p in hook["post"]["parameters"]} == {
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+        }
+
+
+def test_batch_finished_is_the_batch_result_without_payouts_and_message(schema):
+    components = schema["components"]["schemas"]
+    finished, result = components["BatchFinished"], components["BatchResult"]
+
+    assert set(finished["properties"]) == set(result["properties"]) - {"payouts", "message"}
+    assert set(finished["required"]) == set(finished["properties"])
+
+
+def test_every_event_the_service_writes_matches_its_schema(treasury_api, funded_wallet, schema):
+    from transfers.services import transaction_reverse
+    from wallets.services import wallet_set_active
+
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    paid = treasury_api.post(
+        "/api/transfer",
+        {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "30.00"},
+        format="json",
+        headers={"Idempotency-Key": "paid"},
+    )
+    treasury_api.post(
+        "/api/transfer",
+        {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "9999.00"},
+        format="json",
+        headers={"Idempotency-Key": "refused"},
+    )
+    treasury_api.post(
+        f"/api/wallets/{source.pk}/withdraw", {"amount": "1.00"}, format="json", headers={"Idempotency-Key": "w"}
+    )
+    treasury_api.post(
+        "/api/transfers/batch",
+        {
+            "sourceWalletId": str(source.pk),
+            "atomic": False,
+            "transfers": [{"destinationWalletId": str(destination.pk), "amount": "2.00", "idempotencyKey": "p1"}],
+        },
+        format="json",
+        headers={"Idempotency-Key": "batch"},
+    )
+    transaction_reverse(log_id=paid.json()["data"]["id"], reason="test", reversed_by=ApiUserFactory(is_staff=True))
+    wallet_set_active(wallet=destination, is_active=False, note="test")
+
+    # What a webhook delivers and GET /api/events lists (the listing waits for
+    # older transactions of the shared server to end; the bodies are the same).
+    events = [event_body(event) for event in Event.objects.filter(client=treasury_api.user)]
+
+    check = validator(schema, {"$ref": "#/components/schemas/Event"})
+    for event in events:
+        assert not list(check.iter_errors(event)), (event["type"], [e.message for e in check.iter_errors(event)][:3])
+    assert {e["type"] for e in events} >= {
+        "deposit.completed",
+        "transfer.completed",
+        "transfer.failed",
+        "transfer.reversed",
+        "withdrawal.completed",
+        "batch.finished",
+        "wallet.frozen",
+    }
