@@ -530,17 +530,11 @@ class _JsonErrors:
         return super().finalize_response(request, response, *args, **kwargs)
 
 
-class SchemaView(_JsonErrors, SpectacularAPIView):
-    pass
-
-
-class DocsView(_JsonErrors, SpectacularSwaggerSplitView):
-    """The interactive docs. A browser that is not logged in (no session, no
-    key sent) is sent to the admin's login page and back here after it,
-    instead of a JSON 401 a person cannot act on; API clients still get the
-    401 in the envelope. The split view: the page loads its start-up script
-    from this same URL (?script=) instead of holding it inline, so that the
-    Content-Security-Policy can refuse every inline script (settings.py)."""
+class _BrowserLogin:
+    """A browser that is not logged in (no session, no key sent, asking for
+    HTML) is sent to the admin's login page and back here after it, instead
+    of a JSON 401 a person cannot act on; API clients still get the 401 in
+    the envelope (docs/api.md, "/api/docs/ and /api/schema/")."""
 
     def handle_exception(self, exc):
         request = self.request
@@ -551,3 +545,20 @@ class DocsView(_JsonErrors, SpectacularSwaggerSplitView):
         ):
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
         return super().handle_exception(exc)
+
+
+class SchemaView(_BrowserLogin, _JsonErrors, SpectacularAPIView):
+    """The schema: JSON to `Accept: application/json` (or `?format=json`),
+    YAML otherwise, a browser's `Accept: text/html` included (the schema has
+    no HTML form; the page to read it in is /api/docs/)."""
+
+    def perform_content_negotiation(self, request, force=False):
+        browser = "text/html" in request.headers.get("Accept", "")
+        return super().perform_content_negotiation(request, force=force or browser)
+
+
+class DocsView(_BrowserLogin, _JsonErrors, SpectacularSwaggerSplitView):
+    """The interactive docs. The split view: the page loads its start-up
+    script from this same URL (?script=) instead of holding it inline, so
+    that the Content-Security-Policy can refuse every inline script
+    (settings.py)."""

@@ -642,3 +642,31 @@ def test_every_event_the_service_writes_matches_its_schema(treasury_api, funded_
         "batch.finished",
         "wallet.frozen",
     }
+
+
+# --- the schema in a browser -------------------------------------------------------------------------
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("accept", ["text/html", BROWSER_ACCEPT])
+def test_a_browser_not_logged_in_is_sent_to_the_login_page_for_the_schema(accept):
+    response = APIClient().get("/api/schema/", headers={"Accept": accept})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/login/?next=/api/schema/"
+
+
+@pytest.mark.parametrize("accept", ["text/html", BROWSER_ACCEPT])
+def test_a_browser_with_a_session_or_key_reads_the_schema(accept, treasury_api):
+    response = treasury_api.get("/api/schema/", headers={"Accept": accept})
+
+    assert response.status_code == 200
+    assert response.content.startswith(b"openapi: 3.1")
+
+
+def test_the_schema_is_json_to_a_client_that_asks_for_json(treasury_api):
+    response = treasury_api.get("/api/schema/", headers={"Accept": "application/json"})
+
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["openapi"] == "3.1.0"
