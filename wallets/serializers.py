@@ -121,10 +121,16 @@ class EventListQuerySerializer(serializers.Serializer):
         "type": "string",
         "format": "uri",
         "maxLength": 2000,
-        # What the schema guarantees is accepted: http(s), a DNS host name
-        # (as Django's URLValidator reads one), an optional port and path.
+        # What is always accepted: http(s), a DNS host name (as Django's
+        # URLValidator reads one), an optional port, path and query. A public
+        # IP address is accepted too, but whether an address is public is
+        # decided at registration (wallets/webhook_addresses.py), which a
+        # pattern cannot state: the description says it.
         "pattern": r"^https?://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}(:[1-9][0-9]{0,3})?"
-        r"(/[A-Za-z0-9._~-]*)*$",
+        r"(/[A-Za-z0-9._~%!$&'()*+,;=:@-]*)*(\?[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?$",
+        "description": "Where deliveries go: http or https, a host name (or a public IP address: one that "
+        "resolves to a private, loopback or link-local address is refused), an optional port, path and "
+        "query; no user name, password or fragment. At most 2,000 printable ASCII characters.",
         "example": "https://hooks.example.com/wallet-events",
     }
 )

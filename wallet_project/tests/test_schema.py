@@ -670,3 +670,14 @@ def test_the_schema_is_json_to_a_client_that_asks_for_json(treasury_api):
 
     assert response["Content-Type"].startswith("application/json")
     assert response.json()["openapi"] == "3.1.0"
+
+
+def test_a_webhook_url_with_a_query_is_in_the_schema_and_accepted(treasury_api, schema):
+    body = json_schema_of(schema, schema["paths"]["/api/webhook-endpoints"]["post"]["requestBody"])
+    url = "https://hooks.example.com/wallet/events?tenant=7&kind=all"
+
+    assert re.fullmatch(body["properties"]["url"]["pattern"], url)
+    response = treasury_api.post(
+        "/api/webhook-endpoints", {"url": url, "eventTypes": ["transfer.completed"]}, format="json"
+    )
+    assert response.status_code == 201, response.content
