@@ -681,3 +681,27 @@ def test_a_webhook_url_with_a_query_is_in_the_schema_and_accepted(treasury_api, 
         "/api/webhook-endpoints", {"url": url, "eventTypes": ["transfer.completed"]}, format="json"
     )
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.example.com/a%zz", "https://hooks.example.com/100%", "https://hooks.example.com/?q=%:"]
+)
+def test_a_webhook_url_with_a_malformed_percent_escape_is_refused_as_the_schema_says(url, treasury_api, schema):
+    body = json_schema_of(schema, schema["paths"]["/api/webhook-endpoints"]["post"]["requestBody"])
+
+    assert not re.fullmatch(body["properties"]["url"]["pattern"], url)
+    response = treasury_api.post(
+        "/api/webhook-endpoints", {"url": url, "eventTypes": ["transfer.completed"]}, format="json"
+    )
+    assert response.status_code == 400 and "%25" in response.json()["errors"]["url"][0]
+
+
+def test_a_webhook_url_scheme_in_capitals_is_in_the_schema_and_accepted(treasury_api, schema):
+    body = json_schema_of(schema, schema["paths"]["/api/webhook-endpoints"]["post"]["requestBody"])
+    url = "HTTPS://hooks.example.com/events"
+
+    assert re.fullmatch(body["properties"]["url"]["pattern"], url)
+    response = treasury_api.post(
+        "/api/webhook-endpoints", {"url": url, "eventTypes": ["transfer.completed"]}, format="json"
+    )
+    assert response.status_code == 201 and response.json()["data"]["url"] == "https://hooks.example.com/events"
