@@ -639,7 +639,9 @@ def _none_moves(posting: Posting, first: PayoutFailure) -> Posting:
 def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | None, now) -> None:
     """The batch row's outcome, and its batch.finished event to the client
     that sent it, in the settle transaction (each payout's own events are
-    written by apply)."""
+    written by apply). The event's data is the batch as GET
+    /api/transfers/batch/{batchId} shows it, without its payouts and message
+    (BatchFinished in the schema, docs/api.md)."""
     completed = posting.completed
     payout_count = len(posting.decisions) + len(batch.rejected_payouts)
     completed_amount = sum((log.amount for log in completed), Decimal(0))
@@ -650,6 +652,7 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
     else:
         status = BatchStatus.PARTIALLY_COMPLETED
     code = failure.failure.code if failure else ""
+    message = f"Payout {failure.index}: {failure.failure.message}" if failure else ""
     failed_index = failure.index if failure else None
     _run(
         _FINISH_BATCH,
@@ -660,7 +663,7 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
             "completed_amount": completed_amount,
             "failed": payout_count - len(completed),
             "code": code,
-            "message": f"Payout {failure.index}: {failure.failure.message}" if failure else "",
+            "message": message,
             "failed_index": failed_index,
             "now": now,
         },
@@ -674,11 +677,14 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
                 "atomic": batch.atomic,
                 "sourceWalletId": str(batch.source_wallet_id),
                 "payoutCount": payout_count,
+                "totalAmount": f"{batch.total_amount:.2f}",
                 "completedCount": len(completed),
                 "completedAmount": f"{completed_amount:.2f}",
                 "failedCount": payout_count - len(completed),
                 "errorCode": code,
+                "errorMessage": message,
                 "failedPayoutIndex": failed_index,
+                "createdAt": timestamp_text(batch.created_at),
                 "finishedAt": timestamp_text(now),
             }
         },

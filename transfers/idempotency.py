@@ -36,15 +36,41 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 # The lookup by reference's path (transfers/urls.py).
 RESERVED_PREFIX = "reference/"
-# The keys the schema describes (the body field and the header): printable
-# ASCII, no whitespace at either end; the header's also hold no '"' (which
-# starts a structured-field string) and no ',' (a list). Narrower than what
-# is read (any printable Unicode in the body, quoted strings in the header),
-# so a key the schema allows is always accepted.
-# Neither has a dot segment ("." or ".." between slashes), the lookahead.
+# The keys as the schema describes them (the body field and the header),
+# exactly as validate_idempotency_key and key_from_header read them, so that
+# a generated client sends what is accepted and nothing else is (a test
+# compares them on many sampled keys). A key never has a dot segment ("." or
+# ".." between slashes, the first lookahead) nor starts with "reference/".
 _NO_DOT_SEGMENT = r"(?!(.*/)?\.\.?(/|$))"
-BODY_KEY_PATTERN = rf"^{_NO_DOT_SEGMENT}[!-~]([ -~]{{0,253}}[!-~])?$"
-HEADER_KEY_PATTERN = rf"^{_NO_DOT_SEGMENT}[!#-+\--~]([ !#-+\--~]{{0,253}}[!#-+\--~])?$"
+# The body: printable characters, no whitespace at either end. JSON Schema
+# has no class for "printable", so the unprintable ones are listed: controls,
+# separators and spaces other than " ", format characters and private use
+# (a JSON body holds no lone surrogate: the parser refuses one). Only code
+# points Unicode has not assigned yet, and a few format characters beyond
+# the first plane, are refused beyond what the pattern says.
+_UNPRINTABLE = (
+    r"\x00-\x1f\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1680\u180e"
+    r"\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ue000-\uf8ff\ufeff\ufff9-\ufffb"
+)
+_PRINTABLE = rf"[^{_UNPRINTABLE}]"
+_PRINTABLE_NOT_SPACE = rf"[^\s{_UNPRINTABLE}]"
+BODY_KEY_PATTERN = (
+    rf"^(?!{RESERVED_PREFIX}){_NO_DOT_SEGMENT}{_PRINTABLE_NOT_SPACE}({_PRINTABLE}{{0,253}}{_PRINTABLE_NOT_SPACE})?$"
+)
+# The header: printable ASCII without a comma (a list), either bare (not
+# starting with '"') or an RFC 8941 string ("..." with \" and \\ escaped),
+# with optional whitespace around it, which HTTP strips.
+_BARE = (
+    rf"(?!{RESERVED_PREFIX})(?!(.*/)?\.\.?(/|[ \t]*$))"
+    r"[!#-+\--~]([ -+\--~]{0,253}[!-+\--~])?"
+)
+_QUOTED_UNIT = r"([ !#-+\--\[\]-~]|\\[\"\\])"
+_QUOTED_UNIT_NOT_SPACE = r"([!#-+\--\[\]-~]|\\[\"\\])"
+_QUOTED = (
+    rf'"(?!{RESERVED_PREFIX})(?!(.*/)?\.\.?(/|"[ \t]*$))'
+    rf'{_QUOTED_UNIT_NOT_SPACE}({_QUOTED_UNIT}{{0,253}}{_QUOTED_UNIT_NOT_SPACE})?"'
+)
+HEADER_KEY_PATTERN = rf"^[ \t]*({_BARE}|{_QUOTED})[ \t]*$"
 # RFC 8941 section 3.3.3: an sf-string holds printable ASCII, with \" and \\ escaped.
 _SF_STRING_CHARACTERS = set(string.printable) - set("\t\n\r\x0b\x0c")
 

@@ -20,25 +20,27 @@ from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
 from wallets.models import WalletKind
 from wallets.money import AmountField
 
+# The bounds the reader puts on metadata, as the schema can state them: an
+# object; a string can be no longer than the whole (`{"":"..."}` is 7 bytes
+# more); a number has at most JSON_MAX_NUMBER_DIGITS digits before its point.
+# The stored size, the nesting depth and the digits after a point are checked
+# on the whole, which a JSON schema cannot state: the description says them.
+_METADATA_SCHEMA = {
+    "type": "object",
+    "description": f"Your own notes on the movement, given back as sent to your client only. Any JSON object of "
+    f"at most {settings.TRANSFER_METADATA_MAX_BYTES} bytes once stored as compact UTF-8 JSON, nested up to "
+    f"{settings.JSON_MAX_DEPTH - 2} levels, numbers of at most {settings.JSON_MAX_NUMBER_DIGITS} digits written "
+    "out; integers are kept exactly, fractional numbers as binary floats (send strings to keep them exact).",
+    "additionalProperties": {
+        "maxLength": settings.TRANSFER_METADATA_MAX_BYTES - 7,
+        "exclusiveMaximum": 10**settings.JSON_MAX_NUMBER_DIGITS,
+        "exclusiveMinimum": -(10**settings.JSON_MAX_NUMBER_DIGITS),
+    },
+    "example": {"loanId": "L-1042", "installment": 3},
+}
 
-@extend_schema_field(
-    {
-        "type": "object",
-        "description": "Your own notes on the movement, given back as sent to your client only. Any JSON object "
-        "of at most 4 KiB once stored, nested up to 32 levels, numbers of at most 40 digits written out; "
-        "integers are kept exactly, fractional numbers as binary floats (send strings to keep them exact). "
-        "The schema lists the values always accepted.",
-        "maxProperties": 32,
-        "additionalProperties": {
-            "oneOf": [
-                {"type": "string", "maxLength": 64, "pattern": "^[ -~]*$"},
-                {"type": "integer", "minimum": -(10**15), "maximum": 10**15},
-                {"type": "boolean"},
-            ]
-        },
-        "example": {"loanId": "L-1042", "installment": 3},
-    }
-)
+
+@extend_schema_field(_METADATA_SCHEMA)
 class MetadataField(serializers.JSONField):
     """A JSON object that takes at most TRANSFER_METADATA_MAX_BYTES once stored.
 
@@ -99,8 +101,7 @@ class MetadataField(serializers.JSONField):
         "maxLength": MAX_KEY_LENGTH,
         "pattern": BODY_KEY_PATTERN,
         "description": "Or the Idempotency-Key header: 1 to 255 printable characters, no whitespace at either "
-        "end, not starting with 'reference/', scoped to your client. The pattern shows the ASCII keys; any "
-        "printable Unicode is accepted here.",
+        "end, no '.' or '..' between slashes, not starting with 'reference/', scoped to your client.",
     }
 )
 class IdempotencyKeyField(StrictCharField):
@@ -372,7 +373,7 @@ class StatementQuerySerializer(StrictQuery):
 # --- batches of payouts -----------------------------------------------------------
 
 
-@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH})
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": BODY_KEY_PATTERN})
 class PayoutKeyField(StrictCharField):
     """A payout's own key, required. validate_idempotency_key alone decides
     what it may be, its length included, as for a single transfer's key:

@@ -54,15 +54,15 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     required=False,
     pattern=HEADER_KEY_PATTERN,
     description="The idempotency key (or the idempotencyKey body field; if both, they must agree): 1 to 255 "
-    "printable ASCII characters, no whitespace at either end, not starting with 'reference/', scoped to the "
-    'calling client. May be an RFC 8941 string ("abc" means abc). Sent once: a key with a comma, a '
-    "repeated header or a list is a 400.",
+    "printable ASCII characters, no whitespace at either end, no '.' or '..' between slashes, not starting "
+    "with 'reference/', scoped to the calling client. May be an RFC 8941 string (\"abc\" means abc). Sent "
+    "once: a key with a comma, a repeated header or a list is a 400 (a key with a comma goes in the body).",
 )
 
 MONEY_RESPONSES = {
-    201: OpenApiResponse(envelope(MovementResultSerializer(), "TransferCompleted"), description="Money moved."),
+    201: OpenApiResponse(envelope(MovementResultSerializer(), "MovementResult"), description="Money moved."),
     200: OpenApiResponse(
-        envelope(MovementResultSerializer(), "TransferReplayed"),
+        envelope(MovementResultSerializer(), "MovementResult"),
         description="Same key and payload again: the first result, with header Idempotent-Replayed: true.",
     ),
     404: error(
@@ -149,7 +149,7 @@ class TransferViewSet(ApiViewSet):
 
     @extend_schema(
         responses={
-            200: envelope(TransactionDetailSerializer(), "TransactionByKey"),
+            200: envelope(TransactionDetailSerializer(), "TransactionDetail"),
             404: error("No transaction of this client has that key (code transaction_not_found)."),
         }
     )
@@ -162,7 +162,7 @@ class TransferViewSet(ApiViewSet):
 
     @extend_schema(
         responses={
-            200: envelope(TransactionDetailSerializer(), "TransactionByReference"),
+            200: envelope(TransactionDetailSerializer(), "TransactionDetail"),
             404: error("No visible transaction has that reference (code transaction_not_found)."),
         }
     )
@@ -300,12 +300,12 @@ class BatchViewSet(ApiViewSet):
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={
             201: OpenApiResponse(
-                envelope(BatchResultSerializer(), "BatchProcessed"),
+                envelope(BatchResultSerializer(), "BatchResult"),
                 description="The batch was settled: its status and each payout's outcome (atomic false: some may "
                 "have FAILED, a payout to an unknown wallet with code wallet_not_found and no transaction).",
             ),
             200: OpenApiResponse(
-                envelope(BatchResultSerializer(), "BatchReplayed"),
+                envelope(BatchResultSerializer(), "BatchResult"),
                 description="Same batch key and payload again: the first result, with Idempotent-Replayed: true.",
             ),
             400: error(
@@ -349,7 +349,7 @@ class BatchViewSet(ApiViewSet):
 
     @extend_schema(
         responses={
-            200: envelope(BatchResultSerializer(), "Batch"),
+            200: envelope(BatchResultSerializer(), "BatchResult"),
             404: error("No batch of this client has that id (code batch_not_found)."),
         }
     )

@@ -1,6 +1,8 @@
 """The success half of the API's envelope: {"success": true, "data": ...},
 and the one cursor pagination every list uses."""
 
+from urllib.parse import parse_qs, urlsplit
+
 from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import status as http_status
@@ -43,9 +45,10 @@ class EnvelopeCursorPagination(CursorPagination):
                 "name": self.cursor_query_param,
                 "required": False,
                 "in": "query",
-                "description": "Where the page starts: the cursor of the `next` or `previous` link of a page this "
-                "API gave out. Anything else is a 400.",
-                "schema": {"type": "string", "minLength": 1},
+                "description": "Where the page starts: the `nextCursor` or `previousCursor` of a page this API "
+                "gave out, as it is. Anything else is a 400.",
+                # django.core.signing's form: base64url of the position, ':', its signature.
+                "schema": {"type": "string", "pattern": r"^\.?[A-Za-z0-9_-]+:[A-Za-z0-9_-]{43}$"},
             },
             {
                 "name": self.page_size_query_param,
@@ -102,7 +105,22 @@ class EnvelopeCursorPagination(CursorPagination):
         return ValidationError({self.cursor_query_param: ["Not a cursor this API gave out; start again without it."]})
 
     def get_paginated_response(self, data):
-        return ok({"results": data, "next": self.get_next_link(), "previous": self.get_previous_link()})
+        """The page: `nextCursor` and `previousCursor` are the cursors to pass
+        back as `cursor` as they are (null at either end); `next` and
+        `previous`, the same as whole URLs, are deprecated."""
+        next_link, previous_link = self.get_next_link(), self.get_previous_link()
+        return ok(
+            {
+                "results": data,
+                "nextCursor": self._cursor_of(next_link),
+                "previousCursor": self._cursor_of(previous_link),
+                "next": next_link,
+                "previous": previous_link,
+            }
+        )
+
+    def _cursor_of(self, link: str | None) -> str | None:
+        return None if link is None else parse_qs(urlsplit(link).query)[self.cursor_query_param][0]
 
     def get_paginated_response_schema(self, schema):
         return {
@@ -112,10 +130,31 @@ class EnvelopeCursorPagination(CursorPagination):
                 "success": {"type": "boolean", "enum": [True]},
                 "data": {
                     "type": "object",
+                    "required": ["results", "nextCursor", "previousCursor", "next", "previous"],
                     "properties": {
                         "results": schema,
-                        "next": {"type": "string", "nullable": True, "format": "uri"},
-                        "previous": {"type": "string", "nullable": True, "format": "uri"},
+                        "nextCursor": {
+                            "type": ["string", "null"],
+                            "minLength": 1,
+                            "description": "Pass as `cursor` for the next (older) page; null on the last page.",
+                        },
+                        "previousCursor": {
+                            "type": ["string", "null"],
+                            "minLength": 1,
+                            "description": "Pass as `cursor` for the previous (newer) page; null on the first.",
+                        },
+                        "next": {
+                            "type": ["string", "null"],
+                            "format": "uri",
+                            "deprecated": True,
+                            "description": "Deprecated: the next page's URL; use nextCursor.",
+                        },
+                        "previous": {
+                            "type": ["string", "null"],
+                            "format": "uri",
+                            "deprecated": True,
+                            "description": "Deprecated: the previous page's URL; use previousCursor.",
+                        },
                     },
                 },
             },

@@ -521,6 +521,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Wallet transfer service",
     "DESCRIPTION": "Moves money between wallets exactly once. The guide: docs/api.md in the repository.",
     "VERSION": "1.0.0",
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI is served from the installed sidecar package, never a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -1,3 +1,4 @@
+import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -210,15 +211,25 @@ class EventListQuerySerializer(serializers.Serializer):
         return cursor
 
 
+_MALFORMED_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 @extend_schema_field(
     {
         "type": "string",
         "format": "uri",
         "maxLength": 2000,
-        # What the schema guarantees is accepted: http(s), a DNS host name
-        # (as Django's URLValidator reads one), an optional port and path.
-        "pattern": r"^https?://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}(:[1-9][0-9]{0,3})?"
-        r"(/[A-Za-z0-9._~-]*)*$",
+        # What is always accepted: http(s), a DNS host name (as Django's
+        # URLValidator reads one), an optional port, path and query. A public
+        # IP address is accepted too, but whether an address is public is
+        # decided at registration (wallets/webhook_addresses.py), which a
+        # pattern cannot state: the description says it.
+        "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}"
+        r"(:[1-9][0-9]{0,3})?(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*"
+        r"(\?([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$",
+        "description": "Where deliveries go: http or https, a host name (or a public IP address: one that "
+        "resolves to a private, loopback or link-local address is refused), an optional port, path and "
+        "query; no user name, password or fragment. At most 2,000 printable ASCII characters.",
         "example": "https://hooks.example.com/wallet-events",
     }
 )
@@ -235,6 +246,7 @@ class WebhookUrlField(serializers.URLField):
         "credentials": "A webhook URL carries no user name or password (deliveries are signed instead): "
         "leave them out.",
         "fragment": "A URL fragment (#...) is never sent to the receiver: leave it out.",
+        "percent": "A '%' in a URL starts an encoded byte, two hexadecimal digits (%2F): write a '%' itself as %25.",
     }
 
     def to_internal_value(self, data):
@@ -248,6 +260,10 @@ class WebhookUrlField(serializers.URLField):
         # cannot be sent crashed every delivery attempt instead of failing it.
         if not all("!" <= char <= "~" for char in url):
             self.fail("characters")
+        # RFC 3986: a URL the receiver's server could not decode would be
+        # stored, and shown back, as if it were one (the schema says "uri").
+        if _MALFORMED_PERCENT.search(url):
+            self.fail("percent")
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             self.fail("scheme")
@@ -288,7 +304,9 @@ class WebhookEndpointCreateSerializer(RefusesUnknownFields, serializers.Serializ
 class WebhookEndpointSerializer(serializers.ModelSerializer):
     """An endpoint as its client sees it; never the secret."""
 
-    eventTypes = serializers.ListField(source="event_types", child=serializers.CharField())
+    eventTypes = serializers.ListField(
+        source="event_types", child=serializers.ChoiceField(choices=EventType.choices, read_only=True)
+    )
     isActive = serializers.BooleanField(source="is_active")
     disabledAt = serializers.DateTimeField(source="disabled_at", allow_null=True)
     disabledReason = serializers.CharField(source="disabled_reason")

@@ -45,7 +45,7 @@ class WalletViewSet(ApiViewSet):
     @extend_schema(
         request=WalletCreateSerializer,
         responses={
-            201: envelope(WalletSerializer(), "WalletCreated"),
+            201: envelope(WalletSerializer(), "Wallet"),
             409: error("This client already has a wallet for the user in this currency (code wallet_exists)."),
         },
     )
@@ -111,14 +111,7 @@ class WalletViewSet(ApiViewSet):
             )
         ],
         responses={
-            200: {
-                "type": "object",
-                "required": ["success", "data"],
-                "properties": {
-                    "success": {"type": "boolean", "enum": [True]},
-                    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Wallet"}},
-                },
-            }
+            200: envelope(WalletSerializer(many=True), "WalletList"),
         },
     )
     def list(self, request):
@@ -171,7 +164,7 @@ class EventViewSet(ApiViewSet):
     @extend_schema(
         parameters=[EventListQuerySerializer],
         responses={
-            200: envelope(EventPageSerializer(), "EventList"),
+            200: envelope(EventPageSerializer(), "EventPage"),
             400: error("A malformed cursor, type or limit (the parameter is named in errors)."),
         },
     )
@@ -200,7 +193,7 @@ class WebhookEndpointViewSet(ApiViewSet):
     @extend_schema(
         request=WebhookEndpointCreateSerializer,
         responses={
-            201: envelope(WebhookEndpointWithSecretSerializer(), "WebhookEndpointCreated"),
+            201: envelope(WebhookEndpointWithSecretSerializer(), "WebhookEndpointWithSecret"),
             400: error(
                 "Not an http(s) URL, an address deliveries may not reach, or an unknown event type (named in errors)."
             ),
@@ -223,7 +216,7 @@ class WebhookEndpointViewSet(ApiViewSet):
 
     @extend_schema(
         responses={
-            200: envelope(WebhookEndpointSerializer(), "WebhookEndpointDeleted"),
+            200: envelope(WebhookEndpointSerializer(), "WebhookEndpoint"),
             404: error("No such endpoint of this client (code webhook_endpoint_not_found)."),
         }
     )

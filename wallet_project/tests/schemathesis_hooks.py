@@ -16,18 +16,28 @@ contract accepts.
 - A balance is asked as of an instant that has come, and a statement for
   days that have begun, `to` not before `from`, at most STATEMENT_MAX_DAYS
   of them; both of the test client's own wallet.
-- Metadata's property names are text: OpenAPI 3.0 has no propertyNames, so
-  the schema cannot say that a name holds no lone UTF-16 surrogate or NUL
-  (wallet_project/parsers.py refuses them, as the contract asks).
+- Metadata's property names are text: the schema cannot say that a name
+  holds no lone UTF-16 surrogate or NUL (wallet_project/parsers.py refuses
+  them, as the contract asks).
+- In positive mode, what the schema cannot bound is brought within the
+  reader's bounds: metadata's stored size (TRANSFER_METADATA_MAX_BYTES), its
+  numbers' digits, and the Unicode code points not assigned yet that a body
+  key may not hold (transfers/idempotency.py, BODY_KEY_PATTERN).
 """
 
 import datetime as dt
+import json
 import os
 import uuid
 import zoneinfo
+from decimal import Decimal
 
 import schemathesis
 
+# What the reader allows (settings.TRANSFER_METADATA_MAX_BYTES,
+# JSON_MAX_NUMBER_DIGITS), with room for how jsonb writes numbers.
+METADATA_MAX_BYTES = 4096 - 256
+NUMBER_MAX_DIGITS = 40
 MONEY_PATHS = ("/api/transfer", "/api/wallets/{id}/deposit", "/api/wallets/{id}/withdraw")
 BATCH_PATH = "/api/transfers/batch"
 BALANCE_PATH = "/api/wallets/{id}/balance"
@@ -50,6 +60,9 @@ def before_call(context, case, kwargs):
         return
     headers = case.headers if case.headers is not None else {}
     header = next((value for name, value in headers.items() if name.lower() == HEADER.lower()), None)
+    positive = case.meta is None or not case.meta.generation.mode.is_negative
+    if positive:
+        _within_the_readers_bounds(case.body)
     if header is not None and "idempotencyKey" in case.body:
         case.body["idempotencyKey"] = header
     elif header is None and "idempotencyKey" not in case.body:
@@ -117,3 +130,38 @@ def _parsed(parse, value):
         return parse(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+def _within_the_readers_bounds(body: dict) -> None:
+    """A positive case's metadata and keys, made what the reader accepts where
+    the schema cannot say it (see the module's docstring)."""
+    for item in [body, *[p for p in body.get("transfers") or [] if isinstance(p, dict)]]:
+        metadata = item.get("metadata")
+        if isinstance(metadata, dict) and not _storable(metadata):
+            item["metadata"] = {"trimmed": True}
+        key = item.get("idempotencyKey")
+        if isinstance(key, str) and not key.isprintable():
+            item["idempotencyKey"] = f"st-{uuid.uuid4()}"
+
+
+def _storable(metadata: dict) -> bool:
+    try:
+        text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return False
+    if len(text.encode(errors="surrogatepass")) > METADATA_MAX_BYTES:
+        return False
+
+    def numbers_fit(value) -> bool:
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            return True
+        if isinstance(value, (int, float)):
+            written = format(Decimal(repr(value)) if isinstance(value, float) else Decimal(value), "f")
+            return len(written.lstrip("-").replace(".", "")) <= NUMBER_MAX_DIGITS
+        if isinstance(value, dict):
+            return all(numbers_fit(v) for v in value.values())
+        if isinstance(value, list):
+            return all(numbers_fit(v) for v in value)
+        return True
+
+    return numbers_fit(metadata)

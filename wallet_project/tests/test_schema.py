@@ -5,14 +5,23 @@ be valid OpenAPI 3, list every endpoint of the contract, and name every status
 code and body the API can return.
 """
 
+import json
+import random
 import re
 
 import pytest
+from django.conf import settings
 from django.contrib.staticfiles import finders
 from drf_spectacular.validation import validate_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from transfers.tests.factories import ApiUserFactory
+from wallet_project.error_codes import ERROR_CODES
+from wallet_project.schema import EVENT_PAYLOADS, SUMMARIES
+from wallet_project.tests.openapi import validator
+from wallets.models import Event, EventType
+from wallets.webhooks import event_body
 
 pytestmark = pytest.mark.django_db
 
@@ -152,12 +161,9 @@ def test_health_endpoint_is_listed_without_auth_and_with_both_answers(schema):
 
 
 def test_every_operation_requires_the_token(schema):
-    assert schema["components"]["securitySchemes"]["tokenAuth"] == {
-        "type": "apiKey",
-        "in": "header",
-        "name": "Authorization",
-        "description": 'Token-based authentication with required prefix "Token"',
-    }
+    scheme = schema["components"]["securitySchemes"]["tokenAuth"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "Authorization")
+    assert "`Token <key>`" in scheme["description"]
     for path, method in CONTRACT_OPERATIONS:
         assert schema["paths"][path][method]["security"] == [{"tokenAuth": []}], (path, method)
 
@@ -215,25 +221,81 @@ def test_transfer_request_names_both_wallets(schema):
 
 
 @pytest.mark.parametrize("path", MONEY_OPERATIONS)
-def test_amount_is_documented_as_a_number_or_a_decimal_string(path, schema):
+def test_amount_is_documented_as_a_decimal_string_only(path, schema):
+    # A generated client sends a string, never a binary float (numbers stay
+    # accepted, docs/api.md, but are not what the schema offers).
     body = json_schema_of(schema, schema["paths"][path]["post"]["requestBody"])
     amount = body["properties"]["amount"]
 
-    types = {amount.get("type")} | {option.get("type") for option in amount.get("oneOf", amount.get("anyOf", []))}
-    assert {"string", "number"} <= types
+    assert amount["type"] == "string"
+    assert "oneOf" not in amount and "anyOf" not in amount
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1",
+        "1.5",
+        "1.50",
+        "0.01",
+        "0.1",
+        "000012.34",
+        "999999999999999999.99",
+        "0",
+        "0.00",
+        "0.001",
+        "1.",
+        ".5",
+        "-1",
+        "1e2",
+        "1_000",
+        " 1",
+        "1 ",
+        "１",
+        "+1",
+        "1.234",
+        "1000000000000000000",
+        "abc",
+        "",
+        "0x10",
+        "NaN",
+    ],
+)
+def test_amount_pattern_accepts_exactly_the_strings_the_api_reads(text, schema):
+    from wallets.money import AmountField
+
+    pattern = json_schema_of(schema, schema["paths"]["/api/transfer"]["post"]["requestBody"])["properties"]["amount"][
+        "pattern"
+    ]
+    try:
+        AmountField().run_validation(text)
+        read = True
+    except ValidationError:
+        read = False
+
+    assert bool(re.fullmatch(pattern, text)) is read
 
 
 # --- the error envelope ------------------------------------------------------------------------
 
 
-def test_error_component_is_the_envelope(schema):
+def test_error_component_is_the_typed_envelope(schema):
     error = schema["components"]["schemas"]["Error"]
 
-    assert {"success", "message", "code", "errors"} <= set(error["properties"])
-    assert {"message", "code"} <= set(error["required"])
-    assert error["properties"]["success"]["type"] == "boolean"
-    # Messages by field: a list, or for a list field an object of lists by item index.
-    assert error["properties"]["errors"]["type"] == "object"
+    assert set(error["properties"]) == {"success", "message", "code", "errors", "data"}
+    assert set(error["required"]) == {"success", "message", "code"}
+    assert error["properties"]["success"] == {"type": "boolean", "const": False}
+    assert error["properties"]["code"] == {"$ref": "#/components/schemas/ErrorCode"}
+    assert error["properties"]["errors"] == {"$ref": "#/components/schemas/FieldErrors"}
+    assert {option["$ref"].rsplit("/", 1)[-1] for option in error["properties"]["data"]["oneOf"]} == {
+        "MovementResult",
+        "BatchResult",
+        "ReusedPayouts",
+    }
+
+
+def test_error_code_enum_is_the_registry(schema):
+    assert schema["components"]["schemas"]["ErrorCode"]["enum"] == list(ERROR_CODES)
 
 
 def test_every_error_response_of_every_operation_is_the_envelope(schema):
@@ -285,7 +347,19 @@ def test_history_documents_cursor_pagination_in_the_envelope(schema):
 
     assert {"cursor", "limit"} <= {p["name"] for p in operation["parameters"]}
     assert set(page["properties"]) == {"success", "data"}
-    assert set(page["properties"]["data"]["properties"]) == {"results", "next", "previous"}
+    data = resolve(schema, page["properties"]["data"])
+    assert (
+        set(data["properties"])
+        == set(data["required"])
+        == {
+            "results",
+            "nextCursor",
+            "previousCursor",
+            "next",
+            "previous",
+        }
+    )
+    assert data["properties"]["next"]["deprecated"] and data["properties"]["previous"]["deprecated"]
 
 
 def test_history_documents_its_status_and_type_filters(schema):
@@ -295,18 +369,18 @@ def test_history_documents_its_status_and_type_filters(schema):
 
 
 def test_log_view_documents_completed_at_as_nullable(schema):
-    assert schema["components"]["schemas"]["TransactionDetail"]["properties"]["completedAt"].get("nullable") is True
+    assert "null" in schema["components"]["schemas"]["TransactionDetail"]["properties"]["completedAt"]["type"]
 
 
 def test_log_view_documents_the_key_as_nullable(schema):
     # null when the log belongs to another client (wallet history).
-    assert schema["components"]["schemas"]["TransactionDetail"]["properties"]["idempotencyKey"]["nullable"] is True
+    assert "null" in schema["components"]["schemas"]["TransactionDetail"]["properties"]["idempotencyKey"]["type"]
 
 
 def test_log_view_documents_the_reversal_links_as_nullable_ids(schema):
     properties = schema["components"]["schemas"]["TransactionDetail"]["properties"]
     for link in ("reversalOf", "reversedBy"):
-        assert (properties[link]["format"], properties[link]["nullable"]) == ("uuid", True), link
+        assert (properties[link]["format"], properties[link]["type"]) == ("uuid", ["string", "null"]), link
 
 
 # --- /api/docs/ ------------------------------------------------------------------------------
@@ -332,3 +406,313 @@ def test_docs_are_swagger_ui_served_from_the_sidecar_without_a_cdn(treasury_api)
     for asset in assets:
         assert asset.startswith("/static/drf_spectacular_sidecar/"), asset
         assert finders.find(asset.removeprefix("/static/")), f"{asset} is not in the installed sidecar"
+
+
+# --- requests described exactly as the server reads them ---------------------------------------
+
+# Characters that decide a key's fate, weighted toward the edges of the rules.
+_KEY_ATOMS = [
+    *"aZ0-~%#+",
+    " ",
+    "\t",
+    '"',
+    "\\",
+    ",",
+    ".",
+    "/",
+    "..",
+    "reference/",
+    "é",
+    "日",
+    "\U0001f600",
+    "\x7f",
+    "\x00",
+    "\x85",
+    "\xa0",
+    "\u200b",
+    "\u2028",
+    "\u3000",
+    "\ufeff",
+    "\ue000",
+]
+
+
+def sampled_keys(count: int, seed: int):
+    rng = random.Random(seed)
+    for _ in range(count):
+        length = rng.choice([0, 1, 2, 3, 5, 8, 40, 254, 255, 256])
+        if length > 40:
+            key = "".join(rng.choice("ab.") for _ in range(length))
+        else:
+            key = "".join(rng.choice(_KEY_ATOMS) for _ in range(length))
+        if rng.random() < 0.25:
+            key = f'"{key}"'
+        if rng.random() < 0.1:
+            key = rng.choice([" ", "\t"]) + key + rng.choice(["", " "])
+        yield key
+
+
+def reads(reader, value: str) -> bool:
+    try:
+        reader(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def test_the_idempotency_key_header_pattern_is_exactly_what_the_reader_accepts(schema):
+    from transfers.idempotency import key_from_header
+
+    header = next(p for p in schema["paths"]["/api/transfer"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
+    pattern = re.compile(header["schema"]["pattern"])
+
+    disagree = [
+        key for key in sampled_keys(30000, seed=25) if bool(pattern.fullmatch(key)) != reads(key_from_header, key)
+    ]
+
+    assert not disagree, disagree[:10]
+
+
+def test_the_body_key_pattern_is_what_the_reader_accepts_but_for_unassigned_code_points(schema):
+    from transfers.idempotency import validate_idempotency_key
+
+    body = json_schema_of(schema, schema["paths"]["/api/transfer"]["post"]["requestBody"])
+    pattern = re.compile(body["properties"]["idempotencyKey"]["pattern"])
+
+    disagree = [
+        key
+        for key in sampled_keys(30000, seed=32)
+        if bool(pattern.fullmatch(key)) != reads(validate_idempotency_key, key)
+    ]
+
+    assert not disagree, disagree[:10]
+
+
+def test_an_empty_or_foreign_cursor_is_refused_as_the_schema_says(treasury_api, funded_wallet, schema):
+    history = schema["paths"]["/api/wallets/{id}/transactions"]["get"]
+    pattern = re.compile(next(p for p in history["parameters"] if p["name"] == "cursor")["schema"]["pattern"])
+    wallet = funded_wallet("10.00")
+
+    for cursor in ("", "x", "abc:def"):
+        assert not pattern.fullmatch(cursor)
+        response = treasury_api.get(f"/api/wallets/{wallet.pk}/transactions", {"cursor": cursor})
+        assert response.status_code == 400 and set(response.json()["errors"]) == {"cursor"}, cursor
+    deposit = treasury_api.post(
+        f"/api/wallets/{wallet.pk}/deposit", {"amount": "1.00", "idempotencyKey": "second"}, format="json"
+    )
+    assert deposit.status_code == 201, deposit.content
+    first = treasury_api.get(f"/api/wallets/{wallet.pk}/transactions", {"limit": 1}).json()["data"]
+    assert pattern.fullmatch(first["nextCursor"]) and first["previousCursor"] is None
+    second = treasury_api.get(f"/api/wallets/{wallet.pk}/transactions", {"limit": 1, "cursor": first["nextCursor"]})
+    assert second.status_code == 200 and second.json()["data"]["results"] != first["results"]
+
+
+# --- what a generator needs typed ------------------------------------------------------------------
+
+
+def test_every_reference_names_a_component(schema):
+    text = json.dumps(schema)
+    refs = set(re.findall(r'"#/components/(\w+)/([\w.-]+)"', text))
+
+    assert refs
+    assert not [ref for ref in refs if ref[1] not in schema["components"][ref[0]]]
+
+
+def test_every_operation_has_a_summary_and_a_description_for_client_developers(schema):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert operation["summary"] and operation["description"], (path, method)
+            # Written for the client, not for the people who maintain the service.
+            assert ".py" not in operation["description"], (path, method)
+    assert set(SUMMARIES) == {o["operationId"] for ops in schema["paths"].values() for o in ops.values()}
+
+
+@pytest.mark.parametrize(("path", "method"), CONTRACT_OPERATIONS, ids=[f"{m}_{p}" for p, m in CONTRACT_OPERATIONS])
+def test_every_answer_declares_its_request_id_and_the_edge_statuses(path, method, schema):
+    responses = schema["paths"][path][method]["responses"]
+
+    assert {"401", "403", "408", "414", "429", "431", "500", "502", "503", "504"} <= set(responses)
+    for status, response in responses.items():
+        assert response["headers"]["X-Request-ID"] == {"$ref": "#/components/headers/X-Request-ID"}, status
+        if status in ("409", "429", "503"):
+            assert "Retry-After" in response["headers"], status
+
+
+@pytest.mark.parametrize("path", [*MONEY_OPERATIONS, "/api/transfers/batch"])
+def test_a_replay_is_told_apart_by_its_required_header(path, schema):
+    responses = schema["paths"][path]["post"]["responses"]
+    replayed = schema["components"]["headers"]["Idempotent-Replayed"]
+
+    assert "Idempotent-Replayed" in responses["200"]["headers"]
+    assert "Idempotent-Replayed" not in responses["201"]["headers"]
+    assert replayed["required"] is True and replayed["schema"] == {"type": "string", "const": "true"}
+
+
+def test_one_envelope_component_per_shape_with_success_required(schema):
+    envelopes = {name: c for name, c in schema["components"]["schemas"].items() if name.endswith("Envelope")}
+
+    for name, envelope in envelopes.items():
+        assert envelope["required"] == ["success", "data"], name
+        assert envelope["properties"]["success"] == {"type": "boolean", "const": True}, name
+    shapes = [json.dumps(e["properties"]["data"], sort_keys=True) for e in envelopes.values()]
+    assert len(shapes) == len(set(shapes)), "two envelope components wrap the same shape"
+
+
+def test_closed_lists_are_named_enums(schema):
+    components = schema["components"]["schemas"]
+
+    assert components["CurrencyEnum"]["enum"] == settings.SUPPORTED_CURRENCIES
+    assert components["EventTypeEnum"]["enum"] == list(EventType.values)
+    for name in ("Wallet", "TransactionDetail", "WalletHistoryEntry"):
+        assert components[name]["properties"]["currency"] == {"$ref": "#/components/schemas/CurrencyEnum"}, name
+    history = {p["name"]: p for p in schema["paths"]["/api/wallets/{id}/transactions"]["get"]["parameters"]}
+    assert history["status"]["schema"] == {"$ref": "#/components/schemas/TransactionStatusEnum"}
+
+
+# --- events: one schema per type -------------------------------------------------------------------------
+
+
+def test_each_event_type_has_its_schema_discriminated_by_type(schema):
+    event = schema["components"]["schemas"]["Event"]
+
+    assert set(EVENT_PAYLOADS) == set(EventType.values)
+    assert event["discriminator"]["propertyName"] == "type"
+    assert set(event["discriminator"]["mapping"]) == set(EventType.values)
+    for event_type, ref in event["discriminator"]["mapping"].items():
+        one = resolve(schema, {"$ref": ref})
+        assert one["properties"]["type"] == {"type": "string", "const": event_type}
+        assert one["properties"]["data"] == {"$ref": f"#/components/schemas/{EVENT_PAYLOADS[event_type]}"}
+
+
+def test_each_event_type_is_published_as_a_webhook(schema):
+    assert set(schema["webhooks"]) == set(EventType.values)
+    for event_type, hook in schema["webhooks"].items():
+        body = hook["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": schema["components"]["schemas"]["Event"]["discriminator"]["mapping"][event_type]}
+        assert {p["name"] for p in hook["post"]["parameters"]} == {
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+        }
+
+
+def test_batch_finished_is_the_batch_result_without_payouts_and_message(schema):
+    components = schema["components"]["schemas"]
+    finished, result = components["BatchFinished"], components["BatchResult"]
+
+    assert set(finished["properties"]) == set(result["properties"]) - {"payouts", "message"}
+    assert set(finished["required"]) == set(finished["properties"])
+
+
+def test_every_event_the_service_writes_matches_its_schema(treasury_api, funded_wallet, schema):
+    from transfers.services import transaction_reverse
+    from wallets.services import wallet_set_active
+
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    paid = treasury_api.post(
+        "/api/transfer",
+        {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "30.00"},
+        format="json",
+        headers={"Idempotency-Key": "paid"},
+    )
+    treasury_api.post(
+        "/api/transfer",
+        {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "9999.00"},
+        format="json",
+        headers={"Idempotency-Key": "refused"},
+    )
+    treasury_api.post(
+        f"/api/wallets/{source.pk}/withdraw", {"amount": "1.00"}, format="json", headers={"Idempotency-Key": "w"}
+    )
+    treasury_api.post(
+        "/api/transfers/batch",
+        {
+            "sourceWalletId": str(source.pk),
+            "atomic": False,
+            "transfers": [{"destinationWalletId": str(destination.pk), "amount": "2.00", "idempotencyKey": "p1"}],
+        },
+        format="json",
+        headers={"Idempotency-Key": "batch"},
+    )
+    transaction_reverse(log_id=paid.json()["data"]["id"], reason="test", reversed_by=ApiUserFactory(is_staff=True))
+    wallet_set_active(wallet=destination, is_active=False, note="test")
+
+    # What a webhook delivers and GET /api/events lists (the listing waits for
+    # older transactions of the shared server to end; the bodies are the same).
+    events = [event_body(event) for event in Event.objects.filter(client=treasury_api.user)]
+
+    check = validator(schema, {"$ref": "#/components/schemas/Event"})
+    for event in events:
+        assert not list(check.iter_errors(event)), (event["type"], [e.message for e in check.iter_errors(event)][:3])
+    assert {e["type"] for e in events} >= {
+        "deposit.completed",
+        "transfer.completed",
+        "transfer.failed",
+        "transfer.reversed",
+        "withdrawal.completed",
+        "batch.finished",
+        "wallet.frozen",
+    }
+
+
+# --- the schema in a browser -------------------------------------------------------------------------
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("accept", ["text/html", BROWSER_ACCEPT])
+def test_a_browser_not_logged_in_is_sent_to_the_login_page_for_the_schema(accept):
+    response = APIClient().get("/api/schema/", headers={"Accept": accept})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/login/?next=/api/schema/"
+
+
+@pytest.mark.parametrize("accept", ["text/html", BROWSER_ACCEPT])
+def test_a_browser_with_a_session_or_key_reads_the_schema(accept, treasury_api):
+    response = treasury_api.get("/api/schema/", headers={"Accept": accept})
+
+    assert response.status_code == 200
+    assert response.content.startswith(b"openapi: 3.1")
+
+
+def test_the_schema_is_json_to_a_client_that_asks_for_json(treasury_api):
+    response = treasury_api.get("/api/schema/", headers={"Accept": "application/json"})
+
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["openapi"] == "3.1.0"
+
+
+def test_a_webhook_url_with_a_query_is_in_the_schema_and_accepted(treasury_api, schema):
+    body = json_schema_of(schema, schema["paths"]["/api/webhook-endpoints"]["post"]["requestBody"])
+    url = "https://hooks.example.com/wallet/events?tenant=7&kind=all"
+
+    assert re.fullmatch(body["properties"]["url"]["pattern"], url)
+    response = treasury_api.post(
+        "/api/webhook-endpoints", {"url": url, "eventTypes": ["transfer.completed"]}, format="json"
+    )
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.example.com/a%zz", "https://hooks.example.com/100%", "https://hooks.example.com/?q=%:"]
+)
+def test_a_webhook_url_with_a_malformed_percent_escape_is_refused_as_the_schema_says(url, treasury_api, schema):
+    body = json_schema_of(schema, schema["paths"]["/api/webhook-endpoints"]["post"]["requestBody"])
+
+    assert not re.fullmatch(body["properties"]["url"]["pattern"], url)
+    response = treasury_api.post(
+        "/api/webhook-endpoints", {"url": url, "eventTypes": ["transfer.completed"]}, format="json"
+    )
+    assert response.status_code == 400 and "%25" in response.json()["errors"]["url"][0]
+
+
+def test_a_webhook_url_scheme_in_capitals_is_in_the_schema_and_accepted(treasury_api, schema):
+    body = json_schema_of(schema, schema["paths"]["/api/webhook-endpoints"]["post"]["requestBody"])
+    url = "HTTPS://hooks.example.com/events"
+
+    assert re.fullmatch(body["properties"]["url"]["pattern"], url)
+    response = treasury_api.post(
+        "/api/webhook-endpoints", {"url": url, "eventTypes": ["transfer.completed"]}, format="json"
+    )
+    assert response.status_code == 201 and response.json()["data"]["url"] == "https://hooks.example.com/events"

@@ -1,9 +1,12 @@
 """The OpenAPI schema tells the truth: Schemathesis generates requests from
-/api/schema/ (positive data: what the schema allows), sends them to the real
-server (bin/web) and checks every answer against the schema (status codes,
-bodies, headers, content types), across its phases: the schema's examples,
-coverage of its boundaries, fuzzing, and stateful sequences that follow the
-links it infers between operations. Zero failures.
+/api/schema/, sends them to the real server (bin/web) and checks every answer
+against the schema (status codes, bodies, headers, content types), across its
+phases: the schema's examples, coverage of its boundaries, fuzzing, and
+stateful sequences that follow the links it infers between operations. Zero
+failures, in both modes: positive data (what the schema allows) is accepted,
+and negative data (what it does not) is refused with a 4xx in the envelope,
+never a 500 (`negative_data_rejection` among the checks: the schema is
+neither narrower nor wider than what the server reads).
 
 The client's own wallets, a transaction's key and reference and a real
 cursor are given to it (test data it cannot invent), and
@@ -39,7 +42,7 @@ headers = {{ Authorization = "Token ${{ST_API_KEY}}" }}
 request-timeout = 30.0
 
 [generation]
-mode = "positive"
+mode = "{mode}"
 max-examples = {max_examples}
 
 [checks.positive_data_acceptance]
@@ -110,10 +113,12 @@ def scene(web_server, django_db_blocker):  # noqa: F811 (the imported fixture)
             call_command("flush", interactive=False, verbosity=0)
 
 
-def test_the_running_service_answers_every_generated_request_as_its_schema_says(web_server, scene, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_the_running_service_answers_every_generated_request_as_its_schema_says(web_server, scene, tmp_path, mode):  # noqa: F811
     config = tmp_path / "schemathesis.toml"
     config.write_text(
         CONFIG.format(
+            mode=mode,
             max_examples=MAX_EXAMPLES,
             wallet=scene["source"].pk,
             user_id=scene["source"].user_id,
