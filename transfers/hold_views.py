@@ -26,7 +26,7 @@ from wallet_project.schema import envelope, error
 from wallet_project.throttling import READS, TRANSFERS
 from wallet_project.views import ApiViewSet
 
-HOLD = envelope(HoldSerializer(), "HoldAnswer")
+HOLD = envelope(HoldSerializer(), "Hold")
 REPLAYED = "Same key and payload again: the first answer, with header Idempotent-Replayed: true."
 NOT_FOUND = error("Unknown hold, or another client's (code hold_not_found, the same answer for both).")
 NOT_OPEN = error(
@@ -71,7 +71,7 @@ def hold_response(result: holds.HoldResult, client_id: int, *, created: int = st
     return ok(data, status=status.HTTP_200_OK if result.replayed else created, headers=headers)
 
 
-HOLD_SET = envelope(inline_serializer("HoldSetAnswer", {"holds": HoldSerializer(many=True)}), "HoldSetAnswerEnvelope")
+HOLD_SET = envelope(inline_serializer("HoldSet", {"holds": HoldSerializer(many=True)}), "HoldSet")
 
 
 def set_responses(done: str) -> dict:
@@ -135,6 +135,7 @@ class HoldViewSet(ApiViewSet):
         return ok(hold_json(holds.hold_get(viewer=request.user, hold_id=hold_id), viewer_id=request.user.pk))
 
     @extend_schema(
+        operation_id="holds_capture",
         request=HoldCaptureSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=end_responses("CAPTURED: the amount moved as a TRANSFER (transactionId), the rest released."),
@@ -147,6 +148,7 @@ class HoldViewSet(ApiViewSet):
         return hold_response(result, request.user.pk)
 
     @extend_schema(
+        operation_id="holds_void",
         request=HoldVoidSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=end_responses("VOIDED: all of it released."),
@@ -158,6 +160,7 @@ class HoldViewSet(ApiViewSet):
         return hold_response(result, request.user.pk)
 
     @extend_schema(
+        operation_id="holds_extend",
         request=HoldExtendSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=end_responses("OPEN, expiring at the new expiresAt."),
@@ -170,6 +173,7 @@ class HoldViewSet(ApiViewSet):
         return hold_response(result, request.user.pk)
 
     @extend_schema(
+        operation_id="holds_capture_set",
         request=HoldCaptureSetSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=set_responses("Every hold CAPTURED, each amount moved as its own TRANSFER."),
@@ -183,6 +187,7 @@ class HoldViewSet(ApiViewSet):
         return hold_set_response(result, request.user.pk)
 
     @extend_schema(
+        operation_id="holds_void_set",
         request=HoldVoidSetSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=set_responses("Every hold VOIDED."),

@@ -128,6 +128,42 @@ SUMMARIES = {
     ),
     "webhook_endpoints_destroy": ("Delete a webhook endpoint", "No delivery is attempted to it afterwards."),
     "health": ("Check the service's health", "Are PostgreSQL and Redis answering? No authentication."),
+    "wallets_partial_update": (
+        "Set a wallet's tier or restrictions",
+        "Any of `tier` (a name GET /api/tiers lists for the wallet's currency), `postNoDebit`, `postNoCredit`; "
+        "`reason` is required to set a restriction. An empty body changes nothing (docs/limits.md).",
+    ),
+    "tiers_list": (
+        "List the KYC tiers",
+        "Each tier's caps per currency, as decimal strings or null for none (docs/limits.md).",
+    ),
+    "wallets_balance_retrieve": (
+        "Get a wallet's balance as of an instant",
+        "The balance after every movement that completed at or before `at` (default: now).",
+    ),
+    "wallets_statement_retrieve": (
+        "Get a wallet's statement",
+        "Opening and closing balances, totals, and every movement with the balance after it, for the days "
+        "`from` to `to` (Africa/Lagos), as JSON, CSV or PDF (`format`).",
+    ),
+    "holds_create": (
+        "Place a hold",
+        "Reserves an amount on one of your wallets toward another wallet until it expires, exactly once per "
+        "idempotency key. The wallet's `available` falls by the amount; its `balance` does not.",
+    ),
+    "holds_retrieve": ("Get a hold", "One of your holds; another client's answers 404 like an unknown one."),
+    "holds_capture": (
+        "Capture a hold",
+        "Moves the hold's amount (or part of it, `amount`) to its destination as a TRANSFER and releases the "
+        "rest. Once per hold: ending an ended hold is a 409 `hold_not_open`.",
+    ),
+    "holds_void": ("Void a hold", "Releases all the hold reserves. Once per hold."),
+    "holds_extend": ("Extend a hold", "Moves the hold's expiry later; an earlier one is refused."),
+    "holds_capture_set": (
+        "Capture a set of holds",
+        "Captures each hold of the set, all or none, in one request.",
+    ),
+    "holds_void_set": ("Void a set of holds", "Voids each hold of the set, all or none, in one request."),
 }
 
 # The `data` an error carries, by code (docs/api.md, "Error codes"); other
@@ -138,6 +174,7 @@ _BUSINESS_RULE_CODES = (
     "currency_mismatch",
     "balance_limit_exceeded",
     "limit_exceeded",
+    "wallet_restricted",
 )
 ERROR_DATA = {
     **dict.fromkeys(_BUSINESS_RULE_CODES, "MovementResult"),
@@ -145,6 +182,8 @@ ERROR_DATA = {
     # A batch whose payout keys were used for other transactions (a single
     # movement's reused key carries no data).
     "idempotency_key_reused": "ReusedPayouts",
+    # A capture, void or extension of a hold that has ended: the hold, saying how.
+    "hold_not_open": "Hold",
 }
 _REUSED_PAYOUTS = {
     "type": "object",
@@ -174,8 +213,30 @@ EVENT_PAYLOADS = {
     "withdrawal.completed": "TransactionDetail",
     "withdrawal.failed": "TransactionDetail",
     "batch.finished": "BatchFinished",
+    "hold.created": "Hold",
+    "hold.captured": "Hold",
+    "hold.voided": "Hold",
+    "hold.expired": "Hold",
+    "hold.extended": "Hold",
     "wallet.frozen": "Wallet",
     "wallet.unfrozen": "Wallet",
+    "wallet.tier_changed": "Wallet",
+    "ledger.checkpoint": "LedgerCheckpoint",
+}
+# The ledger chain's head, as reconciliation/chain.py's checkpoint_data writes it.
+_LEDGER_CHECKPOINT = {
+    "type": "object",
+    "description": "The ledger chain's head, published hourly to the auditor's client (docs/operations.md, \"A "
+    'provable history"): prove a history up to it with `verify_ledger --checkpoint <checkpoint>`.',
+    "required": ["position", "hash", "checkpoint", "transactionId", "chainedAt", "publishedAt"],
+    "properties": {
+        "position": {"type": "integer", "minimum": 1},
+        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "checkpoint": {"type": "string", "pattern": "^[0-9]+:[0-9a-f]{64}$"},
+        "transactionId": {"type": "string", "format": "uuid"},
+        "chainedAt": {"type": "string", "format": "date-time"},
+        "publishedAt": {"type": "string", "format": "date-time"},
+    },
 }
 # BatchFinished: the batch result without its payouts and message (the batch
 # with each payout is GET /api/transfers/batch/{batchId}).
@@ -225,8 +286,9 @@ _ERROR_COMPONENT = {
     "description": 'Every error under /api/: `code` is what a program branches on (docs/api.md, "Error '
     'codes"); `errors` names each invalid field (validation_error); `data` is there for the codes that carry '
     "one: the FAILED transaction (MovementResult) for insufficient_balance, wallet_inactive, currency_mismatch, "
-    "balance_limit_exceeded and limit_exceeded; the batch (BatchResult) for batch_failed; the payouts "
-    "(ReusedPayouts) for a batch's idempotency_key_reused.",
+    "balance_limit_exceeded, limit_exceeded and wallet_restricted (a hold's: the FAILED hold); the hold (Hold) "
+    "for hold_not_open; the batch (BatchResult) for batch_failed; the payouts (ReusedPayouts) for a batch's "
+    "idempotency_key_reused.",
     "required": ["success", "message", "code"],
     "properties": {
         "success": {"type": "boolean", "const": False},
@@ -419,10 +481,11 @@ def _add_events(result: dict, schemas: dict) -> None:
         "properties": {k: v for k, v in batch["properties"].items() if k not in _BATCH_FINISHED_OMITS},
         "required": [k for k in batch["required"] if k not in _BATCH_FINISHED_OMITS],
     }
+    schemas["LedgerCheckpoint"] = _LEDGER_CHECKPOINT
     event = schemas.pop("Event")
     mapping = {}
     for event_type, payload in EVENT_PAYLOADS.items():
-        name = "".join(part.title() for part in event_type.split(".")) + "Event"
+        name = "".join(part.title() for part in event_type.replace("_", ".").split(".")) + "Event"
         schemas[name] = {
             "type": "object",
             "required": ["id", "type", "createdAt", "data"],

@@ -69,7 +69,7 @@ class WalletViewSet(ApiViewSet):
     @extend_schema(
         request=WalletLimitsUpdateSerializer,
         responses={
-            200: envelope(WalletWithTodaySerializer(), "WalletLimitsSet"),
+            200: envelope(WalletWithTodaySerializer(), "WalletDetail"),
             400: error("An unknown tier for the wallet's currency, a restriction without a reason (named in errors)."),
             403: error("The client lacks wallets.set_wallet_tier or wallets.restrict_wallet for what it sets."),
             404: error("No such wallet of this client (code wallet_not_found)."),
@@ -132,14 +132,7 @@ class TierViewSet(ApiViewSet):
     @extend_schema(
         parameters=[TierListQuerySerializer],
         responses={
-            200: {
-                "type": "object",
-                "required": ["success", "data"],
-                "properties": {
-                    "success": {"type": "boolean", "enum": [True]},
-                    "data": {"type": "array", "items": {"$ref": "#/components/schemas/TierProfile"}},
-                },
-            },
+            200: envelope(TierProfileSerializer(many=True), "TierList"),
             400: error("An unsupported currency (named in errors)."),
         },
     )

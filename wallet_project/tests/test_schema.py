@@ -291,6 +291,7 @@ def test_error_component_is_the_typed_envelope(schema):
         "MovementResult",
         "BatchResult",
         "ReusedPayouts",
+        "Hold",
     }
 
 
