@@ -16,11 +16,13 @@ pytestmark = pytest.mark.django_db
 # A transfer: the API key (with the client and its permissions), the idempotency lookup, the PENDING
 # INSERT (wallets resolved inside it), then the settle transaction: BEGIN, lock
 # the log, lock both wallets, move both legs and mark COMPLETED in one
-# statement, COMMIT.
+# statement, COMMIT. The wallets' lock reads their tiers and daily totals in
+# the same statement (transfers/locks.py): a wallet without a tier, as here,
+# costs no more.
 TRANSFER_STATEMENTS = ["FROM api_keys", "FROM transaction_logs", "INSERT INTO transaction_logs"] + [
     "BEGIN",
     'FOR NO KEY UPDATE OF "transaction_logs"',
-    'FOR NO KEY UPDATE OF "wallets"',
+    "FOR NO KEY UPDATE OF w",
     "WITH legs AS",
     "COMMIT",
 ]
