@@ -28,9 +28,10 @@ from wallets.money import AmountField
 _METADATA_SCHEMA = {
     "type": "object",
     "description": f"Your own notes on the movement, given back as sent to your client only. Any JSON object of "
-    f"at most {settings.TRANSFER_METADATA_MAX_BYTES} bytes once stored as compact UTF-8 JSON, nested up to "
-    f"{settings.JSON_MAX_DEPTH - 2} levels, numbers of at most {settings.JSON_MAX_NUMBER_DIGITS} digits written "
-    "out; integers are kept exactly, fractional numbers as binary floats (send strings to keep them exact).",
+    f"at most {settings.TRANSFER_METADATA_MAX_BYTES} bytes once stored as compact UTF-8 JSON, nested no deeper "
+    f"than the body's {settings.JSON_MAX_DEPTH} levels in all, numbers of at most "
+    f"{settings.JSON_MAX_NUMBER_DIGITS} digits written out; integers are kept exactly, fractional numbers as "
+    "binary floats (send strings to keep them exact).",
     "additionalProperties": {
         "maxLength": settings.TRANSFER_METADATA_MAX_BYTES - 7,
         "exclusiveMaximum": 10**settings.JSON_MAX_NUMBER_DIGITS,
