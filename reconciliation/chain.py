@@ -20,8 +20,9 @@ cursor does, wallets/events.py): each of those has committed or never will,
 so a slow committer's log can never turn up behind the head. The chain is
 computed after commit, by the beat task, never under a wallet's row lock.
 
-Verifying recomputes every link in one SQL statement (lag(), sha256()) in one
-REPEATABLE READ snapshot, and names the first broken one. Publishing the head
+Verifying recomputes every link in one SQL statement (each link joined to
+the one before it, sha256()) in one REPEATABLE READ snapshot, and names the
+first broken one. Publishing the head
 outside the database (checkpoint_publish) is what makes a rewrite of the
 whole chain from some point on detectable: a checkpoint an auditor holds no
 longer matches.
@@ -259,9 +260,14 @@ def parse_checkpoint(text: str) -> tuple[int, str]:
     lower-case hex). ValueError when it is not one."""
     position, _, digest = text.strip().partition(":")
     digest = digest.lower()
-    if not position.isdigit() or int(position) < 1 or len(digest) != 64:
+    if not (
+        position.isascii()
+        and position.isdigit()
+        and int(position) >= 1
+        and len(digest) == 64
+        and set(digest) <= set("0123456789abcdef")
+    ):
         raise ValueError("a checkpoint is POSITION:HASH, the hash 64 hexadecimal digits")
-    bytes.fromhex(digest)
     return int(position), digest
 
 

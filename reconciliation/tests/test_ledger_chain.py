@@ -419,9 +419,11 @@ def test_without_a_configured_client_the_checkpoint_goes_to_the_log_only(books, 
     assert not Event.objects.filter(type=EventType.LEDGER_CHECKPOINT).exists()
 
 
-@pytest.mark.parametrize("text", ["", "12", "x:" + "0" * 64, "0:" + "0" * 64, "3:abc", "3:" + "g" * 64])
+@pytest.mark.parametrize(
+    "text", ["", "12", "x:" + "0" * 64, "0:" + "0" * 64, "²:" + "0" * 64, "3:abc", "3:" + "g" * 64, "3:" + "0 " * 32]
+)
 def test_a_malformed_checkpoint_is_refused(text):
-    with pytest.raises(ValueError, match="POSITION:HASH|hexadecimal|non-hex"):
+    with pytest.raises(ValueError, match="POSITION:HASH"):
         chain.parse_checkpoint(text)
 
 
