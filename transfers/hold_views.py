@@ -170,6 +170,7 @@ class HoldViewSet(ApiViewSet):
         return hold_response(result, request.user.pk)
 
     @extend_schema(
+        operation_id="holds_capture_set",
         request=HoldCaptureSetSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=set_responses("Every hold CAPTURED, each amount moved as its own TRANSFER."),
@@ -183,6 +184,7 @@ class HoldViewSet(ApiViewSet):
         return hold_set_response(result, request.user.pk)
 
     @extend_schema(
+        operation_id="holds_void_set",
         request=HoldVoidSetSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses=set_responses("Every hold VOIDED."),
