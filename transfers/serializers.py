@@ -526,7 +526,9 @@ class ExpiryFields(LeanSerializer):
     ahead. Validated into `expiry` (transfers.holds.Expiry)."""
 
     expiresAt = serializers.DateTimeField(source="expires_at", required=False)
-    expiresInSeconds = serializers.IntegerField(source="expires_in_seconds", required=False, min_value=1)
+    expiresInSeconds = serializers.IntegerField(
+        source="expires_in_seconds", required=False, min_value=1, max_value=settings.HOLD_MAX_SECONDS
+    )
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
@@ -536,8 +538,6 @@ class ExpiryFields(LeanSerializer):
             raise serializers.ValidationError(
                 {"expiresAt": ["Give exactly one of expiresAt and expiresInSeconds."]}, code="required"
             )
-        if seconds is not None and seconds > longest:
-            raise serializers.ValidationError({"expiresInSeconds": [f"At most {longest} seconds."]})
         if at is not None:
             ahead = (at - timezone.now()).total_seconds()
             if ahead <= 0:

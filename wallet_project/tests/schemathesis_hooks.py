@@ -16,6 +16,9 @@ contract accepts.
 - A balance is asked as of an instant that has come, and a statement for
   days that have begun, `to` not before `from`, at most STATEMENT_MAX_DAYS
   of them; both of the test client's own wallet.
+- A hold's wallets as a transfer's; exactly one expiry, in the future (a
+  schema cannot say "one of" two optional fields, nor "after now"); a set of
+  holds has at least one, each once.
 - Metadata's property names are text: the schema cannot say that a name
   holds no lone UTF-16 surrogate or NUL (wallet_project/parsers.py refuses
   them, as the contract asks).
@@ -30,6 +33,7 @@ import json
 import os
 import uuid
 import zoneinfo
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import schemathesis
@@ -45,6 +49,12 @@ STATEMENT_PATH = "/api/wallets/{id}/statement"
 # transfers/statements.py's, and STATEMENT_MAX_DAYS's default.
 LAGOS = zoneinfo.ZoneInfo("Africa/Lagos")
 STATEMENT_MAX_DAYS = 366
+# Holds (docs/api.md, "Holds"): keyed as money requests; a hold's wallets as
+# a transfer's; exactly one expiry, in the future; a set of at least one hold.
+HOLD_PATH = "/api/holds"
+HOLD_SET_PATHS = ("/api/holds/capture", "/api/holds/void")
+HOLD_END_PATHS = ("/api/holds/{hold_id}/capture", "/api/holds/{hold_id}/void", "/api/holds/{hold_id}/extend")
+HOLD_PATHS = (HOLD_PATH, *HOLD_SET_PATHS, *HOLD_END_PATHS)
 HEADER = "Idempotency-Key"
 
 
@@ -56,7 +66,12 @@ def before_call(context, case, kwargs):
     if case.method == "GET" and case.path in (BALANCE_PATH, STATEMENT_PATH):
         _in_the_past(case)
         return
-    if case.method != "POST" or case.path not in (*MONEY_PATHS, BATCH_PATH) or not isinstance(case.body, dict):
+    if case.method != "POST" or case.path not in (*MONEY_PATHS, BATCH_PATH, *HOLD_PATHS):
+        return
+    if case.path in HOLD_PATHS and not isinstance(case.body, dict):
+        # A hold's end or extension sent without a body: the key in the header, and an extension's expiry.
+        case.body = {"expiresInSeconds": 60} if case.path.endswith("/extend") else {}
+    if not isinstance(case.body, dict):
         return
     headers = case.headers if case.headers is not None else {}
     header = next((value for name, value in headers.items() if name.lower() == HEADER.lower()), None)
@@ -70,10 +85,15 @@ def before_call(context, case, kwargs):
     if case.path == BATCH_PATH:
         _batch(case.body)
         return
+    if case.path in HOLD_SET_PATHS and positive:
+        _hold_set(case.body)
+        return
+    if case.path in (HOLD_PATH, "/api/holds/{hold_id}/extend") and positive:
+        _one_expiry(case.body)
     metadata = case.body.get("metadata")
     if isinstance(metadata, dict):
         case.body["metadata"] = {name: value for name, value in metadata.items() if _is_text(name)}
-    if case.path == "/api/transfer":
+    if case.path in ("/api/transfer", HOLD_PATH):
         case.body["sourceWalletId"] = os.environ["ST_SOURCE_WALLET"]
         case.body["destinationWalletId"] = os.environ["ST_DESTINATION_WALLET"]
 
@@ -165,3 +185,23 @@ def _storable(metadata: dict) -> bool:
         return True
 
     return numbers_fit(metadata)
+
+
+def _one_expiry(body: dict) -> None:
+    """Exactly one of expiresAt and expiresInSeconds, and an instant in the future."""
+    if "expiresAt" in body:
+        body.pop("expiresInSeconds", None)
+        body["expiresAt"] = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    elif "expiresInSeconds" not in body:
+        body["expiresInSeconds"] = 60
+
+
+def _hold_set(body: dict) -> None:
+    """At least one hold, each once."""
+    items = [item for item in body.get("holds") or [] if isinstance(item, dict)]
+    seen, unique = set(), []
+    for item in items:
+        if repr(item.get("holdId")) not in seen:
+            seen.add(repr(item.get("holdId")))
+            unique.append(item)
+    body["holds"] = unique or [{"holdId": str(uuid.uuid4())}]
