@@ -182,9 +182,31 @@ ERROR_DATA = {
     # A batch whose payout keys were used for other transactions (a single
     # movement's reused key carries no data).
     "idempotency_key_reused": "ReusedPayouts",
-    # A capture, void or extension of a hold that has ended: the hold, saying how.
-    "hold_not_open": "Hold",
+    # A capture, void or extension of a hold that has ended: the hold, saying
+    # how; for a set, the holds that are not open.
+    "hold_not_open": ("Hold", "HoldSet"),
+    # A set naming holds that are unknown or another client's (a single hold's carries no data).
+    "hold_not_found": "HoldIds",
 }
+_HOLD_IDS = {
+    "type": "object",
+    "description": "The holds of a set that are unknown or another client's.",
+    "additionalProperties": False,
+    "required": ["holdIds"],
+    "properties": {"holdIds": {"type": "array", "items": {"type": "string", "format": "uuid"}}},
+}
+
+
+# Components whose description is kept (the others' are the serializers' docstrings).
+_DESCRIBED = ("Error", "FieldErrors", "ItemErrors", "ReusedPayouts", "HoldIds")
+
+
+def _error_data_components() -> list[str]:
+    """ERROR_DATA's component names, each once (a code may carry one of several)."""
+    names = (name for shape in ERROR_DATA.values() for name in ((shape,) if isinstance(shape, str) else shape))
+    return list(dict.fromkeys(names))
+
+
 _REUSED_PAYOUTS = {
     "type": "object",
     "description": "The payouts of a batch whose keys were already used for other transactions.",
@@ -287,15 +309,15 @@ _ERROR_COMPONENT = {
     'codes"); `errors` names each invalid field (validation_error); `data` is there for the codes that carry '
     "one: the FAILED transaction (MovementResult) for insufficient_balance, wallet_inactive, currency_mismatch, "
     "balance_limit_exceeded, limit_exceeded and wallet_restricted (a hold's: the FAILED hold); the hold (Hold) "
-    "for hold_not_open; the batch (BatchResult) for batch_failed; the payouts (ReusedPayouts) for a batch's "
-    "idempotency_key_reused.",
+    "(or the set's, HoldSet) for hold_not_open; the unknown holds of a set (HoldIds) for hold_not_found; the "
+    "batch (BatchResult) for batch_failed; the payouts (ReusedPayouts) for a batch's idempotency_key_reused.",
     "required": ["success", "message", "code"],
     "properties": {
         "success": {"type": "boolean", "const": False},
         "message": {"type": "string", "description": "What went wrong and what to do, for a person."},
         "code": {"$ref": "#/components/schemas/ErrorCode"},
         "errors": {"$ref": "#/components/schemas/FieldErrors"},
-        "data": {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in dict.fromkeys(ERROR_DATA.values())]},
+        "data": {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in _error_data_components()]},
     },
 }
 _NON_FIELD_ERRORS = settings.REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"]
@@ -340,6 +362,7 @@ def complete_schema(result, generator, request, public):
             "FieldErrors": _FIELD_ERRORS,
             "ItemErrors": _ITEM_ERRORS,
             "ReusedPayouts": _REUSED_PAYOUTS,
+            "HoldIds": _HOLD_IDS,
         }
     )
     schemas.pop("ErrorSerializer", None)
@@ -440,7 +463,13 @@ def _tidy_components(schemas: dict) -> None:
             properties["currency"] = {"$ref": "#/components/schemas/CurrencyEnum"}
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
-        if component.get("type") == "object" and name not in ("Error", "FieldErrors", "ItemErrors", "ReusedPayouts"):
+        if component.get("type") == "object" and name not in (
+            "Error",
+            "FieldErrors",
+            "ItemErrors",
+            "ReusedPayouts",
+            "HoldIds",
+        ):
             component.pop("description", None)
 
 

@@ -105,11 +105,19 @@ class WalletWithTodaySerializer(WalletSerializer):
 class TierProfileSerializer(serializers.ModelSerializer):
     """A tier as GET /api/tiers lists it: each cap a decimal string, or null for none."""
 
-    maxSingleCredit = serializers.DecimalField(max_digits=20, decimal_places=2, source="max_single_credit")
-    maxSingleDebit = serializers.DecimalField(max_digits=20, decimal_places=2, source="max_single_debit")
-    maxDailyCredits = serializers.DecimalField(max_digits=20, decimal_places=2, source="max_daily_credits")
-    maxDailyDebits = serializers.DecimalField(max_digits=20, decimal_places=2, source="max_daily_debits")
-    maxBalance = serializers.DecimalField(max_digits=20, decimal_places=2, source="max_balance")
+    maxSingleCredit = serializers.DecimalField(
+        max_digits=20, decimal_places=2, source="max_single_credit", allow_null=True
+    )
+    maxSingleDebit = serializers.DecimalField(
+        max_digits=20, decimal_places=2, source="max_single_debit", allow_null=True
+    )
+    maxDailyCredits = serializers.DecimalField(
+        max_digits=20, decimal_places=2, source="max_daily_credits", allow_null=True
+    )
+    maxDailyDebits = serializers.DecimalField(
+        max_digits=20, decimal_places=2, source="max_daily_debits", allow_null=True
+    )
+    maxBalance = serializers.DecimalField(max_digits=20, decimal_places=2, source="max_balance", allow_null=True)
 
     class Meta:
         model = TierProfile
@@ -122,6 +130,12 @@ class TierProfileSerializer(serializers.ModelSerializer):
 
 class TierListQuerySerializer(serializers.Serializer):
     currency = CurrencyField(required=False, default=None)
+
+    def validate(self, attrs):
+        # DRF reads an empty optional query parameter as absent; `?currency=` is a mistake to name.
+        if self.initial_data.get("currency") == "":
+            raise serializers.ValidationError({"currency": ["Name a currency, or leave the parameter out."]})
+        return attrs
 
 
 class WalletLimitsUpdateSerializer(RefusesUnknownFields, serializers.Serializer):

@@ -46,6 +46,7 @@ from wallet_client.models import (
     TransferFailedEvent,
     TransferRequest,
     WalletCreateRequest,
+    WalletDetailEnvelope,
     WalletEnvelope,
     WalletHistoryEntryPageEnvelope,
     WalletListEnvelope,
@@ -139,7 +140,7 @@ def main() -> None:
     listed = wallets_list.sync_detailed(client=client, user_id=ada.user_id)
     seen("/api/wallets/{id}", "get", wallet)
     seen("/api/wallets", "get", listed)
-    assert isinstance(wallet.parsed, WalletEnvelope) and wallet.parsed.data.balance == "739.50"
+    assert isinstance(wallet.parsed, WalletDetailEnvelope) and wallet.parsed.data.balance == "739.50"
     assert isinstance(listed.parsed, WalletListEnvelope) and [w.id for w in listed.parsed.data] == [ada.id]
     cursor: str | Unset | None = UNSET
     entries = []

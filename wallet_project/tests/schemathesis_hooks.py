@@ -78,6 +78,8 @@ def before_call(context, case, kwargs):
     positive = case.meta is None or not case.meta.generation.mode.is_negative
     if positive:
         _within_the_readers_bounds(case.body)
+    elif case.path in HOLD_PATHS:
+        _printable_key(case.body)
     if header is not None and "idempotencyKey" in case.body:
         case.body["idempotencyKey"] = header
     elif header is None and "idempotencyKey" not in case.body:
@@ -85,10 +87,10 @@ def before_call(context, case, kwargs):
     if case.path == BATCH_PATH:
         _batch(case.body)
         return
-    if case.path in HOLD_SET_PATHS and positive:
+    if case.path in HOLD_SET_PATHS:
         _hold_set(case.body)
         return
-    if case.path in (HOLD_PATH, "/api/holds/{hold_id}/extend") and positive:
+    if case.path in (HOLD_PATH, "/api/holds/{hold_id}/extend"):
         _one_expiry(case.body)
     metadata = case.body.get("metadata")
     if isinstance(metadata, dict):
@@ -159,9 +161,14 @@ def _within_the_readers_bounds(body: dict) -> None:
         metadata = item.get("metadata")
         if isinstance(metadata, dict) and not _storable(metadata):
             item["metadata"] = {"trimmed": True}
-        key = item.get("idempotencyKey")
-        if isinstance(key, str) and not key.isprintable():
-            item["idempotencyKey"] = f"st-{uuid.uuid4()}"
+        _printable_key(item)
+
+
+def _printable_key(item: dict) -> None:
+    """A body key the reader refuses beyond its pattern (unassigned code points), replaced."""
+    key = item.get("idempotencyKey")
+    if isinstance(key, str) and not key.isprintable():
+        item["idempotencyKey"] = f"st-{uuid.uuid4()}"
 
 
 def _storable(metadata: dict) -> bool:
@@ -170,6 +177,18 @@ def _storable(metadata: dict) -> bool:
     except (TypeError, ValueError):
         return False
     if len(text.encode(errors="surrogatepass")) > METADATA_MAX_BYTES:
+        return False
+
+    def all_text(value) -> bool:  # at every depth, names and strings (wallet_project/parsers.py)
+        if isinstance(value, str):
+            return _is_text(value)
+        if isinstance(value, dict):
+            return all(_is_text(k) and all_text(v) for k, v in value.items())
+        if isinstance(value, list):
+            return all(all_text(v) for v in value)
+        return True
+
+    if not all_text(metadata):
         return False
 
     def numbers_fit(value) -> bool:

@@ -292,6 +292,8 @@ def test_error_component_is_the_typed_envelope(schema):
         "BatchResult",
         "ReusedPayouts",
         "Hold",
+        "HoldSet",
+        "HoldIds",
     }
 
 
