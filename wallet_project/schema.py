@@ -186,19 +186,21 @@ ERROR_DATA = {
     # how; for a set, the holds that are not open.
     "hold_not_open": ("Hold", "HoldSet"),
     # A set naming holds that are unknown or another client's (a single hold's carries no data).
-    "hold_not_found": "HoldIds",
+    "hold_not_found": "UnknownHolds",
 }
-_HOLD_IDS = {
+_UNKNOWN_HOLDS = {
     "type": "object",
     "description": "The holds of a set that are unknown or another client's.",
     "additionalProperties": False,
     "required": ["holdIds"],
+    # Not named HoldIds: a generated client's model HoldIds would have a field hold_ids that shadows its own
+    # local variable in from_dict (openapi-python-client 0.29.1), which mypy --strict refuses.
     "properties": {"holdIds": {"type": "array", "items": {"type": "string", "format": "uuid"}}},
 }
 
 
 # Components whose description is kept (the others' are the serializers' docstrings).
-_DESCRIBED = ("Error", "FieldErrors", "ItemErrors", "ReusedPayouts", "HoldIds")
+_DESCRIBED = ("Error", "FieldErrors", "ItemErrors", "ReusedPayouts", "UnknownHolds")
 
 
 def _error_data_components() -> list[str]:
@@ -309,7 +311,7 @@ _ERROR_COMPONENT = {
     'codes"); `errors` names each invalid field (validation_error); `data` is there for the codes that carry '
     "one: the FAILED transaction (MovementResult) for insufficient_balance, wallet_inactive, currency_mismatch, "
     "balance_limit_exceeded, limit_exceeded and wallet_restricted (a hold's: the FAILED hold); the hold (Hold) "
-    "(or the set's, HoldSet) for hold_not_open; the unknown holds of a set (HoldIds) for hold_not_found; the "
+    "(or the set's, HoldSet) for hold_not_open; the unknown holds of a set (UnknownHolds) for hold_not_found; the "
     "batch (BatchResult) for batch_failed; the payouts (ReusedPayouts) for a batch's idempotency_key_reused.",
     "required": ["success", "message", "code"],
     "properties": {
@@ -362,7 +364,7 @@ def complete_schema(result, generator, request, public):
             "FieldErrors": _FIELD_ERRORS,
             "ItemErrors": _ITEM_ERRORS,
             "ReusedPayouts": _REUSED_PAYOUTS,
-            "HoldIds": _HOLD_IDS,
+            "UnknownHolds": _UNKNOWN_HOLDS,
         }
     )
     schemas.pop("ErrorSerializer", None)
@@ -468,7 +470,7 @@ def _tidy_components(schemas: dict) -> None:
             "FieldErrors",
             "ItemErrors",
             "ReusedPayouts",
-            "HoldIds",
+            "UnknownHolds",
         ):
             component.pop("description", None)
 

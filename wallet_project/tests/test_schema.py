@@ -293,7 +293,7 @@ def test_error_component_is_the_typed_envelope(schema):
         "ReusedPayouts",
         "Hold",
         "HoldSet",
-        "HoldIds",
+        "UnknownHolds",
     }
 
 
