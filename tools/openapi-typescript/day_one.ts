@@ -17,7 +17,8 @@ const request: Transfer["requestBody"] extends { content: { "application/json": 
 
 // Errors: the code is a closed enum, data has its shape per code.
 function failedTransaction(error: components["schemas"]["Error"]): string | undefined {
-  if (error.code === "insufficient_balance" && error.data && "transactionId" in error.data) {
+  // A transfer's 422 carries the FAILED transaction (a hold's, the FAILED hold: no reference).
+  if (error.code === "insufficient_balance" && error.data && "reference" in error.data) {
     return error.data.reference;
   }
   return undefined;
@@ -30,7 +31,16 @@ function describe(event: components["schemas"]["Event"]): string {
       return `${event.data.batchId}: ${event.data.completedAmount} of ${event.data.totalAmount}`;
     case "wallet.frozen":
     case "wallet.unfrozen":
-      return `${event.data.id} active=${event.data.isActive}`;
+    case "wallet.tier_changed":
+      return `${event.data.id} active=${event.data.isActive} tier=${event.data.tier}`;
+    case "hold.created":
+    case "hold.captured":
+    case "hold.voided":
+    case "hold.expired":
+    case "hold.extended":
+      return `${event.data.id} ${event.data.status} ${event.data.amount} until ${event.data.expiresAt}`;
+    case "ledger.checkpoint":
+      return event.data.checkpoint;
     default:
       return `${event.data.reference} ${event.data.status} ${event.data.amount}`;
   }

@@ -90,3 +90,24 @@ def test_a_generated_python_client_type_checks_and_runs_day_one_as_the_schema_sa
     assert {"deposit.completed", "transfer.completed", "transfer.failed", "batch.finished"} <= {
         event["type"] for event in events
     }
+
+
+def test_typescript_types_generated_from_the_schema_type_check_a_client_script(web_server, client_key, tmp_path):  # noqa: F811
+    # tools/openapi-typescript/check: npm ci of the pinned openapi-typescript and
+    # typescript (from the npm registry, which this machine reaches), the types
+    # generated from the served schema, and tsc --strict over day_one.ts, which
+    # narrows events by type, error data by code and a replay by its header.
+    served = web_server.request(
+        "GET", "/api/schema/", headers={"Authorization": f"Token {client_key}", "Accept": "application/json"}
+    )
+    assert served.status == 200, served.body[:500]
+    tools = tmp_path / "openapi-typescript"
+    # A copy, so that npm's node_modules is never written into the checkout.
+    shutil.copytree(HERE.parents[1] / "tools" / "openapi-typescript", tools)
+    (tmp_path / "schema.json").write_bytes(served.body)
+
+    checked = run(str(tools / "check"), str(tmp_path / "schema.json"), cwd=tools, timeout=600)
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "day_one.ts type-checks" in checked.stdout
+    assert "wallet.d.ts" in {path.name for path in tools.iterdir()}
