@@ -325,7 +325,7 @@ def _count(
     """Add a completed log to the day's running totals: its customer
     wallets' (in memory for the next log's check, and in the posting for
     SETTLE), and its paying client's."""
-    if source.kind == WalletKind.CUSTOMER:
+    if source.kind == WalletKind.CUSTOMER and not limits.counted_at_hold(log):
         source.day.debits += log.amount
         posting.totals.setdefault(source.pk, [Decimal(0), Decimal(0)])[0] += log.amount
     if destination.kind == WalletKind.CUSTOMER:
@@ -809,7 +809,13 @@ def _place_hold_once(hold: Hold, wallets_rule: str, rule_params: dict) -> str:
             _run(_FAIL_HOLD, [failure.code, failure.message, hold.pk])
             return "placed"
         hold.status = HoldStatus.OPEN
-        apply(Posting(decisions=[], held_changes={source.pk: hold.amount}), now)
+        posting = Posting(decisions=[], day=day, held_changes={source.pk: hold.amount})
+        if source.kind == WalletKind.CUSTOMER:
+            # A hold counts against its payer's daily debits when it is placed
+            # (docs/limits.md, "Holds"); a void, an expiry or the rest of a
+            # partial capture gives the room back the same day.
+            posting.totals[source.pk] = [hold.amount, Decimal(0)]
+        apply(posting, now)
         record_event_rows(_hold_events(hold, owners(source, destination)))
     return "placed"
 
@@ -905,6 +911,7 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
         if decision.failure is not None:
             raise decision.failure.violation()
     posting.held_changes = held
+    _release_room(ends, wallets, day)
     rows, events = [], []
     logs = iter(captures)
     payees = _owners_of({hold.destination_wallet_id for hold, _ in ends} - wallets.keys())
@@ -926,6 +933,38 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
     ends_document = {"logs": _captures_json(captures), "ends": json.dumps(rows), "events": event_rows_json(events)}
     _run(_END_HOLDS, {**ends_document, "now": now})
     apply(posting, now)
+
+
+_RELEASE_ROOM = """
+UPDATE wallet_daily_totals d SET debits = d.debits - v.released
+  FROM unnest(%s::uuid[], %s::numeric[]) AS v(id, released)
+ WHERE d.wallet_id = v.id AND d.day = %s
+"""
+
+
+def _release_room(ends: list[tuple[Hold, HoldEnd]], wallets: dict, day: datetime.date) -> None:
+    """Give back to each payer's daily debits what its holds placed today
+    counted and did not move (a void, an expiry, the rest of a partial
+    capture); a hold placed on an earlier day counted in that day, which is
+    over. Never below zero: a hold placed before holds counted moved nothing
+    into the totals."""
+    releases: dict[uuid.UUID, Decimal] = {}
+    for hold, end in ends:
+        source = wallets[hold.source_wallet_id]
+        if source.kind != WalletKind.CUSTOMER or limits.business_day(hold.created_at) != day:
+            continue
+        moved = Decimal(0)
+        if end.status == HoldStatus.CAPTURED:
+            moved = hold.amount if end.amount is None else end.amount
+        released = min(hold.amount - moved, source.day.debits)
+        if released > 0:
+            source.day.debits -= released
+            releases[source.pk] = releases.get(source.pk, Decimal(0)) + released
+    if releases:
+        # Not through SETTLE's upsert: PostgreSQL checks an INSERT's row (a
+        # negative addition) against the CHECK before ON CONFLICT turns it
+        # into an update. The row exists: the placement wrote it.
+        _run(_RELEASE_ROOM, [[str(pk) for pk in releases], [str(n) for n in releases.values()], day])
 
 
 def _captures_json(logs: list[TransactionLog]) -> str:
@@ -957,7 +996,7 @@ def _capture_log(hold: Hold, amount: Decimal) -> TransactionLog:
     """The PENDING TRANSFER a capture of `amount` makes: the hold's client,
     wallets, currency and metadata; its key `hold:<id>`, one per hold (a hold
     is captured once), so GET /api/transfer/hold:<id> finds it."""
-    return TransactionLog(
+    log = TransactionLog(
         id=uuid.uuid4(),
         client_id=hold.client_id,
         idempotency_key=f"hold:{hold.pk}",
@@ -971,6 +1010,9 @@ def _capture_log(hold: Hold, amount: Decimal) -> TransactionLog:
         metadata=hold.metadata,
         reference=new_reference(),
     )
+    # Its debit counted in the payer's daily totals when the hold was placed.
+    log.counted_at_hold = True
+    return log
 
 
 def _hold_events(hold: Hold, recipients: list[int]) -> list[tuple[str, int, dict]]:

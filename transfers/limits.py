@@ -102,6 +102,12 @@ def _private_payee(log: TransactionLog, destination: Wallet) -> bool:
     return destination.owner_id != log.client_id
 
 
+def counted_at_hold(log) -> bool:
+    """Whether `log` is a hold's capture, whose debit counted in its payer's
+    daily totals when the hold was placed (engine.place_hold)."""
+    return getattr(log, "counted_at_hold", False)
+
+
 def check_restrictions(log: TransactionLog, source: Wallet, destination: Wallet) -> None:
     """Post-no-debit on a paying customer wallet, post-no-credit on a
     receiving one: raises WalletRestricted."""
@@ -134,7 +140,9 @@ def check_caps(
         daily = settings.CLIENT_DAILY_DEBIT_LIMIT[currency]
         if client_debits.amount + amount > daily:
             raise _refuse("clientDailyDebits", daily, daily - client_debits.amount, currency, "the client, today")
-    if payer:
+    # A hold's capture was counted against its payer's caps when the hold was
+    # placed (docs/limits.md, "Holds"): only the payee's are checked now.
+    if payer and not counted_at_hold(log):
         day, tier = source.day, source.day.tier
         whose = f"the source wallet's tier {tier.name}"
         if tier.max_single_debit is not None and amount > tier.max_single_debit:

@@ -466,3 +466,37 @@ def test_a_hold_from_a_post_no_debit_wallet_is_refused(treasury_api, pair):
     assert refused.status_code == 422, refused.json()
     assert refused.json()["code"] == "wallet_restricted"
     assert amounts(source) == ("100.00", "0.00", "100.00")
+
+
+def test_a_hold_counts_against_the_daily_cap_when_placed_and_gives_back_what_it_did_not_move(
+    treasury_api, funded_wallet
+):
+    from transfers.tests.limit_helpers import put_in, tier_with
+
+    source, destination = funded_wallet("5000.00"), funded_wallet("0")
+    put_in(source, tier_with(max_daily_debits="1000.00"))
+
+    def transfer(amount):
+        return treasury_api.post(
+            "/api/transfer",
+            {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": amount},
+            format="json",
+            headers={"Idempotency-Key": f"t-{uuid.uuid4()}"},
+        )
+
+    first = place(treasury_api, source, destination, "800.00").json()["data"]
+    # The reservation took 800.00 of today's room: a transfer of 200.01 no longer fits.
+    refused = transfer("200.01")
+    assert refused.status_code == 422 and "room left: 200.00" in refused.json()["message"], refused.json()
+    # Its capture is not counted a second time.
+    assert end(treasury_api, first["id"], "capture", amount="500.00").status_code == 200
+    # The 300.00 it did not move is room again: 500.00 fits, 500.01 does not.
+    assert transfer("500.01").status_code == 422
+    assert transfer("500.00").status_code == 201
+
+    second_source = funded_wallet("5000.00")
+    put_in(second_source, tier_with(max_daily_debits="1000.00"))
+    voided = place(treasury_api, second_source, destination, "1000.00").json()["data"]
+    assert place(treasury_api, second_source, destination, "0.01").status_code == 422
+    assert end(treasury_api, voided["id"], "void").status_code == 200
+    assert place(treasury_api, second_source, destination, "1000.00").status_code == 201
