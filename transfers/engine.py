@@ -6,8 +6,10 @@ of a batch) goes through the same step, for one movement or many at once
 
 1. Lock: the unit's own row (the log of a single movement, or its batch's
    row), then every wallet the movements touch in primary-key order
-   (transfers/locks.py), then, for money that enters or leaves through a
-   settlement wallet, the exposure row of the customer wallet's owner.
+   (transfers/locks.py); then, taken inside `decide` the first time a
+   movement needs them, the exposure row of the customer wallet's owner (for
+   money that enters or leaves through a settlement wallet) and the paying
+   client's daily-debits row (while its currency has a cap).
 2. Decide (`decide`): each movement in order, against the locked rows and
    the balances the movements before it leave (`check_rules`, every rule in
    one function): COMPLETED, or FAILED with the rule it broke. A `Posting`
@@ -213,8 +215,9 @@ def check_rules(
         limits.check_caps(log, source, destination, client_debits)
     # One client must not take a settlement wallet to where other clients'
     # deposits no longer fit (docs/design.md, "Client exposure"); checked
-    # first, so that a client past its own limit is told so, not that the
-    # ledger is full. Only a rise is refused: money going back out is welcome.
+    # before the ledger's range below, so that a client past its own limit is
+    # told so, not that the ledger is full. Only a rise is refused: money
+    # going back out is welcome.
     if exposure is not None and exposure.change > 0:
         after = exposure.row.amount + exposure.change
         if after > settings.CLIENT_EXPOSURE_LIMIT:

@@ -1,8 +1,12 @@
 """Domain errors of money movement, rendered by wallet_project.exceptions.
 
-The business-rule errors (insufficient balance, inactive wallet, currency
-mismatch) are raised inside the settle step and stored on the FAILED log as
-its error_code and error_message; a replay raises the same class again.
+The business-rule errors (BUSINESS_RULE_ERRORS: insufficient balance,
+inactive wallet, currency mismatch, the ledger's range, a limit, a
+restriction, an atomic batch's failure) are raised by the engine's rule
+check (transfers/engine.py, check_rules) and stored on the FAILED log as its
+error_code and error_message; the view raises the same class again from the
+log (transfers/views.py, money_response), for the first answer and every
+replay alike. A correction, which records no FAILED log, raises it instead.
 """
 
 from rest_framework import status

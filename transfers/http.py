@@ -58,7 +58,12 @@ class MoneyRequest:
         try:
             key = key_from_header(request.headers.get(IDEMPOTENCY_HEADER))
         except serializers.ValidationError:
-            key = None  # reported with the body's errors
+            # Not ignored: read_money_request reads the header again and
+            # reports its fault in one 400 with the body's.
+            key = None
+        # The header's key when it has one: a body key must then be the same
+        # (read_money_request refuses one that differs), so which one is
+        # taken when both are given does not matter.
         self.key = key if key is not None else self._read[1]
 
     @cached_property

@@ -1,11 +1,17 @@
 """Every lock a money movement takes, written once so the order is too.
 
-Order, always: the Redis lock on (client, idempotency key); then, inside the
-settle transaction, the log row; then the wallet rows in primary-key order
-(with their tiers and daily totals, which only their holder writes); then,
-for money that enters or leaves through a settlement wallet, the exposure
-row of the customer wallet's owner; then, while a CLIENT_DAILY_DEBIT_LIMIT
-is set, the paying client's daily debits row.
+Order, always (docs/design.md, "The locks, and their order"): the Redis lock
+on (client, idempotency key); then, inside the settle transaction, the row
+of the unit being settled (a single movement's log, a batch's row, which
+stands for its payouts, a hold's row, or a set of holds in primary-key
+order; a correction's request row and, for a reversal, the original's log,
+are taken by their callers); then the wallet rows in primary-key order (with
+their tiers and daily totals, which only their holder writes); then, for
+money that enters or leaves through a settlement or suspense wallet, the
+exposure row of the customer wallet's owner; then, while a
+CLIENT_DAILY_DEBIT_LIMIT names the currency, the paying client's daily
+debits row. The last two are taken by engine.decide, the first time a
+movement needs them.
 
 Row locks are FOR NO KEY UPDATE: inserting a log takes KEY SHARE locks on its
 two wallets through the foreign keys (source first), which plain FOR UPDATE
@@ -42,9 +48,10 @@ def idempotency_lock_name(client_id: int, idempotency_key: str) -> str:
     return f"transfer-lock:{client_id}:{digest}"
 
 
-class HeldLock:
-    """What idempotency_lock yields: released when the block exits, unless
-    the holder says the key no longer needs it."""
+class IdempotencyLockHandle:
+    """What idempotency_lock yields, the Redis lock on one (client, key)
+    (nothing to do with a hold's held money): released when the block
+    exits, unless the holder says the key no longer needs it."""
 
     def __init__(self):
         self.release_on_exit = True
@@ -58,35 +65,35 @@ class HeldLock:
 
 
 @contextmanager
-def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[HeldLock]:
+def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[IdempotencyLockHandle]:
     """Keep concurrent duplicates of one request off the database.
 
     Raises IdempotencyKeyInUse when another request holds the key. When Redis
     cannot be reached the lock is skipped with a warning: correctness never
     depends on it (the unique constraint and the row locks do), it only spares
     PostgreSQL the pile-up of a double-tap. Released after the caller's work
-    has committed, since it wraps that work (or left to expire: HeldLock).
+    has committed, since it wraps that work (or left to expire: IdempotencyLockHandle).
     """
     lock = cache.lock(
         idempotency_lock_name(client_id, idempotency_key),
         timeout=settings.TRANSFER_LOCK_TIMEOUT,
         blocking=False,
     )
-    held = HeldLock()
+    handle = IdempotencyLockHandle()
     try:
         # A random token of our own: redis-py's default, uuid1, asks the uuidd
         # daemon over a socket first (three system calls on every transfer).
         acquired = lock.acquire(blocking=False, token=uuid.uuid4().hex)
     except REDIS_ERRORS as exc:
         logger.warning("transfer lock skipped, Redis unavailable: %s", exc)
-        yield held
+        yield handle
         return
     if not acquired:
         raise IdempotencyKeyInUse(headers=retry_after_header())
     try:
-        yield held
+        yield handle
     finally:
-        if held.release_on_exit:
+        if handle.release_on_exit:
             _release(lock)
 
 
@@ -345,7 +352,9 @@ _LOCK_DUE_HOLDS = _select_for_update(
     in_model_order(Hold, LOCKED_HOLD_FIELDS),
     "status = 'OPEN' AND expires_at <= %s",
     skip_locked=True,
-    # PostgreSQL counts only the rows it locked toward the LIMIT.
+    # The LIMIT rides on order_by (_select_for_update has no limit of its
+    # own): it comes before FOR ... SKIP LOCKED, as SQL wants it, and
+    # PostgreSQL counts only the rows it locked toward it.
     order_by="expires_at LIMIT %s",
 )
 

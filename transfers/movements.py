@@ -6,7 +6,7 @@ Vocabulary (docs/design.md, "Words"):
 - a **movement request** is a client's request for one, under an idempotency
   key (`found` is what the key already names: `Found`);
 - a **transaction** is what the service records for it: one row of
-  transaction_logs (`TransactionLog`, the seed's name; `log` in code), PENDING,
+  transaction_logs (`TransactionLog`, the first version's name; `log` in code), PENDING,
   then COMPLETED or FAILED;
 - the **answer** is that transaction and whether an earlier request had
   already finished it (`MovementResult`).
@@ -84,7 +84,8 @@ class Found:
     @property
     def finished(self) -> bool:
         """Whether a request under the key is a replay (charged as one): what
-        it names is final. A PENDING one may be settling right now."""
+        it names is final. A PENDING one may be settling right now. (A batch's
+        BatchStatus.PENDING is the same string as TransactionStatus.PENDING.)"""
         return self.row is not None and self.row.status != TransactionStatus.PENDING
 
     def answers_unread(self, body_digest: str) -> bool:

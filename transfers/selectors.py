@@ -1,4 +1,5 @@
-"""Reads of the ledger. Writes live in services.py."""
+"""Reads of the ledger. Writes live in services.py and the engine it
+calls (engine.py), and in holds.py."""
 
 import uuid
 from decimal import Decimal

@@ -144,7 +144,7 @@ class TransferRequestSerializer(MoneyRequestSerializer):
         return attrs
 
 
-# The first answer's message, by type; the transfer's is the seed's wording.
+# The first answer's message, by type; the transfer's is the first version's wording.
 COMPLETED_MESSAGES = {
     TransactionType.TRANSFER: "Transfer completed successfully",
     TransactionType.DEPOSIT: "Deposit completed",
@@ -153,11 +153,12 @@ COMPLETED_MESSAGES = {
 
 
 class MovementResultSerializer(serializers.Serializer):
-    """The seed's answer to a money-moving request (a MovementResult).
+    """The answer to a money-moving request (a MovementResult), as the first
+    version of the API wrote it.
 
     The transaction's id is `id`, as in every lookup, the history and the
     events (docs/api.md, "Names"); `transactionId` carries the same value for
-    the clients written against the seed's answer, and is deprecated."""
+    the clients written against the first version's answer, and is deprecated."""
 
     id = serializers.UUIDField(source="log.id", help_text="The transaction's id, as `id` in its lookups.")
     transactionId = serializers.UUIDField(
@@ -190,11 +191,12 @@ class MovementResultSerializer(serializers.Serializer):
 
 
 class TransactionLogSerializer(serializers.ModelSerializer):
-    """The seed's log view, with the fields of transfers/rendering.py. The
-    idempotency key, the metadata and the failure's code and message
-    (rendering.PAYER_ONLY) are shown only to the paying client, or to an
-    auditor (selectors.shows_request_details); anyone else who may read the
-    transaction (the owner of a wallet it credited) gets null for them."""
+    """A transaction as the API shows it, with the fields of
+    transfers/rendering.py. The idempotency key, the metadata and the
+    failure's code and message (rendering.PAYER_ONLY) are shown only to the
+    paying client, or to an auditor (selectors.shows_request_details); anyone
+    else who may read the transaction (the owner of a wallet it credited)
+    gets null for them."""
 
     idempotencyKey = serializers.SerializerMethodField()
     metadata = serializers.SerializerMethodField()

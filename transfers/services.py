@@ -342,8 +342,8 @@ def adjustment_post(
 # The statements a transfer runs on every request are written as SQL: building
 # them through the ORM cost more CPU than everything else a transfer does
 # (bench/README.md). The row locks are in locks.py, the settle step's
-# statements in engine.py. All of them go through
-# wallet_project.db.statement_cursor.
+# statements in engine.py. All of them run through wallet_project.db's
+# fetch and run, on its statement_cursor.
 
 _REPLAY_COLUMNS = in_model_order(
     TransactionLog,
@@ -481,13 +481,21 @@ def _record_pending(
             # Rare: say which wallet is unknown, or create the currency's
             # settlement wallet on its first use, then try once more.
             _ensure_wallets(movement, client=client, pay_others=params["pay_others"])
+    # Not expected: only if a wallet _ensure_wallets found usable was deleted
+    # or changed hands before the second INSERT.
     raise RuntimeError(f"could not record the PENDING log for key {idempotency_key!r}")
 
 
 def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others: bool) -> None:
-    """Why the PENDING insert found no wallets: raise WalletNotFound naming
-    the side that is unknown or not the client's to use (the insert's rule,
-    _WALLETS_OF), or create the currency's settlement wallet on its first use."""
+    """Why the PENDING insert found no wallets, put right where it can be:
+    raises WalletNotFound naming the side that is unknown or not the
+    client's to use (the insert's rule, _WALLETS_OF, in Python); else,
+    for a deposit or a withdrawal, creates the currency's settlement wallet
+    on its first use, and returns for the caller to insert again.
+
+    A deposit or a withdrawal names one wallet (the other side is None), so
+    after the loop `wallet` is its customer wallet, whose currency names the
+    settlement wallet."""
     own = owned_wallets(owner=client)
     for role, wallet_id in (("Source", movement.source_wallet_id), ("Destination", movement.destination_wallet_id)):
         if wallet_id is None:

@@ -88,7 +88,13 @@ def money_request(request, view, serializer_class, create: Callable[..., Movemen
     look it up, charge the rate limit (a finished transaction's key as a
     replay), answer a byte-identical retry unread, else validate the body and
     call `create` (services.transfer_create, deposit_create or
-    withdrawal_create, with the body's fields), and render the result."""
+    withdrawal_create, with the body's fields), and render the result.
+
+    DRF's throttle let this action in uncharged (ChargedOnLookup), so until
+    view.charge a client found in the authentication cache is unconfirmed
+    (wallets/authentication.py): reading the key and movement_find only read,
+    and the charge's Redis round trip confirms the client before anything is
+    locked or stored. BatchViewSet.create is the same sequence for a batch."""
     with charged_if_malformed(request, view):
         money = MoneyRequest(request, serializer_class)
     client, key = request.user, money.key
@@ -120,6 +126,8 @@ def money_response(result: MovementResult) -> Response:
     a replay; a FAILED log is the same 422 every time."""
     headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
     data = MovementResultSerializer(result).data
+    # The service returns a FAILED log, it does not raise: the rule's 422 is
+    # raised here, with the log as data, for the exception handler's envelope.
     if result.log.status == TransactionStatus.FAILED:
         failure = BUSINESS_RULE_ERRORS[result.log.error_code]
         raise failure(result.log.error_message, data=data, headers=headers)

@@ -28,7 +28,7 @@ TRANSFER_STATEMENTS = ["FROM api_keys", "FROM transaction_logs", "INSERT INTO tr
 ]
 # The client's rate limit (EVALSHA of the sliding-window script) and taking
 # the lock (SET NX PX); once the log is finished the lock is left to expire
-# (transfers/locks.py, HeldLock). The suite runs with the key cache off
+# (transfers/locks.py, IdempotencyLockHandle). The suite runs with the key cache off
 # (conftest.py); in production a cached key costs neither its query nor a
 # round trip: the rate limit's script reads the credentials version (below).
 TRANSFER_REDIS_COMMANDS = [[b"EVALSHA"], [b"SET"]]
