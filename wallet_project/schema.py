@@ -144,7 +144,7 @@ SUMMARIES = {
     "wallets_statement_retrieve": (
         "Get a wallet's statement",
         "Opening and closing balances, totals, and every movement with the balance after it, for the days "
-        "`from` to `to` (Africa/Lagos), as JSON, CSV or PDF (`format`).",
+        "`from` to `to` (in the business time zone, Africa/Lagos by default), as JSON, CSV or PDF (`format`).",
     ),
     "holds_create": (
         "Place a hold",
