@@ -9,8 +9,9 @@ the new ones together, and verified.
 1. A fresh database `wallet_bench_migration_chain` (BENCH_MIGRATION_CHAIN_DB),
    migrated up to transfers/0013 and wallets/0012 (the state before), dropped
    again at the end.
-2. The ledger of bench/verify_ledger_1m.py (its loader): 10,000 wallets,
-   1,000,000 COMPLETED logs, VACUUM ANALYZE.
+2. The ledger of bench/ledger_harness.py (load_ledger): 10,000 wallets
+   (BENCH_LEDGER_WALLETS), 1,000,000 COMPLETED logs (BENCH_LEDGER_LOGS),
+   VACUUM ANALYZE.
 3. While the migrations run, a writer on its own connection does what a
    transfer does: the PENDING log inserted in autocommit, then in one
    transaction both wallets locked FOR NO KEY UPDATE in id order, 0.01 moved,
@@ -24,138 +25,56 @@ the new ones together, and verified.
 """
 
 import os
-import statistics
 import sys
-import threading
-import time
-from pathlib import Path
 
-os.environ.setdefault("BENCH_LEDGER_DB", os.environ.get("BENCH_MIGRATION_CHAIN_DB", "wallet_bench_migration_chain"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ledger_harness as bench
 
-import psycopg  # noqa: E402
-import verify_ledger_1m as ledger  # noqa: E402 (the database above must be set first)
-
-BOUND_SECONDS = 1.0
+BENCH_DB = os.environ.get("BENCH_MIGRATION_CHAIN_DB", "wallet_bench_migration_chain")
 BEFORE = [("transfers", "0013_batch_body_digest"), ("wallets", "0012_wallet_frozen_note")]
 AFTER = [
     ("transfers", "0017_chain_order_index"),
     ("wallets", "0014_ledger_checkpoint_event"),
     ("reconciliation", "0001_ledger_chain"),
 ]
-
-
-def log(message: str) -> None:
-    print(f"[migration chain 1M {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def bench_connection() -> psycopg.Connection:
-    return psycopg.connect(
-        host=ledger.PG_HOST, port=ledger.PG_PORT, user=ledger.PG_USER, dbname=ledger.BENCH_DB, autocommit=True
-    )
-
-
-class Writer(threading.Thread):
-    """Transfers, as the service writes them, timed round by round."""
-
-    def __init__(self, client_id: int):
-        super().__init__(daemon=True)
-        self.client_id = client_id
-        self.stop = threading.Event()
-        self.rounds: list[tuple[float, float]] = []  # (started, seconds)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with bench_connection() as conn:
-                n = 0
-                while not self.stop.is_set():
-                    n += 1
-                    a, b = 1 + (n * 7919) % ledger.N_WALLETS, 1 + (n * 104729 + 1) % ledger.N_WALLETS
-                    if a == b:
-                        continue
-                    source, destination = f"md5('ledger-wallet-{a}')::uuid", f"md5('ledger-wallet-{b}')::uuid"
-                    started = time.perf_counter()
-                    (log_id,) = conn.execute(
-                        "INSERT INTO transaction_logs (id, client_id, idempotency_key, movement_fingerprint,"
-                        " source_wallet_id, destination_wallet_id, amount, currency, type, status, reference,"
-                        " metadata, error_code, error_message, created_at, updated_at)"
-                        f" VALUES (gen_random_uuid(), %s, %s, '-', {source}, {destination}, 0.01, 'NGN',"  # noqa: S608
-                        " 'TRANSFER', 'PENDING', %s, '{}', '', '', now(), now()) RETURNING id",
-                        [self.client_id, f"writer-{n}", f"TXN-WRITER{n:010d}"],
-                    ).fetchone()
-                    with conn.transaction():
-                        conn.execute(
-                            f"SELECT id FROM wallets WHERE id IN ({source}, {destination})"  # noqa: S608
-                            " ORDER BY id FOR NO KEY UPDATE"
-                        )
-                        conn.execute(
-                            f"UPDATE wallets SET balance = balance + CASE WHEN id = {source} THEN -0.01"  # noqa: S608
-                            f" ELSE 0.01 END, updated_at = now() WHERE id IN ({source}, {destination})"
-                        )
-                        conn.execute(
-                            "UPDATE transaction_logs SET status = 'COMPLETED', completed_at = now(),"
-                            " updated_at = now() WHERE id = %s AND status = 'PENDING'",
-                            [log_id],
-                        )
-                    self.rounds.append((started, time.perf_counter() - started))
-        except BaseException as exc:  # reported by the main thread
-            self.error = exc
-
-
-def main() -> int:
-    ledger.server(f'DROP DATABASE IF EXISTS "{ledger.BENCH_DB}" WITH (FORCE)')
-    ledger.server(f'CREATE DATABASE "{ledger.BENCH_DB}"')
-    try:
-        return run()
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        ledger.server(f'DROP DATABASE IF EXISTS "{ledger.BENCH_DB}" WITH (FORCE)')
-        log(f"dropped {ledger.BENCH_DB}")
+log = bench.logger("migration chain 1M")
 
 
 def run() -> int:
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
     from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
 
-    from wallets.services import settlement_wallet_get_or_create
-
-    log(f"migrating {ledger.BENCH_DB} to the state before the chain")
-    MigrationExecutor(connection).migrate(BEFORE)
-    client = get_user_model().objects.create(username="bench-migration-chain")
-    settlement = settlement_wallet_get_or_create(currency="NGN").pk
-    with connection.cursor() as cursor:
-        log(f"loading {ledger.N_WALLETS:,} wallets and {ledger.N_LOGS:,} COMPLETED logs")
-        started = time.perf_counter()
-        ledger.load(cursor, client.pk, settlement)
-        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('transaction_logs'))")
-        (size,) = cursor.fetchone()
-    log(f"loaded in {time.perf_counter() - started:.1f}s ({size} with indexes)")
+    client, size = bench.ledger_loaded("bench-migration-chain", log, migrate_to=BEFORE)
     connection.close()
 
-    writer = Writer(client.pk)
-    writer.start()
-    time.sleep(2.0)  # the writer's pace before, for comparison
-    migration_started = time.perf_counter()
-    MigrationExecutor(connection).migrate(AFTER)
-    migration_seconds = time.perf_counter() - migration_started
-    time.sleep(2.0)  # and some transfers after, settled under the trigger
-    writer.stop.set()
-    writer.join()
-    if writer.error:
-        raise writer.error
-    connection.close()
+    def write(conn, n: int) -> bool:
+        """A transfer as the service writes it: the PENDING log in
+        autocommit, then in one transaction both wallets locked and 0.01
+        moved, the log set COMPLETED (which fires the new trigger once it
+        exists)."""
+        pair = bench.two_wallets(n, bench.LEDGER_WALLETS)
+        if pair is None:
+            return False
+        source, destination = (bench.ledger_wallet_sql(number) for number in pair)
+        (log_id,) = conn.execute(
+            "INSERT INTO transaction_logs (id, client_id, idempotency_key, movement_fingerprint,"
+            " source_wallet_id, destination_wallet_id, amount, currency, type, status, reference,"
+            " metadata, error_code, error_message, created_at, updated_at)"
+            f" VALUES (gen_random_uuid(), %s, %s, '-', {source}, {destination}, 0.01, 'NGN',"  # noqa: S608
+            " 'TRANSFER', 'PENDING', %s, '{}', '', '', now(), now()) RETURNING id",
+            [client.pk, f"writer-{n}", f"TXN-WRITER{n:010d}"],
+        ).fetchone()
+        with conn.transaction():
+            bench.move_a_cent(conn, source, destination)
+            conn.execute(
+                "UPDATE transaction_logs SET status = 'COMPLETED', completed_at = now(),"
+                " updated_at = now() WHERE id = %s AND status = 'PENDING'",
+                [log_id],
+            )
+        return True
 
-    during = [s for at, s in writer.rounds if migration_started <= at <= migration_started + migration_seconds]
-    before = [s for at, s in writer.rounds if at < migration_started]
-    slowest = max(during, default=0.0)
-    with bench_connection() as conn:
+    # 2 s after: some transfers settled under the trigger.
+    beside = bench.migrate_beside(bench.Writer(BENCH_DB, write), [AFTER], after_seconds=2.0)
+    connection.close()
+    with bench.connect(BENCH_DB) as conn:
         index_valid = conn.execute(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_txlogs_chain_order'::regclass"
         ).fetchone()[0]
@@ -166,23 +85,19 @@ def run() -> int:
 
     from reconciliation import chain
 
-    build_seconds, appended = ledger.timed(chain.chain_extend)
-    verify_seconds, report = ledger.timed(chain.chain_verify)
-    print(f"\nthe chain's migrations over {ledger.N_LOGS:,} logs ({size}), a writer beside them")
-    print(f"  migrations                     {migration_seconds:.2f}s")
-    print(f"  writer rounds before them      {len(before)}, median {statistics.median(before) * 1000:.1f} ms")
-    print(
-        f"  writer rounds during them      {len(during)}, median {statistics.median(during) * 1000:.1f} ms, "
-        f"slowest {slowest * 1000:.1f} ms (bound {BOUND_SECONDS * 1000:.0f} ms)"
-    )
+    build_seconds, appended = bench.timed(chain.chain_extend)
+    verify_seconds, report = bench.timed(chain.chain_verify)
+    print(f"\nthe chain's migrations over {bench.LEDGER_LOGS:,} logs ({size}), a writer beside them")
+    print(f"  migrations                     {beside.seconds:.2f}s")
+    beside.print_rounds("them")
     print(f"  chain index valid: {index_valid}; events CHECKs left NOT VALID: {not_valid}")
     print(f"  logs the trigger stamped       {stamped} (the writer's, after 0016)")
     print(f"  chain built                    {appended:,} links in {build_seconds:.1f}s")
     print(f"  chain verified                 {'holds' if report.ok else report} in {verify_seconds:.1f}s")
-    ok = slowest < BOUND_SECONDS and index_valid and not_valid == 0 and len(during) > 0 and report.ok and stamped > 0
+    ok = beside.ok and index_valid and not_valid == 0 and report.ok and stamped > 0
     print("  OK" if ok else "  FAILED")
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench.in_fresh_database(BENCH_DB, run, log))

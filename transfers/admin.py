@@ -19,7 +19,6 @@ from django.db.models import Q
 from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from transfers import statements
@@ -30,6 +29,7 @@ from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, 
 from transfers.serializers import StatementQuerySerializer
 from transfers.services import batch_outcomes
 from transfers.statement_documents import statement_csv, statement_data, statement_pdf
+from wallet_project.business_time import business_today
 from wallet_project.db.routers import LagTolerantChangeListMixin
 from wallets.admin import (
     CurrencyListFilter,
@@ -204,17 +204,18 @@ class WalletLedgerAdmin(WalletAdmin):
     def statement_form(self, wallet):
         """A period and a format, sent by the form "statement-request" that the
         page's template puts outside the change form (statement_view)."""
-        today = timezone.localdate(timezone=statements.STATEMENT_TIME_ZONE)
+        today = business_today()
         return format_html(
             'From <input type="date" name="from" form="statement-request" value="{}" id="statement-from"> '
             'to <input type="date" name="to" form="statement-request" value="{}" id="statement-to"> '
             '<select name="format" form="statement-request" id="statement-format">'
             '<option value="pdf">PDF</option><option value="csv">CSV</option></select> '
             '<button type="submit" form="statement-request" id="statement-get">Get the statement</button>'
-            "<p>Whole days in Africa/Lagos, both included, at most {} of them: what the client gets from "
+            "<p>Whole days in {}, both included, at most {} of them: what the client gets from "
             "GET /api/wallets/{{id}}/statement.</p>",
             today.replace(day=1),
             today,
+            settings.BUSINESS_TIME_ZONE,
             settings.STATEMENT_MAX_DAYS,
         )
 

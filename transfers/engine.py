@@ -67,6 +67,7 @@ from transfers.models import (
 )
 from transfers.movements import canonical_fingerprint
 from transfers.rendering import hold_json, transaction_json_sql
+from wallet_project.business_time import business_day
 from wallet_project.db import fetch, in_model_order, run
 from wallet_project.fields import timestamp_text
 from wallets.events import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
@@ -511,7 +512,7 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
             return None, False
         if log.status != TransactionStatus.PENDING or log.batch_id is not None:
             return log, False
-        day = limits.business_day(timezone.now())
+        day = business_day(timezone.now())
         wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id, day=day)
         lock_wait = time.perf_counter() - locking_started
         posting = decide([log], wallets, day=day)
@@ -540,7 +541,7 @@ def settle_correction(log: TransactionLog, *, reverses: TransactionLog | None = 
     IntegrityError for a second log under the same (client, key) or a
     second reversal of one log."""
     with transaction.atomic():
-        day = limits.business_day(timezone.now())
+        day = business_day(timezone.now())
         wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id, day=day)
         posting = decide([log], wallets, day=day, frozen_blocks=False, tiers=False)
         (decision,) = posting.decisions
@@ -594,7 +595,7 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
         payouts = [
             TransactionLog.from_db(connection.alias, PAYOUT_FIELDS, row) for row in _fetch(_PENDING_PAYOUTS, [batch_id])
         ]
-        day = limits.business_day(timezone.now())
+        day = business_day(timezone.now())
         wallets = locks.lock_wallets(batch.source_wallet_id, *(log.destination_wallet_id for log in payouts), day=day)
         lock_wait = time.perf_counter() - locking_started
         posting = decide(payouts, wallets, day=day)
@@ -797,7 +798,7 @@ def _place_hold_once(hold: Hold, wallets_rule: str, rule_params: dict) -> str:
         }  # fmt: skip
         if not _fetch(_INSERT_HOLD.format(wallets=wallets_rule), params):
             return "taken" if _fetch(_KEY_TAKEN, [hold.client_id, hold.idempotency_key]) else "not_found"
-        day = limits.business_day(now)
+        day = business_day(now)
         wallets = locks.lock_wallets(hold.source_wallet_id, hold.destination_wallet_id, day=day)
         source, destination = wallets[hold.source_wallet_id], wallets[hold.destination_wallet_id]
         hold.currency, hold.created_at, hold.updated_at = source.currency, now, now
@@ -899,7 +900,7 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
     and log. The holds are updated in memory."""
     wallet_ids = {hold.source_wallet_id for hold, _ in ends}
     wallet_ids |= {hold.destination_wallet_id for hold, end in ends if end.status == HoldStatus.CAPTURED}
-    day = limits.business_day(now)
+    day = business_day(now)
     wallets = locks.lock_wallets(*wallet_ids, day=day)
     held: dict[uuid.UUID, Decimal] = {}
     captures = []
@@ -954,7 +955,7 @@ def _release_room(ends: list[tuple[Hold, HoldEnd]], wallets: dict, day: datetime
     releases: dict[uuid.UUID, Decimal] = {}
     for hold, end in ends:
         source = wallets[hold.source_wallet_id]
-        if source.kind != WalletKind.CUSTOMER or limits.business_day(hold.created_at) != day:
+        if source.kind != WalletKind.CUSTOMER or business_day(hold.created_at) != day:
             continue
         moved = Decimal(0)
         if end.status == HoldStatus.CAPTURED:

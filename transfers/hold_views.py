@@ -31,7 +31,8 @@ REPLAYED = "Same key and payload again: the first answer, with header Idempotent
 NOT_FOUND = error("Unknown hold, or another client's (code hold_not_found, the same answer for both).")
 NOT_OPEN = error(
     "The hold has ended (captured, voided, expired) or was FAILED (code hold_not_open; data: the hold, saying "
-    "how), or the key is being processed by another request (code idempotency_key_in_use)."
+    "how), or the key is being processed by another request (code idempotency_key_in_use, no data).",
+    data="Hold",
 )
 PLACE_RESPONSES = {
     201: OpenApiResponse(HOLD, description="The hold is OPEN: its amount is reserved on the source wallet."),
@@ -41,24 +42,34 @@ PLACE_RESPONSES = {
     409: error("The key is being processed by another request (code idempotency_key_in_use)."),
     422: error(
         "A rule refused the hold and a FAILED hold was stored, reserving nothing (codes insufficient_balance, "
-        "wallet_inactive, currency_mismatch, balance_limit_exceeded; data: the hold; replays return the same), "
-        "or the key was used for a different request (code idempotency_key_reused)."
+        "wallet_inactive, currency_mismatch, balance_limit_exceeded, limit_exceeded, wallet_restricted; data: the "
+        "FAILED hold; replays return the same), or the key was used for a different request (code "
+        "idempotency_key_reused, no data).",
+        data="Hold",
     ),
 }
 
 
-def end_responses(done: str) -> dict:
+def end_responses(done: str, refused: OpenApiResponse) -> dict:
     return {
         200: OpenApiResponse(HOLD, description=f"{done} A retry with the same key: the same, Idempotent-Replayed."),
         400: error("Malformed request (no idempotency key, an unknown field); nothing changed."),
         404: NOT_FOUND,
         409: NOT_OPEN,
-        422: error(
-            "A rule refused it and the hold is unchanged (a capture: capture_exceeds_hold, wallet_inactive, "
-            "balance_limit_exceeded; an extension: hold_expiry_not_later), or this key ended the hold with "
-            "another request (idempotency_key_reused)."
-        ),
+        422: refused,
     }
+
+
+CAPTURE_REFUSED = error(
+    "A rule refused the capture and the hold is unchanged (capture_exceeds_hold, wallet_inactive, "
+    "balance_limit_exceeded), or this key ended the hold with another request (idempotency_key_reused); no data."
+)
+VOID_REFUSED = error("This key ended the hold with another request (idempotency_key_reused); no data.")
+EXTEND_REFUSED = error(
+    "The new expiry is not later than the hold's (hold_expiry_not_later; data: the hold, with its expiresAt), or "
+    "this key extended the hold with another request (idempotency_key_reused, no data).",
+    data="Hold",
+)
 
 
 def hold_response(result: holds.HoldResult, client_id: int, *, created: int = status.HTTP_200_OK):
@@ -78,8 +89,11 @@ def set_responses(done: str) -> dict:
     return {
         200: OpenApiResponse(HOLD_SET, description=f"{done} A retry with the same key: the same, Idempotent-Replayed."),
         400: error("Malformed request (no key, an empty set, a hold twice, too many); nothing changed."),
-        404: error("A hold unknown or another client's (code hold_not_found; data.holdIds names them); none ended."),
-        409: error("A hold is not open (code hold_not_open; data.holds: those); none ended."),
+        404: error(
+            "A hold unknown or another client's (code hold_not_found; data.holdIds names them); none ended.",
+            data="UnknownHolds",
+        ),
+        409: error("A hold is not open (code hold_not_open; data.holds: those); none ended.", data="HoldSet"),
         422: error(
             "A rule refused a capture (capture_exceeds_hold, wallet_inactive, ...) and none ended, or the key "
             "ended holds with another request (idempotency_key_reused)."
@@ -138,7 +152,9 @@ class HoldViewSet(ApiViewSet):
         operation_id="holds_capture",
         request=HoldCaptureSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses=end_responses("CAPTURED: the amount moved as a TRANSFER (transactionId), the rest released."),
+        responses=end_responses(
+            "CAPTURED: the amount moved as a TRANSFER (transactionId), the rest released.", CAPTURE_REFUSED
+        ),
     )
     def capture(self, request, hold_id):
         money = MoneyRequest(request, HoldCaptureSerializer)
@@ -151,7 +167,7 @@ class HoldViewSet(ApiViewSet):
         operation_id="holds_void",
         request=HoldVoidSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses=end_responses("VOIDED: all of it released."),
+        responses=end_responses("VOIDED: all of it released.", VOID_REFUSED),
     )
     def void(self, request, hold_id):
         money = MoneyRequest(request, HoldVoidSerializer)
@@ -163,7 +179,7 @@ class HoldViewSet(ApiViewSet):
         operation_id="holds_extend",
         request=HoldExtendSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses=end_responses("OPEN, expiring at the new expiresAt."),
+        responses=end_responses("OPEN, expiring at the new expiresAt.", EXTEND_REFUSED),
     )
     def extend(self, request, hold_id):
         money = MoneyRequest(request, HoldExtendSerializer)

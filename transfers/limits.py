@@ -19,10 +19,8 @@ counted.
 """
 
 import datetime
-import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache
 
 from django.conf import settings
 from django.db.models import DecimalField, OuterRef, Subquery
@@ -31,21 +29,10 @@ from django.utils import timezone
 
 from transfers.exceptions import LimitExceeded, WalletRestricted
 from transfers.models import ClientDailyDebit, TransactionLog, WalletDailyTotal
+from wallet_project.business_time import business_day
 from wallets.models import UNRESTRICTED, Wallet, WalletKind
 
 ZERO = Decimal(0)
-
-
-@cache
-def _zone(name: str) -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(name)
-
-
-def business_day(moment: datetime.datetime) -> datetime.date:
-    """The business day (settings.BUSINESS_TIME_ZONE, Africa/Lagos by
-    default) that the aware `moment` falls in: the day a movement's totals
-    count in."""
-    return moment.astimezone(_zone(settings.BUSINESS_TIME_ZONE)).date()
 
 
 @dataclass

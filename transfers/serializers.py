@@ -14,7 +14,7 @@ from transfers.models import BatchStatus, HoldStatus, TransactionLog, Transactio
 from transfers.movements import Expiry
 from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES
 from transfers.selectors import shows_request_details
-from transfers.statements import STATEMENT_TIME_ZONE
+from wallet_project.business_time import business_today
 from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
 from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
 from wallets.models import WalletKind
@@ -347,7 +347,8 @@ STATEMENT_FORMATS = ("json", "csv", "pdf")
 
 class StatementQuerySerializer(StrictQuery):
     """GET /api/wallets/{id}/statement?from=&to=&format=: whole days in
-    Africa/Lagos, `from` to `to` inclusive, at most STATEMENT_MAX_DAYS."""
+    the business time zone (settings.BUSINESS_TIME_ZONE), `from` to `to`
+    inclusive, at most STATEMENT_MAX_DAYS."""
 
     format = serializers.ChoiceField(choices=STATEMENT_FORMATS, required=False, default="json")
 
@@ -355,7 +356,9 @@ class StatementQuerySerializer(StrictQuery):
         fields = super().get_fields()
         day = {"input_formats": ["%Y-%m-%d"], "format": "%Y-%m-%d"}
         # `from` is a Python keyword: declared here rather than as an attribute.
-        fields["from"] = serializers.DateField(help_text="The first day (YYYY-MM-DD, in Africa/Lagos).", **day)
+        fields["from"] = serializers.DateField(
+            help_text="The first day (YYYY-MM-DD, in the business time zone).", **day
+        )
         fields["to"] = serializers.DateField(help_text="The last day, included (YYYY-MM-DD).", **day)
         return fields
 
@@ -368,8 +371,10 @@ class StatementQuerySerializer(StrictQuery):
             raise serializers.ValidationError(
                 {"to": [f"At most {settings.STATEMENT_MAX_DAYS} days in one statement; this asks for {days}."]}
             )
-        if first > timezone.localdate(timezone=STATEMENT_TIME_ZONE):
-            raise serializers.ValidationError({"from": ["This day is still to come in Africa/Lagos."]})
+        if first > business_today():
+            raise serializers.ValidationError(
+                {"from": [f"This day is still to come in {settings.BUSINESS_TIME_ZONE}."]}
+            )
         return attrs
 
 
@@ -695,7 +700,9 @@ class StatementSerializer(serializers.Serializer):
 
     walletId = serializers.UUIDField()
     currency = serializers.CharField()
-    timeZone = serializers.CharField(help_text="Africa/Lagos: the statement's days.")
+    timeZone = serializers.CharField(
+        help_text="The business time zone (IANA name, Africa/Lagos by default): the statement's days."
+    )
     periodStart = serializers.DateTimeField(help_text="The start of the first day, in UTC.")
     periodEnd = serializers.DateTimeField(help_text="The start of the day after the last one (excluded), in UTC.")
     openingBalance = serializers.DecimalField(max_digits=20, decimal_places=2)
@@ -714,6 +721,6 @@ class StatementSerializer(serializers.Serializer):
     def get_fields(self):
         fields = super().get_fields()
         day = {"format": "%Y-%m-%d"}
-        fields["from"] = serializers.DateField(help_text="The first day (Africa/Lagos).", **day)
+        fields["from"] = serializers.DateField(help_text="The first day (in timeZone).", **day)
         fields["to"] = serializers.DateField(help_text="The last day, included.", **day)
         return fields

@@ -4,7 +4,8 @@ CSV and PDF (docs/api.md, "Statements and balances as of an instant").
 The CSV and PDF renderers take the JSON's `data`, so the three say the same
 thing. The PDF is drawn with fpdf2, imported only when a PDF is asked for
 (most processes never draw one). Amounts are written as the API writes them
-("1234.50"); times in Africa/Lagos, the statement's days, with their offset.
+("1234.50"); times in the business time zone (settings.BUSINESS_TIME_ZONE),
+the zone of the statement's days, with their offset.
 """
 
 import csv
@@ -13,10 +14,9 @@ import io
 from django.utils.dateparse import parse_datetime
 from rest_framework.renderers import BaseRenderer
 
-from transfers.statements import STATEMENT_TIME_ZONE, Statement
+from transfers.statements import Statement
+from wallet_project.business_time import business_zone
 from wallet_project.fields import timestamp_text
-
-TIME_ZONE_NAME = "Africa/Lagos"
 
 
 def _money(amount) -> str:
@@ -24,9 +24,9 @@ def _money(amount) -> str:
 
 
 def _local(text: str) -> str:
-    """An instant the JSON gives in UTC, in Africa/Lagos to the second, with
-    its offset: the statement's days are Lagos days."""
-    return parse_datetime(text).astimezone(STATEMENT_TIME_ZONE).isoformat(timespec="seconds")
+    """An instant the JSON gives in UTC, in the business time zone to the
+    second, with its offset: the statement's days are that zone's days."""
+    return parse_datetime(text).astimezone(business_zone()).isoformat(timespec="seconds")
 
 
 def statement_data(statement: Statement) -> dict:
@@ -37,7 +37,7 @@ def statement_data(statement: Statement) -> dict:
     return {
         "walletId": str(wallet.pk),
         "currency": wallet.currency,
-        "timeZone": TIME_ZONE_NAME,
+        "timeZone": business_zone().key,
         "from": statement.first_day.isoformat(),
         "to": statement.last_day.isoformat(),
         "periodStart": timestamp_text(statement.starts_at),
@@ -90,7 +90,7 @@ CSV_COLUMNS = ("date", "reference", "id", "type", "description", "moneyIn", "mon
 def statement_csv(data: dict) -> str:
     """The statement as CSV: one header row, the opening balance, each
     movement (money in or out, the balance after it), the totals and the
-    closing balance. Dates in Africa/Lagos with their offset. No cell starts
+    closing balance. Dates in the statement's zone (timeZone) with their offset. No cell starts
     with = + - @ unless it is an amount: nothing a spreadsheet would run."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -147,7 +147,15 @@ def statement_pdf(data: dict) -> bytes:
         pdf.cell(0, 6, value, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(4)
     widths = (42, 50, 95, 30, 30, 30)
-    headings = ("Date (Lagos)", "Reference", "Description", "Money in", "Money out", "Balance")
+    # "Date (Lagos)": the city of the zone the period line names in full.
+    headings = (
+        f"Date ({data['timeZone'].rsplit('/', 1)[-1]})",
+        "Reference",
+        "Description",
+        "Money in",
+        "Money out",
+        "Balance",
+    )
     rows = [("", "", "Opening balance", "", "", data["openingBalance"])]
     for movement in data["movements"]:
         credit = movement["direction"] == "CREDIT"

@@ -16,7 +16,8 @@ wallet's settle transactions are serialised by its row lock and each takes
 its time after the lock, and the payouts of one batch, which share their
 completed_at, are decided in batch_index order.
 
-A statement covers whole days in STATEMENT_TIME_ZONE (Africa/Lagos): from
+A statement covers whole days in the business time zone
+(wallet_project.business_time: settings.BUSINESS_TIME_ZONE): from
 the start of `first_day` to the start of the day after `last_day`. Nothing
 here knows of HTTP: the views read the query (transfers.serializers) and the
 documents are rendered by transfers/statement_documents.py.
@@ -27,7 +28,6 @@ chain lookup is registered (register_chain_lookup); with none, both are None.
 
 import datetime as dt
 import uuid
-import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,11 +35,11 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 
+from wallet_project.business_time import business_zone
 from wallet_project.db import fetch, run
 from wallets.models import Wallet
 
 ZERO = Decimal("0.00")
-STATEMENT_TIME_ZONE = zoneinfo.ZoneInfo("Africa/Lagos")
 
 
 class StatementTooLong(Exception):
@@ -162,7 +162,7 @@ class Movement:
 
 @dataclass(frozen=True)
 class Statement:
-    """A wallet's movements over whole days in STATEMENT_TIME_ZONE, from the
+    """A wallet's movements over whole days in the business time zone, from the
     start of `first_day` to the end of `last_day`: [starts_at, ends_at).
     closing_balance = opening_balance + total_in - total_out."""
 
@@ -180,8 +180,8 @@ class Statement:
 
 
 def day_start(day: dt.date) -> dt.datetime:
-    """Midnight at the start of `day` in STATEMENT_TIME_ZONE, aware."""
-    return dt.datetime.combine(day, dt.time(), tzinfo=STATEMENT_TIME_ZONE)
+    """Midnight at the start of `day` in the business time zone, aware."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=business_zone())
 
 
 # Both sides, in the order the wallet's balance moved; the kind of the other

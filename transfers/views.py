@@ -72,8 +72,10 @@ MONEY_RESPONSES = {
     409: error("The key is being processed by another request (code idempotency_key_in_use); see Retry-After."),
     422: error(
         "A business rule refused the movement and a FAILED log was stored (codes insufficient_balance, "
-        "wallet_inactive, currency_mismatch, balance_limit_exceeded, limit_exceeded; replays return the same), "
-        "or the key was used for a different request (code idempotency_key_reused)."
+        "wallet_inactive, currency_mismatch, balance_limit_exceeded, limit_exceeded, wallet_restricted; data: "
+        "the FAILED transaction; replays return the same), or the key was used for a different request (code "
+        "idempotency_key_reused, no data).",
+        data="MovementResult",
     ),
 }
 
@@ -327,7 +329,9 @@ class BatchViewSet(ApiViewSet):
                 "An atomic batch broke a rule at one payout and none moved (code batch_failed, data: the batch, "
                 "failedPayoutIndex and errorCode say which and why; replays return the same), or the batch key was "
                 "used for another batch, or a payout key for any other transaction (code idempotency_key_reused, "
-                "nothing stored; data.payouts names them)."
+                "nothing stored; data.payouts names them).",
+                data=("BatchResult", "ReusedPayouts"),
+                name="BatchError",
             ),
         },
     )

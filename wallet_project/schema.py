@@ -7,9 +7,12 @@ every operation shares, from the tables below:
 
 - SUMMARIES: each operation's summary and description, written for a client
   developer (the views' docstrings are written for the people who maintain them);
-- ERROR_DATA: the shape of an error's `data`, by error code (the FAILED
-  transaction of a business rule, the batch of `batch_failed`, the payouts of
-  a reused batch key); the error codes themselves come from the registry
+- the errors that carry `data`: each view declares, per response, what its
+  errors' `data` holds (`error(..., data=...)`: the FAILED transaction of a
+  transfer's business rule, the FAILED hold of a hold's, the batch of
+  `batch_failed`, ...), since one code carries different data on different
+  operations; each such response is the Error with that `data`
+  (`<Shape>Error`). The error codes themselves come from the registry
   (wallet_project/error_codes.py) as the `ErrorCode` enum;
 - EVENT_PAYLOADS: the `data` of each event type, so that an event is one
   schema per type discriminated by `type`, in GET /api/events and in the
@@ -66,8 +69,27 @@ def envelope(serializer, name: str):
     return _ENVELOPES[component]
 
 
-def error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(response=ErrorSerializer, description=description)
+# Error components whose `data` has a shape: name -> the component(s) it holds.
+_ERRORS_WITH_DATA: dict[str, tuple[str, ...]] = {}
+_ERROR_PLACEHOLDERS: dict[str, type] = {}
+
+
+def error(description: str, data: str | tuple[str, ...] = (), name: str = "") -> OpenApiResponse:
+    """A view's error response: the Error envelope; with `data`, the
+    component this operation's errors hold in `data` (a tuple: one of those,
+    a union the view names with `name`), as `<Shape>Error` (or `name`).
+    `data` stays optional: the description says which codes carry it."""
+    shapes = (data,) if isinstance(data, str) else tuple(data)
+    if not shapes:
+        return OpenApiResponse(response=ErrorSerializer, description=description)
+    if len(shapes) > 1 and not name:
+        raise ValueError(f"Name the error whose data is one of {shapes}.")
+    name = name or f"{shapes[0]}Error"
+    if _ERRORS_WITH_DATA.setdefault(name, shapes) != shapes:
+        raise ValueError(f"{name} already names the error whose data is one of {_ERRORS_WITH_DATA[name]}.")
+    if name not in _ERROR_PLACEHOLDERS:  # one class per component: drf-spectacular names it from the class
+        _ERROR_PLACEHOLDERS[name] = type(f"{name}Serializer", (ErrorSerializer,), {"__doc__": ErrorSerializer.__doc__})
+    return OpenApiResponse(response=_ERROR_PLACEHOLDERS[name], description=description)
 
 
 # operationId: (summary, description). Every operation has one (a test holds it).
@@ -144,7 +166,7 @@ SUMMARIES = {
     "wallets_statement_retrieve": (
         "Get a wallet's statement",
         "Opening and closing balances, totals, and every movement with the balance after it, for the days "
-        "`from` to `to` (Africa/Lagos), as JSON, CSV or PDF (`format`).",
+        "`from` to `to` (in the business time zone, Africa/Lagos by default), as JSON, CSV or PDF (`format`).",
     ),
     "holds_create": (
         "Place a hold",
@@ -166,28 +188,6 @@ SUMMARIES = {
     "holds_void_set": ("Void a set of holds", "Voids each hold of the set, all or none, in one request."),
 }
 
-# The `data` an error carries, by code (docs/api.md, "Error codes"); other
-# codes carry none. A component name, or a schema.
-_BUSINESS_RULE_CODES = (
-    "insufficient_balance",
-    "wallet_inactive",
-    "currency_mismatch",
-    "balance_limit_exceeded",
-    "limit_exceeded",
-    "wallet_restricted",
-)
-ERROR_DATA = {
-    **dict.fromkeys(_BUSINESS_RULE_CODES, "MovementResult"),
-    "batch_failed": "BatchResult",
-    # A batch whose payout keys were used for other transactions (a single
-    # movement's reused key carries no data).
-    "idempotency_key_reused": "ReusedPayouts",
-    # A capture, void or extension of a hold that has ended: the hold, saying
-    # how; for a set, the holds that are not open.
-    "hold_not_open": ("Hold", "HoldSet"),
-    # A set naming holds that are unknown or another client's (a single hold's carries no data).
-    "hold_not_found": "UnknownHolds",
-}
 _UNKNOWN_HOLDS = {
     "type": "object",
     "description": "The holds of a set that are unknown or another client's.",
@@ -201,12 +201,6 @@ _UNKNOWN_HOLDS = {
 
 # Components whose description is kept (the others' are the serializers' docstrings).
 _DESCRIBED = ("Error", "FieldErrors", "ItemErrors", "ReusedPayouts", "UnknownHolds")
-
-
-def _error_data_components() -> list[str]:
-    """ERROR_DATA's component names, each once (a code may carry one of several)."""
-    names = (name for shape in ERROR_DATA.values() for name in ((shape,) if isinstance(shape, str) else shape))
-    return list(dict.fromkeys(names))
 
 
 _REUSED_PAYOUTS = {
@@ -308,20 +302,32 @@ _RETRY_AFTER = ("409", "429", "503")
 _ERROR_COMPONENT = {
     "type": "object",
     "description": 'Every error under /api/: `code` is what a program branches on (docs/api.md, "Error '
-    'codes"); `errors` names each invalid field (validation_error); `data` is there for the codes that carry '
-    "one: the FAILED transaction (MovementResult) for insufficient_balance, wallet_inactive, currency_mismatch, "
-    "balance_limit_exceeded, limit_exceeded and wallet_restricted (a hold's: the FAILED hold); the hold (Hold) "
-    "(or the set's, HoldSet) for hold_not_open; the unknown holds of a set (UnknownHolds) for hold_not_found; the "
-    "batch (BatchResult) for batch_failed; the payouts (ReusedPayouts) for a batch's idempotency_key_reused.",
+    'codes"); `errors` names each invalid field (validation_error). An error that carries `data` is, on the '
+    "operations where it can, the Error with that data: MovementResultError (a transfer's, deposit's or "
+    "withdrawal's FAILED transaction), HoldError (a FAILED or ended hold), HoldSetError, UnknownHoldsError, "
+    "BatchError; each response's description says which codes carry it.",
     "required": ["success", "message", "code"],
     "properties": {
         "success": {"type": "boolean", "const": False},
         "message": {"type": "string", "description": "What went wrong and what to do, for a person."},
         "code": {"$ref": "#/components/schemas/ErrorCode"},
         "errors": {"$ref": "#/components/schemas/FieldErrors"},
-        "data": {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in _error_data_components()]},
     },
 }
+
+
+def _error_with_data(shapes: tuple[str, ...]) -> dict:
+    """The Error whose optional `data` is `shapes` (one of them)."""
+    refs = [{"$ref": f"#/components/schemas/{shape}"} for shape in shapes]
+    component = copy.deepcopy(_ERROR_COMPONENT)
+    component["description"] = (
+        f"The Error of an operation whose errors may carry `data`: {' or '.join(shapes)} (the response's "
+        "description says which codes carry it; the others carry none)."
+    )
+    component["properties"]["data"] = refs[0] if len(refs) == 1 else {"oneOf": refs}
+    return component
+
+
 _NON_FIELD_ERRORS = settings.REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"]
 _MESSAGES = {"type": "array", "items": {"type": "string"}, "minItems": 1}
 _FIELD_ERRORS = {
@@ -367,6 +373,9 @@ def complete_schema(result, generator, request, public):
             "UnknownHolds": _UNKNOWN_HOLDS,
         }
     )
+    for name, shapes in _ERRORS_WITH_DATA.items():
+        if name in schemas:  # the placeholder of a response some view declares
+            schemas[name] = _error_with_data(shapes)
     schemas.pop("ErrorSerializer", None)
     schemas.pop("SuccessEnum", None)  # the envelopes' `success`, a constant (_tidy_components)
     _tidy_components(schemas)
@@ -465,13 +474,7 @@ def _tidy_components(schemas: dict) -> None:
             properties["currency"] = {"$ref": "#/components/schemas/CurrencyEnum"}
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
-        if component.get("type") == "object" and name not in (
-            "Error",
-            "FieldErrors",
-            "ItemErrors",
-            "ReusedPayouts",
-            "UnknownHolds",
-        ):
+        if component.get("type") == "object" and name not in _DESCRIBED and name not in _ERRORS_WITH_DATA:
             component.pop("description", None)
 
 

@@ -17,9 +17,9 @@ from reconciliation.tests.faults import (
     reconcile_now,
     terminate_own_backend,
 )
-from transfers import limits
 from transfers.models import TransactionLog, TransactionStatus, WalletDailyTotal
 from transfers.tests.limit_helpers import put_in, tier_with
+from wallet_project.business_time import business_day
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +27,7 @@ STAGES = ["after_pending_log", "inside_settle", "after_settle_commit"]
 
 
 def debits_today(wallet) -> Decimal:
-    row = WalletDailyTotal.objects.filter(wallet=wallet, day=limits.business_day(timezone.now())).first()
+    row = WalletDailyTotal.objects.filter(wallet=wallet, day=business_day(timezone.now())).first()
     return row.debits if row else Decimal(0)
 
 

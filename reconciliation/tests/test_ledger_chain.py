@@ -30,11 +30,12 @@ from django_redis import get_redis_connection
 from reconciliation import chain, records
 from reconciliation.models import ChainLink
 from reconciliation.tasks import verify_ledger as verify_ledger_task
-from transfers import limits, services
+from transfers import services
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Movement
 from transfers.tests.concurrency import run_concurrently
 from transfers.tests.factories import ApiUserFactory
+from wallet_project.business_time import business_day
 from wallets.models import Event, EventType
 from wallets.tests.factories import WalletFactory
 from wallets.tests.test_admin import staff_client
@@ -635,7 +636,7 @@ def test_a_statement_names_the_ledger_chains_link_of_its_last_movement(books, tr
     # reconciliation/apps.py registers the chain's lookup with the statements
     # at start-up: no test registers it here.
     wallet = books["a"]
-    today = limits.business_day(books["first"].completed_at).isoformat()  # the statement's days are Lagos days
+    today = business_day(books["first"].completed_at).isoformat()  # the statement's days are Lagos days
     before = treasury_api.get(f"/api/wallets/{wallet.pk}/statement", {"from": today, "to": today}).json()["data"]
     assert (before["chainPosition"], before["chainHash"]) == (None, None)
 

@@ -15,13 +15,15 @@ const request: Transfer["requestBody"] extends { content: { "application/json": 
   amount: "250.50",
 };
 
-// Errors: the code is a closed enum, data has its shape per code.
-function failedTransaction(error: components["schemas"]["Error"]): string | undefined {
-  // A transfer's 422 carries the FAILED transaction (a hold's, the FAILED hold: no reference).
-  if (error.code === "insufficient_balance" && error.data && "reference" in error.data) {
-    return error.data.reference;
-  }
-  return undefined;
+// Errors: the code is a closed enum; data has the shape of the operation's errors.
+// A transfer's 422 carries the FAILED transaction, a hold's the FAILED hold: no narrowing needed.
+type TransferRefused = Transfer["responses"][422]["content"]["application/json"];
+function failedTransaction(error: TransferRefused): string | undefined {
+  return error.code === "insufficient_balance" ? error.data?.reference : undefined;
+}
+type HoldRefused = paths["/api/holds"]["post"]["responses"][422]["content"]["application/json"];
+function failedHold(error: HoldRefused): string | undefined {
+  return error.data ? `${error.data.id} ${error.data.status}` : undefined;
 }
 
 // Events: one schema per type, narrowed by `type`.
@@ -50,5 +52,5 @@ function describe(event: components["schemas"]["Event"]): string {
 type HistoryPage = components["schemas"]["WalletHistoryEntryPage"];
 const nextCursor = (page: HistoryPage): string | null => page.nextCursor;
 
-export { describe, failedTransaction, nextCursor, replayed, request };
+export { describe, failedHold, failedTransaction, nextCursor, replayed, request };
 export type { FirstAnswer };

@@ -19,7 +19,6 @@ from django.utils import timezone
 from conftest import make_api_client
 from reconciliation.services import ledger_discrepancies
 from reconciliation.tests.faults import database_env
-from transfers import limits
 from transfers.models import (
     ClientDailyDebit,
     TransactionLog,
@@ -30,6 +29,7 @@ from transfers.models import (
 from transfers.services import deposit_create, transaction_reverse, transfer_create, withdrawal_create
 from transfers.tests.concurrency import post_deposit, post_transfer, post_withdrawal, run_concurrently
 from transfers.tests.limit_helpers import put_in, seeded_tier, tier_with
+from wallet_project.business_time import business_day
 from wallets.models import Wallet
 from wallets.tests.factories import WalletFactory
 
@@ -45,7 +45,7 @@ def body(response, status: int) -> dict:
 
 
 def today_totals(wallet: Wallet) -> tuple[Decimal, Decimal]:
-    row = WalletDailyTotal.objects.filter(wallet=wallet, day=limits.business_day(timezone.now())).first()
+    row = WalletDailyTotal.objects.filter(wallet=wallet, day=business_day(timezone.now())).first()
     return (row.debits, row.credits) if row else (Decimal(0), Decimal(0))
 
 
@@ -215,7 +215,7 @@ def test_a_client_at_its_daily_debit_cap_never_stops_another_client(settings, fu
     assert "clientDailyDebits" in refused["message"] and "room left: 400.00" in refused["message"]
 
     assert body(post_withdrawal(second.api_key, second_wallet, "1000.00", "c2-a"), 201)
-    day = limits.business_day(timezone.now())
+    day = business_day(timezone.now())
     counted = dict(ClientDailyDebit.objects.filter(day=day, currency="NGN").values_list("client_id", "amount"))
     assert counted == {first.user.pk: Decimal("600.00"), second.user.pk: Decimal("1000.00")}
 
@@ -280,9 +280,9 @@ def test_the_day_ends_at_midnight_in_lagos_while_the_server_clock_is_utc(monkeyp
 
 def test_the_business_day_follows_the_setting(settings):
     moment = datetime.datetime(2026, 12, 6, 23, 30, tzinfo=datetime.UTC)
-    assert limits.business_day(moment) == datetime.date(2026, 12, 7)  # 00:30 in Lagos
+    assert business_day(moment) == datetime.date(2026, 12, 7)  # 00:30 in Lagos
     settings.BUSINESS_TIME_ZONE = "UTC"
-    assert limits.business_day(moment) == datetime.date(2026, 12, 6)
+    assert business_day(moment) == datetime.date(2026, 12, 6)
 
 
 # --- batches ------------------------------------------------------------------------------

@@ -18,11 +18,11 @@ from transfers import statements
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.services import deposit_create, transaction_reverse, transfer_create, withdrawal_create
 from transfers.tests.concurrency import api_client, post_transfer, run_concurrently, token_of
+from wallet_project.business_time import business_today, business_zone
 from wallets.models import Wallet, WalletKind
 
 pytestmark = pytest.mark.django_db
 
-LAGOS = statements.STATEMENT_TIME_ZONE
 D = Decimal
 
 
@@ -56,7 +56,7 @@ def stored(log: TransactionLog) -> tuple[Decimal | None, Decimal | None]:
 
 
 def today() -> str:
-    return timezone.localdate(timezone=LAGOS).isoformat()
+    return business_today().isoformat()
 
 
 def statement_of(api, wallet, first=None, last=None, **params):
@@ -212,7 +212,7 @@ def test_the_balance_without_at_is_the_wallets_balance_now(treasury_api, funded_
 
 def test_the_balance_at_an_offset_other_than_utc_names_the_same_instant(treasury_api, wallet_owner, funded_wallet):
     wallet, marks = instants_between(wallet_owner, funded_wallet)
-    lagos = marks[2].astimezone(LAGOS).isoformat()
+    lagos = marks[2].astimezone(business_zone()).isoformat()
     assert treasury_api.get(f"/api/wallets/{wallet.pk}/balance", {"at": lagos}).json()["data"]["balance"] == "70.00"
 
 
@@ -373,9 +373,7 @@ def test_a_statement_has_opening_movements_totals_and_closing(treasury_api, wall
 def test_statement_totals_equal_the_balance_difference(treasury_api, wallet_owner, funded_wallet):
     wallet, _ = instants_between(wallet_owner, funded_wallet)
     data = statement_of(treasury_api, wallet).json()["data"]
-    opening = statements.balance_before(
-        wallet_id=wallet.pk, before=statements.day_start(timezone.localdate(timezone=LAGOS))
-    )
+    opening = statements.balance_before(wallet_id=wallet.pk, before=statements.day_start(business_today()))
     closing = statements.balance_at(wallet=wallet, at=timezone.now())
     assert D(data["openingBalance"]) == opening
     assert D(data["closingBalance"]) == closing
@@ -406,6 +404,30 @@ def test_a_statement_across_a_lagos_midnight(treasury_api, wallet_owner, funded_
     assert (third["periodStart"], third["periodEnd"]) == ("2026-12-02T23:00:00Z", "2026-12-03T23:00:00Z")
     both = statement_of(treasury_api, wallet, "2026-12-03", "2026-12-04").json()["data"]
     assert [m["id"] for m in both["movements"]] == [str(late.pk), str(early.pk)]
+
+
+def test_a_statements_days_are_those_of_the_business_time_zone_setting(
+    settings, treasury_api, wallet_owner, funded_wallet
+):
+    settings.BUSINESS_TIME_ZONE = "America/New_York"  # UTC-5 in December
+    wallet = funded_wallet("0")
+    evening = deposit(wallet_owner, wallet, "10.00")
+    # 03:00 UTC on the 4th is 22:00 on the 3rd in New York (and 04:00 on the 4th in Lagos).
+    TransactionLog.objects.filter(pk=evening.pk).update(completed_at=dt.datetime(2026, 12, 4, 3, 0, tzinfo=dt.UTC))
+    data = statement_of(treasury_api, wallet, "2026-12-03", "2026-12-03").json()["data"]
+    assert data["timeZone"] == "America/New_York"
+    assert (data["periodStart"], data["periodEnd"]) == ("2026-12-03T05:00:00Z", "2026-12-04T05:00:00Z")
+    assert [m["id"] for m in data["movements"]] == [str(evening.pk)]
+    rows = list(
+        csv.DictReader(
+            io.StringIO(statement_of(treasury_api, wallet, "2026-12-03", "2026-12-03", format="csv").content.decode())
+        )
+    )
+    assert rows[1]["date"] == "2026-12-03T22:00:00-05:00"
+    tomorrow = (business_today() + dt.timedelta(days=1)).isoformat()
+    refused = statement_of(treasury_api, wallet, tomorrow, tomorrow)
+    assert refused.status_code == 400
+    assert refused.json()["errors"]["from"] == ["This day is still to come in America/New_York."]
 
 
 def test_a_reversed_movement_and_its_compensation_are_both_on_the_statement(treasury_api, wallet_owner, funded_wallet):

@@ -39,6 +39,7 @@ from wallet_client.models import (
     MoneyRequest,
     MovementResult,
     MovementResultEnvelope,
+    MovementResultError,
     PayoutRequest,
     TransactionDetailEnvelope,
     TransactionStatusEnum,
@@ -106,7 +107,8 @@ def main() -> None:
     assert again.parsed.data.id == first.parsed.data.id
     assert first.parsed.data.status is TransactionStatusEnum.COMPLETED
 
-    # A transfer the balance cannot cover: a 422 whose data is the FAILED transaction.
+    # A transfer the balance cannot cover: a 422 whose data is the FAILED transaction (the
+    # operation's MovementResultError: a hold's 422 is HoldError, its data the FAILED hold).
     failed = transfer_create.sync_detailed(
         client=client,
         body=TransferRequest(
@@ -114,7 +116,7 @@ def main() -> None:
         ),
     )
     seen("/api/transfer", "post", failed)
-    assert failed.status_code == 422 and isinstance(failed.parsed, Error), failed.content
+    assert failed.status_code == 422 and isinstance(failed.parsed, MovementResultError), failed.content
     assert failed.parsed.code is ErrorCode.INSUFFICIENT_BALANCE
     assert isinstance(failed.parsed.data, MovementResult)
     assert failed.parsed.data.status is TransactionStatusEnum.FAILED

@@ -46,8 +46,10 @@ MONEY_PATHS = ("/api/transfer", "/api/wallets/{id}/deposit", "/api/wallets/{id}/
 BATCH_PATH = "/api/transfers/batch"
 BALANCE_PATH = "/api/wallets/{id}/balance"
 STATEMENT_PATH = "/api/wallets/{id}/statement"
-# transfers/statements.py's, and STATEMENT_MAX_DAYS's default.
-LAGOS = zoneinfo.ZoneInfo("Africa/Lagos")
+# The server's business day (settings.BUSINESS_TIME_ZONE, from the same
+# environment: this runs in schemathesis's process, without Django), and
+# STATEMENT_MAX_DAYS's default.
+BUSINESS_ZONE = zoneinfo.ZoneInfo(os.environ.get("BUSINESS_TIME_ZONE", "Africa/Lagos"))
 STATEMENT_MAX_DAYS = 366
 # Holds (docs/api.md, "Holds"): keyed as money requests; a hold's wallets as
 # a transfer's; exactly one expiry, in the future; a set of at least one hold.
@@ -142,7 +144,7 @@ def _in_the_past(case) -> None:
     first, last = (_parsed(dt.date.fromisoformat, query.get(name)) for name in ("from", "to"))
     if first is None or last is None:
         return
-    first = min(first, dt.datetime.now(LAGOS).date())
+    first = min(first, dt.datetime.now(BUSINESS_ZONE).date())
     last = min(max(last, first), first + dt.timedelta(days=STATEMENT_MAX_DAYS - 1))
     query["from"], query["to"] = first.isoformat(), last.isoformat()
 

@@ -184,7 +184,9 @@ def test_money_endpoint_errors_are_the_error_envelope(path, schema):
 
     for status in [s for s in MONEY_STATUSES if int(s) >= 400]:
         content = responses[status]["content"]["application/json"]["schema"]
-        assert content == {"$ref": "#/components/schemas/Error"}, status
+        # A business rule's 422 carries the FAILED transaction.
+        component = "MovementResultError" if status == "422" else "Error"
+        assert content == {"$ref": f"#/components/schemas/{component}"}, status
         assert responses[status]["description"], status
 
 
@@ -282,19 +284,79 @@ def test_amount_pattern_accepts_exactly_the_strings_the_api_reads(text, schema):
 def test_error_component_is_the_typed_envelope(schema):
     error = schema["components"]["schemas"]["Error"]
 
-    assert set(error["properties"]) == {"success", "message", "code", "errors", "data"}
+    assert set(error["properties"]) == {"success", "message", "code", "errors"}
     assert set(error["required"]) == {"success", "message", "code"}
     assert error["properties"]["success"] == {"type": "boolean", "const": False}
     assert error["properties"]["code"] == {"$ref": "#/components/schemas/ErrorCode"}
     assert error["properties"]["errors"] == {"$ref": "#/components/schemas/FieldErrors"}
-    assert {option["$ref"].rsplit("/", 1)[-1] for option in error["properties"]["data"]["oneOf"]} == {
-        "MovementResult",
-        "BatchResult",
-        "ReusedPayouts",
-        "Hold",
-        "HoldSet",
-        "UnknownHolds",
-    }
+
+
+# The errors that carry `data`, with it: the Error, and `data` what that operation's errors hold.
+ERRORS_WITH_DATA = {
+    "MovementResultError": {"$ref": "#/components/schemas/MovementResult"},
+    "HoldError": {"$ref": "#/components/schemas/Hold"},
+    "HoldSetError": {"$ref": "#/components/schemas/HoldSet"},
+    "UnknownHoldsError": {"$ref": "#/components/schemas/UnknownHolds"},
+    "BatchError": {
+        "oneOf": [{"$ref": "#/components/schemas/BatchResult"}, {"$ref": "#/components/schemas/ReusedPayouts"}]
+    },
+}
+
+
+@pytest.mark.parametrize("name", ERRORS_WITH_DATA)
+def test_an_error_with_data_is_the_error_and_its_data(name, schema):
+    error, with_data = (schema["components"]["schemas"][n] for n in ("Error", name))
+
+    assert with_data["properties"] == {**error["properties"], "data": ERRORS_WITH_DATA[name]}
+    assert with_data["required"] == error["required"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "component"),
+    [
+        ("/api/transfer", "422", "MovementResultError"),
+        ("/api/wallets/{id}/deposit", "422", "MovementResultError"),
+        ("/api/wallets/{id}/withdraw", "422", "MovementResultError"),
+        # A FAILED hold's 422 carries the hold, not a transaction.
+        ("/api/holds", "422", "HoldError"),
+        ("/api/holds/{hold_id}/capture", "409", "HoldError"),
+        ("/api/holds/{hold_id}/void", "409", "HoldError"),
+        ("/api/holds/{hold_id}/extend", "409", "HoldError"),
+        ("/api/holds/{hold_id}/extend", "422", "HoldError"),
+        ("/api/holds/{hold_id}/capture", "422", "Error"),
+        ("/api/holds/{hold_id}/void", "422", "Error"),
+        ("/api/holds/capture", "404", "UnknownHoldsError"),
+        ("/api/holds/capture", "409", "HoldSetError"),
+        ("/api/holds/void", "404", "UnknownHoldsError"),
+        ("/api/holds/void", "409", "HoldSetError"),
+        ("/api/holds/capture", "422", "Error"),
+        ("/api/transfers/batch", "422", "BatchError"),
+        ("/api/holds", "404", "Error"),
+    ],
+)
+def test_each_operation_documents_the_data_its_errors_carry(path, status, component, schema):
+    content = schema["paths"][path]["post"]["responses"][status]["content"]["application/json"]["schema"]
+    assert content == {"$ref": f"#/components/schemas/{component}"}
+
+
+def test_a_failed_holds_422_and_a_failed_transfers_are_what_their_operations_document(
+    schema, treasury_api, funded_wallet
+):
+    source, destination = funded_wallet("10.00", owner=treasury_api.user), funded_wallet("0", owner=treasury_api.user)
+    movement = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "50.00"}
+    hold = treasury_api.post(
+        "/api/holds", {**movement, "expiresInSeconds": 600}, format="json", headers={"Idempotency-Key": "h-1"}
+    )
+    transfer = treasury_api.post("/api/transfer", movement, format="json", headers={"Idempotency-Key": "t-1"})
+
+    for path, answer in (("/api/holds", hold), ("/api/transfer", transfer)):
+        assert (answer.status_code, answer.json()["code"]) == (422, "insufficient_balance"), answer.json()
+        documented = schema["paths"][path]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+        errors = [e.message for e in validator(schema, documented).iter_errors(answer.json())]
+        assert errors == [], (path, errors)
+    # Each is its own shape: a hold's data is no transaction, a transfer's no hold.
+    assert list(validator(schema, {"$ref": "#/components/schemas/MovementResult"}).iter_errors(hold.json()["data"]))
+    assert list(validator(schema, {"$ref": "#/components/schemas/Hold"}).iter_errors(transfer.json()["data"]))
 
 
 def test_error_code_enum_is_the_registry(schema):
@@ -309,7 +371,8 @@ def test_every_error_response_of_every_operation_is_the_envelope(schema):
             for status, response in operation["responses"].items():
                 if int(status) >= 400:
                     content = response["content"]["application/json"]["schema"]
-                    assert content == {"$ref": "#/components/schemas/Error"}, (path, method, status)
+                    errors = ["Error", *ERRORS_WITH_DATA]
+                    assert content in [{"$ref": f"#/components/schemas/{name}"} for name in errors], (path, method)
 
 
 @pytest.mark.parametrize(("path", "method"), CONTRACT_OPERATIONS, ids=[f"{m}_{p}" for p, m in CONTRACT_OPERATIONS])
