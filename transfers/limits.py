@@ -2,7 +2,8 @@
 engine (transfers/engine.py, check_rules) under the row locks of the
 movement, against running totals the settle statement keeps.
 
-Order, the one a client is told of them in (docs/limits.md, "Order"):
+Order, the one a client is told of them in (docs/limits.md, "The order of
+the checks, and what a refusal says"):
 restrictions (post-no-debit on the payer, post-no-credit on the payee,
 422 wallet_restricted); the client's per-movement maximum
 (CLIENT_MAX_REQUEST_AMOUNT); the client's daily debits
