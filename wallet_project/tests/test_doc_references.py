@@ -86,6 +86,8 @@ def broken_in(where: str, text: str, *, doc_name: str | None = None) -> list[str
 def test_every_reference_to_a_section_of_the_guides_names_one_that_exists():
     broken = []
     for path in tracked_text_files():
+        if path == Path(__file__).resolve():
+            continue  # its examples lead nowhere on purpose
         try:
             text = path.read_text()
         except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
