@@ -15,6 +15,7 @@ from rest_framework.request import Request
 
 from transfers.idempotency import IDEMPOTENCY_HEADER, idempotency_key_of, key_from_header
 from transfers.movements import Found
+from wallet_project.views import ApiViewSet
 
 
 def read_money_request(request: Request, serializer_class: type[serializers.Serializer]) -> tuple[dict, str]:
@@ -47,7 +48,7 @@ def read_money_request(request: Request, serializer_class: type[serializers.Seri
 
 
 class MoneyRequest:
-    """A money request (transfer, deposit, withdrawal, batch) as its view
+    """A money request (transfer, deposit, withdrawal, batch, hold) as its view
     reads it: its idempotency key, read once, its body digest, and its
     validated body, read only when the answer needs it.
 
@@ -110,7 +111,7 @@ def _one(_) -> int:
 
 def admit(
     request: Request,
-    view,
+    view: ApiViewSet,
     serializer_class: type[serializers.Serializer],
     find: Callable[..., Found],
     *,
@@ -132,8 +133,9 @@ def admit(
       transfers), whatever its key names: a client sending bad requests in a
       loop meets its limit as anyone else;
     - under a key whose request is finished (a replay, answered unread or
-      read, and a reused key's 422): `replay_units(found)` or `units(fields)`
-      of the `replay` scope (replays), what the first request was charged;
+      read, and a reused key's 422): the `replay` scope (replays),
+      `replay_units(found)` units for one answered unread (what the first
+      request was charged), else `units(fields)`;
     - anything else (new work, or a key still PENDING): `units(fields)` of
       the `new` scope. A batch is one unit per payout, anything else one.
 
@@ -159,7 +161,7 @@ def admit(
 
 
 @contextmanager
-def _charged_if_malformed(request: Request, view) -> Iterator[None]:
+def _charged_if_malformed(request: Request, view: ApiViewSet) -> Iterator[None]:
     """A request refused as malformed is charged one unit of new work
     (admit's rule), then refused."""
     try:
