@@ -14,7 +14,7 @@ class ReconciliationConfig(AppConfig):
         register_state_source(reconciliation_state)
 
         # A statement names its last movement's link in the ledger chain
-        # (docs/api.md, "Statements"); transfers knows nothing of the chain.
+        # (docs/api.md, "a statement"); transfers knows nothing of the chain.
         from reconciliation.chain import statement_link
         from transfers.statements import register_chain_lookup
 

@@ -8,7 +8,7 @@ from rest_framework import status
 
 from transfers import holds
 from transfers.exceptions import BUSINESS_RULE_ERRORS
-from transfers.http import MoneyRequest
+from transfers.http import MoneyRequest, admit
 from transfers.models import HoldStatus
 from transfers.rendering import hold_json
 from transfers.serializers import (
@@ -20,7 +20,7 @@ from transfers.serializers import (
     HoldVoidSerializer,
     HoldVoidSetSerializer,
 )
-from transfers.views import IDEMPOTENCY_KEY_PARAMETER, MONEY_SCOPES, REPLAYED_HEADER, charged_if_malformed
+from transfers.views import IDEMPOTENCY_KEY_PARAMETER, MONEY_SCOPES, REPLAYED_HEADER
 from wallet_project.responses import ok
 from wallet_project.schema import envelope, error
 from wallet_project.throttling import READS, TRANSFERS
@@ -130,17 +130,12 @@ class HoldViewSet(ApiViewSet):
 
     @extend_schema(request=HoldRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=PLACE_RESPONSES)
     def create(self, request):
-        with charged_if_malformed(request, self):
-            money = MoneyRequest(request, HoldRequestSerializer)
-        client, key = request.user, money.key
-        found = holds.hold_find(client=client, idempotency_key=key)
-        self.charge(request, replay=found.finished)
-        if found.answers_unread(money.body_digest):
-            return hold_response(holds.HoldResult(found.row, replayed=True), client.pk)
-        with charged_if_malformed(request, self):
-            fields = money.fields()
+        entry = admit(request, self, HoldRequestSerializer, holds.hold_find)
+        client = request.user  # as the charge confirmed it
+        if entry.unread:
+            return hold_response(holds.HoldResult(entry.found.row, replayed=True), client.pk)
         result = holds.hold_place(
-            client=client, idempotency_key=key, body_digest=money.body_digest, found=found, **fields
+            client=client, idempotency_key=entry.key, body_digest=entry.body_digest, found=entry.found, **entry.fields
         )
         return hold_response(result, client.pk, created=status.HTTP_201_CREATED)
 

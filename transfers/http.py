@@ -1,13 +1,21 @@
-"""A money request as the API receives it: its idempotency key and its body,
-read by one reader for single movements and batches alike."""
+"""The door of every money request: its idempotency key and its body, read
+by one reader for single movements, batches and holds alike (MoneyRequest),
+and the one step that charges the rate limit and lets the request in
+(admit)."""
 
 import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.request import Request
 
 from transfers.idempotency import IDEMPOTENCY_HEADER, idempotency_key_of, key_from_header
+from transfers.movements import Found
+from wallet_project.views import ApiViewSet
 
 
 def read_money_request(request: Request, serializer_class: type[serializers.Serializer]) -> tuple[dict, str]:
@@ -40,7 +48,7 @@ def read_money_request(request: Request, serializer_class: type[serializers.Seri
 
 
 class MoneyRequest:
-    """A money request (transfer, deposit, withdrawal, batch) as its view
+    """A money request (transfer, deposit, withdrawal, batch, hold) as its view
     reads it: its idempotency key, read once, its body digest, and its
     validated body, read only when the answer needs it.
 
@@ -86,3 +94,83 @@ def _body_digest(request: Request) -> str:
         digest.update(part)
     digest.update(request.body)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A money request let in by `admit`, charged: its key, its body digest,
+    what the key already names (`found`), and either `unread` (a
+    byte-identical retry of a finished request: answer `found.row`) or the
+    validated body, but for its key (`fields`, for the service)."""
+
+    key: str
+    body_digest: str
+    found: Found
+    unread: bool
+    fields: dict
+
+
+def _one(_) -> int:
+    return 1
+
+
+def admit(
+    request: Request,
+    view: ApiViewSet,
+    serializer_class: type[serializers.Serializer],
+    find: Callable[..., Found],
+    *,
+    units: Callable[[dict], int] = _one,
+    replay_units: Callable[[Found], int] = _one,
+) -> Admitted:
+    """Let one money request in (a transfer, a deposit, a withdrawal, a batch,
+    a hold placed): read its key once (MoneyRequest), look the key up
+    (`find`: services.movement_find, services.batch_find, holds.hold_find),
+    validate its body unless a byte-identical retry of a finished request is
+    answered unread (Found.answers_unread), and charge it.
+
+    The charging rule, for every money request, written here only
+    (docs/api.md, "Rate limits"): a request is charged once, before anything
+    is locked or stored, so that a 429 leaves its key free:
+    - malformed (400: a key or a body that does not validate; a body that
+      does not parse, 400, or comes in a type the API does not read, 415):
+      one unit of new work (the action's ChargedOnLookup `new` scope,
+      transfers), whatever its key names: a client sending bad requests in a
+      loop meets its limit as anyone else;
+    - under a key whose request is finished (a replay, answered unread or
+      read, and a reused key's 422): the `replay` scope (replays),
+      `replay_units(found)` units for one answered unread (what the first
+      request was charged), else `units(fields)`;
+    - anything else (new work, or a key still PENDING): `units(fields)` of
+      the `new` scope. A batch is one unit per payout, anything else one.
+
+    `view` is the ApiViewSet whose action's throttle_scopes entry is
+    ChargedOnLookup: DRF let the request past its throttles uncharged, so
+    until the charge a client found in the authentication cache is
+    unconfirmed (wallets/authentication.py); reading the key and `find` only
+    read, and the charge's Redis round trip confirms the client.
+
+    Raises ValidationError, ParseError (400) or UnsupportedMediaType (415),
+    charged; Throttled (429) over the limit; AuthenticationFailed (401) or
+    PermissionDenied (403) if the confirmed client may not."""
+    with _charged_if_malformed(request, view):
+        money = MoneyRequest(request, serializer_class)
+    found = find(client=request.user, idempotency_key=money.key)
+    if found.answers_unread(money.body_digest):
+        view.charge(request, replay=True, units=replay_units(found))
+        return Admitted(money.key, money.body_digest, found, unread=True, fields={})
+    with _charged_if_malformed(request, view):
+        fields = money.fields()
+    view.charge(request, replay=found.finished, units=units(fields))
+    return Admitted(money.key, money.body_digest, found, unread=False, fields=fields)
+
+
+@contextmanager
+def _charged_if_malformed(request: Request, view: ApiViewSet) -> Iterator[None]:
+    """A request refused as malformed is charged one unit of new work
+    (admit's rule), then refused."""
+    try:
+        yield
+    except (ValidationError, ParseError, UnsupportedMediaType):
+        view.charge(request, replay=False)
+        raise

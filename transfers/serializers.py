@@ -696,7 +696,7 @@ class StatementMovementSerializer(serializers.Serializer):
 
 
 class StatementSerializer(serializers.Serializer):
-    """GET /api/wallets/{id}/statement as JSON (docs/api.md, "Statements")."""
+    """GET /api/wallets/{id}/statement as JSON (docs/api.md, "a statement")."""
 
     walletId = serializers.UUIDField()
     currency = serializers.CharField()

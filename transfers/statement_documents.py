@@ -1,5 +1,5 @@
 """A statement as the API gives it: JSON (statement_data, in the envelope),
-CSV and PDF (docs/api.md, "Statements and balances as of an instant").
+CSV and PDF (docs/api.md, "a statement").
 
 The CSV and PDF renderers take the JSON's `data`, so the three say the same
 thing. The PDF is drawn with fpdf2, imported only when a PDF is asked for

@@ -1,5 +1,5 @@
 """A wallet's balance as of any instant, and its statement over a period
-(docs/api.md, "Statements and balances as of an instant").
+(docs/api.md, "the balance at an instant" and "a statement").
 
 Every log that moved money carries its wallets' balances after it
 (source_balance_after, destination_balance_after), written by the engine in

@@ -3,7 +3,6 @@ with an input serializer to read it by, and renders the result; nothing here
 touches a balance."""
 
 from collections.abc import Callable
-from contextlib import contextmanager
 from functools import partial
 
 from django.conf import settings
@@ -12,14 +11,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from transfers import selectors, services, statements
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
-from transfers.http import MoneyRequest
+from transfers.http import admit
 from transfers.idempotency import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER
 from transfers.models import TransactionLog, TransactionStatus, TransferBatch
 from transfers.movements import BatchResult, MovementResult, Payout
@@ -80,47 +79,27 @@ MONEY_RESPONSES = {
 }
 
 
-# A money action's rate limit (wallet_project/throttling.py): a replay of a
-# finished key costs the service little, new work (and a malformed request) more.
+# A money action's rate limit (wallet_project/throttling.py), charged by
+# transfers.http.admit: a replay of a finished key costs the service little,
+# new work (and a malformed request) more.
 MONEY_SCOPES = ChargedOnLookup(new=TRANSFERS, replay=REPLAYS)
 
 
 def money_request(request, view, serializer_class, create: Callable[..., MovementResult]) -> Response:
-    """Answer a money-moving request: read its key once (transfers.http),
-    look it up, charge the rate limit (a finished transaction's key as a
-    replay), answer a byte-identical retry unread, else validate the body and
-    call `create` (services.transfer_create, deposit_create or
-    withdrawal_create, with the body's fields), and render the result.
-
-    DRF's throttle let this action in uncharged (ChargedOnLookup), so until
-    view.charge a client found in the authentication cache is unconfirmed
-    (wallets/authentication.py): reading the key and movement_find only read,
-    and the charge's Redis round trip confirms the client before anything is
-    locked or stored. BatchViewSet.create is the same sequence for a batch."""
-    with charged_if_malformed(request, view):
-        money = MoneyRequest(request, serializer_class)
-    client, key = request.user, money.key
-    found = services.movement_find(client=client, idempotency_key=key)
-    view.charge(request, replay=found.finished)
-    if found.answers_unread(money.body_digest):
-        return money_response(services.movement_replay(client=client, idempotency_key=key, found=found))
-    fields = money.fields()
+    """Answer a single movement request: let it in through the door
+    (transfers.http.admit: its key read once, looked up, its body validated,
+    charged by the one rule), answer a byte-identical retry unread, else call
+    `create` (services.transfer_create, deposit_create or withdrawal_create,
+    with the body's fields), and render the result."""
+    entry = admit(request, view, serializer_class, services.movement_find)
+    client = request.user  # as the charge confirmed it
+    if entry.unread:
+        return money_response(services.movement_replay(client=client, idempotency_key=entry.key, found=entry.found))
     return money_response(
-        create(client=client, idempotency_key=key, body_digest=money.body_digest, found=found, **fields)
+        create(
+            client=client, idempotency_key=entry.key, body_digest=entry.body_digest, found=entry.found, **entry.fields
+        )
     )
-
-
-@contextmanager
-def charged_if_malformed(request, view):
-    """A request refused as malformed is charged as new work, one unit: a
-    client sending bad requests in a loop meets its limit as anyone else.
-    Malformed: fields that do not validate (400), a body that does not parse
-    (400) or comes in a type the API does not read (415)."""
-    try:
-        yield
-    except (ValidationError, ParseError, UnsupportedMediaType):
-        view.charge(request, replay=False)
-        raise
 
 
 def money_response(result: MovementResult) -> Response:
@@ -336,26 +315,27 @@ class BatchViewSet(ApiViewSet):
         },
     )
     def create(self, request):
-        with charged_if_malformed(request, self):
-            money = MoneyRequest(request, BatchRequestSerializer)
-        client, key = request.user, money.key
-        found = services.batch_find(client=client, idempotency_key=key)
-        if found.answers_unread(money.body_digest):
-            # One unit per payout, as the first request was charged.
-            self.charge(request, replay=True, units=found.row.payout_count)
-            return batch_response(services.batch_replay(client=client, found=found))
-        with charged_if_malformed(request, self):
-            fields = money.fields()
-        # One charge for the whole batch, before anything is stored.
-        self.charge(request, replay=found.finished, units=len(fields["transfers"]))
+        # One unit per payout: of transfers, or of replays as the first request was charged.
+        entry = admit(
+            request,
+            self,
+            BatchRequestSerializer,
+            services.batch_find,
+            units=lambda fields: len(fields["transfers"]),
+            replay_units=lambda found: found.row.payout_count,
+        )
+        client = request.user  # as the charge confirmed it
+        if entry.unread:
+            return batch_response(services.batch_replay(client=client, found=entry.found))
+        fields = entry.fields
         result = services.batch_create(
             client=client,
-            idempotency_key=key,
+            idempotency_key=entry.key,
             source_wallet_id=fields["source_wallet_id"],
             atomic=fields["atomic"],
             payouts=tuple(Payout(**payout) for payout in fields["transfers"]),
-            body_digest=money.body_digest,
-            found=found,
+            body_digest=entry.body_digest,
+            found=entry.found,
         )
         return batch_response(result)
 

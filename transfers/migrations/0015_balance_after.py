@@ -1,7 +1,7 @@
 """Each movement's balances after it (transfers/engine.py writes them) and the
 two indexes a balance as of an instant and a statement read.
 
-Safe on a live ledger (docs/design.md, "Schema changes on a live ledger"):
+Safe on a live ledger (docs/operations.md, "Schema changes on a live ledger"):
 - the columns are nullable without a default: no table rewrite, only a
   moment's lock, and one that gives up after a second (lock_timeout) rather
   than queue every writer behind a long transaction; run it again then;

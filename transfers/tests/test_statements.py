@@ -1,5 +1,5 @@
 """Balances after each movement, balances as of an instant, statements
-(docs/api.md, "Statements and balances as of an instant"; transfers/statements.py)."""
+(docs/api.md, "the balance at an instant" and "a statement"; transfers/statements.py)."""
 
 import csv
 import datetime as dt

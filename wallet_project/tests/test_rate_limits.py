@@ -16,16 +16,18 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.urls import path
+from django_redis import get_redis_connection
 from rest_framework.response import Response
 
 from conftest import make_api_client
 from reconciliation.tests.faults import free_port
 from transfers.checks import check_a_full_batch_fits_the_transfers_rate
 from transfers.models import TransactionLog, TransferBatch
-from wallet_project.throttling import TRANSFERS, ChargedOnLookup, ClientRateThrottle, check_throttle_scopes
+from wallet_project.throttling import REPLAYS, TRANSFERS, ChargedOnLookup, ClientRateThrottle, check_throttle_scopes
 from wallet_project.views import ApiViewSet
 
 pytestmark = pytest.mark.django_db
@@ -431,6 +433,102 @@ def test_a_malformed_batch_is_charged_one_transfers_unit(rates, clock, treasury_
 
     assert answers == [400, 400]
     assert_throttled(batch(treasury_api, pool, [destination], "b1"))
+
+
+# --- each money request is charged once, by its kind (transfers.http.admit) -------------------
+
+
+def charged(api, clock: Clock) -> dict[str, int]:
+    """The units counted in this window for the client of `api`, per scope
+    of a money request, read from the throttle's Redis counters."""
+    redis = get_redis_connection("default")
+    window = int(clock.now // MINUTE)
+    ident = {"ident": api.user.pk}
+    return {
+        scope: int(
+            redis.get(f"{cache.make_key(ClientRateThrottle.cache_format % {'scope': scope, **ident})}:{window}") or 0
+        )
+        for scope in (TRANSFERS, REPLAYS)
+    }
+
+
+def money(endpoint: str, source, destination, key: str, amount: str) -> tuple[str, dict]:
+    """The path and body of a request to one money endpoint (a batch: three payouts)."""
+    pair = {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": amount}
+    return {
+        "transfer": ("/api/transfer", pair),
+        "deposit": (f"/api/wallets/{destination.pk}/deposit", {"amount": amount}),
+        "withdraw": (f"/api/wallets/{source.pk}/withdraw", {"amount": amount}),
+        "hold": ("/api/holds", {**pair, "expiresInSeconds": 600}),
+        "batch": (
+            "/api/transfers/batch",
+            {
+                "sourceWalletId": str(source.pk),
+                "atomic": False,
+                "transfers": [
+                    {"destinationWalletId": str(destination.pk), "amount": amount, "idempotencyKey": f"{key}-{i}"}
+                    for i in range(3)
+                ],
+            },
+        ),
+    }[endpoint]
+
+
+def charge_of(api, clock: Clock, path: str, body, key: str) -> tuple[int, dict[str, int]]:
+    """Send one request; its status and the units it was charged, per scope charged."""
+    before = charged(api, clock)
+    response = api.post(path, body, format="json", headers={"Idempotency-Key": key})
+    after = charged(api, clock)
+    return response.status_code, {
+        scope: after[scope] - before[scope] for scope in after if after[scope] != before[scope]
+    }
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "units"), [("transfer", 1), ("deposit", 1), ("withdraw", 1), ("batch", 3), ("hold", 1)]
+)
+def test_each_money_request_is_charged_once_by_its_kind(clock, treasury_api, funded_wallet, endpoint, units):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+
+    def send(key: str, amount: str = "1.00", header: str | None = None):
+        path, body = money(endpoint, source, destination, key, amount)
+        return charge_of(treasury_api, clock, path, body, header or key)
+
+    # New work: its units of transfers (a batch: one per payout).
+    assert send("k") == (201, {TRANSFERS: units})
+    # A byte-identical retry, answered unread, and the same request written otherwise: a replay's units.
+    assert send("k") == (200, {REPLAYS: units})
+    assert send("k", amount="1") == (200, {REPLAYS: units})
+    # The finished key for another request (422 idempotency_key_reused): a replay too.
+    assert send("k", amount="2.00") == (422, {REPLAYS: units})
+    # Malformed, under a free key, under the finished key, or under a key the header cannot hold:
+    # one unit of transfers, whatever the key names.
+    assert send("free", amount="1.234") == (400, {TRANSFERS: 1})
+    assert send("k", amount="1.234") == (400, {TRANSFERS: 1})
+    assert send("k", header="a, b") == (400, {TRANSFERS: 1})
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "bad"),
+    [
+        ("capture", {"amount": "1.00"}, {"amount": "1.234"}),
+        ("void", {}, {"surprise": 1}),
+        ("extend", {"expiresInSeconds": 1200}, {"expiresInSeconds": "soon"}),
+    ],
+)
+def test_each_end_of_a_hold_is_charged_one_transfers_unit_before_its_view_runs(
+    clock, treasury_api, funded_wallet, action, body, bad
+):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    path, hold = money("hold", source, destination, "h", "5.00")
+    placed = treasury_api.post(path, hold, format="json", headers={"Idempotency-Key": "h"})
+    assert placed.status_code == 201, placed.json()
+    hold_id = placed.json()["data"]["id"]
+    end = f"/api/holds/{hold_id}/{action}"
+
+    assert charge_of(treasury_api, clock, end, bad, "bad") == (400, {TRANSFERS: 1})
+    assert charge_of(treasury_api, clock, end, body, "e") == (200, {TRANSFERS: 1})
+    assert charge_of(treasury_api, clock, end, body, "e") == (200, {TRANSFERS: 1})
 
 
 def test_a_request_of_several_units_waits_until_all_of_them_fit(rates, clock):

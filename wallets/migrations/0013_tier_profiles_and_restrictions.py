@@ -2,8 +2,8 @@
 history, each wallet's tier and restrictions, clients' default tiers, and
 the wallet.tier_changed event.
 
-Safe on a live ledger (docs/design.md, "Schema changes"), so not one atomic
-migration: each statement commits on its own.
+Safe on a live ledger (docs/operations.md, "Schema changes on a live
+ledger"), so not one atomic migration: each statement commits on its own.
 
 - New tables; the seeded NGN profiles: the Central Bank of Nigeria's
   levels (circular BPS/DIR/GEN/CIR/04/007 of 7 Sep 2017 for the daily and

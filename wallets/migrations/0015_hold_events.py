@@ -1,7 +1,7 @@
 """The hold events (docs/api.md, "Holds"): hold.created, hold.captured,
 hold.voided, hold.expired, hold.extended join the known event types.
 
-On a live ledger (docs/design.md, "Schema changes on a live ledger"): the
+On a live ledger (docs/operations.md, "Schema changes on a live ledger"): the
 CHECK is replaced NOT VALID (a catalogue change, no scan under the table's
 lock), then validated in its own transaction, which scans the events while
 they are still written. A process of the previous release writes only the

@@ -1,6 +1,6 @@
 """wallet.held: what the wallet's OPEN holds reserve (docs/api.md, "Holds").
 
-On a live ledger (docs/design.md, "Schema changes on a live ledger"): a
+On a live ledger (docs/operations.md, "Schema changes on a live ledger"): a
 column with a constant default, which PostgreSQL keeps in the catalogue (no
 row rewritten), and a process of the previous release, which never names
 it, inserts 0. The CHECK 0 <= held <= balance (held 0 on a system wallet,
