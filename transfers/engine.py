@@ -65,7 +65,7 @@ from transfers.models import (
 )
 from transfers.movements import canonical_fingerprint
 from transfers.rendering import hold_json, transaction_json_sql
-from wallet_project.db import fetch, in_model_order, run
+from wallet_project.db import fetch, from_row, in_model_order, run
 from wallet_project.fields import timestamp_text
 from wallets.events import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
 from wallets.models import SYSTEM_KINDS, EventType, Wallet, WalletKind
@@ -589,7 +589,8 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
         if batch.status != BatchStatus.PENDING:
             return False
         payouts = [
-            TransactionLog.from_db(connection.alias, PAYOUT_FIELDS, row) for row in _fetch(_PENDING_PAYOUTS, [batch_id])
+            from_row(TransactionLog, connection.alias, PAYOUT_FIELDS, row)
+            for row in _fetch(_PENDING_PAYOUTS, [batch_id])
         ]
         day = limits.business_day(timezone.now())
         wallets = locks.lock_wallets(batch.source_wallet_id, *(log.destination_wallet_id for log in payouts), day=day)

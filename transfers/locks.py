@@ -28,7 +28,7 @@ from redis.exceptions import LockError
 from transfers import limits
 from transfers.exceptions import IdempotencyKeyInUse
 from transfers.models import ClientDailyDebit, ClientExposure, Hold, TransactionLog, TransferBatch
-from wallet_project.db import in_model_order, statement_cursor
+from wallet_project.db import from_row, in_model_order, statement_cursor
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
 from wallets.models import TIER_CAPS, Wallet, WalletKind
@@ -131,7 +131,7 @@ def _select_for_update(model, fields, where: str, *, skip_locked: bool = False, 
 def _locked_rows(model, fields: list[str], sql: str, params) -> list:
     cursor = statement_cursor(connection)
     cursor.execute(sql, params)
-    return [model.from_db(connection.alias, fields, row) for row in cursor.fetchall()]
+    return [from_row(model, connection.alias, fields, row) for row in cursor.fetchall()]
 
 
 class RowLock:
@@ -198,7 +198,7 @@ def lock_wallets(*wallet_ids: uuid.UUID, day: datetime.date) -> dict[uuid.UUID, 
     stale_totals: list[Wallet] = []
     width = len(_WALLET_FIELDS)
     for row in cursor.fetchall():
-        wallet = Wallet.from_db(connection.alias, _WALLET_FIELDS, row[:width])
+        wallet = from_row(Wallet, connection.alias, _WALLET_FIELDS, row[:width])
         wallets[wallet.pk] = wallet
         if wallet.kind != WalletKind.CUSTOMER:
             continue
@@ -251,7 +251,7 @@ def lock_exposure(client_id: int, currency: str) -> ClientExposure:
         cursor.execute(_FIRST_EXPOSURE, [client_id, currency])
         cursor.execute(_LOCK_EXPOSURE, [client_id, currency])
         row = cursor.fetchone()
-    return ClientExposure.from_db(connection.alias, _EXPOSURE_FIELDS, row)
+    return from_row(ClientExposure, connection.alias, _EXPOSURE_FIELDS, row)
 
 
 _CLIENT_DEBITS_FIELDS = in_model_order(ClientDailyDebit, ["id", "client_id", "currency", "day", "amount"])
@@ -279,7 +279,7 @@ def lock_client_debits(client_id: int, currency: str, day: datetime.date) -> Cli
         cursor.execute(_FIRST_CLIENT_DEBITS, params)
         cursor.execute(_LOCK_CLIENT_DEBITS, params)
         row = cursor.fetchone()
-    return ClientDailyDebit.from_db(connection.alias, _CLIENT_DEBITS_FIELDS, row)
+    return from_row(ClientDailyDebit, connection.alias, _CLIENT_DEBITS_FIELDS, row)
 
 
 # --- batches: the batch row, then the source and every destination at once ----------
