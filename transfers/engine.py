@@ -503,13 +503,13 @@ def settle_log(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[Transac
 def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLog | None, bool]:
     with transaction.atomic(durable=True):
         locking_started = time.perf_counter()
-        log = locks.lock_log(log_id, skip_locked=skip_locked)
+        day = limits.business_day(timezone.now())
+        # Its wallets only while it is PENDING and no batch's.
+        log, wallets = locks.lock_log_and_wallets(log_id, day=day, skip_locked=skip_locked)
         if log is None:
             return None, False
         if log.status != TransactionStatus.PENDING or log.batch_id is not None:
             return log, False
-        day = limits.business_day(timezone.now())
-        wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id, day=day)
         lock_wait = time.perf_counter() - locking_started
         posting = decide([log], wallets, day=day)
         apply(posting, timezone.now())
