@@ -66,7 +66,7 @@ from transfers.models import (
 from transfers.movements import canonical_fingerprint
 from transfers.rendering import hold_json, transaction_json_sql
 from wallet_project.db import fetch, from_row, in_model_order, run
-from wallet_project.fields import timestamp_text
+from wallet_project.serializers import timestamp_text
 from wallets.events import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
 from wallets.models import SYSTEM_KINDS, EventType, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT

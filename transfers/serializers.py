@@ -9,14 +9,20 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from transfers.idempotency import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
+from transfers.http import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
 from transfers.models import BatchStatus, HoldStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Expiry
 from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES
 from transfers.selectors import shows_request_details
 from transfers.statements import STATEMENT_TIME_ZONE
-from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
-from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
+from wallet_project.serializers import (
+    LeanSerializer,
+    RefusesUnknownFields,
+    StrictBooleanField,
+    StrictCharField,
+    StrictUUIDField,
+    timestamp_text,
+)
 from wallets.models import WalletKind
 from wallets.money import AmountField
 
@@ -108,7 +114,7 @@ class MetadataField(serializers.JSONField):
 class IdempotencyKeyField(StrictCharField):
     """The body's idempotency key, as text, optional: what it may be, and
     which key a request has when the Idempotency-Key header names one too, is
-    decided by transfers.http.read_money_request (transfers.idempotency), one
+    decided by transfers.http.read_money_request (its key rules beside it), one
     reader for every money request."""
 
     def __init__(self, **kwargs):

@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework.renderers import BaseRenderer
 
 from transfers.statements import STATEMENT_TIME_ZONE, Statement
-from wallet_project.fields import timestamp_text
+from wallet_project.serializers import timestamp_text
 
 TIME_ZONE_NAME = "Africa/Lagos"
 

@@ -19,8 +19,7 @@ from rest_framework.response import Response
 from transfers import selectors, services, statements
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
-from transfers.http import MoneyRequest
-from transfers.idempotency import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER
+from transfers.http import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER, MoneyRequest
 from transfers.models import TransactionLog, TransactionStatus, TransferBatch
 from transfers.movements import BatchResult, MovementResult, Payout
 from transfers.serializers import (

@@ -25,7 +25,7 @@ contract accepts.
 - In positive mode, what the schema cannot bound is brought within the
   reader's bounds: metadata's stored size (TRANSFER_METADATA_MAX_BYTES), its
   numbers' digits, and the Unicode code points not assigned yet that a body
-  key may not hold (transfers/idempotency.py, BODY_KEY_PATTERN).
+  key may not hold (transfers/http.py, BODY_KEY_PATTERN).
 """
 
 import datetime as dt
