@@ -21,12 +21,13 @@ def from_row(model, alias: str, names, row):
     other fields deferred. What Model.from_db(alias, names, row) returns,
     built directly: from_db spreads the row over every concrete field (a
     placeholder for each one not read), and Model.__init__ walks them all
-    again and sends pre_init and post_init. That was about 140 us of CPU for
-    a log row, and a transfer builds five instances (the log twice, its two
-    wallets, the client): its measured gain is in bench/HISTORY.md
-    ("2026-12-06 09:00"). Falls back to from_db for a model whose fields
-    Model.__init__ would set through a descriptor of their own, and while
-    anything listens to pre_init or post_init."""
+    again and sends pre_init and post_init, about 140 us of CPU for a log
+    row. A transfer builds five instances (its log twice, its two wallets,
+    the client's user): this took 8 % of a transfer's instructions and 2 %
+    of a replay's (bench/HISTORY.md, "2026-12-06 09:30"). Falls back to
+    from_db for a model whose fields Model.__init__ would set through a
+    descriptor of their own, and while anything listens to pre_init or
+    post_init."""
     if pre_init.receivers or post_init.receivers or not _sets_plainly(model):
         return model.from_db(alias, names, row)
     instance = model.__new__(model)
@@ -56,11 +57,11 @@ def statement_cursor(connection):
     On this project's backend (wallet_project/db/base.py) one psycopg cursor
     reused for the connection's lifetime; on any other (Django's stock
     PostgreSQL backend) a new cursor(), which works the same, slower: with
-    the new cursor() every time, a transfer cost 3.7 % more instructions
-    (5.78M -> 6.00M) and a replay 4.3 % more (2.85M -> 2.97M; callgrind,
-    2026-12-06, bench/HISTORY.md), above the 2 % a fast path must earn to
-    stay. transfers/tests/test_stock_backend.py runs the money path on the
-    stock backend.
+    a new cursor() every time, a transfer cost 2.9 % more instructions
+    (5.83M -> 6.00M) and a replay 3.9 % more (2.86M -> 2.97M; callgrind,
+    bench/HISTORY.md, "2026-12-06 09:30"), above the 2 % a fast path must
+    earn to stay. transfers/tests/test_stock_backend.py runs the money path
+    on the stock backend.
     """
     reused = getattr(connection, "statement_cursor", None)
     return reused() if reused is not None else connection.cursor()
