@@ -79,7 +79,7 @@ PHASES = [
     (r"^.*resolve_wallets$", "transfers/services", "service: resolve wallets (1 query)"),
     (r"^_record_pending$", "transfers/services", "service: PENDING log (BEGIN, INSERT, COMMIT)"),
     (r"^transaction_settle$", "transfers/services", "settle: other (BEGIN/COMMIT, atomic)"),
-    (r"^lock_log$", "transfers/locks", "settle: lock log row"),
+    (r"^lock_log_and_wallets$", "transfers/locks", "settle: lock the log row, then the wallets"),
     (r"^lock_wallets$", "transfers/locks", "settle: lock wallets"),
     (r"^_move_money$", "transfers/services", "settle: UPDATE wallets"),
     (r"^Model\.save$", "django/db/models", None),  # labelled by its caller below

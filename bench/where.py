@@ -8,7 +8,8 @@ its wallets; BENCH_DB names it), in this process, through the production
 WSGI application (bench/roundtrips.py's driver):
 
 1. the project modules with a frame on the stack during one first-time
-   transfer (after warm-up), as issue 27's review counted them;
+   transfer (after warm-up), as issue 27's review counted them: the
+   service's, not this driver's own (bench/);
 2. a cProfile of N transfers and of their N replays: own time grouped by
    layer (each project module by name, each library by package), and the
    functions with the most own time. cProfile charges its own overhead to
@@ -42,6 +43,7 @@ from wallets.api_keys import api_key_issue, api_key_revoke  # noqa: E402
 WALLETS = 20
 ROOT_TEXT = str(ROOT) + os.sep
 VENV_TEXT = str(ROOT / ".venv")
+BENCH_TEXT = str(ROOT / "bench") + os.sep
 
 
 def layer(filename: str) -> str:
@@ -69,7 +71,7 @@ def modules_of_one_transfer(auth: dict, key: str) -> list[str]:
     def profile(frame, event, arg):
         if event == "call":
             name = frame.f_code.co_filename
-            if name.startswith(ROOT_TEXT) and ".venv" not in name:
+            if name.startswith(ROOT_TEXT) and ".venv" not in name and not name.startswith(BENCH_TEXT):
                 seen.add(name[len(ROOT_TEXT) :])
 
     sys.setprofile(profile)

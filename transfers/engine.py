@@ -68,8 +68,8 @@ from transfers.models import (
 from transfers.movements import canonical_fingerprint
 from transfers.rendering import hold_json, transaction_json_sql
 from wallet_project.business_time import business_day
-from wallet_project.db import fetch, in_model_order, run
-from wallet_project.fields import timestamp_text
+from wallet_project.db import fetch, from_row, in_model_order, run
+from wallet_project.serializers import timestamp_text
 from wallets.events import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
 from wallets.models import SYSTEM_KINDS, EventType, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
@@ -507,13 +507,13 @@ def settle_log(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[Transac
 def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLog | None, bool]:
     with transaction.atomic(durable=True):
         locking_started = time.perf_counter()
-        log = locks.lock_log(log_id, skip_locked=skip_locked)
+        day = business_day(timezone.now())
+        # Its wallets only while it is PENDING and no batch's.
+        log, wallets = locks.lock_log_and_wallets(log_id, day=day, skip_locked=skip_locked)
         if log is None:
             return None, False
         if log.status != TransactionStatus.PENDING or log.batch_id is not None:
             return log, False
-        day = business_day(timezone.now())
-        wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id, day=day)
         lock_wait = time.perf_counter() - locking_started
         posting = decide([log], wallets, day=day)
         apply(posting, timezone.now())
@@ -593,7 +593,8 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
         if batch.status != BatchStatus.PENDING:
             return False
         payouts = [
-            TransactionLog.from_db(connection.alias, PAYOUT_FIELDS, row) for row in _fetch(_PENDING_PAYOUTS, [batch_id])
+            from_row(TransactionLog, connection.alias, PAYOUT_FIELDS, row)
+            for row in _fetch(_PENDING_PAYOUTS, [batch_id])
         ]
         day = business_day(timezone.now())
         wallets = locks.lock_wallets(batch.source_wallet_id, *(log.destination_wallet_id for log in payouts), day=day)

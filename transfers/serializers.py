@@ -15,8 +15,14 @@ from transfers.movements import Expiry
 from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES
 from transfers.selectors import shows_request_details
 from wallet_project.business_time import business_today
-from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField, timestamp_text
-from wallet_project.serializers import LeanSerializer, RefusesUnknownFields
+from wallet_project.serializers import (
+    LeanSerializer,
+    RefusesUnknownFields,
+    StrictBooleanField,
+    StrictCharField,
+    StrictUUIDField,
+    timestamp_text,
+)
 from wallets.models import WalletKind
 from wallets.money import AmountField
 
@@ -108,7 +114,7 @@ class MetadataField(serializers.JSONField):
 class IdempotencyKeyField(StrictCharField):
     """The body's idempotency key, as text, optional: what it may be, and
     which key a request has when the Idempotency-Key header names one too, is
-    decided by transfers.http.read_money_request (transfers.idempotency), one
+    decided by transfers.http.read_money_request (by the key rules of transfers.idempotency), one
     reader for every money request."""
 
     def __init__(self, **kwargs):

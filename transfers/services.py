@@ -66,7 +66,7 @@ from transfers.movements import (
     PayoutOutcome,
     canonical_fingerprint,
 )
-from wallet_project.db import fetch, in_model_order
+from wallet_project.db import fetch, from_row, in_model_order
 from wallets.exceptions import WalletNotFound
 from wallets.models import Wallet, WalletKind
 from wallets.selectors import owned_wallets
@@ -405,7 +405,7 @@ RETURNING id
 
 def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
     rows = fetch(connection, _FIND_LOG, [client.pk, idempotency_key])
-    return TransactionLog.from_db(connection.alias, _REPLAY_COLUMNS, rows[0]) if rows else None
+    return from_row(TransactionLog, connection.alias, _REPLAY_COLUMNS, rows[0]) if rows else None
 
 
 def _ensure_same_movement(log: TransactionLog, fingerprint: str) -> None:
@@ -473,7 +473,7 @@ def _record_pending(
     insert = _INSERT_PENDING.format(wallets=_WALLETS_OF[movement.type])
     for attempt in (1, 2):
         if fetch(connection, insert, params):
-            return TransactionLog.from_db(connection.alias, ["id", "status"], [params["id"], "PENDING"]), True
+            return from_row(TransactionLog, connection.alias, ["id", "status"], [params["id"], "PENDING"]), True
         winner = _find_log(client, idempotency_key)
         if winner is not None:
             return winner, False
@@ -710,7 +710,7 @@ def _batch_protocol(
 
 def _find_batch(client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
     rows = fetch(connection, _FIND_BATCH, [client.pk, idempotency_key])
-    return TransferBatch.from_db(connection.alias, _FOUND_BATCH_FIELDS, rows[0]) if rows else None
+    return from_row(TransferBatch, connection.alias, _FOUND_BATCH_FIELDS, rows[0]) if rows else None
 
 
 def _record_pending_batch(request: BatchRequest, fingerprint: str, body_digest: str) -> tuple[TransferBatch, bool]:
@@ -766,7 +766,7 @@ def _record_pending_batch(request: BatchRequest, fingerprint: str, body_digest: 
         if inserted and recorded:
             _record_pending_payouts(batch_id, request, recorded)
     if inserted:
-        return TransferBatch.from_db(connection.alias, ["id", "status"], [batch_id, BatchStatus.PENDING]), True
+        return from_row(TransferBatch, connection.alias, ["id", "status"], [batch_id, BatchStatus.PENDING]), True
     winner = _find_batch(client, request.idempotency_key)
     if winner is None:
         raise WalletNotFound("Source wallet not found.")

@@ -7,8 +7,8 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from wallet_project.fields import timestamp_text
 from wallet_project.redis_health import redis_up
+from wallet_project.serializers import timestamp_text
 
 logger = logging.getLogger(__name__)
 

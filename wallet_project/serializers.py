@@ -1,4 +1,8 @@
-"""A cheaper base for the serializers every money request runs."""
+"""The serializer base and fields the apps' serializers share: a cheaper base
+for the serializers every money request runs, strict fields, and the one
+rendering of a timestamp."""
+
+from datetime import datetime
 
 from rest_framework import serializers
 
@@ -46,3 +50,46 @@ class RefusesUnknownFields:
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+_TIMESTAMP = serializers.DateTimeField()
+
+
+def timestamp_text(value: datetime | None) -> str | None:
+    """A timestamp as every answer and event shows it: ISO 8601 in UTC with a
+    `Z` ("2026-11-30T05:46:47.123456Z"), DRF's DateTimeField rendering, so
+    that a hand-written serializer says what the generated ones say. None
+    stays None."""
+    return None if value is None else _TIMESTAMP.to_representation(value)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID given as a string. DRF's UUIDField also reads an integer (and so
+    `true`) as UUID(int=n), which would open a wallet for user 00...01."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """Text given as a JSON string. DRF's CharField also reads a number as its
+    text: `"idempotencyKey": 123` would be the key "123", the same key as the
+    string, and a currency of 840 would be looked up as "840". A number where
+    text is asked for is a client's bug, answered 400."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, nothing else: DRF's BooleanField also reads "yes", 1 and
+    "off", and a payout mode is no place to guess."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data

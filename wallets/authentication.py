@@ -55,7 +55,7 @@ from django_redis import get_redis_connection
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
-from wallet_project.db import in_model_order
+from wallet_project.db import from_row, in_model_order
 from wallet_project.redis_health import REDIS_ERRORS
 from wallet_project.throttling import UNREAD, charge_failed_authentication
 from wallets.models import ApiKey
@@ -341,7 +341,7 @@ class ApiKeyAuthentication(TokenAuthentication):
             )
         # A user with only these fields loaded (the others deferred, so a
         # save() could never blank them).
-        user = User.from_db(connection.alias, USER_FIELDS, client.user_row)
+        user = from_row(User, connection.alias, USER_FIELDS, client.user_row)
         if staff_refusal(user):
             raise exceptions.AuthenticationFailed(
                 _(

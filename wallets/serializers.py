@@ -5,8 +5,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from wallet_project.fields import StrictBooleanField, StrictCharField, StrictUUIDField
-from wallet_project.serializers import RefusesUnknownFields
+from wallet_project.serializers import RefusesUnknownFields, StrictBooleanField, StrictCharField, StrictUUIDField
 from wallets import selectors, webhook_addresses
 from wallets.events import EventCursor, current_horizon
 from wallets.models import UNRESTRICTED, EventType, TierProfile, Wallet, WebhookEndpoint

@@ -48,7 +48,7 @@ STAGES = {
     "after_pending_log": (services, "_record_pending", "after"),
     # Inside the settle transaction: the log and both wallet rows are locked,
     # nothing is committed.
-    "inside_settle": (locks, "lock_wallets", "after"),
+    "inside_settle": (locks, "lock_log_and_wallets", "after"),
     # The money moved and COMPLETED is committed; the response is not sent yet.
     "after_settle_commit": (services, "transaction_settle", "after"),
     # The same stages of a batch of payouts (transfers.services, "batch disbursements").

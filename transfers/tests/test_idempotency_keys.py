@@ -1,4 +1,4 @@
-"""One key is one key (transfers/idempotency.py): however a client writes it,
+"""One key is one key (transfers/http.py): however a client writes it,
 in the header, as a structured-field string or in the body, a given key moves
 money at most once; what is not one key is a 400 that stores nothing; and
 every key that can be stored is found again by its own route."""

@@ -15,14 +15,13 @@ pytestmark = pytest.mark.django_db
 
 # A transfer: the API key (with the client and its permissions), the idempotency lookup, the PENDING
 # INSERT (wallets resolved inside it), then the settle transaction: BEGIN, lock
-# the log, lock both wallets, move both legs and mark COMPLETED in one
-# statement, COMMIT. The wallets' lock reads their tiers and daily totals in
-# the same statement (transfers/locks.py): a wallet without a tier, as here,
-# costs no more.
+# the log and then both wallets in one statement, move both legs and mark
+# COMPLETED in one statement, COMMIT. The wallets' lock reads their tiers and
+# daily totals in the same statement (transfers/locks.py): a wallet without a
+# tier, as here, costs no more.
 TRANSFER_STATEMENTS = ["FROM api_keys", "FROM transaction_logs", "INSERT INTO transaction_logs"] + [
     "BEGIN",
     'FOR NO KEY UPDATE OF "transaction_logs"',
-    "FOR NO KEY UPDATE OF w",
     "WITH legs AS",
     "COMMIT",
 ]
@@ -68,7 +67,7 @@ def transfer(api, source, destination, key="pinned"):
 # transaction=True: outside a test's transaction, BEGIN and COMMIT are real
 # (inside one they would be savepoints).
 @pytest.mark.django_db(transaction=True)
-def test_one_transfer_costs_eight_statements_and_two_redis_round_trips(treasury_api, funded_wallet):
+def test_one_transfer_costs_seven_statements_and_two_redis_round_trips(treasury_api, funded_wallet):
     source, destination = funded_wallet("10.00"), funded_wallet("0")
     # Once per Redis server, redis-py loads a script it has not seen: not
     # part of what a transfer costs.
@@ -81,6 +80,8 @@ def test_one_transfer_costs_eight_statements_and_two_redis_round_trips(treasury_
     assert len(queries) == len(TRANSFER_STATEMENTS), [q["sql"][:80] for q in queries]
     for query, expected in zip(queries, TRANSFER_STATEMENTS, strict=True):
         assert expected in query["sql"], (expected, query["sql"][:200])
+    # The log's lock statement takes its wallets' locks too.
+    assert "FOR NO KEY UPDATE OF w" in queries[4]["sql"]
     assert [commands(trip) for trip in redis_trips] == TRANSFER_REDIS_COMMANDS
 
 
