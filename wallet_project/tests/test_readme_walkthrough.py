@@ -30,10 +30,10 @@ import pytest
 import redis
 from django.conf import settings
 
+from events.models import Event
 from reconciliation.tests.faults import free_port
 from reconciliation.tests.test_webhook_isolation_e2e import started
 from wallet_project.tests.test_observability_e2e import START_TIMEOUT, running_web, service_env, wait_for
-from wallets.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
