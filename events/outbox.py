@@ -56,7 +56,9 @@ _SEALED_LENGTH = 43  # base64url of a 16-byte tag and a 16-byte block, unpadded
 def _cipher(secret_key: str) -> AESSIV:
     """AES-SIV (RFC 5297) under a 512-bit key derived from SECRET_KEY:
     deterministic authenticated encryption, so one position always reads the
-    same to its client (a poll with nothing new returns the cursor it sent)."""
+    same to its client (a poll with nothing new returns the cursor it sent).
+    The salt names where this module was born: changing it would void every
+    cursor a client holds."""
     key = salted_hmac("wallets.events.EventCursor", "", secret=secret_key, algorithm="sha512").digest()
     return AESSIV(key)
 
