@@ -459,7 +459,7 @@ def test_support_sees_wallets_transaction_logs_batches_holds_and_webhooks_in_the
     models = {(app["app_label"], model["object_name"]) for app in index.context["app_list"] for model in app["models"]}
     assert models == {
         ("wallets", "Wallet"), ("transfers", "TransactionLog"), ("transfers", "TransferBatch"), ("transfers", "Hold"),
-        ("wallets", "Event"), ("wallets", "WebhookEndpoint"), ("wallets", "WebhookDelivery"),
+        ("events", "Event"), ("events", "WebhookEndpoint"), ("events", "WebhookDelivery"),
         ("corrections", "Correction"), ("corrections", "CorrectionAudit"),
         ("wallets", "TierProfile"), ("wallets", "WalletLimitChange"),
     }  # fmt: skip
