@@ -16,12 +16,12 @@ from django.contrib.auth.models import Group, Permission
 from django.db import connections
 from rest_framework.test import APIClient
 
+from clients.api_keys import api_key_issue
 from reconciliation.tests import faults
 from transfers.tests.factories import ApiUserFactory
 from wallet_project.db.routers import REPLICA
 from wallet_project.db.routers import health as replica_health
 from wallet_project.tests.clusters import Address, PgBouncer, Replica
-from wallets.api_keys import api_key_issue
 from wallets.tests.factories import WalletFactory
 
 
@@ -73,6 +73,17 @@ for _group, _permissions in _corrections.GRANTS.items():
 # Tier limits: what clients, Support and Finance gained.
 for _group, _permissions in importlib.import_module("transfers.migrations.0014_daily_totals").GRANTS.items():
     MIGRATED_GROUPS[_group] = [*MIGRATED_GROUPS[_group], *_permissions]
+
+
+# The data migrations above name each permission by the app its model was in
+# then; wallets' 0017 moved API keys, events and webhooks (and their
+# permissions) to apps of their own.
+_MOVED = importlib.import_module("wallets.migrations.0017_keys_and_events_move_to_their_apps").MOVED
+for _group, _permissions in MIGRATED_GROUPS.items():
+    MIGRATED_GROUPS[_group] = [
+        (_MOVED.get(codename.split("_", 1)[1], app) if app == "wallets" else app, codename)
+        for app, codename in _permissions
+    ]
 
 
 def ensure_migrated_groups() -> None:
@@ -140,7 +151,7 @@ def fast_webhooks(settings):
 @pytest.fixture
 def receiver():
     """A webhook receiver on loopback that verifies every request (wallets/tests/receiver.py)."""
-    from wallets.tests.receiver import Receiver
+    from events.tests.receiver import Receiver
 
     receiver = Receiver()
     yield receiver

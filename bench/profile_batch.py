@@ -38,7 +38,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from harness import CLIENT_NAME, wallet_id  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from wallets.api_keys import api_key_issue, api_key_revoke  # noqa: E402
+from clients.api_keys import api_key_issue, api_key_revoke  # noqa: E402
 
 
 def body(size: int, rng: random.Random) -> tuple[str, str]:

@@ -45,8 +45,8 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from harness import CLIENT_NAME, wallet_id  # noqa: E402
 from psycopg import pq  # noqa: E402
 
+from clients.api_keys import api_key_issue, api_key_revoke  # noqa: E402
 from wallet_project.wsgi import application  # noqa: E402
-from wallets.api_keys import api_key_issue, api_key_revoke  # noqa: E402
 
 # --- Redis: count what goes over the wire ------------------------------------------------
 

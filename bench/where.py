@@ -38,7 +38,7 @@ os.environ.update(harness.service_env())
 import roundtrips  # noqa: E402  (sets Django up)
 from django.contrib.auth import get_user_model  # noqa: E402
 
-from wallets.api_keys import api_key_issue, api_key_revoke  # noqa: E402
+from clients.api_keys import api_key_issue, api_key_revoke  # noqa: E402
 
 WALLETS = 20
 ROOT_TEXT = str(ROOT) + os.sep

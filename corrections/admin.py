@@ -35,7 +35,7 @@ from corrections.exceptions import CorrectionRefused
 from corrections.models import Correction, CorrectionAudit, CorrectionKind, CorrectionStatus
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.services import AdjustmentDirection
-from wallets.admin import ReadOnlyAdminMixin, parse_uuid, short_id_html
+from wallet_project.admin_lists import ReadOnlyAdminMixin, parse_uuid, short_id_html
 from wallets.models import FreezeReason, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 

@@ -16,7 +16,7 @@ Order: the order of the database transactions that finished the logs
 (transaction_logs.finished_txid, filled by a trigger, migration
 transfers/0016), then id. A tick appends only logs whose transaction is older
 than every transaction still running (the snapshot's xmin, as the events'
-cursor does, wallets/events.py): each of those has committed or never will,
+cursor does, events/outbox.py): each of those has committed or never will,
 so a slow committer's log can never turn up behind the head. The chain is
 computed after commit, by the beat task, never under a wallet's row lock.
 
@@ -40,11 +40,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
+from events.models import EventType
+from events.outbox import HORIZON_SQL, record_events
 from reconciliation.services import Discrepancy
 from transfers.models import TransactionLog
 from transfers.statements import ChainLink
-from wallets.events import HORIZON_SQL, record_events
-from wallets.models import EventType
 
 logger = logging.getLogger(__name__)
 

@@ -29,16 +29,16 @@ from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, 
 from transfers.serializers import StatementQuerySerializer
 from transfers.services import batch_outcomes
 from transfers.statement_documents import statement_csv, statement_data, statement_pdf
-from wallet_project.business_time import business_today
-from wallet_project.db.routers import LagTolerantChangeListMixin
-from wallets.admin import (
+from wallet_project.admin_lists import (
     CurrencyListFilter,
     EstimatedCountPaginator,
     ReadOnlyAdminMixin,
-    WalletAdmin,
     parse_uuid,
     short_id,
 )
+from wallet_project.business_time import business_today
+from wallet_project.db.routers import LagTolerantChangeListMixin
+from wallets.admin import WalletAdmin
 from wallets.models import Wallet
 
 # --- links ---------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from events.models import EventType
+from events.outbox import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
 from transfers import limits, locks, telemetry
 from transfers.exceptions import (
     BUSINESS_RULE_ERRORS,
@@ -70,8 +72,7 @@ from transfers.rendering import hold_json, transaction_json_sql
 from wallet_project.business_time import business_day
 from wallet_project.db import fetch, from_row, in_model_order, run
 from wallet_project.serializers import timestamp_text
-from wallets.events import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
-from wallets.models import SYSTEM_KINDS, EventType, Wallet, WalletKind
+from wallets.models import SYSTEM_KINDS, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 
 logger = logging.getLogger(__name__)

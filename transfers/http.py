@@ -147,7 +147,7 @@ def admit(
     `view` is the ApiViewSet whose action's throttle_scopes entry is
     ChargedOnLookup: DRF let the request past its throttles uncharged, so
     until the charge a client found in the authentication cache is
-    unconfirmed (wallets/authentication.py); reading the key and `find` only
+    unconfirmed (clients/authentication.py); reading the key and `find` only
     read, and the charge's Redis round trip confirms the client.
 
     Raises ValidationError, ParseError (400) or UnsupportedMediaType (415),

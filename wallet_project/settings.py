@@ -82,6 +82,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_guid",
+    # API clients and their keys, then the event outbox and webhooks: floors
+    # below wallets, which every app above may use and which read no wallet.
+    "clients",
+    "events",
     "wallets",
     "transfers",
     "reconciliation",
@@ -346,7 +350,7 @@ JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=32)
 # How long each web process may keep an API key's client and permissions it
 # has read. Any change made through Django (revoking a key, deactivating a
 # client, a group or permission change) already bites on the next request
-# (wallets/authentication.py); this only bounds a change Django never saw
+# (clients/authentication.py); this only bounds a change Django never saw
 # (raw SQL) or could not announce (Redis down). 0: read them on every request.
 API_AUTH_CACHE_SECONDS = env.float("API_AUTH_CACHE_SECONDS", default=10.0)
 
@@ -378,7 +382,7 @@ WEBHOOK_DELIVER_EVERY_SECONDS = env.float("WEBHOOK_DELIVER_EVERY_SECONDS", defau
 WEBHOOK_TASK_BUDGET_SECONDS = env.float("WEBHOOK_TASK_BUDGET_SECONDS", default=50.0)
 # The whole exchange of one attempt (connect, send, the answer's headers and
 # body), counted from the claim; then the connection is cut and the attempt
-# fails (wallets/webhooks.py, post).
+# fails (events/webhooks.py, post).
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 # How many webhook endpoints one client may have (409 webhook_endpoints_limit beyond).
 WEBHOOK_MAX_ENDPOINTS_PER_CLIENT = env.int("WEBHOOK_MAX_ENDPOINTS_PER_CLIENT", default=10)
@@ -484,7 +488,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Django REST framework -------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["wallets.authentication.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["clients.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
         "wallet_project.permissions.ActionPermissions",
@@ -534,7 +538,7 @@ SPECTACULAR_SETTINGS = {
         "TransactionStatusEnum": "transfers.models.TransactionStatus",
         "TransactionTypeEnum": "transfers.models.TransactionType",
         "BatchStatusEnum": "transfers.models.BatchStatus",
-        "EventTypeEnum": "wallets.models.EventType",
+        "EventTypeEnum": "events.models.EventType",
         "WalletKindEnum": "wallets.models.WalletKind",
         "CurrencyEnum": "wallet_project.settings.SUPPORTED_CURRENCIES",
     },
@@ -634,7 +638,7 @@ LOG_FORMAT = env("LOG_FORMAT", default="json" if PRODUCTION else "text")
 # or process name (no format shows them), and finding them costs work on every
 # line: the logging HOWTO's "Optimization" section documents turning them off
 # this way. The process id stays: JSON lines carry it as "pid".
-# An API key as wallets/api_keys.py writes them (wk_ + 8 characters of public
+# An API key as clients/api_keys.py writes them (wk_ + 8 characters of public
 # prefix + _ + 43 of secret; wallets/tests/test_api_keys.py holds the two
 # together): cut back to the prefix in any log line (wallet_project/log_format.py).
 LOG_REDACT_PATTERN = r"(wk_[a-z0-9]{8})_[A-Za-z0-9_-]{43}"

@@ -205,7 +205,7 @@ class ActionScopeThrottle(BaseThrottle):
     (view.request_charge), and nothing before it does.
 
     An authenticator that let the request in on a cached credential (its
-    `unconfirmed_key`: wallets/authentication.py) has it confirmed here, in
+    `unconfirmed_key`: clients/authentication.py) has it confirmed here, in
     the same round trip: the script reads that key too, and the
     authenticator's `confirm` gets its value, which may refuse the request
     (401) or change its user (then permissions are checked again). Whether

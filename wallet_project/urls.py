@@ -22,6 +22,7 @@ api_urlpatterns = [
     # Transfers first: the busiest route is then the first Django tries.
     path("", include("transfers.urls")),
     path("", include("wallets.urls")),
+    path("", include("events.urls")),
     path("schema/", SchemaView.as_view(**DOCS_ACCESS), name="schema"),
     path("docs/", DocsView.as_view(url_name="schema", **DOCS_ACCESS), name="docs"),
     # Last: any other /api/ path is a JSON 404, in DEBUG too (where Django

@@ -36,7 +36,7 @@ class ApiViewSet(viewsets.GenericViewSet):
 
     # A request let in on a cached API key runs unconfirmed until its rate
     # limit's round trip reads the credentials version (wallet_project/throttling.py,
-    # wallets/authentication.py). A request refused before that is confirmed
+    # clients/authentication.py). A request refused before that is confirmed
     # first: a permission granted a moment ago counts, and a revoked key gets
     # its 401 whatever else was wrong with the request.
 

@@ -11,40 +11,36 @@ recent transactions and the ledger-derived balance): wallets knows nothing of
 transfers.
 """
 
-import uuid
-
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from wallet_project.admin_lists import (
+    CurrencyListFilter,
+    EstimatedCountPaginator,
+    ReadOnlyAdminMixin,
+    parse_uuid,
+    short_id_html,
+)
 from wallet_project.db.routers import LagTolerantChangeListMixin
-from wallets.api_keys import ApiKeyError, api_key_issue, api_key_revoke
 from wallets.models import (
     TIER_CAPS,
     UNRESTRICTED,
-    ApiKey,
     ClientTierDefault,
-    Event,
     FreezeReason,
     TierProfile,
     TierProfileChange,
     Wallet,
     WalletKind,
     WalletLimitChange,
-    WebhookDelivery,
-    WebhookEndpoint,
 )
 from wallets.services import (
     UNCLAIMED_OWNER,
@@ -54,93 +50,6 @@ from wallets.services import (
     wallet_limits_set,
     wallet_set_active,
 )
-from wallets.webhooks import event_resend, webhook_endpoint_enable
-
-# --- shared by the money changelists (transfers/admin.py uses them too) -------------
-
-
-class EstimatedCountPaginator(Paginator):
-    """A paginator that never counts a big table row by row.
-
-    The admin's paginator asks for COUNT(*) of the filtered list on every
-    page; over a million transaction logs that is a full scan per click.
-    Instead: count at most EXACT_COUNT_LIMIT + 1 matching rows (exact for any
-    list that fits in a few pages, cheap however big the table); past that,
-    an unfiltered list takes PostgreSQL's own estimate of the table's size
-    (pg_class.reltuples, kept by autovacuum) and a filtered one says
-    "EXACT_COUNT_LIMIT + 1", which still pages through the first hundred pages.
-    It never undercounts a short list: the admin shows a list it believes
-    fits on one page unpaginated.
-    """
-
-    EXACT_COUNT_LIMIT = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        # Ordering is irrelevant to a count, and would make PostgreSQL sort
-        # the whole table before taking the first rows.
-        capped = self.object_list.order_by()[: self.EXACT_COUNT_LIMIT + 1].count()
-        if capped <= self.EXACT_COUNT_LIMIT or self.object_list.query.where:
-            return capped
-        return max(capped, table_size_estimate(self.object_list.model._meta.db_table))
-
-
-def table_size_estimate(table: str) -> int:
-    """PostgreSQL's row estimate for a table; -1 when it was never analysed."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
-        return cursor.fetchone()[0]
-
-
-class CurrencyListFilter(admin.SimpleListFilter):
-    """Currency from the configured list. The admin's default filter for a
-    plain CharField runs SELECT DISTINCT over the whole table on every page."""
-
-    title = "currency"
-    parameter_name = "currency"
-
-    def lookups(self, request, model_admin):
-        return [(code, code) for code in settings.SUPPORTED_CURRENCIES]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(currency=self.value())
-        return queryset
-
-
-class ReadOnlyAdminMixin:
-    """No add, change or delete, whatever the user's permissions: superusers
-    too, since has_perm is always true for them. What may still happen is
-    offered as actions, each with its own permission."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-def short_id(value: uuid.UUID) -> str:
-    """A UUID as the lists show it: its first 8 characters and an ellipsis
-    ("fb3403f0…"), so that a column fits 1440 px (docs/operations.md, "The
-    admin's lists"); the whole id is on hover and on the object's page."""
-    return f"{str(value)[:8]}…"
-
-
-def short_id_html(value: uuid.UUID | None) -> str:
-    """short_id with the whole id on hover; "-" for none."""
-    return format_html('<span title="{}">{}</span>', value, short_id(value)) if value else "-"
-
-
-def parse_uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text.strip())
-    except ValueError:
-        return None
-
 
 # --- wallets ----------------------------------------------------------------------------
 
@@ -563,198 +472,6 @@ class GiveWalletForm(forms.Form):
         .order_by("username"),
         help_text="The API client the wallets belong to: it opened them, or its users own them.",
     )
-
-
-# --- API keys ---------------------------------------------------------------------------
-
-
-class IssueApiKeyForm(forms.Form):
-    client = forms.ModelChoiceField(
-        # API clients: people log into the admin, and never hold keys
-        # (api_key_issue refuses them whatever is posted: wallets.authentication.staff_refusal).
-        queryset=get_user_model()
-        .objects.filter(is_active=True, is_staff=False, is_superuser=False)
-        .order_by("username"),
-        help_text="A client holds at most two live keys: issue the new one, move the client to it, revoke the old.",
-    )
-    name = forms.CharField(max_length=100, required=False, help_text="What the key is for.")
-
-
-class ApiKeyStatusFilter(admin.SimpleListFilter):
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request, model_admin):
-        return [("live", "Live"), ("revoked", "Revoked")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("live", "revoked"):
-            return queryset.filter(revoked_at__isnull=self.value() == "live")
-        return queryset
-
-
-@admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
-    """Keys by prefix. "Add" issues a key through wallets.api_keys and shows it
-    on the answer page, once, and nowhere else (not in a message, which the
-    session or a cookie would keep). A key is never edited or deleted: it is
-    revoked (the action), and its row stays as the record."""
-
-    list_display = ("prefix", "client", "name", "created_at", "last_used_at", "revoked_at")
-    list_filter = (ApiKeyStatusFilter,)
-    list_select_related = ("client",)
-    search_fields = ("=prefix", "client__username")
-    search_help_text = "A key's prefix (exact) or a client's username."
-    fields = ("prefix", "client", "name", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = fields
-    actions = ["revoke_keys"]
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_revoke_permission(self, request) -> bool:
-        return request.user.has_perm("wallets.change_apikey")
-
-    @admin.action(description="Revoke selected keys (cannot be undone)", permissions=["revoke"])
-    def revoke_keys(self, request, queryset):
-        revoked = []
-        for api_key in queryset.filter(revoked_at__isnull=True):
-            with transaction.atomic():
-                api_key_revoke(api_key=api_key)
-                self.log_change(request, api_key, "Revoked the key.")
-            revoked.append(api_key.prefix)
-        if revoked:
-            self.message_user(request, f"Revoked {', '.join(revoked)}.", messages.SUCCESS)
-        else:
-            self.message_user(request, "The selected keys were already revoked.", messages.WARNING)
-
-    def add_view(self, request, form_url="", extra_context=None):
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = IssueApiKeyForm(request.POST if request.method == "POST" else None)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Issue an API key",
-            "form": form,
-        }
-        if form.is_valid():
-            try:
-                issued = api_key_issue(client=form.cleaned_data["client"], name=form.cleaned_data["name"])
-            except ApiKeyError as exc:
-                form.add_error(None, str(exc))
-            else:
-                self.log_addition(request, issued.api_key, "Issued the key.")
-                # admin_view already marks every admin page never_cache
-                # (Cache-Control: no-store): the key stays out of any cache.
-                return TemplateResponse(
-                    request,
-                    "admin/wallets/apikey/issued.html",
-                    {**context, "title": "API key issued", "api_key": issued.api_key, "key": issued.key},
-                )
-        return TemplateResponse(request, "admin/wallets/apikey/issue.html", context)
-
-
-# --- events and webhooks --------------------------------------------------------------
-
-
-class EventListMixin:
-    """What the event and delivery lists share: searched by a whole event id
-    (an index lookup), never counted row by row, and the resend permission."""
-
-    event_id_lookup = "pk"
-    search_help_text = "An event id (the webhook-id of its deliveries; the whole UUID)."
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-
-    def get_search_results(self, request, queryset, search_term):
-        if not search_term.strip():
-            return queryset, False
-        value = parse_uuid(search_term)
-        return (queryset.filter(**{self.event_id_lookup: value}) if value else queryset.none()), False
-
-    def has_resend_permission(self, request) -> bool:
-        return request.user.has_perm("wallets.resend_event")
-
-
-@admin.register(Event)
-class EventAdmin(EventListMixin, LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """The outbox, read-only: what each client was told. "Send again" queues
-    an event to its client's endpoints once more (same webhook-id)."""
-
-    list_display = ("id", "type", "client", "created_at")
-    list_select_related = ("client",)
-    list_filter = ("type", "client")
-    search_fields = ("=id",)
-    readonly_fields = ("id", "type", "client", "created_at", "seq", "txid", "data")
-    actions = ["send_again"]
-
-    @admin.action(description="Send selected events again to their client's endpoints", permissions=["resend"])
-    def send_again(self, request, queryset):
-        queued = sum(event_resend(event=event) for event in queryset)
-        self.message_user(request, f"{queued} deliveries queued.", messages.SUCCESS)
-
-
-class RecentDeliveriesMixin:
-    RECENT = 20
-
-    @admin.display(description="Recent deliveries")
-    def recent_deliveries(self, endpoint):
-        deliveries = endpoint.deliveries.select_related("event").order_by("-created_at")[: self.RECENT]
-        return render_to_string("admin/wallets/recent_deliveries.html", {"deliveries": deliveries})
-
-
-@admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(RecentDeliveriesMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """A client's endpoints: whether each works, why one was disabled, its
-    recent deliveries. The signing secret is never shown (it is encrypted)."""
-
-    list_display = ("url", "client", "is_active", "failing_since", "disabled_reason", "created_at")
-    list_select_related = ("client",)
-    list_filter = ("is_active", "client")
-    readonly_fields = (
-        "id", "client", "url", "event_types", "is_active", "failing_since", "disabled_at", "disabled_reason",
-        "created_at", "recent_deliveries",
-    )  # fmt: skip
-    exclude = ("secret_encrypted", "cursor_txid", "cursor_seq")
-    actions = ["enable"]
-    has_resend_permission = EventListMixin.has_resend_permission
-
-    @admin.action(description="Enable selected endpoints again", permissions=["resend"])
-    def enable(self, request, queryset):
-        for endpoint in queryset:
-            webhook_endpoint_enable(endpoint=endpoint)
-            self.log_change(request, endpoint, "Enabled the endpoint again.")
-        self.message_user(request, f"{queryset.count()} endpoint(s) enabled.", messages.SUCCESS)
-
-
-@admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(EventListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Each event to each endpoint: attempts, the last status code and error,
-    the next attempt. "Send again" queues the selected ones now."""
-
-    list_display = (
-        "event", "endpoint", "status", "attempts", "last_status_code", "last_error", "next_attempt_at", "delivered_at",
-    )  # fmt: skip
-    list_select_related = ("event", "endpoint")
-    list_filter = ("status", "endpoint__client")
-    search_fields = ("=event__id",)
-    event_id_lookup = "event_id"
-    readonly_fields = (
-        "event", "endpoint", "status", "attempts", "last_attempt_at", "last_status_code", "last_error",
-        "next_attempt_at", "delivered_at", "created_at",
-    )  # fmt: skip
-    exclude = ("lease",)
-    actions = ["send_again"]
-
-    @admin.action(description="Send selected deliveries again now", permissions=["resend"])
-    def send_again(self, request, queryset):
-        queued = sum(event_resend(event=d.event, endpoint=d.endpoint) for d in queryset)
-        self.message_user(request, f"{queued} deliveries queued.", messages.SUCCESS)
 
 
 # --- tier profiles (docs/limits.md) -----------------------------------------------------

@@ -8,12 +8,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from wallets.events import record_events
+from events.models import EventType
+from events.outbox import record_events
 from wallets.exceptions import WalletAlreadyExists
 from wallets.models import (
     UNRESTRICTED,
     ClientTierDefault,
-    EventType,
     FreezeReason,
     TierProfile,
     Wallet,
@@ -98,7 +98,7 @@ def wallet_set_active(
     and nothing changes (docs/design.md, "Corrections").
 
     A change of state records wallet.frozen or wallet.unfrozen for the
-    wallet's owner in the same transaction (the outbox, wallets/events.py);
+    wallet's owner in the same transaction (the outbox, events/outbox.py);
     setting the state it already has changes nothing and records nothing
     (freezing a frozen wallet keeps its first reason and note). The note is
     internal: the events show the wallet as GET /api/wallets/{id} does.

@@ -11,11 +11,12 @@ from django.db import IntegrityError, transaction
 from corrections import services
 from corrections.models import CorrectionStatus
 from corrections.tests.people import approved, staff
+from events.models import Event
 from reconciliation.services import ledger_discrepancies
 from transfers import services as transfers
 from transfers.models import ClientExposure, TransactionType
 from transfers.services import AdjustmentDirection
-from wallets.models import Event, FreezeReason, Wallet, WalletKind
+from wallets.models import FreezeReason, Wallet, WalletKind
 from wallets.services import wallet_set_active
 
 pytestmark = pytest.mark.django_db

@@ -20,6 +20,8 @@ from conftest import make_api_client
 from corrections.models import Correction
 from corrections.services import reversal_request
 from corrections.tests.people import approved, staff
+from events.models import DeliveryStatus, Event, WebhookDelivery
+from events.tests.receiver import TIMEOUT, pump, subscribe
 from reconciliation.tests.faults import (
     balances,
     interrupt_at,
@@ -30,8 +32,7 @@ from reconciliation.tests.test_fault_celery_beat import leave_stuck_transfers, w
 from transfers import engine, services
 from transfers.models import TransactionLog, TransactionStatus
 from wallets import services as wallet_services
-from wallets.models import DeliveryStatus, Event, Wallet, WebhookDelivery
-from wallets.tests.receiver import TIMEOUT, pump, subscribe
+from wallets.models import Wallet
 from wallets.tests.test_admin import confirmed, staff_client
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("migrated_groups")]

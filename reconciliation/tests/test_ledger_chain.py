@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 from django_redis import get_redis_connection
 
+from events.models import Event, EventType
 from reconciliation import chain, records
 from reconciliation.models import ChainLink
 from reconciliation.tasks import verify_ledger as verify_ledger_task
@@ -36,7 +37,6 @@ from transfers.movements import Movement
 from transfers.tests.concurrency import run_concurrently
 from transfers.tests.factories import ApiUserFactory
 from wallet_project.business_time import business_day
-from wallets.models import Event, EventType
 from wallets.tests.factories import WalletFactory
 from wallets.tests.test_admin import staff_client
 

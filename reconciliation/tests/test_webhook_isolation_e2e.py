@@ -25,12 +25,12 @@ import redis
 from django.conf import settings
 
 from conftest import make_api_client
+from events.tests.receiver import DRIP, Receiver, subscribe
 from reconciliation.tests.faults import database_env, stop_process
 from reconciliation.tests.test_fault_celery_beat import BROKER_URL, QUEUES, leave_stuck_transfers
 from transfers.models import TransactionStatus
 from wallets.services import wallet_set_active
 from wallets.tests.factories import WalletFactory
-from wallets.tests.receiver import DRIP, Receiver, subscribe
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("migrated_groups")]
 

@@ -46,4 +46,9 @@ class Migration(migrations.Migration):
         ("wallets", "0007_events_and_webhooks"),
     ]
 
+    # It grants the permissions under their first app label, wallets: it must
+    # run while the models are still in wallets' state (they moved to the
+    # events app in wallets' 0017, which renames the grants' content types).
+    run_before = [("wallets", "0017_keys_and_events_move_to_their_apps")]
+
     operations = [migrations.RunPython(forwards, backwards)]

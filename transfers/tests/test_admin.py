@@ -395,10 +395,10 @@ def test_the_migrations_create_support_finance_and_approver_with_exactly_their_p
         ("transfers", "view_transactionlog"),
         ("transfers", "reconcile_transactionlog"),
         # Events and webhooks (transfers/migrations/0009_event_admin_permissions.py).
-        ("wallets", "view_event"),
-        ("wallets", "resend_event"),
-        ("wallets", "view_webhookendpoint"),
-        ("wallets", "view_webhookdelivery"),
+        ("events", "view_event"),
+        ("events", "resend_event"),
+        ("events", "view_webhookendpoint"),
+        ("events", "view_webhookdelivery"),
         # Correction requests and their audit (corrections/migrations/0002_approver_group.py).
         ("corrections", "view_correction"),
         ("corrections", "view_correctionaudit"),
@@ -459,7 +459,7 @@ def test_support_sees_wallets_transaction_logs_batches_holds_and_webhooks_in_the
     models = {(app["app_label"], model["object_name"]) for app in index.context["app_list"] for model in app["models"]}
     assert models == {
         ("wallets", "Wallet"), ("transfers", "TransactionLog"), ("transfers", "TransferBatch"), ("transfers", "Hold"),
-        ("wallets", "Event"), ("wallets", "WebhookEndpoint"), ("wallets", "WebhookDelivery"),
+        ("events", "Event"), ("events", "WebhookEndpoint"), ("events", "WebhookDelivery"),
         ("corrections", "Correction"), ("corrections", "CorrectionAudit"),
         ("wallets", "TierProfile"), ("wallets", "WalletLimitChange"),
     }  # fmt: skip

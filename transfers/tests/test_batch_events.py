@@ -6,9 +6,9 @@ written in the batch's settle transaction."""
 import pytest
 
 from conftest import make_api_client
+from events.models import Event
 from transfers.models import TransactionLog
 from transfers.tests.test_batches import payout, post_batch
-from wallets.models import Event
 
 pytestmark = pytest.mark.django_db
 

@@ -9,9 +9,9 @@ import pytest
 from django.test import override_settings
 
 from conftest import make_api_client
+from events.models import Event
 from reconciliation.services import ledger_discrepancies
 from transfers.models import BatchStatus, TransactionLog, TransactionStatus, TransferBatch
-from wallets.models import Event
 from wallets.tests.factories import WalletFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,12 +11,12 @@ from rest_framework.test import APIRequestFactory
 
 from conftest import make_api_client
 from corrections.tests.people import reversed_with_four_eyes
+from events.models import Event, EventType
 from transfers import services
 from transfers.models import TransactionLog
 from transfers.rendering import DETAIL_FIELD_NAMES
 from transfers.selectors import with_reversal_links
 from transfers.serializers import TransactionDetailSerializer
-from wallets.models import Event, EventType
 from wallets.serializers import WalletSerializer
 from wallets.services import wallet_set_active
 from wallets.tests.factories import WalletFactory
@@ -199,7 +199,7 @@ def test_freezing_and_unfreezing_record_events_for_the_owner_only_on_a_change(wa
 
 @pytest.mark.django_db(transaction=True)
 def test_record_events_refuses_to_run_outside_the_changes_transaction(wallet_owner):
-    from wallets.events import record_events
+    from events.outbox import record_events
 
     with pytest.raises(RuntimeError):
         record_events(type="batch.finished", data_by_client={wallet_owner.pk: {"id": str(uuid.uuid4())}})

@@ -15,11 +15,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from events.models import Event
 from reconciliation.tests.faults import admin_connection, assert_books_balance, wait_for_backend_exit
 from reconciliation.tests.test_fault_celery_beat import wait_for_backend_blocked_on_a_lock, worker_with_beat
 from transfers import holds
 from transfers.models import Hold, HoldStatus
-from wallets.models import Event, Wallet
+from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,11 +11,12 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from conftest import make_api_client
+from events.models import Event
 from reconciliation.services import ledger_discrepancies
 from transfers import holds
 from transfers.models import Hold, HoldStatus, TransactionLog, TransactionStatus
 from transfers.tests.concurrency import run_concurrently
-from wallets.models import Event, Wallet
+from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db
 

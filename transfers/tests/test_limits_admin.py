@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from events.models import Event, EventType
 from transfers.tests.limit_helpers import seeded_tier, tier_with
-from wallets.models import Event, EventType, TierProfileChange, Wallet, WalletLimitChange
+from wallets.models import TierProfileChange, Wallet, WalletLimitChange
 from wallets.tests.factories import WalletFactory
 from wallets.tests.test_admin import CHANGELIST, act, listed, staff_client
 

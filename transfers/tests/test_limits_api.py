@@ -7,9 +7,10 @@ from decimal import Decimal
 import pytest
 
 from conftest import make_api_client
+from events.models import Event, EventType
 from transfers.tests.concurrency import post_transfer
 from transfers.tests.limit_helpers import put_in, seed_tiers, seeded_tier, tier_with
-from wallets.models import ClientTierDefault, Event, EventType, TierProfileChange, Wallet, WalletLimitChange
+from wallets.models import ClientTierDefault, TierProfileChange, Wallet, WalletLimitChange
 from wallets.tests.factories import WalletFactory
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ import redis.connection
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from wallets.authentication import client_cache, credentials_changed
+from clients.authentication import client_cache, credentials_changed
 
 pytestmark = pytest.mark.django_db
 

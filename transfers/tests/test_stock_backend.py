@@ -9,10 +9,11 @@ import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.base import DatabaseWrapper as StockDatabaseWrapper
 
+from events.models import Event
 from transfers.models import BatchStatus, TransactionStatus
 from transfers.movements import Payout
 from transfers.services import batch_create, deposit_create, transfer_create, withdrawal_create
-from wallets.models import Event, Wallet
+from wallets.models import Wallet
 
 # transaction=True: the stock connection is a second connection, which must
 # see what the fixtures committed and commit what it does.

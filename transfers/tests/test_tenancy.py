@@ -14,13 +14,14 @@ import pytest
 from django.core.management import call_command
 
 from conftest import make_api_client
+from events.models import Event
 from transfers import services
 from transfers.models import Hold, TransactionLog, TransactionStatus
 from transfers.tests import ledger_state
 from transfers.tests.concurrency import post_transfer, post_withdrawal, run_concurrently, token_of
 from wallet_project.tests import assert_error_envelope
 from wallets.exceptions import WalletNotFound
-from wallets.models import Event, Wallet
+from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db
 

@@ -46,7 +46,7 @@ def test_nothing_on_the_admin_or_the_docs_breaks_under_the_policy(live_server, f
         f"/admin/transfers/wallet/{source.pk}/change/",
         "/admin/transfers/transactionlog/",
         f"/admin/transfers/transactionlog/{log.pk}/change/",
-        "/admin/wallets/apikey/add/",
+        "/admin/clients/apikey/add/",
         "/admin/auth/user/add/",
         # Four eyes: the approvers' list and page, the audit, the request pages.
         "/admin/corrections/correction/",

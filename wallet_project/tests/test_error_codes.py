@@ -21,7 +21,7 @@ from rest_framework import exceptions
 from wallet_project.error_codes import ERROR_CODES
 
 BASE_DIR = Path(settings.BASE_DIR)
-PACKAGES = ("wallet_project", "wallets", "transfers", "reconciliation")
+PACKAGES = ("wallet_project", "clients", "events", "wallets", "transfers", "reconciliation")
 API_DOCS = BASE_DIR / "docs" / "api.md"
 
 

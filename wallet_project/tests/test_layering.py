@@ -1,6 +1,8 @@
 """The apps stand on each other like floors of a house (STYLE.md): the ground
-floor, wallet_project, imports no app; wallets knows no other app; transfers
-knows wallets; reconciliation and corrections know both (and not each other). An app adds to a shared mechanism
+floor, wallet_project, imports no app; clients (API clients and their keys)
+knows none; events (the outbox and webhooks) knows clients; wallets knows
+those two; transfers knows wallets; reconciliation and corrections know all
+below them (and not each other). An app adds to a shared mechanism
 by registering from its AppConfig.ready(), never by the floor below reaching up.
 
 Read from the source (every import, at the top or inside a function), so an
@@ -15,13 +17,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Each floor and what it may import, itself included.
+BELOW_WALLETS = {"wallet_project", "clients", "events"}
 FLOORS = {
     "wallet_project": {"wallet_project"},
-    "wallets": {"wallet_project", "wallets"},
-    "transfers": {"wallet_project", "wallets", "transfers"},
-    "reconciliation": {"wallet_project", "wallets", "transfers", "reconciliation"},
+    "clients": {"wallet_project", "clients"},
+    # Delivery reads which clients hold a live key; nothing here reads a wallet.
+    "events": {"wallet_project", "clients", "events"},
+    "wallets": {*BELOW_WALLETS, "wallets"},
+    "transfers": {*BELOW_WALLETS, "wallets", "transfers"},
+    "reconciliation": {*BELOW_WALLETS, "wallets", "transfers", "reconciliation"},
     # Four eyes on corrections: beside reconciliation, on top of transfers.
-    "corrections": {"wallet_project", "wallets", "transfers", "corrections"},
+    "corrections": {*BELOW_WALLETS, "wallets", "transfers", "corrections"},
 }
 
 

@@ -651,7 +651,7 @@ def test_a_key_sent_where_it_does_not_belong_is_logged_without_its_secret(traffi
     id (a safe token, so echoed), finds only the key's public prefix in the
     log (settings.LOG_REDACT_PATTERN)."""
     server, key = traffic.server, traffic.token
-    prefix = key[: len("wk_") + 8]  # its public part (wallets/api_keys.py)
+    prefix = key[: len("wk_") + 8]  # its public part (clients/api_keys.py)
     auth = {"Authorization": f"Token {key}"}
 
     in_path = server.request("GET", f"/api/transfer/{key}", headers=auth)

@@ -30,10 +30,10 @@ import pytest
 import redis
 from django.conf import settings
 
+from events.models import Event
 from reconciliation.tests.faults import free_port
 from reconciliation.tests.test_webhook_isolation_e2e import started
 from wallet_project.tests.test_observability_e2e import START_TIMEOUT, running_web, service_env, wait_for
-from wallets.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,7 +42,7 @@ WALKTHROUGH_TIMEOUT = 120
 
 
 # Between "Day one" and "Webhooks on your machine": wait until the commit
-# horizon (wallets/events.py) has passed Day one's events. A new endpoint's
+# horizon (events/outbox.py) has passed Day one's events. A new endpoint's
 # events are those of the transactions that end after the horizon it is made
 # at, and on this PostgreSQL server, shared with other test runs, their open
 # transactions can hold the horizon back behind Day one's deposit: the

@@ -16,12 +16,12 @@ from drf_spectacular.validation import validate_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
 
+from events.models import Event, EventType
+from events.webhooks import event_body
 from transfers.tests.factories import ApiUserFactory
 from wallet_project.error_codes import ERROR_CODES
 from wallet_project.schema import EVENT_PAYLOADS, SUMMARIES
 from wallet_project.tests.openapi import validator
-from wallets.models import Event, EventType
-from wallets.webhooks import event_body
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from wallets.admin import EstimatedCountPaginator
-from wallets.models import Event, Wallet, WalletKind
+from events.models import Event
+from wallet_project.admin_lists import EstimatedCountPaginator
+from wallets.models import Wallet, WalletKind
 from wallets.services import settlement_wallet_get_or_create
 from wallets.tests.factories import WalletFactory
 

@@ -14,8 +14,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
-from wallets.api_keys import ApiKeyError, api_key_issue, api_key_list
-from wallets.authentication import staff_refusal
+from clients.api_keys import ApiKeyError, api_key_issue, api_key_list
+from clients.authentication import staff_refusal
 
 # The data migrations that create API client groups (the groups are data; these
 # are their single source), oldest first, and the name of each one's mapping
