@@ -283,6 +283,8 @@ def _explain(sql, params):
         "2026-12-01T12:00:00",  # no offset: no instant
         "2999-01-01T00:00:00Z",  # to come
         "",
+        "0001-01-01T00:00:00+01:00",  # in year 0 in UTC: out of range
+        "0001-01-01T00:30:00+23:59",
     ],
 )
 def test_a_bad_at_is_a_400_naming_it(treasury_api, funded_wallet, at):
@@ -438,6 +440,13 @@ def test_failed_and_pending_movements_are_not_on_a_statement(treasury_api, walle
         ({"from": "2999-01-01", "to": "2999-01-02"}, "from"),
         ({"from": "2026-12-01", "to": "2026-12-01", "format": "xml"}, "format"),
         ({"from": "2026-12-01", "to": "2026-12-01", "fromDate": "2026-12-01"}, "fromDate"),
+        ({"from": "2026-12-1", "to": "2026-12-01"}, "from"),  # YYYY-MM-DD exactly
+        ({"from": "2026-12-01", "to": "2026-12-1"}, "to"),
+        ({"from": "20261201", "to": "2026-12-01"}, "from"),  # ISO 8601's basic form
+        ({"from": "2026-W49-1", "to": "2026-12-01"}, "from"),  # a week date
+        ({"from": "２０２６-12-01", "to": "2026-12-01"}, "from"),  # fullwidth digits
+        ({"from": "0001-01-01", "to": "0001-01-01"}, "from"),  # starts in year 0 in UTC: out of range
+        ({"from": "2026-12-01", "to": "9999-12-31"}, "to"),
     ],
 )
 def test_a_bad_statement_query_is_a_400_naming_it(treasury_api, funded_wallet, query, named):
@@ -448,6 +457,15 @@ def test_a_bad_statement_query_is_a_400_naming_it(treasury_api, funded_wallet, q
     body = response.json()
     assert (body["success"], body["code"]) == (False, "validation_error")
     assert named in body["errors"], body
+
+
+def test_the_first_day_in_range_is_read(treasury_api, funded_wallet):
+    wallet = funded_wallet("1.00")
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}/statement", {"from": "0001-01-02", "to": "0001-01-02"})
+    assert response.status_code == 200, response.json()
+    data = response.json()["data"]
+    # Lagos kept local mean time then (+00:13:35): the day starts late on 0001-01-01 in UTC.
+    assert (data["periodStart"][:11], data["closingBalance"]) == ("0001-01-01T", "0.00")
 
 
 def test_a_full_year_is_allowed(treasury_api, funded_wallet):
