@@ -69,7 +69,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "unsupported_media_type": ErrorCode(
         415,
-        "The body is not `application/json` (UTF-8).",
+        "The body is not `application/json` (UTF-8), or its Content-Type names another charset or an unknown one.",
         "Send `Content-Type: application/json` and a UTF-8 JSON body.",
     ),
     "not_acceptable": ErrorCode(
