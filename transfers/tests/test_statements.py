@@ -550,6 +550,23 @@ def test_a_statement_as_pdf(treasury_api, wallet_owner, funded_wallet):
         assert figure in text
 
 
+def test_the_pdf_tells_the_totals_row_from_the_closing_balance(treasury_api, wallet_owner, funded_wallet):
+    """The table ends as the CSV does: "Totals" holds the money in and out
+    of the period and no balance; "Closing balance" holds the balance only."""
+    from pypdf import PdfReader
+
+    wallet, _ = instants_between(wallet_owner, funded_wallet)
+    response = statement_of(treasury_api, wallet, format="pdf")
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+    lines = text.splitlines()
+    table = lines[lines.index("Date (Lagos) Reference Description Money in Money out Balance") + 1 :]
+    rows = [line for line in table if line.startswith("20")]  # each row opens with its Lagos date
+    assert rows[0].endswith("Opening balance 0.00")
+    assert rows[-2].endswith(" Totals 112.34 32.34")
+    assert rows[-1].endswith(" Closing balance 80.00")
+    assert [row for row in rows if "Closing balance" in row] == rows[-1:]
+
+
 def test_a_long_statement_pdf_runs_over_pages(treasury_api, wallet_owner, funded_wallet):
     from pypdf import PdfReader
 
