@@ -74,7 +74,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "not_acceptable": ErrorCode(
         406,
-        "The `Accept` header asks for a format the API does not offer.",
+        "The `Accept` header asks for a format the API does not offer (and no `format=` names one, which would win).",
         "Accept `application/json` (or send no `Accept` header).",
     ),
     "method_not_allowed": ErrorCode(

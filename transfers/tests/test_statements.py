@@ -18,6 +18,7 @@ from transfers import statements
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.services import deposit_create, transaction_reverse, transfer_create, withdrawal_create
 from transfers.tests.concurrency import api_client, post_transfer, run_concurrently, token_of
+from wallet_project.tests import assert_error_envelope
 from wallets.models import Wallet, WalletKind
 
 pytestmark = pytest.mark.django_db
@@ -528,6 +529,33 @@ def test_a_statement_as_csv_by_accept_header(treasury_api, funded_wallet):
     )
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
+
+
+@pytest.mark.parametrize(
+    ("format", "accept", "content_type"),
+    [
+        ("csv", "application/json", "text/csv"),
+        ("csv", "application/pdf", "text/csv"),
+        ("pdf", "text/csv", "application/pdf"),
+        ("json", "text/csv", "application/json"),
+    ],
+)
+def test_a_format_named_in_the_query_wins_over_the_accept_header(
+    treasury_api, funded_wallet, format, accept, content_type
+):
+    wallet = funded_wallet("3.00")
+    response = treasury_api.get(
+        f"/api/wallets/{wallet.pk}/statement", {"from": today(), "to": today(), "format": format}, HTTP_ACCEPT=accept
+    )
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].split(";")[0] == content_type
+
+
+def test_an_accept_header_without_a_format_still_chooses_and_refuses(treasury_api, funded_wallet):
+    wallet = funded_wallet("3.00")
+    url, days = f"/api/wallets/{wallet.pk}/statement", {"from": today(), "to": today()}
+    assert treasury_api.get(url, days, HTTP_ACCEPT="application/pdf")["Content-Type"] == "application/pdf"
+    assert_error_envelope(treasury_api.get(url, days, HTTP_ACCEPT="text/html"), status=406, code="not_acceptable")
 
 
 def test_a_statement_as_pdf(treasury_api, wallet_owner, funded_wallet):
