@@ -298,13 +298,12 @@ class WalletHistoryEntrySerializer(TransactionLogSerializer):
 
 
 class StrictQuery(serializers.Serializer):
-    """Query parameters read strictly: only the declared ones, each once
-    (ApiViewSet refuses a repeated one)."""
+    """Query parameters read as given: an empty one (`at=`) is a value its
+    field refuses, not the parameter left out, as DRF would read a QueryDict
+    (an HTML form's blank field). Which parameters an action reads at all,
+    and that each is given once, ApiViewSet checks (wallet_project/views.py)."""
 
     def to_internal_value(self, data):
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown parameter."] for name in unknown})
         return super().to_internal_value({name: data[name] for name in data})
 
 

@@ -41,6 +41,7 @@ class WalletViewSet(ApiViewSet):
     }
     # Opening a wallet and setting its limits write: charged as transfers (wallet_project/throttling.py).
     throttle_scopes = {"create": TRANSFERS, "retrieve": READS, "list": READS, "partial_update": TRANSFERS}
+    query_parameters = {"list": ("userId",)}
 
     @extend_schema(
         request=WalletCreateSerializer,
@@ -128,6 +129,7 @@ class TierViewSet(ApiViewSet):
     queryset = TierProfile.objects.none()  # for the schema generator; reads go through selectors
     required_permissions = {"list": ["wallets.view_tierprofile"]}
     throttle_scopes = {"list": READS}
+    query_parameters = {"list": ("currency",)}
 
     @extend_schema(
         parameters=[TierListQuerySerializer],
@@ -150,6 +152,7 @@ class EventViewSet(ApiViewSet):
     serializer_class = EventSerializer
     # ?type=a&type=b: the events of either type.
     repeatable_query_parameters = ("type",)
+    query_parameters = {"list": ("after", "type", "limit")}
     queryset = Event.objects.none()  # for the schema generator; reads go through wallets.events
     required_permissions = {"list": []}
     throttle_scopes = {"list": READS}
@@ -182,6 +185,7 @@ class WebhookEndpointViewSet(ApiViewSet):
     lookup_value_converter = "uuid"
     required_permissions = {"create": [], "list": [], "destroy": []}
     throttle_scopes = {"create": TRANSFERS, "list": READS, "destroy": TRANSFERS}
+    query_parameters = {"list": ("cursor", "limit")}  # EnvelopeCursorPagination's
 
     @extend_schema(
         request=WebhookEndpointCreateSerializer,
