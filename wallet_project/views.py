@@ -17,7 +17,8 @@ class ApiViewSet(viewsets.GenericViewSet):
     would otherwise list every currency's tiers). The entries are the names
     the schema documents for each operation; a test holds the two together.
     OPTIONS describes the route and reads none, so a browser's preflight
-    that repeats a GET's query is not refused.
+    that repeats a GET's query is not refused; a method the route does not
+    take is its 405, whatever the query.
 
     A query parameter is given once: QueryDict.get() reads the
     last of several, so `?status=COMPLETED&status=FAILED` would silently mean
@@ -38,8 +39,8 @@ class ApiViewSet(viewsets.GenericViewSet):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         query = request.query_params
-        if not query or request.method == "OPTIONS":
-            return
+        if not query or self.action not in self.action_map.values():
+            return  # OPTIONS (DRF's "metadata"), or a method the route does not take: its 405 follows
         read = {*self.query_parameters.get(self.action, ()), api_settings.URL_FORMAT_OVERRIDE}
         unknown = sorted(set(query) - read)
         if unknown:

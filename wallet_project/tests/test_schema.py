@@ -373,6 +373,12 @@ def test_a_preflight_that_repeats_a_reads_query_is_not_refused(treasury_api):
     assert response.status_code == 200, response.content
 
 
+@pytest.mark.parametrize("method", ["TRACE", "PUT", "DELETE"])
+def test_a_method_a_route_does_not_take_is_405_whatever_its_query(treasury_api, method):
+    response = treasury_api.generic(method, "/api/tiers?currency=NGN&currency=USD&foo=1")
+    assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed"), response.content
+
+
 # --- the history endpoint and the log view ------------------------------------------------------------
 
 
