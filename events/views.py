@@ -28,6 +28,7 @@ class EventViewSet(ApiViewSet):
     queryset = Event.objects.none()  # for the schema generator; reads go through events.outbox
     required_permissions = {"list": []}
     throttle_scopes = {"list": READS}
+    query_parameters = {"list": ("after", "type", "limit")}
 
     @extend_schema(
         parameters=[EventListQuerySerializer],
@@ -57,6 +58,7 @@ class WebhookEndpointViewSet(ApiViewSet):
     lookup_value_converter = "uuid"
     required_permissions = {"create": [], "list": [], "destroy": []}
     throttle_scopes = {"create": TRANSFERS, "list": READS, "destroy": TRANSFERS}
+    query_parameters = {"list": ("cursor", "limit")}  # EnvelopeCursorPagination's
 
     @extend_schema(
         request=WebhookEndpointCreateSerializer,

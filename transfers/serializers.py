@@ -5,7 +5,6 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxLengthValidator, MinLengthValidator
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
@@ -16,6 +15,8 @@ from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES
 from transfers.selectors import shows_request_details
 from wallet_project.business_time import business_today
 from wallet_project.serializers import (
+    DayField,
+    InstantField,
     LeanSerializer,
     RefusesUnknownFields,
     StrictBooleanField,
@@ -299,53 +300,20 @@ class WalletHistoryEntrySerializer(TransactionLogSerializer):
 # --- balances as of an instant, statements ----------------------------------------
 
 
-@extend_schema_field({"type": "string", "format": "date-time", "example": "2026-12-03T12:00:00+01:00"})
-class InstantField(serializers.Field):
-    """An instant in ISO 8601 with its offset (2026-12-03T12:00:00+01:00,
-    or Z for UTC), not in the future: a time without an offset names no
-    instant, and the ledger knows nothing of one to come."""
-
-    default_error_messages = {
-        "invalid": "An ISO 8601 date and time with its offset, such as 2026-12-03T12:00:00+01:00 or "
-        "2026-12-03T11:00:00Z.",
-        "naive": "Give the time's offset (Z for UTC, +01:00 for Lagos): without one it names no instant.",
-        "future": "This instant is still to come: ask for one up to now.",
-    }
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        try:
-            instant = parse_datetime(data)
-        except ValueError:
-            instant = None
-        if instant is None:
-            self.fail("invalid")
-        if instant.tzinfo is None:
-            self.fail("naive")
-        if instant > timezone.now():
-            self.fail("future")
-        return instant
-
-    def to_representation(self, value):
-        return timestamp_text(value)
-
-
 class StrictQuery(serializers.Serializer):
-    """Query parameters read strictly: only the declared ones, each once
-    (ApiViewSet refuses a repeated one)."""
+    """Query parameters read as given: an empty one (`at=`) is a value its
+    field refuses, not the parameter left out, as DRF would read a QueryDict
+    (an HTML form's blank field). Which parameters an action reads at all,
+    and that each is given once, ApiViewSet checks (wallet_project/views.py)."""
 
     def to_internal_value(self, data):
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown parameter."] for name in unknown})
         return super().to_internal_value({name: data[name] for name in data})
 
 
 class BalanceQuerySerializer(StrictQuery):
     """GET /api/wallets/{id}/balance?at=: `at` omitted is now."""
 
-    at = InstantField(required=False, help_text="The instant, ISO 8601 with its offset; omitted: now.")
+    at = InstantField(required=False, up_to_now=True, help_text="The instant, ISO 8601 with its offset; omitted: now.")
 
 
 STATEMENT_FORMATS = ("json", "csv", "pdf")
@@ -360,12 +328,9 @@ class StatementQuerySerializer(StrictQuery):
 
     def get_fields(self):
         fields = super().get_fields()
-        day = {"input_formats": ["%Y-%m-%d"], "format": "%Y-%m-%d"}
         # `from` is a Python keyword: declared here rather than as an attribute.
-        fields["from"] = serializers.DateField(
-            help_text="The first day (YYYY-MM-DD, in the business time zone).", **day
-        )
-        fields["to"] = serializers.DateField(help_text="The last day, included (YYYY-MM-DD).", **day)
+        fields["from"] = DayField(help_text="The first day (YYYY-MM-DD, in the business time zone).")
+        fields["to"] = DayField(help_text="The last day, included (YYYY-MM-DD).")
         return fields
 
     def validate(self, attrs):
@@ -538,7 +503,9 @@ class ExpiryFields(LeanSerializer):
     `expiresInSeconds` (from now), exactly one, at most HOLD_MAX_SECONDS
     ahead. Validated into `expiry` (transfers.holds.Expiry)."""
 
-    expiresAt = serializers.DateTimeField(source="expires_at", required=False)
+    expiresAt = InstantField(
+        source="expires_at", required=False, help_text="ISO 8601 with its offset (Z for UTC), in the future."
+    )
     expiresInSeconds = serializers.IntegerField(
         source="expires_in_seconds", required=False, min_value=1, max_value=settings.HOLD_MAX_SECONDS
     )

@@ -87,32 +87,42 @@ def describe(movement: dict) -> str:
 CSV_COLUMNS = ("date", "reference", "id", "type", "description", "moneyIn", "moneyOut", "balance")
 
 
+def statement_rows(data: dict) -> list[dict[str, str]]:
+    """The statement's table, as both documents show it, by CSV_COLUMNS
+    (a cell left out is empty): the opening balance, each movement (money in
+    or out, the balance after it), then two rows that are not one: "Totals"
+    (money in and out over the period, no balance) and "Closing balance"
+    (the balance at the period's end). Dates in the statement's zone
+    (timeZone) with their offset."""
+    rows = [{"date": _local(data["periodStart"]), "description": "Opening balance", "balance": data["openingBalance"]}]
+    for movement in data["movements"]:
+        credit = movement["direction"] == "CREDIT"
+        rows.append(
+            {
+                "date": _local(movement["completedAt"]),
+                "reference": movement["reference"],
+                "id": movement["id"],
+                "type": movement["type"],
+                "description": describe(movement),
+                "moneyIn" if credit else "moneyOut": movement["amount"],
+                "balance": movement["balanceAfter"],
+            }
+        )
+    end = _local(data["periodEnd"])
+    rows.append({"date": end, "description": "Totals", "moneyIn": data["totalIn"], "moneyOut": data["totalOut"]})
+    rows.append({"date": end, "description": "Closing balance", "balance": data["closingBalance"]})
+    return rows
+
+
 def statement_csv(data: dict) -> str:
-    """The statement as CSV: one header row, the opening balance, each
-    movement (money in or out, the balance after it), the totals and the
-    closing balance. Dates in the statement's zone (timeZone) with their offset. No cell starts
-    with = + - @ unless it is an amount: nothing a spreadsheet would run."""
+    """The statement as CSV: one header row, then statement_rows. Dates in the
+    statement's zone (timeZone) with their offset. No cell starts with = + - @
+    unless it is an amount: nothing a spreadsheet would run."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    writer.writerow([_local(data["periodStart"]), "", "", "", "Opening balance", "", "", data["openingBalance"]])
-    for movement in data["movements"]:
-        credit = movement["direction"] == "CREDIT"
-        writer.writerow(
-            [
-                _local(movement["completedAt"]),
-                movement["reference"],
-                movement["id"],
-                movement["type"],
-                describe(movement),
-                movement["amount"] if credit else "",
-                "" if credit else movement["amount"],
-                movement["balanceAfter"],
-            ]
-        )
-    end = _local(data["periodEnd"])
-    writer.writerow([end, "", "", "", "Totals", data["totalIn"], data["totalOut"], ""])
-    writer.writerow([end, "", "", "", "Closing balance", "", "", data["closingBalance"]])
+    for row in statement_rows(data):
+        writer.writerow([row.get(column, "") for column in CSV_COLUMNS])
     return out.getvalue()
 
 
@@ -156,20 +166,8 @@ def statement_pdf(data: dict) -> bytes:
         "Money out",
         "Balance",
     )
-    rows = [("", "", "Opening balance", "", "", data["openingBalance"])]
-    for movement in data["movements"]:
-        credit = movement["direction"] == "CREDIT"
-        rows.append(
-            (
-                _local(movement["completedAt"]).replace("T", " "),
-                movement["reference"],
-                describe(movement),
-                movement["amount"] if credit else "",
-                "" if credit else movement["amount"],
-                movement["balanceAfter"],
-            )
-        )
-    rows.append(("", "", "Closing balance", data["totalIn"], data["totalOut"], data["closingBalance"]))
+    columns = ("reference", "description", "moneyIn", "moneyOut", "balance")
+    rows = [(row["date"].replace("T", " "), *(row.get(c, "") for c in columns)) for row in statement_rows(data)]
     pdf.set_font("Helvetica", size=8)
     with pdf.table(
         col_widths=widths,

@@ -187,6 +187,11 @@ class WalletMoneyViewSet(ApiViewSet):
         "balance": READS,
         "statement": READS,
     }
+    query_parameters = {
+        "transactions": ("status", "type", "cursor", "limit"),  # TransactionLogFilter's, the pagination's
+        "balance": ("at",),
+        "statement": ("from", "to", "format"),
+    }
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])

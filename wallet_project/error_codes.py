@@ -69,12 +69,12 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "unsupported_media_type": ErrorCode(
         415,
-        "The body is not `application/json` (UTF-8).",
+        "The body is not `application/json` (UTF-8), or its Content-Type names another charset or an unknown one.",
         "Send `Content-Type: application/json` and a UTF-8 JSON body.",
     ),
     "not_acceptable": ErrorCode(
         406,
-        "The `Accept` header asks for a format the API does not offer.",
+        "The `Accept` header asks for a format the API does not offer (and no `format=` names one, which would win).",
         "Accept `application/json` (or send no `Accept` header).",
     ),
     "method_not_allowed": ErrorCode(

@@ -5,8 +5,9 @@ body's size, which API_MAX_BODY_BYTES bounds, and never in proportion to a
 number the client chose (an exponent, a digit count, a nesting depth):
 
 - the body is UTF-8, as RFC 8259 requires of JSON between systems: another
-  charset in Content-Type is a 415 (Python's codecs also name decompressors
-  and transforms: `charset=zlib` would inflate a small body into gigabytes);
+  charset in Content-Type, or one nobody knows (`charset=bogus`), is a 415
+  (Python's codecs also name decompressors and transforms: `charset=zlib`
+  would inflate a small body into gigabytes);
 - numbers are read exactly (integers as `int`, the rest as `Decimal`, never
   through a binary float), and a number whose plain decimal form needs more
   than JSON_MAX_NUMBER_DIGITS digits is refused before anything writes it
@@ -30,6 +31,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
+from django.utils.http import parse_header_parameters
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import JSONParser
 
@@ -130,6 +132,21 @@ def decode_json(raw: bytes) -> object:
     return document
 
 
+def declares_utf_8(content_type: str) -> bool:
+    """Whether a Content-Type's charset, if it names one, is UTF-8 (in any of
+    the names Python gives it: utf-8, UTF8, utf_8). Read from the header
+    itself: Django drops a charset it does not know (`charset=bogus`) from
+    request.encoding, which would leave a body declared in a charset nobody
+    knows read as UTF-8. No charset at all is UTF-8 (RFC 8259)."""
+    charset = parse_header_parameters(content_type)[1].get("charset")
+    if charset is None:
+        return True
+    try:
+        return codecs.lookup(charset).name == "utf-8"
+    except (LookupError, ValueError):  # unknown, or not a name at all (a NUL)
+        return False
+
+
 class DecimalJSONParser(JSONParser):
     """DRF's JSON parser, through decode_json.
 
@@ -151,8 +168,7 @@ class DecimalJSONParser(JSONParser):
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise PayloadTooLarge()
-        encoding = (parser_context or {}).get("encoding") or "utf-8"
-        if codecs.lookup(encoding).name != "utf-8":
+        if not declares_utf_8(media_type or ""):
             raise UnsupportedMediaType(media_type, detail="JSON bodies are UTF-8; send no other charset.")
         try:
             return decode_json(raw)

@@ -1,9 +1,13 @@
 """The serializer base and fields the apps' serializers share: a cheaper base
-for the serializers every money request runs, strict fields, and the one
-rendering of a timestamp."""
+for the serializers every money request runs, strict fields, the one
+rendering of a timestamp, and the one reader of an instant and of a day."""
 
-from datetime import datetime
+import re
+from datetime import UTC, date, datetime
 
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -93,3 +97,85 @@ class StrictBooleanField(serializers.BooleanField):
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
         return data
+
+
+@extend_schema_field({"type": "string", "format": "date-time", "example": "2026-12-03T12:00:00+01:00"})
+class InstantField(serializers.Field):
+    """The one reader of an instant, wherever a client gives one (a query
+    parameter, a body field): ISO 8601 with its offset
+    (2026-12-03T12:00:00+01:00, or Z for UTC), read as a UTC datetime.
+
+    A time without an offset, or a bare date, names no instant: the reader
+    refuses it rather than guess UTC (a client in Lagos who meant its own
+    10:00 would be an hour off). An instant that exists in its own offset
+    but not in UTC (0001-01-01T00:00:00+01:00 is in year 0) is refused under
+    the field's own name, not left to fail when it is written out.
+    `up_to_now`: refuse one still to come (the ledger knows nothing of it)."""
+
+    default_error_messages = {
+        "invalid": "An ISO 8601 date and time with its offset, such as 2026-12-03T12:00:00+01:00 or "
+        "2026-12-03T11:00:00Z.",
+        "naive": "Give the time's offset (Z for UTC, +01:00 for Lagos): without one it names no instant.",
+        "range": "Out of range: an instant from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.",
+        "future": "This instant is still to come: ask for one up to now.",
+    }
+
+    def __init__(self, *, up_to_now: bool = False, **kwargs):
+        self.up_to_now = up_to_now
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data) -> datetime:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            instant = parse_datetime(data)
+        except ValueError:
+            instant = None
+        if instant is None:
+            self.fail("invalid")
+        if instant.tzinfo is None:
+            self.fail("naive")
+        try:
+            instant = instant.astimezone(UTC)
+        except OverflowError:
+            self.fail("range")
+        if self.up_to_now and instant > timezone.now():
+            self.fail("future")
+        return instant
+
+    def to_representation(self, value):
+        return timestamp_text(value)
+
+
+# re.ASCII: \d would also take other scripts' digits, which date() reads too.
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+# A day whose every hour is an instant, in any time zone: the first and the
+# last day Python has are partly outside them (Lagos's 0001-01-01 starts in year 0).
+FIRST_DAY, LAST_DAY = date(1, 1, 2), date(9999, 12, 30)
+
+
+@extend_schema_field({"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$", "example": "2026-12-03"})
+class DayField(serializers.Field):
+    """The one reader of a day: ISO 8601's `YYYY-MM-DD` exactly (2026-12-06;
+    not 2026-12-6, which strptime would read, nor the basic 20261206 or a
+    week date, which date.fromisoformat would), a day that exists, from
+    FIRST_DAY to LAST_DAY. Which time zone the day is in is the caller's."""
+
+    default_error_messages = {
+        "invalid": "A day that exists, as YYYY-MM-DD, such as 2026-12-03.",
+        "range": f"Out of range: a day from {FIRST_DAY} to {LAST_DAY}.",
+    }
+
+    def to_internal_value(self, data) -> date:
+        if not isinstance(data, str) or not _DAY.fullmatch(data):
+            self.fail("invalid")
+        try:
+            day = date.fromisoformat(data)
+        except ValueError:
+            self.fail("invalid")
+        if not FIRST_DAY <= day <= LAST_DAY:
+            self.fail("range")
+        return day
+
+    def to_representation(self, value):
+        return value.isoformat()

@@ -2,6 +2,7 @@
 
 from rest_framework import viewsets
 from rest_framework.exceptions import AuthenticationFailed, ValidationError
+from rest_framework.settings import api_settings
 
 from wallet_project.throttling import Charge, ChargedOnLookup, action_scope
 
@@ -9,7 +10,17 @@ from wallet_project.throttling import Charge, ChargedOnLookup, action_scope
 class ApiViewSet(viewsets.GenericViewSet):
     """What every API route does alike, once its caller is known.
 
-    A query parameter is given once (docs/api.md): QueryDict.get() reads the
+    Query parameters are strict (docs/api.md). An action reads only the
+    parameters its `query_parameters` entry names (none if it has no entry)
+    and `format`, which content negotiation reads on every route: any other
+    is a 400 naming it, never silently ignored (`/api/tiers?curency=NGN`
+    would otherwise list every currency's tiers). The entries are the names
+    the schema documents for each operation; a test holds the two together.
+    OPTIONS describes the route and reads none, so a browser's preflight
+    that repeats a GET's query is not refused; a method the route does not
+    take is its 405, whatever the query.
+
+    A query parameter is given once: QueryDict.get() reads the
     last of several, so `?status=COMPLETED&status=FAILED` would silently mean
     FAILED, and which one a client meant is a guess. Repeated, it is a 400
     naming it, unless the route reads it as a list (repeatable_query_parameters,
@@ -20,16 +31,22 @@ class ApiViewSet(viewsets.GenericViewSet):
     request itself, once it knows what it costs: `charge`.
     """
 
+    query_parameters: dict[str, tuple[str, ...]] = {}
     repeatable_query_parameters: tuple[str, ...] = ()
     # Set by charge(): DRF makes a view instance per request.
     request_charge: Charge | None = None
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        query = request.query_params
+        if not query or self.action not in self.action_map.values():
+            return  # OPTIONS (DRF's "metadata"), or a method the route does not take: its 405 follows
+        read = {*self.query_parameters.get(self.action, ()), api_settings.URL_FORMAT_OVERRIDE}
+        unknown = sorted(set(query) - read)
+        if unknown:
+            raise ValidationError({name: ["Unknown parameter."] for name in unknown})
         repeated = sorted(
-            name
-            for name, values in request.query_params.lists()
-            if len(values) > 1 and name not in self.repeatable_query_parameters
+            name for name, values in query.lists() if len(values) > 1 and name not in self.repeatable_query_parameters
         )
         if repeated:
             raise ValidationError({name: ["Give this parameter once."] for name in repeated})

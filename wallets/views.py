@@ -35,6 +35,7 @@ class WalletViewSet(ApiViewSet):
     }
     # Opening a wallet and setting its limits write: charged as transfers (wallet_project/throttling.py).
     throttle_scopes = {"create": TRANSFERS, "retrieve": READS, "list": READS, "partial_update": TRANSFERS}
+    query_parameters = {"list": ("userId",)}
 
     @extend_schema(
         request=WalletCreateSerializer,
@@ -122,6 +123,7 @@ class TierViewSet(ApiViewSet):
     queryset = TierProfile.objects.none()  # for the schema generator; reads go through selectors
     required_permissions = {"list": ["wallets.view_tierprofile"]}
     throttle_scopes = {"list": READS}
+    query_parameters = {"list": ("currency",)}
 
     @extend_schema(
         parameters=[TierListQuerySerializer],

@@ -268,6 +268,14 @@ MONEY_CASES = [
         Bad(raw=to_json, content_type="text/plain", status=415, code="unsupported_media_type"),
         id="json_sent_as_text_plain",
     ),
+    pytest.param(
+        Bad(raw=to_json, content_type=f"{JSON}; charset=bogus", status=415, code="unsupported_media_type"),
+        id="charset_nobody_knows",
+    ),
+    pytest.param(
+        Bad(raw=to_json, content_type=f"{JSON}; charset=", status=415, code="unsupported_media_type"),
+        id="charset_empty",
+    ),
 ]
 
 

@@ -16,6 +16,7 @@ from reconciliation.services import ledger_discrepancies
 from transfers import holds
 from transfers.models import Hold, HoldStatus, TransactionLog, TransactionStatus
 from transfers.tests.concurrency import run_concurrently
+from wallet_project.tests import assert_error_envelope
 from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db
@@ -29,6 +30,7 @@ def place(api, source, destination, amount="40.00", key=None, **fields):
         "expiresInSeconds": 600,
         **fields,
     }
+    body = {name: value for name, value in body.items() if value is not None}  # None: leave the field out
     return api.post("/api/holds", body, format="json", headers={"Idempotency-Key": key or f"h-{uuid.uuid4()}"})
 
 
@@ -255,6 +257,46 @@ def test_bad_input_is_a_400_and_stores_nothing(treasury_api, pair, change, field
     assert response.status_code == 400, response.json()
     assert field in response.json()["errors"]
     assert not Hold.objects.exists()
+
+
+def _without_offset(instant) -> str:
+    return instant.replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        lambda: _without_offset(timezone.now() + timedelta(hours=2)),  # 2026-12-06T12:00:00: whose 12:00?
+        lambda: (timezone.now() + timedelta(days=2)).date().isoformat(),  # 2026-12-08: a day, not an instant
+        lambda: "9999-12-31T23:59:59-23:59",  # an instant in its offset, after the last one in UTC
+    ],
+    ids=["naive", "bare-date", "out-of-range"],
+)
+@pytest.mark.parametrize("action", ["place", "extend"])
+def test_an_expiry_without_an_offset_is_a_400_naming_expires_at_and_changes_nothing(
+    treasury_api, pair, expires_at, action
+):
+    source, destination = pair
+    if action == "place":
+        response = place(treasury_api, source, destination, expiresInSeconds=None, expiresAt=expires_at())
+        assert not Hold.objects.exists()
+    else:
+        hold = Hold.objects.get(pk=place(treasury_api, source, destination).json()["data"]["id"])
+        response = end(treasury_api, hold.pk, "extend", expiresAt=expires_at())
+        assert Hold.objects.get(pk=hold.pk).expires_at == hold.expires_at
+    body = assert_error_envelope(response, status=400, code="validation_error", field="expiresAt")
+    assert list(body["errors"]) == ["expiresAt"]
+    if "range" not in body["errors"]["expiresAt"][0]:
+        assert "offset" in body["errors"]["expiresAt"][0]
+    assert not Event.objects.filter(type="hold.extended").exists()
+
+
+def test_an_expiry_with_an_offset_other_than_utc_names_the_same_instant(treasury_api, pair):
+    source, destination = pair
+    lagos = timezone.now().astimezone(timezone.get_fixed_timezone(60)) + timedelta(hours=2)
+    response = place(treasury_api, source, destination, expiresInSeconds=None, expiresAt=lagos.isoformat())
+    assert response.status_code == 201, response.json()
+    assert Hold.objects.get(pk=response.json()["data"]["id"]).expires_at == lagos
 
 
 def test_an_end_without_a_key_is_a_400(treasury_api, pair):

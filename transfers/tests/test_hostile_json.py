@@ -320,7 +320,7 @@ def test_a_body_in_another_charset_than_utf_8_is_415_quickly(charset, content, t
     assert ledger_state() == before
 
 
-@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8"])
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8", "utf_8", '"utf-8"'])
 def test_a_body_declared_utf_8_is_read(charset, treasury_api, wallets):
     source, destination = wallets
     url, body = money_request("deposit", source=source.pk, destination=destination.pk, key=f"ok-{uuid.uuid4()}")

@@ -49,6 +49,13 @@ def test_tiers_of_an_unsupported_currency_is_400(treasury_api):
     assert body(treasury_api.get("/api/tiers?currency=XXX"), 400)["code"] == "validation_error"
 
 
+@pytest.mark.parametrize("query", ["foo=1", "curency=NGN", "currency=NGN&foo=1"])
+def test_an_unknown_tiers_parameter_is_a_400_naming_it(treasury_api, query):
+    answer = body(treasury_api.get(f"/api/tiers?{query}"), 400)
+    assert answer["code"] == "validation_error"
+    assert list(answer["errors"]) == [query.rsplit("&", 1)[-1].split("=")[0]]
+
+
 def test_a_wallet_shows_its_tier_restrictions_and_what_is_left_today(treasury_api, funded_wallet):
     payer, payee = funded_wallet("1000.00"), funded_wallet("0")
     put_in(payer, tier_with(max_daily_debits="500.00", max_balance="2000.00"))

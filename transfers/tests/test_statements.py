@@ -19,6 +19,7 @@ from transfers.models import TransactionLog, TransactionStatus
 from transfers.services import deposit_create, transaction_reverse, transfer_create, withdrawal_create
 from transfers.tests.concurrency import api_client, post_transfer, run_concurrently, token_of
 from wallet_project.business_time import business_today, business_zone
+from wallet_project.tests import assert_error_envelope
 from wallets.models import Wallet, WalletKind
 
 pytestmark = pytest.mark.django_db
@@ -283,6 +284,8 @@ def _explain(sql, params):
         "2026-12-01T12:00:00",  # no offset: no instant
         "2999-01-01T00:00:00Z",  # to come
         "",
+        "0001-01-01T00:00:00+01:00",  # in year 0 in UTC: out of range
+        "0001-01-01T00:30:00+23:59",
     ],
 )
 def test_a_bad_at_is_a_400_naming_it(treasury_api, funded_wallet, at):
@@ -460,6 +463,13 @@ def test_failed_and_pending_movements_are_not_on_a_statement(treasury_api, walle
         ({"from": "2999-01-01", "to": "2999-01-02"}, "from"),
         ({"from": "2026-12-01", "to": "2026-12-01", "format": "xml"}, "format"),
         ({"from": "2026-12-01", "to": "2026-12-01", "fromDate": "2026-12-01"}, "fromDate"),
+        ({"from": "2026-12-1", "to": "2026-12-01"}, "from"),  # YYYY-MM-DD exactly
+        ({"from": "2026-12-01", "to": "2026-12-1"}, "to"),
+        ({"from": "20261201", "to": "2026-12-01"}, "from"),  # ISO 8601's basic form
+        ({"from": "2026-W49-1", "to": "2026-12-01"}, "from"),  # a week date
+        ({"from": "２０２６-12-01", "to": "2026-12-01"}, "from"),  # fullwidth digits
+        ({"from": "0001-01-01", "to": "0001-01-01"}, "from"),  # starts in year 0 in UTC: out of range
+        ({"from": "2026-12-01", "to": "9999-12-31"}, "to"),
     ],
 )
 def test_a_bad_statement_query_is_a_400_naming_it(treasury_api, funded_wallet, query, named):
@@ -470,6 +480,15 @@ def test_a_bad_statement_query_is_a_400_naming_it(treasury_api, funded_wallet, q
     body = response.json()
     assert (body["success"], body["code"]) == (False, "validation_error")
     assert named in body["errors"], body
+
+
+def test_the_first_day_in_range_is_read(treasury_api, funded_wallet):
+    wallet = funded_wallet("1.00")
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}/statement", {"from": "0001-01-02", "to": "0001-01-02"})
+    assert response.status_code == 200, response.json()
+    data = response.json()["data"]
+    # Lagos kept local mean time then (+00:13:35): the day starts late on 0001-01-01 in UTC.
+    assert (data["periodStart"][:11], data["closingBalance"]) == ("0001-01-01T", "0.00")
 
 
 def test_a_full_year_is_allowed(treasury_api, funded_wallet):
@@ -534,6 +553,33 @@ def test_a_statement_as_csv_by_accept_header(treasury_api, funded_wallet):
     assert response["Content-Type"].startswith("text/csv")
 
 
+@pytest.mark.parametrize(
+    ("format", "accept", "content_type"),
+    [
+        ("csv", "application/json", "text/csv"),
+        ("csv", "application/pdf", "text/csv"),
+        ("pdf", "text/csv", "application/pdf"),
+        ("json", "text/csv", "application/json"),
+    ],
+)
+def test_a_format_named_in_the_query_wins_over_the_accept_header(
+    treasury_api, funded_wallet, format, accept, content_type
+):
+    wallet = funded_wallet("3.00")
+    response = treasury_api.get(
+        f"/api/wallets/{wallet.pk}/statement", {"from": today(), "to": today(), "format": format}, HTTP_ACCEPT=accept
+    )
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].split(";")[0] == content_type
+
+
+def test_an_accept_header_without_a_format_still_chooses_and_refuses(treasury_api, funded_wallet):
+    wallet = funded_wallet("3.00")
+    url, days = f"/api/wallets/{wallet.pk}/statement", {"from": today(), "to": today()}
+    assert treasury_api.get(url, days, HTTP_ACCEPT="application/pdf")["Content-Type"] == "application/pdf"
+    assert_error_envelope(treasury_api.get(url, days, HTTP_ACCEPT="text/html"), status=406, code="not_acceptable")
+
+
 def test_a_statement_as_pdf(treasury_api, wallet_owner, funded_wallet):
     from pypdf import PdfReader
 
@@ -552,6 +598,23 @@ def test_a_statement_as_pdf(treasury_api, wallet_owner, funded_wallet):
         assert reference in text
     for figure in ("Opening balance", "Closing balance", "112.34", "32.34", "82.34", "80.00"):
         assert figure in text
+
+
+def test_the_pdf_tells_the_totals_row_from_the_closing_balance(treasury_api, wallet_owner, funded_wallet):
+    """The table ends as the CSV does: "Totals" holds the money in and out
+    of the period and no balance; "Closing balance" holds the balance only."""
+    from pypdf import PdfReader
+
+    wallet, _ = instants_between(wallet_owner, funded_wallet)
+    response = statement_of(treasury_api, wallet, format="pdf")
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+    lines = text.splitlines()
+    table = lines[lines.index("Date (Lagos) Reference Description Money in Money out Balance") + 1 :]
+    rows = [line for line in table if line.startswith("20")]  # each row opens with its Lagos date
+    assert rows[0].endswith("Opening balance 0.00")
+    assert rows[-2].endswith(" Totals 112.34 32.34")
+    assert rows[-1].endswith(" Closing balance 80.00")
+    assert [row for row in rows if "Closing balance" in row] == rows[-1:]
 
 
 def test_a_long_statement_pdf_runs_over_pages(treasury_api, wallet_owner, funded_wallet):

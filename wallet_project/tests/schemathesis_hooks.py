@@ -31,6 +31,7 @@ contract accepts.
 import datetime as dt
 import json
 import os
+import re
 import uuid
 import zoneinfo
 from datetime import UTC, datetime, timedelta
@@ -83,7 +84,7 @@ def before_call(context, case, kwargs):
     elif case.path in HOLD_PATHS:
         _printable_key(case.body)
     if header is not None and "idempotencyKey" in case.body:
-        case.body["idempotencyKey"] = header
+        case.body["idempotencyKey"] = _key_of_header(header)
     elif header is None and "idempotencyKey" not in case.body:
         case.body["idempotencyKey"] = f"st-{uuid.uuid4()}"
     if case.path == BATCH_PATH:
@@ -100,6 +101,17 @@ def before_call(context, case, kwargs):
     if case.path in ("/api/transfer", HOLD_PATH):
         case.body["sourceWalletId"] = os.environ["ST_SOURCE_WALLET"]
         case.body["destinationWalletId"] = os.environ["ST_DESTINATION_WALLET"]
+
+
+def _key_of_header(value: str) -> str:
+    """The key a header value names, as transfers.idempotency.key_from_header
+    reads it: the blanks around it are HTTP's, and an RFC 8941 string
+    ("a\\"b") is unquoted. Copied as is, `"k"` in the header and `"k"` in
+    the body would be two keys (k and "k"), which the API refuses as differing."""
+    value = value.strip(" \t")
+    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        value = re.sub(r'\\(["\\])', r"\1", value[1:-1])
+    return value
 
 
 def _wallet_limits(body: dict) -> None:

@@ -50,6 +50,15 @@ def test_same_choice_as_drfs_negotiation(renderers, accept, query):
     assert ours == drfs
 
 
+@pytest.mark.parametrize("accept", ["application/json", "application/xml", "text/html;q=0", "*/*"])
+def test_a_named_format_wins_over_the_accept_header(accept):
+    renderers = RENDERER_LISTS["json then html"]
+
+    ours = choice(FirstRendererNegotiation(), request(accept, "?format=api"), renderers)
+
+    assert ours == (BrowsableAPIRenderer, "text/html")
+
+
 def test_the_fast_path_skips_parsing_the_accept_header(monkeypatch):
     def parsed(self, request):
         raise AssertionError("the Accept header was parsed")

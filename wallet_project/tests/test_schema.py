@@ -8,6 +8,7 @@ code and body the API can return.
 import json
 import random
 import re
+import uuid
 
 import pytest
 from django.conf import settings
@@ -16,6 +17,7 @@ from drf_spectacular.validation import validate_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
 
+from conftest import make_api_client
 from events.models import Event, EventType
 from events.webhooks import event_body
 from transfers.tests.factories import ApiUserFactory
@@ -402,6 +404,42 @@ def test_wallet_creation_documents_201_and_409(schema):
 @pytest.mark.parametrize("path", ["/api/wallets", "/api/wallets/{id}/transactions"])
 def test_reads_that_validate_their_query_document_400(path, schema):
     assert "400" in schema["paths"][path]["get"]["responses"]
+
+
+# --- query parameters: the schema's, and no other ------------------------------------------------
+
+
+def test_every_api_read_reads_the_query_parameters_its_schema_names_and_refuses_any_other(schema):
+    """Each GET operation under /api/ refuses a parameter its schema does not
+    name (400 naming it, before the wallet or hold is even looked up), and
+    takes every one it names as its own: the names in the views
+    (ApiViewSet.query_parameters) and the schema's agree, route by route."""
+    api = make_api_client("Treasury client", "Auditor")
+    reads = [(path, operation) for path, ops in schema["paths"].items() for method, operation in ops.items()]
+    reads = [(path, op) for path, op in reads if path.startswith("/api/") and op is schema["paths"][path].get("get")]
+    assert len(reads) >= 12, [path for path, _ in reads]
+    for path, operation in reads:
+        url = re.sub(r"\{\w+\}", str(uuid.uuid4()), path)
+        named = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        for name in ["curency", "foo", "fromDate"]:
+            response = api.get(url, {name: "1"})
+            assert response.status_code == 400, (path, name, response.content)
+            assert response.json()["errors"] == {name: ["Unknown parameter."]}, path
+        # format is content negotiation's, read on every route.
+        for name, value in [*((name, "x") for name in named), ("format", "json")]:
+            errors = api.get(url, {name: value}).json().get("errors") or {}
+            assert errors.get(name) != ["Unknown parameter."], (path, name)
+
+
+def test_a_preflight_that_repeats_a_reads_query_is_not_refused(treasury_api):
+    response = treasury_api.options(f"/api/wallets?userId={uuid.uuid4()}&status=x")
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PUT", "DELETE"])
+def test_a_method_a_route_does_not_take_is_405_whatever_its_query(treasury_api, method):
+    response = treasury_api.generic(method, "/api/tiers?currency=NGN&currency=USD&foo=1")
+    assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed"), response.content
 
 
 # --- the history endpoint and the log view ------------------------------------------------------------
