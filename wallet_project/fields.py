@@ -17,9 +17,10 @@ def timestamp_text(value: datetime | None) -> str | None:
     An aware time (every one the service has: USE_TZ) is written here
     directly, as DRF writes it in the UTC the service runs in: DRF's field
     asks for the current time zone on every call, and a hold's answer and
-    its event write four timestamps each, about a sixth of what rendering a
-    hold costs otherwise (wallet_project/tests/test_fields.py keeps the two
-    the same)."""
+    its event write four timestamps each; through DRF they made rendering a
+    hold (transfers.rendering.hold_json) about three times as slow (timeit
+    on the shared bench machine). wallet_project/tests/test_fields.py keeps
+    the two the same."""
     if value is None:
         return None
     if value.tzinfo is None:
