@@ -50,7 +50,9 @@ from transfers.exceptions import (
     BalanceLimitExceeded,
     BatchFailed,
     BusinessRuleViolation,
+    CaptureExceedsHold,
     CurrencyMismatch,
+    HoldNotFound,
     InsufficientBalance,
     LimitExceeded,
     WalletInactive,
@@ -189,6 +191,7 @@ def check_rules(
     *,
     frozen_blocks: bool = True,
     tiers: bool = True,
+    counted_at_hold: bool = False,
 ) -> None:
     """Every rule a movement must pass, in the order a client is told of
     them: raises the first BusinessRuleViolation it breaks. `source` and
@@ -199,7 +202,8 @@ def check_rules(
     more check here. `frozen_blocks` and `tiers`: False for a correction,
     the rules it does not keep (an operator's correction must reach a
     frozen wallet: docs/design.md, "The corrections' money"; tiers and
-    restrictions are the client's and the customer's, docs/limits.md)."""
+    restrictions are the client's and the customer's, docs/limits.md).
+    `counted_at_hold`: limits.check_caps'."""
     if frozen_blocks and not source.is_active:
         raise WalletInactive("The source wallet is inactive.")
     if frozen_blocks and not destination.is_active:
@@ -214,7 +218,7 @@ def check_rules(
     if source.kind == WalletKind.CUSTOMER and source.balance - source.held < log.amount:
         raise InsufficientBalance()
     if tiers:
-        limits.check_caps(log, source, destination, client_debits)
+        limits.check_caps(log, source, destination, client_debits, counted_at_hold=counted_at_hold)
     # One client must not take a settlement wallet to where other clients'
     # deposits no longer fit (docs/design.md, "Client exposure"); checked
     # before the ledger's range below, so that a client past its own limit is
@@ -287,6 +291,7 @@ def decide(
     day: datetime.date,
     frozen_blocks: bool = True,
     tiers: bool = True,
+    counted_at_hold: bool = False,
 ) -> Posting:
     """Decide each PENDING log in the order given, on the locked `wallets`
     (by id, every wallet the logs touch, locked for business day `day`),
@@ -294,7 +299,10 @@ def decide(
     complete: a log that no longer fits fails, and the ones after it may
     still fit. Locks each exposure and client daily-debits row it needs,
     once. `frozen_blocks`, `tiers`: check_rules'; without tiers nothing
-    counts in the daily totals."""
+    counts in the daily totals. `counted_at_hold`: the logs are holds'
+    captures, whose payers' debits were checked and counted in their
+    wallets' daily totals when the holds were placed (docs/limits.md,
+    "Holds"): neither is done again."""
     posting = Posting(decisions=[], day=day)
     exposures: dict[tuple[int, str], ClientExposure] = {}
     client_rows: dict[tuple[int, str], ClientDailyDebit] = {}
@@ -305,7 +313,10 @@ def decide(
         exposure = exposure_change(source, destination, log.amount, exposures)
         client_debits = client_debits_row(source, day, client_rows) if tiers else None
         try:
-            check_rules(log, source, destination, exposure, client_debits, frozen_blocks=frozen_blocks, tiers=tiers)
+            check_rules(
+                log, source, destination, exposure, client_debits,
+                frozen_blocks=frozen_blocks, tiers=tiers, counted_at_hold=counted_at_hold,
+            )  # fmt: skip
         except BusinessRuleViolation as violation:
             posting.decisions.append(Decision(log, Failure.of(violation)))
             continue
@@ -320,17 +331,24 @@ def decide(
             exposure.row.amount += exposure.change
             exposure_changes[exposure.row.pk] = exposure_changes.get(exposure.row.pk, Decimal(0)) + exposure.change
         if tiers:
-            _count(posting, log, source, destination, client_debits)
+            _count(posting, log, source, destination, client_debits, counted_at_hold=counted_at_hold)
     return posting
 
 
 def _count(
-    posting: Posting, log: TransactionLog, source: Wallet, destination: Wallet, client_debits: ClientDailyDebit | None
+    posting: Posting,
+    log: TransactionLog,
+    source: Wallet,
+    destination: Wallet,
+    client_debits: ClientDailyDebit | None,
+    *,
+    counted_at_hold: bool,
 ) -> None:
     """Add a completed log to the day's running totals: its customer
     wallets' (in memory for the next log's check, and in the posting for
-    SETTLE), and its paying client's."""
-    if source.kind == WalletKind.CUSTOMER and not limits.counted_at_hold(log):
+    SETTLE; a hold's capture adds no debit, counted when it was placed),
+    and its paying client's."""
+    if source.kind == WalletKind.CUSTOMER and not counted_at_hold:
         source.day.debits += log.amount
         posting.totals.setdefault(source.pk, [Decimal(0), Decimal(0)])[0] += log.amount
     if destination.kind == WalletKind.CUSTOMER:
@@ -772,6 +790,22 @@ class HoldEnd:
     key: str = ""
     fingerprint: str = ""
     note: str = ""
+    # The client whose hold it must be (a client's own request: another
+    # client's hold is not found, as an unknown one); None for an operator
+    # or the expiry.
+    client_id: int | None = None
+
+    def captured(self, hold: Hold) -> Decimal:
+        """What a capture of `hold` moves: `amount`, or all the hold reserves
+        (None). Raises CaptureExceedsHold above the hold's amount: the one
+        place that rule is checked, for a capture and a set's alike."""
+        if self.amount is None:
+            return hold.amount
+        if self.amount > hold.amount:
+            raise CaptureExceedsHold(
+                f"Hold {hold.pk} reserves {hold.amount:.2f} {hold.currency}; a capture moves at most that."
+            )
+        return self.amount
 
 
 def place_hold(hold: Hold, *, wallets_rule: str, rule_params: dict) -> str:
@@ -834,14 +868,20 @@ def end_hold(hold_id: uuid.UUID, end: HoldEnd) -> tuple[Hold, bool]:
     task's delay), and returned so.
 
     A capture is refused whole by a rule it breaks (the destination frozen,
-    say): the rule's BusinessRuleViolation is raised and the hold stays OPEN.
-    Hold.DoesNotExist for an unknown id."""
+    say; CaptureExceedsHold above the hold's amount): the rule's
+    BusinessRuleViolation is raised and the hold stays OPEN. HoldNotFound
+    for an unknown id, or one not end.client_id's."""
     return retrying(lambda: _end_hold_once(hold_id, end), hold_id)
 
 
 def _end_hold_once(hold_id: uuid.UUID, end: HoldEnd) -> tuple[Hold, bool]:
     with transaction.atomic(durable=True):
-        hold = locks.lock_hold(hold_id)
+        try:
+            hold = locks.lock_hold(hold_id)
+        except Hold.DoesNotExist:
+            raise HoldNotFound() from None
+        if end.client_id is not None and hold.client_id != end.client_id:
+            raise HoldNotFound()
         if hold.status != HoldStatus.OPEN:
             return hold, False
         now = timezone.now()
@@ -911,8 +951,9 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
         source.held -= hold.amount
         held[source.pk] = held.get(source.pk, Decimal(0)) - hold.amount
         if end.status == HoldStatus.CAPTURED:
-            captures.append(_capture_log(hold, end.amount if end.amount is not None else hold.amount))
-    posting = decide(captures, wallets, day=day)
+            captures.append(_capture_log(hold, end.captured(hold)))
+    # Its payer's debit counted when the hold was placed (docs/limits.md, "Holds").
+    posting = decide(captures, wallets, day=day, counted_at_hold=True)
     for decision in posting.decisions:
         if decision.failure is not None:
             raise decision.failure.violation()
@@ -959,9 +1000,7 @@ def _release_room(ends: list[tuple[Hold, HoldEnd]], wallets: dict, day: datetime
         source = wallets[hold.source_wallet_id]
         if source.kind != WalletKind.CUSTOMER or business_day(hold.created_at) != day:
             continue
-        moved = Decimal(0)
-        if end.status == HoldStatus.CAPTURED:
-            moved = hold.amount if end.amount is None else end.amount
+        moved = end.captured(hold) if end.status == HoldStatus.CAPTURED else Decimal(0)
         released = min(hold.amount - moved, source.day.debits)
         if released > 0:
             source.day.debits -= released
@@ -998,27 +1037,38 @@ def _owners_of(wallet_ids: set[uuid.UUID]) -> dict[uuid.UUID, int | None]:
     return dict(Wallet.objects.filter(pk__in=wallet_ids).values_list("pk", "owner_id"))
 
 
+# What a capture's log holds before SETTLE, in the model's field order.
+_CAPTURE_LOG_FIELDS = in_model_order(
+    TransactionLog,
+    [
+        "client_id", "idempotency_key", "movement_fingerprint", "type", "status", "source_wallet_id",
+        "destination_wallet_id", "amount", "currency", "metadata", "reference",
+    ],
+)  # fmt: skip
+
+
 def _capture_log(hold: Hold, amount: Decimal) -> TransactionLog:
     """The PENDING TRANSFER a capture of `amount` makes: the hold's client,
     wallets, currency and metadata; its key `hold:<id>`, one per hold (a hold
-    is captured once), so GET /api/transfer/hold:<id> finds it."""
-    log = TransactionLog(
-        id=uuid.uuid4(),
-        client_id=hold.client_id,
-        idempotency_key=f"hold:{hold.pk}",
-        movement_fingerprint=canonical_fingerprint(capture_of=str(hold.pk)),
-        type=TransactionType.TRANSFER,
-        status=TransactionStatus.PENDING,
-        source_wallet_id=hold.source_wallet_id,
-        destination_wallet_id=hold.destination_wallet_id,
-        amount=amount,
-        currency=hold.currency,
-        metadata=hold.metadata,
-        reference=new_reference(),
-    )
-    # Its debit counted in the payer's daily totals when the hold was placed.
-    log.counted_at_hold = True
-    return log
+    is captured once), so GET /api/transfer/hold:<id> finds it. Made as a
+    row read back (Model.from_db, as a transfer's PENDING log is): only
+    these fields set, without Model.__init__'s keyword path, which cost
+    more than the rest of making it (_END_HOLDS inserts the row)."""
+    values = {
+        "id": uuid.uuid4(),
+        "client_id": hold.client_id,
+        "idempotency_key": f"hold:{hold.pk}",
+        "movement_fingerprint": canonical_fingerprint(capture_of=str(hold.pk)),
+        "type": TransactionType.TRANSFER.value,
+        "status": TransactionStatus.PENDING.value,
+        "source_wallet_id": hold.source_wallet_id,
+        "destination_wallet_id": hold.destination_wallet_id,
+        "amount": amount,
+        "currency": hold.currency,
+        "metadata": hold.metadata,
+        "reference": new_reference(),
+    }
+    return TransactionLog.from_db(connection.alias, _CAPTURE_LOG_FIELDS, [values[name] for name in _CAPTURE_LOG_FIELDS])
 
 
 def _hold_events(hold: Hold, recipients: list[int]) -> list[tuple[str, int, dict]]:

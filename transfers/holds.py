@@ -34,10 +34,10 @@ from django.utils import timezone
 
 from transfers import engine, locks
 from transfers.exceptions import (
-    CaptureExceedsHold,
     HoldExpiryNotLater,
     HoldNotFound,
     HoldNotOpen,
+    IdempotencyKeyInUse,
     IdempotencyKeyReused,
 )
 from transfers.models import Hold, HoldStatus, TransactionType
@@ -171,21 +171,21 @@ def hold_capture(
     rest is released, once. Raises HoldNotFound (404), CaptureExceedsHold
     (422), HoldNotOpen (409: ended, or its expiry came first), a broken
     rule's BusinessRuleViolation (422; the hold stays OPEN),
-    IdempotencyKeyReused (422: this key ended it with another request)."""
+    IdempotencyKeyReused (422: this key ended it with another request),
+    IdempotencyKeyInUse (409: the key is ending it right now)."""
     fingerprint = canonical_fingerprint(end=HoldStatus.CAPTURED, amount=amount)
-    hold = _own_hold(client, hold_id)
-    if amount is not None and amount > hold.amount:
-        raise CaptureExceedsHold(f"The hold reserves {hold.amount:.2f} {hold.currency}; a capture moves at most that.")
-    end = engine.HoldEnd(HoldStatus.CAPTURED, amount=amount, key=idempotency_key, fingerprint=fingerprint)
-    return _end(client, hold, end)
+    end = engine.HoldEnd(
+        HoldStatus.CAPTURED, amount=amount, key=idempotency_key, fingerprint=fingerprint, client_id=client.pk
+    )
+    return _end(client, hold_id, end)
 
 
 def hold_void(*, client: AbstractBaseUser, hold_id: uuid.UUID, idempotency_key: str) -> HoldResult:
     """Release the client's OPEN hold whole, once. Raises HoldNotFound,
-    HoldNotOpen, IdempotencyKeyReused as hold_capture."""
+    HoldNotOpen, IdempotencyKeyReused, IdempotencyKeyInUse as hold_capture."""
     fingerprint = canonical_fingerprint(end=HoldStatus.VOIDED)
-    hold = _own_hold(client, hold_id)
-    return _end(client, hold, engine.HoldEnd(HoldStatus.VOIDED, key=idempotency_key, fingerprint=fingerprint))
+    end = engine.HoldEnd(HoldStatus.VOIDED, key=idempotency_key, fingerprint=fingerprint, client_id=client.pk)
+    return _end(client, hold_id, end)
 
 
 def hold_void_by_operator(*, hold_id: uuid.UUID, reason: str, voided_by: AbstractBaseUser) -> Hold:
@@ -253,11 +253,6 @@ def holds_end_set(
     missing = [str(hold_id) for hold_id in amounts if hold_id not in found]
     if missing:
         raise HoldNotFound(f"{len(missing)} of the holds were not found.", data={"holdIds": missing})
-    for hold_id, amount in amounts.items():
-        if amount is not None and amount > found[hold_id].amount:
-            raise CaptureExceedsHold(
-                f"Hold {hold_id} reserves {found[hold_id].amount:.2f}; a capture moves at most that."
-            )
     if all(hold.end_key == idempotency_key for hold in found.values()):
         if any(hold.end_fingerprint != fingerprint for hold in found.values()):
             raise IdempotencyKeyReused()
@@ -306,14 +301,35 @@ def _own_hold(client: AbstractBaseUser, hold_id: uuid.UUID) -> Hold:
     return hold
 
 
-def _end(client: AbstractBaseUser, hold: Hold, end: "engine.HoldEnd") -> HoldResult:
-    if hold.status != HoldStatus.OPEN:
-        return _ended(client, hold, end)
-    with locks.idempotency_lock(client.pk, f"{_END_LOCK_PREFIX}{hold.pk}\n{end.key}") as lock:
-        hold, ended_now = engine.end_hold(hold.pk, end)
-        lock.leave_to_expire()
+def _end(client: AbstractBaseUser, hold_id: uuid.UUID, end: "engine.HoldEnd") -> HoldResult:
+    """End the client's hold with one request's key. The request takes the
+    key's Redis lock first and goes straight to the engine, which reads the
+    hold once, under its row lock (whose it is, whether it is OPEN, its
+    amount): a first end costs no read before the lock. The lock is left to
+    expire once the engine has answered, so a retry within
+    TRANSFER_LOCK_TIMEOUT finds it taken and is answered from the hold
+    (_answer_taken); a later one reaches the engine, which returns the
+    ended hold as it is, and is answered the same (_ended)."""
+    try:
+        with locks.idempotency_lock(client.pk, f"{_END_LOCK_PREFIX}{hold_id}\n{end.key}") as lock:
+            hold, ended_now = engine.end_hold(hold_id, end)
+            lock.leave_to_expire()
+    except IdempotencyKeyInUse as in_use:  # only taking the lock raises it
+        return _answer_taken(client, hold_id, end, in_use)
     if ended_now:
         return HoldResult(hold, replayed=False)
+    return _ended(client, hold, end)
+
+
+def _answer_taken(
+    client: AbstractBaseUser, hold_id: uuid.UUID, end: "engine.HoldEnd", in_use: IdempotencyKeyInUse
+) -> HoldResult:
+    """The answer when the key's lock is taken: a retry of the request that
+    ended the hold gets what it got (_ended); while the hold is OPEN, a
+    request with the key is in flight (or died holding it): `in_use`, 409."""
+    hold = _own_hold(client, hold_id)
+    if hold.status == HoldStatus.OPEN:
+        raise in_use
     return _ended(client, hold, end)
 
 

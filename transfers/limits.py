@@ -90,12 +90,6 @@ def _private_payee(log: TransactionLog, destination: Wallet) -> bool:
     return destination.owner_id != log.client_id
 
 
-def counted_at_hold(log) -> bool:
-    """Whether `log` is a hold's capture, whose debit counted in its payer's
-    daily totals when the hold was placed (engine.place_hold)."""
-    return getattr(log, "counted_at_hold", False)
-
-
 def check_restrictions(log: TransactionLog, source: Wallet, destination: Wallet) -> None:
     """Post-no-debit on a paying customer wallet, post-no-credit on a
     receiving one: raises WalletRestricted."""
@@ -112,12 +106,17 @@ def check_caps(
     source: Wallet,
     destination: Wallet,
     client_debits: ClientDailyDebit | None,
+    *,
+    counted_at_hold: bool = False,
 ) -> None:
     """The caps on `log` between the locked `source` and `destination` (each
     customer wallet carries its WalletDay as `.day`), in the order above;
     raises the first broken as LimitExceeded. `client_debits`: the paying
     client's locked row of the day, when its currency has a
-    CLIENT_DAILY_DEBIT_LIMIT."""
+    CLIENT_DAILY_DEBIT_LIMIT. `counted_at_hold`: `log` is a hold's capture,
+    whose payer's tier caps were checked when the hold was placed
+    (engine.place_hold; docs/limits.md, "Holds"): only the client's caps and
+    the payee's are checked now."""
     amount, currency = log.amount, log.currency
     payer = source.kind == WalletKind.CUSTOMER
     payee = destination.kind == WalletKind.CUSTOMER
@@ -128,9 +127,7 @@ def check_caps(
         daily = settings.CLIENT_DAILY_DEBIT_LIMIT[currency]
         if client_debits.amount + amount > daily:
             raise _refuse("clientDailyDebits", daily, daily - client_debits.amount, currency, "the client, today")
-    # A hold's capture was counted against its payer's caps when the hold was
-    # placed (docs/limits.md, "Holds"): only the payee's are checked now.
-    if payer and not counted_at_hold(log):
+    if payer and not counted_at_hold:
         day, tier = source.day, source.day.tier
         whose = f"the source wallet's tier {tier.name}"
         if tier.max_single_debit is not None and amount > tier.max_single_debit:

@@ -7,13 +7,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.db.models import Sum
 from django.utils import timezone
 
 from conftest import make_api_client
 from events.models import Event
 from reconciliation.services import ledger_discrepancies
-from transfers import holds
+from transfers import holds, locks
 from transfers.models import Hold, HoldStatus, TransactionLog, TransactionStatus
 from transfers.tests.concurrency import run_concurrently
 from wallet_project.tests import assert_error_envelope
@@ -145,6 +146,39 @@ def test_a_capture_above_the_hold_is_refused_and_the_hold_stays_open(treasury_ap
     assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN
 
 
+def end_lock_name(client, hold_id, key) -> str:
+    """The Redis lock a request ending `hold_id` with `key` takes (transfers/holds.py, _end)."""
+    return locks.idempotency_lock_name(client.pk, f"{holds._END_LOCK_PREFIX}{hold_id}\n{key}")
+
+
+def test_a_capture_while_its_key_is_in_flight_is_refused_and_the_hold_stays_open(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    with locks.idempotency_lock(treasury_api.user.pk, f"{holds._END_LOCK_PREFIX}{hold_id}\ncap-busy"):
+        response = end(treasury_api, hold_id, "capture", key="cap-busy")
+    assert response.status_code == 409 and response.json()["code"] == "idempotency_key_in_use"
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN
+    assert end(treasury_api, hold_id, "capture", key="cap-busy").status_code == 200
+    assert amounts(source) == ("60.00", "0.00", "60.00")
+
+
+def test_a_capture_retried_after_its_keys_lock_expired_is_answered_from_the_hold(treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    first = end(treasury_api, hold_id, "capture", key="cap-late", amount="25.00")
+    assert first.status_code == 200
+    lock = end_lock_name(treasury_api.user, hold_id, "cap-late")
+    assert cache.has_key(lock)  # left to expire
+    cache.delete(lock)  # as after TRANSFER_LOCK_TIMEOUT: the retry takes it and reaches the engine
+    retry = end(treasury_api, hold_id, "capture", key="cap-late", amount="25.00")
+    assert retry.status_code == 200 and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["data"] == first.json()["data"]
+    cache.delete(lock)
+    other = end(treasury_api, hold_id, "capture", key="cap-late", amount="24.00")
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert amounts(source) == ("75.00", "0.00", "75.00")
+
+
 def test_void_releases_everything_once(treasury_api, pair):
     source, destination = pair
     hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
@@ -212,6 +246,7 @@ def test_another_clients_hold_is_not_found(treasury_api, pair):
         response = end(stranger, hold_id, action)
         assert response.status_code == 404 and response.json()["code"] == "hold_not_found"
     assert stranger.get(f"/api/holds/{uuid.uuid4()}").status_code == 404
+    assert end(stranger, uuid.uuid4(), "capture").json()["code"] == "hold_not_found"
     # Another client's wallet as the source is not found, as an unknown one.
     response = place(stranger, source, destination)
     assert response.status_code == 404 and response.json()["code"] == "wallet_not_found"

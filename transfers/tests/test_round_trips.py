@@ -85,6 +85,56 @@ def test_one_transfer_costs_seven_statements_and_two_redis_round_trips(treasury_
     assert [commands(trip) for trip in redis_trips] == TRANSFER_REDIS_COMMANDS
 
 
+# A hold's capture: the API key, then the one transaction that ends it: BEGIN,
+# lock the hold (the only read of it: whose it is, whether it is OPEN, its
+# amount), lock both wallets, insert the capture's PENDING TRANSFER with the
+# hold's row and its event, the transfer's SETTLE, COMMIT. No read of the hold
+# before its lock (transfers/holds.py, _end): that is a retry's path.
+CAPTURE_STATEMENTS = ["FROM api_keys"] + [
+    "BEGIN",
+    'FOR NO KEY UPDATE OF "holds"',
+    "FOR NO KEY UPDATE OF w",
+    "INSERT INTO transaction_logs",
+    "WITH legs AS",
+    "COMMIT",
+]
+
+
+def place_hold(api, source, destination, key):
+    body = {
+        "sourceWalletId": str(source.pk),
+        "destinationWalletId": str(destination.pk),
+        "amount": "1.00",
+        "expiresInSeconds": 600,
+    }
+    response = api.post("/api/holds", body, format="json", headers={"Idempotency-Key": key})
+    assert response.status_code == 201, response.json()
+    return response.json()["data"]["id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_capture_costs_seven_statements_and_two_redis_round_trips(treasury_api, funded_wallet):
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    warm = place_hold(treasury_api, source, destination, "warm-up")
+    assert (
+        treasury_api.post(f"/api/holds/{warm}/capture", {}, format="json", headers={"Idempotency-Key": "w"}).status_code
+        == 200
+    )
+    hold_id = place_hold(treasury_api, source, destination, "pinned")
+
+    with CaptureQueriesContext(connection) as queries, counting_redis_round_trips() as redis_trips:
+        response = treasury_api.post(
+            f"/api/holds/{hold_id}/capture", {}, format="json", headers={"Idempotency-Key": "pinned-capture"}
+        )
+
+    assert response.status_code == 200, response.json()
+    assert len(queries) == len(CAPTURE_STATEMENTS), [q["sql"][:80] for q in queries]
+    for query, expected in zip(queries, CAPTURE_STATEMENTS, strict=True):
+        assert expected in query["sql"], (expected, query["sql"][:200])
+    # The rate limit, and taking the capture key's lock (left to expire).
+    assert [commands(trip) for trip in redis_trips] == TRANSFER_REDIS_COMMANDS
+
+
 def test_one_replay_costs_two_statements_and_one_redis_round_trip(treasury_api, funded_wallet):
     source, destination = funded_wallet("10.00"), funded_wallet("0")
     transfer(treasury_api, source, destination)
