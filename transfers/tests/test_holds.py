@@ -13,7 +13,7 @@ from django.utils import timezone
 from conftest import make_api_client
 from reconciliation.services import ledger_discrepancies
 from transfers import holds
-from transfers.models import Hold, HoldStatus, TransactionLog, TransactionStatus
+from transfers.models import Hold, HoldStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.tests.concurrency import run_concurrently
 from wallets.models import Event, Wallet
 
@@ -132,6 +132,33 @@ def test_partial_capture_releases_the_rest_and_a_second_capture_is_refused(treas
     other = end(treasury_api, hold_id, "capture", key="cap-1", amount="15.00")
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     assert amounts(source) == ("84.50", "0.00", "84.50")
+
+
+@pytest.mark.parametrize("request_kind", ["transfer", "batch_payout"])
+def test_a_client_key_cannot_take_the_key_a_capture_records_its_transfer_under(request_kind, treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    taken = f"hold:{hold_id}"
+    movement = {"destinationWalletId": str(destination.pk), "amount": "10.00"}
+    if request_kind == "transfer":
+        body = {"sourceWalletId": str(source.pk), **movement}
+        response = treasury_api.post("/api/transfer", body, format="json", headers={"Idempotency-Key": taken})
+    else:
+        body = {"sourceWalletId": str(source.pk), "atomic": False, "transfers": [{**movement, "idempotencyKey": taken}]}
+        response = treasury_api.post(
+            "/api/transfers/batch", body, format="json", headers={"Idempotency-Key": f"b-{uuid.uuid4()}"}
+        )
+    assert response.status_code == 400, response.json()
+    refusal = response.json()
+    assert (refusal["success"], refusal["code"]) == (False, "validation_error")
+    assert "must not start with 'hold:'" in str(refusal["errors"])
+    assert not TransactionLog.objects.filter(type=TransactionType.TRANSFER).exists()
+    assert amounts(source) == ("100.00", "40.00", "60.00")
+
+    captured = end(treasury_api, hold_id, "capture")
+    assert captured.status_code == 200, captured.json()
+    assert TransactionLog.objects.get(idempotency_key=taken).pk == uuid.UUID(captured.json()["data"]["transactionId"])
+    assert amounts(destination) == ("40.00", "0.00", "40.00")
 
 
 def test_a_capture_above_the_hold_is_refused_and_the_hold_stays_open(treasury_api, pair):
