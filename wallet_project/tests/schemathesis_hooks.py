@@ -22,10 +22,17 @@ contract accepts.
 - Metadata's property names are text: the schema cannot say that a name
   holds no lone UTF-16 surrogate or NUL (wallet_project/parsers.py refuses
   them, as the contract asks).
-- In positive mode, what the schema cannot bound is brought within the
+- A value the schema allows and the reader refuses is brought within the
   reader's bounds: metadata's stored size (TRANSFER_METADATA_MAX_BYTES), its
   numbers' digits, and the Unicode code points not assigned yet that a body
-  key may not hold (transfers/idempotency.py, BODY_KEY_PATTERN).
+  key may not hold (transfers/idempotency.py, BODY_KEY_PATTERN). The data
+  decides, not the generation mode: each such value is checked against its
+  own schema (as served, with Schemathesis' validator) and against the
+  reader (for a key, the reader itself), so a value its schema refuses, the
+  negative data a case is about, is sent as generated in either mode, and a
+  value within its schema is never one the server refuses, whichever data
+  the seed produces and whichever phase (examples, coverage, fuzzing,
+  stateful) sends it.
 """
 
 import datetime as dt
@@ -36,7 +43,11 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import jsonschema_rs
 import schemathesis
+from rest_framework.exceptions import ValidationError
+
+from transfers.idempotency import validate_idempotency_key
 
 # What the reader allows (settings.TRANSFER_METADATA_MAX_BYTES,
 # JSON_MAX_NUMBER_DIGITS), with room for how jsonb writes numbers.
@@ -75,11 +86,7 @@ def before_call(context, case, kwargs):
         return
     headers = case.headers if case.headers is not None else {}
     header = next((value for name, value in headers.items() if name.lower() == HEADER.lower()), None)
-    positive = case.meta is None or not case.meta.generation.mode.is_negative
-    if positive:
-        _within_the_readers_bounds(case.body)
-    elif case.path in HOLD_PATHS:
-        _printable_key(case.body)
+    _within_the_readers_bounds(case)
     if header is not None and "idempotencyKey" in case.body:
         case.body["idempotencyKey"] = header
     elif header is None and "idempotencyKey" not in case.body:
@@ -154,21 +161,48 @@ def _parsed(parse, value):
         return None
 
 
-def _within_the_readers_bounds(body: dict) -> None:
-    """A positive case's metadata and keys, made what the reader accepts where
-    the schema cannot say it (see the module's docstring)."""
-    for item in [body, *[p for p in body.get("transfers") or [] if isinstance(p, dict)]]:
+def _within_the_readers_bounds(case) -> None:
+    """The body's metadata and keys (a batch's payouts' too) that their schema
+    allows and the reader refuses, replaced by values it accepts; a value
+    its schema refuses is left as generated (see the module's docstring)."""
+    body = case.body
+    root = next((b.resolved_schema for b in case.operation.body if b.media_type == case.media_type), None)
+    if root is None:
+        return
+    parts = [(body, root)]
+    payout = _resolved(root, root.get("properties", {}).get("transfers", {}).get("items", {}))
+    parts += [(item, payout) for item in body.get("transfers") or [] if isinstance(item, dict)]
+    for item, schema in parts:
         metadata = item.get("metadata")
-        if isinstance(metadata, dict) and not _storable(metadata):
+        if isinstance(metadata, dict) and not _storable(metadata) and _allows(root, schema, "metadata", metadata):
             item["metadata"] = {"trimmed": True}
-        _printable_key(item)
+        key = item.get("idempotencyKey")
+        if isinstance(key, str) and not _reader_takes(key) and _allows(root, schema, "idempotencyKey", key):
+            item["idempotencyKey"] = f"st-{uuid.uuid4()}"
 
 
-def _printable_key(item: dict) -> None:
-    """A body key the reader refuses beyond its pattern (unassigned code points), replaced."""
-    key = item.get("idempotencyKey")
-    if isinstance(key, str) and not key.isprintable():
-        item["idempotencyKey"] = f"st-{uuid.uuid4()}"
+def _resolved(root: dict, node: dict) -> dict:
+    """`node`, its reference followed into the served body schema's bundle."""
+    while isinstance(node, dict) and "$ref" in node:
+        node = root.get("x-bundled", {}).get(node["$ref"].rsplit("/", 1)[-1], {})
+    return node
+
+
+def _allows(root: dict, schema: dict, name: str, value) -> bool:
+    """Whether the property `name` of object `schema` allows `value`, as the
+    served schema says (OpenAPI 3.1: JSON Schema 2020-12)."""
+    node = _resolved(root, schema.get("properties", {}).get(name))
+    if not isinstance(node, dict):
+        return False
+    return jsonschema_rs.Draft202012Validator({**node, "x-bundled": root.get("x-bundled", {})}).is_valid(value)
+
+
+def _reader_takes(key: str) -> bool:
+    try:
+        validate_idempotency_key(key)
+    except ValidationError:
+        return False
+    return True
 
 
 def _storable(metadata: dict) -> bool:
