@@ -1085,8 +1085,8 @@ def extend_hold(hold_id: uuid.UUID, expires_at, *, key: str, fingerprint: str) -
             return hold, "not_open"
         if expires_at <= hold.expires_at:
             return hold, "not_later"
-        params = {"id": hold.pk, "client": hold.client_id, "key": key, "fingerprint": fingerprint, "now": now}
-        if not _fetch(_EXTEND_HOLD, {**params, "expires_at": expires_at}):
+        params = {"id": hold.pk, "client": hold.client_id, "key": key, "fingerprint": fingerprint}
+        if not _fetch(_EXTEND_HOLD, {**params, "expires_at": expires_at, "now": now}):
             return hold, "key_taken"
         hold.expires_at, hold.extend_key, hold.extend_fingerprint, hold.updated_at = (expires_at, key, fingerprint, now)
         recipients = sorted(set(_owners_of({hold.source_wallet_id, hold.destination_wallet_id}).values()) - {None})

@@ -35,6 +35,7 @@ contract accepts.
   stateful) sends it.
 """
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -47,7 +48,7 @@ import jsonschema_rs
 import schemathesis
 from rest_framework.exceptions import ValidationError
 
-from transfers.idempotency import validate_idempotency_key
+from transfers.idempotency import key_from_header, validate_idempotency_key
 
 # What the reader allows (settings.TRANSFER_METADATA_MAX_BYTES,
 # JSON_MAX_NUMBER_DIGITS), with room for how jsonb writes numbers.
@@ -86,11 +87,9 @@ def before_call(context, case, kwargs):
         return
     headers = case.headers if case.headers is not None else {}
     header = next((value for name, value in headers.items() if name.lower() == HEADER.lower()), None)
-    _within_the_readers_bounds(case)
-    if header is not None and "idempotencyKey" in case.body:
-        case.body["idempotencyKey"] = header
-    elif header is None and "idempotencyKey" not in case.body:
-        case.body["idempotencyKey"] = f"st-{uuid.uuid4()}"
+    root = next((b.resolved_schema for b in case.operation.body if b.media_type == case.media_type), None)
+    _within_the_readers_bounds(case.body, root)
+    _one_key(case.body, header, root)
     if case.path == BATCH_PATH:
         _batch(case.body)
         return
@@ -161,12 +160,28 @@ def _parsed(parse, value):
         return None
 
 
-def _within_the_readers_bounds(case) -> None:
+def _one_key(body: dict, header: str | None, root: dict | None) -> None:
+    """A key somewhere, and the same key where both are sent: the body's
+    becomes the key the header names, as the reader reads it (a quoted
+    "abc" names abc, whitespace around it is HTTP's), when the header names
+    one and the body's key is within its schema; a header or a body key
+    its schema refuses is the negative data, sent as generated."""
+    if header is None:
+        body.setdefault("idempotencyKey", f"st-{uuid.uuid4()}")
+        return
+    if "idempotencyKey" not in body or (
+        root is not None and not _allows(root, root, "idempotencyKey", body["idempotencyKey"])
+    ):
+        return
+    with contextlib.suppress(ValidationError):  # the header is the negative data
+        body["idempotencyKey"] = key_from_header(header)
+
+
+def _within_the_readers_bounds(body: dict, root: dict | None) -> None:
     """The body's metadata and keys (a batch's payouts' too) that their schema
-    allows and the reader refuses, replaced by values it accepts; a value
-    its schema refuses is left as generated (see the module's docstring)."""
-    body = case.body
-    root = next((b.resolved_schema for b in case.operation.body if b.media_type == case.media_type), None)
+    (`root`, the served body schema) allows and the reader refuses, replaced
+    by values it accepts; a value its schema refuses is left as generated
+    (see the module's docstring)."""
     if root is None:
         return
     parts = [(body, root)]

@@ -20,6 +20,10 @@ TOO_BIG_TO_STORE = {f"note{n}": "x" * 1500 for n in range(4)}
 PAST_THE_SCHEMA = {"note": "x" * 5000}
 
 
+def bounds(case) -> None:
+    hooks._within_the_readers_bounds(case.body, case.operation.body[0].resolved_schema)
+
+
 def case_of(schema_document: dict, path: str, body: dict):
     operation = schemathesis.openapi.from_dict(schema_document)[path]["POST"]
     return operation.Case(body=body, media_type="application/json")
@@ -27,13 +31,13 @@ def case_of(schema_document: dict, path: str, body: dict):
 
 def test_a_value_the_schema_allows_and_the_reader_refuses_is_replaced(schema):  # noqa: F811
     case = case_of(schema, "/api/transfer", {"idempotencyKey": f"k{UNASSIGNED}", "metadata": TOO_BIG_TO_STORE})
-    hooks._within_the_readers_bounds(case)
+    bounds(case)
     assert hooks._reader_takes(case.body["idempotencyKey"])
     assert case.body["metadata"] == {"trimmed": True}
 
     payout = {"idempotencyKey": f"p{UNASSIGNED}", "metadata": TOO_BIG_TO_STORE}
     batch = case_of(schema, "/api/transfers/batch", {"idempotencyKey": f"b{UNASSIGNED}", "transfers": [payout]})
-    hooks._within_the_readers_bounds(batch)
+    bounds(batch)
     assert hooks._reader_takes(batch.body["idempotencyKey"])
     assert hooks._reader_takes(batch.body["transfers"][0]["idempotencyKey"])
     assert batch.body["transfers"][0]["metadata"] == {"trimmed": True}
@@ -45,7 +49,7 @@ def test_a_value_the_schema_allows_and_the_reader_refuses_is_replaced(schema):  
 def test_a_value_the_schema_refuses_is_sent_as_generated(schema, path):  # noqa: F811
     for key in ["", "a\x00b", " lead", "hold:1", "reference/x", "a/../b", "x" * 256]:
         case = case_of(schema, path, {"idempotencyKey": key, "metadata": dict(PAST_THE_SCHEMA)})
-        hooks._within_the_readers_bounds(case)
+        bounds(case)
         assert case.body["idempotencyKey"] == key
         if "metadata" in case.operation.body[0].resolved_schema["properties"]:
             assert case.body["metadata"] == PAST_THE_SCHEMA
@@ -54,5 +58,20 @@ def test_a_value_the_schema_refuses_is_sent_as_generated(schema, path):  # noqa:
 def test_a_value_within_both_is_left_alone(schema):  # noqa: F811
     body = {"idempotencyKey": "order-7/é", "metadata": {"loanId": "L-1042", "installment": 3}}
     case = case_of(schema, "/api/holds", dict(body))
-    hooks._within_the_readers_bounds(case)
+    bounds(case)
     assert case.body == body
+
+
+def test_the_body_key_becomes_the_key_the_header_names_as_the_reader_reads_it(schema):  # noqa: F811
+    for header, key in [('"st-1"', "st-1"), ("  st-2 ", "st-2"), ('"a\\"b"', 'a"b')]:
+        case = case_of(schema, "/api/holds/void", {"holds": [], "idempotencyKey": "generated"})
+        hooks._one_key(case.body, header, case.operation.body[0].resolved_schema)
+        assert case.body["idempotencyKey"] == key
+
+
+def test_a_header_or_body_key_the_schema_refuses_is_sent_as_generated(schema):  # noqa: F811
+    root = case_of(schema, "/api/holds/void", {}).operation.body[0].resolved_schema
+    for header, body_key in [("a,b", "ok"), ("hold:1", "ok"), ("ok", " lead"), ("ok", "reference/x")]:
+        body = {"idempotencyKey": body_key}
+        hooks._one_key(body, header, root)
+        assert body["idempotencyKey"] == body_key
