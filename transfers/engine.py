@@ -33,13 +33,14 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from events.models import EventType
@@ -53,11 +54,13 @@ from transfers.exceptions import (
     CaptureExceedsHold,
     CurrencyMismatch,
     HoldNotFound,
+    IdempotencyKeyReused,
     InsufficientBalance,
     LimitExceeded,
     WalletInactive,
 )
 from transfers.models import (
+    HOLD_REQUEST_KEY_CONSTRAINT,
     BatchStatus,
     ClientDailyDebit,
     ClientExposure,
@@ -747,8 +750,10 @@ _FAIL_HOLD = "UPDATE holds SET status = 'FAILED', error_code = %s, error_message
 # PENDING, for SETTLE to complete next (_capture_log; the hold's
 # transaction_id names its log, checked at the statement's end), the holds'
 # rows, only an OPEN one (the row lock and the OPEN check before deciding
-# make it so; this is the backstop), and their events. One round trip, as a
-# transfer's PENDING insert is one.
+# make it so; this is the backstop), the request's key bound to its holds
+# (HoldRequestKey: a key the client used for another hold request breaks its
+# unique constraint, and the whole posting is refused), and their events.
+# One round trip, as a transfer's PENDING insert is one.
 _END_HOLDS = """
 WITH logs AS (
   INSERT INTO transaction_logs (
@@ -767,6 +772,13 @@ ended AS (
     FROM jsonb_to_recordset(%(ends)s::jsonb) AS v(id uuid, status text, captured numeric, log uuid, key text,
                                                    fingerprint text, note text)
    WHERE h.id = v.id AND h.status = 'OPEN'
+),
+keyed AS (
+  INSERT INTO hold_request_keys (client_id, idempotency_key, fingerprint, hold_ids, created_at)
+  SELECT v.client, v.key, v.fingerprint, array_agg(v.id ORDER BY v.id), %(now)s
+    FROM jsonb_to_recordset(%(ends)s::jsonb) AS v(id uuid, client integer, key text, fingerprint text)
+   WHERE v.key <> ''
+   GROUP BY v.client, v.key, v.fingerprint
 )
 """ + INSERT_EVENT_ROWS.replace("%s", "%(events)s")  # noqa: S608 (constants only)
 _HOLD_EVENT_TYPES = {
@@ -969,8 +981,9 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
         hold.captured_amount, hold.transaction_id = (log.amount, log.pk) if log else (None, None)
         rows.append(
             {
-                "id": str(hold.pk), "status": hold.status, "captured": log and str(log.amount),
-                "log": log and str(log.pk), "key": end.key, "fingerprint": end.fingerprint, "note": end.note,
+                "id": str(hold.pk), "client": hold.client_id, "status": hold.status,
+                "captured": log and str(log.amount), "log": log and str(log.pk), "key": end.key,
+                "fingerprint": end.fingerprint, "note": end.note,
             }
         )  # fmt: skip
         destination = wallets.get(hold.destination_wallet_id)
@@ -978,8 +991,22 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
         recipients = sorted({wallets[hold.source_wallet_id].owner_id, payee} - {None})
         events += _hold_events(hold, recipients)
     ends_document = {"logs": _captures_json(captures), "ends": json.dumps(rows), "events": event_rows_json(events)}
-    _run(_END_HOLDS, {**ends_document, "now": now})
+    with _refused_if_key_taken():
+        _run(_END_HOLDS, {**ends_document, "now": now})
     apply(posting, now)
+
+
+@contextmanager
+def _refused_if_key_taken() -> Iterator[None]:
+    """IdempotencyKeyReused for the client's hold request key bound to
+    another request (HoldRequestKey's unique constraint), raised inside the
+    caller's transaction: it rolls back whole, and nothing has changed."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) == HOLD_REQUEST_KEY_CONSTRAINT:
+            raise IdempotencyKeyReused() from exc
+        raise
 
 
 _RELEASE_ROOM = """
@@ -1076,12 +1103,31 @@ def _hold_events(hold: Hold, recipients: list[int]) -> list[tuple[str, int, dict
     return [(_HOLD_EVENT_TYPES[hold.status], owner, hold_json(hold, viewer_id=owner)) for owner in recipients]
 
 
+# An extension, with its key bound to the hold (HoldRequestKey) in the same
+# statement: no row when the client's key is taken (by an earlier extension
+# of this hold, or another hold request), and then nothing changed.
+_EXTEND_HOLD = """
+WITH keyed AS (
+  INSERT INTO hold_request_keys (client_id, idempotency_key, fingerprint, hold_ids, created_at)
+  SELECT %(client)s, %(key)s::text, %(fingerprint)s::text, ARRAY[%(id)s::uuid], %(now)s WHERE %(key)s::text <> ''
+  ON CONFLICT (client_id, idempotency_key) DO NOTHING
+  RETURNING 1
+)
+UPDATE holds SET expires_at = %(expires_at)s, extend_key = %(key)s::text, extend_fingerprint = %(fingerprint)s::text,
+       updated_at = %(now)s
+ WHERE id = %(id)s AND (%(key)s::text = '' OR EXISTS (SELECT 1 FROM keyed))
+RETURNING 1
+"""
+
+
 def extend_hold(hold_id: uuid.UUID, expires_at, *, key: str, fingerprint: str) -> tuple[Hold, str]:
     """Move an OPEN hold's expiry to `expires_at`, later only, with its
     hold.extended event. Returns (hold, outcome): "extended"; "not_open" (it
     had ended, returned as it is; or its expiry had come, and it is EXPIRED
     here now); "replayed" (`key` made its last extension: unchanged);
-    "not_later" (expires_at is not after its expiry: unchanged).
+    "not_later" (expires_at is not after its expiry: unchanged);
+    "key_taken" (the client's `key` is bound to another hold request, or an
+    earlier extension of this one: unchanged; the caller tells which).
     Hold.DoesNotExist for an unknown id."""
     with transaction.atomic(durable=True):
         hold = locks.lock_hold(hold_id)
@@ -1095,9 +1141,9 @@ def extend_hold(hold_id: uuid.UUID, expires_at, *, key: str, fingerprint: str) -
             return hold, "not_open"
         if expires_at <= hold.expires_at:
             return hold, "not_later"
-        Hold.objects.filter(pk=hold.pk).update(
-            expires_at=expires_at, extend_key=key, extend_fingerprint=fingerprint, updated_at=now
-        )
+        params = {"id": hold.pk, "client": hold.client_id, "key": key, "fingerprint": fingerprint}
+        if not _fetch(_EXTEND_HOLD, {**params, "expires_at": expires_at, "now": now}):
+            return hold, "key_taken"
         hold.expires_at, hold.extend_key, hold.extend_fingerprint, hold.updated_at = (expires_at, key, fingerprint, now)
         recipients = sorted(set(_owners_of({hold.source_wallet_id, hold.destination_wallet_id}).values()) - {None})
         events = [(EventType.HOLD_EXTENDED.value, owner, hold_json(hold, viewer_id=owner)) for owner in recipients]

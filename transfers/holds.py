@@ -18,8 +18,14 @@ leaves nothing, and the retry places it.
    broke; the unique (client, key) constraint decides a race, whose loser
    answers with the winner's hold.
 
-An end (capture, void) carries its own key, kept on the hold: its retry is
-answered with what it did; any other end of an ended hold is HoldNotOpen.
+An end (capture, void) or an extension, of one hold or of a set, carries
+its own key: the client's, bound to the holds and the request in the
+transaction that does it (models.HoldRequestKey). Its retry is answered
+with what it did; the key used for another request (another hold, another
+set, another amount or action) is IdempotencyKeyReused and changes nothing;
+any other end of an ended hold is HoldNotOpen. What the capture path pays
+for it: a unique index entry in the statement that ends the hold, no extra
+query; the key is looked up only when the hold is not OPEN.
 """
 
 import json
@@ -40,7 +46,7 @@ from transfers.exceptions import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
 )
-from transfers.models import Hold, HoldStatus, TransactionType
+from transfers.models import Hold, HoldRequestKey, HoldStatus, TransactionType
 from transfers.movements import Expiry, Found, Movement, canonical_fingerprint
 from transfers.rendering import hold_json
 from transfers.selectors import READ_ALL_TRANSACTIONS
@@ -171,8 +177,9 @@ def hold_capture(
     rest is released, once. Raises HoldNotFound (404), CaptureExceedsHold
     (422), HoldNotOpen (409: ended, or its expiry came first), a broken
     rule's BusinessRuleViolation (422; the hold stays OPEN),
-    IdempotencyKeyReused (422: this key ended it with another request),
-    IdempotencyKeyInUse (409: the key is ending it right now)."""
+    IdempotencyKeyReused (422: the client's key did another hold request;
+    nothing changed), IdempotencyKeyInUse (409: the key is ending it right
+    now)."""
     fingerprint = canonical_fingerprint(end=HoldStatus.CAPTURED, amount=amount)
     end = engine.HoldEnd(
         HoldStatus.CAPTURED, amount=amount, key=idempotency_key, fingerprint=fingerprint, client_id=client.pk
@@ -204,14 +211,22 @@ def hold_void_by_operator(*, hold_id: uuid.UUID, reason: str, voided_by: Abstrac
 
 def hold_extend(*, client: AbstractBaseUser, hold_id: uuid.UUID, expiry: Expiry, idempotency_key: str) -> HoldResult:
     """Move the client's OPEN hold's expiry later (never earlier; at most
-    HOLD_MAX_SECONDS from now, the serializer's bound). A retry of the last
-    extension's key is answered again. Raises HoldNotFound (404), HoldNotOpen
-    (409: ended, or its expiry came first), HoldExpiryNotLater (422)."""
+    HOLD_MAX_SECONDS from now, the serializer's bound). A retry of any of its
+    extensions' keys is answered again, with the hold as it is now. Raises
+    HoldNotFound (404), HoldNotOpen (409: ended, or its expiry came first),
+    HoldExpiryNotLater (422), IdempotencyKeyReused (422: the client's key did
+    another hold request; nothing changed)."""
     fingerprint = canonical_fingerprint(extend=True, **expiry.asked())
     _own_hold(client, hold_id)
     hold, outcome = engine.extend_hold(
         hold_id, expiry.instant(timezone.now()), key=idempotency_key, fingerprint=fingerprint
     )
+    if outcome in ("not_open", "not_later", "key_taken") and _did_this_before(
+        client, idempotency_key, fingerprint, [hold_id]
+    ):
+        return HoldResult(hold, replayed=True)
+    if outcome == "key_taken":
+        raise IdempotencyKeyReused()
     if outcome == "not_open":
         raise HoldNotOpen(f"The hold is {hold.status}.", data=hold_json(hold, viewer_id=client.pk))
     if outcome == "not_later":
@@ -243,9 +258,10 @@ def holds_end_set(
     of them end, or none does (engine.end_holds). The key is the set's: each
     hold keeps it as its end_key, and a retry of the same request is answered
     again. Raises HoldNotFound (404, data: the ids not found, another
-    client's among them), CaptureExceedsHold (422), HoldNotOpen (409, data:
-    the holds that are not OPEN; nothing ended), a capture's broken rule
-    (422), IdempotencyKeyReused (422)."""
+    client's among them), CaptureExceedsHold (422), IdempotencyKeyReused
+    (422: the key did another hold request, another set among them; nothing
+    ended), HoldNotOpen (409, data: the holds that are not OPEN; nothing
+    ended), a capture's broken rule (422)."""
     fingerprint = canonical_fingerprint(
         end=status, holds=sorted([str(hold_id), amount and f"{amount:.2f}"] for hold_id, amount in amounts.items())
     )
@@ -253,9 +269,7 @@ def holds_end_set(
     missing = [str(hold_id) for hold_id in amounts if hold_id not in found]
     if missing:
         raise HoldNotFound(f"{len(missing)} of the holds were not found.", data={"holdIds": missing})
-    if all(hold.end_key == idempotency_key for hold in found.values()):
-        if any(hold.end_fingerprint != fingerprint for hold in found.values()):
-            raise IdempotencyKeyReused()
+    if _ended_by(list(found.values()), idempotency_key, fingerprint):
         return HoldSetResult([found[hold_id] for hold_id in amounts], replayed=True)
     ends = {
         hold_id: engine.HoldEnd(status, amount=amount, key=idempotency_key, fingerprint=fingerprint)
@@ -263,12 +277,17 @@ def holds_end_set(
     }
     with locks.idempotency_lock(client.pk, _END_LOCK_PREFIX + idempotency_key):
         holds, not_open = engine.end_holds(ends)
+    by_id = {hold.pk: hold for hold in holds}
     if not_open:
+        if _ended_by(holds, idempotency_key, fingerprint) or _did_this_before(
+            client, idempotency_key, fingerprint, list(amounts)
+        ):
+            # A concurrent duplicate of this request ended them first.
+            return HoldSetResult([by_id[hold_id] for hold_id in amounts], replayed=True)
         raise HoldNotOpen(
             f"{len(not_open)} of the holds are not open; none ended.",
             data={"holds": [hold_json(hold, viewer_id=client.pk) for hold in not_open]},
         )
-    by_id = {hold.pk: hold for hold in holds}
     return HoldSetResult([by_id[hold_id] for hold_id in amounts], replayed=False)
 
 
@@ -335,9 +354,36 @@ def _answer_taken(
 
 def _ended(client: AbstractBaseUser, hold: Hold, end: "engine.HoldEnd") -> HoldResult:
     """The answer to ending a hold that is not OPEN: a retry of the request
-    that ended it gets what it got; anything else HoldNotOpen, with the hold."""
-    if end.key and hold.end_key == end.key:
-        if hold.end_fingerprint != end.fingerprint:
-            raise IdempotencyKeyReused()
+    that ended it gets what it got; the key of another hold request
+    IdempotencyKeyReused; anything else HoldNotOpen, with the hold."""
+    if _ended_by([hold], end.key, end.fingerprint) or _did_this_before(client, end.key, end.fingerprint, [hold.pk]):
         return HoldResult(hold, replayed=True)
     raise HoldNotOpen(f"The hold is {hold.status}.", data=hold_json(hold, viewer_id=client.pk))
+
+
+def _ended_by(holds: list[Hold], key: str, fingerprint: str) -> bool:
+    """Whether `key` ended these holds with this very request (a replay), read
+    on the holds in hand: True when it ended all of them so; False when it
+    ended none; IdempotencyKeyReused when it ended some, or with another
+    request (another set, amount or action)."""
+    ended = [hold for hold in holds if key and hold.end_key == key]
+    if not ended:
+        return False
+    if len(ended) != len(holds) or any(hold.end_fingerprint != fingerprint for hold in ended):
+        raise IdempotencyKeyReused()
+    return True
+
+
+def _did_this_before(client: AbstractBaseUser, key: str, fingerprint: str, hold_ids: list[uuid.UUID]) -> bool:
+    """Whether the client's hold request `key` did this very request (the same
+    fingerprint on the same holds) before: True; False when the key is
+    unused; IdempotencyKeyReused when it did another. One query, asked only
+    off the happy path (a hold not OPEN, an extension refused)."""
+    bound = (
+        HoldRequestKey.objects.filter(client=client, idempotency_key=key).values_list("fingerprint", "hold_ids").first()
+    )
+    if bound is None:
+        return False
+    if bound[0] != fingerprint or sorted(bound[1]) != sorted(hold_ids):
+        raise IdempotencyKeyReused()
+    return True

@@ -21,6 +21,10 @@ one key, never two. So:
   slash reaches the application decoded, so such a key could never be looked
   up again (and could shadow a reference). Every key that can be stored can
   be read back by its own route;
+- a key never starts with "hold:": a hold's capture records its TRANSFER
+  under the client's key `hold:<hold id>` (transfers/engine.py,
+  _capture_log), so a client's transfer or payout under that key would take
+  it, and the hold could never be captured;
 - no part of a key between slashes is "." or "..": HTTP clients remove such
   dot segments from a path before they send it (RFC 3986, 5.2.4; curl,
   requests and browsers do, and %2E is the same character to them), so
@@ -28,19 +32,27 @@ one key, never two. So:
   transaction, and "." or ".." reached no transfer route at all.
 """
 
+import re
 import string
 
 from rest_framework import serializers
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
-# The lookup by reference's path (transfers/urls.py).
-RESERVED_PREFIX = "reference/"
+# The keys the service names itself, never a client's, and why (the refusal says it).
+_WHY_RESERVED = {
+    # The lookup by reference's path (transfers/urls.py).
+    "reference/": "GET /api/transfer/reference/... looks transactions up by reference.",
+    # A hold's capture records its TRANSFER under this key (transfers/engine.py, _capture_log).
+    "hold:": "a hold's capture is recorded under hold:<hold id>.",
+}
+RESERVED_PREFIXES = tuple(_WHY_RESERVED)
+_NOT_RESERVED = f"(?!{'|'.join(re.escape(prefix) for prefix in RESERVED_PREFIXES)})"
 # The keys as the schema describes them (the body field and the header),
 # exactly as validate_idempotency_key and key_from_header read them, so that
 # a generated client sends what is accepted and nothing else is (a test
 # compares them on many sampled keys). A key never has a dot segment ("." or
-# ".." between slashes, the first lookahead) nor starts with "reference/".
+# ".." between slashes, the first lookahead) nor starts with a reserved prefix.
 _NO_DOT_SEGMENT = r"(?!(.*/)?\.\.?(/|$))"
 # The body: printable characters, no whitespace at either end. JSON Schema
 # has no class for "printable", so the unprintable ones are listed: controls,
@@ -55,19 +67,19 @@ _UNPRINTABLE = (
 _PRINTABLE = rf"[^{_UNPRINTABLE}]"
 _PRINTABLE_NOT_SPACE = rf"[^\s{_UNPRINTABLE}]"
 BODY_KEY_PATTERN = (
-    rf"^(?!{RESERVED_PREFIX}){_NO_DOT_SEGMENT}{_PRINTABLE_NOT_SPACE}({_PRINTABLE}{{0,253}}{_PRINTABLE_NOT_SPACE})?$"
+    rf"^{_NOT_RESERVED}{_NO_DOT_SEGMENT}{_PRINTABLE_NOT_SPACE}({_PRINTABLE}{{0,253}}{_PRINTABLE_NOT_SPACE})?$"
 )
 # The header: printable ASCII without a comma (a list), either bare (not
 # starting with '"') or an RFC 8941 string ("..." with \" and \\ escaped),
 # with optional whitespace around it, which HTTP strips.
 _BARE = (
-    rf"(?!{RESERVED_PREFIX})(?!(.*/)?\.\.?(/|[ \t]*$))"
+    rf"{_NOT_RESERVED}(?!(.*/)?\.\.?(/|[ \t]*$))"
     r"[!#-+\--~]([ -+\--~]{0,253}[!-+\--~])?"
 )
 _QUOTED_UNIT = r"([ !#-+\--\[\]-~]|\\[\"\\])"
 _QUOTED_UNIT_NOT_SPACE = r"([!#-+\--\[\]-~]|\\[\"\\])"
 _QUOTED = (
-    rf'"(?!{RESERVED_PREFIX})(?!(.*/)?\.\.?(/|"[ \t]*$))'
+    rf'"{_NOT_RESERVED}(?!(.*/)?\.\.?(/|"[ \t]*$))'
     rf'{_QUOTED_UNIT_NOT_SPACE}({_QUOTED_UNIT}{{0,253}}{_QUOTED_UNIT_NOT_SPACE})?"'
 )
 HEADER_KEY_PATTERN = rf"^[ \t]*({_BARE}|{_QUOTED})[ \t]*$"
@@ -91,11 +103,9 @@ def validate_idempotency_key(value: str) -> str:
             "The idempotency key must not have '.' or '..' between slashes (or as the whole key): HTTP clients "
             "remove such parts from the path of GET /api/transfer/{key}, which would not find it."
         )
-    if value.startswith(RESERVED_PREFIX):
-        raise serializers.ValidationError(
-            f"The idempotency key must not start with {RESERVED_PREFIX!r}: "
-            "GET /api/transfer/reference/... looks transactions up by reference."
-        )
+    for prefix, why in _WHY_RESERVED.items():
+        if value.startswith(prefix):
+            raise serializers.ValidationError(f"The idempotency key must not start with {prefix!r}: {why}")
     return value
 
 

@@ -10,6 +10,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -384,7 +385,8 @@ class Hold(models.Model):
     A capture or a void carries its own idempotency key, kept as end_key: a
     retry with it is answered what the end did; another request to end an
     ended hold is refused (hold_not_open). An extension keeps the last
-    extension's key the same way.
+    extension's key the same way. Each such key is also bound, client-wide,
+    to its holds and request (HoldRequestKey).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -467,3 +469,41 @@ class Hold(models.Model):
 
     def __str__(self) -> str:
         return f"hold {self.pk} {self.amount} {self.currency} {self.status}"
+
+
+# The one key per (client, key) of hold requests: its violation is a reused key.
+HOLD_REQUEST_KEY_CONSTRAINT = "transfers_holdrequestkey_unique_client_key"
+
+
+class HoldRequestKey(models.Model):
+    """The idempotency key of a request that ends or extends holds (a
+    capture, a void, an extension; of one hold or of a set), bound to the
+    client, the holds and the request (docs/api.md, "Holds").
+
+    One per (client, key), written in the transaction that does what the
+    request asks (transfers/engine.py: _END_HOLDS, extend_hold): a key that
+    ended hold A cannot end hold B, nor capture another set, nor extend
+    anything; that request is refused 422 idempotency_key_reused and changes
+    nothing, while the same request again is a replay. Another client's key
+    of the same string is its own. A placement's key is the hold's own
+    (Hold.idempotency_key), a namespace apart.
+    """
+
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    idempotency_key = models.CharField(max_length=255)
+    # The request's canonical fingerprint (movements.canonical_fingerprint), as the
+    # holds keep it in end_fingerprint or extend_fingerprint.
+    fingerprint = models.CharField(max_length=64)
+    # The holds it ended or extended, in primary-key order: the same request
+    # names the same holds.
+    hold_ids = ArrayField(models.UUIDField())
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "hold_request_keys"
+        constraints = [
+            models.UniqueConstraint(fields=["client", "idempotency_key"], name=HOLD_REQUEST_KEY_CONSTRAINT),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold request key {self.idempotency_key!r} of client {self.client_id}"

@@ -109,7 +109,7 @@ class MetadataField(serializers.JSONField):
         "maxLength": MAX_KEY_LENGTH,
         "pattern": BODY_KEY_PATTERN,
         "description": "Or the Idempotency-Key header: 1 to 255 printable characters, no whitespace at either "
-        "end, no '.' or '..' between slashes, not starting with 'reference/', scoped to your client.",
+        "end, no '.' or '..' between slashes, not starting with 'reference/' or 'hold:', scoped to your client.",
     }
 )
 class IdempotencyKeyField(StrictCharField):

@@ -54,7 +54,7 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     pattern=HEADER_KEY_PATTERN,
     description="The idempotency key (or the idempotencyKey body field; if both, they must agree): 1 to 255 "
     "printable ASCII characters, no whitespace at either end, no '.' or '..' between slashes, not starting "
-    "with 'reference/', scoped to the calling client. May be an RFC 8941 string (\"abc\" means abc). Sent "
+    "with 'reference/' or 'hold:', scoped to the calling client. May be an RFC 8941 string (\"abc\" means abc). Sent "
     "once: a key with a comma, a repeated header or a list is a 400 (a key with a comma goes in the body).",
 )
 

@@ -194,7 +194,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "idempotency_key_reused": ErrorCode(
         422,
         "This idempotency key was already used for a different request (other amount, wallets, type or "
-        "metadata); nothing moved.",
+        "metadata; for a hold's capture, void or extension, other holds or another action); nothing moved.",
         "Use a new key for a new request; to see the first one, `GET /api/transfer/{key}`.",
     ),
     "idempotency_key_in_use": ErrorCode(

@@ -15,7 +15,7 @@ from conftest import make_api_client
 from events.models import Event
 from reconciliation.services import ledger_discrepancies
 from transfers import holds, locks
-from transfers.models import Hold, HoldStatus, TransactionLog, TransactionStatus
+from transfers.models import Hold, HoldStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.tests.concurrency import run_concurrently
 from wallet_project.tests import assert_error_envelope
 from wallets.models import Wallet
@@ -136,6 +136,33 @@ def test_partial_capture_releases_the_rest_and_a_second_capture_is_refused(treas
     other = end(treasury_api, hold_id, "capture", key="cap-1", amount="15.00")
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     assert amounts(source) == ("84.50", "0.00", "84.50")
+
+
+@pytest.mark.parametrize("request_kind", ["transfer", "batch_payout"])
+def test_a_client_key_cannot_take_the_key_a_capture_records_its_transfer_under(request_kind, treasury_api, pair):
+    source, destination = pair
+    hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
+    taken = f"hold:{hold_id}"
+    movement = {"destinationWalletId": str(destination.pk), "amount": "10.00"}
+    if request_kind == "transfer":
+        body = {"sourceWalletId": str(source.pk), **movement}
+        response = treasury_api.post("/api/transfer", body, format="json", headers={"Idempotency-Key": taken})
+    else:
+        body = {"sourceWalletId": str(source.pk), "atomic": False, "transfers": [{**movement, "idempotencyKey": taken}]}
+        response = treasury_api.post(
+            "/api/transfers/batch", body, format="json", headers={"Idempotency-Key": f"b-{uuid.uuid4()}"}
+        )
+    assert response.status_code == 400, response.json()
+    refusal = response.json()
+    assert (refusal["success"], refusal["code"]) == (False, "validation_error")
+    assert "must not start with 'hold:'" in str(refusal["errors"])
+    assert not TransactionLog.objects.filter(type=TransactionType.TRANSFER).exists()
+    assert amounts(source) == ("100.00", "40.00", "60.00")
+
+    captured = end(treasury_api, hold_id, "capture")
+    assert captured.status_code == 200, captured.json()
+    assert TransactionLog.objects.get(idempotency_key=taken).pk == uuid.UUID(captured.json()["data"]["transactionId"])
+    assert amounts(destination) == ("40.00", "0.00", "40.00")
 
 
 def test_a_capture_above_the_hold_is_refused_and_the_hold_stays_open(treasury_api, pair):
@@ -477,6 +504,168 @@ def test_a_set_capture_that_breaks_a_rule_moves_nothing(treasury_api, funded_wal
     assert response.status_code == 422 and response.json()["code"] == "wallet_inactive"
     assert amounts(source) == ("100.00", "40.00", "60.00")
     assert set(Hold.objects.filter(pk__in=ids).values_list("status", flat=True)) == {HoldStatus.OPEN}
+
+
+# --- an end's or an extension's key is bound to its holds and its request ------------
+
+
+def set_end(api, action, items, key):
+    return api.post(f"/api/holds/{action}", {"holds": items}, format="json", headers={"Idempotency-Key": key})
+
+
+def open_holds(api, source, destination, count, amount="10.00"):
+    return [place(api, source, destination, amount).json()["data"]["id"] for _ in range(count)]
+
+
+def statuses_of(hold_ids) -> list[str]:
+    by_id = dict(Hold.objects.filter(pk__in=hold_ids).values_list("pk", "status"))
+    return [by_id[uuid.UUID(hold_id)] for hold_id in hold_ids]
+
+
+def reused(response) -> bool:
+    body = response.json()
+    return (response.status_code, body["success"], body["code"]) == (422, False, "idempotency_key_reused")
+
+
+def test_a_capture_key_that_ended_one_hold_ends_no_other(treasury_api, pair):
+    source, destination = pair
+    first, second = open_holds(treasury_api, source, destination, 2)
+    assert end(treasury_api, first, "capture", key="cap-k", amount="4.00").status_code == 200
+
+    assert reused(end(treasury_api, second, "capture", key="cap-k", amount="4.00"))
+    assert reused(end(treasury_api, second, "void", key="cap-k"))
+    assert reused(end(treasury_api, second, "extend", key="cap-k", expiresInSeconds=3600))
+    assert statuses_of([first, second]) == [HoldStatus.CAPTURED, HoldStatus.OPEN]
+    assert amounts(source) == ("96.00", "10.00", "86.00")
+    assert Hold.objects.get(pk=second).end_key == ""
+
+    replay = end(treasury_api, first, "capture", key="cap-k", amount="4.00")
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (200, "true")
+    assert reused(end(treasury_api, first, "capture", key="cap-k", amount="5.00"))
+    assert end(treasury_api, second, "capture", key="cap-k2").status_code == 200
+    assert amounts(source) == ("86.00", "0.00", "86.00")
+    assert ledger_discrepancies() == []
+
+
+def test_a_void_key_that_ended_one_hold_ends_no_other(treasury_api, pair):
+    source, destination = pair
+    first, second = open_holds(treasury_api, source, destination, 2)
+    assert end(treasury_api, first, "void", key="void-k").status_code == 200
+
+    assert reused(end(treasury_api, second, "void", key="void-k"))
+    assert reused(end(treasury_api, second, "capture", key="void-k"))
+    assert reused(end(treasury_api, first, "capture", key="void-k"))
+    assert reused(set_end(treasury_api, "void", [{"holdId": second}], "void-k"))
+    assert statuses_of([first, second]) == [HoldStatus.VOIDED, HoldStatus.OPEN]
+    assert amounts(source) == ("100.00", "10.00", "90.00")
+
+    replay = end(treasury_api, first, "void", key="void-k")
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (200, "true")
+
+
+def test_a_set_capture_key_captures_no_other_set(treasury_api, pair):
+    source, destination = pair
+    a, b, c, d = open_holds(treasury_api, source, destination, 4)
+    asked = [{"holdId": a, "amount": "3.00"}, {"holdId": b}]
+    assert set_end(treasury_api, "capture", asked, "set-cap").status_code == 200
+
+    for other in (
+        [{"holdId": c}, {"holdId": d}],
+        [*asked, {"holdId": c}],
+        [{"holdId": a, "amount": "3.00"}],
+        [{"holdId": a, "amount": "2.00"}, {"holdId": b}],
+    ):
+        assert reused(set_end(treasury_api, "capture", other, "set-cap")), other
+    assert reused(set_end(treasury_api, "void", [{"holdId": c}], "set-cap"))
+    assert reused(end(treasury_api, c, "capture", key="set-cap"))
+    assert reused(end(treasury_api, a, "capture", key="set-cap", amount="3.00"))
+    assert statuses_of([a, b, c, d]) == [HoldStatus.CAPTURED, HoldStatus.CAPTURED, HoldStatus.OPEN, HoldStatus.OPEN]
+    assert amounts(source) == ("87.00", "20.00", "67.00")
+
+    replay = set_end(treasury_api, "capture", list(reversed(asked)), "set-cap")
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (200, "true")
+    assert [h["id"] for h in replay.json()["data"]["holds"]] == [b, a]
+    assert ledger_discrepancies() == []
+
+
+def test_a_set_void_key_voids_no_other_set(treasury_api, pair):
+    source, destination = pair
+    a, b, c = open_holds(treasury_api, source, destination, 3)
+    assert end(treasury_api, c, "capture", key="single-cap").status_code == 200
+    d = open_holds(treasury_api, source, destination, 1)[0]
+    assert set_end(treasury_api, "void", [{"holdId": a}, {"holdId": b}], "set-void").status_code == 200
+
+    assert reused(set_end(treasury_api, "void", [{"holdId": d}], "set-void"))
+    assert reused(set_end(treasury_api, "capture", [{"holdId": a}, {"holdId": b}], "set-void"))
+    assert reused(set_end(treasury_api, "void", [{"holdId": d}], "single-cap"))
+    assert reused(set_end(treasury_api, "void", [{"holdId": a}], "single-cap"))
+    assert statuses_of([a, b, c, d]) == [HoldStatus.VOIDED, HoldStatus.VOIDED, HoldStatus.CAPTURED, HoldStatus.OPEN]
+    assert amounts(source) == ("90.00", "10.00", "80.00")
+
+    replay = set_end(treasury_api, "void", [{"holdId": a}, {"holdId": b}], "set-void")
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (200, "true")
+
+
+def test_an_extension_key_is_bound_to_its_hold_and_its_expiry(treasury_api, pair):
+    source, destination = pair
+    first, second = open_holds(treasury_api, source, destination, 2)
+    assert end(treasury_api, first, "extend", key="ext-k", expiresInSeconds=3600).status_code == 200
+    expiry = Hold.objects.get(pk=second).expires_at
+
+    assert reused(end(treasury_api, second, "extend", key="ext-k", expiresInSeconds=3600))
+    assert reused(end(treasury_api, first, "extend", key="ext-k", expiresInSeconds=7200))
+    assert reused(end(treasury_api, first, "void", key="ext-k"))
+    assert Hold.objects.get(pk=second).expires_at == expiry
+    assert Event.objects.filter(client=treasury_api.user, type="hold.extended").count() == 1
+
+    assert end(treasury_api, first, "extend", key="ext-k2", expiresInSeconds=7200).status_code == 200
+    older = end(treasury_api, first, "extend", key="ext-k", expiresInSeconds=3600)
+    assert (older.status_code, older.headers["Idempotent-Replayed"]) == (200, "true")
+
+
+def test_two_clients_ending_holds_under_the_same_key_string_stay_independent(treasury_api, pair, funded_wallet):
+    source, destination = pair
+    mine = open_holds(treasury_api, source, destination, 2)
+    stranger = make_api_client("Treasury client")
+    theirs_source, theirs_destination = (
+        funded_wallet("100.00", owner=stranger.user),
+        funded_wallet("0", owner=stranger.user),
+    )
+    theirs = open_holds(stranger, theirs_source, theirs_destination, 2)
+
+    assert end(treasury_api, mine[0], "capture", key="shared").status_code == 200
+    assert end(stranger, theirs[0], "capture", key="shared").status_code == 200
+    assert set_end(treasury_api, "void", [{"holdId": mine[1]}], "shared-set").status_code == 200
+    assert set_end(stranger, "void", [{"holdId": theirs[1]}], "shared-set").status_code == 200
+    assert statuses_of(mine + theirs) == [HoldStatus.CAPTURED, HoldStatus.VOIDED] * 2
+    for api, hold_id in ((treasury_api, mine[0]), (stranger, theirs[0])):
+        replay = end(api, hold_id, "capture", key="shared")
+        assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (200, "true")
+        assert replay.json()["data"]["id"] == hold_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_key_racing_to_end_two_holds_ends_one(treasury_api, pair):
+    source, destination = pair
+    hold_ids = open_holds(treasury_api, source, destination, 8)
+    client = treasury_api.user
+
+    def capture(hold_id):
+        def call():
+            try:
+                return holds.hold_capture(client=client, hold_id=hold_id, amount=None, idempotency_key="raced")
+            except Exception as exc:  # noqa: BLE001 (the refusals are counted)
+                return type(exc).__name__
+
+        return call
+
+    results = run_concurrently([capture(hold_id) for hold_id in hold_ids], threads=8)
+    ended = [r for r in results if isinstance(r, holds.HoldResult)]
+    assert len(ended) == 1, results
+    assert sorted(r for r in results if not isinstance(r, holds.HoldResult)) == ["IdempotencyKeyReused"] * 7
+    assert statuses_of(hold_ids).count(HoldStatus.CAPTURED) == 1
+    assert amounts(source) == ("90.00", "70.00", "20.00")
+    assert ledger_discrepancies() == []
 
 
 # --- the admin --------------------------------------------------------------------

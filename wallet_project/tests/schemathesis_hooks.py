@@ -22,22 +22,33 @@ contract accepts.
 - Metadata's property names are text: the schema cannot say that a name
   holds no lone UTF-16 surrogate or NUL (wallet_project/parsers.py refuses
   them, as the contract asks).
-- In positive mode, what the schema cannot bound is brought within the
+- A value the schema allows and the reader refuses is brought within the
   reader's bounds: metadata's stored size (TRANSFER_METADATA_MAX_BYTES), its
   numbers' digits, and the Unicode code points not assigned yet that a body
-  key may not hold (transfers/idempotency.py, BODY_KEY_PATTERN).
+  key may not hold (transfers/idempotency.py, BODY_KEY_PATTERN). The data
+  decides, not the generation mode: each such value is checked against its
+  own schema (as served, with Schemathesis' validator) and against the
+  reader (for a key, the reader itself), so a value its schema refuses, the
+  negative data a case is about, is sent as generated in either mode, and a
+  value within its schema is never one the server refuses, whichever data
+  the seed produces and whichever phase (examples, coverage, fuzzing,
+  stateful) sends it.
 """
 
+import contextlib
 import datetime as dt
 import json
 import os
-import re
 import uuid
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import jsonschema_rs
 import schemathesis
+from rest_framework.exceptions import ValidationError
+
+from transfers.idempotency import key_from_header, validate_idempotency_key
 
 # What the reader allows (settings.TRANSFER_METADATA_MAX_BYTES,
 # JSON_MAX_NUMBER_DIGITS), with room for how jsonb writes numbers.
@@ -78,15 +89,9 @@ def before_call(context, case, kwargs):
         return
     headers = case.headers if case.headers is not None else {}
     header = next((value for name, value in headers.items() if name.lower() == HEADER.lower()), None)
-    positive = case.meta is None or not case.meta.generation.mode.is_negative
-    if positive:
-        _within_the_readers_bounds(case.body)
-    elif case.path in HOLD_PATHS:
-        _printable_key(case.body)
-    if header is not None and "idempotencyKey" in case.body:
-        case.body["idempotencyKey"] = _key_of_header(header)
-    elif header is None and "idempotencyKey" not in case.body:
-        case.body["idempotencyKey"] = f"st-{uuid.uuid4()}"
+    root = next((b.resolved_schema for b in case.operation.body if b.media_type == case.media_type), None)
+    _within_the_readers_bounds(case.body, root)
+    _one_key(case.body, header, root)
     if case.path == BATCH_PATH:
         _batch(case.body)
         return
@@ -101,17 +106,6 @@ def before_call(context, case, kwargs):
     if case.path in ("/api/transfer", HOLD_PATH):
         case.body["sourceWalletId"] = os.environ["ST_SOURCE_WALLET"]
         case.body["destinationWalletId"] = os.environ["ST_DESTINATION_WALLET"]
-
-
-def _key_of_header(value: str) -> str:
-    """The key a header value names, as transfers.idempotency.key_from_header
-    reads it: the blanks around it are HTTP's, and an RFC 8941 string
-    ("a\\"b") is unquoted. Copied as is, `"k"` in the header and `"k"` in
-    the body would be two keys (k and "k"), which the API refuses as differing."""
-    value = value.strip(" \t")
-    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
-        value = re.sub(r'\\(["\\])', r"\1", value[1:-1])
-    return value
 
 
 def _wallet_limits(body: dict) -> None:
@@ -168,21 +162,64 @@ def _parsed(parse, value):
         return None
 
 
-def _within_the_readers_bounds(body: dict) -> None:
-    """A positive case's metadata and keys, made what the reader accepts where
-    the schema cannot say it (see the module's docstring)."""
-    for item in [body, *[p for p in body.get("transfers") or [] if isinstance(p, dict)]]:
+def _one_key(body: dict, header: str | None, root: dict | None) -> None:
+    """A key somewhere, and the same key where both are sent: the body's
+    becomes the key the header names, as the reader reads it (a quoted
+    "abc" names abc, whitespace around it is HTTP's), when the header names
+    one and the body's key is within its schema; a header or a body key
+    its schema refuses is the negative data, sent as generated."""
+    if header is None:
+        body.setdefault("idempotencyKey", f"st-{uuid.uuid4()}")
+        return
+    if "idempotencyKey" not in body or (
+        root is not None and not _allows(root, root, "idempotencyKey", body["idempotencyKey"])
+    ):
+        return
+    with contextlib.suppress(ValidationError):  # the header is the negative data
+        body["idempotencyKey"] = key_from_header(header)
+
+
+def _within_the_readers_bounds(body: dict, root: dict | None) -> None:
+    """The body's metadata and keys (a batch's payouts' too) that their schema
+    (`root`, the served body schema) allows and the reader refuses, replaced
+    by values it accepts; a value its schema refuses is left as generated
+    (see the module's docstring)."""
+    if root is None:
+        return
+    parts = [(body, root)]
+    payout = _resolved(root, root.get("properties", {}).get("transfers", {}).get("items", {}))
+    parts += [(item, payout) for item in body.get("transfers") or [] if isinstance(item, dict)]
+    for item, schema in parts:
         metadata = item.get("metadata")
-        if isinstance(metadata, dict) and not _storable(metadata):
+        if isinstance(metadata, dict) and not _storable(metadata) and _allows(root, schema, "metadata", metadata):
             item["metadata"] = {"trimmed": True}
-        _printable_key(item)
+        key = item.get("idempotencyKey")
+        if isinstance(key, str) and not _reader_takes(key) and _allows(root, schema, "idempotencyKey", key):
+            item["idempotencyKey"] = f"st-{uuid.uuid4()}"
 
 
-def _printable_key(item: dict) -> None:
-    """A body key the reader refuses beyond its pattern (unassigned code points), replaced."""
-    key = item.get("idempotencyKey")
-    if isinstance(key, str) and not key.isprintable():
-        item["idempotencyKey"] = f"st-{uuid.uuid4()}"
+def _resolved(root: dict, node: dict) -> dict:
+    """`node`, its reference followed into the served body schema's bundle."""
+    while isinstance(node, dict) and "$ref" in node:
+        node = root.get("x-bundled", {}).get(node["$ref"].rsplit("/", 1)[-1], {})
+    return node
+
+
+def _allows(root: dict, schema: dict, name: str, value) -> bool:
+    """Whether the property `name` of object `schema` allows `value`, as the
+    served schema says (OpenAPI 3.1: JSON Schema 2020-12)."""
+    node = _resolved(root, schema.get("properties", {}).get(name))
+    if not isinstance(node, dict):
+        return False
+    return jsonschema_rs.Draft202012Validator({**node, "x-bundled": root.get("x-bundled", {})}).is_valid(value)
+
+
+def _reader_takes(key: str) -> bool:
+    try:
+        validate_idempotency_key(key)
+    except ValidationError:
+        return False
+    return True
 
 
 def _storable(metadata: dict) -> bool:
