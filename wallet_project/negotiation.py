@@ -2,6 +2,7 @@
 an explicit ?format= that wins over the Accept header."""
 
 from django.http import Http404
+from django.utils.http import parse_header_parameters
 from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 
@@ -43,6 +44,14 @@ class FirstRendererNegotiation(DefaultContentNegotiation):
             return renderer, renderer.media_type
         return super().select_renderer(request, renderers, format_suffix)
 
+    def get_accept_list(self, request):
+        """DRF's tokens of the Accept header without those the client refuses
+        (`q=0`, RFC 9110 12.4.2: "not acceptable"): DRF ranks media types by
+        specificity and ignores q, so `application/json;q=0, text/html` would
+        be answered in JSON. Nothing left is a 406, as for an Accept header
+        naming only types the API does not offer."""
+        return [token for token in super().get_accept_list(request) if not _refused(token)]
+
     def filter_renderers(self, renderers, format):
         """DRF answers a `?format=` that names none of the view's renderers
         with a 404, as if the resource did not exist: here it is what it
@@ -52,3 +61,13 @@ class FirstRendererNegotiation(DefaultContentNegotiation):
         except Http404:
             formats = ", ".join(sorted({renderer.format for renderer in renderers}))
             raise ValidationError({self.settings.URL_FORMAT_OVERRIDE: [f"One of: {formats}."]}) from None
+
+
+def _refused(token: str) -> bool:
+    """Whether an Accept token carries q=0 (any spelling: 0, 0.0, 0.000). A q
+    that is not a number is left to DRF, which ignores q."""
+    q = parse_header_parameters(token)[1].get("q")
+    try:
+        return q is not None and float(q) == 0
+    except ValueError:
+        return False

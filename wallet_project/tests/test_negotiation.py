@@ -88,3 +88,26 @@ def test_the_format_a_renderer_has_is_served(treasury_api, funded_wallet):
     wallet = funded_wallet("1.00")
 
     assert treasury_api.get(f"/api/wallets/{wallet.pk}?format=json").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        ("application/json;q=0, text/html", 406),  # JSON refused in so many words, HTML not offered
+        ("application/json; q=0.000", 406),
+        ("*/*;q=0", 406),
+        ("application/json;q=0.5, text/html;q=0", 200),
+        ("text/html;q=0, */*", 200),
+    ],
+)
+def test_a_media_type_with_q_0_is_one_the_client_refuses(accept, status, treasury_api, funded_wallet):
+    # RFC 9110, 12.4.2: "q=0" means "not acceptable"; DRF ranks by specificity only and would serve it.
+    wallet = funded_wallet("1.00")
+
+    response = treasury_api.get(f"/api/wallets/{wallet.pk}", headers={"Accept": accept})
+
+    if status == 406:
+        assert_error_envelope(response, status=406, code="not_acceptable")
+    else:
+        assert response.status_code == 200 and response["Content-Type"].startswith("application/json")
