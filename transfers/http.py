@@ -38,10 +38,16 @@ def read_money_request(request: Request, serializer_class: type[serializers.Seri
         # The key is still read from what was sent, unless its field itself is what is wrong.
         data = request.data if isinstance(request.data, dict) else {}
         body_key = None if "idempotencyKey" in errors else data.get("idempotencyKey")
+    header = request.headers.get(IDEMPOTENCY_HEADER)
     try:
-        key = idempotency_key_of(header=request.headers.get(IDEMPOTENCY_HEADER), body=body_key)
+        key = idempotency_key_of(header=header, body=body_key)
     except serializers.ValidationError as exc:
-        errors.update(exc.detail)
+        # A key field that is not text (`"idempotencyKey": 5`) was sent: its
+        # own error says so, where the reader, not given it, would say
+        # "Required". A header's fault is added to it, not put in its place.
+        if header is not None or "idempotencyKey" not in errors:
+            for field, messages in exc.detail.items():
+                errors[field] = [*errors.get(field, []), *messages]
     if errors:
         raise serializers.ValidationError(errors)
     return fields, key

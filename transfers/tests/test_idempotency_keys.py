@@ -174,3 +174,27 @@ def test_a_batch_payout_key_with_a_dot_segment_is_a_400_naming_it(treasury_api, 
     refused = assert_error_envelope(response, status=400, code="validation_error", field="transfers")
     assert "between slashes" in str(refused["errors"]["transfers"])
     assert ledger_state() == before
+
+
+@pytest.mark.parametrize("body_key", [5, ["K"], {"key": "K"}, True], ids=["number", "list", "object", "boolean"])
+@pytest.mark.parametrize("endpoint", ["/api/transfer", "/api/holds", "/api/holds/void"])
+def test_a_key_field_that_is_not_text_is_named_so_not_missing(endpoint, body_key, treasury_api, funded_wallet):
+    # A key was sent: "Required" would send the client looking for a field it did send.
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    body = {
+        "/api/transfer": {"sourceWalletId": str(source.pk), "destinationWalletId": str(destination.pk), "amount": "1"},
+        "/api/holds": {
+            "sourceWalletId": str(source.pk),
+            "destinationWalletId": str(destination.pk),
+            "amount": "1",
+            "expiresInSeconds": 60,
+        },
+        "/api/holds/void": {"holds": [{"holdId": str(uuid.uuid4())}]},
+    }[endpoint]
+    before = ledger_state()
+
+    response = treasury_api.post(endpoint, {**body, "idempotencyKey": body_key}, format="json")
+
+    body = assert_error_envelope(response, status=400, code="validation_error", field="idempotencyKey")
+    assert body["errors"]["idempotencyKey"] == ["Not a valid string."]
+    assert ledger_state() == before
