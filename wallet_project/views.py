@@ -38,6 +38,17 @@ class ApiViewSet(viewsets.GenericViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        try:
+            self._check_query(request)
+        except ValidationError:
+            # DRF charged every other action before this point; one that
+            # charges itself would answer the 400 uncharged, so it is charged
+            # as any malformed money request is (transfers.http.admit).
+            if isinstance(action_scope(self, request.method), ChargedOnLookup):
+                self.charge(request, replay=False)
+            raise
+
+    def _check_query(self, request) -> None:
         query = request.query_params
         if not query or self.action not in self.action_map.values():
             return  # OPTIONS (DRF's "metadata"), or a method the route does not take: its 405 follows

@@ -338,6 +338,18 @@ def test_a_malformed_money_request_is_charged_to_transfers(rates, clock, treasur
     assert_throttled(treasury_api.post("/api/transfer", bad, format="json", headers={"Idempotency-Key": "bad-3"}))
 
 
+@pytest.mark.parametrize("endpoint", ["transfer", "deposit", "withdraw", "hold", "batch"])
+@pytest.mark.parametrize("query", ["?surprise=1", "?amount=1.00&amount=2.00"], ids=["unknown", "repeated"])
+def test_a_money_request_with_a_query_it_does_not_read_is_charged_to_transfers(
+    clock, treasury_api, funded_wallet, endpoint, query
+):
+    # Refused before the view reads its key (ApiViewSet.initial), it is still a malformed money request.
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    path, body = money(endpoint, source, destination, "q", "1.00")
+
+    assert charge_of(treasury_api, clock, path + query, body, "q") == (400, {TRANSFERS: 1})
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "refused"),
     [
