@@ -286,3 +286,13 @@ def replica(replica_alias, transactional_db, settings):
     if not replica_alias.running():
         replica_alias.start()
     replica_alias.resume_replay()
+
+
+@pytest.fixture
+def back_to_latest():
+    """For a migration test: whatever it does, the database ends fully
+    migrated again for the tests after it."""
+    yield
+    from wallet_project.tests.migrating import migrate_to_latest
+
+    migrate_to_latest()

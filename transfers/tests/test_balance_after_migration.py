@@ -8,30 +8,16 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from transfers import statements
+from wallet_project.tests.migrating import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("transfers", "0013_batch_body_digest")]
 AFTER = [("transfers", "0015_balance_after")]
 INDEXES = ("idx_txlogs_source_moved", "idx_txlogs_destination_moved")
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-@pytest.fixture
-def back_to_latest():
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def indexes_valid() -> dict[str, bool]:

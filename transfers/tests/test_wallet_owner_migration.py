@@ -6,29 +6,13 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from wallet_project.tests.migrating import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("wallets", "0003_wallet_owner"), ("transfers", "0007_pay_other_clients")]
 AFTER = [("wallets", "0004_owner_required"), ("transfers", "0008_wallet_owners")]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-@pytest.fixture
-def back_to_latest():
-    """Whatever the test does, the database ends fully migrated again for
-    the tests after it."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def test_every_customer_wallet_gets_the_owner_its_ledger_names(back_to_latest):

@@ -29,13 +29,6 @@ def migrate(targets):
     return loader.project_state([node for node in loader.applied_migrations if node in loader.graph.nodes]).apps
 
 
-@pytest.fixture
-def back_to_latest():
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 def labels(apps) -> dict[str, list[str]]:
     """model -> the app labels of its content types, for the moved models."""
     ContentType = apps.get_model("contenttypes", "ContentType")
