@@ -87,11 +87,13 @@ def interrupt_at(stage: str, action: Callable[[], None], *, times: int = 1, patc
 
     @functools.wraps(original)
     def interrupted(*args, **kwargs):
-        fire = due()
-        if fire and when == "before":
+        # An "after" stage is counted only when the call returned: a call that
+        # raised (its connection already killed by an earlier stage of the same
+        # movement) never reached the stage, so it must not use up a shot.
+        if when == "before" and due():
             action()
         result = original(*args, **kwargs)
-        if fire and when == "after":
+        if when == "after" and due():
             action()
         return result
 
