@@ -24,8 +24,9 @@ Reading the version costs no round trip of its own: a request found in the
 cache goes on *unconfirmed* as far as its rate limit, whose Lua script reads
 the version in the same round trip (wallet_project/throttling.py,
 ApiKeyAuthentication.confirm), before the view has written or answered
-anything; a different version there, and the client is read again (401 for
-a revoked key, 403 for a lost permission). A separate GET cost about 150K
+anything; a different version there, and the script charges nothing and
+the client is read again (401 for a revoked key, uncharged; 403 for a lost
+permission). A separate GET cost about 150K
 instructions a request, 5 % of a replay (bench/instructions.py).
 With Redis unreachable there is no version to trust: every request reads the
 database. A version that could not be written (Redis down during the change)
@@ -291,6 +292,13 @@ class ApiKeyAuthentication(TokenAuthentication):
         """The Redis key whose value confirm() needs (the credentials
         version), while this request runs on a cached client; else None."""
         return _version_key() if self._unconfirmed is not None else None
+
+    @property
+    def unconfirmed_version(self) -> bytes | None:
+        """The credentials version the cached client was read under, which
+        the rate limit's script checks before it charges (None: nothing to
+        confirm)."""
+        return self._unconfirmed[1] if self._unconfirmed is not None else None
 
     def confirm(self, request, version: bytes | None | object = UNREAD) -> bool:
         """Confirm the cached client this request runs on against `version`,

@@ -8,7 +8,7 @@ from rest_framework import status
 
 from transfers import holds
 from transfers.exceptions import BUSINESS_RULE_ERRORS
-from transfers.http import MoneyRequest, admit
+from transfers.http import MoneyRequest, admit, nothing_found
 from transfers.models import HoldStatus
 from transfers.rendering import hold_json
 from transfers.serializers import (
@@ -82,6 +82,11 @@ def hold_response(result: holds.HoldResult, client_id: int, *, created: int = st
     return ok(data, status=status.HTTP_200_OK if result.replayed else created, headers=headers)
 
 
+def end_lock_key(hold_id):
+    """admit's lock_key for ending one hold: the key holds._end locks."""
+    return lambda key: f"{holds._END_LOCK_PREFIX}{hold_id}\n{key}"
+
+
 HOLD_SET = envelope(inline_serializer("HoldSet", {"holds": HoldSerializer(many=True)}), "HoldSet")
 
 
@@ -121,23 +126,32 @@ class HoldViewSet(ApiViewSet):
     throttle_scopes = {
         "create": MONEY_SCOPES,
         "retrieve": READS,
-        "capture": TRANSFERS,
-        "void": TRANSFERS,
-        "extend": TRANSFERS,
+        # Charged by transfers.http.admit, as every money request: one unit
+        # of transfers (nothing_found: never a replay's charge, as when DRF
+        # charged them before the view).
+        "capture": MONEY_SCOPES,
+        "void": MONEY_SCOPES,
+        "extend": MONEY_SCOPES,
         "capture_set": TRANSFERS,
         "void_set": TRANSFERS,
     }
 
     @extend_schema(request=HoldRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=PLACE_RESPONSES)
     def create(self, request):
-        entry = admit(request, self, HoldRequestSerializer, holds.hold_find)
-        client = request.user  # as the charge confirmed it
-        if entry.unread:
-            return hold_response(holds.HoldResult(entry.found.row, replayed=True), client.pk)
-        result = holds.hold_place(
-            client=client, idempotency_key=entry.key, body_digest=entry.body_digest, found=entry.found, **entry.fields
-        )
-        return hold_response(result, client.pk, created=status.HTTP_201_CREATED)
+        with admit(
+            request, self, HoldRequestSerializer, holds.hold_find, lock_key=lambda key: holds._HOLD_LOCK_PREFIX + key
+        ) as entry:
+            client = request.user  # as the charge confirmed it
+            if entry.unread:
+                return hold_response(holds.HoldResult(entry.found.row, replayed=True), client.pk)
+            result = holds.hold_place(
+                client=client,
+                idempotency_key=entry.key,
+                body_digest=entry.body_digest,
+                found=entry.found,
+                **entry.fields,
+            )
+            return hold_response(result, client.pk, created=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: HOLD, 404: NOT_FOUND})
     def retrieve(self, request, hold_id):
@@ -152,11 +166,11 @@ class HoldViewSet(ApiViewSet):
         ),
     )
     def capture(self, request, hold_id):
-        money = MoneyRequest(request, HoldCaptureSerializer)
-        result = holds.hold_capture(
-            client=request.user, hold_id=hold_id, amount=money.fields()["amount"], idempotency_key=money.key
-        )
-        return hold_response(result, request.user.pk)
+        with admit(request, self, HoldCaptureSerializer, nothing_found, lock_key=end_lock_key(hold_id)) as entry:
+            result = holds.hold_capture(
+                client=request.user, hold_id=hold_id, amount=entry.fields["amount"], idempotency_key=entry.key
+            )
+            return hold_response(result, request.user.pk)
 
     @extend_schema(
         operation_id="holds_void",
@@ -165,10 +179,9 @@ class HoldViewSet(ApiViewSet):
         responses=end_responses("VOIDED: all of it released.", VOID_REFUSED),
     )
     def void(self, request, hold_id):
-        money = MoneyRequest(request, HoldVoidSerializer)
-        money.fields()  # refuses unknown fields
-        result = holds.hold_void(client=request.user, hold_id=hold_id, idempotency_key=money.key)
-        return hold_response(result, request.user.pk)
+        with admit(request, self, HoldVoidSerializer, nothing_found, lock_key=end_lock_key(hold_id)) as entry:
+            result = holds.hold_void(client=request.user, hold_id=hold_id, idempotency_key=entry.key)
+            return hold_response(result, request.user.pk)
 
     @extend_schema(
         operation_id="holds_extend",
@@ -177,11 +190,12 @@ class HoldViewSet(ApiViewSet):
         responses=end_responses("OPEN, expiring at the new expiresAt.", EXTEND_REFUSED),
     )
     def extend(self, request, hold_id):
-        money = MoneyRequest(request, HoldExtendSerializer)
-        result = holds.hold_extend(
-            client=request.user, hold_id=hold_id, expiry=money.fields()["expiry"], idempotency_key=money.key
-        )
-        return hold_response(result, request.user.pk)
+        # No Redis lock: the extension's statement binds the key (holds.hold_extend).
+        with admit(request, self, HoldExtendSerializer, nothing_found) as entry:
+            result = holds.hold_extend(
+                client=request.user, hold_id=hold_id, expiry=entry.fields["expiry"], idempotency_key=entry.key
+            )
+            return hold_response(result, request.user.pk)
 
     @extend_schema(
         operation_id="holds_capture_set",

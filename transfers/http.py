@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from rest_framework import serializers
-from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.request import Request
 
+from transfers import locks
 from transfers.idempotency import IDEMPOTENCY_HEADER, idempotency_key_of, key_from_header
 from transfers.movements import Found
+from wallet_project.throttling import charged_if_malformed
 from wallet_project.views import ApiViewSet
 
 
@@ -120,6 +121,7 @@ def _one(_) -> int:
     return 1
 
 
+@contextmanager
 def admit(
     request: Request,
     view: ApiViewSet,
@@ -128,27 +130,34 @@ def admit(
     *,
     units: Callable[[dict], int] = _one,
     replay_units: Callable[[Found], int] = _one,
-) -> Admitted:
+    lock_key: Callable[[str], str] | None = None,
+) -> Iterator[Admitted]:
     """Let one money request in (a transfer, a deposit, a withdrawal, a batch,
-    a hold placed): read its key once (MoneyRequest), look the key up
-    (`find`: services.movement_find, services.batch_find, holds.hold_find),
-    validate its body unless a byte-identical retry of a finished request is
-    answered unread (Found.answers_unread), and charge it.
+    a hold placed, captured, voided or extended): read its key once
+    (MoneyRequest), look the key up (`find`: services.movement_find,
+    services.batch_find, holds.hold_find, or nothing), validate its body
+    unless a byte-identical retry of a finished request is answered unread
+    (Found.answers_unread), and charge it. The view answers it inside the
+    block (`with admit(...) as entry:`).
 
     The charging rule, for every money request, written here only
     (docs/api.md, "Rate limits"): a request is charged once, before anything
     is locked or stored, so that a 429 leaves its key free:
-    - malformed (400: a key or a body that does not validate; a body that
-      does not parse, 400, or comes in a type the API does not read, 415):
-      one unit of new work (the action's ChargedOnLookup `new` scope,
-      transfers), whatever its key names: a client sending bad requests in a
-      loop meets its limit as anyone else;
+    - malformed: one unit of new work, whatever its key names
+      (wallet_project.throttling.charged_if_malformed, the one rule);
     - under a key whose request is finished (a replay, answered unread or
       read, and a reused key's 422): the `replay` scope (replays),
       `replay_units(found)` units for one answered unread (what the first
       request was charged), else `units(fields)`;
     - anything else (new work, or a key still PENDING): `units(fields)` of
       the `new` scope. A batch is one unit per payout, anything else one.
+
+    First-time work takes the service's idempotency lock in the charge's
+    round trip (`lock_key(key)`: the key the service gives
+    locks.idempotency_lock; transfers/locks.py, taken_with_charge): one Redis
+    round trip for a first-time request. Only once let in: a 429 takes no
+    lock. A lock the service does not take over is released when the block
+    exits.
 
     `view` is the ApiViewSet whose action's throttle_scopes entry is
     ChargedOnLookup: DRF let the request past its throttles uncharged, so
@@ -159,24 +168,26 @@ def admit(
     Raises ValidationError, ParseError (400) or UnsupportedMediaType (415),
     charged; Throttled (429) over the limit; AuthenticationFailed (401) or
     PermissionDenied (403) if the confirmed client may not."""
-    with _charged_if_malformed(request, view):
+    with charged_if_malformed(request, view):
         money = MoneyRequest(request, serializer_class)
     found = find(client=request.user, idempotency_key=money.key)
     if found.answers_unread(money.body_digest):
         view.charge(request, replay=True, units=replay_units(found))
-        return Admitted(money.key, money.body_digest, found, unread=True, fields={})
-    with _charged_if_malformed(request, view):
+        yield Admitted(money.key, money.body_digest, found, unread=True, fields={})
+        return
+    with charged_if_malformed(request, view):
         fields = money.fields()
-    view.charge(request, replay=found.finished, units=units(fields))
-    return Admitted(money.key, money.body_digest, found, unread=False, fields=fields)
+    lock = None
+    if lock_key is not None and not found.finished:
+        lock = locks.charge_lock(request.user.pk, lock_key(money.key))
+    if not view.charge(request, replay=found.finished, units=units(fields), lock=lock):
+        lock = None
+    with locks.taken_with_charge(lock):
+        yield Admitted(money.key, money.body_digest, found, unread=False, fields=fields)
 
 
-@contextmanager
-def _charged_if_malformed(request: Request, view: ApiViewSet) -> Iterator[None]:
-    """A request refused as malformed is charged one unit of new work
-    (admit's rule), then refused."""
-    try:
-        yield
-    except (ValidationError, ParseError, UnsupportedMediaType):
-        view.charge(request, replay=False)
-        raise
+def nothing_found(*, client, idempotency_key: str) -> Found:
+    """admit's `find` for a request whose key is looked up by its service
+    under its lock (a hold's capture or void) or in the statement that does
+    it (an extension): charged as new work."""
+    return Found(None)

@@ -25,6 +25,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -37,6 +38,7 @@ from transfers.models import ClientDailyDebit, ClientExposure, Hold, Transaction
 from wallet_project.db import from_row, in_model_order, statement_cursor
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
+from wallet_project.throttling import ChargeLock
 from wallets.models import TIER_CAPS, Wallet, WalletKind
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,60 @@ class IdempotencyLockHandle:
         self.release_on_exit = False
 
 
+# The idempotency lock a first-time money request's charge took for it
+# (taken_with_charge), until the service's idempotency_lock takes it over.
+_TAKEN_WITH_CHARGE: ContextVar["_TakenLock | None"] = ContextVar("idempotency_lock_taken_with_charge", default=None)
+
+
+class _TakenLock:
+    def __init__(self, lock: ChargeLock):
+        self.lock, self.claimed = lock, False
+
+
+def charge_lock(client_id: int, idempotency_key: str) -> ChargeLock:
+    """The idempotency lock idempotency_lock(client_id, idempotency_key) would
+    take, for the rate limit's script to take with the charge
+    (wallet_project/throttling.py): same name, a token of our own, the same
+    lifetime."""
+    return ChargeLock(
+        cache.make_key(idempotency_lock_name(client_id, idempotency_key)),
+        uuid.uuid4().hex,
+        int(settings.TRANSFER_LOCK_TIMEOUT * 1000),
+    )
+
+
+@contextmanager
+def taken_with_charge(lock: ChargeLock | None) -> Iterator[None]:
+    """The block in which the service answers a request whose charge took
+    `lock` (None: it took none). A first-time money request costs one Redis
+    round trip instead of two: idempotency_lock finds the lock already taken
+    here and takes it over (its release, or leave_to_expire, as ever). A
+    lock nobody took over (the service refused the request before its lock:
+    a reused key, an unknown wallet...) is released when the block exits,
+    so that the key is free again at once. bench/instructions.py: a
+    first-time transfer from <before> to <after> instructions."""
+    if lock is None:
+        yield
+        return
+    taken = _TakenLock(lock)
+    reset = _TAKEN_WITH_CHARGE.set(taken)
+    try:
+        yield
+    finally:
+        _TAKEN_WITH_CHARGE.reset(reset)
+        if not taken.claimed:
+            _release(_redis_lock(lock.name, lock.token))
+
+
+def _redis_lock(name: str, token: str | None = None):
+    """redis-py's lock on `name` (the cache's full key), without a round
+    trip; holding `token` (a lock the charge took) if given."""
+    lock = cache.client.get_client(write=True).lock(name, timeout=settings.TRANSFER_LOCK_TIMEOUT, blocking=False)
+    if token is not None:
+        lock.local.token = token.encode()
+    return lock
+
+
 @contextmanager
 def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[IdempotencyLockHandle]:
     """Keep concurrent duplicates of one request off the database.
@@ -73,23 +129,27 @@ def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[Idempoten
     depends on it (the unique constraint and the row locks do), it only spares
     PostgreSQL the pile-up of a double-tap. Released after the caller's work
     has committed, since it wraps that work (or left to expire: IdempotencyLockHandle).
+    Taken over without a round trip when the request's charge took it
+    (taken_with_charge).
     """
-    lock = cache.lock(
-        idempotency_lock_name(client_id, idempotency_key),
-        timeout=settings.TRANSFER_LOCK_TIMEOUT,
-        blocking=False,
-    )
+    name = cache.make_key(idempotency_lock_name(client_id, idempotency_key))
     handle = IdempotencyLockHandle()
-    try:
-        # A random token of our own: redis-py's default, uuid1, asks the uuidd
-        # daemon over a socket first (three system calls on every transfer).
-        acquired = lock.acquire(blocking=False, token=uuid.uuid4().hex)
-    except REDIS_ERRORS as exc:
-        logger.warning("transfer lock skipped, Redis unavailable: %s", exc)
-        yield handle
-        return
-    if not acquired:
-        raise IdempotencyKeyInUse(headers=retry_after_header())
+    taken = _TAKEN_WITH_CHARGE.get()
+    if taken is not None and not taken.claimed and taken.lock.name == name:
+        taken.claimed = True
+        lock = _redis_lock(name, taken.lock.token)
+    else:
+        lock = _redis_lock(name)
+        try:
+            # A random token of our own: redis-py's default, uuid1, asks the uuidd
+            # daemon over a socket first (three system calls on every transfer).
+            acquired = lock.acquire(blocking=False, token=uuid.uuid4().hex)
+        except REDIS_ERRORS as exc:
+            logger.warning("transfer lock skipped, Redis unavailable: %s", exc)
+            yield handle
+            return
+        if not acquired:
+            raise IdempotencyKeyInUse(headers=retry_after_header())
     try:
         yield handle
     finally:

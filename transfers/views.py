@@ -91,15 +91,20 @@ def money_request(request, view, serializer_class, create: Callable[..., Movemen
     charged by the one rule), answer a byte-identical retry unread, else call
     `create` (services.transfer_create, deposit_create or withdrawal_create,
     with the body's fields), and render the result."""
-    entry = admit(request, view, serializer_class, services.movement_find)
-    client = request.user  # as the charge confirmed it
-    if entry.unread:
-        return money_response(services.movement_replay(client=client, idempotency_key=entry.key, found=entry.found))
-    return money_response(
-        create(
-            client=client, idempotency_key=entry.key, body_digest=entry.body_digest, found=entry.found, **entry.fields
+    # The service locks the key as it is (services._answer).
+    with admit(request, view, serializer_class, services.movement_find, lock_key=str) as entry:
+        client = request.user  # as the charge confirmed it
+        if entry.unread:
+            return money_response(services.movement_replay(client=client, idempotency_key=entry.key, found=entry.found))
+        return money_response(
+            create(
+                client=client,
+                idempotency_key=entry.key,
+                body_digest=entry.body_digest,
+                found=entry.found,
+                **entry.fields,
+            )
         )
-    )
 
 
 def money_response(result: MovementResult) -> Response:
@@ -321,28 +326,29 @@ class BatchViewSet(ApiViewSet):
     )
     def create(self, request):
         # One unit per payout: of transfers, or of replays as the first request was charged.
-        entry = admit(
+        with admit(
             request,
             self,
             BatchRequestSerializer,
             services.batch_find,
             units=lambda fields: len(fields["transfers"]),
             replay_units=lambda found: found.row.payout_count,
-        )
-        client = request.user  # as the charge confirmed it
-        if entry.unread:
-            return batch_response(services.batch_replay(client=client, found=entry.found))
-        fields = entry.fields
-        result = services.batch_create(
-            client=client,
-            idempotency_key=entry.key,
-            source_wallet_id=fields["source_wallet_id"],
-            atomic=fields["atomic"],
-            payouts=tuple(Payout(**payout) for payout in fields["transfers"]),
-            body_digest=entry.body_digest,
-            found=entry.found,
-        )
-        return batch_response(result)
+            lock_key=lambda key: services._BATCH_LOCK_PREFIX + key,  # as services.batch_create locks it
+        ) as entry:
+            client = request.user  # as the charge confirmed it
+            if entry.unread:
+                return batch_response(services.batch_replay(client=client, found=entry.found))
+            fields = entry.fields
+            result = services.batch_create(
+                client=client,
+                idempotency_key=entry.key,
+                source_wallet_id=fields["source_wallet_id"],
+                atomic=fields["atomic"],
+                payouts=tuple(Payout(**payout) for payout in fields["transfers"]),
+                body_digest=entry.body_digest,
+                found=entry.found,
+            )
+            return batch_response(result)
 
     @extend_schema(
         responses={

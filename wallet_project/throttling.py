@@ -34,6 +34,8 @@ service keeps moving money, as its correctness never depends on Redis.
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -43,7 +45,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, URLResolver, get_resolver
 from django_redis import get_redis_connection
 from redis.commands.core import Script
-from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import ParseError, Throttled, UnsupportedMediaType, ValidationError
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
@@ -60,25 +62,45 @@ NO_KEY = "no_key"
 PAST_THE_EDGE = 0.001
 
 
-# KEYS: this window's counter, the previous window's, and optionally a key
-# to read on the way (the credentials version, ActionScopeThrottle). ARGV: the
-# limit, the previous window's weight, the counters' lifetime, the units this
-# request costs. Counts them if it is let in: its last unit must still start
-# below the limit (a request of one unit, as before units existed). Returns
-# {let in (1/0), units counted earlier this window, previous window's, the
-# third key's value (nil: none asked, or unset)}.
+# KEYS: this window's counter, the previous window's, then optionally the
+# credentials version (ActionScopeThrottle) and a lock to take (ChargeLock).
+# ARGV: the limit, the previous window's weight, the counters' lifetime, the
+# units this request costs, the credentials version the request's client was
+# cached under ('' for none to check), the lock's token ('' for no lock) and
+# its lifetime in milliseconds.
+# A version other than the expected one stops the script before it counts or
+# locks anything (the client must be read again: a revoked key is a 401,
+# never charged). Else it counts the request if it is let in (its last unit
+# must still start below the limit: a request of one unit, as before units
+# existed), and only then takes the lock as redis-py's Lock.acquire does
+# (SET NX PX, our token): a refused request takes no lock.
+# Returns {let in (1), refused (0) or stopped at the version (2), units
+# counted earlier this window, previous window's, the version read (nil:
+# none asked, or unset), lock taken (1/0)}.
 SLIDING_WINDOW = """
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
 local units = tonumber(ARGV[4])
 local watched = false
-if KEYS[3] then watched = redis.call('GET', KEYS[3]) end
+local lock = 3
+if ARGV[5] ~= '' then
+    watched = redis.call('GET', KEYS[3])
+    lock = 4
+    if watched ~= ARGV[5] then
+        return {2, count, previous, watched, 0}
+    end
+end
 if count + units - 1 + previous * tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
-    return {0, count, previous, watched}
+    return {0, count, previous, watched, 0}
 end
 redis.call('SET', KEYS[1], count + units, 'EX', ARGV[3])
-return {1, count, previous, watched}
+local locked = 0
+if ARGV[6] ~= '' and redis.call('SET', KEYS[lock], ARGV[6], 'NX', 'PX', ARGV[7]) then
+    locked = 1
+end
+return {1, count, previous, watched, locked}
 """
+STOPPED_AT_VERSION = 2
 # ClientRateThrottle.watched before its script has run (or when it did not
 # run: a scope without a rate).
 UNREAD = object()
@@ -108,12 +130,16 @@ class ClientRateThrottle(SimpleRateThrottle):
 
     cache_format = "throttle:%(scope)s:%(ident)s"
 
-    def __init__(self, scope: str, units: int = 1, watch: str | None = None):
-        """`watch`: a Redis key to read in the same round trip; its value
-        (bytes, or None when unset or Redis unreachable) is left in
-        `watched`."""
-        self.scope, self.units, self.watch = scope, units, watch
+    def __init__(self, scope: str, units: int = 1, watch: "Watch | None" = None, lock: "ChargeLock | None" = None):
+        """`watch`: a Redis key to read in the same round trip and the value
+        it must hold; what it holds (bytes, or None when unset or Redis
+        unreachable) is left in `watched`, and a different value stops the
+        script before it charges (`stopped_at_version`). `lock`: a lock to
+        take in the same round trip once the request is let in; `locked`
+        says whether it was."""
+        self.scope, self.units, self.watch, self.lock = scope, units, watch, lock
         self.watched: bytes | None | object = UNREAD
+        self.stopped_at_version = self.locked = False
         super().__init__()
 
     def get_rate(self) -> str:
@@ -135,18 +161,25 @@ class ClientRateThrottle(SimpleRateThrottle):
         window, into_window = divmod(now, self.duration)
         current, previous = f"{key}:{int(window)}", f"{key}:{int(window) - 1}"
         weight = 1 - into_window / self.duration
-        keys = [current, previous] if self.watch is None else [current, previous, self.watch]
+        keys, args = [current, previous], [self.num_requests, repr(weight), 2 * self.duration, self.units]
+        if self.watch is not None:
+            keys.append(self.watch.key)
+        args.append(self.watch.value if self.watch is not None else "")
+        if self.lock is not None:
+            keys.append(self.lock.name)
+        args += [self.lock.token, self.lock.milliseconds] if self.lock is not None else ["", 0]
         try:
             redis = get_redis_connection("default")
-            allowed, count, previous_count, self.watched = _sliding_window(redis)(
-                keys=keys, args=[self.num_requests, repr(weight), 2 * self.duration, self.units]
-            )
+            allowed, count, previous_count, self.watched, locked = _sliding_window(redis)(keys=keys, args=args)
         except REDIS_ERRORS as exc:
+            # As before the lock was taken here: let in uncounted, and no
+            # lock (its owner tries again, and finds Redis down too).
             logger.warning("rate limit not enforced, Redis unavailable: %s", exc)
             self.watched = None
             return True
+        self.stopped_at_version, self.locked = allowed == STOPPED_AT_VERSION, bool(locked)
         self._count, self._previous, self._into_window = count, previous_count, into_window
-        return bool(allowed)
+        return allowed == 1
 
     def wait(self) -> float:
         """Seconds until this request would be let in again: just past the
@@ -190,11 +223,34 @@ class ChargedOnLookup:
         return (self.new, self.replay)
 
 
+class Watch(NamedTuple):
+    """A Redis key the rate limit's script reads on the way, and the value it
+    must hold for the request to be charged (the credentials version its
+    client was cached under: clients/authentication.py)."""
+
+    key: str
+    value: bytes
+
+
+class ChargeLock(NamedTuple):
+    """A lock the charge takes in its own round trip once the request is let
+    in, as redis-py's Lock.acquire would (SET `name` `token` NX PX
+    `milliseconds`): the idempotency lock of a first-time money request
+    (transfers/locks.py, taken_with_charge). Its owner releases it as any
+    redis-py lock, by compare-and-delete on the token."""
+
+    name: str
+    token: str
+    milliseconds: int
+
+
 class Charge(NamedTuple):
-    """What one request is charged: `units` of `scope`."""
+    """What one request is charged: `units` of `scope`, and a lock to take
+    with it (`lock`, or None)."""
 
     scope: str
     units: int = 1
+    lock: ChargeLock | None = None
 
 
 class ActionScopeThrottle(BaseThrottle):
@@ -202,14 +258,18 @@ class ActionScopeThrottle(BaseThrottle):
     charges a request to the scope its view names for the action in
     `throttle_scopes` (action_scope).
     For a ChargedOnLookup action, what the view's charge says
-    (view.request_charge), and nothing before it does.
+    (view.request_charge), and nothing before it does; whether the charge's
+    lock was taken is left in `view.charge_locked`.
 
     An authenticator that let the request in on a cached credential (its
     `unconfirmed_key`: clients/authentication.py) has it confirmed here, in
-    the same round trip: the script reads that key too, and the
-    authenticator's `confirm` gets its value, which may refuse the request
-    (401) or change its user (then permissions are checked again). Whether
-    or not the limit lets the request in: a revoked key is a 401, not a 429.
+    the same round trip: the script reads that key too and, under another
+    version than the cached client's, stops before it charges or locks
+    anything; the authenticator's `confirm` gets the value, which may refuse
+    the request (401: a revoked key is never charged) or change its user
+    (then permissions are checked again, and the request charged in a second
+    round trip, the rare path of a credentials change). Whether or not the
+    limit would let the request in: a revoked key is a 401, not a 429.
     """
 
     def __init__(self):
@@ -225,15 +285,42 @@ class ActionScopeThrottle(BaseThrottle):
         else:
             charge = Charge(entry)
         authenticator = request.successful_authenticator
-        watch = getattr(authenticator, "unconfirmed_key", None)
-        self.limit = ClientRateThrottle(charge.scope, charge.units, watch=watch)
+        version = getattr(authenticator, "unconfirmed_version", None)
+        watch = Watch(authenticator.unconfirmed_key, version) if version is not None else None
+        self.limit = ClientRateThrottle(charge.scope, charge.units, watch=watch, lock=charge.lock)
         allowed = self.limit.allow_request(request, view)
         if watch is not None and authenticator.confirm(request, self.limit.watched):
             view.check_permissions(request)
+        if self.limit.stopped_at_version:
+            # Confirmed above under the new version (a revoked key raised):
+            # now charge it.
+            self.limit = ClientRateThrottle(charge.scope, charge.units, lock=charge.lock)
+            allowed = self.limit.allow_request(request, view)
+        if charge.lock is not None:
+            view.charge_locked = self.limit.locked
         return allowed
 
     def wait(self) -> float | None:
         return self.limit.wait() if self.limit else None
+
+
+@contextmanager
+def charged_if_malformed(request, view) -> Iterator[None]:
+    """The one rule for a malformed money request (docs/api.md, "Rate
+    limits"): refused as malformed (400: a query, a key or a body that does
+    not validate, a body that does not parse; 415: a type the API does not
+    read), a request of an action whose view charges it (ChargedOnLookup)
+    is charged one unit of its `new` scope (transfers), whatever its key
+    names, then refused: a client sending bad requests in a loop meets its
+    limit as anyone else. Any other action was charged by DRF before its
+    view ran. Used by transfers.http.admit (key and body) and
+    ApiViewSet.initial (query)."""
+    try:
+        yield
+    except (ValidationError, ParseError, UnsupportedMediaType):
+        if isinstance(action_scope(view, request.method), ChargedOnLookup):
+            view.charge(request, replay=False)
+        raise
 
 
 class AddressFailureThrottle(ClientRateThrottle):

@@ -4,7 +4,7 @@ from rest_framework import viewsets
 from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.settings import api_settings
 
-from wallet_project.throttling import Charge, ChargedOnLookup, action_scope
+from wallet_project.throttling import Charge, ChargedOnLookup, ChargeLock, action_scope, charged_if_malformed
 
 
 class ApiViewSet(viewsets.GenericViewSet):
@@ -35,18 +35,15 @@ class ApiViewSet(viewsets.GenericViewSet):
     repeatable_query_parameters: tuple[str, ...] = ()
     # Set by charge(): DRF makes a view instance per request.
     request_charge: Charge | None = None
+    # Set by the charge's throttle: whether its lock was taken.
+    charge_locked = False
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        try:
+        # DRF charged every other action before this point; one that charges
+        # itself is charged here as any malformed money request is.
+        with charged_if_malformed(request, self):
             self._check_query(request)
-        except ValidationError:
-            # DRF charged every other action before this point; one that
-            # charges itself would answer the 400 uncharged, so it is charged
-            # as any malformed money request is (transfers.http.admit).
-            if isinstance(action_scope(self, request.method), ChargedOnLookup):
-                self.charge(request, replay=False)
-            raise
 
     def _check_query(self, request) -> None:
         query = request.query_params
@@ -80,16 +77,20 @@ class ApiViewSet(viewsets.GenericViewSet):
             response = self.handle_exception(exc)
         return super().finalize_response(request, response, *args, **kwargs)
 
-    def charge(self, request, *, replay: bool, units: int = 1) -> None:
+    def charge(self, request, *, replay: bool, units: int = 1, lock: ChargeLock | None = None) -> bool:
         """Charge this request to the rate limit through DRF's throttles:
         `units` of the action's ChargedOnLookup scope for a replay or for new
-        work (wallet_project/throttling.py). Raises Throttled (429) over the
-        limit, before the caller has locked or stored anything."""
+        work (wallet_project/throttling.py), taking `lock` in the same round
+        trip once it is let in. Raises Throttled (429) over the limit, before
+        the caller has locked or stored anything. Returns whether the lock
+        was taken (False: taken by another, Redis unreachable, or none)."""
         entry = action_scope(self, request.method)
         if not isinstance(entry, ChargedOnLookup):
             raise TypeError(f"{type(self).__name__}.{self.action} is charged by DRF before it runs, not by its view")
-        self.request_charge = Charge(entry.replay if replay else entry.new, units)
+        self.request_charge = Charge(entry.replay if replay else entry.new, units, lock)
+        self.charge_locked = False
         self.check_throttles(request)
+        return self.charge_locked
 
 
 def _confirm_credentials(request) -> bool:

@@ -25,12 +25,13 @@ TRANSFER_STATEMENTS = ["FROM api_keys", "FROM transaction_logs", "INSERT INTO tr
     "WITH legs AS",
     "COMMIT",
 ]
-# The client's rate limit (EVALSHA of the sliding-window script) and taking
-# the lock (SET NX PX); once the log is finished the lock is left to expire
-# (transfers/locks.py, IdempotencyLockHandle). The suite runs with the key cache off
+# One round trip: the client's rate limit (EVALSHA of the sliding-window
+# script), which takes the idempotency lock too once the request is let in
+# (transfers/locks.py, taken_with_charge); once the log is finished the lock
+# is left to expire (IdempotencyLockHandle). The suite runs with the key cache off
 # (conftest.py); in production a cached key costs neither its query nor a
 # round trip: the rate limit's script reads the credentials version (below).
-TRANSFER_REDIS_COMMANDS = [[b"EVALSHA"], [b"SET"]]
+TRANSFER_REDIS_COMMANDS = [[b"EVALSHA"]]
 
 
 def commands(round_trip: bytes | list[bytes]) -> list[bytes]:
@@ -67,7 +68,7 @@ def transfer(api, source, destination, key="pinned"):
 # transaction=True: outside a test's transaction, BEGIN and COMMIT are real
 # (inside one they would be savepoints).
 @pytest.mark.django_db(transaction=True)
-def test_one_transfer_costs_seven_statements_and_two_redis_round_trips(treasury_api, funded_wallet):
+def test_one_transfer_costs_seven_statements_and_one_redis_round_trip(treasury_api, funded_wallet):
     source, destination = funded_wallet("10.00"), funded_wallet("0")
     # Once per Redis server, redis-py loads a script it has not seen: not
     # part of what a transfer costs.
@@ -113,7 +114,7 @@ def place_hold(api, source, destination, key):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_capture_costs_seven_statements_and_two_redis_round_trips(treasury_api, funded_wallet):
+def test_one_capture_costs_seven_statements_and_one_redis_round_trip(treasury_api, funded_wallet):
     source, destination = funded_wallet("10.00"), funded_wallet("0")
     warm = place_hold(treasury_api, source, destination, "warm-up")
     assert (
@@ -131,7 +132,7 @@ def test_one_capture_costs_seven_statements_and_two_redis_round_trips(treasury_a
     assert len(queries) == len(CAPTURE_STATEMENTS), [q["sql"][:80] for q in queries]
     for query, expected in zip(queries, CAPTURE_STATEMENTS, strict=True):
         assert expected in query["sql"], (expected, query["sql"][:200])
-    # The rate limit, and taking the capture key's lock (left to expire).
+    # The rate limit, which takes the capture key's lock too (left to expire).
     assert [commands(trip) for trip in redis_trips] == TRANSFER_REDIS_COMMANDS
 
 
