@@ -11,8 +11,10 @@ import copy
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from clients import authentication
@@ -21,8 +23,10 @@ from clients.authentication import client_cache
 from clients.models import ApiKey
 from conftest import make_api_client
 from reconciliation.tests.faults import free_port
+from transfers.locks import idempotency_lock_name
 from transfers.models import TransactionLog
 from transfers.tests.test_round_trips import commands, counting_redis_round_trips, transfer
+from wallet_project.throttling import TRANSFERS, ClientRateThrottle
 
 pytestmark = pytest.mark.django_db
 
@@ -153,6 +157,63 @@ def test_a_revoked_key_moves_no_money_although_cached(
     assert not TransactionLog.objects.filter(idempotency_key="after-revocation").exists()
     # Nor is a finished transaction replayed to it.
     assert transfer(treasury_api, source, destination, key="first").status_code == 401
+
+
+def transfers_charged(api) -> int:
+    """What the client has been charged to the transfers scope in every window so far."""
+    redis = get_redis_connection("default")
+    pattern = cache.make_key(ClientRateThrottle.cache_format % {"scope": TRANSFERS, "ident": api.user.pk}) + ":*"
+    return sum(int(redis.get(name)) for name in redis.scan_iter(pattern))
+
+
+def test_a_revoked_key_is_neither_charged_nor_locked_although_cached(
+    auth_cache, treasury_api, funded_wallet, django_capture_on_commit_callbacks
+):
+    # The rate limit's script, which takes a first-time request's lock, reads
+    # the credentials version first and stops there when it changed.
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, key="first").status_code == 201  # cached now
+    charged = transfers_charged(treasury_api)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(api_key=ApiKey.objects.get(client=treasury_api.user))
+    response = transfer(treasury_api, source, destination, key="after-revocation")
+
+    assert response.status_code == 401, response.json()
+    assert transfers_charged(treasury_api) == charged
+    lock = cache.make_key(idempotency_lock_name(treasury_api.user.pk, "after-revocation"))
+    assert not get_redis_connection("default").exists(lock)
+
+
+def test_a_cached_client_under_a_changed_version_is_read_again_then_charged_and_locked(
+    auth_cache, treasury_api, funded_wallet
+):
+    # Another client's change: this one's key is still live, read again from
+    # the database, and the request charged (and its lock taken) in a second
+    # round trip, the rare path.
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, key="first").status_code == 201  # cached now
+    charged = transfers_charged(treasury_api)
+    authentication.credentials_changed()
+
+    with counting_redis_round_trips() as redis_trips:
+        response = transfer(treasury_api, source, destination, key="second")
+
+    assert response.status_code == 201, response.json()
+    assert transfers_charged(treasury_api) == charged + 1
+    assert [commands(trip) for trip in redis_trips] == [[b"EVALSHA"], [b"EVALSHA"]]
+
+
+def test_a_first_time_transfer_on_a_cached_key_costs_one_redis_round_trip(auth_cache, treasury_api, funded_wallet):
+    source, destination = funded_wallet("10.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, key="first").status_code == 201  # cached now
+
+    with counting_redis_round_trips() as redis_trips:
+        response = transfer(treasury_api, source, destination, key="second")
+
+    assert response.status_code == 201, response.json()
+    # The rate limit's script reads the credentials version and takes the lock.
+    assert [commands(trip) for trip in redis_trips] == [[b"EVALSHA"]]
 
 
 def test_a_revoked_key_is_refused_although_cached_when_its_body_does_not_parse(

@@ -1,5 +1,6 @@
 """Each row of the contract's idempotency table, through the API."""
 
+import copy
 import uuid
 from decimal import Decimal
 
@@ -316,3 +317,52 @@ def test_log_views_by_key_and_by_reference(treasury_api, funded_wallet):
     assert log["idempotencyKey"] == "look/me up"
     assert (log["amount"], log["status"], log["metadata"]) == ("10.00", "COMPLETED", {"loan": "L-1"})
     assert treasury_api.get("/api/transfer/unknown").status_code == 404
+
+
+# --- the lock taken with the charge (transfers/locks.py, taken_with_charge) ----------
+
+
+def test_a_request_over_its_rate_limit_takes_no_lock(treasury_api, funded_wallet, settings):
+    rest_framework = copy.deepcopy(settings.REST_FRAMEWORK)
+    rest_framework["DEFAULT_THROTTLE_RATES"]["transfers"] = "1/min"
+    settings.REST_FRAMEWORK = rest_framework
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, key="first").status_code == 201
+
+    assert transfer(treasury_api, source, destination, key="refused").status_code == 429
+
+    lock_key = cache.make_key(locks.idempotency_lock_name(treasury_api.user.pk, "refused"))
+    assert not cache.client.get_client().exists(lock_key)
+
+
+def test_a_lock_the_charge_took_and_the_service_did_not_is_released(treasury_api, funded_wallet, monkeypatch):
+    # A PENDING log under the key (a crash left it): the charge takes the
+    # key's lock, as for any first-time work; the service refuses a request
+    # for another movement before it would take the lock over.
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "transaction_settle", lambda **kwargs: 1 / 0)
+        assert transfer(treasury_api, source, destination, "10.00", key="pending").status_code == 500
+
+    other = transfer(treasury_api, source, destination, "20.00", key="pending")
+
+    assert other.status_code == 422, other.json()
+    assert other.json()["code"] == "idempotency_key_reused"
+    lock_key = cache.make_key(locks.idempotency_lock_name(treasury_api.user.pk, "pending"))
+    assert not cache.client.get_client().exists(lock_key)
+    # Free at once: the first request's retry settles it (no 409).
+    assert transfer(treasury_api, source, destination, "10.00", key="pending").status_code == 201
+
+
+def test_releasing_a_lock_taken_with_the_charge_deletes_only_our_own():
+    # Compare-and-delete, as redis-py's release: had ours expired and another
+    # request taken the key since, its lock stays.
+    redis = cache.client.get_client()
+    lock = locks.charge_lock(1, "expired-meanwhile")
+    redis.set(lock.name, "another request's token", px=10_000)
+
+    with locks.taken_with_charge(lock):
+        pass
+
+    assert redis.get(lock.name) == b"another request's token"
+    redis.delete(lock.name)
