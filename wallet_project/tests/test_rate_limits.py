@@ -26,6 +26,7 @@ from rest_framework.response import Response
 from conftest import make_api_client
 from reconciliation.tests.faults import free_port
 from transfers.checks import check_a_full_batch_fits_the_transfers_rate
+from transfers.locks import idempotency_lock_name
 from transfers.models import TransactionLog, TransferBatch
 from wallet_project.throttling import REPLAYS, TRANSFERS, ChargedOnLookup, ClientRateThrottle, check_throttle_scopes
 from wallet_project.views import ApiViewSet
@@ -528,9 +529,12 @@ def test_each_money_request_is_charged_once_by_its_kind(clock, treasury_api, fun
         ("extend", {"expiresInSeconds": 1200}, {"expiresInSeconds": "soon"}),
     ],
 )
-def test_each_end_of_a_hold_is_charged_one_transfers_unit_before_its_view_runs(
+def test_each_end_of_a_hold_is_charged_one_transfers_unit_at_the_money_door(
     clock, treasury_api, funded_wallet, action, body, bad
 ):
+    # Charged by transfers.http.admit as every money request (no longer by
+    # DRF before the view), and as before: one unit of transfers, whatever
+    # the request turns out to be (its key is looked up by the service).
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     path, hold = money("hold", source, destination, "h", "5.00")
     placed = treasury_api.post(path, hold, format="json", headers={"Idempotency-Key": "h"})
@@ -539,8 +543,42 @@ def test_each_end_of_a_hold_is_charged_one_transfers_unit_before_its_view_runs(
     end = f"/api/holds/{hold_id}/{action}"
 
     assert charge_of(treasury_api, clock, end, bad, "bad") == (400, {TRANSFERS: 1})
+    assert charge_of(treasury_api, clock, end, body, "a, b") == (400, {TRANSFERS: 1})
+    assert charge_of(treasury_api, clock, f"{end}?surprise=1", body, "q") == (400, {TRANSFERS: 1})
+    assert charge_of(treasury_api, clock, f"/api/holds/{uuid.uuid4()}/{action}", body, "u") == (404, {TRANSFERS: 1})
     assert charge_of(treasury_api, clock, end, body, "e") == (200, {TRANSFERS: 1})
     assert charge_of(treasury_api, clock, end, body, "e") == (200, {TRANSFERS: 1})
+
+
+@pytest.mark.parametrize("action", ["capture", "void", "extend"])
+def test_an_end_of_a_hold_reads_its_key_once_at_the_door(clock, treasury_api, funded_wallet, action):
+    # The key from the body when no header carries it, and a header and a
+    # body key that differ refused (transfers.http.MoneyRequest), as placing.
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    path, hold = money("hold", source, destination, "h", "5.00")
+    hold_id = treasury_api.post(path, hold, format="json", headers={"Idempotency-Key": "h"}).json()["data"]["id"]
+    end = f"/api/holds/{hold_id}/{action}"
+    body = {"expiresInSeconds": 1200} if action == "extend" else {}
+
+    differ = treasury_api.post(end, {**body, "idempotencyKey": "b"}, format="json", headers={"Idempotency-Key": "a"})
+    assert differ.status_code == 400, differ.json()
+    assert treasury_api.post(end, {**body, "idempotencyKey": "b"}, format="json").status_code == 200
+
+
+def test_an_end_of_a_hold_over_the_limit_is_429_takes_no_lock_and_ends_nothing(
+    rates, clock, treasury_api, funded_wallet
+):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    path, hold = money("hold", source, destination, "h", "5.00")
+    hold_id = treasury_api.post(path, hold, format="json", headers={"Idempotency-Key": "h"}).json()["data"]["id"]
+    rates(transfers="1/min")
+
+    capture = treasury_api.post(f"/api/holds/{hold_id}/capture", {}, format="json", headers={"Idempotency-Key": "c"})
+    assert_throttled(capture)
+
+    lock = cache.make_key(idempotency_lock_name(treasury_api.user.pk, f"hold-end\n{hold_id}\nc"))
+    assert not get_redis_connection("default").exists(lock)
+    assert treasury_api.get(f"/api/holds/{hold_id}").json()["data"]["status"] == "OPEN"
 
 
 def test_a_request_of_several_units_waits_until_all_of_them_fit(rates, clock):
