@@ -19,6 +19,7 @@ would conflict with and, on a hot wallet, deadlock against the fixed order.
 """
 
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -108,7 +109,7 @@ def taken_with_charge(lock: ChargeLock | None) -> Iterator[None]:
     finally:
         _TAKEN_WITH_CHARGE.reset(reset)
         if not taken.claimed:
-            _release(_redis_lock(lock.name, lock.token))
+            _release_token(lock.name, lock.token)
 
 
 def _redis_lock(name: str, token: str | None = None):
@@ -137,9 +138,12 @@ def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[Idempoten
     taken = _TAKEN_WITH_CHARGE.get()
     if taken is not None and not taken.claimed and taken.lock.name == name:
         taken.claimed = True
-        lock = _redis_lock(name, taken.lock.token)
+        # The redis-py lock object only if it is released: a finished
+        # transfer leaves it to expire, and never needs one.
+        release = functools.partial(_release_token, name, taken.lock.token)
     else:
         lock = _redis_lock(name)
+        release = functools.partial(_release, lock)
         try:
             # A random token of our own: redis-py's default, uuid1, asks the uuidd
             # daemon over a socket first (three system calls on every transfer).
@@ -154,7 +158,11 @@ def idempotency_lock(client_id: int, idempotency_key: str) -> Iterator[Idempoten
         yield handle
     finally:
         if handle.release_on_exit:
-            _release(lock)
+            release()
+
+
+def _release_token(name: str, token: str) -> None:
+    _release(_redis_lock(name, token))
 
 
 def _release(lock) -> None:
