@@ -98,9 +98,11 @@ def taken_with_charge(lock: ChargeLock | None) -> Iterator[None]:
     lock nobody took over (the service refused the request before its lock:
     a reused key, an unknown wallet...) is released when the block exits,
     so that the key is free again at once. Measured (bench/instructions.py,
-    n=40, this and main side by side on one machine): a first-time transfer
-    5,415,402 -> 5,174,755 instructions (-4.4 %); a replay, which takes no
-    lock, unchanged within the run-to-run noise (2,761,837 -> 2,793,289)."""
+    n=40, two runs of this beside main on one machine): a first-time
+    transfer 5,415,402 -> 5,174,755 and 5,213,929 -> 5,060,186 instructions
+    (-3 to -4 %; 150 fewer Python calls under bench/where.py); a replay,
+    which takes no lock, within the runs' noise (+1 %, +4 %; 27 more calls,
+    1 %: the door's context managers)."""
     if lock is None:
         yield
         return
