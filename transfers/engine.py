@@ -44,7 +44,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from events.models import EventType
-from events.outbox import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
+from events.outbox import INSERT_EVENT_ROWS, event_rows_json, insert_events_sql, record_event_rows
 from transfers import limits, locks, telemetry
 from transfers.exceptions import (
     BUSINESS_RULE_ERRORS,
@@ -73,10 +73,9 @@ from transfers.models import (
     new_reference,
 )
 from transfers.movements import canonical_fingerprint
-from transfers.rendering import hold_json, transaction_json_sql
+from transfers.rendering import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
 from wallet_project.business_time import business_day
 from wallet_project.db import fetch, from_row, in_model_order, run
-from wallet_project.serializers import timestamp_text
 from wallets.models import SYSTEM_KINDS, Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 
@@ -157,12 +156,21 @@ class ExposureChange:
 
 
 @dataclass
+class DayTotals:
+    """What a posting adds to one customer wallet's totals of the business
+    day (wallet_daily_totals): what it paid out and what it received."""
+
+    debits: Decimal = Decimal(0)
+    credits: Decimal = Decimal(0)
+
+
+@dataclass
 class Posting:
     """The decisions for a set of movements, in order, and what applying them
     changes: each wallet's balance and each exposure row's amount (signed
     sums, by primary key), and who hears of each movement (owner ids).
     `day`: the business day its movements count in; `totals`: each
-    customer wallet's [debits, credits] to add to its totals of the day,
+    customer wallet's DayTotals to add to its totals of the day,
     `client_debits`: each client daily-debits row's addition (none for a
     correction: outside tiers, docs/limits.md).
     `held_changes`: each wallet's change to what open holds reserve (signed
@@ -174,7 +182,7 @@ class Posting:
     day: datetime.date | None = None
     balance_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     exposure_changes: dict[int, Decimal] = field(default_factory=dict)
-    totals: dict[uuid.UUID, list[Decimal]] = field(default_factory=dict)
+    totals: dict[uuid.UUID, DayTotals] = field(default_factory=dict)
     client_debits: dict[int, Decimal] = field(default_factory=dict)
     held_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     owners: dict[uuid.UUID, list[int]] = field(default_factory=dict)
@@ -353,10 +361,10 @@ def _count(
     and its paying client's."""
     if source.kind == WalletKind.CUSTOMER and not counted_at_hold:
         source.day.debits += log.amount
-        posting.totals.setdefault(source.pk, [Decimal(0), Decimal(0)])[0] += log.amount
+        posting.totals.setdefault(source.pk, DayTotals()).debits += log.amount
     if destination.kind == WalletKind.CUSTOMER:
         destination.day.credits += log.amount
-        posting.totals.setdefault(destination.pk, [Decimal(0), Decimal(0)])[1] += log.amount
+        posting.totals.setdefault(destination.pk, DayTotals()).credits += log.amount
     if client_debits is not None:
         client_debits.amount += log.amount
         posting.client_debits[client_debits.pk] = posting.client_debits.get(client_debits.pk, Decimal(0)) + log.amount
@@ -397,6 +405,17 @@ EVENT_TYPE = (
 # (its cache's limit, MAX_CACHED_STATEMENT_LENGTH), which cost about 0.2M
 # instructions per transfer; transfers/tests/test_engine_statements.py
 # keeps it under.
+# Its events are written by the outbox's one INSERT (events.outbox.insert_events_sql),
+# the rows selected from the logs SETTLE has just written, in the order decided.
+SETTLE_EVENTS = insert_events_sql(
+    rows="jsonb_to_recordset(%(posting)s::jsonb -> 'events') AS e(n integer, log uuid, owner integer)"
+    " JOIN t ON t.id = e.log",
+    order="e.n",
+    client="e.owner",
+    type=EVENT_TYPE,
+    data=EVENT_OBJECT,
+    created_at="%(now)s",
+)
 SETTLE_READABLE = f"""
 WITH legs AS (
   UPDATE wallets w SET balance = w.balance + v.delta, held = w.held + COALESCE(v.held, 0), updated_at = %(now)s
@@ -435,11 +454,7 @@ reversed AS (
   RETURNING r.*
 ),
 t AS (SELECT * FROM settled UNION ALL SELECT * FROM reversed)
-INSERT INTO events (client_id, type, data, created_at)
-SELECT owner, {EVENT_TYPE}, {EVENT_OBJECT}, %(now)s
-  FROM jsonb_to_recordset(%(posting)s::jsonb -> 'events') AS e(n integer, log uuid, owner integer)
-  JOIN t ON t.id = e.log
- ORDER BY e.n
+{SETTLE_EVENTS}
 """  # noqa: S608 (constants only)
 SETTLE = " ".join(SETTLE_READABLE.split())
 
@@ -452,7 +467,9 @@ def apply(posting: Posting, now) -> None:
         "legs": _legs(posting),
         "exposures": [{"id": pk, "change": str(change)} for pk, change in posting.exposure_changes.items()],
         "day": posting.day.isoformat() if posting.day else None,
-        "totals": [{"id": str(pk), "d": str(d), "c": str(c)} for pk, (d, c) in posting.totals.items()],
+        "totals": [
+            {"id": str(pk), "d": str(added.debits), "c": str(added.credits)} for pk, added in posting.totals.items()
+        ],
         "client_debits": [{"id": pk, "change": str(change)} for pk, change in posting.client_debits.items()],
         "logs": [
             {
@@ -578,17 +595,20 @@ def settle_correction(log: TransactionLog, *, reverses: TransactionLog | None = 
 # --- a batch of payouts -----------------------------------------------------------
 
 PAYOUT_FIELDS = in_model_order(TransactionLog, [*locks.LOCKED_LOG_FIELDS, "batch_index"])
+# The finished batch as its batch.finished event renders it (rendering.batch_json).
+FINISHED_BATCH_FIELDS = in_model_order(TransferBatch, BATCH_FIELDS)
 _PENDING_PAYOUTS = (
     f"SELECT {', '.join(PAYOUT_FIELDS)} FROM transaction_logs "  # noqa: S608 (model field names)
     "WHERE batch_id = %s AND status = 'PENDING' ORDER BY batch_index"
 )
-_FINISH_BATCH = """
+_FINISH_BATCH = f"""
 UPDATE transfer_batches
    SET status = %(status)s, completed_count = %(completed)s, completed_amount = %(completed_amount)s,
        failed_count = %(failed)s, error_code = %(code)s, error_message = %(message)s, failed_index = %(failed_index)s,
        finished_at = %(now)s, updated_at = %(now)s
  WHERE id = %(batch)s
-"""
+RETURNING {", ".join(TransferBatch._meta.get_field(name).column for name in FINISHED_BATCH_FIELDS)}
+"""  # noqa: S608 (model field names)
 
 
 @dataclass(frozen=True)
@@ -681,7 +701,7 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
     code = failure.failure.code if failure else ""
     message = f"Payout {failure.index}: {failure.failure.message}" if failure else ""
     failed_index = failure.index if failure else None
-    _run(
+    (row,) = _fetch(
         _FINISH_BATCH,
         {
             "batch": batch.pk,
@@ -695,27 +715,8 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
             "now": now,
         },
     )
-    record_events(
-        type=EventType.BATCH_FINISHED,
-        data_by_client={
-            batch.client_id: {
-                "batchId": str(batch.pk),
-                "status": status.value,
-                "atomic": batch.atomic,
-                "sourceWalletId": str(batch.source_wallet_id),
-                "payoutCount": payout_count,
-                "totalAmount": f"{batch.total_amount:.2f}",
-                "completedCount": len(completed),
-                "completedAmount": f"{completed_amount:.2f}",
-                "failedCount": payout_count - len(completed),
-                "errorCode": code,
-                "errorMessage": message,
-                "failedPayoutIndex": failed_index,
-                "createdAt": timestamp_text(batch.created_at),
-                "finishedAt": timestamp_text(now),
-            }
-        },
-    )
+    finished = from_row(TransferBatch, connection.alias, FINISHED_BATCH_FIELDS, row)
+    record_event_rows([(EventType.BATCH_FINISHED.value, batch.client_id, batch_json(finished))])
 
 
 # --- holds ------------------------------------------------------------------------
@@ -866,7 +867,7 @@ def _place_hold_once(hold: Hold, wallets_rule: str, rule_params: dict) -> str:
             # A hold counts against its payer's daily debits when it is placed
             # (docs/limits.md, "Holds"); a void, an expiry or the rest of a
             # partial capture gives the room back the same day.
-            posting.totals[source.pk] = [hold.amount, Decimal(0)]
+            posting.totals[source.pk] = DayTotals(debits=hold.amount)
         apply(posting, now)
         record_event_rows(_hold_events(hold, owners(source, destination)))
     return "placed"

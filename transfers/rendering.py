@@ -111,6 +111,40 @@ def transaction_json_sql(*, row: str, viewer: str) -> str:
     return f"(jsonb_build_object(\n    {pairs}) || CASE WHEN {shows} THEN '{{}}'::jsonb ELSE '{hidden}'::jsonb END)"
 
 
+# --- batches (docs/api.md, "Batch payouts") ---------------------------------------------
+
+
+def batch_json(batch) -> dict:
+    """A batch's outcome as the API shows it (a TransferBatch with the
+    fields BATCH_FIELDS names): the `batch.finished` event's data
+    (BatchFinished in the schema) and, with the message and each payout's
+    outcome after it, every batch answer (serializers.BatchResultSerializer):
+    the one rendering of a batch. Amounts with two places, times UTC with Z."""
+    return {
+        "batchId": str(batch.pk),
+        "status": str(batch.status),
+        "atomic": batch.atomic,
+        "sourceWalletId": str(batch.source_wallet_id),
+        "payoutCount": batch.payout_count,
+        "totalAmount": f"{batch.total_amount:.2f}",
+        "completedCount": batch.completed_count,
+        "completedAmount": f"{batch.completed_amount:.2f}",
+        "failedCount": batch.failed_count,
+        "errorCode": batch.error_code,
+        "errorMessage": batch.error_message,
+        "failedPayoutIndex": batch.failed_index,
+        "createdAt": timestamp_text(batch.created_at),
+        "finishedAt": timestamp_text(batch.finished_at),
+    }
+
+
+# The model fields batch_json reads, in its order.
+BATCH_FIELDS = (
+    "id", "status", "atomic", "source_wallet_id", "payout_count", "total_amount", "completed_count",
+    "completed_amount", "failed_count", "error_code", "error_message", "failed_index", "created_at", "finished_at",
+)  # fmt: skip
+
+
 # --- holds (docs/api.md, "Holds") ------------------------------------------------------
 
 # What the placing client sent, and why the hold failed: shown to it only
