@@ -76,7 +76,7 @@ from transfers.movements import canonical_fingerprint
 from transfers.rendering import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
 from wallet_project.business_time import business_day
 from wallet_project.db import fetch, from_row, in_model_order, run
-from wallets.models import SYSTEM_KINDS, Wallet, WalletKind
+from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 
 logger = logging.getLogger(__name__)
@@ -250,28 +250,15 @@ def check_rules(
         raise BalanceLimitExceeded()
 
 
-def exposure_change(
-    payer: Wallet, payee: Wallet, amount: Decimal, locked: dict[tuple[int, str], ClientExposure]
-) -> ExposureChange | None:
-    """Whose exposure a movement changes, its row locked (after the wallets,
-    transfers/locks.py), and by how much: + amount to the owner of a customer
-    wallet a system wallet pays (a deposit, a reversed withdrawal, a credit
-    adjustment from suspense), - amount to the owner of one that pays a
-    system wallet; None between customer wallets. A suspense wallet counts
-    as the settlement wallet does: money from it enters the client's wallets
-    from outside them (docs/design.md, "Client exposure").
-    `locked`: the rows this transaction has locked already, by (client, currency)."""
-    if payer.kind in SYSTEM_KINDS:
-        customer, change = payee, amount
-    elif payee.kind in SYSTEM_KINDS:
-        customer, change = payer, -amount
-    else:
+def exposure_change(payer: Wallet, payee: Wallet, amount: Decimal, rows: locks.LimitRows) -> ExposureChange | None:
+    """Whose exposure a movement changes (limits.exposure_change), its row
+    as the caller locked it (locks.lock_limit_rows), and by how much; None
+    between customer wallets."""
+    change = limits.exposure_change(payer, payee, amount)
+    if change is None:
         return None
-    key = (customer.owner_id, customer.currency)
-    row = locked.get(key)
-    if row is None:
-        row = locked[key] = locks.lock_exposure(*key)
-    return ExposureChange(row, change)
+    key, signed = change
+    return ExposureChange(rows.exposures[key], signed)
 
 
 def owners(*wallets: Wallet) -> list[int]:
@@ -280,24 +267,18 @@ def owners(*wallets: Wallet) -> list[int]:
     return sorted({wallet.owner_id for wallet in wallets if wallet.owner_id is not None})
 
 
-def client_debits_row(
-    payer: Wallet, day: datetime.date, locked: dict[tuple[int, str], ClientDailyDebit]
-) -> ClientDailyDebit | None:
-    """The paying client's daily-debits row of `day`, locked once per
-    transaction (after the exposure rows, transfers/locks.py), when a
-    customer wallet pays in a currency CLIENT_DAILY_DEBIT_LIMIT names; else None."""
-    if payer.kind != WalletKind.CUSTOMER or payer.currency not in settings.CLIENT_DAILY_DEBIT_LIMIT:
-        return None
-    key = (payer.owner_id, payer.currency)
-    row = locked.get(key)
-    if row is None:
-        row = locked[key] = locks.lock_client_debits(*key, day)
-    return row
+def client_debits_row(payer: Wallet, rows: locks.LimitRows) -> ClientDailyDebit | None:
+    """The paying client's daily-debits row, as the caller locked it
+    (locks.lock_limit_rows), when a customer wallet pays in a currency
+    CLIENT_DAILY_DEBIT_LIMIT names (limits.client_debits_key); else None."""
+    key = limits.client_debits_key(payer)
+    return None if key is None else rows.client_debits[key]
 
 
 def decide(
     logs: list[TransactionLog],
     wallets: dict[uuid.UUID, Wallet],
+    rows: locks.LimitRows,
     *,
     day: datetime.date,
     frozen_blocks: bool = True,
@@ -308,21 +289,20 @@ def decide(
     (by id, every wallet the logs touch, locked for business day `day`),
     whose balances, exposures and daily totals run as the logs before
     complete: a log that no longer fits fails, and the ones after it may
-    still fit. Locks each exposure and client daily-debits row it needs,
-    once. `frozen_blocks`, `tiers`: check_rules'; without tiers nothing
+    still fit. `rows`: the exposure and client daily-debits rows the logs
+    change, locked by the caller (locks.lock_limit_rows, with the same
+    `tiers`): decide takes no lock. `frozen_blocks`, `tiers`: check_rules'; without tiers nothing
     counts in the daily totals. `counted_at_hold`: the logs are holds'
     captures, whose payers' debits were checked and counted in their
     wallets' daily totals when the holds were placed (docs/limits.md,
     "Holds"): neither is done again."""
     posting = Posting(decisions=[], day=day)
-    exposures: dict[tuple[int, str], ClientExposure] = {}
-    client_rows: dict[tuple[int, str], ClientDailyDebit] = {}
     balances, exposure_changes = posting.balance_changes, posting.exposure_changes
     for log in logs:
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
         posting.owners[log.pk] = owners(source, destination)
-        exposure = exposure_change(source, destination, log.amount, exposures)
-        client_debits = client_debits_row(source, day, client_rows) if tiers else None
+        exposure = exposure_change(source, destination, log.amount, rows)
+        client_debits = client_debits_row(source, rows) if tiers else None
         try:
             check_rules(
                 log, source, destination, exposure, client_debits,
@@ -553,8 +533,9 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
             return None, False
         if log.status != TransactionStatus.PENDING or log.batch_id is not None:
             return log, False
+        rows = locks.lock_limit_rows([log], wallets, day=day)
         lock_wait = time.perf_counter() - locking_started
-        posting = decide([log], wallets, day=day)
+        posting = decide([log], wallets, rows, day=day)
         apply(posting, timezone.now())
     # Recorded after the commit: nothing extra while the wallet rows are locked.
     telemetry.LOCK_WAIT.observe(lock_wait)
@@ -582,7 +563,8 @@ def settle_correction(log: TransactionLog, *, reverses: TransactionLog | None = 
     with transaction.atomic():
         day = business_day(timezone.now())
         wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id, day=day)
-        posting = decide([log], wallets, day=day, frozen_blocks=False, tiers=False)
+        rows = locks.lock_limit_rows([log], wallets, day=day, tiers=False)
+        posting = decide([log], wallets, rows, day=day, frozen_blocks=False, tiers=False)
         (decision,) = posting.decisions
         if decision.failure is not None:
             raise decision.failure.violation()
@@ -640,8 +622,9 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
         ]
         day = business_day(timezone.now())
         wallets = locks.lock_wallets(batch.source_wallet_id, *(log.destination_wallet_id for log in payouts), day=day)
+        rows = locks.lock_limit_rows(payouts, wallets, day=day)
         lock_wait = time.perf_counter() - locking_started
-        posting = decide(payouts, wallets, day=day)
+        posting = decide(payouts, wallets, rows, day=day)
         first_failure = _first_failure(batch, posting)
         if batch.atomic and first_failure is not None:
             posting = _none_moves(posting, first_failure)
@@ -851,11 +834,12 @@ def _place_hold_once(hold: Hold, wallets_rule: str, rule_params: dict) -> str:
         wallets = locks.lock_wallets(hold.source_wallet_id, hold.destination_wallet_id, day=day)
         source, destination = wallets[hold.source_wallet_id], wallets[hold.destination_wallet_id]
         hold.currency, hold.created_at, hold.updated_at = source.currency, now, now
+        # Between customer wallets: no exposure row.
+        rows = locks.lock_limit_rows([hold], wallets, day=day, exposures=False)
         try:
             # Tier caps are checked as for a transfer of the amount today
             # (docs/limits.md); the day's totals move only when it is captured.
-            client_debits = client_debits_row(source, day, {})
-            check_rules(hold, source, destination, None, client_debits)
+            check_rules(hold, source, destination, None, client_debits_row(source, rows))
         except BusinessRuleViolation as violation:
             failure = Failure.of(violation)
             hold.status, hold.error_code, hold.error_message = HoldStatus.FAILED, failure.code, failure.message
@@ -966,7 +950,8 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
         if end.status == HoldStatus.CAPTURED:
             captures.append(_capture_log(hold, end.captured(hold)))
     # Its payer's debit counted when the hold was placed (docs/limits.md, "Holds").
-    posting = decide(captures, wallets, day=day, counted_at_hold=True)
+    rows = locks.lock_limit_rows(captures, wallets, day=day)
+    posting = decide(captures, wallets, rows, day=day, counted_at_hold=True)
     for decision in posting.decisions:
         if decision.failure is not None:
             raise decision.failure.violation()
