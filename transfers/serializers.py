@@ -251,7 +251,7 @@ class TransactionDetailSerializer(TransactionLogSerializer):
 
     reversalOf = serializers.UUIDField(source="reversal_of_id", allow_null=True)
     # Annotated by the selector (selectors.with_reversal_links).
-    reversedBy = serializers.UUIDField(source="compensation_id", allow_null=True)
+    reversedBy = serializers.UUIDField(source="reversed_by_id", allow_null=True)
 
     class Meta(TransactionLogSerializer.Meta):
         fields = DETAIL_FIELD_NAMES  # transfers/rendering.py: the events carry them too
