@@ -10,8 +10,9 @@ their tiers and daily totals, which only their holder writes); then, for
 money that enters or leaves through a settlement or suspense wallet, the
 exposure row of the customer wallet's owner; then, while a
 CLIENT_DAILY_DEBIT_LIMIT names the currency, the paying client's daily
-debits row. The last two are taken by engine.decide, the first time a
-movement needs them.
+debits row. The last two are taken for the whole posting before it is
+decided (lock_limit_rows: every exposure row, then every daily-debits row,
+each set in key order); engine.decide is given them and takes no lock.
 
 Row locks are FOR NO KEY UPDATE: inserting a log takes KEY SHARE locks on its
 two wallets through the foreign keys (source first), which plain FOR UPDATE
