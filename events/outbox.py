@@ -104,49 +104,58 @@ def _bound_to(client_id: int) -> bytes:
     return f"client:{client_id}".encode()
 
 
-def record_events(*, type: str, data_by_client: Mapping[int, dict]) -> list[Event]:
-    """Record one event of `type` (an EventType value) per client, with the
-    object that client may see (`data_by_client`: client id -> JSON object,
-    rendered as the API shows it to that client).
-
-    Must be called inside the transaction.atomic block that makes the change,
-    so that the events exist if and only if it commits (the transactional
-    outbox): RuntimeError otherwise. Batches record `batch.finished` here.
-    The settle step does not call it: it writes its events in the statement
-    that completes the transaction (transfers/engine.py).
-    """
-    if type not in EventType.values:
-        raise ValueError(f"unknown event type {type!r}")
-    if not connection.in_atomic_block:
-        raise RuntimeError("record_events must run inside the transaction of the change it reports")
-    return Event.objects.bulk_create(
-        [Event(client_id=client_id, type=type, data=data) for client_id, data in data_by_client.items()]
+def insert_events_sql(*, rows: str, order: str, client: str, type: str, data: str, created_at: str = "now()") -> str:
+    """The one statement that writes events, for every writer: each row of
+    `rows` (a FROM clause) in `order`, each column (EVENT_COLUMNS) given as
+    an SQL expression over it; `created_at` by default the transaction's
+    start, the table's own default. The settle step generates its events'
+    part from it (transfers/engine.py, SETTLE); everything else goes
+    through record_event_rows."""
+    values = {"client_id": client, "type": type, "data": data, "created_at": created_at}
+    return (
+        f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608 (the callers' constants)
+        f"SELECT {', '.join(values[column] for column in EVENT_COLUMNS)} FROM {rows} ORDER BY {order}"
     )
 
 
+# What a writer gives an event; the other columns (id, seq, txid) are the
+# table's defaults.
+EVENT_COLUMNS = ("client_id", "type", "data", "created_at")
+
+# The events of event_rows_json, in their order (each row's `n`).
+INSERT_EVENT_ROWS = insert_events_sql(
+    rows="jsonb_to_recordset(%s::jsonb) AS e(n integer, client integer, type text, data jsonb)",
+    order="e.n",
+    client="e.client",
+    type="e.type",
+    data="e.data",
+)
+
+
 def record_event_rows(rows: list[tuple[str, int, dict]]) -> None:
-    """record_events for events of several types and subjects at once
-    (type, client id, data), in that order, in one INSERT written in SQL (the
-    ORM's bulk_create cost more than a hold's own statements:
-    bench/instructions.py): the holds' events. The same rule: inside the
-    change's transaction."""
+    """Record events, each (type, client id, data): `type` an EventType
+    value, `data` the object as the API shows it to that client, in the
+    order given, in one INSERT (INSERT_EVENT_ROWS; the ORM's bulk_create
+    cost more than a hold's own statements: bench/instructions.py).
+
+    Must run inside the transaction.atomic block that makes the change, so
+    that the events exist if and only if it commits (the transactional
+    outbox): RuntimeError otherwise. The settle step writes its transactions'
+    events in its own statement, from the same insert_events_sql
+    (transfers/engine.py)."""
     for type, _, _ in rows:
         if type not in EventType.values:
             raise ValueError(f"unknown event type {type!r}")
     if not connection.in_atomic_block:
-        raise RuntimeError("record_events must run inside the transaction of the change it reports")
+        raise RuntimeError("events must be recorded inside the transaction of the change they report")
     if rows:
         run(connection, INSERT_EVENT_ROWS, [event_rows_json(rows)])
 
 
-# The events of event_rows_json, in their order (each row's `n`); the
-# other columns are the table's defaults, as for the settle statement's.
-INSERT_EVENT_ROWS = """
-INSERT INTO events (client_id, type, data)
-SELECT e.client, e.type, e.data
-  FROM jsonb_to_recordset(%s::jsonb) AS e(n integer, client integer, type text, data jsonb)
- ORDER BY e.n
-"""
+def record_events(*, type: str, data_by_client: Mapping[int, dict]) -> None:
+    """record_event_rows for one event of `type` per client, with the
+    object that client may see (`data_by_client`: client id -> JSON object)."""
+    record_event_rows([(type, client_id, data) for client_id, data in data_by_client.items()])
 
 
 def event_rows_json(rows: list[tuple[str, int, dict]]) -> str:

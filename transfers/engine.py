@@ -6,11 +6,12 @@ of a batch) goes through the same step, for one movement or many at once
 
 1. Lock: the unit's own row (the log of a single movement, or its batch's
    row), then every wallet the movements touch in primary-key order
-   (transfers/locks.py); then, taken inside `decide` the first time a
-   movement needs them, the exposure row of the customer wallet's owner (for
-   money that enters or leaves through a settlement wallet) and the paying
-   client's daily-debits row (while its currency has a cap).
-2. Decide (`decide`): each movement in order, against the locked rows and
+   (transfers/locks.py); then every exposure row the movements change (money
+   that enters or leaves through a settlement wallet) and every paying
+   client's daily-debits row (while its currency has a cap), in that order
+   (locks.lock_limit_rows).
+2. Decide (`decide`, given the locked rows: it takes no lock): each
+   movement in order, against the locked rows and
    the balances the movements before it leave (`check_rules`, every rule in
    one function): COMPLETED, or FAILED with the rule it broke. A `Posting`
    holds the decisions and the balance and exposure changes they add up to.
@@ -44,7 +45,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from events.models import EventType
-from events.outbox import INSERT_EVENT_ROWS, event_rows_json, record_event_rows, record_events
+from events.outbox import INSERT_EVENT_ROWS, event_rows_json, insert_events_sql, record_event_rows
 from transfers import limits, locks, telemetry
 from transfers.exceptions import (
     BUSINESS_RULE_ERRORS,
@@ -73,11 +74,10 @@ from transfers.models import (
     new_reference,
 )
 from transfers.movements import canonical_fingerprint
-from transfers.rendering import hold_json, transaction_json_sql
+from transfers.rendering import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
 from wallet_project.business_time import business_day
 from wallet_project.db import fetch, from_row, in_model_order, run
-from wallet_project.serializers import timestamp_text
-from wallets.models import SYSTEM_KINDS, Wallet, WalletKind
+from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 
 logger = logging.getLogger(__name__)
@@ -157,12 +157,21 @@ class ExposureChange:
 
 
 @dataclass
+class DayTotals:
+    """What a posting adds to one customer wallet's totals of the business
+    day (wallet_daily_totals): what it paid out and what it received."""
+
+    debits: Decimal = Decimal(0)
+    credits: Decimal = Decimal(0)
+
+
+@dataclass
 class Posting:
     """The decisions for a set of movements, in order, and what applying them
     changes: each wallet's balance and each exposure row's amount (signed
     sums, by primary key), and who hears of each movement (owner ids).
     `day`: the business day its movements count in; `totals`: each
-    customer wallet's [debits, credits] to add to its totals of the day,
+    customer wallet's DayTotals to add to its totals of the day,
     `client_debits`: each client daily-debits row's addition (none for a
     correction: outside tiers, docs/limits.md).
     `held_changes`: each wallet's change to what open holds reserve (signed
@@ -174,7 +183,7 @@ class Posting:
     day: datetime.date | None = None
     balance_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     exposure_changes: dict[int, Decimal] = field(default_factory=dict)
-    totals: dict[uuid.UUID, list[Decimal]] = field(default_factory=dict)
+    totals: dict[uuid.UUID, DayTotals] = field(default_factory=dict)
     client_debits: dict[int, Decimal] = field(default_factory=dict)
     held_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     owners: dict[uuid.UUID, list[int]] = field(default_factory=dict)
@@ -242,28 +251,15 @@ def check_rules(
         raise BalanceLimitExceeded()
 
 
-def exposure_change(
-    payer: Wallet, payee: Wallet, amount: Decimal, locked: dict[tuple[int, str], ClientExposure]
-) -> ExposureChange | None:
-    """Whose exposure a movement changes, its row locked (after the wallets,
-    transfers/locks.py), and by how much: + amount to the owner of a customer
-    wallet a system wallet pays (a deposit, a reversed withdrawal, a credit
-    adjustment from suspense), - amount to the owner of one that pays a
-    system wallet; None between customer wallets. A suspense wallet counts
-    as the settlement wallet does: money from it enters the client's wallets
-    from outside them (docs/design.md, "Client exposure").
-    `locked`: the rows this transaction has locked already, by (client, currency)."""
-    if payer.kind in SYSTEM_KINDS:
-        customer, change = payee, amount
-    elif payee.kind in SYSTEM_KINDS:
-        customer, change = payer, -amount
-    else:
+def exposure_change(payer: Wallet, payee: Wallet, amount: Decimal, rows: locks.LimitRows) -> ExposureChange | None:
+    """Whose exposure a movement changes (limits.exposure_change), its row
+    as the caller locked it (locks.lock_limit_rows), and by how much; None
+    between customer wallets."""
+    change = limits.exposure_change(payer, payee, amount)
+    if change is None:
         return None
-    key = (customer.owner_id, customer.currency)
-    row = locked.get(key)
-    if row is None:
-        row = locked[key] = locks.lock_exposure(*key)
-    return ExposureChange(row, change)
+    key, signed = change
+    return ExposureChange(rows.exposures[key], signed)
 
 
 def owners(*wallets: Wallet) -> list[int]:
@@ -272,24 +268,18 @@ def owners(*wallets: Wallet) -> list[int]:
     return sorted({wallet.owner_id for wallet in wallets if wallet.owner_id is not None})
 
 
-def client_debits_row(
-    payer: Wallet, day: datetime.date, locked: dict[tuple[int, str], ClientDailyDebit]
-) -> ClientDailyDebit | None:
-    """The paying client's daily-debits row of `day`, locked once per
-    transaction (after the exposure rows, transfers/locks.py), when a
-    customer wallet pays in a currency CLIENT_DAILY_DEBIT_LIMIT names; else None."""
-    if payer.kind != WalletKind.CUSTOMER or payer.currency not in settings.CLIENT_DAILY_DEBIT_LIMIT:
-        return None
-    key = (payer.owner_id, payer.currency)
-    row = locked.get(key)
-    if row is None:
-        row = locked[key] = locks.lock_client_debits(*key, day)
-    return row
+def client_debits_row(payer: Wallet, rows: locks.LimitRows) -> ClientDailyDebit | None:
+    """The paying client's daily-debits row, as the caller locked it
+    (locks.lock_limit_rows), when a customer wallet pays in a currency
+    CLIENT_DAILY_DEBIT_LIMIT names (limits.client_debits_key); else None."""
+    key = limits.client_debits_key(payer)
+    return None if key is None else rows.client_debits[key]
 
 
 def decide(
     logs: list[TransactionLog],
     wallets: dict[uuid.UUID, Wallet],
+    rows: locks.LimitRows,
     *,
     day: datetime.date,
     frozen_blocks: bool = True,
@@ -300,21 +290,20 @@ def decide(
     (by id, every wallet the logs touch, locked for business day `day`),
     whose balances, exposures and daily totals run as the logs before
     complete: a log that no longer fits fails, and the ones after it may
-    still fit. Locks each exposure and client daily-debits row it needs,
-    once. `frozen_blocks`, `tiers`: check_rules'; without tiers nothing
+    still fit. `rows`: the exposure and client daily-debits rows the logs
+    change, locked by the caller (locks.lock_limit_rows, with the same
+    `tiers`): decide takes no lock. `frozen_blocks`, `tiers`: check_rules'; without tiers nothing
     counts in the daily totals. `counted_at_hold`: the logs are holds'
     captures, whose payers' debits were checked and counted in their
     wallets' daily totals when the holds were placed (docs/limits.md,
     "Holds"): neither is done again."""
     posting = Posting(decisions=[], day=day)
-    exposures: dict[tuple[int, str], ClientExposure] = {}
-    client_rows: dict[tuple[int, str], ClientDailyDebit] = {}
     balances, exposure_changes = posting.balance_changes, posting.exposure_changes
     for log in logs:
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
         posting.owners[log.pk] = owners(source, destination)
-        exposure = exposure_change(source, destination, log.amount, exposures)
-        client_debits = client_debits_row(source, day, client_rows) if tiers else None
+        exposure = exposure_change(source, destination, log.amount, rows)
+        client_debits = client_debits_row(source, rows) if tiers else None
         try:
             check_rules(
                 log, source, destination, exposure, client_debits,
@@ -353,10 +342,10 @@ def _count(
     and its paying client's."""
     if source.kind == WalletKind.CUSTOMER and not counted_at_hold:
         source.day.debits += log.amount
-        posting.totals.setdefault(source.pk, [Decimal(0), Decimal(0)])[0] += log.amount
+        posting.totals.setdefault(source.pk, DayTotals()).debits += log.amount
     if destination.kind == WalletKind.CUSTOMER:
         destination.day.credits += log.amount
-        posting.totals.setdefault(destination.pk, [Decimal(0), Decimal(0)])[1] += log.amount
+        posting.totals.setdefault(destination.pk, DayTotals()).credits += log.amount
     if client_debits is not None:
         client_debits.amount += log.amount
         posting.client_debits[client_debits.pk] = posting.client_debits.get(client_debits.pk, Decimal(0)) + log.amount
@@ -370,8 +359,11 @@ def _count(
 # reversal links included (transfers/rendering.py, the one field list).
 # Written in SQL so that settling inserts the events in the statement that
 # completes the logs: no round trip, and no Python rendering in the
-# service's process (rendering it in Python after the locks would add the
-# serializer's cost per event).
+# service's process. Measured (callgrind, 200 renders in one process): the
+# API's TransactionDetailSerializer costs about 3.0M instructions per event,
+# and a transfer writes two (one per owner), more than the whole transfer
+# costs today (bench/instructions.py: 5.2M). The INSERT itself is the
+# outbox's one statement (SETTLE_EVENTS below).
 EVENT_OBJECT = transaction_json_sql(row="t", viewer="owner")
 # transfer.completed, deposit.failed, ...: the one place an event's type is
 # made from its transaction's. A reversed movement of any type is
@@ -397,6 +389,17 @@ EVENT_TYPE = (
 # (its cache's limit, MAX_CACHED_STATEMENT_LENGTH), which cost about 0.2M
 # instructions per transfer; transfers/tests/test_engine_statements.py
 # keeps it under.
+# Its events are written by the outbox's one INSERT (events.outbox.insert_events_sql),
+# the rows selected from the logs SETTLE has just written, in the order decided.
+SETTLE_EVENTS = insert_events_sql(
+    rows="jsonb_to_recordset(%(posting)s::jsonb -> 'events') AS e(n integer, log uuid, owner integer)"
+    " JOIN t ON t.id = e.log",
+    order="e.n",
+    client="e.owner",
+    type=EVENT_TYPE,
+    data=EVENT_OBJECT,
+    created_at="%(now)s",
+)
 SETTLE_READABLE = f"""
 WITH legs AS (
   UPDATE wallets w SET balance = w.balance + v.delta, held = w.held + COALESCE(v.held, 0), updated_at = %(now)s
@@ -435,11 +438,7 @@ reversed AS (
   RETURNING r.*
 ),
 t AS (SELECT * FROM settled UNION ALL SELECT * FROM reversed)
-INSERT INTO events (client_id, type, data, created_at)
-SELECT owner, {EVENT_TYPE}, {EVENT_OBJECT}, %(now)s
-  FROM jsonb_to_recordset(%(posting)s::jsonb -> 'events') AS e(n integer, log uuid, owner integer)
-  JOIN t ON t.id = e.log
- ORDER BY e.n
+{SETTLE_EVENTS}
 """  # noqa: S608 (constants only)
 SETTLE = " ".join(SETTLE_READABLE.split())
 
@@ -452,7 +451,9 @@ def apply(posting: Posting, now) -> None:
         "legs": _legs(posting),
         "exposures": [{"id": pk, "change": str(change)} for pk, change in posting.exposure_changes.items()],
         "day": posting.day.isoformat() if posting.day else None,
-        "totals": [{"id": str(pk), "d": str(d), "c": str(c)} for pk, (d, c) in posting.totals.items()],
+        "totals": [
+            {"id": str(pk), "d": str(added.debits), "c": str(added.credits)} for pk, added in posting.totals.items()
+        ],
         "client_debits": [{"id": pk, "change": str(change)} for pk, change in posting.client_debits.items()],
         "logs": [
             {
@@ -536,8 +537,9 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
             return None, False
         if log.status != TransactionStatus.PENDING or log.batch_id is not None:
             return log, False
+        rows = locks.lock_limit_rows([log], wallets, day=day)
         lock_wait = time.perf_counter() - locking_started
-        posting = decide([log], wallets, day=day)
+        posting = decide([log], wallets, rows, day=day)
         apply(posting, timezone.now())
     # Recorded after the commit: nothing extra while the wallet rows are locked.
     telemetry.LOCK_WAIT.observe(lock_wait)
@@ -565,7 +567,8 @@ def settle_correction(log: TransactionLog, *, reverses: TransactionLog | None = 
     with transaction.atomic():
         day = business_day(timezone.now())
         wallets = locks.lock_wallets(log.source_wallet_id, log.destination_wallet_id, day=day)
-        posting = decide([log], wallets, day=day, frozen_blocks=False, tiers=False)
+        rows = locks.lock_limit_rows([log], wallets, day=day, tiers=False)
+        posting = decide([log], wallets, rows, day=day, frozen_blocks=False, tiers=False)
         (decision,) = posting.decisions
         if decision.failure is not None:
             raise decision.failure.violation()
@@ -578,17 +581,20 @@ def settle_correction(log: TransactionLog, *, reverses: TransactionLog | None = 
 # --- a batch of payouts -----------------------------------------------------------
 
 PAYOUT_FIELDS = in_model_order(TransactionLog, [*locks.LOCKED_LOG_FIELDS, "batch_index"])
+# The finished batch as its batch.finished event renders it (rendering.batch_json).
+FINISHED_BATCH_FIELDS = in_model_order(TransferBatch, BATCH_FIELDS)
 _PENDING_PAYOUTS = (
     f"SELECT {', '.join(PAYOUT_FIELDS)} FROM transaction_logs "  # noqa: S608 (model field names)
     "WHERE batch_id = %s AND status = 'PENDING' ORDER BY batch_index"
 )
-_FINISH_BATCH = """
+_FINISH_BATCH = f"""
 UPDATE transfer_batches
    SET status = %(status)s, completed_count = %(completed)s, completed_amount = %(completed_amount)s,
        failed_count = %(failed)s, error_code = %(code)s, error_message = %(message)s, failed_index = %(failed_index)s,
        finished_at = %(now)s, updated_at = %(now)s
  WHERE id = %(batch)s
-"""
+RETURNING {", ".join(TransferBatch._meta.get_field(name).column for name in FINISHED_BATCH_FIELDS)}
+"""  # noqa: S608 (model field names)
 
 
 @dataclass(frozen=True)
@@ -620,8 +626,9 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
         ]
         day = business_day(timezone.now())
         wallets = locks.lock_wallets(batch.source_wallet_id, *(log.destination_wallet_id for log in payouts), day=day)
+        rows = locks.lock_limit_rows(payouts, wallets, day=day)
         lock_wait = time.perf_counter() - locking_started
-        posting = decide(payouts, wallets, day=day)
+        posting = decide(payouts, wallets, rows, day=day)
         first_failure = _first_failure(batch, posting)
         if batch.atomic and first_failure is not None:
             posting = _none_moves(posting, first_failure)
@@ -666,9 +673,9 @@ def _none_moves(posting: Posting, first: PayoutFailure) -> Posting:
 def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | None, now) -> None:
     """The batch row's outcome, and its batch.finished event to the client
     that sent it, in the settle transaction (each payout's own events are
-    written by apply). The event's data is the batch as GET
-    /api/transfers/batch/{batchId} shows it, without its payouts and message
-    (BatchFinished in the schema, docs/api.md)."""
+    written by apply). The event's data is the batch as its answer shows it
+    (rendering.batch_json, read back by the UPDATE that finishes it), without
+    its payouts and message (BatchFinished in the schema, docs/api.md)."""
     completed = posting.completed
     payout_count = len(posting.decisions) + len(batch.rejected_payouts)
     completed_amount = sum((log.amount for log in completed), Decimal(0))
@@ -681,7 +688,7 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
     code = failure.failure.code if failure else ""
     message = f"Payout {failure.index}: {failure.failure.message}" if failure else ""
     failed_index = failure.index if failure else None
-    _run(
+    (row,) = _fetch(
         _FINISH_BATCH,
         {
             "batch": batch.pk,
@@ -695,27 +702,8 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
             "now": now,
         },
     )
-    record_events(
-        type=EventType.BATCH_FINISHED,
-        data_by_client={
-            batch.client_id: {
-                "batchId": str(batch.pk),
-                "status": status.value,
-                "atomic": batch.atomic,
-                "sourceWalletId": str(batch.source_wallet_id),
-                "payoutCount": payout_count,
-                "totalAmount": f"{batch.total_amount:.2f}",
-                "completedCount": len(completed),
-                "completedAmount": f"{completed_amount:.2f}",
-                "failedCount": payout_count - len(completed),
-                "errorCode": code,
-                "errorMessage": message,
-                "failedPayoutIndex": failed_index,
-                "createdAt": timestamp_text(batch.created_at),
-                "finishedAt": timestamp_text(now),
-            }
-        },
-    )
+    finished = from_row(TransferBatch, connection.alias, FINISHED_BATCH_FIELDS, row)
+    record_event_rows([(EventType.BATCH_FINISHED.value, batch.client_id, batch_json(finished))])
 
 
 # --- holds ------------------------------------------------------------------------
@@ -850,11 +838,12 @@ def _place_hold_once(hold: Hold, wallets_rule: str, rule_params: dict) -> str:
         wallets = locks.lock_wallets(hold.source_wallet_id, hold.destination_wallet_id, day=day)
         source, destination = wallets[hold.source_wallet_id], wallets[hold.destination_wallet_id]
         hold.currency, hold.created_at, hold.updated_at = source.currency, now, now
+        # Between customer wallets: no exposure row.
+        rows = locks.lock_limit_rows([hold], wallets, day=day, exposures=False)
         try:
             # Tier caps are checked as for a transfer of the amount today
             # (docs/limits.md); the day's totals move only when it is captured.
-            client_debits = client_debits_row(source, day, {})
-            check_rules(hold, source, destination, None, client_debits)
+            check_rules(hold, source, destination, None, client_debits_row(source, rows))
         except BusinessRuleViolation as violation:
             failure = Failure.of(violation)
             hold.status, hold.error_code, hold.error_message = HoldStatus.FAILED, failure.code, failure.message
@@ -866,7 +855,7 @@ def _place_hold_once(hold: Hold, wallets_rule: str, rule_params: dict) -> str:
             # A hold counts against its payer's daily debits when it is placed
             # (docs/limits.md, "Holds"); a void, an expiry or the rest of a
             # partial capture gives the room back the same day.
-            posting.totals[source.pk] = [hold.amount, Decimal(0)]
+            posting.totals[source.pk] = DayTotals(debits=hold.amount)
         apply(posting, now)
         record_event_rows(_hold_events(hold, owners(source, destination)))
     return "placed"
@@ -965,7 +954,8 @@ def post_hold_ends(ends: list[tuple[Hold, HoldEnd]], now) -> None:
         if end.status == HoldStatus.CAPTURED:
             captures.append(_capture_log(hold, end.captured(hold)))
     # Its payer's debit counted when the hold was placed (docs/limits.md, "Holds").
-    posting = decide(captures, wallets, day=day, counted_at_hold=True)
+    rows = locks.lock_limit_rows(captures, wallets, day=day)
+    posting = decide(captures, wallets, rows, day=day, counted_at_hold=True)
     for decision in posting.decisions:
         if decision.failure is not None:
             raise decision.failure.violation()

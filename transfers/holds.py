@@ -48,8 +48,7 @@ from transfers.exceptions import (
 )
 from transfers.models import Hold, HoldRequestKey, HoldStatus, TransactionType
 from transfers.movements import Expiry, Found, Movement, canonical_fingerprint
-from transfers.rendering import hold_json
-from transfers.selectors import READ_ALL_TRANSACTIONS
+from transfers.rendering import VIEW_ALL_TRANSFERS, hold_json
 from transfers.services import _WALLETS_OF, PAY_OTHER_CLIENTS, _ensure_wallets
 from wallet_project.db import fetch, in_model_order
 
@@ -164,7 +163,7 @@ def hold_get(*, viewer: AbstractBaseUser, hold_id: uuid.UUID) -> Hold:
     """A hold its placing client (or an auditor, transfers.view_all_transfers)
     may read; HoldNotFound for an unknown one and another client's alike."""
     hold = Hold.objects.filter(pk=hold_id).first()
-    if hold is None or (hold.client_id != viewer.pk and not viewer.has_perm(READ_ALL_TRANSACTIONS)):
+    if hold is None or (hold.client_id != viewer.pk and not viewer.has_perm(VIEW_ALL_TRANSFERS)):
         raise HoldNotFound()
     return hold
 

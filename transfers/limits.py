@@ -30,7 +30,7 @@ from django.utils import timezone
 from transfers.exceptions import LimitExceeded, WalletRestricted
 from transfers.models import ClientDailyDebit, TransactionLog, WalletDailyTotal
 from wallet_project.business_time import business_day
-from wallets.models import UNRESTRICTED, Wallet, WalletKind
+from wallets.models import SYSTEM_KINDS, UNRESTRICTED, Wallet, WalletKind
 
 ZERO = Decimal(0)
 
@@ -88,6 +88,30 @@ def _refuse(limit: str, cap: Decimal, room: Decimal, currency: str, whose: str) 
 def _private_payee(log: TransactionLog, destination: Wallet) -> bool:
     """Whether the payee is another client's wallet: told nothing of its state."""
     return destination.owner_id != log.client_id
+
+
+def exposure_change(payer: Wallet, payee: Wallet, amount: Decimal) -> tuple[tuple[int, str], Decimal] | None:
+    """Whose exposure a movement changes (the (client, currency) of its row,
+    transfers.models.ClientExposure) and by how much: + amount to the owner
+    of a customer wallet a system wallet pays (a deposit, a reversed
+    withdrawal, a credit adjustment from suspense), - amount to the owner of
+    one that pays a system wallet; None between customer wallets. A suspense
+    wallet counts as the settlement wallet does: money from it enters the
+    client's wallets from outside them (docs/design.md, "Client exposure")."""
+    if payer.kind in SYSTEM_KINDS:
+        return (payee.owner_id, payee.currency), amount
+    if payee.kind in SYSTEM_KINDS:
+        return (payer.owner_id, payer.currency), -amount
+    return None
+
+
+def client_debits_key(payer: Wallet) -> tuple[int, str] | None:
+    """The (client, currency) of the paying client's daily-debits row a
+    movement counts in: when a customer wallet pays in a currency
+    CLIENT_DAILY_DEBIT_LIMIT names; else None (docs/limits.md, "Per-client caps")."""
+    if payer.kind != WalletKind.CUSTOMER or payer.currency not in settings.CLIENT_DAILY_DEBIT_LIMIT:
+        return None
+    return payer.owner_id, payer.currency
 
 
 def check_restrictions(log: TransactionLog, source: Wallet, destination: Wallet) -> None:

@@ -10,8 +10,9 @@ their tiers and daily totals, which only their holder writes); then, for
 money that enters or leaves through a settlement or suspense wallet, the
 exposure row of the customer wallet's owner; then, while a
 CLIENT_DAILY_DEBIT_LIMIT names the currency, the paying client's daily
-debits row. The last two are taken by engine.decide, the first time a
-movement needs them.
+debits row. The last two are taken for the whole posting before it is
+decided (lock_limit_rows: every exposure row, then every daily-debits row,
+each set in key order); engine.decide is given them and takes no lock.
 
 Row locks are FOR NO KEY UPDATE: inserting a log takes KEY SHARE locks on its
 two wallets through the foreign keys (source first), which plain FOR UPDATE
@@ -27,6 +28,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
@@ -410,6 +412,42 @@ def lock_client_debits(client_id: int, currency: str, day: datetime.date) -> Cli
         cursor.execute(_LOCK_CLIENT_DEBITS, params)
         row = cursor.fetchone()
     return from_row(ClientDailyDebit, connection.alias, _CLIENT_DEBITS_FIELDS, row)
+
+
+@dataclass
+class LimitRows:
+    """The exposure and client daily-debits rows a posting's movements
+    change, locked, by (client, currency): what `engine.decide` is given."""
+
+    exposures: dict[tuple[int, str], ClientExposure] = field(default_factory=dict)
+    client_debits: dict[tuple[int, str], ClientDailyDebit] = field(default_factory=dict)
+
+
+def lock_limit_rows(
+    movements, wallets: dict[uuid.UUID, Wallet], *, day: datetime.date, exposures: bool = True, tiers: bool = True
+) -> LimitRows:
+    """Locks 4 and 5 of the order (docs/design.md, "The locks, and their
+    order"), after the wallets (`wallets`, locked, by id): every exposure
+    row the movements change (limits.exposure_change), then, with `tiers`,
+    every paying client's daily-debits row of `day` (limits.client_debits_key),
+    each set in key order, each row once. `movements`: the logs (or a hold)
+    about to be decided, with their source and destination wallet ids.
+    Without `exposures` (a hold's placement) no exposure row."""
+    exposure_keys, debit_keys = set(), set()
+    for movement in movements:
+        payer, payee = wallets[movement.source_wallet_id], wallets[movement.destination_wallet_id]
+        change = limits.exposure_change(payer, payee, movement.amount) if exposures else None
+        if change is not None:
+            exposure_keys.add(change[0])
+        key = limits.client_debits_key(payer) if tiers else None
+        if key is not None:
+            debit_keys.add(key)
+    rows = LimitRows()
+    for key in sorted(exposure_keys):
+        rows.exposures[key] = lock_exposure(*key)
+    for key in sorted(debit_keys):
+        rows.client_debits[key] = lock_client_debits(*key, day)
+    return rows
 
 
 # --- batches: the batch row, then the source and every destination at once ----------

@@ -53,19 +53,24 @@ DETAIL_FIELD_NAMES = [name for name, _ in DETAIL_FIELDS]
 # one, that the payer lacked the money): shown to it (and to auditors) only.
 PAYER_ONLY = frozenset({"idempotencyKey", "metadata", "errorCode", "errorMessage"})
 
+# The permission that lets a client read every client's transactions and
+# holds (an auditor's): the one name for it, in code and, below, in SQL.
+VIEW_ALL_TRANSFERS = "transfers.view_all_transfers"
+_APP_LABEL, _CODENAME = VIEW_ALL_TRANSFERS.split(".")
+
 # The SQL twin of selectors.shows_request_details: whether the client whose
 # id is {viewer} may see what the paying client of the log {row} sent. It
-# sent it, or it holds transfers.view_all_transfers (an auditor), as
+# sent it, or it holds VIEW_ALL_TRANSFERS (an auditor), as
 # ModelBackend.has_perm decides: an active user, a superuser, or the
 # permission given to the user or to one of its groups.
-SHOWS_REQUEST_DETAILS_SQL = """({viewer} = {row}.client_id OR EXISTS (
+SHOWS_REQUEST_DETAILS_SQL = f"""({{viewer}} = {{row}}.client_id OR EXISTS (
     SELECT 1 FROM auth_user u
-     WHERE u.id = {viewer} AND u.is_active AND (u.is_superuser OR EXISTS (
+     WHERE u.id = {{viewer}} AND u.is_active AND (u.is_superuser OR EXISTS (
            SELECT 1 FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
-            WHERE ct.app_label = 'transfers' AND p.codename = 'view_all_transfers'
+            WHERE ct.app_label = '{_APP_LABEL}' AND p.codename = '{_CODENAME}'
               AND (p.id IN (SELECT permission_id FROM auth_user_user_permissions WHERE user_id = u.id)
                    OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
-                                 JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = u.id))))))"""
+                                 JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = u.id))))))"""  # noqa: S608 (a constant)
 
 
 def utc_text_sql(column: str) -> str:
@@ -109,6 +114,40 @@ def transaction_json_sql(*, row: str, viewer: str) -> str:
     # under psycopg's 4096-byte prepared-statement cache: test_engine_statements).
     hidden = "{" + ", ".join(f'"{name}": null' for name in sorted(PAYER_ONLY)) + "}"
     return f"(jsonb_build_object(\n    {pairs}) || CASE WHEN {shows} THEN '{{}}'::jsonb ELSE '{hidden}'::jsonb END)"
+
+
+# --- batches (docs/api.md, "Batch payouts") ---------------------------------------------
+
+
+def batch_json(batch) -> dict:
+    """A batch's outcome as the API shows it (a TransferBatch with the
+    fields BATCH_FIELDS names): the `batch.finished` event's data
+    (BatchFinished in the schema) and, with the message and each payout's
+    outcome after it, every batch answer (serializers.BatchResultSerializer):
+    the one rendering of a batch. Amounts with two places, times UTC with Z."""
+    return {
+        "batchId": str(batch.pk),
+        "status": str(batch.status),
+        "atomic": batch.atomic,
+        "sourceWalletId": str(batch.source_wallet_id),
+        "payoutCount": batch.payout_count,
+        "totalAmount": f"{batch.total_amount:.2f}",
+        "completedCount": batch.completed_count,
+        "completedAmount": f"{batch.completed_amount:.2f}",
+        "failedCount": batch.failed_count,
+        "errorCode": batch.error_code,
+        "errorMessage": batch.error_message,
+        "failedPayoutIndex": batch.failed_index,
+        "createdAt": timestamp_text(batch.created_at),
+        "finishedAt": timestamp_text(batch.finished_at),
+    }
+
+
+# The model fields batch_json reads, in its order.
+BATCH_FIELDS = (
+    "id", "status", "atomic", "source_wallet_id", "payout_count", "total_amount", "completed_count",
+    "completed_amount", "failed_count", "error_code", "error_message", "failed_index", "created_at", "finished_at",
+)  # fmt: skip
 
 
 # --- holds (docs/api.md, "Holds") ------------------------------------------------------

@@ -10,20 +10,21 @@ from django.db.models.functions import Coalesce
 
 from transfers.exceptions import BatchNotFound, TransactionNotFound
 from transfers.models import MONEY_MOVED_STATUSES, REFERENCE_FORMAT, TransactionLog, TransferBatch
+from transfers.rendering import VIEW_ALL_TRANSFERS
 from wallets.models import Wallet
 from wallets.money import DECIMAL_PLACES, MAX_DIGITS
 from wallets.selectors import customer_wallet_get
 
-READ_ALL_TRANSACTIONS = "transfers.view_all_transfers"
 # Joined into the logs the API shows, which say what kind each wallet is.
 WALLETS = ("source_wallet", "destination_wallet")
 
 
 def with_reversal_links(logs: QuerySet[TransactionLog]) -> QuerySet[TransactionLog]:
-    """The logs with `compensation_id`: the id of the log that reverses each
-    (reversal_of is unique and indexed: one index probe per log), or None."""
+    """The logs with `reversed_by_id`: the id of the log that reverses each
+    (its `reversed_by`, reversal_of's other side: unique and indexed, one
+    index probe per log), or None."""
     compensation = TransactionLog.objects.filter(reversal_of=OuterRef("pk")).values("pk")[:1]
-    return logs.annotate(compensation_id=Subquery(compensation))
+    return logs.annotate(reversed_by_id=Subquery(compensation))
 
 
 def log_for_client_key(*, client: AbstractBaseUser, idempotency_key: str) -> TransactionLog:
@@ -42,7 +43,7 @@ def visible_logs(*, viewer: AbstractBaseUser) -> QuerySet[TransactionLog]:
     """The transactions `viewer` may read (tenancy): those that touch a wallet
     it owns, either side (a credit from another client included), or all of
     them for an auditor (transfers.view_all_transfers)."""
-    if viewer.has_perm(READ_ALL_TRANSACTIONS):
+    if viewer.has_perm(VIEW_ALL_TRANSFERS):
         return TransactionLog.objects.all()
     return TransactionLog.objects.filter(Q(source_wallet__owner=viewer) | Q(destination_wallet__owner=viewer))
 
@@ -72,7 +73,7 @@ def shows_request_details(*, log: TransactionLog, viewer: AbstractBaseUser) -> b
     transaction (its idempotency key and metadata): the client that sent it,
     or an auditor. The owner of a wallet another client paid into sees the
     credit, not the payer's key or notes."""
-    return log.client_id == viewer.pk or viewer.has_perm(READ_ALL_TRANSACTIONS)
+    return log.client_id == viewer.pk or viewer.has_perm(VIEW_ALL_TRANSFERS)
 
 
 # --- the admin's wallet page ---------------------------------------------------
@@ -117,7 +118,7 @@ def batch_for_client(*, client: AbstractBaseUser, batch_id: uuid.UUID) -> Transf
     """A batch, if `client` sent it (or is an auditor); else BatchNotFound,
     as for an unknown id: another client's batches are not disclosed."""
     batches = TransferBatch.objects.all()
-    if not client.has_perm(READ_ALL_TRANSACTIONS):
+    if not client.has_perm(VIEW_ALL_TRANSFERS):
         batches = batches.filter(client=client)
     batch = batches.filter(pk=batch_id).first()
     if batch is None:

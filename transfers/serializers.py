@@ -11,7 +11,7 @@ from rest_framework import serializers
 from transfers.idempotency import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
 from transfers.models import BatchStatus, HoldStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Expiry
-from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES
+from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES, batch_json
 from transfers.selectors import shows_request_details
 from wallet_project.business_time import business_today
 from wallet_project.serializers import (
@@ -22,7 +22,6 @@ from wallet_project.serializers import (
     StrictBooleanField,
     StrictCharField,
     StrictUUIDField,
-    timestamp_text,
 )
 from wallets.models import WalletKind
 from wallets.money import AmountField
@@ -252,7 +251,7 @@ class TransactionDetailSerializer(TransactionLogSerializer):
 
     reversalOf = serializers.UUIDField(source="reversal_of_id", allow_null=True)
     # Annotated by the selector (selectors.with_reversal_links).
-    reversedBy = serializers.UUIDField(source="compensation_id", allow_null=True)
+    reversedBy = serializers.UUIDField(source="reversed_by_id", allow_null=True)
 
     class Meta(TransactionLogSerializer.Meta):
         fields = DETAIL_FIELD_NAMES  # transfers/rendering.py: the events carry them too
@@ -441,7 +440,8 @@ class PayoutOutcomeSerializer(serializers.Serializer):
 class BatchResultSerializer(serializers.Serializer):
     """A batch and each payout's outcome (a BatchResult), written out: a
     batch of 1,000 payouts through DRF's generic field path would cost more
-    than settling it. The fields describe it in the schema."""
+    than settling it. The batch's own fields are rendering.batch_json's, as
+    its batch.finished event carries them. The fields describe it in the schema."""
 
     batchId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=BatchStatus.choices)
@@ -461,22 +461,8 @@ class BatchResultSerializer(serializers.Serializer):
     payouts = PayoutOutcomeSerializer(many=True)
 
     def to_representation(self, result) -> dict:
-        batch = result.batch
         return {
-            "batchId": str(batch.pk),
-            "status": str(batch.status),
-            "atomic": batch.atomic,
-            "sourceWalletId": str(batch.source_wallet_id),
-            "payoutCount": batch.payout_count,
-            "totalAmount": f"{batch.total_amount:.2f}",
-            "completedCount": batch.completed_count,
-            "completedAmount": f"{batch.completed_amount:.2f}",
-            "failedCount": batch.failed_count,
-            "errorCode": batch.error_code,
-            "errorMessage": batch.error_message,
-            "failedPayoutIndex": batch.failed_index,
-            "createdAt": timestamp_text(batch.created_at),
-            "finishedAt": timestamp_text(batch.finished_at),
+            **batch_json(result.batch),
             "message": "Batch already processed" if result.replayed else "Batch processed",
             "payouts": [
                 {

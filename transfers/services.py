@@ -95,7 +95,7 @@ def movement_replay(*, client: AbstractBaseUser, idempotency_key: str, found: Fo
         raise ValueError("only a finished transaction is replayed")
     result = MovementResult(log=found.row, replayed=True)
     telemetry.movement_answered(
-        client=client, idempotency_key=idempotency_key, log=found.row, replayed=True, seconds=0.0
+        client=client, idempotency_key=idempotency_key, log=found.row, replayed=True, seconds=None
     )
     return result
 
@@ -597,7 +597,7 @@ def batch_replay(*, client: AbstractBaseUser, found: Found) -> BatchResult:
         raise ValueError("only a finished batch is replayed")
     batch = TransferBatch.objects.get(pk=found.row.pk)
     result = BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
-    telemetry.batch_answered(client=client, result=result, seconds=0.0)
+    telemetry.batch_answered(client=client, result=result, seconds=None)
     return result
 
 

@@ -38,38 +38,53 @@ LOCK_WAIT = Histogram(
 )
 
 
-def movement_answered(*, client, idempotency_key: str, log: TransactionLog, replayed: bool, seconds: float) -> None:
+def movement_answered(
+    *, client, idempotency_key: str, log: TransactionLog, replayed: bool, seconds: float | None
+) -> None:
     """A money request got its answer: settled now (completed or failed) or
-    replayed. Reads only the log fields every answer has loaded."""
+    replayed. Reads only the log fields every answer has loaded. `seconds`:
+    how long the service took; None for a replay answered unread, which did
+    no work of its own to time (services.movement_replay): its line says
+    "replayed unread" and has no duration_ms."""
     kind = log.type
     outcome = "replayed" if replayed else log.status.lower()
     if replayed:
         REPLAYS.labels(kind).inc()
     else:
         TRANSFERS.labels(kind, outcome, log.error_code or "").inc()
-    duration_ms = round(seconds * 1000, 1)
+    extra = {
+        "event": "money_movement",
+        "type": kind,
+        "outcome": outcome,
+        "status": log.status,
+        "error_code": log.error_code or None,
+        "transaction_id": str(log.pk),
+        "reference": log.reference,
+        "amount": f"{log.amount:.2f}",
+        "currency": log.currency,
+        "client": client.get_username(),
+        "idempotency_key": idempotency_key,
+    }
+    took = _took(seconds, extra)
     logger.info(
-        "%s %s %s%s in %.1fms",
+        "%s %s %s%s %s",
         kind,
         log.reference,
         outcome,
         f" ({log.error_code})" if log.error_code else "",
-        duration_ms,
-        extra={
-            "event": "money_movement",
-            "type": kind,
-            "outcome": outcome,
-            "status": log.status,
-            "error_code": log.error_code or None,
-            "transaction_id": str(log.pk),
-            "reference": log.reference,
-            "amount": f"{log.amount:.2f}",
-            "currency": log.currency,
-            "client": client.get_username(),
-            "idempotency_key": idempotency_key,
-            "duration_ms": duration_ms,
-        },
+        took,
+        extra=extra,
     )
+
+
+def _took(seconds: float | None, extra: dict) -> str:
+    """The end of a movement's or a batch's line: "in 12.3ms" (and
+    duration_ms in its fields), or "unread" for a replay answered without
+    reading its body, which is not timed (seconds None)."""
+    if seconds is None:
+        return "unread"
+    extra["duration_ms"] = duration_ms = round(seconds * 1000, 1)
+    return f"in {duration_ms:.1f}ms"
 
 
 def key_refused(*, client, movement, idempotency_key: str, code: str) -> None:
@@ -125,7 +140,7 @@ BATCH_PAYOUTS = Counter(
 )
 
 
-def batch_answered(*, client, result, seconds: float) -> None:
+def batch_answered(*, client, result, seconds: float | None) -> None:
     """A batch request got its answer: settled now, or replayed. One line for
     the batch (a line per payout would be a thousand lines for one request;
     each payout is findable by its key and reference)."""
@@ -140,29 +155,24 @@ def batch_answered(*, client, result, seconds: float) -> None:
             reasons[label] = reasons.get(label, 0) + 1
         for (payout_outcome, reason), count in reasons.items():
             BATCH_PAYOUTS.labels(payout_outcome, reason).inc(count)
-    duration_ms = round(seconds * 1000, 1)
+    extra = {
+        "event": "batch",
+        "batch_id": str(batch.pk),
+        "mode": mode,
+        "outcome": outcome,
+        "status": batch.status,
+        "error_code": batch.error_code or None,
+        "payouts": batch.payout_count,
+        "completed": batch.completed_count,
+        "failed": batch.failed_count,
+        "amount": f"{batch.completed_amount:.2f}",
+        "client": client.get_username(),
+    }
+    took = _took(seconds, extra)
     logger.info(
-        "BATCH %s %s (%d of %d payouts completed) in %.1fms",
-        batch.pk,
-        outcome,
-        batch.completed_count,
-        batch.payout_count,
-        duration_ms,
-        extra={
-            "event": "batch",
-            "batch_id": str(batch.pk),
-            "mode": mode,
-            "outcome": outcome,
-            "status": batch.status,
-            "error_code": batch.error_code or None,
-            "payouts": batch.payout_count,
-            "completed": batch.completed_count,
-            "failed": batch.failed_count,
-            "amount": f"{batch.completed_amount:.2f}",
-            "client": client.get_username(),
-            "duration_ms": duration_ms,
-        },
-    )
+        "BATCH %s %s (%d of %d payouts completed) %s",
+        batch.pk, outcome, batch.completed_count, batch.payout_count, took, extra=extra,
+    )  # fmt: skip
 
 
 def batch_refused(*, client, idempotency_key: str, code: str) -> None:

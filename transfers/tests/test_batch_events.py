@@ -90,3 +90,20 @@ def test_a_replayed_batch_records_no_second_event(funded_wallet):
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert Event.objects.filter(client=lender.user).count() == count
+
+
+def test_the_batch_finished_event_is_the_batch_as_its_answer_shows_it(funded_wallet):
+    """One rendering (transfers.rendering.batch_json): the event's data is the
+    answer's batch without its message and payouts, field for field, Z times."""
+    lender = make_api_client("Disbursement client")
+    pool = funded_wallet("100.00", owner=lender.user)
+    own = funded_wallet("0", owner=lender.user)
+    frozen = funded_wallet("0", owner=lender.user, is_active=False)
+
+    answer = post_batch(lender, pool, [payout(own, "10.00", "e-own"), payout(frozen, "5.00", "e-frozen")])
+
+    assert answer.status_code == 201, answer.content
+    shown = answer.json()["data"]
+    (finished,) = events_of(lender.user, "batch.finished")
+    assert finished.data == {name: value for name, value in shown.items() if name not in ("message", "payouts")}
+    assert finished.data["createdAt"].endswith("Z") and finished.data["finishedAt"].endswith("Z")

@@ -350,6 +350,24 @@ def test_a_replay_and_a_failure_are_logged_as_such(logs, treasury_api, funded_wa
     assert lines[1]["transaction_id"] == first.json()["data"]["transactionId"]
 
 
+def test_a_replay_answered_unread_says_so_and_is_not_timed(logs, treasury_api, funded_wallet):
+    """A byte-identical retry is answered from the log without its body
+    being read (services.movement_replay): nothing of its own to time, so its
+    line says "unread" instead of a duration; a replay written differently
+    is read, compared and timed."""
+    source, destination = funded_wallet("5.00"), funded_wallet("0")
+    first = transfer(treasury_api, source, destination, "1.00", key="unread")
+    transfer(treasury_api, source, destination, "1.00", key="unread")
+    transfer(treasury_api, source, destination, "1.0", key="unread")
+
+    assert first.status_code == 201
+    lines = logs.records("money_movement", client=treasury_api.user.get_username(), idempotency_key="unread")
+    assert [line["outcome"] for line in lines] == ["completed", "replayed", "replayed"]
+    unread, compared = lines[1], lines[2]
+    assert unread["message"].endswith(" replayed unread") and "duration_ms" not in unread
+    assert re.search(r" replayed in \d+\.\dms$", compared["message"]) and compared["duration_ms"] >= 0
+
+
 def test_a_key_conflict_is_logged_as_refused(logs, treasury_api, funded_wallet):
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     transfer(treasury_api, source, destination, "1.00", key="k")
