@@ -95,13 +95,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First: the request id (X-Request-ID) every later log line carries (the
-    # client's own only when it is a safe token), and the one log line and
-    # metrics of each request, timed around all the rest.
-    "wallet_project.middleware.SafeRequestIdMiddleware",
-    "django_guid.middleware.guid_middleware",
-    "wallet_project.middleware.RequestTelemetryMiddleware",
-    # Every /api/ answer is about one client's money at one moment: no cache keeps it.
-    "wallet_project.middleware.ApiNoStoreMiddleware",
+    # client's own only when it is a safe token; django-guid keeps it), no-store
+    # on every /api/ answer, and the one log line and metrics of each request,
+    # timed around all the rest (wallet_project/middleware.py).
+    "wallet_project.middleware.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "wallet_project.middleware.ContentSecurityPolicyMiddleware",
     # The wallet_project.middleware ones (static files, session, user,
@@ -691,16 +688,14 @@ LOGGING = {
 }
 
 DJANGO_GUID = {
+    # Which header carries the request id, in and out. The id itself is checked
+    # or made by wallet_project.middleware.RequestMiddleware (a given one is
+    # kept and echoed when it is a safe token, a load balancer's
+    # `lb-7f3a-00012` as well as a UUID; otherwise a new one, 32 hex digits),
+    # which keeps it where django-guid's log filter and Celery integration
+    # read it: django-guid's own middleware is not used. corsheaders exposes
+    # the header to allowed origins (CORS_EXPOSE_HEADERS).
     "GUID_HEADER_NAME": "X-Request-ID",
-    # A given id is kept and echoed when it is a safe token (a load balancer's
-    # `lb-7f3a-00012` as well as a UUID); anything else is dropped before
-    # django-guid reads it (wallet_project.middleware.SafeRequestIdMiddleware),
-    # so it makes a new one, 32 hex digits, and returns that instead.
-    "VALIDATE_GUID": False,
-    # corsheaders exposes X-Request-ID to allowed origins (CORS_EXPOSE_HEADERS)
-    # with the other headers; django-guid's own Access-Control-Expose-Headers,
-    # set on every response after corsheaders', would replace that list.
-    "EXPOSE_HEADER": False,
     "INTEGRATIONS": [
         # The request id travels into Celery tasks queued while serving a
         # request; a task beat starts gets an id of its own.

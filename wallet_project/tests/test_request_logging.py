@@ -1,5 +1,5 @@
 """The log lines on-call reads: one per request, one per money movement, each
-with the request id (X-Request-ID, kept or made by django-guid), and nothing
+with the request id (X-Request-ID, kept or made by wallet_project/middleware.py), and nothing
 a client would not want in a log (its token, its metadata).
 
 The lines are caught by a handler built from settings.LOGGING's own formatter
