@@ -57,7 +57,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
 from clients.models import ApiKey
-from wallet_project.db import from_row, in_model_order
+from wallet_project.db.base import from_row, in_model_order
 from wallet_project.redis_health import REDIS_ERRORS
 from wallet_project.throttling import UNREAD, charge_failed_authentication
 

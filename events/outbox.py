@@ -43,7 +43,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from events.models import Event, EventType
-from wallet_project.db import run
+from wallet_project.db.base import run
 
 # Transactions below it have all ended (see the module docstring).
 HORIZON_SQL = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"

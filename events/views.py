@@ -11,10 +11,9 @@ from events.serializers import (
     WebhookEndpointSerializer,
     WebhookEndpointWithSecretSerializer,
 )
-from wallet_project.responses import EnvelopeCursorPagination, ok
+from wallet_project.api import ApiViewSet, EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
 from wallet_project.throttling import READS, TRANSFERS
-from wallet_project.views import ApiViewSet
 
 
 class EventViewSet(ApiViewSet):

@@ -76,7 +76,7 @@ from transfers.models import (
 from transfers.movements import canonical_fingerprint
 from transfers.rendering import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
 from wallet_project.business_time import business_day
-from wallet_project.db import fetch, from_row, in_model_order, run
+from wallet_project.db.base import fetch, from_row, in_model_order, run
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 

@@ -21,10 +21,9 @@ from transfers.serializers import (
     HoldVoidSetSerializer,
 )
 from transfers.views import IDEMPOTENCY_KEY_PARAMETER, MONEY_SCOPES, REPLAYED_HEADER
-from wallet_project.responses import ok
+from wallet_project.api import ApiViewSet, ok
 from wallet_project.schema import envelope, error
 from wallet_project.throttling import READS, TRANSFERS
-from wallet_project.views import ApiViewSet
 
 HOLD = envelope(HoldSerializer(), "Hold")
 REPLAYED = "Same key and payload again: the first answer, with header Idempotent-Replayed: true."

@@ -2,7 +2,7 @@
 read and expire holds. Typed, and nothing of HTTP: the views read the
 request and call these. The money is the engine's (transfers/engine.py, its
 holds section); the idempotency key is read, locked and fingerprinted as a
-transfer's (transfers.idempotency, locks.idempotency_lock,
+transfer's (transfers.http, locks.idempotency_lock,
 movements.canonical_fingerprint).
 
 Placing follows the transfer protocol with one step fewer: the hold row is
@@ -50,7 +50,7 @@ from transfers.models import Hold, HoldRequestKey, HoldStatus, TransactionType
 from transfers.movements import Expiry, Found, Movement, canonical_fingerprint
 from transfers.rendering import VIEW_ALL_TRANSFERS, hold_json
 from transfers.services import _WALLETS_OF, PAY_OTHER_CLIENTS, _ensure_wallets
-from wallet_project.db import fetch, in_model_order
+from wallet_project.db.base import fetch, in_model_order
 
 # A newline cannot be in a key (they are printable): a hold key's Redis lock
 # never meets a transfer's or a batch's of the same string.

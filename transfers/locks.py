@@ -38,7 +38,7 @@ from redis.exceptions import LockError
 from transfers import limits
 from transfers.exceptions import IdempotencyKeyInUse
 from transfers.models import ClientDailyDebit, ClientExposure, Hold, TransactionLog, TransferBatch
-from wallet_project.db import from_row, in_model_order, statement_cursor
+from wallet_project.db.base import from_row, in_model_order, statement_cursor
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
 from wallet_project.throttling import ChargeLock

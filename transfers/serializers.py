@@ -8,7 +8,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from transfers.idempotency import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
+from transfers.http import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
 from transfers.models import BatchStatus, HoldStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Expiry
 from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES, batch_json
@@ -53,7 +53,7 @@ class MetadataField(serializers.JSONField):
 
     Metadata describes a movement; it is not money. The API's parser has
     already refused what no text can store (NUL, lone surrogates) and numbers
-    of more than JSON_MAX_NUMBER_DIGITS digits (wallet_project/parsers.py).
+    of more than JSON_MAX_NUMBER_DIGITS digits (wallet_project/policies.py).
     Here integers are kept exactly; fractional numbers are stored as JSON
     numbers through a binary float (a client that needs them exact sends
     strings). The size limit is measured on what is stored, not on what was
@@ -114,7 +114,7 @@ class MetadataField(serializers.JSONField):
 class IdempotencyKeyField(StrictCharField):
     """The body's idempotency key, as text, optional: what it may be, and
     which key a request has when the Idempotency-Key header names one too, is
-    decided by transfers.http.read_money_request (by the key rules of transfers.idempotency), one
+    decided by transfers.http.read_money_request (by the key rules of transfers.http), one
     reader for every money request."""
 
     def __init__(self, **kwargs):
@@ -303,7 +303,7 @@ class StrictQuery(serializers.Serializer):
     """Query parameters read as given: an empty one (`at=`) is a value its
     field refuses, not the parameter left out, as DRF would read a QueryDict
     (an HTML form's blank field). Which parameters an action reads at all,
-    and that each is given once, ApiViewSet checks (wallet_project/views.py)."""
+    and that each is given once, ApiViewSet checks (wallet_project/api.py)."""
 
     def to_internal_value(self, data):
         return super().to_internal_value({name: data[name] for name in data})

@@ -66,7 +66,7 @@ from transfers.movements import (
     PayoutOutcome,
     canonical_fingerprint,
 )
-from wallet_project.db import fetch, from_row, in_model_order
+from wallet_project.db.base import fetch, from_row, in_model_order
 from wallets.exceptions import WalletNotFound
 from wallets.models import Wallet, WalletKind
 from wallets.selectors import owned_wallets
@@ -342,7 +342,7 @@ def adjustment_post(
 # The statements a transfer runs on every request are written as SQL: building
 # them through the ORM cost more CPU than everything else a transfer does
 # (bench/README.md). The row locks are in locks.py, the settle step's
-# statements in engine.py. All of them run through wallet_project.db's
+# statements in engine.py. All of them run through wallet_project.db.base's
 # fetch and run, on its statement_cursor.
 
 _REPLAY_COLUMNS = in_model_order(

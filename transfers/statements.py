@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from wallet_project.business_time import business_zone
-from wallet_project.db import fetch, run
+from wallet_project.db.base import fetch, run
 from wallets.models import Wallet
 
 ZERO = Decimal("0.00")

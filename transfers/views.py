@@ -18,8 +18,7 @@ from rest_framework.response import Response
 from transfers import selectors, services, statements
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
-from transfers.http import admit
-from transfers.idempotency import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER
+from transfers.http import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER, admit
 from transfers.models import TransactionLog, TransactionStatus, TransferBatch
 from transfers.movements import BatchResult, MovementResult, Payout
 from transfers.serializers import (
@@ -37,11 +36,10 @@ from transfers.serializers import (
     WalletHistoryEntrySerializer,
 )
 from transfers.statement_documents import StatementCSVRenderer, StatementPDFRenderer, statement_data
+from wallet_project.api import ApiViewSet, EnvelopeCursorPagination, ok
 from wallet_project.db.routers import lag_tolerant_read
-from wallet_project.responses import EnvelopeCursorPagination, ok
 from wallet_project.schema import envelope, error
 from wallet_project.throttling import READS, REPLAYS, TRANSFERS, ChargedOnLookup
-from wallet_project.views import ApiViewSet
 from wallets import selectors as wallet_selectors
 
 REPLAYED_HEADER = "Idempotent-Replayed"

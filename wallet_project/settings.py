@@ -335,9 +335,9 @@ HOLD_MAX_SECONDS = env.int("HOLD_MAX_SECONDS", default=30 * 24 * 3600)
 HOLD_EXPIRE_EVERY_SECONDS = env.float("HOLD_EXPIRE_EVERY_SECONDS", default=5.0)
 HOLD_EXPIRE_BATCH = env.int("HOLD_EXPIRE_BATCH", default=500)
 # Django's own bound, where DRF reads the body: the largest any route takes.
-# Each route's own bound is the parser's (wallet_project/parsers.py).
+# Each route's own bound is the parser's (wallet_project/policies.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, BATCH_MAX_BODY_BYTES)
-# The JSON decoder's bounds (wallet_project/parsers.py), so that decoding costs
+# The JSON decoder's bounds (wallet_project/policies.py), so that decoding costs
 # what the body's size allows and no more: a number needing more digits than
 # this once written out (1e1000000 needs a million), and nesting deeper than
 # this, are a 400.
@@ -488,11 +488,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["clients.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
-        "wallet_project.permissions.ActionPermissions",
+        "wallet_project.policies.ActionPermissions",
     ],
-    "DEFAULT_PARSER_CLASSES": ["wallet_project.parsers.DecimalJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["wallet_project.policies.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "wallet_project.negotiation.FirstRendererNegotiation",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "wallet_project.policies.FirstRendererNegotiation",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # OPTIONS: the route's methods in the envelope, no docstrings or field maps.

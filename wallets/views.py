@@ -3,10 +3,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 
-from wallet_project.responses import ok
+from wallet_project.api import ApiViewSet, ok
 from wallet_project.schema import UUID_PATTERN, envelope, error
 from wallet_project.throttling import READS, TRANSFERS
-from wallet_project.views import ApiViewSet
 from wallets import selectors, services
 from wallets.models import TierProfile, Wallet
 from wallets.serializers import (

@@ -10,7 +10,7 @@ import pytest
 
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.serializers import MoneyRequestSerializer
-from wallet_project.parsers import DecimalJSONParser
+from wallet_project.policies import DecimalJSONParser
 
 # The contract holds straight to PostgreSQL and through PgBouncer alike.
 pytestmark = [pytest.mark.django_db, pytest.mark.through_pgbouncer]

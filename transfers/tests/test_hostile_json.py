@@ -2,7 +2,7 @@
 
 Each body of the corpus is answered with a 4xx in the envelope, quickly (a
 number the client chose never sets the decoder's cost), stores nothing, and
-logs no error. The decoder is wallet_project/parsers.py; the metadata size
+logs no error. The decoder is wallet_project/policies.py; the metadata size
 rule is transfers/serializers.py's MetadataField.
 """
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from rest_framework import serializers
 
-from transfers.idempotency import key_from_header
+from transfers.http import key_from_header
 from transfers.models import TransactionLog
 from transfers.tests import ledger_state
 from wallet_project.tests import assert_error_envelope

@@ -1,7 +1,7 @@
 """The money path needs nothing of this project's database backend
 (wallet_project/db/base.py): with Django's own PostgreSQL backend a transfer,
 a deposit, a withdrawal and a batch settle as they do here, through the same
-engine (wallet_project.db.statement_cursor falls back to cursor())."""
+engine (wallet_project.db.base.statement_cursor falls back to cursor())."""
 
 from decimal import Decimal
 

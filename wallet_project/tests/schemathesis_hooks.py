@@ -20,12 +20,12 @@ contract accepts.
   schema cannot say "one of" two optional fields, nor "after now"); a set of
   holds has at least one, each once.
 - Metadata's property names are text: the schema cannot say that a name
-  holds no lone UTF-16 surrogate or NUL (wallet_project/parsers.py refuses
+  holds no lone UTF-16 surrogate or NUL (wallet_project/policies.py refuses
   them, as the contract asks).
 - A value the schema allows and the reader refuses is brought within the
   reader's bounds: metadata's stored size (TRANSFER_METADATA_MAX_BYTES), its
   numbers' digits, and the Unicode code points not assigned yet that a body
-  key may not hold (transfers/idempotency.py, BODY_KEY_PATTERN). The data
+  key may not hold (transfers/http.py, BODY_KEY_PATTERN). The data
   decides, not the generation mode: each such value is checked against its
   own schema (as served, with Schemathesis' validator) and against the
   reader (for a key, the reader itself), so a value its schema refuses, the
@@ -48,7 +48,7 @@ import jsonschema_rs
 import schemathesis
 from rest_framework.exceptions import ValidationError
 
-from transfers.idempotency import key_from_header, validate_idempotency_key
+from transfers.http import key_from_header, validate_idempotency_key
 
 # What the reader allows (settings.TRANSFER_METADATA_MAX_BYTES,
 # JSON_MAX_NUMBER_DIGITS), with room for how jsonb writes numbers.
@@ -230,7 +230,7 @@ def _storable(metadata: dict) -> bool:
     if len(text.encode(errors="surrogatepass")) > METADATA_MAX_BYTES:
         return False
 
-    def all_text(value) -> bool:  # at every depth, names and strings (wallet_project/parsers.py)
+    def all_text(value) -> bool:  # at every depth, names and strings (wallet_project/policies.py)
         if isinstance(value, str):
             return _is_text(value)
         if isinstance(value, dict):

@@ -1,4 +1,4 @@
-"""wallet_project.db.from_row builds what Model.from_db builds from a row
+"""wallet_project.db.base.from_row builds what Model.from_db builds from a row
 read by plain SQL, without from_db's walk over every field."""
 
 from decimal import Decimal
@@ -8,7 +8,7 @@ from django.db import connection
 from django.db.models.signals import post_init
 
 from transfers.locks import LOCKED_WALLET_FIELDS
-from wallet_project.db import from_row, in_model_order
+from wallet_project.db.base import from_row, in_model_order
 from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
-from wallet_project.negotiation import FirstRendererNegotiation
+from wallet_project.policies import FirstRendererNegotiation
 from wallet_project.tests import assert_error_envelope
 
 RENDERER_LISTS = {"json only": [JSONRenderer()], "json then html": [JSONRenderer(), BrowsableAPIRenderer()]}

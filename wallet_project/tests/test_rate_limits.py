@@ -28,8 +28,8 @@ from reconciliation.tests.faults import free_port
 from transfers.checks import check_a_full_batch_fits_the_transfers_rate
 from transfers.locks import idempotency_lock_name
 from transfers.models import TransactionLog, TransferBatch
+from wallet_project.api import ApiViewSet
 from wallet_project.throttling import REPLAYS, TRANSFERS, ChargedOnLookup, ClientRateThrottle, check_throttle_scopes
-from wallet_project.views import ApiViewSet
 
 pytestmark = pytest.mark.django_db
 

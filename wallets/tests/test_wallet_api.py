@@ -567,7 +567,7 @@ def test_any_printable_key_can_be_read_back(key, treasury_api, funded_wallet):
 )
 def test_a_query_parameter_given_twice_is_a_400_naming_it(route, query, named, treasury_api, busy_wallet):
     """QueryDict.get() reads the last of several: `status=COMPLETED&status=FAILED`
-    answered FAILED logs only. One place refuses it (wallet_project/views.py)."""
+    answered FAILED logs only. One place refuses it (wallet_project/api.py)."""
     path = {
         "history": f"/api/wallets/{busy_wallet.pk}/transactions",
         "wallets": "/api/wallets",
