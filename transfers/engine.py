@@ -251,10 +251,12 @@ def check_rules(
         raise BalanceLimitExceeded()
 
 
-def exposure_change(payer: Wallet, payee: Wallet, amount: Decimal, rows: locks.LimitRows) -> ExposureChange | None:
-    """Whose exposure a movement changes (limits.exposure_change), its row
-    as the caller locked it (locks.lock_limit_rows), and by how much; None
-    between customer wallets."""
+def _locked_exposure_change(
+    payer: Wallet, payee: Wallet, amount: Decimal, rows: locks.LimitRows
+) -> ExposureChange | None:
+    """limits.exposure_change (which names the row by its key) with the row
+    itself, as the caller locked it (locks.lock_limit_rows), and by how much;
+    None between customer wallets."""
     change = limits.exposure_change(payer, payee, amount)
     if change is None:
         return None
@@ -302,7 +304,7 @@ def decide(
     for log in logs:
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
         posting.owners[log.pk] = owners(source, destination)
-        exposure = exposure_change(source, destination, log.amount, rows)
+        exposure = _locked_exposure_change(source, destination, log.amount, rows)
         client_debits = client_debits_row(source, rows) if tiers else None
         try:
             check_rules(
@@ -444,7 +446,16 @@ SETTLE = " ".join(SETTLE_READABLE.split())
 
 
 def apply(posting: Posting, now) -> None:
-    """Write `posting` (SETTLE), and its outcome onto its logs in memory."""
+    """Write `posting` in one statement (SETTLE): every balance, held,
+    exposure and daily total it changes, each decided log COMPLETED (with
+    its balances after) or FAILED, `posting.reverses` REVERSED, and every
+    log's events. Then the same outcome onto the log instances in memory,
+    for the caller's answer. Returns nothing.
+
+    The caller holds the rows decide was given (the unit's row, its
+    wallets, the limit rows), inside its transaction: apply takes no lock
+    and reads nothing back. A log that is no longer PENDING is left as it
+    is by the statement (a backstop: the caller checked it under its lock)."""
     decisions = posting.decisions
     events = [(decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]]
     document = {
@@ -528,6 +539,10 @@ def settle_log(*, log_id: uuid.UUID, skip_locked: bool = False) -> tuple[Transac
 
 
 def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLog | None, bool]:
+    """One attempt of settle_log, in a transaction of its own: lock the log
+    and, while it is PENDING and no batch's, its two wallets (one
+    statement), then its limit rows; decide; apply. Returns settle_log's
+    (log, settled_now)."""
     with transaction.atomic(durable=True):
         locking_started = time.perf_counter()
         day = business_day(timezone.now())
@@ -613,6 +628,12 @@ def settle_batch(*, batch_id: uuid.UUID, skip_locked: bool = False) -> bool | No
 
 
 def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None:
+    """One attempt of settle_batch, in a transaction of its own: lock the
+    batch row, read its PENDING payouts (not locked: the batch row stands
+    for them), lock the source and every destination, then the limit rows;
+    decide every payout in order; an atomic batch's first failure fails them
+    all (_none_moves); apply; finish the batch row (_finish). Returns
+    settle_batch's True, False or None."""
     with transaction.atomic(durable=True):
         locking_started = time.perf_counter()
         batch = locks.lock_batch(batch_id, skip_locked=skip_locked)

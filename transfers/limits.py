@@ -68,16 +68,6 @@ class WalletDay:
     credits: Decimal = ZERO
 
 
-# The API's names of the caps, which a refusal names.
-CAP_NAMES = {
-    "max_single_credit": "maxSingleCredit",
-    "max_single_debit": "maxSingleDebit",
-    "max_daily_credits": "maxDailyCredits",
-    "max_daily_debits": "maxDailyDebits",
-    "max_balance": "maxBalance",
-}
-
-
 def _refuse(limit: str, cap: Decimal, room: Decimal, currency: str, whose: str) -> LimitExceeded:
     room = max(room, ZERO)
     return LimitExceeded(

@@ -63,7 +63,7 @@ class IdempotencyLockHandle:
 
     def leave_to_expire(self) -> None:
         """The key's log is finished: every later request with the key is
-        answered from it (protocol step 1) before it would look at the lock,
+        answered from it (protocol layer 1) before it would look at the lock,
         so releasing it would only cost a Redis round trip. It expires after
         TRANSFER_LOCK_TIMEOUT."""
         self.release_on_exit = False

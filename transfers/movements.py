@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from transfers.models import TransactionLog, TransactionStatus, TransactionType, TransferBatch
+from transfers.models import Hold, TransactionLog, TransactionStatus, TransactionType, TransferBatch
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Movement:
 
     def fingerprint(self) -> str:
         """The movement fingerprint stored with its transaction: a replay must
-        ask for the same movement (transfers.services, protocol step 1)."""
+        ask for the same movement (transfers.services, protocol layer 1)."""
         return canonical_fingerprint(
             type=self.type,
             source=self.source_wallet_id and str(self.source_wallet_id),
@@ -75,11 +75,13 @@ def canonical_fingerprint(**asked: object) -> str:
 
 @dataclass(frozen=True)
 class Found:
-    """Step 1 of the protocol (docs/design.md): what a client's idempotency
-    key already names, a transaction (services.movement_find) or a batch
-    (services.batch_find), or None: nothing yet."""
+    """Layer 1 of the protocol (docs/design.md, "The protocol: five
+    layers"; step 2 of "The steps"): what a client's idempotency
+    key already names, a transaction (services.movement_find), a batch
+    (services.batch_find) or a placed hold (holds.hold_find, never
+    PENDING), or None: nothing yet."""
 
-    row: TransactionLog | TransferBatch | None
+    row: TransactionLog | TransferBatch | Hold | None
 
     @property
     def finished(self) -> bool:

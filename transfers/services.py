@@ -79,8 +79,9 @@ logger = logging.getLogger(__name__)
 
 
 def movement_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
-    """Step 1 of the protocol: the client's transaction under this key, if
-    any, with what answering a replay needs. A caller that charges a rate
+    """Layer 1 of the protocol (docs/design.md, "The protocol: five
+    layers"): the client's transaction under this key, if any, with what
+    answering a replay needs (one SELECT, no lock). A caller that charges a rate
     limit charges a request whose transaction is finished (found.finished)
     as a replay, anything else as new work; a byte-identical retry
     (found.answers_unread) it may answer with movement_replay unread. Give
@@ -345,7 +346,7 @@ def adjustment_post(
 # statements in engine.py. All of them run through wallet_project.db.base's
 # fetch and run, on its statement_cursor.
 
-_REPLAY_COLUMNS = in_model_order(
+_FOUND_LOG_FIELDS = in_model_order(
     TransactionLog,
     [
         "movement_fingerprint", "body_digest", "type", "status", "amount", "reference", "currency", "error_code",
@@ -353,7 +354,7 @@ _REPLAY_COLUMNS = in_model_order(
     ],
 )  # fmt: skip
 _FIND_LOG = (
-    f"SELECT {', '.join(_REPLAY_COLUMNS)} FROM transaction_logs "  # noqa: S608 (model field names)
+    f"SELECT {', '.join(_FOUND_LOG_FIELDS)} FROM transaction_logs "  # noqa: S608 (model field names)
     "WHERE client_id = %s AND idempotency_key = %s"
 )
 
@@ -400,12 +401,12 @@ ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING id
 """
 
-# --- the protocol's steps 1 to 3 ---------------------------------------------------
+# --- the protocol's layers 1 to 4 for one movement --------------------------------
 
 
 def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
     rows = fetch(connection, _FIND_LOG, [client.pk, idempotency_key])
-    return from_row(TransactionLog, connection.alias, _REPLAY_COLUMNS, rows[0]) if rows else None
+    return from_row(TransactionLog, connection.alias, _FOUND_LOG_FIELDS, rows[0]) if rows else None
 
 
 def _ensure_same_movement(log: TransactionLog, fingerprint: str) -> None:
@@ -416,7 +417,14 @@ def _ensure_same_movement(log: TransactionLog, fingerprint: str) -> None:
 def _answer(
     client: AbstractBaseUser, idempotency_key: str, movement: Movement, body_digest: str, log: TransactionLog | None
 ) -> MovementResult:
-    """Steps 1 to 4 for a movement; `log` is what step 1 found."""
+    """Layers 1 to 4 of the protocol (the module's docstring) for one
+    movement; `log` is what layer 1 found (movement_find), None for nothing.
+
+    Returns the settled (or replayed) transaction: replayed=False only when
+    this call settled it. Raises IdempotencyKeyReused (422) when the key's
+    log is for another movement, IdempotencyKeyInUse (409) while another
+    request holds the key's Redis lock, WalletNotFound (404) from
+    _record_pending. A broken business rule is a FAILED log, not raised."""
     fingerprint = movement.fingerprint()
     if log is not None and log.status != TransactionStatus.PENDING:
         _ensure_same_movement(log, fingerprint)
@@ -425,10 +433,10 @@ def _answer(
         # PENDING: a crash (or a request in flight) left it; this one may finish it.
         _ensure_same_movement(log, fingerprint)
 
-    # 2. The Redis lock.
+    # Layer 2: the Redis lock (taken over if the charge took it: locks.taken_with_charge).
     with locks.idempotency_lock(client.pk, idempotency_key) as lock:
         if log is None:
-            # 3. The PENDING transaction, committed on its own (or the race's winner).
+            # Layer 3: the PENDING transaction, committed on its own (or the race's winner).
             log, created = _record_pending(
                 client=client,
                 idempotency_key=idempotency_key,
@@ -440,8 +448,8 @@ def _answer(
                 _ensure_same_movement(log, fingerprint)
                 if log.status != TransactionStatus.PENDING:
                     return MovementResult(log=log, replayed=True)
-        # 4. Settle. Someone else may have settled it since we looked: then
-        # this is a replay of their result.
+        # Layer 4: settle. Someone else may have settled it since we looked:
+        # then this is a replay of their result.
         log, settled_now = transaction_settle(log_id=log.pk)
         lock.leave_to_expire()
     return MovementResult(log=log, replayed=not settled_now)
@@ -493,20 +501,20 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
     for a deposit or a withdrawal, creates the currency's settlement wallet
     on its first use, and returns for the caller to insert again.
 
-    A deposit or a withdrawal names one wallet (the other side is None), so
-    after the loop `wallet` is its customer wallet, whose currency names the
-    settlement wallet."""
+    A deposit or a withdrawal names one wallet (the other side is None): its
+    customer wallet, whose currency names the settlement wallet."""
     own = owned_wallets(owner=client)
+    customer = None
     for role, wallet_id in (("Source", movement.source_wallet_id), ("Destination", movement.destination_wallet_id)):
         if wallet_id is None:
             continue
         payee = role == "Destination" and movement.type == TransactionType.TRANSFER
         usable = Wallet.objects.filter(kind=WalletKind.CUSTOMER) if payee and pay_others else own
-        wallet = usable.filter(pk=wallet_id).first()
-        if wallet is None:
+        customer = usable.filter(pk=wallet_id).first()
+        if customer is None:
             raise WalletNotFound(f"{role} wallet not found." if movement.type == TransactionType.TRANSFER else None)
     if movement.type != TransactionType.TRANSFER:
-        settlement_wallet_get_or_create(currency=wallet.currency)
+        settlement_wallet_get_or_create(currency=customer.currency)
 
 
 # --- batch disbursements -----------------------------------------------------------
@@ -582,7 +590,7 @@ RETURNING idempotency_key
 
 
 def batch_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
-    """Step 1 of the batch protocol: the client's batch under this key, if
+    """Layer 1 of the batch protocol: the client's batch under this key, if
     any (its id, request fingerprint, status, body digest and payout count).
     As movement_find: a finished one is a replay to charge (one unit per
     payout), a byte-identical retry is answered unread by batch_replay; give
@@ -690,6 +698,16 @@ def batch_outcomes(batch: TransferBatch) -> list[PayoutOutcome]:
 def _batch_protocol(
     request: BatchRequest, fingerprint: str, body_digest: str, batch: TransferBatch | None
 ) -> BatchResult:
+    """Layers 1 to 4 of the batch protocol ("batch disbursements" above) for one
+    batch request, as _answer is for one movement; `batch` is what layer 1
+    found (batch_find), None for nothing.
+
+    Returns the batch and its payouts' outcomes: replayed=False only when
+    this call settled it. Raises IdempotencyKeyReused (422) when the batch
+    key names another batch or a payout key any other transaction,
+    IdempotencyKeyInUse (409) while another request holds the batch key's
+    Redis lock, WalletNotFound (404) for the source (_record_pending_batch).
+    A broken business rule is in the outcomes, not raised."""
     if batch is not None:
         if batch.request_fingerprint != fingerprint:
             raise IdempotencyKeyReused()
@@ -716,7 +734,14 @@ def _find_batch(client: AbstractBaseUser, idempotency_key: str) -> TransferBatch
 def _record_pending_batch(request: BatchRequest, fingerprint: str, body_digest: str) -> tuple[TransferBatch, bool]:
     """Commit the PENDING batch and its payouts' PENDING logs together (so
     before any money moves), or return the batch that won the race for this
-    (client, key). Returns (batch, created)."""
+    (client, key). Returns (batch, created); a created batch is a bare row
+    (its id and status), a winner as _find_batch reads it, whose request
+    fingerprint the caller compares. A payout whose destination the client
+    may not pay gets no log: it is kept in the batch's `rejected_payouts`.
+
+    Raises WalletNotFound (404) when the source is unknown or not the
+    client's, and IdempotencyKeyReused (422, _record_pending_payouts) when
+    another transaction holds a payout's key: either way nothing is stored."""
     client, payouts = request.client, request.payouts
     batch_id, now = uuid.uuid4(), timezone.now()
     pay_others = client.has_perm(PAY_OTHER_CLIENTS)
