@@ -603,8 +603,7 @@ def batch_replay(*, client: AbstractBaseUser, found: Found) -> BatchResult:
     for a request that is answered unread (found.answers_unread)."""
     if not found.finished:
         raise ValueError("only a finished batch is replayed")
-    batch = TransferBatch.objects.get(pk=found.row.pk)
-    result = BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
+    result = _replayed_batch(found.row.pk)
     telemetry.batch_answered(client=client, result=result, seconds=None)
     return result
 
@@ -712,8 +711,7 @@ def _batch_protocol(
         if batch.request_fingerprint != fingerprint:
             raise IdempotencyKeyReused()
         if batch.status != BatchStatus.PENDING:
-            batch = TransferBatch.objects.get(pk=batch.pk)
-            return BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
+            return _replayed_batch(batch.pk)
     with locks.idempotency_lock(request.client.pk, _BATCH_LOCK_PREFIX + request.idempotency_key) as lock:
         if batch is None:
             batch, created = _record_pending_batch(request, fingerprint, body_digest)
@@ -724,6 +722,13 @@ def _batch_protocol(
         batch, settled_now = batch_settle(batch_id=batch.pk)
         lock.leave_to_expire()
     return BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=not settled_now)
+
+
+def _replayed_batch(batch_id: uuid.UUID) -> BatchResult:
+    """The answer to a replay of a finished batch: the batch read whole (a
+    found row holds only what batch_find reads) and its payouts' outcomes."""
+    batch = TransferBatch.objects.get(pk=batch_id)
+    return BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
 
 
 def _find_batch(client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
