@@ -91,7 +91,10 @@ T = TypeVar("T")
 
 def retrying(settle: Callable[[], T], subject) -> T:
     """Run one settle transaction, again on a deadlock or a serialization
-    failure (PostgreSQL rolled it back whole), TRANSFER_MAX_ATTEMPTS in all."""
+    failure (PostgreSQL rolled it back whole), TRANSFER_MAX_ATTEMPTS in all.
+    Returns what `settle` returns; raises any other error at once, and a
+    retryable one when the last attempt meets it too. `subject`: what is
+    settled (a log's or batch's id, a hold's), for the log line of a retry."""
     for attempt in range(1, settings.TRANSFER_MAX_ATTEMPTS + 1):
         try:
             return settle()

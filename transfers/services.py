@@ -15,7 +15,8 @@ The protocol (docs/design.md, "The protocol: five layers"):
    the real guard against a duplicate: losing that race means using the
    winner's.
 4. Settle it through the engine (transfers/engine.py): in one database
-   transaction, lock its row, then the wallets in primary-key order; if it
+   transaction, lock its row, then the wallets in primary-key order, then
+   the exposure and daily-debits rows it changes (transfers/locks.py); if it
    is still PENDING, decide it by the rules and apply the decision: the
    money moved and COMPLETED, or FAILED. Deadlocks and serialization
    failures are retried a bounded number of times.
@@ -91,7 +92,8 @@ def movement_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
 
 def movement_replay(*, client: AbstractBaseUser, idempotency_key: str, found: Found) -> MovementResult:
     """The answer to a retry of the finished transaction `found` names, from
-    it: for a request that is answered unread (found.answers_unread)."""
+    it: for a request that is answered unread (found.answers_unread). No
+    query. ValueError if `found` is not finished (the caller's mistake)."""
     if not found.finished:
         raise ValueError("only a finished transaction is replayed")
     result = MovementResult(log=found.row, replayed=True)
@@ -600,7 +602,9 @@ def batch_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
 
 def batch_replay(*, client: AbstractBaseUser, found: Found) -> BatchResult:
     """The answer to a retry of the finished batch `found` names, from it:
-    for a request that is answered unread (found.answers_unread)."""
+    for a request that is answered unread (found.answers_unread); the batch
+    and its payouts are read again. ValueError if `found` is not finished
+    (the caller's mistake)."""
     if not found.finished:
         raise ValueError("only a finished batch is replayed")
     result = _replayed_batch(found.row.pk)
