@@ -484,14 +484,19 @@ LOCKED_HOLD_FIELDS = (
 _hold_lock = RowLock(Hold, LOCKED_HOLD_FIELDS)
 
 
+def _with_metadata(hold: Hold) -> Hold:
+    """`hold` with its metadata as JSON values: read without Django's field
+    converters, and Django has psycopg hand jsonb over as text."""
+    if isinstance(hold.metadata, str):
+        hold.metadata = json.loads(hold.metadata)
+    return hold
+
+
 def lock_hold(hold_id: uuid.UUID) -> Hold:
     """The hold row, locked (before any wallet, as a log's): every end,
     extension and expiry of one hold waits here for the one before it.
     Hold.DoesNotExist if there is none."""
-    hold = _hold_lock(hold_id, skip_locked=False)
-    if isinstance(hold.metadata, str):
-        hold.metadata = json.loads(hold.metadata)
-    return hold
+    return _with_metadata(_hold_lock(hold_id, skip_locked=False))
 
 
 _LOCK_HOLDS = _select_for_update(Hold, in_model_order(Hold, LOCKED_HOLD_FIELDS), "id = ANY(%s)", order_by="id")
@@ -502,10 +507,7 @@ def lock_holds(hold_ids: list[uuid.UUID]) -> list[Hold]:
     captured or voided at once): two sets that share holds wait for each
     other, never deadlock. Missing ids are simply not returned."""
     holds = _locked_rows(Hold, in_model_order(Hold, LOCKED_HOLD_FIELDS), _LOCK_HOLDS, [list(set(hold_ids))])
-    for hold in holds:
-        if isinstance(hold.metadata, str):
-            hold.metadata = json.loads(hold.metadata)
-    return holds
+    return [_with_metadata(hold) for hold in holds]
 
 
 _LOCK_DUE_HOLDS = _select_for_update(
@@ -526,7 +528,4 @@ def lock_due_holds(now, limit: int) -> list[Hold]:
     transaction holds (a capture in flight, another expiry worker): that one
     ends it, or the next tick does."""
     holds = _locked_rows(Hold, in_model_order(Hold, LOCKED_HOLD_FIELDS), _LOCK_DUE_HOLDS, [now, limit])
-    for hold in holds:
-        if isinstance(hold.metadata, str):
-            hold.metadata = json.loads(hold.metadata)
-    return holds
+    return [_with_metadata(hold) for hold in holds]
