@@ -42,6 +42,10 @@ def read_money_request(request: Request, serializer_class: type[serializers.Seri
         # The key is still read from what was sent, unless its field itself is what is wrong.
         data = request.data if isinstance(request.data, dict) else {}
         body_key = None if "idempotencyKey" in errors else data.get("idempotencyKey")
+        if body_key is not None and not isinstance(body_key, str):
+            # A serializer that stopped before its fields (an unknown field:
+            # RefusesUnknownFields) never read it: what its field would say.
+            errors["idempotencyKey"], body_key = [str(serializers.CharField.default_error_messages["invalid"])], None
     header = request.headers.get(IDEMPOTENCY_HEADER)
     try:
         key = idempotency_key_of(header=header, body=body_key)

@@ -198,3 +198,26 @@ def test_a_key_field_that_is_not_text_is_named_so_not_missing(endpoint, body_key
     body = assert_error_envelope(response, status=400, code="validation_error", field="idempotencyKey")
     assert body["errors"]["idempotencyKey"] == ["Not a valid string."]
     assert ledger_state() == before
+
+
+@pytest.mark.parametrize("body_key", [5, True, ["K"]], ids=["number", "boolean", "list"])
+@pytest.mark.parametrize(
+    "endpoint",
+    ["/api/transfer", "/api/wallets/{wallet}/deposit", "/api/transfers/batch", "/api/holds", "/api/holds/capture"],
+)
+def test_a_key_field_that_is_not_text_beside_an_unknown_field_is_a_400_naming_both(
+    endpoint, body_key, treasury_api, funded_wallet
+):
+    # The unknown field stops the serializer before it reads the key field:
+    # the key must still be read as what it is, never as text (it was a 500).
+    wallet = funded_wallet("100.00")
+    before = ledger_state()
+
+    response = treasury_api.post(
+        endpoint.format(wallet=wallet.pk), {"idempotencyKey": body_key, "bogus": 1}, format="json"
+    )
+
+    body = assert_error_envelope(response, status=400, code="validation_error", field="idempotencyKey")
+    assert body["errors"]["idempotencyKey"] == ["Not a valid string."]
+    assert body["errors"]["bogus"] == ["Unknown field."]
+    assert ledger_state() == before
