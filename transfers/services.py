@@ -426,7 +426,7 @@ def _answer(
         _ensure_same_movement(log, fingerprint)
 
     # 2. The Redis lock.
-    with locks.idempotency_lock(client.pk, idempotency_key) as lock:
+    with locks.idempotency_lock(client.pk, locks.unit_lock_key(locks.Unit.MOVEMENT, idempotency_key)) as lock:
         if log is None:
             # 3. The PENDING transaction, committed on its own (or the race's winner).
             log, created = _record_pending(
@@ -531,10 +531,6 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
 #    one commit per payout.
 # 5. Reconciliation settles a batch a crash left PENDING, through step 4.
 
-
-# A newline cannot be in a key (they are printable): a batch key's Redis lock
-# never meets a single transfer's of the same string.
-_BATCH_LOCK_PREFIX = "batch\n"
 
 _FOUND_BATCH_FIELDS = in_model_order(TransferBatch, ["request_fingerprint", "body_digest", "status", "payout_count"])
 _FIND_BATCH = (
@@ -696,7 +692,9 @@ def _batch_protocol(
         if batch.status != BatchStatus.PENDING:
             batch = TransferBatch.objects.get(pk=batch.pk)
             return BatchResult(batch=batch, payouts=batch_outcomes(batch), replayed=True)
-    with locks.idempotency_lock(request.client.pk, _BATCH_LOCK_PREFIX + request.idempotency_key) as lock:
+    with locks.idempotency_lock(
+        request.client.pk, locks.unit_lock_key(locks.Unit.BATCH, request.idempotency_key)
+    ) as lock:
         if batch is None:
             batch, created = _record_pending_batch(request, fingerprint, body_digest)
             if not created and batch.request_fingerprint != fingerprint:
