@@ -1,6 +1,7 @@
-"""The hold endpoints (docs/api.md, "Holds"): each reads the request as a
-money request (transfers.http: one key reader for every money request),
-calls one service of transfers.holds, and renders the hold
+"""The hold endpoints (docs/api.md, "Holds"): each money request is let in
+through the door of every money request (transfers.http.admit: its key
+read once, its body validated, charged by one rule, its lock taken with the
+charge), handed to one service of transfers.holds, and its holds rendered
 (transfers.rendering.hold_json)."""
 
 from functools import partial
@@ -122,9 +123,10 @@ class HoldViewSet(ApiViewSet):
     throttle_scopes = {
         "create": MONEY_SCOPES,
         "retrieve": READS,
-        # Charged by transfers.http.admit, as every money request: one unit
-        # of transfers (nothing_found: never a replay's charge, as when DRF
-        # charged them before the view).
+        # Ending a hold, or a set of them, or extending one: charged by
+        # transfers.http.admit one unit of transfers whatever the request
+        # turns out to be (nothing_found: never a replay's charge, as when
+        # DRF charged them before the view).
         "capture": MONEY_SCOPES,
         "void": MONEY_SCOPES,
         "extend": MONEY_SCOPES,

@@ -283,7 +283,6 @@ class BatchViewSet(ApiViewSet):
     """POST /api/transfers/batch and GET /api/transfers/batch/{batchId}."""
 
     required_permissions = {"create": ["transfers.create_transfer"], "retrieve": []}
-    # One unit per payout, of transfers or, for a replay, of replays.
     throttle_scopes = {"create": MONEY_SCOPES, "retrieve": READS}
 
     @property
