@@ -233,7 +233,10 @@ class HoldViewSet(ApiViewSet):
         # Charged as ending one hold (nothing_found: one unit of transfers,
         # whatever the key names). The service answers a replay, or refuses
         # an unknown hold, from the holds before it locks the key: the
-        # charge's lock is then released as admit's block exits.
+        # charge's lock is then released as admit's block exits. Redis round
+        # trips (transfers/tests/test_round_trips.py pins them): a first-time
+        # set 2 (the charge with the lock, its release) where DRF's charge
+        # before the view made it 3; a replay 2 where it was 1.
         lock_key = partial(locks.unit_lock_key, locks.Unit.HOLD_END)
         with admit(request, self, serializer_class, nothing_found, lock_key=lock_key) as entry:
             # A void's holds carry no amount: None, all of it (holds.holds_end_set).
