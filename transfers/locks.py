@@ -68,7 +68,7 @@ def unit_lock_key(unit: Unit, idempotency_key: str, *, hold_id: uuid.UUID | str 
     pins one per unit). A movement's is its key as it is; any other unit's is
     prefixed by the unit (and, ending one hold, by the hold's id): a newline
     cannot be in a key (they are printable), so no two units' locks meet."""
-    if unit is Unit.MOVEMENT:
+    if unit == Unit.MOVEMENT:
         return idempotency_key
     if hold_id is not None:
         return f"{unit}\n{hold_id}\n{idempotency_key}"
