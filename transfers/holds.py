@@ -52,11 +52,6 @@ from transfers.rendering import VIEW_ALL_TRANSFERS, hold_json
 from transfers.services import _WALLETS_OF, PAY_OTHER_CLIENTS, _ensure_wallets
 from wallet_project.db.base import fetch, in_model_order
 
-# A newline cannot be in a key (they are printable): a hold key's Redis lock
-# never meets a transfer's or a batch's of the same string.
-_HOLD_LOCK_PREFIX = "hold\n"
-_END_LOCK_PREFIX = "hold-end\n"
-
 
 @dataclass(frozen=True)
 class HoldResult:
@@ -125,7 +120,7 @@ def hold_place(
         found = hold_find(client=client, idempotency_key=idempotency_key)
     if found.row is not None:
         return _replay(found.row, fingerprint)
-    with locks.idempotency_lock(client.pk, _HOLD_LOCK_PREFIX + idempotency_key) as lock:
+    with locks.idempotency_lock(client.pk, locks.unit_lock_key(locks.Unit.HOLD, idempotency_key)) as lock:
         hold = Hold(
             id=uuid.uuid4(),
             client_id=client.pk,
@@ -274,7 +269,7 @@ def holds_end_set(
         hold_id: engine.HoldEnd(status, amount=amount, key=idempotency_key, fingerprint=fingerprint)
         for hold_id, amount in amounts.items()
     }
-    with locks.idempotency_lock(client.pk, _END_LOCK_PREFIX + idempotency_key):
+    with locks.idempotency_lock(client.pk, locks.unit_lock_key(locks.Unit.HOLD_END, idempotency_key)):
         holds, not_open = engine.end_holds(ends)
     by_id = {hold.pk: hold for hold in holds}
     if not_open:
@@ -329,7 +324,9 @@ def _end(client: AbstractBaseUser, hold_id: uuid.UUID, end: "engine.HoldEnd") ->
     (_answer_taken); a later one reaches the engine, which returns the
     ended hold as it is, and is answered the same (_ended)."""
     try:
-        with locks.idempotency_lock(client.pk, f"{_END_LOCK_PREFIX}{hold_id}\n{end.key}") as lock:
+        with locks.idempotency_lock(
+            client.pk, locks.unit_lock_key(locks.Unit.HOLD_END, end.key, hold_id=hold_id)
+        ) as lock:
             hold, ended_now = engine.end_hold(hold_id, end)
             lock.leave_to_expire()
     except IdempotencyKeyInUse as in_use:  # only taking the lock raises it

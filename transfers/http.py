@@ -24,10 +24,9 @@ from wallet_project.throttling import charged_if_malformed
 
 def read_money_request(request: Request, serializer_class: type[serializers.Serializer]) -> tuple[dict, str]:
     """The validated body of a money request (transfer, deposit, withdrawal,
-    batch), without its idempotencyKey field, and the request's idempotency
-    key, from the Idempotency-Key header or that field
-    (idempotency_key_of: both given and different is
-    an error).
+    batch, hold), without its idempotencyKey field, and the request's
+    idempotency key, from the Idempotency-Key header or that field
+    (idempotency_key_of: both given and different is an error).
 
     Raises ValidationError (400) naming every problem with the body and the
     key at once: a client learns in one answer that a batch lacks both its
@@ -84,8 +83,7 @@ class MoneyRequest:
             # reports its fault in one 400 with the body's.
             key = None
         # The header's key when it has one: a body key must then be the same
-        # (read_money_request refuses one that differs), so which one is
-        # taken when both are given does not matter.
+        # (read_money_request refuses one that differs, when fields() reads it).
         self.key = key if key is not None else self._read[1]
 
     @cached_property
@@ -93,8 +91,8 @@ class MoneyRequest:
         return read_money_request(self.request, self.serializer_class)
 
     def fields(self) -> dict:
-        """The validated body, but for its key (with a header too, the same
-        key: read_money_request refuses a body key that differs)."""
+        """The validated body, but for its key; ValidationError (400) as
+        read_money_request."""
         return self._read[0]
 
 
@@ -160,7 +158,8 @@ def admit(
       the `new` scope. A batch is one unit per payout, anything else one.
 
     First-time work takes the service's idempotency lock in the charge's
-    round trip (`lock_key(key)`: the key the service gives
+    round trip (`lock_key(key)`: the name locks.unit_lock_key gives the lock
+    of the request's unit, the one its service takes with
     locks.idempotency_lock; transfers/locks.py, taken_with_charge): one Redis
     round trip for a first-time request. Only once let in: a 429 takes no
     lock. A lock the service does not take over is released when the block
@@ -195,8 +194,8 @@ def admit(
 
 def nothing_found(*, client, idempotency_key: str) -> Found:
     """admit's `find` for a request whose key is looked up by its service
-    under its lock (a hold's capture or void) or in the statement that does
-    it (an extension): charged as new work."""
+    (a hold's capture or void under its lock, a set's from its holds, an
+    extension in the statement that does it): charged as new work."""
     return Found(None)
 
 

@@ -20,6 +20,7 @@ would conflict with and, on a hot wallet, deadlock against the fixed order.
 """
 
 import datetime
+import enum
 import functools
 import hashlib
 import json
@@ -45,6 +46,33 @@ from wallet_project.throttling import ChargeLock
 from wallets.models import TIER_CAPS, Wallet, WalletKind
 
 logger = logging.getLogger(__name__)
+
+
+class Unit(enum.StrEnum):
+    """What a money request's idempotency key names, each in its own
+    namespace: a single movement (transfer, deposit, withdrawal), a batch, a
+    hold placed, or the end of a hold (a capture, a void, or a set of them)."""
+
+    MOVEMENT = "movement"
+    BATCH = "batch"
+    HOLD = "hold"
+    HOLD_END = "hold-end"
+
+
+def unit_lock_key(unit: Unit, idempotency_key: str, *, hold_id: uuid.UUID | str | None = None) -> str:
+    """The key a request's idempotency lock is taken on, the one place it is
+    named: by the service that takes it (idempotency_lock) and by the door
+    that takes it with the rate limit's charge (transfers.http.admit,
+    charge_lock). Were the two to differ, the service would take a second
+    lock in a second Redis round trip (transfers/tests/test_round_trips.py
+    pins one per unit). A movement's is its key as it is; any other unit's is
+    prefixed by the unit (and, ending one hold, by the hold's id): a newline
+    cannot be in a key (they are printable), so no two units' locks meet."""
+    if unit == Unit.MOVEMENT:
+        return idempotency_key
+    if hold_id is not None:
+        return f"{unit}\n{hold_id}\n{idempotency_key}"
+    return f"{unit}\n{idempotency_key}"
 
 
 def idempotency_lock_name(client_id: int, idempotency_key: str) -> str:

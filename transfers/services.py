@@ -436,7 +436,7 @@ def _answer(
         _ensure_same_movement(log, fingerprint)
 
     # Layer 2: the Redis lock (taken over if the charge took it: locks.taken_with_charge).
-    with locks.idempotency_lock(client.pk, idempotency_key) as lock:
+    with locks.idempotency_lock(client.pk, locks.unit_lock_key(locks.Unit.MOVEMENT, idempotency_key)) as lock:
         if log is None:
             # Layer 3: the PENDING transaction, committed on its own (or the race's winner).
             log, created = _record_pending(
@@ -541,10 +541,6 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
 #    one commit per payout.
 # 5. Reconciliation settles a batch a crash left PENDING, through step 4.
 
-
-# A newline cannot be in a key (they are printable): a batch key's Redis lock
-# never meets a single transfer's of the same string.
-_BATCH_LOCK_PREFIX = "batch\n"
 
 _FOUND_BATCH_FIELDS = in_model_order(TransferBatch, ["request_fingerprint", "body_digest", "status", "payout_count"])
 _FIND_BATCH = (
@@ -716,7 +712,9 @@ def _batch_protocol(
             raise IdempotencyKeyReused()
         if batch.status != BatchStatus.PENDING:
             return _replayed_batch(batch.pk)
-    with locks.idempotency_lock(request.client.pk, _BATCH_LOCK_PREFIX + request.idempotency_key) as lock:
+    with locks.idempotency_lock(
+        request.client.pk, locks.unit_lock_key(locks.Unit.BATCH, request.idempotency_key)
+    ) as lock:
         if batch is None:
             batch, created = _record_pending_batch(request, fingerprint, body_digest)
             if not created and batch.request_fingerprint != fingerprint:

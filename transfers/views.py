@@ -15,7 +15,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from transfers import selectors, services, statements
+from transfers import locks, selectors, services, statements
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
 from transfers.http import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER, admit
@@ -89,8 +89,8 @@ def money_request(request, view, serializer_class, create: Callable[..., Movemen
     charged by the one rule), answer a byte-identical retry unread, else call
     `create` (services.transfer_create, deposit_create or withdrawal_create,
     with the body's fields), and render the result."""
-    # The service locks the key as it is (services._answer).
-    with admit(request, view, serializer_class, services.movement_find, lock_key=str) as entry:
+    lock_key = partial(locks.unit_lock_key, locks.Unit.MOVEMENT)
+    with admit(request, view, serializer_class, services.movement_find, lock_key=lock_key) as entry:
         client = request.user  # as the charge confirmed it
         if entry.unread:
             return money_response(services.movement_replay(client=client, idempotency_key=entry.key, found=entry.found))
@@ -283,7 +283,6 @@ class BatchViewSet(ApiViewSet):
     """POST /api/transfers/batch and GET /api/transfers/batch/{batchId}."""
 
     required_permissions = {"create": ["transfers.create_transfer"], "retrieve": []}
-    # One unit per payout, of transfers or, for a replay, of replays.
     throttle_scopes = {"create": MONEY_SCOPES, "retrieve": READS}
 
     @property
@@ -331,7 +330,7 @@ class BatchViewSet(ApiViewSet):
             services.batch_find,
             units=lambda fields: len(fields["transfers"]),
             replay_units=lambda found: found.row.payout_count,
-            lock_key=lambda key: services._BATCH_LOCK_PREFIX + key,  # as services.batch_create locks it
+            lock_key=partial(locks.unit_lock_key, locks.Unit.BATCH),
         ) as entry:
             client = request.user  # as the charge confirmed it
             if entry.unread:

@@ -175,13 +175,15 @@ def test_a_capture_above_the_hold_is_refused_and_the_hold_stays_open(treasury_ap
 
 def end_lock_name(client, hold_id, key) -> str:
     """The Redis lock a request ending `hold_id` with `key` takes (transfers/holds.py, _end)."""
-    return locks.idempotency_lock_name(client.pk, f"{holds._END_LOCK_PREFIX}{hold_id}\n{key}")
+    return locks.idempotency_lock_name(client.pk, locks.unit_lock_key(locks.Unit.HOLD_END, key, hold_id=hold_id))
 
 
 def test_a_capture_while_its_key_is_in_flight_is_refused_and_the_hold_stays_open(treasury_api, pair):
     source, destination = pair
     hold_id = place(treasury_api, source, destination, "40.00").json()["data"]["id"]
-    with locks.idempotency_lock(treasury_api.user.pk, f"{holds._END_LOCK_PREFIX}{hold_id}\ncap-busy"):
+    with locks.idempotency_lock(
+        treasury_api.user.pk, locks.unit_lock_key(locks.Unit.HOLD_END, "cap-busy", hold_id=hold_id)
+    ):
         response = end(treasury_api, hold_id, "capture", key="cap-busy")
     assert response.status_code == 409 and response.json()["code"] == "idempotency_key_in_use"
     assert Hold.objects.get(pk=hold_id).status == HoldStatus.OPEN

@@ -366,3 +366,17 @@ def test_releasing_a_lock_taken_with_the_charge_deletes_only_our_own():
 
     assert redis.get(lock.name) == b"another request's token"
     redis.delete(lock.name)
+
+
+def test_each_units_lock_is_named_as_before_the_names_had_one_home():
+    # A deploy runs old and new processes side by side: a duplicate must meet
+    # the lock of its first request whichever process took it, so the names
+    # stay what the services' prefixes made them (transfers.locks.unit_lock_key).
+    hold_id = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    assert [
+        locks.unit_lock_key(locks.Unit.MOVEMENT, "k"),
+        locks.unit_lock_key(locks.Unit.BATCH, "k"),
+        locks.unit_lock_key(locks.Unit.HOLD, "k"),
+        locks.unit_lock_key(locks.Unit.HOLD_END, "k"),
+        locks.unit_lock_key(locks.Unit.HOLD_END, "k", hold_id=hold_id),
+    ] == ["k", "batch\nk", "hold\nk", "hold-end\nk", f"hold-end\n{hold_id}\nk"]

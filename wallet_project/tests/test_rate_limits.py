@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from conftest import make_api_client
 from reconciliation.tests.faults import free_port
 from transfers.checks import check_a_full_batch_fits_the_transfers_rate
-from transfers.locks import idempotency_lock_name
+from transfers.locks import Unit, idempotency_lock_name, unit_lock_key
 from transfers.models import TransactionLog, TransferBatch
 from wallet_project.api import ApiViewSet
 from wallet_project.throttling import REPLAYS, TRANSFERS, ChargedOnLookup, ClientRateThrottle, check_throttle_scopes
@@ -576,9 +576,67 @@ def test_an_end_of_a_hold_over_the_limit_is_429_takes_no_lock_and_ends_nothing(
     capture = treasury_api.post(f"/api/holds/{hold_id}/capture", {}, format="json", headers={"Idempotency-Key": "c"})
     assert_throttled(capture)
 
-    lock = cache.make_key(idempotency_lock_name(treasury_api.user.pk, f"hold-end\n{hold_id}\nc"))
+    lock = cache.make_key(
+        idempotency_lock_name(treasury_api.user.pk, unit_lock_key(Unit.HOLD_END, "c", hold_id=hold_id))
+    )
     assert not get_redis_connection("default").exists(lock)
     assert treasury_api.get(f"/api/holds/{hold_id}").json()["data"]["status"] == "OPEN"
+
+
+def placed_holds(api, source, destination, count: int) -> list[str]:
+    path, hold = money("hold", source, destination, "", "5.00")
+    return [
+        api.post(path, hold, format="json", headers={"Idempotency-Key": f"h{i}"}).json()["data"]["id"]
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("action", ["capture", "void"])
+def test_ending_a_set_of_holds_is_charged_as_ending_one(clock, treasury_api, funded_wallet, action):
+    # Charged by transfers.http.admit (no longer by DRF before the view), and
+    # as before: one unit of transfers, whatever the request turns out to be.
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    hold_ids = placed_holds(treasury_api, source, destination, 2)
+    body = {"holds": [{"holdId": hold_id} for hold_id in hold_ids]}
+    path = f"/api/holds/{action}"
+
+    assert charge_of(treasury_api, clock, path, {"holds": []}, "bad") == (400, {TRANSFERS: 1})
+    assert charge_of(treasury_api, clock, path, body, "a, b") == (400, {TRANSFERS: 1})
+    assert charge_of(treasury_api, clock, f"{path}?surprise=1", body, "q") == (400, {TRANSFERS: 1})
+    unknown = {"holds": [{"holdId": str(uuid.uuid4())}]}
+    assert charge_of(treasury_api, clock, path, unknown, "u") == (404, {TRANSFERS: 1})
+    assert charge_of(treasury_api, clock, path, body, "e") == (200, {TRANSFERS: 1})
+    assert charge_of(treasury_api, clock, path, body, "e") == (200, {TRANSFERS: 1})
+
+
+@pytest.mark.parametrize("action", ["capture", "void"])
+def test_a_set_of_holds_reads_its_key_at_the_door_as_ending_one(clock, treasury_api, funded_wallet, action):
+    # Unchanged: the same reader (transfers.http.MoneyRequest) read it in the view before.
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    body = {"holds": [{"holdId": hold_id} for hold_id in placed_holds(treasury_api, source, destination, 2)]}
+    path = f"/api/holds/{action}"
+
+    differ = treasury_api.post(path, {**body, "idempotencyKey": "b"}, format="json", headers={"Idempotency-Key": "a"})
+    assert differ.status_code == 400 and "idempotencyKey" in differ.json()["errors"], differ.json()
+    missing = treasury_api.post(path, body, format="json")
+    assert missing.status_code == 400 and "idempotencyKey" in missing.json()["errors"], missing.json()
+    assert treasury_api.post(path, {**body, "idempotencyKey": "b"}, format="json").status_code == 200
+    again = treasury_api.post(path, body, format="json", headers={"Idempotency-Key": "b"})
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_set_of_holds_over_the_limit_is_429_takes_no_lock_and_ends_nothing(rates, clock, treasury_api, funded_wallet):
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    hold_ids = placed_holds(treasury_api, source, destination, 2)
+    rates(transfers="1/min")
+    body = {"holds": [{"holdId": hold_id} for hold_id in hold_ids]}
+
+    capture = treasury_api.post("/api/holds/capture", body, format="json", headers={"Idempotency-Key": "c"})
+    assert_throttled(capture)
+
+    lock = cache.make_key(idempotency_lock_name(treasury_api.user.pk, unit_lock_key(Unit.HOLD_END, "c")))
+    assert not get_redis_connection("default").exists(lock)
+    assert {treasury_api.get(f"/api/holds/{hold_id}").json()["data"]["status"] for hold_id in hold_ids} == {"OPEN"}
 
 
 def test_a_request_of_several_units_waits_until_all_of_them_fit(rates, clock):
