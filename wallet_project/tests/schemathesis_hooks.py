@@ -44,11 +44,18 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import django
 import jsonschema_rs
 import schemathesis
-from rest_framework.exceptions import ValidationError
 
-from transfers.http import key_from_header, validate_idempotency_key
+# Schemathesis loads this module in its own process, where nothing has set
+# Django up; the key reader (transfers.http) stands on the models.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
+django.setup()
+
+from rest_framework.exceptions import ValidationError  # noqa: E402
+
+from transfers.http import key_from_header, validate_idempotency_key  # noqa: E402
 
 # What the reader allows (settings.TRANSFER_METADATA_MAX_BYTES,
 # JSON_MAX_NUMBER_DIGITS), with room for how jsonb writes numbers.
