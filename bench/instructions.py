@@ -1,20 +1,25 @@
 """Instructions per transfer and per replay, counted by callgrind: the one cost
-figure that does not move with what else the machine is doing.
+figure that does not move with what else the machine is doing. Two runs of
+one commit agree within about 0.01 % (bench/HISTORY.md, 2026-12-06 21:50).
 
     .venv/bin/python bench/instructions.py [N]        # about 4 minutes
-    .venv/bin/python bench/instructions.py N holds    # also per hold placed and captured, about 8
-
-With `holds`, two more runs: warm-up and N holds placed (POST /api/holds,
-each of 0.01 toward the next wallet), and warm-up, N holds placed and each
-captured whole (POST /api/holds/{id}/capture): the differences are the cost
-of placing a hold and of capturing one (docs/api.md, "Holds").
+    .venv/bin/python bench/instructions.py N holds    # also per hold placed and captured, about 6
 
 Sets up its own database (BENCH_DB, default wallet_instructions: an API client
 and 20 funded wallets, as bench/run.py does), then runs the production WSGI
 application in-process (bench/roundtrips.py's driver) under
-`valgrind --tool=callgrind` three times: warm-up only, warm-up and N transfers,
-warm-up and N replays of those transfers, byte for byte. The differences,
-divided by N, are the instructions one request costs, start-up excluded.
+`valgrind --tool=callgrind`, once: start-up and warm-up, N transfers, their N
+replays byte for byte, each phase counted on its own between two markers
+(callgrind dumps its counters when the driver calls os.getppid()); divided by
+N, the instructions one request costs. With `holds`, then a warm-up of holds,
+N holds placed (POST /api/holds, each of 0.01 toward the next wallet) and
+each captured whole (POST /api/holds/{id}/capture): the cost of placing a
+hold and of capturing one (docs/api.md, "Holds").
+
+`instructions_per_refresh` is what a request costs more when the process's
+API-key cache has expired and its PostgreSQL connection is replaced, which
+production pays every API_AUTH_CACHE_SECONDS and CONN_MAX_AGE; the run pins
+both clocks (PINNED, below; bench/README.md, "Instruction counts").
 Prints one JSON line; compare two commits by running it on each.
 """
 
