@@ -84,7 +84,7 @@ def forget_redis(env: dict) -> None:
     import redis  # noqa: PLC0415
 
     client = redis.Redis.from_url(env["REDIS_URL"])
-    for key in client.scan_iter(match=f"*{env['CACHE_KEY_PREFIX']}*", count=1000):
+    for key in client.scan_iter(match=f"{env['CACHE_KEY_PREFIX']}:*", count=1000):
         client.delete(key)
 
 
