@@ -1,6 +1,7 @@
 """Instructions per transfer and per replay, counted by callgrind: the one cost
 figure that does not move with what else the machine is doing. Two runs of
-one commit agree within about 0.01 % (bench/HISTORY.md, 2026-12-06 21:50).
+one commit agree within about 0.01 % (bench/HISTORY.md, 2026-12-06 21:50);
+two builds, up to 1 % apart for where their objects land: BENCH_LAYOUTS (main).
 
     .venv/bin/python bench/instructions.py [N]        # about 4 minutes
     .venv/bin/python bench/instructions.py N holds    # also per hold placed and captured, about 6
