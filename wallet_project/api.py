@@ -143,8 +143,9 @@ def ok_rendered(request, data: dict, *, status: int, headers: dict) -> HttpRespo
     Measured with callgrind, 200 answers in one process without a database
     (money_response, the view's finalize_response and Django's render
     call): 390K -> 244K instructions a transfer's answer, 426K -> 259K a
-    replay's. bench/instructions.py (n=40), before -> after: 5.03M -> 4.87M
-    a transfer (-3 %), 2.83M -> 2.60M a replay (-8 %).
+    replay's. bench/instructions.py (n=40; before run twice), before ->
+    after: 5.03M -> 4.87M a transfer (-3 %), 2.74M-2.83M -> 2.60M a replay
+    (-5 % to -8 %).
 
     Negotiation already ran (APIView.initial: a 406 or a bad ?format= never
     gets here). The answer is written here only when it chose JSONRenderer
