@@ -16,7 +16,7 @@ anyone else gets null for them.
 
 from django.db import models
 
-from transfers.models import TransactionLog
+from transfers.models import TransactionLog, TransactionStatus, TransactionType
 from wallet_project.serializers import timestamp_text
 
 # (API name, model field; "relation.field" for a field of a related row), in
@@ -116,6 +116,38 @@ def transaction_json_sql(*, row: str, viewer: str) -> str:
     return f"(jsonb_build_object(\n    {pairs}) || CASE WHEN {shows} THEN '{{}}'::jsonb ELSE '{hidden}'::jsonb END)"
 
 
+# --- money answers (docs/api.md, "Requests and responses") ----------------------------
+
+COMPLETED_MESSAGES = {
+    TransactionType.TRANSFER: "Transfer completed successfully",
+    TransactionType.DEPOSIT: "Deposit completed",
+    TransactionType.WITHDRAWAL: "Withdrawal completed",
+}
+
+
+def movement_result_json(result) -> dict:
+    """The answer to a money-moving request (a transfers.movements.MovementResult),
+    as the first version of the API wrote it: the one rendering of it, for
+    its 201, its replays and its 422's data. The transaction's id is `id`, as
+    in every lookup; `transactionId` repeats it for the first version's
+    clients (deprecated). serializers.MovementResultSerializer describes it
+    in the schema; transfers/tests/test_serializers.py checks the two agree."""
+    log = result.log
+    if result.replayed:
+        message = "Transaction already processed"
+    elif log.status == TransactionStatus.FAILED:
+        message = log.error_message
+    else:
+        message = COMPLETED_MESSAGES[log.type]
+    return {
+        "id": str(log.pk),
+        "transactionId": str(log.pk),
+        "status": str(log.status),
+        "reference": log.reference,
+        "message": message,
+    }
+
+
 # --- batches (docs/api.md, "Batch payouts") ---------------------------------------------
 
 
@@ -140,6 +172,30 @@ def batch_json(batch) -> dict:
         "failedPayoutIndex": batch.failed_index,
         "createdAt": timestamp_text(batch.created_at),
         "finishedAt": timestamp_text(batch.finished_at),
+    }
+
+
+def batch_result_json(result) -> dict:
+    """A batch and each payout's outcome (a transfers.movements.BatchResult):
+    every batch answer, its replays and its 422's data
+    (serializers.BatchResultSerializer describes it in the schema)."""
+    return {
+        **batch_json(result.batch),
+        "message": "Batch already processed" if result.replayed else "Batch processed",
+        "payouts": [
+            {
+                "index": p.index,
+                "idempotencyKey": p.idempotency_key,
+                "destinationWalletId": str(p.destination_wallet_id),
+                "amount": f"{p.amount:.2f}",
+                "transactionId": str(p.transaction_id) if p.transaction_id else None,
+                "reference": p.reference,
+                "status": str(p.status),
+                "errorCode": p.error_code,
+                "errorMessage": p.error_message,
+            }
+            for p in result.payouts
+        ],
     }
 
 

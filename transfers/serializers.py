@@ -11,7 +11,7 @@ from rest_framework import serializers
 from transfers.http import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
 from transfers.models import BatchStatus, HoldStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.movements import Expiry
-from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES, batch_json
+from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES, batch_result_json, movement_result_json
 from transfers.selectors import shows_request_details
 from wallet_project.business_time import business_today
 from wallet_project.serializers import (
@@ -151,16 +151,11 @@ class TransferRequestSerializer(MoneyRequestSerializer):
 
 
 # The first answer's message, by type; the transfer's is the first version's wording.
-COMPLETED_MESSAGES = {
-    TransactionType.TRANSFER: "Transfer completed successfully",
-    TransactionType.DEPOSIT: "Deposit completed",
-    TransactionType.WITHDRAWAL: "Withdrawal completed",
-}
-
-
 class MovementResultSerializer(serializers.Serializer):
-    """The answer to a money-moving request (a MovementResult), as the first
-    version of the API wrote it.
+    """The answer to a money-moving request (a MovementResult): its schema.
+    The answer itself is rendering.movement_result_json, rendered straight
+    to bytes by the views (transfers/views.py, money_response);
+    transfers/tests/test_serializers.py checks the fields below say what it writes.
 
     The transaction's id is `id`, as in every lookup, the history and the
     events (docs/api.md, "Names"); `transactionId` carries the same value for
@@ -175,25 +170,10 @@ class MovementResultSerializer(serializers.Serializer):
     message = serializers.SerializerMethodField()
 
     def to_representation(self, result) -> dict:
-        # Written out: this answers every money request, and DRF's generic
-        # path (copy each field, walk its source) was most of what rendering
-        # cost. The fields above still describe it in the schema;
-        # transfers/tests/test_serializers.py checks the two agree.
-        log = result.log
-        return {
-            "id": str(log.pk),
-            "transactionId": str(log.pk),
-            "status": str(log.status),
-            "reference": log.reference,
-            "message": self.get_message(result),
-        }
+        return movement_result_json(result)
 
     def get_message(self, result) -> str:
-        if result.replayed:
-            return "Transaction already processed"
-        if result.log.status == TransactionStatus.FAILED:
-            return result.log.error_message
-        return COMPLETED_MESSAGES[result.log.type]
+        return movement_result_json(result)["message"]
 
 
 class TransactionLogSerializer(serializers.ModelSerializer):
@@ -438,10 +418,11 @@ class PayoutOutcomeSerializer(serializers.Serializer):
 
 
 class BatchResultSerializer(serializers.Serializer):
-    """A batch and each payout's outcome (a BatchResult), written out: a
-    batch of 1,000 payouts through DRF's generic field path would cost more
-    than settling it. The batch's own fields are rendering.batch_json's, as
-    its batch.finished event carries them. The fields describe it in the schema."""
+    """A batch and each payout's outcome (a BatchResult): its schema. The
+    answer itself is rendering.batch_result_json, written out (a batch of
+    1,000 payouts through DRF's generic field path would cost more than
+    settling it) and rendered straight to bytes by the views; its batch
+    fields are rendering.batch_json's, as its batch.finished event carries them."""
 
     batchId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=BatchStatus.choices)
@@ -461,24 +442,7 @@ class BatchResultSerializer(serializers.Serializer):
     payouts = PayoutOutcomeSerializer(many=True)
 
     def to_representation(self, result) -> dict:
-        return {
-            **batch_json(result.batch),
-            "message": "Batch already processed" if result.replayed else "Batch processed",
-            "payouts": [
-                {
-                    "index": p.index,
-                    "idempotencyKey": p.idempotency_key,
-                    "destinationWalletId": str(p.destination_wallet_id),
-                    "amount": f"{p.amount:.2f}",
-                    "transactionId": str(p.transaction_id) if p.transaction_id else None,
-                    "reference": p.reference,
-                    "status": str(p.status),
-                    "errorCode": p.error_code,
-                    "errorMessage": p.error_message,
-                }
-                for p in result.payouts
-            ],
-        }
+        return batch_result_json(result)
 
 
 # --- holds (docs/api.md, "Holds") --------------------------------------------------

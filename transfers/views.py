@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -21,6 +22,7 @@ from transfers.filters import TransactionLogFilter
 from transfers.http import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER, admit
 from transfers.models import TransactionLog, TransactionStatus, TransferBatch
 from transfers.movements import BatchResult, MovementResult, Payout
+from transfers.rendering import batch_result_json, movement_result_json
 from transfers.serializers import (
     BalanceQuerySerializer,
     BatchRequestSerializer,
@@ -36,7 +38,7 @@ from transfers.serializers import (
     WalletHistoryEntrySerializer,
 )
 from transfers.statement_documents import StatementCSVRenderer, StatementPDFRenderer, statement_data
-from wallet_project.api import ApiViewSet, EnvelopeCursorPagination, ok
+from wallet_project.api import ApiViewSet, EnvelopeCursorPagination, ok, ok_rendered
 from wallet_project.db.routers import lag_tolerant_read
 from wallet_project.schema import envelope, error
 from wallet_project.throttling import READS, REPLAYS, TRANSFERS, ChargedOnLookup
@@ -93,29 +95,35 @@ def money_request(request, view, serializer_class, create: Callable[..., Movemen
     with admit(request, view, serializer_class, services.movement_find, lock_key=lock_key) as entry:
         client = request.user  # as the charge confirmed it
         if entry.unread:
-            return money_response(services.movement_replay(client=client, idempotency_key=entry.key, found=entry.found))
+            return money_response(
+                request, services.movement_replay(client=client, idempotency_key=entry.key, found=entry.found)
+            )
         return money_response(
+            request,
             create(
                 client=client,
                 idempotency_key=entry.key,
                 body_digest=entry.body_digest,
                 found=entry.found,
                 **entry.fields,
-            )
+            ),
         )
 
 
-def money_response(result: MovementResult) -> Response:
+def money_response(request, result: MovementResult) -> HttpResponse:
     """201 for the request that settled the log, 200 + Idempotent-Replayed for
-    a replay; a FAILED log is the same 422 every time."""
+    a replay; a FAILED log is the same 422 every time. The answer is
+    rendering.movement_result_json, rendered to bytes once (wallet_project.api.ok_rendered)."""
     headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
-    data = MovementResultSerializer(result).data
+    data = movement_result_json(result)
     # The service returns a FAILED log, it does not raise: the rule's 422 is
     # raised here, with the log as data, for the exception handler's envelope.
     if result.log.status == TransactionStatus.FAILED:
         failure = BUSINESS_RULE_ERRORS[result.log.error_code]
         raise failure(result.log.error_message, data=data, headers=headers)
-    return ok(data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED, headers=headers)
+    return ok_rendered(
+        request, data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED, headers=headers
+    )
 
 
 def is_finished(row: TransactionLog | TransferBatch) -> bool:
@@ -334,7 +342,7 @@ class BatchViewSet(ApiViewSet):
         ) as entry:
             client = request.user  # as the charge confirmed it
             if entry.unread:
-                return batch_response(services.batch_replay(client=client, found=entry.found))
+                return batch_response(request, services.batch_replay(client=client, found=entry.found))
             fields = entry.fields
             result = services.batch_create(
                 client=client,
@@ -345,7 +353,7 @@ class BatchViewSet(ApiViewSet):
                 body_digest=entry.body_digest,
                 found=entry.found,
             )
-            return batch_response(result)
+            return batch_response(request, result)
 
     @extend_schema(
         responses={
@@ -358,11 +366,14 @@ class BatchViewSet(ApiViewSet):
         return ok(BatchResultSerializer(BatchResult(batch, services.batch_outcomes(batch), replayed=False)).data)
 
 
-def batch_response(result: BatchResult) -> Response:
+def batch_response(request, result: BatchResult) -> HttpResponse:
     """201 for the request that settled the batch, 200 + Idempotent-Replayed
-    for a replay; an atomic batch that failed is the same 422 every time."""
+    for a replay; an atomic batch that failed is the same 422 every time.
+    The answer is rendering.batch_result_json, rendered to bytes once."""
     headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
-    data = BatchResultSerializer(result).data
+    data = batch_result_json(result)
     if result.batch.atomic and result.batch.error_code:
         raise BatchFailed(result.batch.error_message, data=data, headers=headers)
-    return ok(data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED, headers=headers)
+    return ok_rendered(
+        request, data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED, headers=headers
+    )
