@@ -155,6 +155,17 @@ class HoldViewSet(ApiViewSet):
             )
             return hold_response(result, client.pk, created=status.HTTP_201_CREATED)
 
+    def _admit_end(self, request, serializer, hold_id):
+        """The door (transfers.http.admit) for a capture or a void of one hold:
+        its key takes the lock of that hold's end (locks.Unit.HOLD_END)."""
+        return admit(
+            request,
+            self,
+            serializer,
+            nothing_found,
+            lock_key=partial(locks.unit_lock_key, locks.Unit.HOLD_END, hold_id=hold_id),
+        )
+
     @extend_schema(responses={200: HOLD, 404: NOT_FOUND})
     def retrieve(self, request, hold_id):
         return ok(hold_json(holds.hold_get(viewer=request.user, hold_id=hold_id), viewer_id=request.user.pk))
@@ -168,13 +179,7 @@ class HoldViewSet(ApiViewSet):
         ),
     )
     def capture(self, request, hold_id):
-        with admit(
-            request,
-            self,
-            HoldCaptureSerializer,
-            nothing_found,
-            lock_key=partial(locks.unit_lock_key, locks.Unit.HOLD_END, hold_id=hold_id),
-        ) as entry:
+        with self._admit_end(request, HoldCaptureSerializer, hold_id) as entry:
             result = holds.hold_capture(
                 client=request.user, hold_id=hold_id, amount=entry.fields["amount"], idempotency_key=entry.key
             )
@@ -187,13 +192,7 @@ class HoldViewSet(ApiViewSet):
         responses=end_responses("VOIDED: all of it released.", VOID_REFUSED),
     )
     def void(self, request, hold_id):
-        with admit(
-            request,
-            self,
-            HoldVoidSerializer,
-            nothing_found,
-            lock_key=partial(locks.unit_lock_key, locks.Unit.HOLD_END, hold_id=hold_id),
-        ) as entry:
+        with self._admit_end(request, HoldVoidSerializer, hold_id) as entry:
             result = holds.hold_void(client=request.user, hold_id=hold_id, idempotency_key=entry.key)
             return hold_response(result, request.user.pk)
 
