@@ -41,7 +41,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from events.models import EventType
@@ -449,14 +449,21 @@ SETTLE = " ".join(SETTLE_READABLE.split())
 
 
 def apply(posting: Posting, now) -> None:
+    """apply_statement, then applied: the posting written and its outcome on
+    the log instances in memory."""
+    apply_statement(posting, now)
+    applied(posting, now)
+
+
+def apply_statement(posting: Posting, now) -> None:
     """Write `posting` in one statement (SETTLE): every balance, held,
     exposure and daily total it changes, each decided log COMPLETED (with
     its balances after) or FAILED, `posting.reverses` REVERSED, and every
-    log's events. Then the same outcome onto the log instances in memory,
-    for the caller's answer. Returns nothing.
+    log's events; the log instances in memory are left as they are
+    (applied). Returns nothing.
 
     The caller holds the rows decide was given (the unit's row, its
-    wallets, the limit rows), inside its transaction: apply takes no lock
+    wallets, the limit rows), inside its transaction: it takes no lock
     and reads nothing back. A log that is no longer PENDING is left as it
     is by the statement (a backstop: the caller checked it under its lock)."""
     decisions = posting.decisions
@@ -488,6 +495,15 @@ def apply(posting: Posting, now) -> None:
         events += [(reverses.pk, owner) for owner in posting.owners[decisions[0].log.pk]]
     document["events"] = [{"n": n, "log": str(log_id), "owner": owner} for n, (log_id, owner) in enumerate(events)]
     _run(SETTLE, {"now": now, "posting": json.dumps(document, separators=(",", ":"))})
+
+
+def applied(posting: Posting, now) -> None:
+    """What apply_statement wrote, onto the log instances in memory (each
+    decided log's status, times, balances after or failure; a reversal's
+    original REVERSED), for the caller's answer. No query: a caller that
+    commits right after apply_statement runs this after its commit, so that
+    the wallet rows are not held for it (docs/design.md, "The steps")."""
+    decisions, reverses = posting.decisions, posting.reverses
     for decision in decisions:
         log = decision.log
         log.status, log.updated_at = decision.status, now
@@ -558,8 +574,12 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
         rows = locks.lock_limit_rows([log], wallets, day=day)
         lock_wait = time.perf_counter() - locking_started
         posting = decide([log], wallets, rows, day=day)
-        apply(posting, timezone.now())
-    # Recorded after the commit: nothing extra while the wallet rows are locked.
+        now = timezone.now()
+        apply_statement(posting, now)
+    # After the commit: nothing but deciding and SETTLE while the wallet rows
+    # are locked (docs/design.md, "The steps": the hot wallet's row is held
+    # from its lock to the commit).
+    applied(posting, now)
     telemetry.LOCK_WAIT.observe(lock_wait)
     telemetry.limits_refused(posting.decisions)
     return log, True
@@ -645,7 +665,7 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
         if batch.status != BatchStatus.PENDING:
             return False
         payouts = [
-            from_row(TransactionLog, connection.alias, PAYOUT_FIELDS, row)
+            from_row(TransactionLog, DEFAULT_DB_ALIAS, PAYOUT_FIELDS, row)
             for row in _fetch(_PENDING_PAYOUTS, [batch_id])
         ]
         day = business_day(timezone.now())
@@ -726,7 +746,7 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
             "now": now,
         },
     )
-    finished = from_row(TransferBatch, connection.alias, FINISHED_BATCH_FIELDS, row)
+    finished = from_row(TransferBatch, DEFAULT_DB_ALIAS, FINISHED_BATCH_FIELDS, row)
     record_event_rows([(EventType.BATCH_FINISHED.value, batch.client_id, batch_json(finished))])
 
 
@@ -1109,7 +1129,7 @@ def _capture_log(hold: Hold, amount: Decimal) -> TransactionLog:
         "metadata": hold.metadata,
         "reference": new_reference(),
     }
-    return TransactionLog.from_db(connection.alias, _CAPTURE_LOG_FIELDS, [values[name] for name in _CAPTURE_LOG_FIELDS])
+    return TransactionLog.from_db(DEFAULT_DB_ALIAS, _CAPTURE_LOG_FIELDS, [values[name] for name in _CAPTURE_LOG_FIELDS])
 
 
 def _hold_events(hold: Hold, recipients: list[int]) -> list[tuple[str, int, dict]]:

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 from redis.exceptions import LockError
 
 from transfers import limits
 from transfers.exceptions import IdempotencyKeyInUse
 from transfers.models import ClientDailyDebit, ClientExposure, Hold, TransactionLog, TransferBatch
-from wallet_project.db.base import from_row, in_model_order, statement_cursor
+from wallet_project.db.base import fetch, from_row, in_model_order, statement_cursor
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
 from wallet_project.throttling import ChargeLock
@@ -238,9 +238,7 @@ def _select_for_update(model, fields, where: str, *, skip_locked: bool = False, 
 
 
 def _locked_rows(model, fields: list[str], sql: str, params) -> list:
-    cursor = statement_cursor(connection)
-    cursor.execute(sql, params)
-    return [from_row(model, connection.alias, fields, row) for row in cursor.fetchall()]
+    return [from_row(model, DEFAULT_DB_ALIAS, fields, row) for row in fetch(connection, sql, params)]
 
 
 class RowLock:
@@ -325,17 +323,15 @@ def lock_log_and_wallets(
     PENDING or is a batch's payout. (None, {}) if skip_locked and another
     transaction holds the log; TransactionLog.DoesNotExist if there is no
     such log."""
-    cursor = statement_cursor(connection)
-    cursor.execute(_LOCK_LOG_AND_WALLETS[skip_locked], [log_id, day])
-    rows = cursor.fetchall()
+    rows = fetch(connection, _LOCK_LOG_AND_WALLETS[skip_locked], [log_id, day])
     if not rows:
         if skip_locked:
             return None, {}
         raise TransactionLog.DoesNotExist(log_id)
     width = len(_log_lock.fields)
-    log = from_row(TransactionLog, connection.alias, _log_lock.fields, rows[0][:width])
+    log = from_row(TransactionLog, DEFAULT_DB_ALIAS, _log_lock.fields, rows[0][:width])
     # Without wallets, the LEFT JOIN's one row has NULLs for them (a wallet's id never is).
-    return log, _locked_wallets(cursor, [row[width:] for row in rows if row[width] is not None], day)
+    return log, _locked_wallets([row[width:] for row in rows if row[width] is not None], day)
 
 
 def lock_wallets(*wallet_ids: uuid.UUID, day: datetime.date) -> dict[uuid.UUID, Wallet]:
@@ -345,12 +341,10 @@ def lock_wallets(*wallet_ids: uuid.UUID, day: datetime.date) -> dict[uuid.UUID, 
     each other, never deadlock. Each customer wallet carries `.day`
     (transfers.limits.WalletDay): its tier and its totals of `day` (a
     business day), as they stand under the lock."""
-    cursor = statement_cursor(connection)
-    cursor.execute(_LOCK_WALLETS, [day, list(set(wallet_ids))])
-    return _locked_wallets(cursor, cursor.fetchall(), day)
+    return _locked_wallets(fetch(connection, _LOCK_WALLETS, [day, list(set(wallet_ids))]), day)
 
 
-def _locked_wallets(cursor, rows: list[tuple], day: datetime.date) -> dict[uuid.UUID, Wallet]:
+def _locked_wallets(rows: list[tuple], day: datetime.date) -> dict[uuid.UUID, Wallet]:
     """The wallets of _lock_wallets_where's rows, each customer wallet with
     its `.day`, its tier or totals read again where they may be stale."""
     wallets: dict[uuid.UUID, Wallet] = {}
@@ -358,7 +352,7 @@ def _locked_wallets(cursor, rows: list[tuple], day: datetime.date) -> dict[uuid.
     stale_totals: list[Wallet] = []
     width = len(_WALLET_FIELDS)
     for row in rows:
-        wallet = from_row(Wallet, connection.alias, _WALLET_FIELDS, row[:width])
+        wallet = from_row(Wallet, DEFAULT_DB_ALIAS, _WALLET_FIELDS, row[:width])
         wallets[wallet.pk] = wallet
         if wallet.kind != WalletKind.CUSTOMER:
             continue
@@ -374,15 +368,14 @@ def _locked_wallets(cursor, rows: list[tuple], day: datetime.date) -> dict[uuid.
         if wallet.tier_id is not None and totals_xmin != wallet_xmin:
             stale_totals.append(wallet)
     if stale_tiers:
-        cursor.execute(_READ_TIERS, [list(stale_tiers)])
-        for tier_row in cursor.fetchall():
+        for tier_row in fetch(connection, _READ_TIERS, [list(stale_tiers)]):
             for wallet in stale_tiers[tier_row[0]]:
                 wallet.day.tier = limits.Tier(*tier_row)
     if stale_totals:
         # A statement of its own sees every commit before it; the totals
         # cannot change now: every writer holds the wallet's row lock.
-        cursor.execute(_READ_TOTALS, [[wallet.pk for wallet in stale_totals], day])
-        fresh = {wallet_id: (debits, credits) for wallet_id, debits, credits in cursor.fetchall()}
+        rows = fetch(connection, _READ_TOTALS, [[wallet.pk for wallet in stale_totals], day])
+        fresh = {wallet_id: (debits, credits) for wallet_id, debits, credits in rows}
         for wallet in stale_totals:
             wallet.day.debits, wallet.day.credits = fresh.get(wallet.pk, (limits.ZERO, limits.ZERO))
     return wallets
@@ -411,7 +404,7 @@ def lock_exposure(client_id: int, currency: str) -> ClientExposure:
         cursor.execute(_FIRST_EXPOSURE, [client_id, currency])
         cursor.execute(_LOCK_EXPOSURE, [client_id, currency])
         row = cursor.fetchone()
-    return from_row(ClientExposure, connection.alias, _EXPOSURE_FIELDS, row)
+    return from_row(ClientExposure, DEFAULT_DB_ALIAS, _EXPOSURE_FIELDS, row)
 
 
 _CLIENT_DEBITS_FIELDS = in_model_order(ClientDailyDebit, ["id", "client_id", "currency", "day", "amount"])
@@ -439,7 +432,7 @@ def lock_client_debits(client_id: int, currency: str, day: datetime.date) -> Cli
         cursor.execute(_FIRST_CLIENT_DEBITS, params)
         cursor.execute(_LOCK_CLIENT_DEBITS, params)
         row = cursor.fetchone()
-    return from_row(ClientDailyDebit, connection.alias, _CLIENT_DEBITS_FIELDS, row)
+    return from_row(ClientDailyDebit, DEFAULT_DB_ALIAS, _CLIENT_DEBITS_FIELDS, row)
 
 
 @dataclass

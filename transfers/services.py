@@ -39,7 +39,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -408,7 +408,7 @@ RETURNING id
 
 def _find_log(client: AbstractBaseUser, idempotency_key: str) -> TransactionLog | None:
     rows = fetch(connection, _FIND_LOG, [client.pk, idempotency_key])
-    return from_row(TransactionLog, connection.alias, _FOUND_LOG_FIELDS, rows[0]) if rows else None
+    return from_row(TransactionLog, DEFAULT_DB_ALIAS, _FOUND_LOG_FIELDS, rows[0]) if rows else None
 
 
 def _ensure_same_movement(log: TransactionLog, fingerprint: str) -> None:
@@ -483,7 +483,7 @@ def _record_pending(
     insert = _INSERT_PENDING.format(wallets=_WALLETS_OF[movement.type])
     for attempt in (1, 2):
         if fetch(connection, insert, params):
-            return from_row(TransactionLog, connection.alias, ["id", "status"], [params["id"], "PENDING"]), True
+            return from_row(TransactionLog, DEFAULT_DB_ALIAS, ["id", "status"], [params["id"], "PENDING"]), True
         winner = _find_log(client, idempotency_key)
         if winner is not None:
             return winner, False
@@ -735,7 +735,7 @@ def _replayed_batch(batch_id: uuid.UUID) -> BatchResult:
 
 def _find_batch(client: AbstractBaseUser, idempotency_key: str) -> TransferBatch | None:
     rows = fetch(connection, _FIND_BATCH, [client.pk, idempotency_key])
-    return from_row(TransferBatch, connection.alias, _FOUND_BATCH_FIELDS, rows[0]) if rows else None
+    return from_row(TransferBatch, DEFAULT_DB_ALIAS, _FOUND_BATCH_FIELDS, rows[0]) if rows else None
 
 
 def _record_pending_batch(request: BatchRequest, fingerprint: str, body_digest: str) -> tuple[TransferBatch, bool]:
@@ -798,7 +798,7 @@ def _record_pending_batch(request: BatchRequest, fingerprint: str, body_digest: 
         if inserted and recorded:
             _record_pending_payouts(batch_id, request, recorded)
     if inserted:
-        return from_row(TransferBatch, connection.alias, ["id", "status"], [batch_id, BatchStatus.PENDING]), True
+        return from_row(TransferBatch, DEFAULT_DB_ALIAS, ["id", "status"], [batch_id, BatchStatus.PENDING]), True
     winner = _find_batch(client, request.idempotency_key)
     if winner is None:
         raise WalletNotFound("Source wallet not found.")

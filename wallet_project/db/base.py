@@ -40,6 +40,7 @@ from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.signals import post_init, pre_init
 from django.utils.asyncio import async_unsafe
+from django.utils.functional import cached_property
 
 from wallet_project.db.faults import is_connection_fault
 
@@ -61,10 +62,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
     # The psycopg cursor statement_cursor() hands out again; it belongs to one
     # connection (and so to one thread, as Django's connections do).
     _statement_cursor = None
+    # Its CursorWrapper, while no query is logged (statement_cursor).
+    _statement_wrapper = None
     # Set by a connection fault; a new connection starts clean.
     faulted = False
 
-    @property
+    # Cached as Django's own is: it holds nothing but the connection, and
+    # every statement, fetch and commit asks for it.
+    @cached_property
     def wrap_database_errors(self):
         return DatabaseErrorWrapper(self)
 
@@ -115,11 +120,22 @@ class DatabaseWrapper(base.DatabaseWrapper):
         would end the reuse): use it without `with`.
         """
         self.close_if_health_check_failed()
-        self.ensure_connection()
+        if self.connection is None:
+            # ensure_connection's own test, without its second async check:
+            # this method has made it.
+            self.ensure_connection()
         cursor = self._statement_cursor
         if cursor is None or cursor.closed or cursor.connection is not self.connection:
             cursor = self._statement_cursor = self.create_cursor()
-        return self._prepare_cursor(cursor)
+        if self.queries_logged:
+            return self._prepare_cursor(cursor)
+        # _prepare_cursor's plain CursorWrapper, made once per psycopg
+        # cursor: it holds nothing but the two.
+        self.validate_thread_sharing()
+        wrapped = self._statement_wrapper
+        if wrapped is None or wrapped.cursor is not cursor:
+            wrapped = self._statement_wrapper = self.make_cursor(cursor)
+        return wrapped
 
 
 # --- Plain SQL and model instances from rows ------------------------------------------
@@ -146,7 +162,10 @@ def from_row(model, alias: str, names, row):
     of a replay's (bench/HISTORY.md, "2026-12-06 09:30"). Falls back to
     from_db for a model whose fields Model.__init__ would set through a
     descriptor of their own, and while anything listens to pre_init or
-    post_init."""
+    post_init. `alias`: DEFAULT_DB_ALIAS for rows read on
+    django.db.connection, which names that database: asking the proxy for
+    its alias is a lookup in asgiref's Local (an exception raised and caught
+    on every attribute read)."""
     if pre_init.receivers or post_init.receivers or not _sets_plainly(model):
         return model.from_db(alias, names, row)
     instance = model.__new__(model)
@@ -190,7 +209,11 @@ def fetch(connection, statement: str, params) -> list[tuple]:
     """The rows of a statement that returns some (SELECT, RETURNING)."""
     cursor = statement_cursor(connection)
     cursor.execute(statement, params)
-    return cursor.fetchall()
+    # The psycopg cursor's fetchall under the wrapper's error translation:
+    # asking Django's CursorWrapper for fetchall wraps it in a new function
+    # (functools.wraps) on every call.
+    with cursor.db.wrap_database_errors:
+        return cursor.cursor.fetchall()
 
 
 def run(connection, statement: str, params) -> None:
