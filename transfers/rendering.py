@@ -139,9 +139,10 @@ def movement_result_json(result) -> dict:
         message = log.error_message
     else:
         message = COMPLETED_MESSAGES[log.type]
+    pk = str(log.pk)
     return {
-        "id": str(log.pk),
-        "transactionId": str(log.pk),
+        "id": pk,
+        "transactionId": pk,
         "status": str(log.status),
         "reference": log.reference,
         "message": message,
