@@ -72,9 +72,9 @@ from transfers.models import (
     TransactionStatus,
     TransactionType,
     TransferBatch,
+    canonical_fingerprint,
     new_reference,
 )
-from transfers.movements import canonical_fingerprint
 from transfers.rendering import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
 from wallet_project.db.base import fetch, from_row, in_model_order, run
 from wallets.models import Wallet, WalletKind
