@@ -73,7 +73,7 @@ PHASES = [
     (r"^(Response\.rendered_content|SimpleTemplateResponse\.render)$", "", "drf: finalize + render response"),
     (r"^(is_usable|.*\.is_usable)$", "django/db/backends", "django: connection health check (SELECT 1)"),
     (r"^_execute$", "transfers/services", "service: other"),
-    (r"^canonical_fingerprint$", "transfers/movements", "service: movement fingerprint"),
+    (r"^canonical_fingerprint$", "transfers/models", "service: movement fingerprint"),
     (r"^_find_log$", "transfers/services", "service: idempotency lookup (1 query)"),
     (r"^idempotency_lock$", "transfers/locks", "service: Redis lock acquire/release"),
     (r"^.*resolve_wallets$", "transfers/services", "service: resolve wallets (1 query)"),

@@ -60,6 +60,7 @@ from transfers.exceptions import (
     LimitExceeded,
     WalletInactive,
 )
+from transfers.limits import business_day
 from transfers.models import (
     HOLD_REQUEST_KEY_CONSTRAINT,
     BatchStatus,
@@ -71,11 +72,10 @@ from transfers.models import (
     TransactionStatus,
     TransactionType,
     TransferBatch,
+    canonical_fingerprint,
     new_reference,
 )
-from transfers.movements import canonical_fingerprint
 from transfers.rendering import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
-from wallet_project.business_time import business_day
 from wallet_project.db.base import fetch, from_row, in_model_order, run
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT

@@ -3,7 +3,7 @@ read and expire holds. Typed, and nothing of HTTP: the views read the
 request and call these. The money is the engine's (transfers/engine.py, its
 holds section); the idempotency key is read, locked and fingerprinted as a
 transfer's (transfers.http, locks.idempotency_lock,
-movements.canonical_fingerprint).
+models.canonical_fingerprint).
 
 Placing follows the transfer protocol with one step fewer: the hold row is
 inserted with its outcome in the transaction that reserves the money, so
@@ -46,8 +46,16 @@ from transfers.exceptions import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
 )
-from transfers.models import Hold, HoldRequestKey, HoldStatus, TransactionType
-from transfers.movements import Expiry, Found, Movement, canonical_fingerprint
+from transfers.models import (
+    Expiry,
+    Found,
+    Hold,
+    HoldRequestKey,
+    HoldStatus,
+    Movement,
+    TransactionType,
+    canonical_fingerprint,
+)
 from transfers.rendering import VIEW_ALL_TRANSFERS, hold_json
 from transfers.services import _WALLETS_OF, PAY_OTHER_CLIENTS, _ensure_wallets
 from wallet_project.db.base import fetch, in_model_order

@@ -17,7 +17,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 
 from transfers import locks
-from transfers.movements import Found
+from transfers.models import Found
 from wallet_project.api import ApiViewSet
 from wallet_project.throttling import charged_if_malformed
 
@@ -67,7 +67,7 @@ class MoneyRequest:
 
     The key comes from a well-formed Idempotency-Key header without reading
     the body, so that a byte-identical retry of a finished request can be
-    answered from what it made alone (transfers.movements.Found.answers_unread);
+    answered from what it made alone (transfers.models.Found.answers_unread);
     otherwise (the key in the body only, or a malformed header) the body is
     read first, by read_money_request. Either way ValidationError (400).
     """

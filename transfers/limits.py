@@ -16,11 +16,20 @@ names nothing.
 Outside tiers: settlement and suspense wallets, and corrections (a
 reversal's compensation, a manual adjustment): they are neither checked nor
 counted.
+
+The daily caps count in the business day (docs/limits.md, "The business
+day"): the day in settings.BUSINESS_TIME_ZONE (Africa/Lagos by default,
+checked at start-up; docs/operations.md), the one zone the service counts
+days in: the daily totals, a statement's days (transfers.statements) and the
+days the API and the admin ask for (business_day, business_today,
+business_zone below).
 """
 
 import datetime
+import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 
 from django.conf import settings
 from django.db.models import DecimalField, OuterRef, Subquery
@@ -29,10 +38,35 @@ from django.utils import timezone
 
 from transfers.exceptions import LimitExceeded, WalletRestricted
 from transfers.models import ClientDailyDebit, TransactionLog, WalletDailyTotal
-from wallet_project.business_time import business_day
 from wallets.models import SYSTEM_KINDS, UNRESTRICTED, Wallet, WalletKind
 
 ZERO = Decimal(0)
+
+
+# --- the business day -------------------------------------------------------------
+
+
+@cache
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(name)
+
+
+def business_zone() -> zoneinfo.ZoneInfo:
+    """The zone of settings.BUSINESS_TIME_ZONE; its key is the IANA name."""
+    return _zone(settings.BUSINESS_TIME_ZONE)
+
+
+def business_day(moment: datetime.datetime) -> datetime.date:
+    """The business day that the aware `moment` falls in."""
+    return moment.astimezone(business_zone()).date()
+
+
+def business_today() -> datetime.date:
+    """The business day it is now."""
+    return timezone.localdate(timezone=business_zone())
+
+
+# --- tiers --------------------------------------------------------------------------
 
 
 @dataclass

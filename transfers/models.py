@@ -1,15 +1,37 @@
-"""The ledger: one row of transaction_logs per movement of money.
+"""The nouns of transfers: the ledger's tables, and what a money request
+asks for and is answered, shared by the API and the services.
 
-A log is written PENDING before any money moves, then settled (COMPLETED or
-FAILED) in one database transaction with the balance changes. See
+The ledger: one row of transaction_logs per movement of money. A log is
+written PENDING before any money moves, then settled (COMPLETED or FAILED)
+in one database transaction with the balance changes. See
 transfers/services.py for the protocol and docs/design.md for the invariants.
+
+Vocabulary (docs/design.md, "Words"):
+- a **movement** is money asked to move from one wallet to another: its type
+  (TRANSFER, DEPOSIT, WITHDRAWAL), amount, wallets and metadata (`Movement`);
+- a **movement request** is a client's request for one, under an idempotency
+  key (`found` is what the key already names: `Found`);
+- a **transaction** is what the service records for it: one row of
+  transaction_logs (`TransactionLog`, the first version's name; `log` in code), PENDING,
+  then COMPLETED or FAILED;
+- the **answer** is that transaction and whether an earlier request had
+  already finished it (`MovementResult`).
+The request's nouns are plain dataclasses, at the end of this module: a
+stored fingerprint or body digest (TransactionLog.movement_fingerprint,
+body_digest) is defined next to its column.
 """
 
+import hashlib
+import json
 import re
 import secrets
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
@@ -67,13 +89,13 @@ class TransactionLog(models.Model):
     )
     idempotency_key = models.CharField(max_length=255)
     # sha256 of the canonical movement the key was first used for
-    # (movements.canonical_fingerprint): a replay must ask for the same one,
+    # (canonical_fingerprint, below): a replay must ask for the same one,
     # however it is written ("10" or "10.00").
     movement_fingerprint = models.CharField(max_length=64)
     # sha256 of that request's bytes exactly as sent (path, content type,
     # body), when it came through the API: a retry with the same bytes is
     # answered from the log without being parsed
-    # (movements.Found.answers_unread). The database default keeps raw
+    # (Found.answers_unread, below). The database default keeps raw
     # inserts (pgbench, fault tests) valid.
     body_digest = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="outgoing_logs")
@@ -222,7 +244,7 @@ class TransferBatch(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="transfer_batches")
     idempotency_key = models.CharField(max_length=255)
-    # sha256 of the canonical batch (movements.BatchRequest.fingerprint): a
+    # sha256 of the canonical batch (BatchRequest.fingerprint, below): a
     # replay must ask for the same batch.
     request_fingerprint = models.CharField(max_length=64)
     # sha256 of that request's bytes as sent, as TransactionLog.body_digest:
@@ -403,7 +425,7 @@ class Hold(models.Model):
         help_text="The API client that placed the hold.",
     )
     idempotency_key = models.CharField(max_length=255)
-    # sha256 of the canonical request (movements.canonical_fingerprint), as a log's movement_fingerprint.
+    # sha256 of the canonical request (canonical_fingerprint, below), as a log's movement_fingerprint.
     request_fingerprint = models.CharField(max_length=64)
     # sha256 of the placing request's bytes, as TransactionLog.body_digest.
     body_digest = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
@@ -497,7 +519,7 @@ class HoldRequestKey(models.Model):
 
     client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     idempotency_key = models.CharField(max_length=255)
-    # The request's canonical fingerprint (movements.canonical_fingerprint), as the
+    # The request's canonical fingerprint (canonical_fingerprint, below), as the
     # holds keep it in end_fingerprint or extend_fingerprint.
     fingerprint = models.CharField(max_length=64)
     # The holds it ended or extended, in primary-key order: the same request
@@ -513,3 +535,189 @@ class HoldRequestKey(models.Model):
 
     def __str__(self) -> str:
         return f"hold request key {self.idempotency_key!r} of client {self.client_id}"
+
+
+# --- a money request: what it asks for, and its answer (docs/design.md, "Words") ---------
+
+
+@dataclass(frozen=True)
+class Movement:
+    """What a money-moving request asks for. A wallet id of None stands for
+    the settlement wallet of the other side's currency (deposit, withdrawal)."""
+
+    type: TransactionType
+    amount: Decimal
+    metadata: dict
+    source_wallet_id: uuid.UUID | None
+    destination_wallet_id: uuid.UUID | None
+
+    @classmethod
+    def transfer(
+        cls, *, source_wallet_id: uuid.UUID, destination_wallet_id: uuid.UUID, amount: Decimal, metadata: dict
+    ) -> "Movement":
+        """From one customer wallet to another."""
+        return cls(TransactionType.TRANSFER, amount, metadata, source_wallet_id, destination_wallet_id)
+
+    @classmethod
+    def deposit(cls, *, wallet_id: uuid.UUID, amount: Decimal, metadata: dict) -> "Movement":
+        """Money in: from the currency's settlement wallet to a customer wallet."""
+        return cls(TransactionType.DEPOSIT, amount, metadata, None, wallet_id)
+
+    @classmethod
+    def withdrawal(cls, *, wallet_id: uuid.UUID, amount: Decimal, metadata: dict) -> "Movement":
+        """Money out: from a customer wallet to the currency's settlement wallet."""
+        return cls(TransactionType.WITHDRAWAL, amount, metadata, wallet_id, None)
+
+    def fingerprint(self) -> str:
+        """The movement fingerprint stored with its transaction: a replay must
+        ask for the same movement (transfers.services, protocol layer 1)."""
+        return canonical_fingerprint(
+            type=self.type,
+            source=self.source_wallet_id and str(self.source_wallet_id),
+            destination=self.destination_wallet_id and str(self.destination_wallet_id),
+            amount=self.amount,
+            metadata=self.metadata,
+        )
+
+
+def canonical_fingerprint(**asked: object) -> str:
+    """sha256 (64 hex digits) of a canonical form of what was asked, to tell a
+    genuine retry from a reused key however the request was written: amounts
+    are normalised ("100" == "100.00"), keys sorted, whitespace dropped."""
+    canonical = {k: (f"{v:.2f}" if isinstance(v, Decimal) else v) for k, v in asked.items()}
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Found:
+    """Layer 1 of the protocol (docs/design.md, "The protocol: five
+    layers"; step 2 of "The steps"): what a client's idempotency
+    key already names, a transaction (services.movement_find), a batch
+    (services.batch_find) or a placed hold (holds.hold_find, never
+    PENDING), or None: nothing yet."""
+
+    row: TransactionLog | TransferBatch | Hold | None
+
+    @property
+    def finished(self) -> bool:
+        """Whether a request under the key is a replay (charged as one): what
+        it names is final. A PENDING one may be settling right now. (A batch's
+        BatchStatus.PENDING is the same string as TransactionStatus.PENDING.)"""
+        return self.row is not None and self.row.status != TransactionStatus.PENDING
+
+    def answers_unread(self, body_digest: str) -> bool:
+        """Whether a request whose bytes have `body_digest` (sha256 of its
+        path, content type and body, as sent) is a byte-identical retry of
+        the finished request that made the row: then it is answered from the
+        row without being parsed or validated, since it cannot ask for
+        anything else (and retries are what replays mostly are: a double tap,
+        a client's timeout). "" matches nothing. The one place this is decided,
+        for single movements and batches alike."""
+        return self.finished and bool(body_digest) and self.row.body_digest == body_digest
+
+
+@dataclass(frozen=True)
+class MovementResult:
+    """The answer to a movement request: its transaction, and whether an
+    earlier request had already finished it (a replay: 200 instead of 201)."""
+
+    log: TransactionLog
+    replayed: bool
+
+
+# --- a batch of payouts (POST /api/transfers/batch) --------------------------------
+
+
+@dataclass(frozen=True)
+class Payout:
+    """One payout of a batch: a TRANSFER from the batch's source wallet under
+    its own idempotency key."""
+
+    destination_wallet_id: uuid.UUID
+    amount: Decimal
+    idempotency_key: str
+    metadata: dict
+
+    def movement(self, source_wallet_id: uuid.UUID) -> Movement:
+        """The movement it is: the same as a single transfer's, so that its
+        key answers GET /api/transfer/{key}, and POST /api/transfer replays it."""
+        return Movement.transfer(
+            source_wallet_id=source_wallet_id,
+            destination_wallet_id=self.destination_wallet_id,
+            amount=self.amount,
+            metadata=self.metadata,
+        )
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """A client's request for a batch of payouts from one source wallet, under
+    the batch's idempotency key. `atomic`: all payouts complete or none does;
+    otherwise each completes or fails on its own."""
+
+    client: AbstractBaseUser
+    idempotency_key: str
+    source_wallet_id: uuid.UUID
+    atomic: bool
+    payouts: tuple[Payout, ...]
+
+    def fingerprint(self) -> str:
+        """What a replay of the batch key must ask for again: the same
+        source, mode and payouts in the same order (amounts as numbers)."""
+        return canonical_fingerprint(
+            source=str(self.source_wallet_id),
+            atomic=self.atomic,
+            payouts=[
+                [str(p.destination_wallet_id), f"{p.amount:.2f}", p.idempotency_key, p.metadata] for p in self.payouts
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class PayoutOutcome:
+    """What became of one payout of a batch: its transaction (None when its
+    destination was unknown, as a single transfer to it would store none),
+    and its status and error."""
+
+    index: int
+    idempotency_key: str
+    destination_wallet_id: uuid.UUID
+    amount: Decimal
+    status: str
+    transaction_id: uuid.UUID | None
+    reference: str | None
+    error_code: str
+    error_message: str
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The answer to a batch request: the batch, each payout's outcome in the
+    order given, and whether an earlier request had already settled it."""
+
+    batch: TransferBatch
+    payouts: list[PayoutOutcome]
+    replayed: bool
+
+
+# --- a hold's request (POST /api/holds) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """When a hold is to expire, as the client wrote it: an instant, or a
+    number of seconds from when the request is served."""
+
+    at: datetime | None = None
+    in_seconds: int | None = None
+
+    def instant(self, now: datetime) -> datetime:
+        return self.at if self.at is not None else now + timedelta(seconds=self.in_seconds)
+
+    def asked(self) -> dict:
+        """What a replay must ask again (the relative form as written: a retry
+        is the same request seconds later)."""
+        if self.at is not None:
+            return {"expiresAt": self.at.isoformat()}
+        return {"expiresInSeconds": self.in_seconds}

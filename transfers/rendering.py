@@ -126,7 +126,7 @@ COMPLETED_MESSAGES = {
 
 
 def movement_result_json(result) -> dict:
-    """The answer to a money-moving request (a transfers.movements.MovementResult),
+    """The answer to a money-moving request (a transfers.models.MovementResult),
     as the first version of the API wrote it: the one rendering of it, for
     its 201, its replays and its 422's data. The transaction's id is `id`, as
     in every lookup; `transactionId` repeats it for the first version's
@@ -177,7 +177,7 @@ def batch_json(batch) -> dict:
 
 
 def batch_result_json(result) -> dict:
-    """A batch and each payout's outcome (a transfers.movements.BatchResult):
+    """A batch and each payout's outcome (a transfers.models.BatchResult):
     every batch answer, its replays and its 422's data
     (serializers.BatchResultSerializer describes it in the schema)."""
     return {

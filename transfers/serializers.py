@@ -9,11 +9,10 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from transfers.http import BODY_KEY_PATTERN, MAX_KEY_LENGTH, validate_idempotency_key
-from transfers.models import BatchStatus, HoldStatus, TransactionLog, TransactionStatus, TransactionType
-from transfers.movements import Expiry
+from transfers.limits import business_today
+from transfers.models import BatchStatus, Expiry, HoldStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES, batch_result_json, movement_result_json
 from transfers.selectors import shows_request_details
-from wallet_project.business_time import business_today
 from wallet_project.serializers import (
     DayField,
     InstantField,

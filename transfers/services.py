@@ -26,7 +26,7 @@ Guarantee: however requests, retries, crashes and reconciliation interleave,
 a transaction moves money at most once, and a PENDING one has moved none (its
 status and both balance changes commit together).
 
-Words (transfers/movements.py): a movement request asks for a movement under
+Words (transfers/models.py): a movement request asks for a movement under
 an idempotency key; the service records it as a transaction, a row of
 transaction_logs (`log` in code).
 """
@@ -50,22 +50,20 @@ from transfers.exceptions import (
     ReversalNotAllowed,
 )
 from transfers.models import (
-    BatchStatus,
-    TransactionLog,
-    TransactionStatus,
-    TransactionType,
-    TransferBatch,
-    new_reference,
-)
-from transfers.movements import (
     BatchRequest,
     BatchResult,
+    BatchStatus,
     Found,
     Movement,
     MovementResult,
     Payout,
     PayoutOutcome,
+    TransactionLog,
+    TransactionStatus,
+    TransactionType,
+    TransferBatch,
     canonical_fingerprint,
+    new_reference,
 )
 from wallet_project.db.base import fetch, from_row, in_model_order
 from wallets.exceptions import WalletNotFound

@@ -14,8 +14,8 @@ import io
 from django.utils.dateparse import parse_datetime
 from rest_framework.renderers import BaseRenderer
 
+from transfers.limits import business_zone
 from transfers.statements import Statement
-from wallet_project.business_time import business_zone
 from wallet_project.serializers import timestamp_text
 
 

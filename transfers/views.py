@@ -20,8 +20,7 @@ from transfers import locks, selectors, services, statements
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
 from transfers.http import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER, admit
-from transfers.models import TransactionLog, TransactionStatus, TransferBatch
-from transfers.movements import BatchResult, MovementResult, Payout
+from transfers.models import BatchResult, MovementResult, Payout, TransactionLog, TransactionStatus, TransferBatch
 from transfers.rendering import batch_result_json, movement_result_json
 from transfers.serializers import (
     BalanceQuerySerializer,

@@ -29,7 +29,7 @@ def main(stage: str, client_id: str, amount: str, key: str, *wallets: str) -> No
     from django.db import connection
 
     from reconciliation.tests.faults import interrupt_at
-    from transfers.movements import Payout
+    from transfers.models import Payout
     from transfers.services import batch_create, deposit_create, transfer_create
 
     def hang() -> None:

@@ -17,9 +17,9 @@ from reconciliation.tests.faults import (
     reconcile_now,
     terminate_own_backend,
 )
+from transfers.limits import business_day
 from transfers.models import TransactionLog, TransactionStatus, WalletDailyTotal
 from transfers.tests.limit_helpers import put_in, tier_with
-from wallet_project.business_time import business_day
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -25,8 +25,7 @@ from reconciliation.tests.faults import (
     terminate_own_backend,
 )
 from transfers import engine, services
-from transfers.models import TransactionLog, TransactionStatus, TransactionType
-from transfers.movements import Movement
+from transfers.models import Movement, TransactionLog, TransactionStatus, TransactionType
 from transfers.tests.concurrency import api_client, run_concurrently, token_of
 
 # The contract holds straight to PostgreSQL and through PgBouncer alike.

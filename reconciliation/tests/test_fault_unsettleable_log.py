@@ -17,8 +17,7 @@ import pytest
 from reconciliation.services import logs_reconcile, stale_pending_logs
 from reconciliation.tests.faults import assert_books_balance, balances, post_money
 from transfers import services
-from transfers.models import TransactionLog, TransactionStatus, TransactionType
-from transfers.movements import Movement
+from transfers.models import Movement, TransactionLog, TransactionStatus, TransactionType
 from wallets.models import Wallet, WalletKind
 from wallets.money import MAX_AMOUNT
 from wallets.tests.factories import WalletFactory

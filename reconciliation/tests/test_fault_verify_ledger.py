@@ -17,8 +17,7 @@ from django.db import connection
 
 from reconciliation.services import ledger_discrepancies
 from transfers import services
-from transfers.models import TransactionLog, TransactionStatus, TransactionType
-from transfers.movements import Movement
+from transfers.models import Movement, TransactionLog, TransactionStatus, TransactionType
 from wallets.models import Wallet, WalletKind
 
 # ledger_discrepancies opens its own REPEATABLE READ transaction: it must run

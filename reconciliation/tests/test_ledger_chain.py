@@ -32,11 +32,10 @@ from reconciliation import chain, records
 from reconciliation.models import ChainLink
 from reconciliation.tasks import verify_ledger as verify_ledger_task
 from transfers import services
-from transfers.models import TransactionLog, TransactionStatus, TransactionType
-from transfers.movements import Movement
+from transfers.limits import business_day
+from transfers.models import Movement, TransactionLog, TransactionStatus, TransactionType
 from transfers.tests.concurrency import run_concurrently
 from transfers.tests.factories import ApiUserFactory
-from wallet_project.business_time import business_day
 from wallets.tests.factories import WalletFactory
 from wallets.tests.test_admin import staff_client
 

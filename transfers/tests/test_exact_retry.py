@@ -1,6 +1,6 @@
 """A retry byte for byte identical to the request that made a finished log is
 answered from the log without its body being parsed or validated
-(movements.Found.answers_unread); anything else is read and goes through the
+(models.Found.answers_unread); anything else is read and goes through the
 whole protocol, so the contract's answers are the same either way."""
 
 import json

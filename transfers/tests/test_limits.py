@@ -19,6 +19,7 @@ from django.utils import timezone
 from conftest import make_api_client
 from reconciliation.services import ledger_discrepancies
 from reconciliation.tests.faults import database_env
+from transfers.limits import business_day
 from transfers.models import (
     ClientDailyDebit,
     TransactionLog,
@@ -29,7 +30,6 @@ from transfers.models import (
 from transfers.services import deposit_create, transaction_reverse, transfer_create, withdrawal_create
 from transfers.tests.concurrency import post_deposit, post_transfer, post_withdrawal, run_concurrently
 from transfers.tests.limit_helpers import put_in, seeded_tier, tier_with
-from wallet_project.business_time import business_day
 from wallets.models import Wallet
 from wallets.tests.factories import WalletFactory
 

@@ -8,8 +8,7 @@ from decimal import Decimal
 import pytest
 from rest_framework import serializers
 
-from transfers.models import TransactionLog, TransactionStatus, TransactionType
-from transfers.movements import MovementResult
+from transfers.models import MovementResult, TransactionLog, TransactionStatus, TransactionType
 from transfers.serializers import MovementResultSerializer, TransferRequestSerializer
 from wallet_project.serializers import LeanSerializer
 

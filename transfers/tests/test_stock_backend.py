@@ -10,8 +10,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.base import DatabaseWrapper as StockDatabaseWrapper
 
 from events.models import Event
-from transfers.models import BatchStatus, TransactionStatus
-from transfers.movements import Payout
+from transfers.models import BatchStatus, Payout, TransactionStatus
 from transfers.services import batch_create, deposit_create, transfer_create, withdrawal_create
 from wallets.models import Wallet
 

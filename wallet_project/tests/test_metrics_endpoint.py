@@ -24,8 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reconciliation.tests.faults import free_port
 from transfers import locks, services
-from transfers.models import TransactionLog, TransactionType
-from transfers.movements import Movement
+from transfers.models import Movement, TransactionLog, TransactionType
 from wallet_project.tests.test_rate_limits import clock  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
