@@ -11,6 +11,7 @@ throttling wallet_project/throttling.py.
 """
 
 import codecs
+import functools
 import json
 import re
 from decimal import Decimal, InvalidOperation
@@ -101,6 +102,16 @@ class FirstRendererNegotiation(DefaultContentNegotiation):
             renderer = self.filter_renderers(renderers, format)[0]
             return renderer, renderer.media_type
         return super().select_renderer(request, renderers, format_suffix)
+
+    def select_parser(self, request, parsers):
+        """DRF's, answered at once for a body sent as exactly the first
+        parser's media type (`application/json`, what API clients send),
+        which DRF's would find by parsing both media types into objects and
+        matching them. Anything else (a charset or another parameter,
+        another type) goes to DRF's."""
+        if parsers and request.content_type == parsers[0].media_type:
+            return parsers[0]
+        return super().select_parser(request, parsers)
 
     def get_accept_list(self, request):
         """DRF's tokens of the Accept header without those the client refuses
@@ -225,7 +236,6 @@ def decode_json(raw: bytes) -> object:
     `Decimal`, integers as `int`. Raises ValueError (a JSON error, or one of
     the refusals above; UnicodeDecodeError included)."""
     text = raw.decode("utf-8")
-    too_many_digits = f"a number has more than {settings.JSON_MAX_NUMBER_DIGITS} digits"
     try:
         # Both conversions are C and linear in the digits sent: Decimal keeps
         # an exponent as a number (1e1000000 is cheap until written out), and
@@ -243,14 +253,42 @@ def decode_json(raw: bytes) -> object:
         raise Refused(f"nested deeper than {settings.JSON_MAX_DEPTH} levels") from None
     except InvalidOperation:
         # An exponent beyond what Decimal can hold at all (1e10**18).
-        raise Refused(too_many_digits) from None
+        raise Refused(f"a number has more than {settings.JSON_MAX_NUMBER_DIGITS} digits") from None
     except ValueError as exc:
         if isinstance(exc, json.JSONDecodeError | Refused):
             raise
         # int()'s own limit of 4,300 digits, worded as ours.
-        raise Refused(too_many_digits) from None
-    _check(document)
+        raise Refused(f"a number has more than {settings.JSON_MAX_NUMBER_DIGITS} digits") from None
+    if _may_refuse(text):
+        _check(document)
     return document
+
+
+# What _check can refuse in a decoded document, as it shows in the text that
+# was decoded, so that a body that shows none of it is not walked: NUL or a
+# surrogate in a string only from a \u escape (the UTF-8 decoding refuses a
+# raw surrogate, the JSON decoder a raw NUL); a number of more than
+# JSON_MAX_NUMBER_DIGITS digits written out only from as many digits in a row
+# (a fraction's point between them) or an exponent; nesting only as deep as
+# the brackets the text holds. Any of them, even inside a string, walks it.
+_EXPONENT = re.compile(r"(?<![\w.-])-?[0-9]+(\.[0-9]+)?[eE]", re.ASCII)
+
+
+def _may_refuse(text: str) -> bool:
+    """Whether `text`, once decoded, may hold what _check refuses (False: it
+    holds none of it)."""
+    return (
+        "\\u" in text
+        or text.count("{") + text.count("[") > settings.JSON_MAX_DEPTH
+        or _EXPONENT.search(text) is not None
+        or _digits_in_a_row(settings.JSON_MAX_NUMBER_DIGITS + 1).search(text) is not None
+    )
+
+
+@functools.cache
+def _digits_in_a_row(count: int) -> re.Pattern:
+    """`count` digits in a row, a point allowed between two of them."""
+    return re.compile(rf"([0-9]\.?){{{count}}}", re.ASCII)
 
 
 def declares_utf_8(content_type: str) -> bool:
@@ -259,6 +297,8 @@ def declares_utf_8(content_type: str) -> bool:
     itself: Django drops a charset it does not know (`charset=bogus`) from
     request.encoding, which would leave a body declared in a charset nobody
     knows read as UTF-8. No charset at all is UTF-8 (RFC 8259)."""
+    if ";" not in content_type:
+        return True  # no parameters, so no charset
     charset = parse_header_parameters(content_type)[1].get("charset")
     if charset is None:
         return True
