@@ -11,7 +11,6 @@ throttling wallet_project/throttling.py.
 """
 
 import codecs
-import functools
 import json
 import re
 from decimal import Decimal, InvalidOperation
@@ -236,6 +235,23 @@ def decode_json(raw: bytes) -> object:
     `Decimal`, integers as `int`. Raises ValueError (a JSON error, or one of
     the refusals above; UnicodeDecodeError included)."""
     text = raw.decode("utf-8")
+    max_digits = settings.JSON_MAX_NUMBER_DIGITS
+    # The numbers _check could refuse, noted as the decoder reads them (not
+    # refused there: a JSON error later in the text is the answer, as before).
+    # A number has no more digits than its literal has characters, unless it
+    # has an exponent.
+    suspects = []
+
+    def parse_float(literal: str) -> Decimal:
+        if len(literal) > max_digits or "e" in literal or "E" in literal:
+            suspects.append(literal)
+        return Decimal(literal)
+
+    def parse_int(literal: str) -> int:
+        if len(literal) > max_digits:
+            suspects.append(literal)
+        return int(literal)
+
     try:
         # Both conversions are C and linear in the digits sent: Decimal keeps
         # an exponent as a number (1e1000000 is cheap until written out), and
@@ -243,7 +259,8 @@ def decode_json(raw: bytes) -> object:
         # The bounds are applied to what they return, in _check.
         document = json.loads(
             text,
-            parse_float=Decimal,
+            parse_float=parse_float,
+            parse_int=parse_int,
             parse_constant=_reject_constant,
             object_pairs_hook=_reject_duplicate_keys,
         )
@@ -253,42 +270,21 @@ def decode_json(raw: bytes) -> object:
         raise Refused(f"nested deeper than {settings.JSON_MAX_DEPTH} levels") from None
     except InvalidOperation:
         # An exponent beyond what Decimal can hold at all (1e10**18).
-        raise Refused(f"a number has more than {settings.JSON_MAX_NUMBER_DIGITS} digits") from None
+        raise Refused(f"a number has more than {max_digits} digits") from None
     except ValueError as exc:
         if isinstance(exc, json.JSONDecodeError | Refused):
             raise
         # int()'s own limit of 4,300 digits, worded as ours.
-        raise Refused(f"a number has more than {settings.JSON_MAX_NUMBER_DIGITS} digits") from None
-    if _may_refuse(text):
+        raise Refused(f"a number has more than {max_digits} digits") from None
+    # The document is walked (_check) only if it may hold what the walk
+    # refuses: a suspect number; NUL or a surrogate in a string, which only a
+    # \u escape can put there (the UTF-8 decoding refuses a raw surrogate,
+    # the JSON decoder a raw NUL); nesting deeper than the brackets the text
+    # holds. A transfer's body shows none: the walk was about half of its
+    # decoding (timeit: 108 us against 52 us, on the loaded bench machine).
+    if suspects or "\\u" in text or text.count("{") + text.count("[") > settings.JSON_MAX_DEPTH:
         _check(document)
     return document
-
-
-# What _check can refuse in a decoded document, as it shows in the text that
-# was decoded, so that a body that shows none of it is not walked: NUL or a
-# surrogate in a string only from a \u escape (the UTF-8 decoding refuses a
-# raw surrogate, the JSON decoder a raw NUL); a number of more than
-# JSON_MAX_NUMBER_DIGITS digits written out only from as many digits in a row
-# (a fraction's point between them) or an exponent; nesting only as deep as
-# the brackets the text holds. Any of them, even inside a string, walks it.
-_EXPONENT = re.compile(r"(?<![\w.-])-?[0-9]+(\.[0-9]+)?[eE]", re.ASCII)
-
-
-def _may_refuse(text: str) -> bool:
-    """Whether `text`, once decoded, may hold what _check refuses (False: it
-    holds none of it)."""
-    return (
-        "\\u" in text
-        or text.count("{") + text.count("[") > settings.JSON_MAX_DEPTH
-        or _EXPONENT.search(text) is not None
-        or _digits_in_a_row(settings.JSON_MAX_NUMBER_DIGITS + 1).search(text) is not None
-    )
-
-
-@functools.cache
-def _digits_in_a_row(count: int) -> re.Pattern:
-    """`count` digits in a row, a point allowed between two of them."""
-    return re.compile(rf"([0-9]\.?){{{count}}}", re.ASCII)
 
 
 def declares_utf_8(content_type: str) -> bool:
