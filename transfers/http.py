@@ -100,11 +100,14 @@ def _body_digest(request: Request) -> str:
     """sha256 of the request as sent: its path, content type and body. Two
     requests with the same digest parse and validate alike (the client and
     the key are matched separately)."""
-    digest = hashlib.sha256()
-    for part in (request.path.encode(), request.META.get("CONTENT_TYPE", "").encode()):
-        digest.update(len(part).to_bytes(4, "big"))
-        digest.update(part)
-    digest.update(request.body)
+    # The Django request itself: each attribute read through DRF's Request
+    # is a Python-level __getattr__ and a failed lookup first.
+    django_request = request._request
+    path, content_type = django_request.path.encode(), django_request.META.get("CONTENT_TYPE", "").encode()
+    digest = hashlib.sha256(
+        b"".join((len(path).to_bytes(4, "big"), path, len(content_type).to_bytes(4, "big"), content_type))
+    )
+    digest.update(django_request.body)
     return digest.hexdigest()
 
 

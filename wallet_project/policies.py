@@ -11,6 +11,7 @@ throttling wallet_project/throttling.py.
 """
 
 import codecs
+import functools
 import json
 import re
 from decimal import Decimal, InvalidOperation
@@ -101,6 +102,16 @@ class FirstRendererNegotiation(DefaultContentNegotiation):
             renderer = self.filter_renderers(renderers, format)[0]
             return renderer, renderer.media_type
         return super().select_renderer(request, renderers, format_suffix)
+
+    def select_parser(self, request, parsers):
+        """DRF's, answered at once for a body sent as exactly the first
+        parser's media type (`application/json`, what API clients send),
+        which DRF's would find by parsing both media types into objects and
+        matching them. Anything else (a charset or another parameter,
+        another type) goes to DRF's."""
+        if parsers and request.content_type == parsers[0].media_type:
+            return parsers[0]
+        return super().select_parser(request, parsers)
 
     def get_accept_list(self, request):
         """DRF's tokens of the Accept header without those the client refuses
@@ -225,7 +236,6 @@ def decode_json(raw: bytes) -> object:
     `Decimal`, integers as `int`. Raises ValueError (a JSON error, or one of
     the refusals above; UnicodeDecodeError included)."""
     text = raw.decode("utf-8")
-    too_many_digits = f"a number has more than {settings.JSON_MAX_NUMBER_DIGITS} digits"
     try:
         # Both conversions are C and linear in the digits sent: Decimal keeps
         # an exponent as a number (1e1000000 is cheap until written out), and
@@ -243,14 +253,43 @@ def decode_json(raw: bytes) -> object:
         raise Refused(f"nested deeper than {settings.JSON_MAX_DEPTH} levels") from None
     except InvalidOperation:
         # An exponent beyond what Decimal can hold at all (1e10**18).
-        raise Refused(too_many_digits) from None
+        raise Refused(f"a number has more than {settings.JSON_MAX_NUMBER_DIGITS} digits") from None
     except ValueError as exc:
         if isinstance(exc, json.JSONDecodeError | Refused):
             raise
         # int()'s own limit of 4,300 digits, worded as ours.
-        raise Refused(too_many_digits) from None
-    _check(document)
+        raise Refused(f"a number has more than {settings.JSON_MAX_NUMBER_DIGITS} digits") from None
+    if _may_refuse(text):
+        _check(document)
     return document
+
+
+# A JSON string, escapes and all, in a text the decoder has read.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+@functools.cache
+def _number_refused(max_digits: int) -> re.Pattern:
+    """Where a text without its strings may hold a number of more than
+    `max_digits` digits once written out: more digits than that in a row (a
+    point between them), or an exponent (a digit and then e or E)."""
+    return re.compile(rf"[0-9][eE]|[0-9.]{{{max_digits + 1}}}", re.ASCII)
+
+
+def _may_refuse(text: str) -> bool:
+    """Whether the document decoded from `text` may hold what _check refuses,
+    read from the text alone: NUL or a surrogate in a string, which only a
+    \\u escape can put there (the UTF-8 decoding refuses a raw surrogate, the
+    JSON decoder a raw NUL); nesting deeper than the brackets the text holds;
+    a number with more digits (_number_refused). A transfer's body holds
+    none, and is not walked. With select_parser's short path, about 32K
+    instructions less per transfer body read (callgrind, 200 reads of the
+    bench's transfer body: 668K to 636K)."""
+    return (
+        "\\u" in text
+        or text.count("{") + text.count("[") > settings.JSON_MAX_DEPTH
+        or _number_refused(settings.JSON_MAX_NUMBER_DIGITS).search(_STRING.sub("", text)) is not None
+    )
 
 
 def declares_utf_8(content_type: str) -> bool:
@@ -259,6 +298,8 @@ def declares_utf_8(content_type: str) -> bool:
     itself: Django drops a charset it does not know (`charset=bogus`) from
     request.encoding, which would leave a body declared in a charset nobody
     knows read as UTF-8. No charset at all is UTF-8 (RFC 8259)."""
+    if ";" not in content_type:
+        return True  # no parameters, so no charset
     charset = parse_header_parameters(content_type)[1].get("charset")
     if charset is None:
         return True
