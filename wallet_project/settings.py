@@ -99,21 +99,24 @@ MIDDLEWARE = [
     # on every /api/ answer, and the one log line and metrics of each request,
     # timed around all the rest (wallet_project/middleware.py).
     "wallet_project.middleware.RequestMiddleware",
+    # What every answer gets, the token API's included.
     "django.middleware.security.SecurityMiddleware",
-    "wallet_project.middleware.ContentSecurityPolicyMiddleware",
-    # The wallet_project.middleware ones (static files, session, user,
-    # messages) are kept off the token API: there a client is its token
-    # (wallet_project/middleware.py).
-    "wallet_project.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "wallet_project.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "wallet_project.middleware.AuthenticationMiddleware",
-    "wallet_project.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The browser's (the admin, the docs, static files): a token API request
+    # goes from BrowserChain past BrowserChainEnd, where there is no session,
+    # no user but its token's, nothing to show (wallet_project/middleware.py).
+    "wallet_project.middleware.BrowserChain",
+    "wallet_project.middleware.ContentSecurityPolicyMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     # Last, as django-axes asks: turns a locked-out admin login into its answer.
     "axes.middleware.AxesMiddleware",
+    "wallet_project.middleware.BrowserChainEnd",
 ]
 
 ROOT_URLCONF = "wallet_project.urls"

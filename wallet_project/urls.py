@@ -19,8 +19,7 @@ DOCS_ACCESS = {
 }
 
 api_urlpatterns = [
-    # Transfers first: the busiest route is then the first Django tries.
-    path("", include("transfers.urls")),
+    # (The money routes are not here: urlpatterns, below.)
     path("", include("wallets.urls")),
     path("", include("events.urls")),
     path("schema/", SchemaView.as_view(**DOCS_ACCESS), name="schema"),
@@ -37,6 +36,11 @@ api_urlpatterns = [
 admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
+    # The money routes first, one level down rather than two: the busiest
+    # route is then the first Django tries, and each level of include makes
+    # its own ResolverMatch. Resolving POST /api/transfer: 119K -> 81K
+    # instructions (callgrind, 1000 resolves).
+    path("api/", include("transfers.urls")),
     path("health", health, name="health"),
     path("metrics", metrics_view, name="metrics"),
     path("api/", include(api_urlpatterns)),

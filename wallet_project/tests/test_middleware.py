@@ -46,16 +46,31 @@ def test_the_admin_and_the_docs_keep_them(client, admin_user, path):
     assert response.wsgi_request.user == admin_user
 
 
-def test_static_files_are_looked_up_outside_the_token_api_only(monkeypatch, rf):
-    from whitenoise.middleware import WhiteNoiseMiddleware as Upstream
-
-    from wallet_project.middleware import WhiteNoiseMiddleware
+def test_the_browser_middleware_is_passed_by_on_the_token_api_only(monkeypatch, client):
+    from whitenoise.middleware import WhiteNoiseMiddleware
 
     looked_up = []
-    monkeypatch.setattr(Upstream, "__call__", lambda self, request: looked_up.append(request.path) or "static")
-    middleware = WhiteNoiseMiddleware(lambda request: "view")
+    upstream = WhiteNoiseMiddleware.__call__
 
-    answers = [middleware(rf.get(path)) for path in ("/api/transfer", "/static/admin/css/base.css", "/api/docs/")]
+    def recording(self, request):
+        looked_up.append(request.path)
+        return upstream(self, request)
 
-    assert answers == ["view", "static", "static"]
-    assert looked_up == ["/static/admin/css/base.css", "/api/docs/"]
+    monkeypatch.setattr(WhiteNoiseMiddleware, "__call__", recording)
+
+    for path in ("/api/transfers", "/static/admin/css/base.css", "/api/docs/", "/admin/login/"):
+        client.get(path)
+
+    assert looked_up == ["/static/admin/css/base.css", "/api/docs/", "/admin/login/"]
+
+
+def test_a_chain_without_its_end_stops_at_start_up():
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.handlers.base import BaseHandler
+    from django.test import override_settings
+
+    with (
+        override_settings(MIDDLEWARE=["wallet_project.middleware.BrowserChain"]),
+        pytest.raises(ImproperlyConfigured, match="BrowserChainEnd"),
+    ):
+        BaseHandler().load_middleware()
