@@ -132,9 +132,10 @@ def _preparing(cursor_class):
     when the connection's prepare_threshold is not None (settings.py: not
     through PgBouncer's transaction pooling). The statements sent through
     statement_cursor are the money path's, fixed text with parameters:
-    SETTLE alone took 0.9 ms of planning on every transfer. A first-time
-    transfer cost PostgreSQL 4.9 ms of CPU unprepared, 2.4 ms prepared
-    (bench/HISTORY.md, "2026-12-06 23:30").
+    SETTLE alone took 0.9 ms of planning on every transfer. PostgreSQL's
+    CPU per first-time transfer about halved: 4.9-5.2 ms to 2.8-2.9 ms in
+    bench/run.py, 5.0 to 2.4 ms in-process (bench/HISTORY.md,
+    "2026-12-06 23:30").
 
     A prepared statement outlives a migration: PostgreSQL re-analyses it
     when a table it reads changes, and fails it only if its result columns

@@ -1,6 +1,9 @@
 """wallet_project/db/base.py statement_cursor(): one psycopg cursor per
 connection for the transfer protocol's statements, with everything Django's
-cursor() gives (query logging, execute wrappers, error translation)."""
+cursor() gives (query logging, execute wrappers, error translation), each
+statement prepared once per connection unless prepare_threshold is None
+(DATABASE_POOL_MODE=transaction), and a migration that changes a prepared
+statement's result columns costing at most one failed transaction."""
 
 from decimal import Decimal
 
