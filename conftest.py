@@ -218,6 +218,7 @@ def routed_through(bouncer: PgBouncer):
     for db in dicts:
         db.update(HOST=bouncer.address.host, PORT=str(bouncer.address.port), DISABLE_SERVER_SIDE_CURSORS=True)
         db["OPTIONS"].pop("options", None)
+        db["OPTIONS"]["prepare_threshold"] = None
     pool_mode, settings.DATABASE_POOL_MODE = settings.DATABASE_POOL_MODE, "transaction"
     faults.pooler = bouncer
     try:

@@ -23,7 +23,7 @@ What it does (see bench/README.md):
 Knobs (environment): BENCH_QUICK, BENCH_ROUNDS, BENCH_DURATION, BENCH_WARMUP,
 BENCH_CONCURRENCY ("1,8,32"), BENCH_WALLETS, BENCH_REPLAY_KEYS,
 BENCH_LOAD_THREADS (wrk -t / pgbench -j, default 1), BENCH_PGBENCH_PROTOCOL
-(simple | extended | prepared, default extended: what the service sends), BENCH_DB, BENCH_REDIS_URL;
+(simple | extended | prepared, default prepared: what the service sends), BENCH_DB, BENCH_REDIS_URL;
 WEB_CONCURRENCY etc. are passed to the service as in production.
 """
 
@@ -76,7 +76,7 @@ CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,32").spl
 WALLETS = int(os.environ.get("BENCH_WALLETS", 1000))
 REPLAY_KEYS = int(os.environ.get("BENCH_REPLAY_KEYS", 300 if QUICK else 1000))
 LOAD_THREADS = int(os.environ.get("BENCH_LOAD_THREADS", 1))
-PGBENCH_PROTOCOL = os.environ.get("BENCH_PGBENCH_PROTOCOL", "extended")
+PGBENCH_PROTOCOL = os.environ.get("BENCH_PGBENCH_PROTOCOL", "prepared")
 # Batch payouts from the pool wallet (POST /api/transfers/batch), compared
 # with pgbench hot at the same concurrency: sizes, and the concurrencies
 # (among BENCH_CONCURRENCY) they run at.

@@ -175,10 +175,16 @@ else:
 DATABASES["default"]["OPTIONS"].update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
 # Parameters travel apart from the SQL (the extended protocol), instead of
 # being quoted into it by psycopg in Python (Django's default, client-side
-# binding), which costs CPU on every statement of the hot path. No
-# prepared statements (prepare_threshold None): each statement is planned as
-# it comes, as pgbench --protocol=extended does in the benchmark.
-DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=None)
+# binding), which costs CPU on every statement of the hot path.
+DATABASES["default"]["OPTIONS"].update(server_side_binding=True)
+# Prepared statements: only those that ask (wallet_project/db/base.py's fetch
+# and run, the money path's fixed statements), and only straight to
+# PostgreSQL: PgBouncer's transaction pooling (1.18 here) would send a
+# statement prepared on one server session to another. psycopg prepares a
+# statement that asks only when its threshold is not None, and on its own
+# any statement run that many times: a threshold no statement reaches keeps
+# the ORM's statements unprepared.
+DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None if DATABASE_POOL_MODE == "transaction" else 2**62
 # Services own their transactions: see transfers/services.py.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # A streaming replica for the reads that tolerate a little lag (history,
