@@ -16,6 +16,7 @@ group is what may stay, the key's public prefix).
 
 import logging
 import re
+from datetime import UTC, datetime
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
@@ -67,6 +68,38 @@ class SingleLineJsonFormatter(OrjsonFormatter):
     def __init__(self, *args, redact: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._redact = _redactor(redact)
+        # format's short path: the fields the format names, each with its
+        # output name, and whether an extra field could be renamed at all.
+        self._named = tuple((field, self._get_rename(field)) for field in self._required_fields)
+        self._extras_renamed = not self._skip_fields.issuperset(self.rename_fields)
+        self._short = not (self.defaults or self.static_fields or self.rename_fields_keep_missing)
+        self._time_key = self._get_rename(self.timestamp if isinstance(self.timestamp, str) else "timestamp")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """BaseJsonFormatter.format's line (the same fields in the same order:
+        the format's, the record's extras, the time), built in one pass for
+        the usual record: a text message, no exception, no stack. Two lines
+        are written per money request; this path costs ~XXK instructions a
+        request less than the library's general one (bench/instructions.py).
+        Any other record takes the library's path."""
+        if not self._short or record.exc_info or record.exc_text or record.stack_info or isinstance(record.msg, dict):
+            return super().format(record)
+        record.message = record.getMessage()
+        fields = record.__dict__
+        log_data = {name: fields.get(field) for field, name in self._named}
+        skip = self._skip_fields
+        if self._extras_renamed:
+            rename = self.rename_fields
+            for key, value in fields.items():
+                if key not in skip and not key.startswith("_"):
+                    log_data[rename.get(key, key)] = value
+        else:
+            for key, value in fields.items():
+                if key not in skip and not key.startswith("_"):
+                    log_data[key] = value
+        if self.timestamp:
+            log_data[self._time_key] = datetime.fromtimestamp(record.created, tz=UTC)
+        return self.prefix + self.jsonify_log_record(log_data)
 
     def jsonify_log_record(self, log_data) -> str:
         line = self._redact(super().jsonify_log_record(log_data))
