@@ -42,7 +42,6 @@ from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttrib
 from django.db.models.signals import post_init, pre_init
 from django.utils.asyncio import async_unsafe
 from django.utils.functional import cached_property
-from psycopg._preparing import Prepare, PrepareManager
 
 from wallet_project.db.faults import is_connection_fault
 
@@ -95,9 +94,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def connect(self):
         self.faulted = False
         super().connect()
-        # Only the statements that ask are prepared (_preparing): psycopg
-        # need not count every other one towards a threshold none reaches.
-        self.connection._prepared.__class__ = _AskedPrepareManager
 
     def rollback(self):
         if self.faulted:
@@ -146,25 +142,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if wrapped is None or wrapped.cursor is not cursor:
             wrapped = self._statement_wrapper = self.make_cursor(cursor)
         return wrapped
-
-
-class _AskedPrepareManager(PrepareManager):
-    """psycopg's PrepareManager for a connection whose prepare_threshold no
-    statement reaches (settings.py): a statement is prepared when its
-    execute asks (prepare=True, _preparing below), never by being counted.
-    The library's own counts every other statement (the ORM's) in an LRU
-    on each execute, to no effect here: skipping that, a first-time
-    transfer XXX instructions less (bench/instructions.py)."""
-
-    def get(self, query, prepare=None):
-        if not prepare:
-            return Prepare.NO, b""
-        return super().get(query, prepare)
-
-    def maybe_add_to_cache(self, query, prep, name):
-        if prep is Prepare.NO:
-            return None
-        return super().maybe_add_to_cache(query, prep, name)
 
 
 @functools.cache
