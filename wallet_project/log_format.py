@@ -72,7 +72,9 @@ class SingleLineJsonFormatter(OrjsonFormatter):
         # output name, and whether an extra field could be renamed at all.
         self._named = tuple((field, self._get_rename(field)) for field in self._required_fields)
         self._extras_renamed = not self._skip_fields.issuperset(self.rename_fields)
-        self._short = not (self.defaults or self.static_fields or self.rename_fields_keep_missing)
+        self._short = not (
+            self.defaults or self.static_fields or self.rename_fields_keep_missing or "asctime" in self._required_fields
+        )
         self._time_key = self._get_rename(self.timestamp if isinstance(self.timestamp, str) else "timestamp")
 
     def format(self, record: logging.LogRecord) -> str:
