@@ -101,6 +101,9 @@ MIDDLEWARE = [
     "wallet_project.middleware.RequestMiddleware",
     # What every answer gets, the token API's included.
     "django.middleware.security.SecurityMiddleware",
+    # Outside CORS, so that a preflight CORS answers itself (/api/docs/,
+    # /api/schema/) carries the policy too; skipped on the token API.
+    "wallet_project.middleware.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -108,7 +111,6 @@ MIDDLEWARE = [
     # goes from BrowserChain past BrowserChainEnd, where there is no session,
     # no user but its token's, nothing to show (wallet_project/middleware.py).
     "wallet_project.middleware.BrowserChain",
-    "wallet_project.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

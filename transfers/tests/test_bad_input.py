@@ -164,6 +164,9 @@ MONEY_CASES = [
     pytest.param(amount("\u0661\u0660\u0660"), id="amount_string_in_arabic_indic_digits"),
     pytest.param(amount(" 10.00"), id="amount_string_with_a_leading_space"),
     pytest.param(amount("10.00\n"), id="amount_string_with_a_trailing_newline"),
+    # A decimal string in range but longer than DRF's 1,000 characters: DRF's max_string_length.
+    pytest.param(amount("0" * 1000 + "1"), id="amount_string_of_1001_characters"),
+    pytest.param(amount("0" * 2000 + "1.50"), id="amount_string_of_2004_characters"),
     # idempotency key: missing, blank, too long, not printable, wrong type
     pytest.param(Bad(spoil=without("idempotencyKey"), field="idempotencyKey"), id="key_missing"),
     pytest.param(key(None), id="key_null"),

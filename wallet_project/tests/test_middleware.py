@@ -74,3 +74,19 @@ def test_a_chain_without_its_end_stops_at_start_up():
         pytest.raises(ImproperlyConfigured, match="BrowserChainEnd"),
     ):
         BaseHandler().load_middleware()
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/schema/"])
+def test_a_cors_preflight_to_the_docs_carries_the_policy_the_token_api_none(settings, client, path):
+    """A preflight is answered by CorsMiddleware itself, before any view:
+    the Content-Security-Policy must sit outside it to reach that answer."""
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example"]
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+
+    docs = client.options(path, headers=preflight)
+    token_api = client.options("/api/transfer", headers=preflight)
+
+    assert docs["Access-Control-Allow-Origin"] == "https://app.example"
+    assert docs["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
+    assert token_api["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Content-Security-Policy" not in token_api.headers
