@@ -230,7 +230,7 @@ CACHES = {
 
 # --- Money -------------------------------------------------------------------
 # The largest NUMERIC(20,2): the bound of every amount setting, and of every
-# amount and balance (wallets/money.py's MAX_AMOUNT is this).
+# amount and balance (wallets/models.py's MAX_AMOUNT is this).
 LEDGER_MAX_AMOUNT = Decimal("999999999999999999.99")
 
 

@@ -266,7 +266,7 @@ def test_amount_is_documented_as_a_decimal_string_only(path, schema):
     ],
 )
 def test_amount_pattern_accepts_exactly_the_strings_the_api_reads(text, schema):
-    from wallets.money import AmountField
+    from transfers.serializers import AmountField
 
     pattern = json_schema_of(schema, schema["paths"]["/api/transfer"]["post"]["requestBody"])["properties"]["amount"][
         "pattern"
