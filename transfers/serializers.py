@@ -15,7 +15,7 @@ from transfers.limits import business_today
 from transfers.models import BatchStatus, Expiry, HoldStatus, TransactionLog, TransactionStatus, TransactionType
 from transfers.rendering import DETAIL_FIELD_NAMES, FIELD_NAMES, batch_result_json, movement_result_json
 from transfers.selectors import shows_request_details
-from wallet_project.serializers import (
+from wallet_project.api import (
     DayField,
     InstantField,
     LeanSerializer,
