@@ -313,7 +313,7 @@ def charged_if_malformed(request, view) -> Iterator[None]:
     is charged one unit of its `new` scope (transfers), whatever its key
     names, then refused: a client sending bad requests in a loop meets its
     limit as anyone else. Any other action was charged by DRF before its
-    view ran. Used by transfers.http.admit (key and body) and
+    view ran. Used by transfers.views.admit (key and body) and
     ApiViewSet.initial (query)."""
     try:
         yield

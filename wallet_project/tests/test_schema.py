@@ -568,7 +568,7 @@ def reads(reader, value: str) -> bool:
 
 
 def test_the_idempotency_key_header_pattern_is_exactly_what_the_reader_accepts(schema):
-    from transfers.http import key_from_header
+    from transfers.serializers import key_from_header
 
     header = next(p for p in schema["paths"]["/api/transfer"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
     pattern = re.compile(header["schema"]["pattern"])
@@ -581,7 +581,7 @@ def test_the_idempotency_key_header_pattern_is_exactly_what_the_reader_accepts(s
 
 
 def test_the_body_key_pattern_is_what_the_reader_accepts_but_for_unassigned_code_points(schema):
-    from transfers.http import validate_idempotency_key
+    from transfers.serializers import validate_idempotency_key
 
     body = json_schema_of(schema, schema["paths"]["/api/transfer"]["post"]["requestBody"])
     pattern = re.compile(body["properties"]["idempotencyKey"]["pattern"])
