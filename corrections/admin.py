@@ -36,8 +36,7 @@ from corrections.models import Correction, CorrectionAudit, CorrectionKind, Corr
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.services import AdjustmentDirection
 from wallet_project.admin_lists import ReadOnlyAdminMixin, parse_uuid, short_id_html
-from wallets.models import FreezeReason, Wallet, WalletKind
-from wallets.money import MAX_AMOUNT
+from wallets.models import MAX_AMOUNT, FreezeReason, Wallet, WalletKind
 
 # --- forms ------------------------------------------------------------------------------
 

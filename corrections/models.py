@@ -24,8 +24,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from transfers.models import TransactionLog
-from wallets.models import Wallet
-from wallets.money import DECIMAL_PLACES, MAX_DIGITS
+from wallets.models import DECIMAL_PLACES, MAX_DIGITS, Wallet
 
 
 class CorrectionKind(models.TextChoices):

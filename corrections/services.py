@@ -47,10 +47,9 @@ from corrections.models import (
 from transfers.exceptions import BusinessRuleViolation, ReversalNotAllowed
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.services import AdjustmentDirection, adjustment_post, transaction_reverse
-from wallet_project.serializers import timestamp_text
+from wallet_project.api import timestamp_text
 from wallets.exceptions import WalletNotFound
-from wallets.models import FreezeReason, Wallet, WalletKind
-from wallets.money import MAX_AMOUNT
+from wallets.models import MAX_AMOUNT, FreezeReason, Wallet, WalletKind
 from wallets.services import wallet_set_active
 
 # Who may do what (granted by corrections/migrations/0002_approver_group.py).

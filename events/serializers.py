@@ -8,7 +8,7 @@ from events import webhook_addresses
 from events.models import EventType, WebhookEndpoint
 from events.outbox import EventCursor, current_horizon
 from events.webhook_addresses import Unresolvable, UnsafeAddress, resolve_allowed
-from wallet_project.serializers import RefusesUnknownFields
+from wallet_project.api import RefusesUnknownFields
 
 
 class EventSerializer(serializers.Serializer):

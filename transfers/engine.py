@@ -77,8 +77,7 @@ from transfers.models import (
 )
 from transfers.rendering import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
 from wallet_project.db.base import fetch, from_row, in_model_order, run
-from wallets.models import Wallet, WalletKind
-from wallets.money import MAX_AMOUNT
+from wallets.models import MAX_AMOUNT, Wallet, WalletKind
 
 logger = logging.getLogger(__name__)
 

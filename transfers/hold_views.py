@@ -1,5 +1,5 @@
 """The hold endpoints (docs/api.md, "Holds"): each money request is let in
-through the door of every money request (transfers.http.admit: its key
+through the door of every money request (transfers.views.admit: its key
 read once, its body validated, charged by one rule, its lock taken with the
 charge), handed to one service of transfers.holds, and its holds rendered
 (transfers.rendering.hold_json)."""
@@ -11,7 +11,6 @@ from rest_framework import status
 
 from transfers import holds, locks
 from transfers.exceptions import BUSINESS_RULE_ERRORS
-from transfers.http import admit, nothing_found
 from transfers.models import HoldStatus
 from transfers.rendering import hold_json
 from transfers.serializers import (
@@ -23,7 +22,7 @@ from transfers.serializers import (
     HoldVoidSerializer,
     HoldVoidSetSerializer,
 )
-from transfers.views import IDEMPOTENCY_KEY_PARAMETER, MONEY_SCOPES, REPLAYED_HEADER
+from transfers.views import IDEMPOTENCY_KEY_PARAMETER, MONEY_SCOPES, REPLAYED_HEADER, admit, nothing_found
 from wallet_project.api import ApiViewSet, ok
 from wallet_project.schema import envelope, error
 from wallet_project.throttling import READS
@@ -124,7 +123,7 @@ class HoldViewSet(ApiViewSet):
         "create": MONEY_SCOPES,
         "retrieve": READS,
         # Ending a hold, or a set of them, or extending one: charged by
-        # transfers.http.admit one unit of transfers whatever the request
+        # transfers.views.admit one unit of transfers whatever the request
         # turns out to be (nothing_found: never a replay's charge, as when
         # DRF charged them before the view).
         "capture": MONEY_SCOPES,
@@ -156,7 +155,7 @@ class HoldViewSet(ApiViewSet):
             return hold_response(result, client.pk, created=status.HTTP_201_CREATED)
 
     def _admit_end(self, request, serializer, hold_id):
-        """The door (transfers.http.admit) for a capture or a void of one hold:
+        """The door (transfers.views.admit) for a capture or a void of one hold:
         its key takes the lock of that hold's end (locks.Unit.HOLD_END)."""
         return admit(
             request,

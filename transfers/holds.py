@@ -2,7 +2,7 @@
 read and expire holds. Typed, and nothing of HTTP: the views read the
 request and call these. The money is the engine's (transfers/engine.py, its
 holds section); the idempotency key is read, locked and fingerprinted as a
-transfer's (transfers.http, locks.idempotency_lock,
+transfer's (transfers.views.admit, locks.idempotency_lock,
 models.canonical_fingerprint).
 
 Placing follows the transfer protocol with one step fewer: the hold row is

@@ -62,7 +62,7 @@ class Unit(enum.StrEnum):
 def unit_lock_key(unit: Unit, idempotency_key: str, *, hold_id: uuid.UUID | str | None = None) -> str:
     """The key a request's idempotency lock is taken on, the one place it is
     named: by the service that takes it (idempotency_lock) and by the door
-    that takes it with the rate limit's charge (transfers.http.admit,
+    that takes it with the rate limit's charge (transfers.views.admit,
     charge_lock). Were the two to differ, the service would take a second
     lock in a second Redis round trip (transfers/tests/test_round_trips.py
     pins one per unit). A movement's is its key as it is; any other unit's is

@@ -37,8 +37,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from wallets.models import Wallet
-from wallets.money import DECIMAL_PLACES, MAX_DIGITS
+from wallets.models import DECIMAL_PLACES, MAX_DIGITS, Wallet
 
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
 assert 256 % len(REFERENCE_ALPHABET) == 0, "new_reference draws one byte per character"

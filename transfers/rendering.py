@@ -17,7 +17,7 @@ anyone else gets null for them.
 from django.db import models
 
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
-from wallet_project.serializers import timestamp_text
+from wallet_project.api import timestamp_text
 
 # (API name, model field; "relation.field" for a field of a related row), in
 # the order the API shows them.

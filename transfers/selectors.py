@@ -11,8 +11,7 @@ from django.db.models.functions import Coalesce
 from transfers.exceptions import BatchNotFound, TransactionNotFound
 from transfers.models import MONEY_MOVED_STATUSES, REFERENCE_FORMAT, TransactionLog, TransferBatch
 from transfers.rendering import VIEW_ALL_TRANSFERS
-from wallets.models import Wallet
-from wallets.money import DECIMAL_PLACES, MAX_DIGITS
+from wallets.models import DECIMAL_PLACES, MAX_DIGITS, Wallet
 from wallets.selectors import customer_wallet_get
 
 # Joined into the logs the API shows, which say what kind each wallet is.

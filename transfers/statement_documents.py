@@ -16,7 +16,7 @@ from rest_framework.renderers import BaseRenderer
 
 from transfers.limits import business_zone
 from transfers.statements import Statement
-from wallet_project.serializers import timestamp_text
+from wallet_project.api import timestamp_text
 
 
 def _money(amount) -> str:

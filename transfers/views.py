@@ -1,28 +1,48 @@
 """The money-moving endpoints. Each action hands the request to one service,
 with an input serializer to read it by, and renders the result; nothing here
-touches a balance."""
+touches a balance.
 
-from collections.abc import Callable
-from functools import partial
+The door of every money request (hold_views.py's too): its idempotency key
+and its body, read by one reader for single movements, batches and holds
+alike (MoneyRequest), and the one step that charges the rate limit and lets
+the request in (admit). The rules of the key wherever it comes from
+(validate_idempotency_key, key_from_header, idempotency_key_of) are
+transfers/serializers.py's."""
+
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property, partial
 
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import locks, selectors, services, statements
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
 from transfers.filters import TransactionLogFilter
-from transfers.http import HEADER_KEY_PATTERN, IDEMPOTENCY_HEADER, admit
-from transfers.models import BatchResult, MovementResult, Payout, TransactionLog, TransactionStatus, TransferBatch
+from transfers.models import (
+    BatchResult,
+    Found,
+    MovementResult,
+    Payout,
+    TransactionLog,
+    TransactionStatus,
+    TransferBatch,
+)
 from transfers.rendering import batch_result_json, movement_result_json
 from transfers.serializers import (
+    HEADER_KEY_PATTERN,
+    IDEMPOTENCY_HEADER,
     BalanceQuerySerializer,
     BatchRequestSerializer,
     BatchResultSerializer,
@@ -35,13 +55,200 @@ from transfers.serializers import (
     TransferRequestSerializer,
     WalletBalanceSerializer,
     WalletHistoryEntrySerializer,
+    idempotency_key_of,
+    key_from_header,
 )
 from transfers.statement_documents import StatementCSVRenderer, StatementPDFRenderer, statement_data
 from wallet_project.api import ApiViewSet, EnvelopeCursorPagination, ok, ok_rendered
 from wallet_project.db.routers import lag_tolerant_read
 from wallet_project.schema import envelope, error
-from wallet_project.throttling import READS, REPLAYS, TRANSFERS, ChargedOnLookup
+from wallet_project.throttling import READS, REPLAYS, TRANSFERS, ChargedOnLookup, charged_if_malformed
 from wallets import selectors as wallet_selectors
+
+# --- The door ---------------------------------------------------------------------------
+
+
+def read_money_request(request: Request, serializer_class: type[serializers.Serializer]) -> tuple[dict, str]:
+    """The validated body of a money request (transfer, deposit, withdrawal,
+    batch, hold), without its idempotencyKey field, and the request's
+    idempotency key, from the Idempotency-Key header or that field
+    (idempotency_key_of: both given and different is an error).
+
+    Raises ValidationError (400) naming every problem with the body and the
+    key at once: a client learns in one answer that a batch lacks both its
+    key and `atomic`.
+    """
+    serializer = serializer_class(data=request.data, context={"request": request})
+    if serializer.is_valid():
+        fields = dict(serializer.validated_data)
+        body_key, errors = fields.pop("idempotency_key", None), {}
+    else:
+        fields, errors = {}, dict(serializer.errors)
+        # The key is still read from what was sent, unless its field itself is what is wrong.
+        data = request.data if isinstance(request.data, dict) else {}
+        body_key = None if "idempotencyKey" in errors else data.get("idempotencyKey")
+        if body_key is not None and not isinstance(body_key, str):
+            # A serializer that stopped before its fields (an unknown field:
+            # RefusesUnknownFields) never read it: what its field would say.
+            errors["idempotencyKey"], body_key = [str(serializers.CharField.default_error_messages["invalid"])], None
+    header = request.headers.get(IDEMPOTENCY_HEADER)
+    try:
+        key = idempotency_key_of(header=header, body=body_key)
+    except serializers.ValidationError as exc:
+        # A key field that is not text (`"idempotencyKey": 5`) was sent: its
+        # own error says so, where the reader, not given it, would say
+        # "Required". A header's fault is added to it, not put in its place.
+        if header is not None or "idempotencyKey" not in errors:
+            for field, messages in exc.detail.items():
+                errors[field] = [*errors.get(field, []), *messages]
+    if errors:
+        raise serializers.ValidationError(errors)
+    return fields, key
+
+
+class MoneyRequest:
+    """A money request (transfer, deposit, withdrawal, batch, hold) as its view
+    reads it: its idempotency key, read once, its body digest, and its
+    validated body, read only when the answer needs it.
+
+    The key comes from a well-formed Idempotency-Key header without reading
+    the body, so that a byte-identical retry of a finished request can be
+    answered from what it made alone (transfers.models.Found.answers_unread);
+    otherwise (the key in the body only, or a malformed header) the body is
+    read first, by read_money_request. Either way ValidationError (400).
+    """
+
+    def __init__(self, request: Request, serializer_class: type[serializers.Serializer]):
+        self.request, self.serializer_class = request, serializer_class
+        # Before anything parses the body: the digest reads it as sent.
+        self.body_digest = _body_digest(request)
+        try:
+            key = key_from_header(request.headers.get(IDEMPOTENCY_HEADER))
+        except serializers.ValidationError:
+            # Not ignored: read_money_request reads the header again and
+            # reports its fault in one 400 with the body's.
+            key = None
+        # The header's key when it has one: a body key must then be the same
+        # (read_money_request refuses one that differs, when fields() reads it).
+        self.key = key if key is not None else self._read[1]
+
+    @cached_property
+    def _read(self) -> tuple[dict, str]:
+        return read_money_request(self.request, self.serializer_class)
+
+    def fields(self) -> dict:
+        """The validated body, but for its key; ValidationError (400) as
+        read_money_request."""
+        return self._read[0]
+
+
+def _body_digest(request: Request) -> str:
+    """sha256 of the request as sent: its path, content type and body. Two
+    requests with the same digest parse and validate alike (the client and
+    the key are matched separately)."""
+    # The Django request itself: each attribute read through DRF's Request
+    # is a Python-level __getattr__ and a failed lookup first.
+    django_request = request._request
+    path, content_type = django_request.path.encode(), django_request.META.get("CONTENT_TYPE", "").encode()
+    digest = hashlib.sha256(
+        b"".join((len(path).to_bytes(4, "big"), path, len(content_type).to_bytes(4, "big"), content_type))
+    )
+    digest.update(django_request.body)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A money request let in by `admit`, charged: its key, its body digest,
+    what the key already names (`found`), and either `unread` (a
+    byte-identical retry of a finished request: answer `found.row`) or the
+    validated body, but for its key (`fields`, for the service)."""
+
+    key: str
+    body_digest: str
+    found: Found
+    unread: bool
+    fields: dict
+
+
+def _one(_) -> int:
+    return 1
+
+
+@contextmanager
+def admit(
+    request: Request,
+    view: ApiViewSet,
+    serializer_class: type[serializers.Serializer],
+    find: Callable[..., Found],
+    *,
+    units: Callable[[dict], int] = _one,
+    replay_units: Callable[[Found], int] = _one,
+    lock_key: Callable[[str], str] | None = None,
+) -> Iterator[Admitted]:
+    """Let one money request in (a transfer, a deposit, a withdrawal, a batch,
+    a hold placed, captured, voided or extended): read its key once
+    (MoneyRequest), look the key up (`find`: services.movement_find,
+    services.batch_find, holds.hold_find, or nothing), validate its body
+    unless a byte-identical retry of a finished request is answered unread
+    (Found.answers_unread), and charge it. The view answers it inside the
+    block (`with admit(...) as entry:`).
+
+    The charging rule, for every money request, written here only
+    (docs/api.md, "Rate limits"): a request is charged once, before anything
+    is locked or stored, so that a 429 leaves its key free:
+    - malformed: one unit of new work, whatever its key names
+      (wallet_project.throttling.charged_if_malformed, the one rule);
+    - under a key whose request is finished (a replay, answered unread or
+      read, and a reused key's 422): the `replay` scope (replays),
+      `replay_units(found)` units for one answered unread (what the first
+      request was charged), else `units(fields)`;
+    - anything else (new work, or a key still PENDING): `units(fields)` of
+      the `new` scope. A batch is one unit per payout, anything else one.
+
+    First-time work takes the service's idempotency lock in the charge's
+    round trip (`lock_key(key)`: the name locks.unit_lock_key gives the lock
+    of the request's unit, the one its service takes with
+    locks.idempotency_lock; transfers/locks.py, taken_with_charge): one Redis
+    round trip for a first-time request. Only once let in: a 429 takes no
+    lock. A lock the service does not take over is released when the block
+    exits.
+
+    `view` is the ApiViewSet whose action's throttle_scopes entry is
+    ChargedOnLookup: DRF let the request past its throttles uncharged, so
+    until the charge a client found in the authentication cache is
+    unconfirmed (clients/authentication.py); reading the key and `find` only
+    read, and the charge's Redis round trip confirms the client.
+
+    Raises ValidationError, ParseError (400) or UnsupportedMediaType (415),
+    charged; Throttled (429) over the limit; AuthenticationFailed (401) or
+    PermissionDenied (403) if the confirmed client may not."""
+    with charged_if_malformed(request, view):
+        money = MoneyRequest(request, serializer_class)
+    found = find(client=request.user, idempotency_key=money.key)
+    if found.answers_unread(money.body_digest):
+        view.charge(request, replay=True, units=replay_units(found))
+        yield Admitted(money.key, money.body_digest, found, unread=True, fields={})
+        return
+    with charged_if_malformed(request, view):
+        fields = money.fields()
+    lock = None
+    if lock_key is not None and not found.finished:
+        lock = locks.charge_lock(request.user.pk, lock_key(money.key))
+    if not view.charge(request, replay=found.finished, units=units(fields), lock=lock):
+        lock = None
+    with locks.taken_with_charge(lock):
+        yield Admitted(money.key, money.body_digest, found, unread=False, fields=fields)
+
+
+def nothing_found(*, client, idempotency_key: str) -> Found:
+    """admit's `find` for a request whose key is looked up by its service
+    (a hold's capture or void under its lock, a set's from its holds, an
+    extension in the statement that does it): charged as new work."""
+    return Found(None)
+
+
+# --- The money views ---------------------------------------------------------------------
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -79,14 +286,14 @@ MONEY_RESPONSES = {
 
 
 # A money action's rate limit (wallet_project/throttling.py), charged by
-# transfers.http.admit: a replay of a finished key costs the service little,
+# transfers.views.admit: a replay of a finished key costs the service little,
 # new work (and a malformed request) more.
 MONEY_SCOPES = ChargedOnLookup(new=TRANSFERS, replay=REPLAYS)
 
 
 def money_request(request, view, serializer_class, create: Callable[..., MovementResult]) -> Response:
     """Answer a single movement request: let it in through the door
-    (transfers.http.admit: its key read once, looked up, its body validated,
+    (transfers.views.admit: its key read once, looked up, its body validated,
     charged by the one rule), answer a byte-identical retry unread, else call
     `create` (services.transfer_create, deposit_create or withdrawal_create,
     with the body's fields), and render the result."""

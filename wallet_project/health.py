@@ -8,7 +8,6 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from wallet_project.redis_health import redis_up
-from wallet_project.serializers import timestamp_text
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +35,11 @@ def health(request: HttpRequest) -> JsonResponse:
         return response
     checks = {"database": "up" if database_up() else "down", "redis": "up" if redis_up() else "down"}
     down = [name for name, state in checks.items() if state == "down"]
+    # Imported here: this module loads with the middleware (metrics imports it),
+    # which REST framework's settings load while it defines APIView (the
+    # throttle imports client_address); wallet_project.api needs APIView.
+    from wallet_project.api import timestamp_text
+
     timestamp = timestamp_text(timezone.now())
     if not down:
         return JsonResponse(

@@ -1,11 +1,13 @@
 """Every request's id, no-store, metrics and log line (one middleware); the
-admin's Content-Security-Policy; the browser middleware kept off the token
-API (BrowserChain)."""
+client's address (client_address); the admin's Content-Security-Policy; the
+browser middleware kept off the token API (BrowserChain)."""
 
+import functools
 import logging
 import re
 import time
 import uuid
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -14,8 +16,8 @@ from django.utils.cache import patch_cache_control
 from django.utils.functional import SimpleLazyObject, empty
 from django_guid.config import settings as guid_settings
 from django_guid.context import guid
+from ipware import get_client_ip
 
-from wallet_project.addresses import client_address
 from wallet_project.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 logger = logging.getLogger("wallet.requests")
@@ -47,7 +49,7 @@ class RequestMiddleware:
       kept by a browser, a proxy or a CDN between the client and the service;
     - its metrics (count by method, Django view name and status; duration),
       timed around every later middleware and the view, and one log line with
-      the request id, the client's address (wallet_project/addresses.py: the one
+      the request id, the client's address (client_address, below: the one
       django-axes and the failed-authentication throttle count by), the client
       and its API key's non-secret prefix, the status and the duration.
       Headers, bodies and query strings are never logged: tokens, passwords
@@ -139,6 +141,51 @@ def _key_prefix(request: HttpRequest) -> str | None:
     """The non-secret prefix of the API key the request authenticated with
     (DRF puts its `request.auth` on the request too), never the key."""
     return getattr(request.__dict__.get("auth"), "prefix", None)
+
+
+# --- the client's address ---------------------------------------------------------
+
+# The client's address: the one django-axes locks admin logins out by, the
+# failed-authentication throttle counts (wallet_project/throttling.py) and every
+# request log line carries (RequestMiddleware, above). One reading, so that
+# the address a lockout names is the one the logs show.
+#
+# Behind TRUSTED_PROXY_COUNT proxies, each appending the address it was called
+# from to X-Forwarded-For, the client is the address the outermost one wrote:
+# the N-th from the right. What the client wrote itself, to the left of it, is
+# never read; with no trusted proxy, X-Forwarded-For is not read at all (anyone
+# can write it) and the client is REMOTE_ADDR (docs/operations.md, "Production
+# profile"). bin/web's own nginx is not counted: it hands Django the address it
+# was connected from as REMOTE_ADDR (wallet_project/wsgi.py).
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The client's IP address as text ("203.0.113.7", "2001:db8::1"), or None
+    when the request carries none that parses. settings.TRUSTED_PROXY_COUNT is
+    read on each call. django-ipware does the parsing: its proxy count is the
+    proxies whose addresses are in the header, N - 1 (the nearest proxy is
+    REMOTE_ADDR), and "strict" is off so that a client's own X-Forwarded-For
+    does not make the chain fall back to REMOTE_ADDR (the proxy's address,
+    shared by everyone)."""
+    proxies = settings.TRUSTED_PROXY_COUNT
+    header = "HTTP_X_FORWARDED_FOR" if proxies else "REMOTE_ADDR"
+    return _address_in(header, request.META.get(header), proxies)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_in(header: str, value: str | None, proxies: int) -> str | None:
+    """What django-ipware reads from `header` holding `value`: a function of
+    those alone, so remembered (every request asks, mostly for the same few
+    addresses, and ipware's reading was about a tenth of a replay's CPU,
+    bench/instructions.py)."""
+    address, _ = get_client_ip(
+        SimpleNamespace(META={} if value is None else {header: value}),
+        proxy_order="left-most",
+        proxy_count=proxies - 1 if proxies else None,
+        request_header_order=(header,),
+        strict=False,
+    )
+    return address
 
 
 class ContentSecurityPolicyMiddleware:

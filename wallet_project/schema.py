@@ -49,7 +49,7 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
 
 
-# A UUID as the API reads one (wallet_project/serializers.py StrictUUIDField):
+# A UUID as the API reads one (StrictUUIDField, wallet_project/api.py):
 # hyphenated, either case.
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 

@@ -232,7 +232,7 @@ CACHES = {
 
 # --- Money -------------------------------------------------------------------
 # The largest NUMERIC(20,2): the bound of every amount setting, and of every
-# amount and balance (wallets/money.py's MAX_AMOUNT is this).
+# amount and balance (wallets/models.py's MAX_AMOUNT is this).
 LEDGER_MAX_AMOUNT = Decimal("999999999999999999.99")
 
 
@@ -617,12 +617,12 @@ AXES_RESET_ON_SUCCESS = True
 # write it). N: the client is the N-th address from the right of
 # X-Forwarded-For, the one the outermost proxy wrote; what the client wrote
 # itself, to the left of it, is never read. One function reads it
-# (wallet_project/addresses.py), for django-axes, the failed-authentication
+# (client_address in wallet_project/middleware.py), for django-axes, the failed-authentication
 # throttle and the request log line alike.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT < 0:
     misconfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
-AXES_CLIENT_IP_CALLABLE = "wallet_project.addresses.client_address"
+AXES_CLIENT_IP_CALLABLE = "wallet_project.middleware.client_address"
 
 # --- Auth, i18n, static -------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

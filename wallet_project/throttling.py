@@ -50,7 +50,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from wallet_project.addresses import client_address
+from wallet_project.middleware import client_address
 from wallet_project.redis_health import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ def charged_if_malformed(request, view) -> Iterator[None]:
     is charged one unit of its `new` scope (transfers), whatever its key
     names, then refused: a client sending bad requests in a loop meets its
     limit as anyone else. Any other action was charged by DRF before its
-    view ran. Used by transfers.http.admit (key and body) and
+    view ran. Used by transfers.views.admit (key and body) and
     ApiViewSet.initial (query)."""
     try:
         yield
@@ -325,7 +325,7 @@ def charged_if_malformed(request, view) -> Iterator[None]:
 
 class AddressFailureThrottle(ClientRateThrottle):
     """The auth_failures (or no_key) limit of one client address
-    (wallet_project/addresses.py, the address django-axes and the request
+    (client_address in wallet_project/middleware.py, the address django-axes and the request
     log use), counted like the others but keyed by the address: a guesser
     has no client to be charged."""
 

@@ -5,13 +5,21 @@ a read-only number as far as any other code is concerned.
 """
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from wallets.money import DECIMAL_PLACES, MAX_DIGITS
+# Money: amounts are exact decimals end to end, NUMERIC(20,2) in PostgreSQL,
+# `Decimal` in Python, strings like "1000.50" in JSON responses. Every amount
+# and balance column has this shape.
+MAX_DIGITS = 20
+DECIMAL_PLACES = 2
+MIN_AMOUNT = Decimal("0.01")
+MAX_AMOUNT = settings.LEDGER_MAX_AMOUNT  # the largest NUMERIC(20,2)
+CENT = Decimal("0.01")
 
 
 class WalletKind(models.TextChoices):

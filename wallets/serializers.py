@@ -2,7 +2,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from wallet_project.serializers import RefusesUnknownFields, StrictBooleanField, StrictCharField, StrictUUIDField
+from wallet_project.api import RefusesUnknownFields, StrictBooleanField, StrictCharField, StrictUUIDField
 from wallets import selectors
 from wallets.models import UNRESTRICTED, TierProfile, Wallet
 

@@ -18,8 +18,7 @@ from reconciliation.services import logs_reconcile, stale_pending_logs
 from reconciliation.tests.faults import assert_books_balance, balances, post_money
 from transfers import services
 from transfers.models import Movement, TransactionLog, TransactionStatus, TransactionType
-from wallets.models import Wallet, WalletKind
-from wallets.money import MAX_AMOUNT
+from wallets.models import MAX_AMOUNT, Wallet, WalletKind
 from wallets.tests.factories import WalletFactory
 
 # The contract holds straight to PostgreSQL and through PgBouncer alike.

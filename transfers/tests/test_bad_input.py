@@ -20,8 +20,7 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.tests import ledger_state
 from wallet_project.tests import assert_error_envelope
-from wallets.models import Wallet, WalletKind
-from wallets.money import MAX_AMOUNT
+from wallets.models import MAX_AMOUNT, Wallet, WalletKind
 
 pytestmark = pytest.mark.django_db
 

@@ -23,8 +23,7 @@ from reconciliation.services import ledger_discrepancies
 from transfers.models import ClientExposure, TransactionLog, TransactionStatus
 from transfers.services import deposit_create, withdrawal_create
 from transfers.tests.concurrency import post_deposit, run_concurrently
-from wallets.models import Wallet, WalletKind
-from wallets.money import CENT, MAX_AMOUNT
+from wallets.models import CENT, MAX_AMOUNT, Wallet, WalletKind
 from wallets.tests.factories import WalletFactory
 
 # Threads see only what is committed: no per-test transaction to hide in.

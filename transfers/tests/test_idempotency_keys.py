@@ -1,4 +1,4 @@
-"""One key is one key (transfers/http.py): however a client writes it,
+"""One key is one key (transfers/serializers.py): however a client writes it,
 in the header, as a structured-field string or in the body, a given key moves
 money at most once; what is not one key is a 400 that stores nothing; and
 every key that can be stored is found again by its own route."""
@@ -11,8 +11,8 @@ from urllib.parse import quote
 import pytest
 from rest_framework import serializers
 
-from transfers.http import key_from_header
 from transfers.models import TransactionLog
+from transfers.serializers import key_from_header
 from transfers.tests import ledger_state
 from wallet_project.tests import assert_error_envelope
 

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from transfers.models import MovementResult, TransactionLog, TransactionStatus, TransactionType
 from transfers.serializers import MovementResultSerializer, TransferRequestSerializer
-from wallet_project.serializers import LeanSerializer
+from wallet_project.api import LeanSerializer
 
 
 def declared_rendering(result: MovementResult) -> dict:

@@ -5,7 +5,7 @@ contract accepts.
 
 - A money request (a batch included) needs its idempotency key somewhere,
   and the header and the body field, if both are sent, agree
-  (transfers/http.py, read_money_request).
+  (transfers/views.py, read_money_request).
 - A transfer's two wallets differ, and are the test client's own funded
   wallets (random UUIDs would only ever reach the 404).
 - A batch's payouts go from the client's source wallet to its other wallet,
@@ -25,7 +25,7 @@ contract accepts.
 - A value the schema allows and the reader refuses is brought within the
   reader's bounds: metadata's stored size (TRANSFER_METADATA_MAX_BYTES), its
   numbers' digits, and the Unicode code points not assigned yet that a body
-  key may not hold (transfers/http.py, BODY_KEY_PATTERN). The data
+  key may not hold (transfers/serializers.py, BODY_KEY_PATTERN). The data
   decides, not the generation mode: each such value is checked against its
   own schema (as served, with Schemathesis' validator) and against the
   reader (for a key, the reader itself), so a value its schema refuses, the
@@ -49,13 +49,13 @@ import jsonschema_rs
 import schemathesis
 
 # Schemathesis loads this module in its own process, where nothing has set
-# Django up; the key reader (transfers.http) stands on the models.
+# Django up; the key reader (transfers.serializers) stands on the models.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings")
 django.setup()
 
 from rest_framework.exceptions import ValidationError  # noqa: E402
 
-from transfers.http import key_from_header, validate_idempotency_key  # noqa: E402
+from transfers.serializers import key_from_header, validate_idempotency_key  # noqa: E402
 
 # What the reader allows (settings.TRANSFER_METADATA_MAX_BYTES,
 # JSON_MAX_NUMBER_DIGITS), with room for how jsonb writes numbers.

@@ -26,7 +26,7 @@ def staff(django_user_model):
 
 @pytest.fixture
 def behind_one_proxy(settings):
-    """One trusted proxy (wallet_project/addresses.py reads the setting on
+    """One trusted proxy (client_address in wallet_project/middleware.py reads the setting on
     each request; settings.py as a whole is read under it in a process of
     its own, below)."""
     settings.TRUSTED_PROXY_COUNT = 1

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from wallet_project.settings import env_amount, env_amounts_by_currency
-from wallets.money import MAX_AMOUNT
+from wallets.models import MAX_AMOUNT
 
 
 @pytest.mark.parametrize(

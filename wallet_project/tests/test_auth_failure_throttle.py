@@ -2,7 +2,7 @@
 (wallet_project/throttling.py, AddressFailureThrottle): past the
 auth_failures limit a wrong key gets 429 where it got 401, while a live key
 from the same address keeps working. The address is the one django-axes and
-the request log use (wallet_project/addresses.py), TRUSTED_PROXY_COUNT
+the request log use (client_address in wallet_project/middleware.py), TRUSTED_PROXY_COUNT
 honoured. Requests with no credentials at all have a limit of their own per
 address (no_key)."""
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from rest_framework import serializers
 
-from wallet_project.serializers import timestamp_text
+from wallet_project.api import timestamp_text
 
 INSTANTS = [
     datetime(2026, 11, 30, 5, 46, 47, 123456, tzinfo=UTC),

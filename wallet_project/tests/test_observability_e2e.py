@@ -901,7 +901,7 @@ def post_spare_transfer(traffic: Traffic, headers: list[tuple[str, str]]) -> tup
 
 def test_a_repeated_idempotency_header_is_a_400_through_the_real_server(traffic):
     """Granian joins a header sent twice into one value with a comma: the
-    service reads that as a list, never as a new key (transfers/http.py).
+    service reads that as a list, never as a new key (transfers/serializers.py, key_from_header).
     The last tests in the module move money the counter tests above do not
     expect."""
     source, _ = traffic.spare_pair

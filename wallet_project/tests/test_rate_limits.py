@@ -448,7 +448,7 @@ def test_a_malformed_batch_is_charged_one_transfers_unit(rates, clock, treasury_
     assert_throttled(batch(treasury_api, pool, [destination], "b1"))
 
 
-# --- each money request is charged once, by its kind (transfers.http.admit) -------------------
+# --- each money request is charged once, by its kind (transfers.views.admit) -------------------
 
 
 def charged(api, clock: Clock) -> dict[str, int]:
@@ -532,7 +532,7 @@ def test_each_money_request_is_charged_once_by_its_kind(clock, treasury_api, fun
 def test_each_end_of_a_hold_is_charged_one_transfers_unit_at_the_money_door(
     clock, treasury_api, funded_wallet, action, body, bad
 ):
-    # Charged by transfers.http.admit as every money request (no longer by
+    # Charged by transfers.views.admit as every money request (no longer by
     # DRF before the view), and as before: one unit of transfers, whatever
     # the request turns out to be (its key is looked up by the service).
     source, destination = funded_wallet("100.00"), funded_wallet("0")
@@ -553,7 +553,7 @@ def test_each_end_of_a_hold_is_charged_one_transfers_unit_at_the_money_door(
 @pytest.mark.parametrize("action", ["capture", "void", "extend"])
 def test_an_end_of_a_hold_reads_its_key_once_at_the_door(clock, treasury_api, funded_wallet, action):
     # The key from the body when no header carries it, and a header and a
-    # body key that differ refused (transfers.http.MoneyRequest), as placing.
+    # body key that differ refused (transfers.views.MoneyRequest), as placing.
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     path, hold = money("hold", source, destination, "h", "5.00")
     hold_id = treasury_api.post(path, hold, format="json", headers={"Idempotency-Key": "h"}).json()["data"]["id"]
@@ -593,7 +593,7 @@ def placed_holds(api, source, destination, count: int) -> list[str]:
 
 @pytest.mark.parametrize("action", ["capture", "void"])
 def test_ending_a_set_of_holds_is_charged_as_ending_one(clock, treasury_api, funded_wallet, action):
-    # Charged by transfers.http.admit (no longer by DRF before the view), and
+    # Charged by transfers.views.admit (no longer by DRF before the view), and
     # as before: one unit of transfers, whatever the request turns out to be.
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     hold_ids = placed_holds(treasury_api, source, destination, 2)
@@ -611,7 +611,7 @@ def test_ending_a_set_of_holds_is_charged_as_ending_one(clock, treasury_api, fun
 
 @pytest.mark.parametrize("action", ["capture", "void"])
 def test_a_set_of_holds_reads_its_key_at_the_door_as_ending_one(clock, treasury_api, funded_wallet, action):
-    # Unchanged: the same reader (transfers.http.MoneyRequest) read it in the view before.
+    # Unchanged: the same reader (transfers.views.MoneyRequest) read it in the view before.
     source, destination = funded_wallet("100.00"), funded_wallet("0")
     body = {"holds": [{"holdId": hold_id} for hold_id in placed_holds(treasury_api, source, destination, 2)]}
     path = f"/api/holds/{action}"

@@ -266,7 +266,7 @@ def test_amount_is_documented_as_a_decimal_string_only(path, schema):
     ],
 )
 def test_amount_pattern_accepts_exactly_the_strings_the_api_reads(text, schema):
-    from wallets.money import AmountField
+    from transfers.serializers import AmountField
 
     pattern = json_schema_of(schema, schema["paths"]["/api/transfer"]["post"]["requestBody"])["properties"]["amount"][
         "pattern"
@@ -568,7 +568,7 @@ def reads(reader, value: str) -> bool:
 
 
 def test_the_idempotency_key_header_pattern_is_exactly_what_the_reader_accepts(schema):
-    from transfers.http import key_from_header
+    from transfers.serializers import key_from_header
 
     header = next(p for p in schema["paths"]["/api/transfer"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
     pattern = re.compile(header["schema"]["pattern"])
@@ -581,7 +581,7 @@ def test_the_idempotency_key_header_pattern_is_exactly_what_the_reader_accepts(s
 
 
 def test_the_body_key_pattern_is_what_the_reader_accepts_but_for_unassigned_code_points(schema):
-    from transfers.http import validate_idempotency_key
+    from transfers.serializers import validate_idempotency_key
 
     body = json_schema_of(schema, schema["paths"]["/api/transfer"]["post"]["requestBody"])
     pattern = re.compile(body["properties"]["idempotencyKey"]["pattern"])
