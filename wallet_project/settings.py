@@ -205,6 +205,10 @@ if DATABASE_REPLICA_URL:
             **DATABASES["default"]["OPTIONS"],
             **_replica.get("OPTIONS", {}),
             "connect_timeout": env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=2),
+            # The money path's prepared statements run on the primary only; the
+            # replica may sit behind a pooler the primary's DATABASE_POOL_MODE
+            # does not describe, so nothing is prepared there.
+            "prepare_threshold": None,
         },
         # Tests read the test database wherever this one points.
         "TEST": {"MIRROR": "default"},

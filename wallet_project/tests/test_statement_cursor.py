@@ -12,6 +12,7 @@ from django.db import NotSupportedError, ProgrammingError, connection
 from django.test.utils import CaptureQueriesContext
 
 from wallet_project.db.base import DatabaseWrapper
+from wallet_project.tests.test_connection_urls import manage_shell
 
 pytestmark = pytest.mark.django_db
 
@@ -164,3 +165,24 @@ def test_a_retyped_result_column_fails_one_transaction_then_is_prepared_anew(own
     finally:
         own_connection.rollback()
         own_connection.set_autocommit(True)
+
+
+SHOW_THRESHOLDS = """
+from django.conf import settings
+for alias in ("default", "replica"):
+    print(settings.DATABASES[alias]["OPTIONS"]["prepare_threshold"])
+"""
+
+
+@pytest.mark.parametrize("pool_mode, primary", [("session", str(2**62)), ("transaction", "None")])
+def test_the_replica_never_prepares_whatever_the_primary_does(pool_mode, primary):
+    # The replica may sit behind a transaction pooler while the primary is
+    # reached directly: DATABASE_POOL_MODE speaks for the primary only.
+    shown = manage_shell(
+        SHOW_THRESHOLDS,
+        DATABASE_POOL_MODE=pool_mode,
+        DATABASE_REPLICA_URL="postgres://postgres@127.0.0.1:6432/wallet",
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == [primary, "None"]
