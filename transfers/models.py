@@ -588,6 +588,14 @@ def canonical_fingerprint(**asked: object) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def is_final(row: TransactionLog | TransferBatch | Hold) -> bool:
+    """Whether a transaction, a batch or a hold is final: a request under its
+    key is a replay, and a replica's copy of it may be read. A PENDING one may
+    be settling on the primary right now. (A batch's BatchStatus.PENDING is the
+    same string as TransactionStatus.PENDING.)"""
+    return row.status != TransactionStatus.PENDING
+
+
 @dataclass(frozen=True)
 class Found:
     """Layer 1 of the protocol (docs/design.md, "The protocol: five
@@ -601,9 +609,8 @@ class Found:
     @property
     def finished(self) -> bool:
         """Whether a request under the key is a replay (charged as one): what
-        it names is final. A PENDING one may be settling right now. (A batch's
-        BatchStatus.PENDING is the same string as TransactionStatus.PENDING.)"""
-        return self.row is not None and self.row.status != TransactionStatus.PENDING
+        it names is final (is_final)."""
+        return self.row is not None and is_final(self.row)
 
     def answers_unread(self, body_digest: str) -> bool:
         """Whether a request whose bytes have `body_digest` (sha256 of its

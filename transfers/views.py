@@ -37,7 +37,7 @@ from transfers.models import (
     Payout,
     TransactionLog,
     TransactionStatus,
-    TransferBatch,
+    is_final,
 )
 from transfers.rendering import batch_result_json, movement_result_json
 from transfers.serializers import (
@@ -332,13 +332,6 @@ def money_response(request, result: MovementResult) -> HttpResponse:
     )
 
 
-def is_finished(row: TransactionLog | TransferBatch) -> bool:
-    """Whether a transaction or a batch is final: a request for it is a
-    replay, and a replica's copy of it may be read. A PENDING one may be
-    settling on the primary right now."""
-    return row.status != TransactionStatus.PENDING
-
-
 class TransferViewSet(ApiViewSet):
     """POST /api/transfer and the log views by idempotency key and by reference."""
 
@@ -362,7 +355,7 @@ class TransferViewSet(ApiViewSet):
     def retrieve(self, request, idempotency_key: str):
         log = lag_tolerant_read(
             lambda: selectors.log_for_client_key(client=request.user, idempotency_key=idempotency_key),
-            fresh_enough=is_finished,
+            fresh_enough=is_final,
         )
         return ok(TransactionDetailSerializer(log, context={"request": request}).data)
 
@@ -374,7 +367,7 @@ class TransferViewSet(ApiViewSet):
     )
     def by_reference(self, request, reference: str):
         log = lag_tolerant_read(
-            lambda: selectors.log_by_reference(viewer=request.user, reference=reference), fresh_enough=is_finished
+            lambda: selectors.log_by_reference(viewer=request.user, reference=reference), fresh_enough=is_final
         )
         return ok(TransactionDetailSerializer(log, context={"request": request}).data)
 
