@@ -17,6 +17,7 @@ anyone else gets null for them.
 from django.db import models
 
 from transfers.models import TransactionLog, TransactionStatus, TransactionType
+from transfers.selectors import SHOWS_REQUEST_DETAILS_SQL
 from wallet_project.api import timestamp_text
 
 # (API name, model field; "relation.field" for a field of a related row), in
@@ -52,25 +53,6 @@ DETAIL_FIELD_NAMES = [name for name, _ in DETAIL_FIELDS]
 # What the paying client sent, and why its movement failed (which says, for
 # one, that the payer lacked the money): shown to it (and to auditors) only.
 PAYER_ONLY = frozenset({"idempotencyKey", "metadata", "errorCode", "errorMessage"})
-
-# The permission that lets a client read every client's transactions and
-# holds (an auditor's): the one name for it, in code and, below, in SQL.
-VIEW_ALL_TRANSFERS = "transfers.view_all_transfers"
-_APP_LABEL, _CODENAME = VIEW_ALL_TRANSFERS.split(".")
-
-# The SQL twin of selectors.shows_request_details: whether the client whose
-# id is {viewer} may see what the paying client of the log {row} sent. It
-# sent it, or it holds VIEW_ALL_TRANSFERS (an auditor), as
-# ModelBackend.has_perm decides: an active user, a superuser, or the
-# permission given to the user or to one of its groups.
-SHOWS_REQUEST_DETAILS_SQL = f"""({{viewer}} = {{row}}.client_id OR EXISTS (
-    SELECT 1 FROM auth_user u
-     WHERE u.id = {{viewer}} AND u.is_active AND (u.is_superuser OR EXISTS (
-           SELECT 1 FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
-            WHERE ct.app_label = '{_APP_LABEL}' AND p.codename = '{_CODENAME}'
-              AND (p.id IN (SELECT permission_id FROM auth_user_user_permissions WHERE user_id = u.id)
-                   OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
-                                 JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = u.id))))))"""  # noqa: S608 (a constant)
 
 
 def utc_text_sql(column: str) -> str:

@@ -10,9 +10,27 @@ from django.db.models.functions import Coalesce
 
 from transfers.exceptions import BatchNotFound, TransactionNotFound
 from transfers.models import MONEY_MOVED_STATUSES, REFERENCE_FORMAT, TransactionLog, TransferBatch
-from transfers.rendering import VIEW_ALL_TRANSFERS
 from wallets.models import DECIMAL_PLACES, MAX_DIGITS, Wallet
 from wallets.selectors import customer_wallet_get
+
+# The permission that lets a client read every client's transactions and
+# holds (an auditor's): the one name for it, in code and, below, in SQL.
+VIEW_ALL_TRANSFERS = "transfers.view_all_transfers"
+_APP_LABEL, _CODENAME = VIEW_ALL_TRANSFERS.split(".")
+
+# The SQL twin of selectors.shows_request_details: whether the client whose
+# id is {viewer} may see what the paying client of the log {row} sent. It
+# sent it, or it holds VIEW_ALL_TRANSFERS (an auditor), as
+# ModelBackend.has_perm decides: an active user, a superuser, or the
+# permission given to the user or to one of its groups.
+SHOWS_REQUEST_DETAILS_SQL = f"""({{viewer}} = {{row}}.client_id OR EXISTS (
+    SELECT 1 FROM auth_user u
+     WHERE u.id = {{viewer}} AND u.is_active AND (u.is_superuser OR EXISTS (
+           SELECT 1 FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+            WHERE ct.app_label = '{_APP_LABEL}' AND p.codename = '{_CODENAME}'
+              AND (p.id IN (SELECT permission_id FROM auth_user_user_permissions WHERE user_id = u.id)
+                   OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
+                                 JOIN auth_user_groups ug ON ug.group_id = gp.group_id WHERE ug.user_id = u.id))))))"""  # noqa: S608 (a constant)
 
 # Joined into the logs the API shows, which say what kind each wallet is.
 WALLETS = ("source_wallet", "destination_wallet")
