@@ -75,7 +75,7 @@ from transfers.models import (
     canonical_fingerprint,
     new_reference,
 )
-from transfers.rendering import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
+from transfers.serializers import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
 from wallet_project.db.base import fetch, from_row, in_model_order, run
 from wallets.models import MAX_AMOUNT, Wallet, WalletKind
 

@@ -12,7 +12,6 @@ from rest_framework import status
 from transfers import holds, locks
 from transfers.exceptions import BUSINESS_RULE_ERRORS
 from transfers.models import HoldStatus
-from transfers.rendering import hold_json
 from transfers.serializers import (
     HoldCaptureSerializer,
     HoldCaptureSetSerializer,
@@ -21,6 +20,7 @@ from transfers.serializers import (
     HoldSerializer,
     HoldVoidSerializer,
     HoldVoidSetSerializer,
+    hold_json,
 )
 from transfers.views import IDEMPOTENCY_KEY_PARAMETER, MONEY_SCOPES, REPLAYED_HEADER, admit, nothing_found
 from wallet_project.api import ApiViewSet, ok

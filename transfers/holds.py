@@ -56,8 +56,8 @@ from transfers.models import (
     TransactionType,
     canonical_fingerprint,
 )
-from transfers.rendering import hold_json
 from transfers.selectors import VIEW_ALL_TRANSFERS
+from transfers.serializers import hold_json
 from transfers.services import _WALLETS_OF, PAY_OTHER_CLIENTS, _ensure_wallets
 from wallet_project.db.base import fetch, in_model_order
 

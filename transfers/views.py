@@ -39,7 +39,6 @@ from transfers.models import (
     TransactionStatus,
     is_final,
 )
-from transfers.rendering import batch_result_json, movement_result_json
 from transfers.serializers import (
     HEADER_KEY_PATTERN,
     IDEMPOTENCY_HEADER,
@@ -55,8 +54,10 @@ from transfers.serializers import (
     TransferRequestSerializer,
     WalletBalanceSerializer,
     WalletHistoryEntrySerializer,
+    batch_result_json,
     idempotency_key_of,
     key_from_header,
+    movement_result_json,
 )
 from transfers.statement_documents import StatementCSVRenderer, StatementPDFRenderer, statement_data
 from wallet_project.api import ApiViewSet, EnvelopeCursorPagination, ok, ok_rendered

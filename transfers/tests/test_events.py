@@ -14,9 +14,8 @@ from corrections.tests.people import reversed_with_four_eyes
 from events.models import Event, EventType
 from transfers import services
 from transfers.models import TransactionLog
-from transfers.rendering import DETAIL_FIELD_NAMES
 from transfers.selectors import with_reversal_links
-from transfers.serializers import TransactionDetailSerializer
+from transfers.serializers import DETAIL_FIELD_NAMES, TransactionDetailSerializer
 from wallets.serializers import WalletSerializer
 from wallets.services import wallet_set_active
 from wallets.tests.factories import WalletFactory
