@@ -360,7 +360,7 @@ def _count(
 
 # A transaction as an event carries it (docs/api.md, "Events and webhooks"),
 # for the recipient `owner`: as a lookup by reference shows it to that owner,
-# reversal links included (transfers/rendering.py, the one field list).
+# reversal links included (transfers/serializers.py, the one field list).
 # Written in SQL so that settling inserts the events in the statement that
 # completes the logs: no round trip, and no Python rendering in the
 # service's process. Measured (callgrind, 200 renders in one process): the
@@ -618,7 +618,7 @@ def settle_correction(log: TransactionLog, *, reverses: TransactionLog | None = 
 # --- a batch of payouts -----------------------------------------------------------
 
 PAYOUT_FIELDS = in_model_order(TransactionLog, [*locks.LOCKED_LOG_FIELDS, "batch_index"])
-# The finished batch as its batch.finished event renders it (rendering.batch_json).
+# The finished batch as its batch.finished event renders it (serializers.batch_json).
 FINISHED_BATCH_FIELDS = in_model_order(TransferBatch, BATCH_FIELDS)
 _PENDING_PAYOUTS = (
     f"SELECT {', '.join(PAYOUT_FIELDS)} FROM transaction_logs "  # noqa: S608 (model field names)
@@ -717,7 +717,7 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
     """The batch row's outcome, and its batch.finished event to the client
     that sent it, in the settle transaction (each payout's own events are
     written by apply). The event's data is the batch as its answer shows it
-    (rendering.batch_json, read back by the UPDATE that finishes it), without
+    (serializers.batch_json, read back by the UPDATE that finishes it), without
     its payouts and message (BatchFinished in the schema, docs/api.md)."""
     completed = posting.completed
     payout_count = len(posting.decisions) + len(batch.rejected_payouts)

@@ -2,7 +2,7 @@
 through the door of every money request (transfers.views.admit: its key
 read once, its body validated, charged by one rule, its lock taken with the
 charge), handed to one service of transfers.holds, and its holds rendered
-(transfers.rendering.hold_json)."""
+(transfers.serializers.hold_json)."""
 
 from functools import partial
 

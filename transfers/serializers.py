@@ -649,7 +649,7 @@ def hold_json(hold, *, viewer_id: int | None) -> dict:
 # The first answer's message, by type; the transfer's is the first version's wording.
 class MovementResultSerializer(serializers.Serializer):
     """The answer to a money-moving request (a MovementResult): its schema.
-    The answer itself is rendering.movement_result_json, rendered straight
+    The answer itself is movement_result_json, rendered straight
     to bytes by the views (transfers/views.py, money_response);
     transfers/tests/test_serializers.py checks the fields below say what it writes.
 
@@ -674,8 +674,8 @@ class MovementResultSerializer(serializers.Serializer):
 
 class TransactionLogSerializer(serializers.ModelSerializer):
     """A transaction as the API shows it, with the fields of
-    transfers/rendering.py. The idempotency key, the metadata and the
-    failure's code and message (rendering.PAYER_ONLY) are shown only to the
+    TRANSACTION_FIELDS, above. The idempotency key, the metadata and the
+    failure's code and message (PAYER_ONLY) are shown only to the
     paying client, or to an auditor (selectors.shows_request_details); anyone
     else who may read the transaction (the owner of a wallet it credited)
     gets null for them."""
@@ -696,7 +696,7 @@ class TransactionLogSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TransactionLog
-        # The one field list (transfers/rendering.py): the events are written from it too.
+        # The one field list (TRANSACTION_FIELDS, above): the events are written from it too.
         fields = FIELD_NAMES
         read_only_fields = fields
 
@@ -730,7 +730,7 @@ class TransactionDetailSerializer(TransactionLogSerializer):
     reversedBy = serializers.UUIDField(source="reversed_by_id", allow_null=True)
 
     class Meta(TransactionLogSerializer.Meta):
-        fields = DETAIL_FIELD_NAMES  # transfers/rendering.py: the events carry them too
+        fields = DETAIL_FIELD_NAMES  # DETAIL_FIELDS, above: the events carry them too
         read_only_fields = fields
 
 
@@ -915,10 +915,10 @@ class PayoutOutcomeSerializer(serializers.Serializer):
 
 class BatchResultSerializer(serializers.Serializer):
     """A batch and each payout's outcome (a BatchResult): its schema. The
-    answer itself is rendering.batch_result_json, written out (a batch of
+    answer itself is batch_result_json, written out (a batch of
     1,000 payouts through DRF's generic field path would cost more than
     settling it) and rendered straight to bytes by the views; its batch
-    fields are rendering.batch_json's, as its batch.finished event carries them."""
+    fields are batch_json's, as its batch.finished event carries them."""
 
     batchId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=BatchStatus.choices)
@@ -1056,7 +1056,7 @@ class HoldVoidSetSerializer(HoldSetFields):
 
 
 class HoldSerializer(serializers.Serializer):
-    """A hold as the API shows it (transfers.rendering.hold_json, which
+    """A hold as the API shows it (hold_json, above, which
     renders it; these fields describe it in the schema). Amounts are
     strings with two places; idempotencyKey, metadata, errorCode and
     errorMessage are null in the payee's copy of an event."""

@@ -320,7 +320,7 @@ def money_request(request, view, serializer_class, create: Callable[..., Movemen
 def money_response(request, result: MovementResult) -> HttpResponse:
     """201 for the request that settled the log, 200 + Idempotent-Replayed for
     a replay; a FAILED log is the same 422 every time. The answer is
-    rendering.movement_result_json, rendered to bytes once (wallet_project.api.ok_rendered)."""
+    serializers.movement_result_json, rendered to bytes once (wallet_project.api.ok_rendered)."""
     headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
     data = movement_result_json(result)
     # The service returns a FAILED log, it does not raise: the rule's 422 is
@@ -569,7 +569,7 @@ class BatchViewSet(ApiViewSet):
 def batch_response(request, result: BatchResult) -> HttpResponse:
     """201 for the request that settled the batch, 200 + Idempotent-Replayed
     for a replay; an atomic batch that failed is the same 422 every time.
-    The answer is rendering.batch_result_json, rendered to bytes once."""
+    The answer is serializers.batch_result_json, rendered to bytes once."""
     headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
     data = batch_result_json(result)
     if result.batch.atomic and result.batch.error_code:

@@ -148,7 +148,7 @@ def ok_rendered(request, data: dict, *, status: int, headers: dict) -> HttpRespo
     """ok(), rendered here to the bytes REST framework's JSONRenderer writes
     (compact, UTF-8, U+2028/U+2029 escaped) instead of through its Response:
     for the money answers (transfers/views.py), whose data is plain JSON
-    already (strings, numbers, booleans, None; transfers/rendering.py).
+    already (strings, numbers, booleans, None; transfers/serializers.py).
 
     Measured with callgrind, 200 answers in one process without a database
     (money_response, the view's finalize_response and Django's render
@@ -505,7 +505,7 @@ def timestamp_text(value: datetime | None) -> str | None:
     directly, as DRF writes it in the UTC the service runs in: DRF's field
     asks for the current time zone on every call, and a hold's answer and
     its event write four timestamps each; through DRF they made rendering a
-    hold (transfers.rendering.hold_json) about three times as slow (timeit
+    hold (transfers.serializers.hold_json) about three times as slow (timeit
     on the shared bench machine). wallet_project/tests/test_fields.py keeps
     the two the same."""
     if value is None:

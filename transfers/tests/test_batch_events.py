@@ -93,7 +93,7 @@ def test_a_replayed_batch_records_no_second_event(funded_wallet):
 
 
 def test_the_batch_finished_event_is_the_batch_as_its_answer_shows_it(funded_wallet):
-    """One rendering (transfers.rendering.batch_json): the event's data is the
+    """One rendering (transfers.serializers.batch_json): the event's data is the
     answer's batch without its message and payouts, field for field, Z times."""
     lender = make_api_client("Disbursement client")
     pool = funded_wallet("100.00", owner=lender.user)
