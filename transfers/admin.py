@@ -24,8 +24,7 @@ from django.utils.html import format_html, format_html_join
 from transfers import statements
 from transfers.exceptions import HoldNotOpen
 from transfers.holds import hold_void_by_operator
-from transfers.limits import business_today
-from transfers.models import MONEY_MOVED_STATUSES, Hold, HoldStatus, TransactionLog, TransferBatch
+from transfers.models import MONEY_MOVED_STATUSES, Hold, HoldStatus, TransactionLog, TransferBatch, business_today
 from transfers.selectors import RECENT_TRANSACTIONS, wallet_balance_and_ledger, wallet_recent_transactions
 from transfers.serializers import StatementQuerySerializer
 from transfers.services import batch_outcomes

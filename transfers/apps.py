@@ -9,7 +9,7 @@ class TransfersConfig(AppConfig):
         from django.core import checks
 
         from transfers.checks import check_a_full_batch_fits_the_transfers_rate
-        from transfers.limits import day_totals
+        from transfers.selectors import day_totals
         from transfers.telemetry import settlement_state
         from wallet_project.metrics import register_state_source
         from wallet_project.throttling import check_throttle_scopes

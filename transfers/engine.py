@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from events.models import EventType
 from events.outbox import INSERT_EVENT_ROWS, event_rows_json, insert_events_sql, record_event_rows
-from transfers import limits, locks, telemetry
+from transfers import locks, telemetry
 from transfers.exceptions import (
     BUSINESS_RULE_ERRORS,
     BalanceLimitExceeded,
@@ -59,10 +59,11 @@ from transfers.exceptions import (
     InsufficientBalance,
     LimitExceeded,
     WalletInactive,
+    WalletRestricted,
 )
-from transfers.limits import business_day
 from transfers.models import (
     HOLD_REQUEST_KEY_CONSTRAINT,
+    ZERO,
     BatchStatus,
     ClientDailyDebit,
     ClientExposure,
@@ -72,7 +73,10 @@ from transfers.models import (
     TransactionStatus,
     TransactionType,
     TransferBatch,
+    business_day,
     canonical_fingerprint,
+    client_debits_key,
+    exposure_change,
     new_reference,
 )
 from transfers.serializers import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
@@ -117,7 +121,7 @@ class Failure:
 
     code: str
     message: str
-    # The limit a limit_exceeded names (transfers/limits.py), for the refusals metric.
+    # The limit a limit_exceeded names (check_caps), for the refusals metric.
     limit: str = ""
 
     @classmethod
@@ -217,7 +221,7 @@ def check_rules(
     the rules it does not keep (an operator's correction must reach a
     frozen wallet: docs/design.md, "The corrections' money"; tiers and
     restrictions are the client's and the customer's, docs/limits.md).
-    `counted_at_hold`: limits.check_caps'."""
+    `counted_at_hold`: check_caps'."""
     if frozen_blocks and not source.is_active:
         raise WalletInactive("The source wallet is inactive.")
     if frozen_blocks and not destination.is_active:
@@ -227,12 +231,12 @@ def check_rules(
             f"The source wallet holds {source.currency}, the destination wallet {destination.currency}."
         )
     if tiers:
-        limits.check_restrictions(log, source, destination)
+        check_restrictions(log, source, destination)
     # What it may spend is what its open holds do not reserve (docs/api.md, "Holds").
     if source.kind == WalletKind.CUSTOMER and source.balance - source.held < log.amount:
         raise InsufficientBalance()
     if tiers:
-        limits.check_caps(log, source, destination, client_debits, counted_at_hold=counted_at_hold)
+        check_caps(log, source, destination, client_debits, counted_at_hold=counted_at_hold)
     # One client must not take a settlement wallet to where other clients'
     # deposits no longer fit (docs/design.md, "Client exposure"); checked
     # before the ledger's range below, so that a client past its own limit is
@@ -256,10 +260,10 @@ def check_rules(
 def _locked_exposure_change(
     payer: Wallet, payee: Wallet, amount: Decimal, rows: locks.LimitRows
 ) -> ExposureChange | None:
-    """limits.exposure_change (which names the row by its key) with the row
+    """models.exposure_change (which names the row by its key) with the row
     itself, as the caller locked it (locks.lock_limit_rows), and by how much;
     None between customer wallets."""
-    change = limits.exposure_change(payer, payee, amount)
+    change = exposure_change(payer, payee, amount)
     if change is None:
         return None
     key, signed = change
@@ -275,8 +279,8 @@ def owners(*wallets: Wallet) -> list[int]:
 def client_debits_row(payer: Wallet, rows: locks.LimitRows) -> ClientDailyDebit | None:
     """The paying client's daily-debits row, as the caller locked it
     (locks.lock_limit_rows), when a customer wallet pays in a currency
-    CLIENT_DAILY_DEBIT_LIMIT names (limits.client_debits_key); else None."""
-    key = limits.client_debits_key(payer)
+    CLIENT_DAILY_DEBIT_LIMIT names (models.client_debits_key); else None."""
+    key = client_debits_key(payer)
     return None if key is None else rows.client_debits[key]
 
 
@@ -353,6 +357,102 @@ def _count(
     if client_debits is not None:
         client_debits.amount += log.amount
         posting.client_debits[client_debits.pk] = posting.client_debits.get(client_debits.pk, Decimal(0)) + log.amount
+
+
+# --- the limits: tiers, restrictions and caps (docs/limits.md) ---------------------
+#
+# Tier limits and restrictions: the rules of docs/limits.md, checked by
+# check_rules (above) under the row locks of the movement, against running
+# totals the settle statement keeps.
+#
+# Order, the one a client is told of them in (docs/limits.md, "The order of
+# the checks, and what a refusal says"):
+# restrictions (post-no-debit on the payer, post-no-credit on the payee,
+# 422 wallet_restricted); the client's per-movement maximum
+# (CLIENT_MAX_REQUEST_AMOUNT); the client's daily debits
+# (CLIENT_DAILY_DEBIT_LIMIT); the payer's tier (single debit, daily debits);
+# the payee's tier (single credit, daily credits, balance). A cap broken is
+# 422 limit_exceeded naming the cap and the room left, except on a payee
+# another client owns: its tier is that client's business, so the refusal
+# names nothing.
+#
+# Outside tiers: settlement and suspense wallets, and corrections (a
+# reversal's compensation, a manual adjustment): they are neither checked nor
+# counted.
+
+
+def _refuse(limit: str, cap: Decimal, room: Decimal, currency: str, whose: str) -> LimitExceeded:
+    room = max(room, ZERO)
+    return LimitExceeded(
+        f"Limit exceeded: {limit} of {whose} is {cap:.2f} {currency}; room left: {room:.2f}.", limit=limit
+    )
+
+
+def _private_payee(log: TransactionLog, destination: Wallet) -> bool:
+    """Whether the payee is another client's wallet: told nothing of its state."""
+    return destination.owner_id != log.client_id
+
+
+def check_restrictions(log: TransactionLog, source: Wallet, destination: Wallet) -> None:
+    """Post-no-debit on a paying customer wallet, post-no-credit on a
+    receiving one: raises WalletRestricted."""
+    if source.kind == WalletKind.CUSTOMER and source.post_no_debit:
+        raise WalletRestricted("The source wallet is restricted: post-no-debit (no money may leave it).")
+    if destination.kind == WalletKind.CUSTOMER and destination.post_no_credit:
+        if _private_payee(log, destination):
+            raise WalletRestricted("The destination wallet cannot receive money.")
+        raise WalletRestricted("The destination wallet is restricted: post-no-credit (no money may enter it).")
+
+
+def check_caps(
+    log: TransactionLog,
+    source: Wallet,
+    destination: Wallet,
+    client_debits: ClientDailyDebit | None,
+    *,
+    counted_at_hold: bool = False,
+) -> None:
+    """The caps on `log` between the locked `source` and `destination` (each
+    customer wallet carries its WalletDay as `.day`), in the order above;
+    raises the first broken as LimitExceeded. `client_debits`: the paying
+    client's locked row of the day, when its currency has a
+    CLIENT_DAILY_DEBIT_LIMIT. `counted_at_hold`: `log` is a hold's capture,
+    whose payer's tier caps were checked when the hold was placed
+    (engine.place_hold; docs/limits.md, "Holds"): only the client's caps and
+    the payee's are checked now."""
+    amount, currency = log.amount, log.currency
+    payer = source.kind == WalletKind.CUSTOMER
+    payee = destination.kind == WalletKind.CUSTOMER
+    per_request = settings.CLIENT_MAX_REQUEST_AMOUNT.get(currency)
+    if per_request is not None and amount > per_request:
+        raise _refuse("clientMaxRequestAmount", per_request, per_request, currency, "the client, per movement")
+    if client_debits is not None:
+        daily = settings.CLIENT_DAILY_DEBIT_LIMIT[currency]
+        if client_debits.amount + amount > daily:
+            raise _refuse("clientDailyDebits", daily, daily - client_debits.amount, currency, "the client, today")
+    if payer and not counted_at_hold:
+        day, tier = source.day, source.day.tier
+        whose = f"the source wallet's tier {tier.name}"
+        if tier.max_single_debit is not None and amount > tier.max_single_debit:
+            raise _refuse("maxSingleDebit", tier.max_single_debit, tier.max_single_debit, currency, whose)
+        if tier.max_daily_debits is not None and day.debits + amount > tier.max_daily_debits:
+            raise _refuse("maxDailyDebits", tier.max_daily_debits, tier.max_daily_debits - day.debits, currency, whose)
+    if payee:
+        day, tier = destination.day, destination.day.tier
+        whose = f"the destination wallet's tier {tier.name}"
+        refusal = None
+        if tier.max_single_credit is not None and amount > tier.max_single_credit:
+            refusal = _refuse("maxSingleCredit", tier.max_single_credit, tier.max_single_credit, currency, whose)
+        elif tier.max_daily_credits is not None and day.credits + amount > tier.max_daily_credits:
+            room = tier.max_daily_credits - day.credits
+            refusal = _refuse("maxDailyCredits", tier.max_daily_credits, room, currency, whose)
+        elif tier.max_balance is not None and destination.balance + amount > tier.max_balance:
+            room = tier.max_balance - destination.balance
+            refusal = _refuse("maxBalance", tier.max_balance, room, currency, whose)
+        if refusal is not None:
+            if _private_payee(log, destination):
+                raise LimitExceeded("The destination wallet cannot receive this amount.", limit="payee")
+            raise refusal
 
 
 # --- applying ---------------------------------------------------------------------

@@ -36,9 +36,20 @@ from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connection
 from redis.exceptions import LockError
 
-from transfers import limits
 from transfers.exceptions import IdempotencyKeyInUse
-from transfers.models import ClientDailyDebit, ClientExposure, Hold, TransactionLog, TransferBatch
+from transfers.models import (
+    NO_TIER,
+    ZERO,
+    ClientDailyDebit,
+    ClientExposure,
+    Hold,
+    Tier,
+    TransactionLog,
+    TransferBatch,
+    WalletDay,
+    client_debits_key,
+    exposure_change,
+)
 from wallet_project.db.base import fetch, from_row, in_model_order, statement_cursor
 from wallet_project.exceptions import retry_after_header
 from wallet_project.redis_health import REDIS_ERRORS
@@ -339,7 +350,7 @@ def lock_wallets(*wallet_ids: uuid.UUID, day: datetime.date) -> dict[uuid.UUID, 
     destination), locked in one statement in primary-key order: the one
     order every caller uses, so two movements on the same wallets wait for
     each other, never deadlock. Each customer wallet carries `.day`
-    (transfers.limits.WalletDay): its tier and its totals of `day` (a
+    (transfers.models.WalletDay): its tier and its totals of `day` (a
     business day), as they stand under the lock."""
     return _locked_wallets(fetch(connection, _LOCK_WALLETS, [day, list(set(wallet_ids))]), day)
 
@@ -358,8 +369,8 @@ def _locked_wallets(rows: list[tuple], day: datetime.date) -> dict[uuid.UUID, Wa
             continue
         wallet_xmin, tier_row = row[width], row[width + 1 : width + 1 + len(_TIER_COLUMNS)]
         debits, credits, totals_xmin = row[width + 1 + len(_TIER_COLUMNS) :]
-        tier = limits.NO_TIER if tier_row[0] is None else limits.Tier(*tier_row)
-        wallet.day = limits.WalletDay(tier, debits or limits.ZERO, credits or limits.ZERO)
+        tier = NO_TIER if tier_row[0] is None else Tier(*tier_row)
+        wallet.day = WalletDay(tier, debits or ZERO, credits or ZERO)
         if wallet.tier_id != tier.id:
             # Its tier changed while this transaction waited for the row.
             stale_tiers.setdefault(wallet.tier_id, []).append(wallet)
@@ -370,14 +381,14 @@ def _locked_wallets(rows: list[tuple], day: datetime.date) -> dict[uuid.UUID, Wa
     if stale_tiers:
         for tier_row in fetch(connection, _READ_TIERS, [list(stale_tiers)]):
             for wallet in stale_tiers[tier_row[0]]:
-                wallet.day.tier = limits.Tier(*tier_row)
+                wallet.day.tier = Tier(*tier_row)
     if stale_totals:
         # A statement of its own sees every commit before it; the totals
         # cannot change now: every writer holds the wallet's row lock.
         rows = fetch(connection, _READ_TOTALS, [[wallet.pk for wallet in stale_totals], day])
         fresh = {wallet_id: (debits, credits) for wallet_id, debits, credits in rows}
         for wallet in stale_totals:
-            wallet.day.debits, wallet.day.credits = fresh.get(wallet.pk, (limits.ZERO, limits.ZERO))
+            wallet.day.debits, wallet.day.credits = fresh.get(wallet.pk, (ZERO, ZERO))
     return wallets
 
 
@@ -449,18 +460,18 @@ def lock_limit_rows(
 ) -> LimitRows:
     """Locks 4 and 5 of the order (docs/design.md, "The locks, and their
     order"), after the wallets (`wallets`, locked, by id): every exposure
-    row the movements change (limits.exposure_change), then, with `tiers`,
-    every paying client's daily-debits row of `day` (limits.client_debits_key),
+    row the movements change (models.exposure_change), then, with `tiers`,
+    every paying client's daily-debits row of `day` (models.client_debits_key),
     each set in key order, each row once. `movements`: the logs (or a hold)
     about to be decided, with their source and destination wallet ids.
     Without `exposures` (a hold's placement) no exposure row."""
     exposure_keys, debit_keys = set(), set()
     for movement in movements:
         payer, payee = wallets[movement.source_wallet_id], wallets[movement.destination_wallet_id]
-        change = limits.exposure_change(payer, payee, movement.amount) if exposures else None
+        change = exposure_change(payer, payee, movement.amount) if exposures else None
         if change is not None:
             exposure_keys.add(change[0])
-        key = limits.client_debits_key(payer) if tiers else None
+        key = client_debits_key(payer) if tiers else None
         if key is not None:
             debit_keys.add(key)
     rows = LimitRows()

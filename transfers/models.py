@@ -26,9 +26,11 @@ import json
 import re
 import secrets
 import uuid
+import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -37,7 +39,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from wallets.models import DECIMAL_PLACES, MAX_DIGITS, Wallet
+from wallets.models import DECIMAL_PLACES, MAX_DIGITS, SYSTEM_KINDS, UNRESTRICTED, Wallet, WalletKind
 
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
 assert 256 % len(REFERENCE_ALPHABET) == 0, "new_reference draws one byte per character"
@@ -376,6 +378,101 @@ class ClientDailyDebit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id} {self.currency} {self.day}: {self.amount}"
+
+
+# --- the business day -------------------------------------------------------------
+#
+# The daily caps count in the business day (docs/limits.md, "The business
+# day"): the day in settings.BUSINESS_TIME_ZONE (Africa/Lagos by default,
+# checked at start-up; docs/operations.md), the one zone the service counts
+# days in: the daily totals, a statement's days (transfers.statements) and the
+# days the API and the admin ask for (business_day, business_today,
+# business_zone below).
+
+
+@cache
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(name)
+
+
+def business_zone() -> zoneinfo.ZoneInfo:
+    """The zone of settings.BUSINESS_TIME_ZONE; its key is the IANA name."""
+    return _zone(settings.BUSINESS_TIME_ZONE)
+
+
+def business_day(moment: datetime) -> date:
+    """The business day that the aware `moment` falls in."""
+    return moment.astimezone(business_zone()).date()
+
+
+def business_today() -> date:
+    """The business day it is now."""
+    return timezone.localdate(timezone=business_zone())
+
+
+# --- tiers, and what the limits need of a locked wallet (docs/limits.md) ---------
+
+ZERO = Decimal(0)
+
+
+@dataclass
+class Tier:
+    """A wallet's tier as the engine reads it with the wallet's row: its
+    name and caps (None: no cap)."""
+
+    id: int | None
+    name: str
+    max_single_credit: Decimal | None = None
+    max_single_debit: Decimal | None = None
+    max_daily_credits: Decimal | None = None
+    max_daily_debits: Decimal | None = None
+    max_balance: Decimal | None = None
+
+    @property
+    def has_daily_caps(self) -> bool:
+        return self.max_daily_credits is not None or self.max_daily_debits is not None
+
+
+NO_TIER = Tier(None, UNRESTRICTED)
+
+
+@dataclass
+class WalletDay:
+    """What the limits need of one locked customer wallet: its tier, and
+    what it sent and received today so far (running: the engine adds each
+    movement it completes, so a batch checks each payout on the totals the
+    payouts before it leave)."""
+
+    tier: Tier
+    debits: Decimal = ZERO
+    credits: Decimal = ZERO
+
+
+# --- the rows a movement counts in: its client's exposure, its client's daily debits ---
+
+
+def exposure_change(payer: Wallet, payee: Wallet, amount: Decimal) -> tuple[tuple[int, str], Decimal] | None:
+    """Whose exposure a movement changes (the (client, currency) of its row,
+    transfers.models.ClientExposure) and by how much: + amount to the owner
+    of a customer wallet a system wallet pays (a deposit, a reversed
+    withdrawal, a credit adjustment from suspense), - amount to the owner of
+    one that pays a system wallet; None between customer wallets. A suspense
+    wallet counts as the settlement wallet does: money from it enters the
+    client's wallets from outside them (docs/design.md, "Client exposure")."""
+    if payer.kind in SYSTEM_KINDS:
+        return (payee.owner_id, payee.currency), amount
+    if payee.kind in SYSTEM_KINDS:
+        return (payer.owner_id, payer.currency), -amount
+    return None
+
+
+def client_debits_key(payer: Wallet) -> tuple[int, str] | None:
+    """The (client, currency) of the paying client's daily-debits row a
+    movement counts in: when a customer wallet pays in a currency
+    CLIENT_DAILY_DEBIT_LIMIT names; else None (docs/limits.md, "Per-client caps")."""
+    if payer.kind != WalletKind.CUSTOMER or payer.currency not in settings.CLIENT_DAILY_DEBIT_LIMIT:
+        return None
+    return payer.owner_id, payer.currency
 
 
 # --- holds (docs/api.md, "Holds") --------------------------------------------------

@@ -1,15 +1,25 @@
 """Reads of the ledger. Writes live in services.py and the engine it
 calls (engine.py), and in holds.py."""
 
+import datetime
 import uuid
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import DecimalField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from transfers.exceptions import BatchNotFound, TransactionNotFound
-from transfers.models import MONEY_MOVED_STATUSES, REFERENCE_FORMAT, TransactionLog, TransferBatch
+from transfers.models import (
+    MONEY_MOVED_STATUSES,
+    REFERENCE_FORMAT,
+    ZERO,
+    TransactionLog,
+    TransferBatch,
+    WalletDailyTotal,
+    business_day,
+)
 from wallets.models import DECIMAL_PLACES, MAX_DIGITS, Wallet
 from wallets.selectors import customer_wallet_get
 
@@ -91,6 +101,19 @@ def shows_request_details(*, log: TransactionLog, viewer: AbstractBaseUser) -> b
     or an auditor. The owner of a wallet another client paid into sees the
     credit, not the payer's key or notes."""
     return log.client_id == viewer.pk or viewer.has_perm(VIEW_ALL_TRANSFERS)
+
+
+def day_totals() -> tuple[datetime.date, dict[str, Subquery]]:
+    """Today's business day, and the annotations that read a wallet's
+    totals of it (today_debits, today_credits; 0 without a row) in the
+    wallet's own query. Registered with wallets.selectors for GET
+    /api/wallets/{id}."""
+    day = business_day(timezone.now())
+    row = WalletDailyTotal.objects.filter(wallet=OuterRef("pk"), day=day)
+    return day, {
+        f"today_{name}": Coalesce(Subquery(row.values(name)[:1]), ZERO, output_field=DecimalField())
+        for name in ("debits", "credits")
+    }
 
 
 # --- the admin's wallet page ---------------------------------------------------

@@ -12,8 +12,15 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from transfers.limits import business_today
-from transfers.models import BatchStatus, Expiry, HoldStatus, TransactionLog, TransactionStatus, TransactionType
+from transfers.models import (
+    BatchStatus,
+    Expiry,
+    HoldStatus,
+    TransactionLog,
+    TransactionStatus,
+    TransactionType,
+    business_today,
+)
 from transfers.selectors import SHOWS_REQUEST_DETAILS_SQL, shows_request_details
 from wallet_project.api import (
     DayField,

@@ -14,7 +14,7 @@ import io
 from django.utils.dateparse import parse_datetime
 from rest_framework.renderers import BaseRenderer
 
-from transfers.limits import business_zone
+from transfers.models import business_zone
 from transfers.statements import Statement
 from wallet_project.api import timestamp_text
 

@@ -17,7 +17,7 @@ its time after the lock, and the payouts of one batch, which share their
 completed_at, are decided in batch_index order.
 
 A statement covers whole days in the business time zone
-(transfers.limits.business_zone: settings.BUSINESS_TIME_ZONE): from
+(transfers.models.business_zone: settings.BUSINESS_TIME_ZONE): from
 the start of `first_day` to the start of the day after `last_day`. Nothing
 here knows of HTTP: the views read the query (transfers.serializers) and the
 documents are rendered by transfers/statement_documents.py.
@@ -35,7 +35,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 
-from transfers.limits import business_zone
+from transfers.models import business_zone
 from wallet_project.db.base import fetch, run
 from wallets.models import Wallet
 

@@ -17,8 +17,7 @@ from reconciliation.tests.faults import (
     reconcile_now,
     terminate_own_backend,
 )
-from transfers.limits import business_day
-from transfers.models import TransactionLog, TransactionStatus, WalletDailyTotal
+from transfers.models import TransactionLog, TransactionStatus, WalletDailyTotal, business_day
 from transfers.tests.limit_helpers import put_in, tier_with
 
 pytestmark = pytest.mark.django_db(transaction=True)

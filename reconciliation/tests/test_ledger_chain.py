@@ -32,8 +32,7 @@ from reconciliation import chain, records
 from reconciliation.models import ChainLink
 from reconciliation.tasks import verify_ledger as verify_ledger_task
 from transfers import services
-from transfers.limits import business_day
-from transfers.models import Movement, TransactionLog, TransactionStatus, TransactionType
+from transfers.models import Movement, TransactionLog, TransactionStatus, TransactionType, business_day
 from transfers.tests.concurrency import run_concurrently
 from transfers.tests.factories import ApiUserFactory
 from wallets.tests.factories import WalletFactory

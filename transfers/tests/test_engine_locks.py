@@ -12,8 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from transfers import engine, locks
-from transfers.limits import business_day
-from transfers.models import TransactionLog, TransactionType
+from transfers.models import TransactionLog, TransactionType, business_day
 from wallets.models import Wallet, WalletKind
 
 pytestmark = pytest.mark.django_db

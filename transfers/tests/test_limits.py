@@ -19,13 +19,13 @@ from django.utils import timezone
 from conftest import make_api_client
 from reconciliation.services import ledger_discrepancies
 from reconciliation.tests.faults import database_env
-from transfers.limits import business_day
 from transfers.models import (
     ClientDailyDebit,
     TransactionLog,
     TransactionStatus,
     TransactionType,
     WalletDailyTotal,
+    business_day,
 )
 from transfers.services import deposit_create, transaction_reverse, transfer_create, withdrawal_create
 from transfers.tests.concurrency import post_deposit, post_transfer, post_withdrawal, run_concurrently

@@ -15,8 +15,7 @@ from django.utils import timezone
 
 from conftest import make_api_client
 from transfers import statements
-from transfers.limits import business_today, business_zone
-from transfers.models import TransactionLog, TransactionStatus
+from transfers.models import TransactionLog, TransactionStatus, business_today, business_zone
 from transfers.services import deposit_create, transaction_reverse, transfer_create, withdrawal_create
 from transfers.tests.concurrency import api_client, post_transfer, run_concurrently, token_of
 from wallet_project.tests import assert_error_envelope
