@@ -76,7 +76,7 @@ from transfers.models import (
     new_reference,
 )
 from transfers.rendering import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
-from wallet_project.db.base import fetch, from_row, in_model_order, run, run_with_commit
+from wallet_project.db.base import fetch, from_row, in_model_order, run
 from wallets.models import MAX_AMOUNT, Wallet, WalletKind
 
 logger = logging.getLogger(__name__)
@@ -454,7 +454,7 @@ def apply(posting: Posting, now) -> None:
     applied(posting, now)
 
 
-def apply_statement(posting: Posting, now, *, last: bool = False) -> None:
+def apply_statement(posting: Posting, now) -> None:
     """Write `posting` in one statement (SETTLE): every balance, held,
     exposure and daily total it changes, each decided log COMPLETED (with
     its balances after) or FAILED, `posting.reverses` REVERSED, and every
@@ -464,10 +464,7 @@ def apply_statement(posting: Posting, now, *, last: bool = False) -> None:
     The caller holds the rows decide was given (the unit's row, its
     wallets, the limit rows), inside its transaction: it takes no lock
     and reads nothing back. A log that is no longer PENDING is left as it
-    is by the statement (a backstop: the caller checked it under its lock).
-    `last`: the caller's transaction runs nothing after it; it goes to the
-    server with the COMMIT (db.base.run_with_commit), and its error, if
-    any, is raised by the commit that ends the caller's atomic block."""
+    is by the statement (a backstop: the caller checked it under its lock)."""
     decisions = posting.decisions
     events = [(decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]]
     document = {
@@ -496,11 +493,7 @@ def apply_statement(posting: Posting, now, *, last: bool = False) -> None:
         document["reverses"] = str(reverses.pk)
         events += [(reverses.pk, owner) for owner in posting.owners[decisions[0].log.pk]]
     document["events"] = [{"n": n, "log": str(log_id), "owner": owner} for n, (log_id, owner) in enumerate(events)]
-    params = {"now": now, "posting": json.dumps(document, separators=(",", ":"))}
-    if last:
-        run_with_commit(connection, SETTLE, params)
-    else:
-        _run(SETTLE, params)
+    _run(SETTLE, {"now": now, "posting": json.dumps(document, separators=(",", ":"))})
 
 
 def applied(posting: Posting, now) -> None:
@@ -581,8 +574,7 @@ def _settle_once(log_id: uuid.UUID, *, skip_locked: bool) -> tuple[TransactionLo
         lock_wait = time.perf_counter() - locking_started
         posting = decide([log], wallets, rows, day=day)
         now = timezone.now()
-        # Sent with the COMMIT, one round trip for both.
-        apply_statement(posting, now, last=True)
+        apply_statement(posting, now)
     # After the commit: nothing but deciding and SETTLE while the wallet rows
     # are locked (docs/design.md, "The steps": the hot wallet's row is held
     # from its lock to the commit).

@@ -4,7 +4,6 @@ one costs on this machine). Counted on the real PostgreSQL and Redis."""
 
 from contextlib import contextmanager
 
-import psycopg
 import pytest
 import redis.connection
 from django.db import connection
@@ -264,57 +263,3 @@ def test_a_connection_the_server_ended_fails_the_health_check():
         assert wrapper.is_usable() is False
     finally:
         wrapper.close()
-
-
-@contextmanager
-def protocol_trace(path):
-    """libpq's trace of the default connection's protocol messages, one per
-    line (F: sent, B: received), while the block runs."""
-    pgconn = connection.connection.pgconn
-    with open(path, "w+") as trace:
-        pgconn.trace(trace.fileno())
-        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
-        try:
-            yield
-        finally:
-            pgconn.untrace()
-
-
-def round_trips(path) -> list[list[str]]:
-    """The traced messages cut at each ReadyForQuery: one list per wait for the server."""
-    trips, trip = [], []
-    for line in path.read_text().splitlines():
-        trip.append(line)
-        if "\tReadyForQuery\t" in line:
-            trips.append(trip)
-            trip = []
-    return trips
-
-
-# The seven statements above in five round trips (wallet_project/db/base.py):
-# BEGIN goes with the lock statement (DatabaseWrapper._set_autocommit), and
-# SETTLE with the COMMIT (run_with_commit), so the wallets' locks are
-# released one round trip sooner.
-@pytest.mark.django_db(transaction=True)
-def test_a_transfer_sends_begin_with_its_lock_and_settle_with_its_commit(treasury_api, funded_wallet, tmp_path):
-    source, destination = funded_wallet("10.00"), funded_wallet("0")
-    assert transfer(treasury_api, source, destination, key="warm-up").status_code == 201
-
-    with protocol_trace(tmp_path / "trace"):
-        response = transfer(treasury_api, source, destination)
-
-    assert response.status_code == 201
-    trips = round_trips(tmp_path / "trace")
-    assert len(trips) == 5, trips
-    # BEGIN, then the lock of the log and its wallets, then one Sync.
-    sent = [line.split("\t")[2:] for line in trips[-2] if line.startswith("F\t")]
-    assert sent[0] == ["Parse", ' "" "BEGIN" 0'], sent
-    assert [message[0] for message in sent].count("Sync") == 1, sent
-    # The last: SETTLE (prepared: its Bind carries the posting document), then
-    # COMMIT, then one Sync, and the server's answers to both.
-    sent = [line.split("\t")[2:] for line in trips[-1] if line.startswith("F\t")]
-    names = [message[0] for message in sent]
-    assert names.count("Sync") == 1 and names.count("Execute") == 2, names
-    assert '"legs"' in sent[0][1], sent[0]
-    assert ["Parse", ' "" "COMMIT" 0'] in sent, sent
-    assert trips[-1][-1].endswith("ReadyForQuery\t I"), trips[-1]

@@ -22,13 +22,7 @@ connection that a fault has touched is never used again.
    statements read their few rows at once, so they share one psycopg cursor per
    connection instead (bench/HISTORY.md).
 
-3. A transaction's BEGIN goes with its first statement, and
-   run_with_commit() sends its last statement with its COMMIT, each pair in
-   one round trip (a psycopg pipeline): a transfer's settle transaction
-   takes two round trips instead of four, and the rows it locked are
-   released one round trip sooner.
-
-4. A connection fault (wallet_project/db/faults.py: the server or the pooler
+3. A connection fault (wallet_project/db/faults.py: the server or the pooler
    dropped the session, or psycopg lost track of the protocol) discards the
    connection: at once outside a transaction, at the transaction's end inside
    one (instead of a rollback the broken session could not take), and the
@@ -43,7 +37,6 @@ import select
 import psycopg
 from django.db import utils
 from django.db.backends.postgresql import base
-from django.db.backends.utils import debug_transaction
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.signals import post_init, pre_init
@@ -74,12 +67,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
     _statement_wrapper = None
     # Set by a connection fault; a new connection starts clean.
     faulted = False
-    # Django's transaction has begun and PostgreSQL's not yet: its BEGIN goes
-    # with the transaction's first statement (_set_autocommit).
-    _begin_pending = False
-    # The psycopg pipeline (its context manager, entered) holding the
-    # statement run_with_commit queued for the transaction's COMMIT.
-    _with_commit = None
 
     # Cached as Django's own is: it holds nothing but the connection, and
     # every statement, fetch and commit asks for it.
@@ -114,103 +101,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return
         super().rollback()
 
-    def _set_autocommit(self, autocommit):
-        """Django begins a transaction by turning autocommit off, and psycopg
-        then sends BEGIN on its own, a round trip before the first
-        statement. Here psycopg stays in autocommit and the BEGIN goes with
-        the transaction's first statement: in the same pipeline as it on the
-        money path's cursor (statement_cursor), just before it on any other
-        (_cursor). A transaction that runs nothing sends nothing; COMMIT
-        and ROLLBACK are psycopg's, which send them while PostgreSQL is in
-        a transaction whatever its autocommit. Not when the connection's
-        transactions are other than plain BEGIN (an isolation level, read
-        only): psycopg's own then."""
-        connection = self.connection
-        if autocommit or connection.isolation_level is not None or connection.read_only is not None:
-            self._begin_pending = False
-            return super()._set_autocommit(autocommit)
-        if not connection.autocommit:
-            super()._set_autocommit(True)
-        self._begin_pending = True
-
-    def _begin_now(self) -> None:
-        self._begin_pending = False
-        with self.wrap_database_errors:
-            self.connection.execute("BEGIN", prepare=False)
-
-    def run_with_commit(self, statement: str, params) -> None:
-        """Run `statement` (no rows back) as the last of the caller's
-        transaction: it is queued in a psycopg pipeline and goes to the
-        server with the COMMIT that ends the outermost atomic block, one
-        round trip for both instead of two, so the rows the transaction
-        locked are held one round trip less (on the hot wallet that round
-        trip is the lock's: docs/design.md, "The steps"). Its error, if
-        any, is raised by that commit, which Django's atomic answers by
-        rolling back, as an error here would have been. Anything else run
-        on the connection first (a cursor, a savepoint's end, a rollback)
-        sends it and waits for its result, raising its error there.
-        Outside a transaction it simply runs."""
-        cursor = self.statement_cursor()
-        if not self.in_atomic_block or self.faulted:
-            cursor.execute(statement, params)
-            return
-        pipeline = self.connection.pipeline()
-        with self.wrap_database_errors:
-            pipeline.__enter__()
-        self._with_commit = pipeline
-        try:
-            cursor.execute(statement, params)
-        except BaseException:
-            self._send_with_commit(quietly=True)
-            raise
-
-    def _send_with_commit(self, *, commit: bool = False, quietly: bool = False) -> None:
-        """End the pipeline run_with_commit opened: its statement (and the
-        COMMIT with it, when `commit`) sent, and every result read, in one
-        round trip. Its first error is raised unless `quietly` (the
-        transaction is being rolled back anyway)."""
-        pipeline, self._with_commit = self._with_commit, None
-        try:
-            with self.wrap_database_errors:
-                try:
-                    if commit:
-                        # Queued behind the statement: sent by the pipeline's end.
-                        self._statement_cursor.execute("COMMIT", prepare=False)
-                except BaseException as exc:
-                    pipeline.__exit__(type(exc), exc, exc.__traceback__)
-                    raise
-                pipeline.__exit__(None, None, None)
-        except utils.Error:
-            if not quietly:
-                raise
-
-    def _cursor(self, name=None):
-        if self._with_commit is not None:
-            self._send_with_commit()
-        cursor = super()._cursor(name)
-        if self._begin_pending:
-            self._begin_now()
-        return cursor
-
-    def _commit(self):
-        self._begin_pending = False
-        if self._with_commit is None:
-            return super()._commit()
-        with debug_transaction(self, "COMMIT"):
-            self._send_with_commit(commit=True)
-
-    def _rollback(self):
-        self._begin_pending = False
-        if self._with_commit is not None:
-            self._send_with_commit(quietly=True)
-        return super()._rollback()
-
-    def _close(self):
-        # A closed connection takes its pipeline and its transaction with it.
-        self._with_commit = None
-        self._begin_pending = False
-        return super()._close()
-
     def is_usable(self) -> bool:
         if self.connection is None or self.connection.closed or self.faulted:
             return False
@@ -230,8 +120,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
         the next execute replaces them. Not closed by the caller (closing
         would end the reuse): use it without `with`.
         """
-        if self._with_commit is not None:
-            self._send_with_commit()
         self.close_if_health_check_failed()
         if self.connection is None:
             # ensure_connection's own test, without its second async check:
@@ -241,7 +129,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if cursor is None or cursor.closed or cursor.connection is not self.connection:
             cursor = self._statement_cursor = self.create_cursor()
             cursor.__class__ = _preparing(type(cursor))
-            cursor.wrapper = self
         if self.queries_logged:
             return self._prepare_cursor(cursor)
         # _prepare_cursor's plain CursorWrapper, made once per psycopg
@@ -283,25 +170,10 @@ def _preparing(cursor_class):
 
     class PreparingCursor(cursor_class):
         __slots__ = ()
-        # The DatabaseWrapper whose connection this is (statement_cursor sets
-        # it on the instance: Django's cursor classes have a __dict__, and a
-        # slot would forbid the __class__ assignment that makes a cursor
-        # this class).
-        wrapper = None
 
         def execute(self, query, params=None, *, prepare=True, binary=None):
             try:
-                wrapper = self.wrapper
-                if wrapper is None or not wrapper._begin_pending:
-                    return super().execute(query, params, prepare=prepare, binary=binary)
-                # Its transaction's first statement: BEGIN with it, one Sync
-                # for both, their answers in one round trip
-                # (DatabaseWrapper._set_autocommit).
-                wrapper._begin_pending = False
-                with self.connection.pipeline():
-                    super().execute("BEGIN", prepare=False)
-                    super().execute(query, params, prepare=prepare, binary=binary)
-                return self
+                return super().execute(query, params, prepare=prepare, binary=binary)
             except psycopg.errors.FeatureNotSupported:
                 if not prepare:
                     raise
@@ -393,18 +265,6 @@ def fetch(connection, statement: str, params) -> list[tuple]:
     # (functools.wraps) on every call.
     with cursor.db.wrap_database_errors:
         return cursor.cursor.fetchall()
-
-
-def run_with_commit(connection, statement: str, params) -> None:
-    """run(), sent with the COMMIT of the caller's transaction in one round
-    trip on this project's backend (DatabaseWrapper.run_with_commit); the
-    caller runs nothing after it in its atomic block. On any other backend,
-    run()."""
-    send = getattr(connection, "run_with_commit", None)
-    if send is None:
-        run(connection, statement, params)
-    else:
-        send(statement, params)
 
 
 def run(connection, statement: str, params) -> None:
