@@ -52,20 +52,26 @@ def tail(response, *, cors=True, hsts=False) -> list[tuple[str, str]]:
     ]
 
 
-def test_a_transfer_and_its_replay(allowed_origin, transfer_api, funded_wallet):
+# A browser's request (Origin) and a server's (none), which the door takes
+# two ways (BrowserChain._token_api).
+FROM = pytest.mark.parametrize("origin", [{"Origin": ORIGIN}, {}], ids=["browser", "server"])
+
+
+@FROM
+def test_a_transfer_and_its_replay(allowed_origin, transfer_api, funded_wallet, origin):
     source, destination = funded_wallet("100.00"), funded_wallet("0.00")
 
-    first = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-1", "Origin": ORIGIN})
-    again = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-1", "Origin": ORIGIN})
+    first = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-1", **origin})
+    again = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-1", **origin})
 
     assert first.status_code == 201
-    assert sent(first) == [("Content-Type", "application/json"), ("Allow", "POST, OPTIONS"), *tail(first)]
+    assert sent(first) == [("Content-Type", "application/json"), ("Allow", "POST, OPTIONS"), *tail(first, cors=origin)]
     assert again.status_code == 200
     assert sent(again) == [
         ("Idempotent-Replayed", "true"),
         ("Content-Type", "application/json"),
         ("Allow", "POST, OPTIONS"),
-        *tail(again),
+        *tail(again, cors=origin),
     ]
 
 
@@ -137,22 +143,27 @@ def production_https(settings):
     settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = settings.SECURE_HSTS_PRELOAD = True
 
 
-def test_under_production_https(production_https, allowed_origin, transfer_api, funded_wallet):
+@FROM
+def test_under_production_https(production_https, allowed_origin, transfer_api, funded_wallet, origin):
     source, destination = funded_wallet("100.00"), funded_wallet("0.00")
-    https = {"X-Forwarded-Proto": "https", "Origin": ORIGIN}
+    https = {"X-Forwarded-Proto": "https", **origin}
 
     first = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-5", **https})
     again = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-5", **https})
-    plain = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-5", "Origin": ORIGIN})
+    plain = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-5", **origin})
 
     assert first.status_code == 201
-    assert sent(first) == [("Content-Type", "application/json"), ("Allow", "POST, OPTIONS"), *tail(first, hsts=True)]
+    assert sent(first) == [
+        ("Content-Type", "application/json"),
+        ("Allow", "POST, OPTIONS"),
+        *tail(first, cors=origin, hsts=True),
+    ]
     assert again.status_code == 200
     assert sent(again)[0] == ("Idempotent-Replayed", "true")
     assert sent(again)[1:] == [
         ("Content-Type", "application/json"),
         ("Allow", "POST, OPTIONS"),
-        *tail(again, hsts=True),
+        *tail(again, cors=origin, hsts=True),
     ]
     # Plain HTTP is sent to HTTPS before anything else runs; no HSTS over HTTP.
     assert plain.status_code == 301
