@@ -71,6 +71,8 @@ class RequestMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
         self.header = guid_settings.guid_header_name
+        self.header_key = self.header.lower()
+        _stored(self.header, "0")  # a name HttpResponse takes
         self.integrations = tuple(guid_settings.integrations)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -89,12 +91,20 @@ class RequestMiddleware:
 
         response = self.get_response(request)
 
-        response[self.header] = request_id
+        # Into the header store as HttpResponse would write them: the id is a
+        # safe token or hex digits, nothing its header check would refuse,
+        # and no-store is what patch_cache_control writes where there is no
+        # Cache-Control yet (BrowserChain says what that saves).
+        store = response.headers._store
+        store[self.header_key] = (self.header, request_id)
         for integration in self.integrations:
             integration.cleanup()
         path = request.path_info
         if path.startswith(API_PREFIX) or path == "/api":
-            patch_cache_control(response, no_store=True)
+            if "cache-control" in store:
+                patch_cache_control(response, no_store=True)
+            else:
+                store["cache-control"] = NO_STORE
         elapsed = time.perf_counter() - started
 
         method = request.method if request.method in KNOWN_METHODS else "OTHER"
@@ -343,6 +353,10 @@ def _stored(name: str, value: str) -> tuple[str, str]:
     checked = HttpResponse()
     checked.headers[name] = value
     return checked.headers._store[name.lower()]
+
+
+# What patch_cache_control(response, no_store=True) stores on a response without Cache-Control.
+NO_STORE = _stored("Cache-Control", "no-store")
 
 
 class BrowserChainEnd:

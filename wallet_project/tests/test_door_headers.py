@@ -174,3 +174,23 @@ def test_under_production_https(production_https, allowed_origin, transfer_api, 
         ("X-Request-ID", REQUEST_ID),
         ("Cache-Control", "no-store"),
     ]
+
+
+def test_a_view_s_own_cache_control_is_kept_with_no_store(rf):
+    """no-store goes into a Cache-Control the view set, as patch_cache_control puts it."""
+    from django.http import HttpResponse
+    from django.utils.cache import patch_cache_control
+
+    from wallet_project.middleware import RequestMiddleware
+
+    def view(request):
+        response = HttpResponse()
+        response["Cache-Control"] = "private, max-age=60"
+        return response
+
+    expected = view(None)
+    patch_cache_control(expected, no_store=True)
+
+    response = RequestMiddleware(view)(rf.get("/api/anything", HTTP_X_REQUEST_ID=REQUEST_ID))
+
+    assert list(response.items()) == [*expected.items(), ("X-Request-ID", REQUEST_ID)]
