@@ -11,9 +11,11 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.exception import convert_exception_to_response, response_for_exception
 from django.http import HttpRequest, HttpResponse
-from django.utils.cache import patch_cache_control
+from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.functional import SimpleLazyObject, empty
+from django.utils.module_loading import import_string
 from django_guid.config import settings as guid_settings
 from django_guid.context import guid
 from ipware import get_client_ip
@@ -69,6 +71,8 @@ class RequestMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
         self.header = guid_settings.guid_header_name
+        self.header_key = self.header.lower()
+        _stored(self.header, "0")  # a name HttpResponse takes
         self.integrations = tuple(guid_settings.integrations)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -87,12 +91,21 @@ class RequestMiddleware:
 
         response = self.get_response(request)
 
-        response[self.header] = request_id
+        # Into the header store as HttpResponse would write them: the id is a
+        # safe token or hex digits, nothing its header check would refuse,
+        # and no-store is what patch_cache_control writes where there is no
+        # Cache-Control yet: 13K instructions fewer a transfer, 22K a replay
+        # (bench/instructions.py n=40, layout 0; bench/HISTORY.md 2026-12-07 03:30).
+        store = response.headers._store
+        store[self.header_key] = (self.header, request_id)
         for integration in self.integrations:
             integration.cleanup()
         path = request.path_info
         if path.startswith(API_PREFIX) or path == "/api":
-            patch_cache_control(response, no_store=True)
+            if "cache-control" in store:
+                patch_cache_control(response, no_store=True)
+            else:
+                store["cache-control"] = NO_STORE
         elapsed = time.perf_counter() - started
 
         method = request.method if request.method in KNOWN_METHODS else "OTHER"
@@ -192,10 +205,9 @@ class ContentSecurityPolicyMiddleware:
     """`Content-Security-Policy` (settings.CONTENT_SECURITY_POLICY) on what a
     browser shows: the admin, the API docs and their static files,
     everything but the token API, whose JSON no browser renders as a page.
-    It sits before CORS, outside the browser chain (BrowserChain): a CORS
-    preflight to the docs is answered by CorsMiddleware itself, and carries
-    the policy as every other answer there does. A view's own policy, if it
-    sets one, is kept."""
+    It sits before CORS: a CORS preflight to the docs is answered by
+    CorsMiddleware itself, and carries the policy as every other answer
+    there does. A view's own policy, if it sets one, is kept."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -222,34 +234,132 @@ def is_token_api(request: HttpRequest) -> bool:
 
 class BrowserChain:
     """Where the token API leaves the middleware chain: settings.MIDDLEWARE
-    lists the browser middleware (static files, session, CSRF, user,
-    messages, django-axes) between this and BrowserChainEnd, and
-    a token API request goes from here straight to what BrowserChainEnd
-    calls (the view), past all of them: the path decides once.
+    lists the door's middleware (SecurityMiddleware, CorsMiddleware,
+    CommonMiddleware, XFrameOptionsMiddleware: TOKEN_API_DOOR) and the
+    browser's (the CSP, static files, session, CSRF, user, messages,
+    django-axes) between this and BrowserChainEnd, and a token API request
+    goes from here straight to what BrowserChainEnd calls (the view): the
+    path decides once.
 
     There a session, a session user and flash messages have no use: reading
     the session cookie would only let a browser's admin login stand in for a
-    token; nor do static files or CSRF (DRF's views are exempt: a
-    token is no ambient credential). They stay listed in settings.MIDDLEWARE,
-    Django's own classes, so that the admin's checks and `check --deploy`
-    find them.
+    token; nor do static files or CSRF (DRF's views are exempt: a token is no
+    ambient credential). The door's headers it does get, the same bytes in
+    the same order (wallet_project/tests/test_door_headers.py): `_door` is
+    Django's four classes, made and wrapped as Django makes a chain, around
+    the view, and what nearly every request is, one that is no CORS request
+    (no Origin, not OPTIONS) and needs no redirect to HTTPS, gets their
+    headers from `_token_api` in one step. All stay listed in
+    settings.MIDDLEWARE, Django's own classes, so that the admin's checks
+    and `check --deploy` find them.
 
     Each layer is a call through Django's exception wrapper even when it
-    does nothing: skipping the seven costs a token API request 57K
-    instructions fewer (callgrind, 200 requests through the middleware
-    around a view that answers at once: 611K -> 554K each). The CSP's layer
-    has since moved back out of the chain (ContentSecurityPolicyMiddleware
-    says why), so six are skipped now.
+    does nothing: skipping the seven browser layers cost a token API
+    request 57K instructions fewer (callgrind, 200 requests through the
+    middleware around a view that answers at once: 611K -> 554K each).
+    The door's four in one step, their headers written once each: 118K
+    instructions fewer a transfer, 123K a replay (bench/instructions.py
+    n=40, layouts 0,1,2: 4.437M -> 4.319M, 2.325M -> 2.202M;
+    bench/HISTORY.md, 2026-12-07 03:30).
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
         self.past_browser = _past(get_response)
+        listed = [m for m in settings.MIDDLEWARE if m in TOKEN_API_DOOR]
+        if listed != list(TOKEN_API_DOOR):
+            raise ImproperlyConfigured(
+                f"wallet_project.middleware.BrowserChain needs {', '.join(TOKEN_API_DOOR)} in MIDDLEWARE, "
+                "in that order."
+            )
+        # The door as Django would chain it: each made around the next, each
+        # wrapped in Django's exception conversion.
+        door = self.past_browser
+        for path in reversed(TOKEN_API_DOOR):
+            door = convert_exception_to_response(import_string(path)(door))
+        self._door = door
+        x_frame, self.common, self.cors, self.security = _door_layers(door)
+        # What XFrameOptionsMiddleware and SecurityMiddleware write, as each
+        # reads its settings; HSTS apart, as it goes only over HTTPS.
+        self.x_frame_options = _stored("X-Frame-Options", x_frame.get_xframe_options_value(None, None))
+        over_https = HttpResponse()
+        self.security.process_response(SimpleNamespace(is_secure=lambda: True), over_https)
+        written = dict(list(over_https.headers._store.items())[1:])  # after its Content-Type
+        self.hsts = written.pop("strict-transport-security", None)
+        self.security_headers = tuple(written.items())
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if is_token_api(request):
-            return self.past_browser(request)
+            return self._token_api(request)
         return self.get_response(request)
+
+    def _token_api(self, request: HttpRequest) -> HttpResponse:
+        """The door's four middleware and the view, as `_door` runs them, for
+        a request that is no CORS request and needs no redirect: their
+        headers, which are constants, written into the response's header
+        store in their order (HttpResponse's own checks of a header name and
+        value are for what varies; these were checked once, in __init__).
+        The host check (CommonMiddleware.process_request), a 404's (its
+        process_response) and an exception's answer are Django's own."""
+        redirect = self.security.redirect
+        secure = (redirect or self.hsts) and request.is_secure()
+        if request.method == "OPTIONS" or "HTTP_ORIGIN" in request.META or (redirect and not secure):
+            return self._door(request)
+        try:
+            response = self.common.process_request(request)
+            if response is None:
+                response = self.past_browser(request)
+                store = response.headers._store
+                if "x-frame-options" not in store and not getattr(response, "xframe_options_exempt", False):
+                    store["x-frame-options"] = self.x_frame_options
+            if response.status_code == 404:
+                response = self.common.process_response(request, response)
+            elif not response.streaming and "content-length" not in response.headers._store:
+                response.headers._store["content-length"] = ("Content-Length", str(len(response.content)))
+        except Exception as exc:  # as Django's wrapper of CommonMiddleware
+            response = response_for_exception(request, exc)
+        store = response.headers._store
+        if self.cors.is_enabled(request):
+            if "vary" in store:
+                patch_vary_headers(response, ("origin",))
+            else:
+                store["vary"] = ("Vary", "origin")
+        if secure and self.hsts and "strict-transport-security" not in store:
+            store["strict-transport-security"] = self.hsts
+        for name, header in self.security_headers:
+            if name not in store:
+                store[name] = header
+        return response
+
+
+# The door's middleware on the token API, in settings.MIDDLEWARE's order (BrowserChain).
+TOKEN_API_DOOR = (
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+)
+
+
+def _door_layers(door) -> list:
+    """The middleware of a chain made of TOKEN_API_DOOR, innermost first."""
+    layers = []
+    while len(layers) < len(TOKEN_API_DOOR):
+        door = door.__wrapped__
+        layers.append(door)
+        door = door.get_response
+    return layers[::-1]
+
+
+def _stored(name: str, value: str) -> tuple[str, str]:
+    """A header as HttpResponse stores it, checked as it checks one."""
+    checked = HttpResponse()
+    checked.headers[name] = value
+    return checked.headers._store[name.lower()]
+
+
+# What patch_cache_control(response, no_store=True) stores on a response without Cache-Control.
+NO_STORE = _stored("Cache-Control", "no-store")
 
 
 class BrowserChainEnd:

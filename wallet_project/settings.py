@@ -99,18 +99,19 @@ MIDDLEWARE = [
     # on every /api/ answer, and the one log line and metrics of each request,
     # timed around all the rest (wallet_project/middleware.py).
     "wallet_project.middleware.RequestMiddleware",
-    # What every answer gets, the token API's included.
+    # From here to BrowserChainEnd, the browser's: a token API request goes
+    # from BrowserChain past BrowserChainEnd in one step, with the headers
+    # of the door's four (security, CORS, common, X-Frame-Options) and
+    # nothing of the rest: no session, no user but its token's, nothing to
+    # show (wallet_project/middleware.py).
+    "wallet_project.middleware.BrowserChain",
     "django.middleware.security.SecurityMiddleware",
     # Outside CORS, so that a preflight CORS answers itself (/api/docs/,
-    # /api/schema/) carries the policy too; skipped on the token API.
+    # /api/schema/) carries the policy too; none on the token API.
     "wallet_project.middleware.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # The browser's (the admin, the docs, static files): a token API request
-    # goes from BrowserChain past BrowserChainEnd, where there is no session,
-    # no user but its token's, nothing to show (wallet_project/middleware.py).
-    "wallet_project.middleware.BrowserChain",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
