@@ -5,7 +5,7 @@ already ((client_id, idempotency_key), (source_wallet_id, created_at),
 every lookup and every foreign-key check on that column. Each was written by
 every insert of a log and again by its settle (a status change is no HOT
 update): eight index entries fewer for every settled log (docs/design.md,
-"The indexes of transaction_logs"; bench/HISTORY.md, 2026-12-07 03:30).
+"The indexes of transaction_logs"; bench/HISTORY.md, 2026-12-07 03:15).
 
 The database side is the four DROP INDEX alone (the names are Django's,
 the same in every database this project made): Django's own AlterField
