@@ -87,6 +87,10 @@ class TransactionLog(models.Model):
         on_delete=models.PROTECT,
         related_name="transaction_logs",
         help_text="The API client that asked for this movement.",
+        # Led by the (client, idempotency_key) unique constraint's index; a
+        # log's own would be one more index every insert and settle writes
+        # (docs/design.md, "The indexes of transaction_logs").
+        db_index=False,
     )
     idempotency_key = models.CharField(max_length=255)
     # sha256 of the canonical movement the key was first used for
@@ -99,8 +103,12 @@ class TransactionLog(models.Model):
     # (Found.answers_unread, below). The database default keeps raw
     # inserts (pgbench, fault tests) valid.
     body_digest = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
-    source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="outgoing_logs")
-    destination_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="incoming_logs")
+    # Each led by idx_txlogs_source_wallet / idx_txlogs_destination_wallet
+    # (below): no index of their own (as client, above).
+    source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="outgoing_logs", db_index=False)
+    destination_wallet = models.ForeignKey(
+        Wallet, on_delete=models.PROTECT, related_name="incoming_logs", db_index=False
+    )
     amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
     currency = models.CharField(max_length=3)
     type = models.CharField(max_length=16, choices=TransactionType.choices)
@@ -111,7 +119,10 @@ class TransactionLog(models.Model):
     error_message = models.TextField(blank=True, default="")
     # A payout of a batch (POST /api/transfers/batch): settled with the rest
     # of its batch, never on its own (services.batch_settle).
-    batch = models.ForeignKey("TransferBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="payouts")
+    # Led by the (batch, batch_index) unique constraint's index (as client, above).
+    batch = models.ForeignKey(
+        "TransferBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="payouts", db_index=False
+    )
     batch_index = models.PositiveIntegerField(null=True, blank=True, help_text="Its place in the batch, from 0.")
     reversal_of = models.OneToOneField(
         "self",
