@@ -122,3 +122,44 @@ def test_an_amounts_short_path_answers_as_drfs_path():
             lambda v: serializers.DecimalField.run_validation(field, v), value
         ), value
     assert short > len(values) // 3
+
+
+def test_a_lean_serializer_that_builds_its_own_fields_gets_them():
+    """A LeanSerializer subclass with its own get_fields gets DRF's fields
+    (its own, the declared ones included, each instance its own copies);
+    one without gets the bound templates' copies."""
+
+    class WithOwnFields(LeanSerializer):
+        amount = serializers.CharField()
+
+        def get_fields(self):
+            fields = super().get_fields()
+            fields["from"] = serializers.CharField()
+            return fields
+
+    first, second = WithOwnFields(data={}), WithOwnFields(data={})
+
+    assert list(first.fields) == ["amount", "from"]
+    assert first.fields["amount"] is not second.fields["amount"]
+    assert first.fields["from"].parent is first
+    assert not WithOwnFields._fields_declared and TransferRequestSerializer._fields_declared
+    assert WithOwnFields(data={"amount": "1", "from": "x"}).is_valid()
+
+
+def test_a_lean_serializers_field_validators_run_on_each_instance():
+    class WithFieldValidator(LeanSerializer):
+        amount = serializers.CharField()
+        note = serializers.CharField(read_only=True)
+
+        def validate_amount(self, value):
+            if value == "bad":
+                raise serializers.ValidationError("No.")
+            return value + self.context["suffix"]
+
+    good = WithFieldValidator(data={"amount": "1"}, context={"suffix": "!"})
+    other = WithFieldValidator(data={"amount": "2"}, context={"suffix": "?"})
+    bad = WithFieldValidator(data={"amount": "bad"}, context={"suffix": "!"})
+
+    assert good.is_valid() and good.validated_data == {"amount": "1!"}
+    assert other.is_valid() and other.validated_data == {"amount": "2?"}
+    assert not bad.is_valid() and bad.errors == {"amount": ["No."]}
