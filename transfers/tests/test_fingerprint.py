@@ -34,7 +34,9 @@ def test_a_transfers_fingerprint_is_the_one_stored_before():
     )
 
     # What every transaction stored until now holds for this request.
-    assert movement.fingerprint() == hashlib.sha256(
+    stored = hashlib.sha256(
         b'{"amount":"10.50","destination":"00000000-0000-0000-0000-000000000002","metadata":{"a":"x","b":1},'
         b'"source":"00000000-0000-0000-0000-000000000001","type":"TRANSFER"}'
     ).hexdigest()
+
+    assert movement.fingerprint() == stored
