@@ -580,7 +580,8 @@ class Movement:
 
 
 # json.dumps(sort_keys=True, separators=(",", ":"), default=str), made once:
-# json.dumps builds an encoder on every call it is given options.
+# json.dumps builds an encoder on every call it is given options (callgrind,
+# 100 fingerprints of a transfer: 75K -> 66K instructions each).
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
