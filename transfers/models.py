@@ -687,13 +687,18 @@ class Movement:
         )
 
 
+# json.dumps(sort_keys=True, separators=(",", ":"), default=str), made once:
+# json.dumps builds an encoder on every call it is given options (callgrind,
+# 100 fingerprints of a transfer: 75K -> 66K instructions each).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_fingerprint(**asked: object) -> str:
     """sha256 (64 hex digits) of a canonical form of what was asked, to tell a
     genuine retry from a reused key however the request was written: amounts
     are normalised ("100" == "100.00"), keys sorted, whitespace dropped."""
     canonical = {k: (f"{v:.2f}" if isinstance(v, Decimal) else v) for k, v in asked.items()}
-    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON.encode(canonical).encode()).hexdigest()
 
 
 def is_final(row: TransactionLog | TransferBatch | Hold) -> bool:

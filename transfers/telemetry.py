@@ -38,6 +38,21 @@ LOCK_WAIT = Histogram(
 )
 
 
+# Each metric's child per label values, as labels() returns it: labels()
+# checks and converts its arguments and takes the metric's lock on every call
+# (callgrind, 100 calls of movement_answered: 179K -> 170K instructions each).
+_CHILDREN: dict[tuple, object] = {}
+
+
+def _child(metric, *values: str):
+    """metric.labels(*values), looked up once per metric and values."""
+    key = (metric, *values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
+
+
 def movement_answered(
     *, client, idempotency_key: str, log: TransactionLog, replayed: bool, seconds: float | None
 ) -> None:
@@ -49,9 +64,9 @@ def movement_answered(
     kind = log.type
     outcome = "replayed" if replayed else log.status.lower()
     if replayed:
-        REPLAYS.labels(kind).inc()
+        _child(REPLAYS, kind).inc()
     else:
-        TRANSFERS.labels(kind, outcome, log.error_code or "").inc()
+        _child(TRANSFERS, kind, outcome, log.error_code or "").inc()
     extra = {
         "event": "money_movement",
         "type": kind,

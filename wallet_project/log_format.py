@@ -68,10 +68,8 @@ class SingleLineJsonFormatter(OrjsonFormatter):
     def __init__(self, *args, redact: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._redact = _redactor(redact)
-        # format's short path: the fields the format names, each with its
-        # output name, and whether an extra field could be renamed at all.
+        # format's short path: the fields the format names, each with its output name.
         self._named = tuple((field, self._get_rename(field)) for field in self._required_fields)
-        self._extras_renamed = not self._skip_fields.issuperset(self.rename_fields)
         self._short = not (
             self.defaults or self.static_fields or self.rename_fields_keep_missing or "asctime" in self._required_fields
         )
@@ -92,16 +90,10 @@ class SingleLineJsonFormatter(OrjsonFormatter):
         record.message = record.getMessage()
         fields = record.__dict__
         log_data = {name: fields.get(field) for field, name in self._named}
-        skip = self._skip_fields
-        if self._extras_renamed:
-            rename = self.rename_fields
-            for key, value in fields.items():
-                if key not in skip and not key.startswith("_"):
-                    log_data[rename.get(key, key)] = value
-        else:
-            for key, value in fields.items():
-                if key not in skip and not key.startswith("_"):
-                    log_data[key] = value
+        skip, rename = self._skip_fields, self.rename_fields
+        for key, value in fields.items():
+            if key not in skip and not key.startswith("_"):
+                log_data[rename.get(key, key)] = value
         if self.timestamp:
             log_data[self._time_key] = datetime.fromtimestamp(record.created, tz=UTC)
         return self.prefix + self.jsonify_log_record(log_data)
