@@ -119,10 +119,11 @@ class _ScriptConnection(threading.local):
 
     Why not redis-py's Script: a command through the client (its retry
     wrapper, observability hooks and response callbacks) and the pool's
-    checkout and return (its lock, counters and event dispatch) cost about
-    126K instructions a request above sending the command and reading its
-    answer (bench/HISTORY.md, 2026-12-07), 5 % of a replay; the pool's
-    lookup through Django's caches another 25K. What the pool's checkout
+    checkout and return (its lock, counters and event dispatch), and finding
+    the pool through Django's caches, cost about 140K instructions a request
+    above sending the command and reading its answer: 2.33M -> 2.19M a
+    replay, 4.44M -> 4.30M a transfer (bench/HISTORY.md, 2026-12-07 03:10).
+    What the pool's checkout
     guards against is kept (run_sliding_window): a connection left with
     unread data or closed by the server is reconnected before it is used,
     and one that failed mid-command is disconnected by redis-py itself.
