@@ -32,8 +32,10 @@ With Redis unreachable the limits are not enforced (a warning is logged): the
 service keeps moving money, as its correctness never depends on Redis.
 """
 
-import functools
+import hashlib
 import logging
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,9 +44,12 @@ from typing import NamedTuple
 from django.core import checks
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.urls import URLPattern, URLResolver, get_resolver
 from django_redis import get_redis_connection
-from redis.commands.core import Script
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.exceptions import ParseError, Throttled, UnsupportedMediaType, ValidationError
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
@@ -101,16 +106,81 @@ end
 return {1, count, previous, watched, locked}
 """
 STOPPED_AT_VERSION = 2
+SLIDING_WINDOW_SHA = hashlib.sha1(SLIDING_WINDOW.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
 # ClientRateThrottle.watched before its script has run (or when it did not
 # run: a scope without a rate).
 UNREAD = object()
 
 
-@functools.cache
-def _sliding_window(redis) -> Script:
-    """The script, registered once per Redis client (redis-py sends EVALSHA,
-    and loads the script first on a server that has not seen it)."""
-    return redis.register_script(SLIDING_WINDOW)
+class _ScriptConnection(threading.local):
+    """The sliding-window script's own Redis connection, one per thread of a
+    process, taken once from the default cache's pool and kept: every
+    request's charge runs on it (run_sliding_window).
+
+    Why not redis-py's Script: a command through the client (its retry
+    wrapper, observability hooks and response callbacks) and the pool's
+    checkout and return (its lock, counters and event dispatch), and finding
+    the pool through Django's caches, cost about 140K instructions a request
+    above sending the command and reading its answer: 2.33M -> 2.19M a
+    replay, 4.44M -> 4.30M a transfer (bench/HISTORY.md, 2026-12-07 03:10).
+    What the pool's checkout
+    guards against is kept (run_sliding_window): a connection left with
+    unread data or closed by the server is reconnected before it is used,
+    and one that failed mid-command is disconnected by redis-py itself.
+    Forgotten when the cache settings change (tests point the cache at
+    another Redis) and in a forked child (the socket is the parent's)."""
+
+    connection = None
+    generation = -1
+
+    def get(self):
+        connection = self.connection
+        if connection is None or connection.pid != os.getpid() or self.generation != _settings_generation[0]:
+            # The pool's connection class and settings (timeouts, address),
+            # never returned to it: this thread's for as long as it runs.
+            connection = self.connection = get_redis_connection("default").connection_pool.make_connection()
+            self.generation = _settings_generation[0]
+        return connection
+
+
+_script_connection = _ScriptConnection()
+# Bumped when the cache settings change: every thread then takes a new
+# connection from the pool of the new settings.
+_settings_generation = [0]
+
+
+def _forget_script_connections(*, setting, **kwargs) -> None:
+    if setting == "CACHES":
+        _settings_generation[0] += 1
+
+
+setting_changed.connect(_forget_script_connections, dispatch_uid="wallet.throttling.script_connection")
+
+
+def run_sliding_window(keys: list, args: list) -> list:
+    """SLIDING_WINDOW on this thread's script connection (_ScriptConnection):
+    EVALSHA, and on a server that has not seen the script SCRIPT LOAD and
+    EVALSHA again, as redis-py's Script does. Raises what redis-py raises
+    (REDIS_ERRORS) when Redis is unreachable or fails."""
+    connection = _script_connection.get()
+    # As the pool checks a connection it hands out: connected (raises when
+    # Redis is unreachable), and nothing left to read on it (an earlier
+    # answer, or the server's end of a closed connection): else a new one.
+    connection.connect()
+    try:
+        if connection.can_read():
+            raise RedisConnectionError("Connection has data")
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        connection.disconnect()
+        connection.connect()
+    try:
+        connection.send_command("EVALSHA", SLIDING_WINDOW_SHA, len(keys), *keys, *args)
+        return connection.read_response()
+    except NoScriptError:
+        connection.send_command("SCRIPT", "LOAD", SLIDING_WINDOW)
+        connection.read_response()
+        connection.send_command("EVALSHA", SLIDING_WINDOW_SHA, len(keys), *keys, *args)
+        return connection.read_response()
 
 
 class ClientRateThrottle(SimpleRateThrottle):
@@ -169,8 +239,7 @@ class ClientRateThrottle(SimpleRateThrottle):
             keys.append(self.lock.name)
         args += [self.lock.token, self.lock.milliseconds] if self.lock is not None else ["", 0]
         try:
-            redis = get_redis_connection("default")
-            allowed, count, previous_count, self.watched, locked = _sliding_window(redis)(keys=keys, args=args)
+            allowed, count, previous_count, self.watched, locked = run_sliding_window(keys, args)
         except REDIS_ERRORS as exc:
             # As before the lock was taken here: let in uncounted, and no
             # lock (its owner tries again, and finds Redis down too).

@@ -28,6 +28,7 @@ from reconciliation.tests.faults import free_port
 from transfers.checks import check_a_full_batch_fits_the_transfers_rate
 from transfers.locks import Unit, idempotency_lock_name, unit_lock_key
 from transfers.models import TransactionLog, TransferBatch
+from wallet_project import throttling
 from wallet_project.api import ApiViewSet
 from wallet_project.throttling import REPLAYS, TRANSFERS, ChargedOnLookup, ClientRateThrottle, check_throttle_scopes
 
@@ -319,6 +320,34 @@ def test_with_redis_unreachable_the_limits_are_not_enforced(rates, settings, tre
     assert statuses == [201, 201, 201, 200, 200, 200, 200]
     assert balances(source, destination) == [Decimal("97.00"), Decimal("3.00")]
     assert "rate limit not enforced, Redis unavailable" in caplog.text
+
+
+def test_a_script_connection_the_server_closed_is_replaced_before_the_charge(rates, clock, treasury_api, funded_wallet):
+    # The charge runs on a connection the thread keeps (throttling._ScriptConnection):
+    # one Redis closed since (a restart, a timeout, CLIENT KILL) must cost a
+    # reconnection, never a request let in uncounted.
+    rates(transfers="1/min")
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+    assert transfer(treasury_api, source, destination, "first").status_code == 201
+    connection = throttling._script_connection.get()
+    connection.send_command("CLIENT", "ID")
+    assert get_redis_connection("default").client_kill_filter(_id=connection.read_response()) == 1
+
+    assert transfer(treasury_api, source, destination, "second").status_code == 429
+    assert throttling._script_connection.get() is connection  # reconnected, not replaced
+
+
+def test_the_script_connection_follows_the_cache_settings(settings):
+    # Tests point the cache at another Redis (test_with_redis_unreachable_...):
+    # the charge must follow, not keep the old server's connection.
+    before = throttling._script_connection.get()
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = f"redis://127.0.0.1:{free_port()}/0"
+    settings.CACHES = caches
+
+    after = throttling._script_connection.get()
+
+    assert after is not before and after.port != before.port
 
 
 # --- requests that fail are charged too --------------------------------------------------
