@@ -31,7 +31,7 @@ def pytest_configure(config):
     settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
     # Tests change keys and groups inside a test transaction, where the cache's
     # invalidation (after commit) never runs; the per-process cache has tests
-    # of its own (wallets/tests/test_authentication.py, with it enabled).
+    # of its own (clients/tests/test_authentication.py, with it enabled).
     settings.API_AUTH_CACHE_SECONDS = 0
     # Every test client calls from 127.0.0.1, so failed authentications and
     # requests without a key from all tests would add up against one address
@@ -150,7 +150,7 @@ def fast_webhooks(settings):
 
 @pytest.fixture
 def receiver():
-    """A webhook receiver on loopback that verifies every request (wallets/tests/receiver.py)."""
+    """A webhook receiver on loopback that verifies every request (events/tests/receiver.py)."""
     from events.tests.receiver import Receiver
 
     receiver = Receiver()

@@ -652,7 +652,7 @@ LOG_FORMAT = env("LOG_FORMAT", default="json" if PRODUCTION else "text")
 # line: the logging HOWTO's "Optimization" section documents turning them off
 # this way. The process id stays: JSON lines carry it as "pid".
 # An API key as clients/api_keys.py writes them (wk_ + 8 characters of public
-# prefix + _ + 43 of secret; wallets/tests/test_api_keys.py holds the two
+# prefix + _ + 43 of secret; clients/tests/test_api_keys.py holds the two
 # together): cut back to the prefix in any log line (wallet_project/log_format.py).
 LOG_REDACT_PATTERN = r"(wk_[a-z0-9]{8})_[A-Za-z0-9_-]{43}"
 logging._srcfile = None
