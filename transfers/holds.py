@@ -92,9 +92,9 @@ def _hold_row(statement: str, params) -> Hold | None:
 
 
 def hold_find(*, client: AbstractBaseUser, idempotency_key: str) -> Found:
-    """Step 1: the client's hold under this key, if any (a placed hold is
-    never PENDING: found.finished whenever there is one). Give it to
-    hold_place to spare a query."""
+    """Layer 1 of the protocol: the client's hold under this key, if any (a
+    placed hold is never PENDING: found.finished whenever there is one). Give
+    it to hold_place to spare a query."""
     return Found(_hold_row(_FIND_HOLD, [client.pk, idempotency_key]))
 
 

@@ -2,7 +2,8 @@
 admin, reconciliation, the tests), and the protocol around the engine
 (transfers/engine.py), which settles. Nothing else changes a balance.
 
-The protocol (docs/design.md, "The protocol: five layers"):
+The protocol's layers (docs/design.md, "The protocol: five layers"; the
+comments below number these layers, not that guide's "The steps"):
 
 1. Look up the transaction of (client, idempotency key). A finished one is
    replayed (without even reading the request, when it is byte for byte the
@@ -10,7 +11,7 @@ The protocol (docs/design.md, "The protocol: five layers"):
    (IdempotencyKeyReused).
 2. Take the Redis lock on (client, key): concurrent duplicates get
    IdempotencyKeyInUse. Skipped if Redis is down; never relied on. Once the
-   log is finished, step 1 answers the key, so the lock is left to expire.
+   log is finished, layer 1 answers the key, so the lock is left to expire.
 3. Commit a PENDING transaction. The unique constraint on (client, key) is
    the real guard against a duplicate: losing that race means using the
    winner's.
@@ -167,7 +168,7 @@ def movement_answer(
     found: Found | None = None,
 ) -> MovementResult:
     """Answer a request for `movement` exactly once per (client, idempotency
-    key): the protocol above. `found` is step 1's answer if the caller has
+    key): the protocol above. `found` is layer 1's answer if the caller has
     it (movement_find), else it is looked up here. `body_digest`: sha256 of
     the request's bytes when it came through the API (stored with a new
     transaction, for Found.answers_unread), else "".
@@ -517,7 +518,7 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
         settlement_wallet_get_or_create(currency=customer.currency)
 
 
-# --- batch disbursements -----------------------------------------------------------
+# --- batch payouts -----------------------------------------------------------------
 #
 # docs/api.md, "Batch payouts": the protocol above, for a batch key and its
 # payouts' own keys at once.
@@ -537,7 +538,7 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
 #    the running balances, then the batch row. The source row is locked once
 #    for the whole batch: that is what lets a pool wallet pay out faster than
 #    one commit per payout.
-# 5. Reconciliation settles a batch a crash left PENDING, through step 4.
+# 5. Reconciliation settles a batch a crash left PENDING, through layer 4.
 
 
 _FOUND_BATCH_FIELDS = in_model_order(TransferBatch, ["request_fingerprint", "body_digest", "status", "payout_count"])
@@ -699,7 +700,7 @@ def batch_outcomes(batch: TransferBatch) -> list[PayoutOutcome]:
 def _batch_protocol(
     request: BatchRequest, fingerprint: str, body_digest: str, batch: TransferBatch | None
 ) -> BatchResult:
-    """Layers 1 to 4 of the batch protocol ("batch disbursements" above) for one
+    """Layers 1 to 4 of the batch protocol ("batch payouts" above) for one
     batch request, as _answer is for one movement; `batch` is what layer 1
     found (batch_find), None for nothing.
 
