@@ -465,8 +465,9 @@ def check_caps(
 # completes the logs: no round trip, and no Python rendering in the
 # service's process. Measured (callgrind, 200 renders in one process): the
 # API's TransactionDetailSerializer costs about 3.0M instructions per event,
-# and a transfer writes two (one per owner), more than the whole transfer
-# costs today (bench/instructions.py: 5.2M). The INSERT itself is the
+# and a transfer writes two (one per owner), more than a whole transfer
+# cost when this was measured (bench/instructions.py: 5.2M then, 4.4M on
+# 2026-12-07). The INSERT itself is the
 # outbox's one statement (SETTLE_EVENTS below).
 EVENT_OBJECT = transaction_json_sql(row="t", viewer="owner")
 # transfer.completed, deposit.failed, ...: the one place an event's type is

@@ -19,6 +19,13 @@ Vocabulary (docs/design.md, "Words"):
 The request's nouns are plain dataclasses, at the end of this module: a
 stored fingerprint or body digest (TransactionLog.movement_fingerprint,
 body_digest) is defined next to its column.
+
+Between the ledger's tables and those dataclasses: the holds' table, and
+what the engine's limits count in (docs/limits.md): the business day
+(business_day), a locked wallet's Tier and WalletDay, and the exposure and
+daily-debits rows a movement changes (exposure_change, client_debits_key).
+The rules that read them are transfers/engine.py's (check_rules,
+check_caps); the locks that take them, transfers/locks.py's.
 """
 
 import hashlib

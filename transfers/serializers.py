@@ -1,3 +1,23 @@
+"""What a money request may say and how its answers are written: the
+serializers of transfers, and the one rendering of each answer.
+
+In the order of the module:
+- the bodies' pieces: amounts (AmountField), metadata, the idempotency key's
+  rules wherever it comes from (validate_idempotency_key, key_from_header,
+  idempotency_key_of; the door that applies them is transfers.views.admit),
+  and the single movements' bodies (MoneyRequestSerializer,
+  TransferRequestSerializer);
+- how a transaction is shown, written once (TRANSACTION_FIELDS), in Python
+  and, for the events the engine writes under the row locks, in SQL
+  (transaction_json_sql);
+- the money answers as plain JSON, rendered by hand, not by a serializer
+  (movement_result_json, batch_json, batch_result_json, hold_json:
+  docs/design.md, "The steps", step 12); the classes named
+  *ResultSerializer describe them in the schema, and BatchResultSerializer
+  renders a looked-up batch by calling batch_result_json;
+- the lookups' and lists' serializers, and the bodies of batches and holds.
+"""
+
 import json
 import math
 import re
@@ -930,7 +950,7 @@ class BatchRequestSerializer(RefusesUnknownFields, serializers.Serializer):
 
 
 class PayoutOutcomeSerializer(serializers.Serializer):
-    """One payout's outcome (for the schema; BatchResultSerializer writes it)."""
+    """One payout's outcome (for the schema; batch_result_json writes it)."""
 
     index = serializers.IntegerField()
     idempotencyKey = serializers.CharField()

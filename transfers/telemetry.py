@@ -33,7 +33,8 @@ KEY_CONFLICTS = Counter(
 )
 LOCK_WAIT = Histogram(
     "wallet_transfer_lock_wait_seconds",
-    "Time a settle spends taking its row locks (the log, then both wallets), round trips included.",
+    "Time a settle spends taking its row locks (the log or batch row, its wallets, then its limit rows), "
+    "round trips included.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
