@@ -632,6 +632,9 @@ def _text(amount: Decimal | None) -> str | None:
     return None if amount is None else str(amount)
 
 
+# The engine's statements go through these two, not fetch and run directly:
+# the one place a fault test stops the service right after a statement
+# (reconciliation/tests/test_fault_events.py patches _run).
 def _fetch(statement: str, params) -> list[tuple]:
     return fetch(connection, statement, params)
 
