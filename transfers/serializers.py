@@ -445,7 +445,12 @@ class IdempotencyKeyField(StrictCharField):
 class MoneyRequestSerializer(RefusesUnknownFields, LeanSerializer):
     """A deposit or a withdrawal: an amount, optional metadata, and the
     idempotency key, here or in the Idempotency-Key header (if both, they
-    must agree)."""
+    must agree). A transfer's body adds its two wallets.
+
+    Named as the schema names this body (MoneyRequest, the generated
+    clients' type); it is not the serializer of every money request, nor of
+    transfers.views.MoneyRequest, which reads any of them by the serializer
+    its view gives it."""
 
     amount = AmountField()
     idempotencyKey = IdempotencyKeyField()
