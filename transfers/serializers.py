@@ -441,16 +441,17 @@ class IdempotencyKeyField(StrictCharField):
         super().__init__(source="idempotency_key", required=False, trim_whitespace=False, max_length=None, **kwargs)
 
 
+# A deposit's or a withdrawal's body only (a transfer's adds its two
+# wallets), named as the schema names it (MoneyRequest, the generated
+# clients' type): not the serializer of every money request, nor of
+# transfers.views.MoneyRequest, which reads any of them by the serializer
+# its view gives it. (Not in the docstring: that is the schema's
+# description, for client developers.)
 @extend_schema_serializer(component_name="Money")
 class MoneyRequestSerializer(RefusesUnknownFields, LeanSerializer):
     """A deposit or a withdrawal: an amount, optional metadata, and the
     idempotency key, here or in the Idempotency-Key header (if both, they
-    must agree). A transfer's body adds its two wallets.
-
-    Named as the schema names this body (MoneyRequest, the generated
-    clients' type); it is not the serializer of every money request, nor of
-    transfers.views.MoneyRequest, which reads any of them by the serializer
-    its view gives it."""
+    must agree)."""
 
     amount = AmountField()
     idempotencyKey = IdempotencyKeyField()
