@@ -41,7 +41,7 @@ from wallet_project.tests.test_observability_e2e import (
 # each test commits its own, and is flushed after it.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Connections trickling a header line a second (bench/HISTORY.md, 2026-11-30:
+# Connections trickling a header line a second (bench/HISTORY.md, 2026-11-30 09:00:
 # twelve took every Gunicorn thread), and how long a plain request may take
 # meanwhile.
 SLOW_CLIENTS = 12
