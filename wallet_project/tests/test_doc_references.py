@@ -113,3 +113,55 @@ def test_a_reference_that_leads_nowhere_is_named():
         "x:4: docs/api.md#rate-limit is no heading",
         "x:4: docs/design.md#holds is no heading",
     ]
+
+
+# bench/HISTORY.md, 2026-12-07 03:15 (a comment may break it over lines).
+HISTORY_CITATION = re.compile(
+    r"bench/HISTORY\.md`?,?\s+(?:#\s*)?\(?\"?(\d{4}-\d{2}-\d{2})(?:\s+(?:#\s*)?(\d{2}:\d{2}))?"
+)
+HISTORY_STAMP = re.compile(r"^## (\d{4}-\d{2}-\d{2})(?: (\d{2}:\d{2}))?\b", re.MULTILINE)
+
+
+def history_broken_in(where: str, text: str, history: str) -> list[str]:
+    """The citations of bench/HISTORY.md's entries in `text` that name none,
+    or, by their day alone, more than one: a reader sent to "2026-11-30"
+    when four entries bear that day reads the wrong one."""
+    stamps = HISTORY_STAMP.findall(history)
+    broken = []
+    for match in HISTORY_CITATION.finditer(text):
+        day, time = match.groups()
+        entries = [stamp for stamp in stamps if stamp[0] == day and (time is None or stamp[1] == time)]
+        if len(entries) != 1:
+            line = text.count("\n", 0, match.start()) + 1
+            cited = f"{day} {time}" if time else day
+            broken.append(f"{where}:{line}: bench/HISTORY.md has {len(entries)} entries of {cited}")
+    return broken
+
+
+def test_every_citation_of_the_bench_history_names_one_entry():
+    history = (ROOT / "bench" / "HISTORY.md").read_text()
+    broken = []
+    for path in tracked_text_files():
+        if path in (Path(__file__).resolve(), ROOT / "bench" / "HISTORY.md"):
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        broken += history_broken_in(str(path.relative_to(ROOT)), text, history)
+
+    assert broken == []
+
+
+def test_a_citation_of_the_bench_history_that_names_no_one_entry_is_named():
+    history = "## 2026-11-30 09:00: one\n## 2026-11-30 09:30: two\n## 2026-12-01: three\n"
+    text = """
+    (bench/HISTORY.md, 2026-11-30 09:30) (bench/HISTORY.md, 2026-12-01)
+    # (bench/HISTORY.md, 2026-11-30
+    # 09:00: ...) (bench/HISTORY.md, 2026-11-30) bench/HISTORY.md ("2026-11-30 10:00")
+    """
+
+    assert history_broken_in("x", text, history) == [
+        "x:4: bench/HISTORY.md has 2 entries of 2026-11-30",
+        "x:4: bench/HISTORY.md has 0 entries of 2026-11-30 10:00",
+    ]
