@@ -739,7 +739,7 @@ class Found:
         row without being parsed or validated, since it cannot ask for
         anything else (and retries are what replays mostly are: a double tap,
         a client's timeout). "" matches nothing. The one place this is decided,
-        for single movements and batches alike."""
+        for single movements, batches and placed holds alike."""
         return self.finished and bool(body_digest) and self.row.body_digest == body_digest
 
 
