@@ -341,6 +341,10 @@ class LeanSerializer(serializers.Serializer):
     bench's transfer body: 857K to 771K).
     """
 
+    # Whether the class's fields are its declared ones (__init_subclass__
+    # sets it for each subclass); this class's own are, none declared.
+    _fields_declared = True
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         nested = [name for name, f in cls._declared_fields.items() if isinstance(f, serializers.BaseSerializer)]

@@ -146,6 +146,16 @@ def test_a_lean_serializer_that_builds_its_own_fields_gets_them():
     assert WithOwnFields(data={"amount": "1", "from": "x"}).is_valid()
 
 
+def test_a_lean_serializer_itself_reads_as_drfs_serializer():
+    """LeanSerializer used as it is, no subclass: no fields, an empty body
+    read as DRF's Serializer reads it (its fields are its declared ones)."""
+    lean, drf = LeanSerializer(data={"extra": 1}), serializers.Serializer(data={"extra": 1})
+
+    assert lean.is_valid() == drf.is_valid() is True
+    assert lean.validated_data == drf.validated_data == {}
+    assert dict(lean.fields) == {}
+
+
 def test_a_lean_serializers_field_validators_run_on_each_instance():
     class WithFieldValidator(LeanSerializer):
         amount = serializers.CharField()

@@ -11,7 +11,9 @@ clock rarely hits, and the one that needs care.
 import copy
 import math
 import sys
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -335,6 +337,26 @@ def test_a_script_connection_the_server_closed_is_replaced_before_the_charge(rat
 
     assert transfer(treasury_api, source, destination, "second").status_code == 429
     assert throttling._script_connection.get() is connection  # reconnected, not replaced
+
+
+def test_threads_charging_at_once_let_in_exactly_the_limit_each_on_its_own_connection(rates, clock):
+    # Every thread charges on the connection it keeps (throttling._ScriptConnection):
+    # eight of them at once, sixty requests each against a limit of 100, must
+    # let in exactly 100, and no two threads may share a connection.
+    rates(transfers="100/min")
+    client = UnitRequest()
+    start = threading.Barrier(8)
+
+    def charge() -> tuple[int, int]:
+        start.wait()
+        let_in = sum(ClientRateThrottle("transfers").allow_request(client, None) for _ in range(60))
+        return let_in, id(throttling._script_connection.get())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: charge(), range(8)))
+
+    assert sum(let_in for let_in, _ in results) == 100
+    assert len({connection for _, connection in results}) == 8
 
 
 def test_the_script_connection_follows_the_cache_settings(settings):
