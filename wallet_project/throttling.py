@@ -114,7 +114,7 @@ UNREAD = object()
 
 class _ScriptConnection(threading.local):
     """The sliding-window script's own Redis connection, one per thread of a
-    process, taken once from the default cache's pool and kept: every
+    process, made once with the default cache's pool's settings and kept: every
     request's charge runs on it (run_sliding_window).
 
     Why not redis-py's Script: a command through the client (its retry
@@ -136,9 +136,15 @@ class _ScriptConnection(threading.local):
     def get(self):
         connection = self.connection
         if connection is None or connection.pid != os.getpid() or self.generation != _settings_generation[0]:
-            # The pool's connection class and settings (timeouts, address),
-            # never returned to it: this thread's for as long as it runs.
-            connection = self.connection = get_redis_connection("default").connection_pool.make_connection()
+            if connection is not None:
+                connection.disconnect()  # in a forked child, closes only the child's copy
+            # Made with the pool's connection class and settings (timeouts,
+            # address), not by the pool: its make_connection would count it
+            # against max_connections (100 by default) for good, as it is
+            # never returned, and a process whose cache settings change often
+            # (the tests) would run out.
+            pool = get_redis_connection("default").connection_pool
+            connection = self.connection = pool.connection_class(**pool.connection_kwargs)
             self.generation = _settings_generation[0]
         return connection
 

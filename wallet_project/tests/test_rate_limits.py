@@ -372,6 +372,20 @@ def test_the_script_connection_follows_the_cache_settings(settings):
     assert after is not before and after.port != before.port
 
 
+def test_script_connections_never_use_up_the_pool_however_often_the_settings_change(settings):
+    # Each change of the cache settings gives the thread a new connection:
+    # taken from the pool's count, it ran out after redis-py's default of 100.
+    pool = get_redis_connection("default").connection_pool
+    created = pool._created_connections
+    for _ in range(150):
+        settings.CACHES = copy.deepcopy(settings.CACHES)
+        connection = throttling._script_connection.get()
+        connection.send_command("PING")
+        assert connection.read_response() in (b"PONG", "PONG", True)
+
+    assert get_redis_connection("default").connection_pool._created_connections <= created + 1
+
+
 # --- requests that fail are charged too --------------------------------------------------
 
 
