@@ -25,7 +25,7 @@ import string
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MaxLengthValidator, MinLengthValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinLengthValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
@@ -126,15 +126,28 @@ def takes_plain_amounts(field: serializers.DecimalField) -> bool:
     """Whether plain_amount may read for `field`: DECIMAL_PLACES places,
     both bounds, a range that holds no number DRF's digit checks refuse
     (max_digits, max_whole_digits), no validators but the two DRF adds for
-    the bounds, and no localized input (DRF's path rewrites its separators)."""
+    the bounds (only_bound_validators), and no localized input (DRF's path
+    rewrites its separators)."""
     return (
         field.decimal_places == DECIMAL_PLACES
         and field.min_value is not None
         and field.max_value is not None
         and field.max_value < 10 ** (field.max_digits - field.decimal_places)
-        and len(field.validators) == 2
+        and only_bound_validators(field)
         and not field.localize
     )
+
+
+def only_bound_validators(field: serializers.DecimalField) -> bool:
+    """Whether `field`'s validators are exactly the two DRF's DecimalField
+    adds for its bounds: Django's own MinValueValidator and
+    MaxValueValidator (not a subclass) at min_value and max_value. A count
+    alone would let a custom validator that replaced one of them slip past
+    the short path, which runs no validators."""
+    return len(field.validators) == 2 and {(type(v), getattr(v, "limit_value", None)) for v in field.validators} == {
+        (MinValueValidator, field.min_value),
+        (MaxValueValidator, field.max_value),
+    }
 
 
 def plain_amount(field: serializers.DecimalField, data) -> Decimal | None:

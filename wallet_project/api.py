@@ -341,8 +341,11 @@ class LeanSerializer(serializers.Serializer):
     bench's transfer body: 857K to 771K).
     """
 
-    # Whether the class's fields are its declared ones (__init_subclass__
-    # sets it for each subclass); this class's own are, none declared.
+    # Whether the class's fields are its declared ones, so that `fields`
+    # builds them from bound templates and _writable_plan finds them once
+    # per class; __init_subclass__ sets it for each subclass, and a class
+    # that builds its own in get_fields gets DRF's path, deep copies and
+    # all. This class's own are its declared ones (none).
     _fields_declared = True
 
     def __init_subclass__(cls, **kwargs):
@@ -350,9 +353,6 @@ class LeanSerializer(serializers.Serializer):
         nested = [name for name, f in cls._declared_fields.items() if isinstance(f, serializers.BaseSerializer)]
         if nested:
             raise TypeError(f"{cls.__name__}: LeanSerializer cannot hold nested serializers ({', '.join(nested)})")
-        # Whether this class's fields are its declared ones (`fields` builds
-        # them from bound templates); a class that builds its own in
-        # get_fields gets DRF's path, deep copies and all.
         cls._fields_declared = cls.get_fields is serializers.Serializer.get_fields
 
     def __init__(self, instance=None, data=empty, **kwargs):
@@ -462,26 +462,23 @@ def _bound_templates(cls: type[LeanSerializer]) -> dict[str, serializers.Field]:
 
 def _writable_plan(serializer: LeanSerializer) -> list[tuple[serializers.Field, object]]:
     """The serializer's writable fields, in order, each with its bound
-    validate_<field_name> method or None: which ones, found once per class
-    whose fields are its declared ones (a lookup of a method a class lacks
-    is a failed attribute search, five per transfer body; with the
-    explicit marker, callgrind, 100 transfer bodies read: 699K -> 675K
-    instructions each)."""
+    validate_<field_name> method or None. Which ones is found once per
+    class whose fields are its declared ones (_fields_declared), and per
+    instance for a class that builds its own in get_fields: a lookup of a
+    method a class lacks is a failed attribute search, five per transfer
+    body (with the plan kept per class, callgrind, 100 transfer bodies
+    read: 699K -> 675K instructions each)."""
     cls = type(serializer)
-    if not cls._fields_declared:
-        return [
-            (field, getattr(serializer, "validate_" + field.field_name, None))
-            for field in serializer.fields.values()
-            if not field.read_only
-        ]
+    fields = serializer.fields
     plan = cls.__dict__.get("_lean_plan")
     if plan is None:
-        plan = cls._lean_plan = [
-            (name, f"validate_{name}" if hasattr(cls, f"validate_{name}") else None)
-            for name, template in _bound_templates(cls).items()
-            if not template.read_only
+        plan = [
+            (name, f"validate_{name}" if hasattr(serializer, f"validate_{name}") else None)
+            for name, field in fields.items()
+            if not field.read_only
         ]
-    fields = serializer.fields
+        if cls._fields_declared:
+            cls._lean_plan = plan
     return [(fields[name], None if method is None else getattr(serializer, method)) for name, method in plan]
 
 

@@ -72,7 +72,7 @@ class RequestMiddleware:
         self.get_response = get_response
         self.header = guid_settings.guid_header_name
         self.header_key = self.header.lower()
-        _stored(self.header, "0")  # a name HttpResponse takes
+        check_response_header_name(self.header)
         self.integrations = tuple(guid_settings.integrations)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -314,8 +314,10 @@ class BrowserChain:
                     store["x-frame-options"] = self.x_frame_options
             if response.status_code == 404:
                 response = self.common.process_response(request, response)
-            elif not response.streaming and "content-length" not in response.headers._store:
-                response.headers._store["content-length"] = ("Content-Length", str(len(response.content)))
+            elif not response.streaming:
+                store = response.headers._store
+                if "content-length" not in store:
+                    store["content-length"] = ("Content-Length", str(len(response.content)))
         except Exception as exc:  # as Django's wrapper of CommonMiddleware
             response = response_for_exception(request, exc)
         store = response.headers._store
@@ -356,6 +358,13 @@ def _stored(name: str, value: str) -> tuple[str, str]:
     checked = HttpResponse()
     checked.headers[name] = value
     return checked.headers._store[name.lower()]
+
+
+def check_response_header_name(name: str) -> None:
+    """Raise BadHeaderError (at start-up) unless HttpResponse takes `name`
+    as a header's name: a header written straight into the header store,
+    as the request id is, skips HttpResponse's own check."""
+    _stored(name, "0")
 
 
 # What patch_cache_control(response, no_store=True) stores on a response without Cache-Control.

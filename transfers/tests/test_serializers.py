@@ -10,7 +10,13 @@ import pytest
 from rest_framework import serializers
 
 from transfers.models import MovementResult, TransactionLog, TransactionStatus, TransactionType
-from transfers.serializers import AmountField, MovementResultSerializer, TransferRequestSerializer, plain_amount
+from transfers.serializers import (
+    AmountField,
+    MovementResultSerializer,
+    TransferRequestSerializer,
+    plain_amount,
+    takes_plain_amounts,
+)
 from wallet_project.api import LeanSerializer
 from wallets.models import CENT, MAX_AMOUNT, MIN_AMOUNT
 
@@ -122,6 +128,38 @@ def test_an_amounts_short_path_answers_as_drfs_path():
             lambda v: serializers.DecimalField.run_validation(field, v), value
         ), value
     assert short > len(values) // 3
+
+
+def test_an_amount_field_whose_validators_are_not_drfs_bounds_takes_drfs_path():
+    """The short path runs no validators: a field that carries any but the
+    two DRF adds for its bounds (one swapped for a custom validator, a
+    subclass of the bound validator, one added) reads every amount through
+    DRF's path, and the custom validator runs."""
+    from django.core.validators import MaxValueValidator
+
+    class NoSevens(MaxValueValidator):
+        def compare(self, a, b):
+            return "7" in str(a)
+
+    def refuse_sevens(value):
+        if "7" in str(value):
+            raise serializers.ValidationError("No sevens.")
+
+    swapped = AmountField()
+    swapped.validators = [swapped.validators[0], refuse_sevens]
+    subclassed = AmountField()
+    subclassed.validators = [
+        v if not isinstance(v, MaxValueValidator) else NoSevens(v.limit_value) for v in subclassed.validators
+    ]
+    added = AmountField(validators=[refuse_sevens])
+
+    assert AmountField().plain
+    for field in (swapped, subclassed, added):
+        field.plain = takes_plain_amounts(field)
+        assert not field.plain
+        with pytest.raises(serializers.ValidationError):
+            field.run_validation("17.00")
+    assert AmountField().run_validation("17.00") == Decimal("17.00")
 
 
 def test_a_lean_serializer_that_builds_its_own_fields_gets_them():

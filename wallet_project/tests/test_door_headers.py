@@ -194,3 +194,19 @@ def test_a_view_s_own_cache_control_is_kept_with_no_store(rf):
     response = RequestMiddleware(view)(rf.get("/api/anything", HTTP_X_REQUEST_ID=REQUEST_ID))
 
     assert list(response.items()) == [*expected.items(), ("X-Request-ID", REQUEST_ID)]
+
+
+def test_a_request_id_header_name_httpresponse_refuses_stops_the_start(monkeypatch):
+    """The request id is written straight into the header store, past
+    HttpResponse's check of a header's name: a name it would refuse (here
+    one with a line break, a response-splitting name) stops the middleware
+    being made, at start-up, instead of being sent."""
+    from django.http import BadHeaderError
+    from django_guid.config import settings as guid_settings
+
+    from wallet_project.middleware import RequestMiddleware
+
+    monkeypatch.setitem(guid_settings.settings, "GUID_HEADER_NAME", "X-Request-ID\r\nX-Evil")
+
+    with pytest.raises(BadHeaderError):
+        RequestMiddleware(lambda request: None)
