@@ -36,7 +36,7 @@ class WalletCreateSerializer(RefusesUnknownFields, serializers.Serializer):
 
 
 class WalletListQuerySerializer(serializers.Serializer):
-    userId = serializers.UUIDField(source="user_id")
+    userId = StrictUUIDField(source="user_id")
 
 
 class WalletSerializer(serializers.ModelSerializer):
