@@ -595,6 +595,23 @@ class StrictUUIDField(serializers.UUIDField):
             self.fail("invalid", value=data)
 
 
+# A whole number as text (a query parameter, or a body that sends one as a
+# string): an optional minus and ASCII digits, nothing else.
+_WHOLE_NUMBER_TEXT = re.compile(r"-?[0-9]{1,18}")
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A whole number as written: a JSON integer, or its text in ASCII digits
+    ("60", "-1"). DRF's IntegerField reads int(str(value)) after dropping a
+    trailing ".0", so "60.0", 60.0, " 60", "+60", "6_0" and digits of other
+    scripts ("٦٠", "６０") were 60 seconds or a page of 60."""
+
+    def to_internal_value(self, data):
+        if type(data) is not int and not (type(data) is str and _WHOLE_NUMBER_TEXT.fullmatch(data)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictCharField(serializers.CharField):
     """Text given as a JSON string. DRF's CharField also reads a number as its
     text: `"idempotencyKey": 123` would be the key "123", the same key as the
