@@ -660,7 +660,10 @@ class InstantField(serializers.Field):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data) -> datetime:
-        if not isinstance(data, str):
+        # ASCII, nothing around it: parse_datetime's fallback regex reads
+        # other scripts' digits (`\d`; "٢٠٢٦-١٢-٠٧T10:00:00Z" was that
+        # instant) and ends at `$`, which a trailing newline passes.
+        if not isinstance(data, str) or not data.isascii() or data != data.strip():
             self.fail("invalid")
         try:
             instant = parse_datetime(data)

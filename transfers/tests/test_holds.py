@@ -798,3 +798,20 @@ def test_expires_in_seconds_written_as_anything_but_a_whole_number_places_no_hol
 def test_expires_in_seconds_as_an_integer_or_its_ascii_text_places_the_hold(treasury_api, pair, seconds):
     source, destination = pair
     assert place(treasury_api, source, destination, expiresInSeconds=seconds).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        "\u0662\u0660\u0662\u0666-\u0661\u0662-\u0660\u0661T00:00:00Z",  # Arabic-Indic digits
+        "\uff12\uff10\uff12\uff16-12-01T00:00:00Z",  # fullwidth digits
+    ],
+    ids=["arabic_indic_digits", "fullwidth_digits"],
+)
+def test_an_expiry_in_other_scripts_digits_is_not_an_instant(treasury_api, pair, expires_at):
+    """Read as 2026-12-01 by parse_datetime's `\\d` (so "in the past"), it is no instant at all."""
+    source, destination = pair
+    response = place(treasury_api, source, destination, expiresInSeconds=None, expiresAt=expires_at)
+    body = assert_error_envelope(response, status=400, code="validation_error", field="expiresAt")
+    assert body["errors"]["expiresAt"] != ["Must be in the future."]
+    assert not Hold.objects.exists()
