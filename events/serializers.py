@@ -8,7 +8,7 @@ from events import webhook_addresses
 from events.models import EventType, WebhookEndpoint
 from events.outbox import EventCursor, current_horizon
 from events.webhook_addresses import Unresolvable, UnsafeAddress, resolve_allowed
-from wallet_project.api import RefusesUnknownFields
+from wallet_project.api import RefusesUnknownFields, StrictIntegerField
 
 
 class EventSerializer(serializers.Serializer):
@@ -37,7 +37,7 @@ class EventListQuerySerializer(serializers.Serializer):
 
     after = EventCursorField(required=False, help_text="The nextCursor of the previous page.")
     type = serializers.ListField(child=serializers.ChoiceField(choices=EventType.choices), required=False)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
+    limit = StrictIntegerField(required=False, min_value=1, max_value=500, default=100)
 
     def to_internal_value(self, data):
         # A QueryDict: `type` may repeat, the others may not.

@@ -54,7 +54,7 @@ class WebhookEndpointViewSet(ApiViewSet):
     serializer_class = WebhookEndpointSerializer
     queryset = WebhookEndpoint.objects.none()  # for the schema generator; reads go through events.webhooks
     pagination_class = EnvelopeCursorPagination
-    lookup_value_converter = "uuid"
+    lookup_value_converter = "canonical_uuid"
     required_permissions = {"create": [], "list": [], "destroy": []}
     throttle_scopes = {"create": TRANSFERS, "list": READS, "destroy": TRANSFERS}
     query_parameters = {"list": ("cursor", "limit")}  # EnvelopeCursorPagination's

@@ -49,6 +49,7 @@ from wallet_project.api import (
     RefusesUnknownFields,
     StrictBooleanField,
     StrictCharField,
+    StrictIntegerField,
     StrictUUIDField,
     timestamp_text,
 )
@@ -1023,7 +1024,7 @@ class ExpiryFields(LeanSerializer):
     expiresAt = InstantField(
         source="expires_at", required=False, help_text="ISO 8601 with its offset (Z for UTC), in the future."
     )
-    expiresInSeconds = serializers.IntegerField(
+    expiresInSeconds = StrictIntegerField(
         source="expires_in_seconds", required=False, min_value=1, max_value=settings.HOLD_MAX_SECONDS
     )
 

@@ -10,7 +10,7 @@ router.register("wallets", WalletMoneyViewSet, basename="wallet-money")
 
 urlpatterns = [
     path("transfers/batch", BatchViewSet.as_view({"post": "create"}), name="batch-create"),
-    path("transfers/batch/<uuid:batch_id>", BatchViewSet.as_view({"get": "retrieve"}), name="batch-detail"),
+    path("transfers/batch/<canonical_uuid:batch_id>", BatchViewSet.as_view({"get": "retrieve"}), name="batch-detail"),
     path("transfer", TransferViewSet.as_view({"post": "create"}), name="transfer-create"),
     # Before the key route: a key may itself contain "/", so order decides.
     path(
@@ -24,8 +24,8 @@ urlpatterns = [
     path("holds", HoldViewSet.as_view({"post": "create"}), name="hold-create"),
     path("holds/capture", HoldViewSet.as_view({"post": "capture_set"}), name="hold-capture-set"),
     path("holds/void", HoldViewSet.as_view({"post": "void_set"}), name="hold-void-set"),
-    path("holds/<uuid:hold_id>", HoldViewSet.as_view({"get": "retrieve"}), name="hold-detail"),
-    path("holds/<uuid:hold_id>/capture", HoldViewSet.as_view({"post": "capture"}), name="hold-capture"),
-    path("holds/<uuid:hold_id>/void", HoldViewSet.as_view({"post": "void"}), name="hold-void"),
-    path("holds/<uuid:hold_id>/extend", HoldViewSet.as_view({"post": "extend"}), name="hold-extend"),
+    path("holds/<canonical_uuid:hold_id>", HoldViewSet.as_view({"get": "retrieve"}), name="hold-detail"),
+    path("holds/<canonical_uuid:hold_id>/capture", HoldViewSet.as_view({"post": "capture"}), name="hold-capture"),
+    path("holds/<canonical_uuid:hold_id>/void", HoldViewSet.as_view({"post": "void"}), name="hold-void"),
+    path("holds/<canonical_uuid:hold_id>/extend", HoldViewSet.as_view({"post": "extend"}), name="hold-extend"),
 ]

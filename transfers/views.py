@@ -378,7 +378,7 @@ class WalletMoneyViewSet(ApiViewSet):
     under /api/wallets/{id}/: they move or list money, so they live here,
     beside the service that moves it."""
 
-    lookup_value_converter = "uuid"
+    lookup_value_converter = "canonical_uuid"
     # Used by the history action only (and by the schema generator).
     queryset = TransactionLog.objects.none()
     serializer_class = TransactionLogSerializer

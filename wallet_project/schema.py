@@ -37,6 +37,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework import exceptions, serializers
 from rest_framework.renderers import JSONRenderer
 
+from wallet_project.api import CANONICAL_UUID_REGEX
 from wallet_project.error_codes import ERROR_CODES
 
 
@@ -49,9 +50,8 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
 
 
-# A UUID as the API reads one (StrictUUIDField, wallet_project/api.py):
-# hyphenated, either case.
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# A UUID as the API reads one (uuid_from_text, wallet_project/api.py).
+UUID_PATTERN = f"^{CANONICAL_UUID_REGEX}$"
 
 _ENVELOPES: dict[str, type] = {}
 

@@ -555,6 +555,9 @@ SPECTACULAR_SETTINGS = {
         "WalletKindEnum": "wallets.models.WalletKind",
         "CurrencyEnum": "wallet_project.settings.SUPPORTED_CURRENCIES",
     },
+    # Every id in a path (wallet_project.api.CanonicalUUIDConverter): a UUID, as
+    # Django's own `uuid` converter was described.
+    "PATH_CONVERTER_OVERRIDES": {"canonical_uuid": {"type": "string", "format": "uuid"}},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "wallet_project.schema.complete_schema",

@@ -16,15 +16,27 @@ from wallets.models import UNRESTRICTED, TierProfile, Wallet
     }
 )
 class CurrencyField(StrictCharField):
-    default_error_messages = {"unsupported": "Unsupported currency {value}; supported: {supported}."}
+    """An ISO 4217 code as the client wrote it: three ASCII letters, lower
+    case read as upper. Nothing around it is trimmed (" gbp " is not GBP),
+    and no other script is upper-cased into one: str.upper() makes "uſd"
+    (a long s) "USD" and "ı" (dotless i) "I"."""
+
+    default_error_messages = {
+        "not_a_code": "An ISO 4217 code: three letters A to Z, such as NGN.",
+        "unsupported": "Unsupported currency {value}; supported: {supported}.",
+    }
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 3)
         kwargs.setdefault("min_length", 3)
+        kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        value = super().to_internal_value(data).upper()
+        value = super().to_internal_value(data)
+        if not (value.isascii() and value.isalpha()):
+            self.fail("not_a_code")
+        value = value.upper()
         if value not in settings.SUPPORTED_CURRENCIES:
             self.fail("unsupported", value=value, supported=", ".join(settings.SUPPORTED_CURRENCIES))
         return value
@@ -36,7 +48,7 @@ class WalletCreateSerializer(RefusesUnknownFields, serializers.Serializer):
 
 
 class WalletListQuerySerializer(serializers.Serializer):
-    userId = serializers.UUIDField(source="user_id")
+    userId = StrictUUIDField(source="user_id")
 
 
 class WalletSerializer(serializers.ModelSerializer):

@@ -24,7 +24,7 @@ class WalletViewSet(ApiViewSet):
 
     serializer_class = WalletSerializer
     queryset = Wallet.objects.none()  # for the schema generator; reads go through selectors
-    lookup_value_converter = "uuid"
+    lookup_value_converter = "canonical_uuid"
     required_permissions = {
         "create": ["wallets.add_wallet"],
         "retrieve": ["wallets.view_wallet"],

@@ -123,6 +123,13 @@ def test_the_cursor_pages_through_and_the_type_filter_narrows(wallet_owner):
         ({"type": "transfer.exploded"}, "type"),
         ({"limit": "0"}, "limit"),
         ({"limit": "abc"}, "limit"),
+        # A page of 5 written otherwise (DRF's IntegerField read each as 5).
+        ({"limit": "\u0665"}, "limit"),  # an Arabic-Indic digit
+        ({"limit": "\uff15"}, "limit"),  # a fullwidth digit
+        ({"limit": "5.0"}, "limit"),
+        ({"limit": " 5"}, "limit"),
+        ({"limit": "+5"}, "limit"),
+        ({"limit": "0_5"}, "limit"),
     ],
 )
 def test_a_malformed_query_is_a_400_naming_the_parameter(treasury_api, params, named):

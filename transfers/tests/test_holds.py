@@ -769,3 +769,49 @@ def test_a_hold_counts_against_the_daily_cap_when_placed_and_gives_back_what_it_
     assert place(treasury_api, second_source, destination, "0.01").status_code == 422
     assert end(treasury_api, voided["id"], "void").status_code == 200
     assert place(treasury_api, second_source, destination, "1000.00").status_code == 201
+
+
+# Sixty seconds written otherwise: DRF's IntegerField read each as 60 (int()
+# after dropping a trailing ".0"). A JSON integer, or its text in ASCII digits.
+NOT_A_WHOLE_NUMBER = {
+    "arabic_indic_digits": "\u0666\u0660",
+    "fullwidth_digits": "\uff16\uff10",
+    "trailing_point_zero_text": "60.0",
+    "fractional_number_zero": Decimal("60.0"),
+    "leading_space": " 60",
+    "plus_sign": "+60",
+    "underscore": "6_0",
+    "boolean": True,
+}
+
+
+@pytest.mark.parametrize("seconds", list(NOT_A_WHOLE_NUMBER.values()), ids=list(NOT_A_WHOLE_NUMBER))
+def test_expires_in_seconds_written_as_anything_but_a_whole_number_places_no_hold(treasury_api, pair, seconds):
+    source, destination = pair
+    response = place(treasury_api, source, destination, expiresInSeconds=seconds)
+    assert_error_envelope(response, status=400, code="validation_error", field="expiresInSeconds")
+    assert not Hold.objects.exists()
+    assert amounts(source) == ("100.00", "0.00", "100.00")
+
+
+@pytest.mark.parametrize("seconds", [60, "60"], ids=["integer", "ascii_digits_text"])
+def test_expires_in_seconds_as_an_integer_or_its_ascii_text_places_the_hold(treasury_api, pair, seconds):
+    source, destination = pair
+    assert place(treasury_api, source, destination, expiresInSeconds=seconds).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        "\u0662\u0660\u0662\u0666-\u0661\u0662-\u0660\u0661T00:00:00Z",  # Arabic-Indic digits
+        "\uff12\uff10\uff12\uff16-12-01T00:00:00Z",  # fullwidth digits
+    ],
+    ids=["arabic_indic_digits", "fullwidth_digits"],
+)
+def test_an_expiry_in_other_scripts_digits_is_not_an_instant(treasury_api, pair, expires_at):
+    """Read as 2026-12-01 by parse_datetime's `\\d` (so "in the past"), it is no instant at all."""
+    source, destination = pair
+    response = place(treasury_api, source, destination, expiresInSeconds=None, expiresAt=expires_at)
+    body = assert_error_envelope(response, status=400, code="validation_error", field="expiresAt")
+    assert body["errors"]["expiresAt"] != ["Must be in the future."]
+    assert not Hold.objects.exists()

@@ -285,6 +285,12 @@ def _explain(sql, params):
         "",
         "0001-01-01T00:00:00+01:00",  # in year 0 in UTC: out of range
         "0001-01-01T00:30:00+23:59",
+        # Instants that have come, written in other scripts' digits or with
+        # whitespace around them: parse_datetime read each (its `\d` and `$`).
+        "\u0662\u0660\u0662\u0666-\u0661\u0662-\u0660\u0661T00:00:00Z",  # Arabic-Indic digits
+        "\uff12\uff10\uff12\uff16-12-01T00:00:00Z",  # fullwidth digits
+        "2026-12-01T00:00:00Z\n",
+        " 2026-12-01T00:00:00Z",
     ],
 )
 def test_a_bad_at_is_a_400_naming_it(treasury_api, funded_wallet, at):

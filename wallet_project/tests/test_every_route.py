@@ -114,7 +114,11 @@ ROUTES = sorted(set(routes()))
 
 def test_the_walk_covers_the_money_routes():
     """The walk reads the URLconf: were it to find nothing, it would prove nothing."""
-    assert {"api/transfer", "api/wallets/<uuid:pk>/deposit", "api/wallets/<uuid:pk>/withdraw"} <= set(ROUTES)
+    assert {
+        "api/transfer",
+        "api/wallets/<canonical_uuid:pk>/deposit",
+        "api/wallets/<canonical_uuid:pk>/withdraw",
+    } <= set(ROUTES)
     assert any(route.startswith("admin/") for route in ROUTES)
 
 

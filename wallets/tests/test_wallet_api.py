@@ -75,6 +75,36 @@ def test_unsupported_currency_is_400_naming_the_field(treasury_api):
     assert not Wallet.objects.filter(currency="XYZ").exists()
 
 
+# A currency is three ASCII letters as written: str.upper() would make the
+# long s (U+017F) an S and the dotless i (U+0131) an I, and DRF's CharField
+# trims whitespace, so each of these opened a wallet in USD, KES, GBP, GHS.
+NOT_A_CURRENCY_CODE = {
+    "long_s": "u\u017fd",
+    "long_s_in_kes": "ke\u017f",
+    "surrounding_spaces": " gbp ",
+    "trailing_newline": "ghs\n",
+    "leading_tab": "\teur",
+    "fullwidth_letters": "\uff55\uff53\uff44",
+    "dotless_i_and_two_letters": "\u0131ls",
+}
+
+
+@pytest.mark.parametrize("currency", list(NOT_A_CURRENCY_CODE.values()), ids=list(NOT_A_CURRENCY_CODE))
+def test_a_currency_not_written_as_three_ascii_letters_opens_no_wallet(currency, treasury_api):
+    user_id = str(uuid.uuid4())
+    response = treasury_api.post("/api/wallets", {"userId": user_id, "currency": currency}, format="json")
+
+    assert_error_envelope(response, status=400, code="validation_error", field="currency")
+    assert not Wallet.objects.filter(user_id=user_id).exists()
+
+
+@pytest.mark.parametrize("currency", list(NOT_A_CURRENCY_CODE.values()), ids=list(NOT_A_CURRENCY_CODE))
+def test_a_currency_not_written_as_three_ascii_letters_is_refused_as_a_tier_filter(currency, treasury_api):
+    response = treasury_api.get("/api/tiers", {"currency": currency})
+
+    assert_error_envelope(response, status=400, code="validation_error", field="currency")
+
+
 # --- GET /api/wallets/{id} and ?userId= ------------------------------------------------------
 
 
