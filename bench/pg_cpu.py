@@ -176,7 +176,7 @@ def compare(base: str, n: int, rounds: int) -> None:
                 json.dumps(
                     {
                         "median": True, "checkout": tag, "workload": workload,
-                        **{k: statistics.median(r[k] for r in mine) for k in
+                        **{k: round(statistics.median(r[k] for r in mine), 4) for k in
                            ("pg_cpu_ms_per_transfer", "buffer_hits_per_transfer")},
                     }
                 )
