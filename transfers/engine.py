@@ -612,58 +612,52 @@ def apply_statement(posting: Posting, now) -> None:
     is by the statement (a backstop: the caller checked it under its lock)."""
     decisions = posting.decisions
     events = [(decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]]
+    legs = _legs(posting)
+    log_ids = [str(decision.log.pk) for decision in decisions]
+    kinds = posting.kinds
     document = {
-        "legs": _legs(posting),
+        "legs": legs,
+        "wallet_ids": "{" + ",".join([leg["id"] for leg in legs]) + "}",  # uuid[] as text
         "exposures": [{"id": pk, "change": str(change)} for pk, change in posting.exposure_changes.items()],
         "day": posting.day.isoformat() if posting.day else None,
         "totals": [
             {"id": str(pk), "d": str(added.debits), "c": str(added.credits)} for pk, added in posting.totals.items()
         ],
         "client_debits": [{"id": pk, "change": str(change)} for pk, change in posting.client_debits.items()],
+        "log_ids": "{" + ",".join(log_ids) + "}",
         "logs": [
             {
-                "id": str(decision.log.pk),
+                "id": log_id,
                 "status": decision.status,
                 "code": decision.failure.code if decision.failure else "",
                 "message": decision.failure.message if decision.failure else "",
                 "sa": _text(decision.source_balance_after),
                 "da": _text(decision.destination_balance_after),
             }
-            for decision in decisions
+            for log_id, decision in zip(log_ids, decisions, strict=True)
+        ],
+        # What each log's event shows of its related rows (EVENT_OBJECT's
+        # `k`): its wallets' kinds, as decide locked them, and the log that
+        # reverses it ("rb", absent: none; a log still PENDING was never
+        # reversed).
+        "objects": [
+            {"id": log_id, "sk": kinds[decision.log.source_wallet_id], "dk": kinds[decision.log.destination_wallet_id]}
+            for log_id, decision in zip(log_ids, decisions, strict=True)
         ],
     }
-    # What each log's event shows of its related rows (EVENT_OBJECT): its
-    # wallets' kinds, and the log that reverses it (only a reversal's
-    # original has one: a log still PENDING was never reversed).
-    objects = [_event_object(posting, decision.log, None) for decision in decisions]
     reverses = posting.reverses
     if reverses is not None:
         # Its compensation moves money between the same two wallets: the same owners hear of it.
         document["reverses"] = str(reverses.pk)
         events += [(reverses.pk, owner) for owner in posting.owners[decisions[0].log.pk]]
-        objects.append(_event_object(posting, reverses, decisions[0].log.pk))
-    document["wallet_ids"] = _uuid_array(leg["id"] for leg in document["legs"])
-    document["log_ids"] = _uuid_array(log["id"] for log in document["logs"])
-    document["objects"] = objects
+        document["objects"].append(
+            {
+                "id": document["reverses"], "sk": kinds[reverses.source_wallet_id],
+                "dk": kinds[reverses.destination_wallet_id], "rb": log_ids[0],
+            }
+        )  # fmt: skip
     document["events"] = [{"n": n, "log": str(log_id), "owner": owner} for n, (log_id, owner) in enumerate(events)]
     _run(SETTLE, {"now": now, "p": json.dumps(document, separators=(",", ":"))})
-
-
-def _event_object(posting: Posting, log: TransactionLog, reversed_by: uuid.UUID | None) -> dict:
-    """What SETTLE's events show of `log`'s related rows (EVENT_OBJECT's `k`):
-    its wallets' kinds, as decide locked them, and the log reversing it."""
-    kinds = posting.kinds
-    return {
-        "id": str(log.pk),
-        "sk": kinds[log.source_wallet_id],
-        "dk": kinds[log.destination_wallet_id],
-        "rb": reversed_by and str(reversed_by),
-    }
-
-
-def _uuid_array(ids) -> str:
-    """Ids (text) as a PostgreSQL uuid[] literal, as SETTLE reads its arrays."""
-    return "{" + ",".join(ids) + "}"
 
 
 def applied(posting: Posting, now) -> None:
