@@ -32,6 +32,7 @@ import datetime
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -79,7 +80,13 @@ from transfers.models import (
     exposure_change,
     new_reference,
 )
-from transfers.serializers import BATCH_FIELDS, batch_json, hold_json, transaction_json_sql
+from transfers.serializers import (
+    BATCH_FIELDS,
+    batch_json,
+    hold_json,
+    request_details_overlay_sql,
+    transaction_json_sql,
+)
 from wallet_project.db.base import fetch, from_row, in_model_order, run
 from wallets.models import MAX_AMOUNT, Wallet, WalletKind
 
@@ -183,7 +190,9 @@ class Posting:
     `held_changes`: each wallet's change to what open holds reserve (signed
     sums, by primary key: placing, capturing, voiding, expiring a hold).
     `reverses`: for a reversal (one decision, its compensation), the
-    COMPLETED log it reverses, which apply marks REVERSED."""
+    COMPLETED log it reverses, which apply marks REVERSED.
+    `kinds`: each locked wallet's kind, by primary key, which its logs'
+    events show (apply_statement)."""
 
     decisions: list[Decision]
     day: datetime.date | None = None
@@ -193,6 +202,7 @@ class Posting:
     client_debits: dict[int, Decimal] = field(default_factory=dict)
     held_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
     owners: dict[uuid.UUID, list[int]] = field(default_factory=dict)
+    kinds: dict[uuid.UUID, str] = field(default_factory=dict)
     reverses: TransactionLog | None = None
 
     @property
@@ -310,6 +320,7 @@ def decide(
     for log in logs:
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
         posting.owners[log.pk] = owners(source, destination)
+        posting.kinds[source.pk], posting.kinds[destination.pk] = source.kind, destination.kind
         exposure = _locked_exposure_change(source, destination, log.amount, rows)
         client_debits = client_debits_row(source, rows) if tiers else None
         try:
@@ -469,7 +480,17 @@ def check_caps(
 # cost when this was measured (bench/instructions.py: 5.2M then, 4.4M on
 # 2026-12-07). The INSERT itself is the
 # outbox's one statement (SETTLE_EVENTS below).
-EVENT_OBJECT = transaction_json_sql(row="t", viewer="owner")
+# Each log's object is built once (SETTLE's `o`), whatever its number of
+# owners, and each owner's copy is it with that owner's overlay (the
+# payer-only fields: serializers.request_details_overlay_sql). The wallets'
+# kinds and the log that reverses it (`k`: apply_statement's `objects`) come
+# from the posting, which knows them: no subquery per event (bench/HISTORY.md,
+# 2026-12-07 12:10).
+EVENT_OBJECT = transaction_json_sql(
+    row="t",
+    viewer=None,
+    related={"source_wallet.kind": "k.sk", "destination_wallet.kind": "k.dk", "reversed_by.id": "k.rb"},
+)
 # transfer.completed, deposit.failed, ...: the one place an event's type is
 # made from its transaction's. A reversed movement of any type is
 # transfer.reversed (docs/api.md, "Events and webhooks").
@@ -486,45 +507,51 @@ EVENT_TYPE = (
 # the order decided, each completed log with its wallets' balances after it
 # (sa, da: decide's). One statement: no round trip added while the wallet
 # rows are locked. The CHECK on customer balances is the backstop should a
-# rule check ever be wrong. The posting comes as one JSON document (apply):
-# psycopg adapts one text parameter for much less than eleven arrays
-# (bench/instructions.py: about 0.3M instructions per transfer). Sent with
-# its whitespace collapsed (no literal in it holds two spaces running):
-# psycopg parses a statement longer than 4096 bytes afresh on every execute
-# (its cache's limit, MAX_CACHED_STATEMENT_LENGTH), which cost about 0.2M
-# instructions per transfer; transfers/tests/test_engine_statements.py
-# keeps it under.
+# rule check ever be wrong. The posting comes as one JSON document `p`
+# (apply_statement): psycopg adapts one text parameter for much less than
+# eleven arrays (bench/instructions.py: about 0.3M instructions per transfer).
+# Wallets and logs are found by primary key (`id = ANY` of the document's
+# arrays), each row's values then taken from the document: joined to
+# jsonb_to_recordset, whose 100 rows the planner assumes, it scanned them
+# worse; and the PENDING backstop is `status || ''`, so that the planner
+# never picks the status index for it (which reads every dead PENDING entry
+# since the last VACUUM). Together with `o`, PostgreSQL's CPU per transfer
+# 2.35 -> 2.1 ms (bench/pg_cpu.py; bench/HISTORY.md, 2026-12-07 12:10).
+# Sent compacted (_compact: whitespace collapsed, none left beside a comma or
+# a parenthesis, no literal changed): psycopg parses a statement longer than
+# 4096 bytes afresh on every execute (its cache's limit,
+# MAX_CACHED_STATEMENT_LENGTH), which cost about 0.2M instructions per
+# transfer; transfers/tests/test_engine_statements.py keeps it under.
 # Its events are written by the outbox's one INSERT (events.outbox.insert_events_sql),
 # the rows selected from the logs SETTLE has just written, in the order decided.
 SETTLE_EVENTS = insert_events_sql(
-    rows="jsonb_to_recordset(%(posting)s::jsonb -> 'events') AS e(n integer, log uuid, owner integer)"
-    " JOIN t ON t.id = e.log",
+    rows="jsonb_to_recordset(%(p)s::jsonb -> 'events') AS e(n integer, log uuid, owner integer) JOIN o ON o.id = e.log",
     order="e.n",
     client="e.owner",
-    type=EVENT_TYPE,
-    data=EVENT_OBJECT,
+    type="o.type",
+    data=f"o.data || {request_details_overlay_sql(row='o', viewer='e.owner')}",
     created_at="%(now)s",
 )
 SETTLE_READABLE = f"""
 WITH legs AS (
   UPDATE wallets w SET balance = w.balance + v.delta, held = w.held + COALESCE(v.held, 0), updated_at = %(now)s
-    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'legs') AS v(id uuid, delta numeric, held numeric)
-   WHERE w.id = v.id
+    FROM jsonb_to_recordset(%(p)s::jsonb -> 'legs') AS v(id uuid, delta numeric, held numeric)
+   WHERE w.id = ANY((%(p)s::jsonb ->> 'wallet_ids')::uuid[]) AND w.id = v.id
 ),
 exposure AS (
   UPDATE client_exposures x SET amount = x.amount + v.change, updated_at = %(now)s
-    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'exposures') AS v(id bigint, change numeric)
+    FROM jsonb_to_recordset(%(p)s::jsonb -> 'exposures') AS v(id bigint, change numeric)
    WHERE x.id = v.id
 ),
 totals AS (
   INSERT INTO wallet_daily_totals AS d (wallet_id, day, debits, credits)
-  SELECT v.id, (%(posting)s::jsonb ->> 'day')::date, v.d, v.c
-    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'totals') AS v(id uuid, d numeric, c numeric)
+  SELECT v.id, (%(p)s::jsonb ->> 'day')::date, v.d, v.c
+    FROM jsonb_to_recordset(%(p)s::jsonb -> 'totals') AS v(id uuid, d numeric, c numeric)
   ON CONFLICT (wallet_id, day) DO UPDATE SET debits = d.debits + excluded.debits, credits = d.credits + excluded.credits
 ),
 client_debits AS (
   UPDATE client_daily_debits c SET amount = c.amount + v.change
-    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'client_debits') AS v(id bigint, change numeric)
+    FROM jsonb_to_recordset(%(p)s::jsonb -> 'client_debits') AS v(id bigint, change numeric)
    WHERE c.id = v.id
 ),
 settled AS (
@@ -532,20 +559,37 @@ settled AS (
      SET status = v.status, error_code = v.code, error_message = v.message, updated_at = %(now)s,
          completed_at = CASE WHEN v.status = 'COMPLETED' THEN %(now)s::timestamptz END,
          source_balance_after = v.sa, destination_balance_after = v.da
-    FROM jsonb_to_recordset(%(posting)s::jsonb -> 'logs')
+    FROM jsonb_to_recordset(%(p)s::jsonb -> 'logs')
       AS v(id uuid, status text, code text, message text, sa numeric, da numeric)
-   WHERE t.id = v.id AND t.status = 'PENDING'
+   WHERE t.id = ANY((%(p)s::jsonb ->> 'log_ids')::uuid[]) AND t.id = v.id AND t.status || '' = 'PENDING'
   RETURNING t.*
 ),
 reversed AS (
   UPDATE transaction_logs r SET status = 'REVERSED', updated_at = %(now)s
-   WHERE r.id = (%(posting)s::jsonb ->> 'reverses')::uuid AND r.status = 'COMPLETED'
+   WHERE r.id = (%(p)s::jsonb ->> 'reverses')::uuid AND r.status = 'COMPLETED'
   RETURNING r.*
 ),
-t AS (SELECT * FROM settled UNION ALL SELECT * FROM reversed)
+t AS (SELECT * FROM settled UNION ALL SELECT * FROM reversed),
+o AS MATERIALIZED (
+  SELECT t.id, t.client_id, {EVENT_TYPE} AS type, {EVENT_OBJECT} AS data
+    FROM t JOIN jsonb_to_recordset(%(p)s::jsonb -> 'objects') AS k(id uuid, sk text, dk text, rb uuid) ON k.id = t.id
+)
 {SETTLE_EVENTS}
 """  # noqa: S608 (constants only)
-SETTLE = " ".join(SETTLE_READABLE.split())
+
+
+def _compact(statement: str) -> str:
+    """`statement` as it is sent: each run of whitespace one space, and none
+    beside a comma or a parenthesis, outside its literals (the text between
+    single quotes is left as it is; no literal here holds a quote)."""
+    parts = statement.split("'")
+    for i in range(0, len(parts), 2):
+        text = re.sub(r"\s+", " ", parts[i])
+        parts[i] = re.sub(r" ?([,()]) ?", r"\1", text)
+    return "'".join(parts).strip()
+
+
+SETTLE = _compact(SETTLE_READABLE)
 
 
 def apply(posting: Posting, now) -> None:
@@ -568,24 +612,37 @@ def apply_statement(posting: Posting, now) -> None:
     is by the statement (a backstop: the caller checked it under its lock)."""
     decisions = posting.decisions
     events = [(decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]]
+    legs = _legs(posting)
+    log_ids = [str(decision.log.pk) for decision in decisions]
+    kinds = posting.kinds
     document = {
-        "legs": _legs(posting),
+        "legs": legs,
+        "wallet_ids": "{" + ",".join([leg["id"] for leg in legs]) + "}",  # uuid[] as text
         "exposures": [{"id": pk, "change": str(change)} for pk, change in posting.exposure_changes.items()],
         "day": posting.day.isoformat() if posting.day else None,
         "totals": [
             {"id": str(pk), "d": str(added.debits), "c": str(added.credits)} for pk, added in posting.totals.items()
         ],
         "client_debits": [{"id": pk, "change": str(change)} for pk, change in posting.client_debits.items()],
+        "log_ids": "{" + ",".join(log_ids) + "}",
         "logs": [
             {
-                "id": str(decision.log.pk),
+                "id": log_id,
                 "status": decision.status,
                 "code": decision.failure.code if decision.failure else "",
                 "message": decision.failure.message if decision.failure else "",
                 "sa": _text(decision.source_balance_after),
                 "da": _text(decision.destination_balance_after),
             }
-            for decision in decisions
+            for log_id, decision in zip(log_ids, decisions, strict=True)
+        ],
+        # What each log's event shows of its related rows (EVENT_OBJECT's
+        # `k`): its wallets' kinds, as decide locked them, and the log that
+        # reverses it ("rb", absent: none; a log still PENDING was never
+        # reversed).
+        "objects": [
+            {"id": log_id, "sk": kinds[decision.log.source_wallet_id], "dk": kinds[decision.log.destination_wallet_id]}
+            for log_id, decision in zip(log_ids, decisions, strict=True)
         ],
     }
     reverses = posting.reverses
@@ -593,8 +650,14 @@ def apply_statement(posting: Posting, now) -> None:
         # Its compensation moves money between the same two wallets: the same owners hear of it.
         document["reverses"] = str(reverses.pk)
         events += [(reverses.pk, owner) for owner in posting.owners[decisions[0].log.pk]]
+        document["objects"].append(
+            {
+                "id": document["reverses"], "sk": kinds[reverses.source_wallet_id],
+                "dk": kinds[reverses.destination_wallet_id], "rb": log_ids[0],
+            }
+        )  # fmt: skip
     document["events"] = [{"n": n, "log": str(log_id), "owner": owner} for n, (log_id, owner) in enumerate(events)]
-    _run(SETTLE, {"now": now, "posting": json.dumps(document, separators=(",", ":"))})
+    _run(SETTLE, {"now": now, "p": json.dumps(document, separators=(",", ":"))})
 
 
 def applied(posting: Posting, now) -> None:
@@ -814,7 +877,7 @@ def _none_moves(posting: Posting, first: PayoutFailure) -> Posting:
     decisions = [
         Decision(d.log, d.failure if d.log.batch_index == first.index else not_moved) for d in posting.decisions
     ]
-    return Posting(decisions=decisions, day=posting.day, owners=posting.owners)
+    return Posting(decisions=decisions, day=posting.day, owners=posting.owners, kinds=posting.kinds)
 
 
 def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | None, now) -> None:

@@ -570,17 +570,30 @@ def _field_sql(path: str, row: str) -> str:
     return column
 
 
-def transaction_json_sql(*, row: str, viewer: str) -> str:
+def transaction_json_sql(*, row: str, viewer: str | None, related: dict[str, str] | None = None) -> str:
     """SQL for the transaction in `row` (a transaction_logs row) as a JSON
     object, as a lookup by reference shows it to the client whose id is
-    `viewer` (DETAIL_FIELDS: reversal links included)."""
+    `viewer` (DETAIL_FIELDS: reversal links included). `viewer` None: the
+    object before request_details_overlay_sql, for a caller that renders a
+    transaction once and lays each viewer's overlay on it. `related`: SQL for
+    a related row's field ("relation.field" paths of DETAIL_FIELDS) the caller
+    already knows, instead of a subquery for it."""
+    related = related or {}
+    pairs = ",\n    ".join(f"'{name}', {related.get(path) or _field_sql(path, row)}" for name, path in DETAIL_FIELDS)
+    whole = f"jsonb_build_object(\n    {pairs})"
+    return whole if viewer is None else f"({whole} || {request_details_overlay_sql(row=row, viewer=viewer)})"
+
+
+def request_details_overlay_sql(*, row: str, viewer: str) -> str:
+    """SQL for what is laid over a transaction's JSON object (`row`: a row
+    with the log's client_id) for the client whose id is `viewer`: nothing
+    when it may see what the paying client sent (SHOWS_REQUEST_DETAILS_SQL),
+    else null for each PAYER_ONLY field. One overlay, so that the viewer test
+    is written once in the statement (the engine's settle statement must stay
+    under psycopg's 4096-byte prepared-statement cache: test_engine_statements)."""
     shows = SHOWS_REQUEST_DETAILS_SQL.format(viewer=viewer, row=row)
-    pairs = ",\n    ".join(f"'{name}', {_field_sql(path, row)}" for name, path in DETAIL_FIELDS)
-    # The payer-only fields nulled by one overlay, so that the viewer test is
-    # written once in the statement (the engine's settle statement must stay
-    # under psycopg's 4096-byte prepared-statement cache: test_engine_statements).
     hidden = "{" + ", ".join(f'"{name}": null' for name in sorted(PAYER_ONLY)) + "}"
-    return f"(jsonb_build_object(\n    {pairs}) || CASE WHEN {shows} THEN '{{}}'::jsonb ELSE '{hidden}'::jsonb END)"
+    return f"CASE WHEN {shows} THEN '{{}}'::jsonb ELSE '{hidden}'::jsonb END"
 
 
 # --- money answers (docs/api.md, "Requests and responses") ----------------------------
