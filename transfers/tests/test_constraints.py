@@ -216,13 +216,23 @@ def test_raw_insert_of_a_duplicate_reference_is_refused(log_fields):
 
 
 def test_second_compensating_log_for_one_original_is_refused(log_fields):
-    # A log is reversed at most once, whatever the code path (reversal_of is one-to-one).
+    # A log is reversed at most once, whatever the code path (reversal_of is
+    # one-to-one, a partial unique index on the logs that have it).
     original = TransactionLog.objects.create(**log_fields)
     reversal = {"reversal_of": original, "source_wallet": log_fields["destination_wallet"]}
     reversal["destination_wallet"] = log_fields["source_wallet"]
     TransactionLog.objects.create(**{**log_fields, **reversal, "idempotency_key": "reversal-1"})
-    with violates("transaction_logs_reversal_of_id_key"):
+    with violates("transfers_transactionlog_one_reversal_each"):
         TransactionLog.objects.create(**{**log_fields, **reversal, "idempotency_key": "reversal-2"})
+
+
+def test_pointing_a_second_log_at_a_reversed_one_is_refused(log_fields):
+    original = TransactionLog.objects.create(**log_fields)
+    first = TransactionLog.objects.create(**{**log_fields, "idempotency_key": "reversal-1", "reversal_of": original})
+    other = TransactionLog.objects.create(**{**log_fields, "idempotency_key": "other"})
+    assert original.reversed_by == first
+    with violates("transfers_transactionlog_one_reversal_each"):
+        TransactionLog.objects.filter(pk=other.pk).update(reversal_of=original)
 
 
 # --- logs the service wrote ------------------------------------------------------------------
