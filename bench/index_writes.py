@@ -15,7 +15,8 @@ pool wallet (batch_create, non-atomic), after a CHECKPOINT (so that each
 round pays the full-page images of the pages it touches first, as a steady
 state with a checkpoint every few minutes does). For each, per transfer and per
 payout: the backend's CPU (utime+stime of its /proc/<pid>/stat, in ms),
-WAL bytes (pg_current_wal_lsn before and after), buffer hits of the
+WAL records and bytes of this database (pg_walinspect, between
+pg_current_wal_flush_lsn before and after), buffer hits of the
 database (pg_stat_database.blks_hit, the backend's stats flushed with
 pg_stat_force_next_flush) and of transaction_logs' indexes
 (pg_statio_user_indexes); at the end, each database's index sizes and the
@@ -79,8 +80,9 @@ def setup(db: str, base: bool, sql: str = "") -> None:
         run(env, "manage.py", "migrate", "-v0", "transfers", BASE_MIGRATION)
     run(env, "manage.py", "create_api_client", "bench", "--group", "Treasury client")
     run(env, "bench/setup_data.py", "bench", str(CUSTOMERS))
-    if sql:
-        psql(db, sql)
+    psql(db, "CREATE EXTENSION pg_walinspect")
+    for statement in filter(str.strip, sql.split(";")):  # one at a time: VACUUM is no transaction's
+        psql(db, statement)
     psql(db, "VACUUM ANALYZE")
 
 
@@ -107,8 +109,8 @@ def child(singles: int, batches: int) -> None:
     client = get_user_model().objects.get(username="bench")
     rng = random.Random()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
+        cursor.execute("SELECT pg_backend_pid(), oid FROM pg_database WHERE datname = current_database()")
+        pid, database_oid = cursor.fetchone()
 
     def sample() -> dict:
         with connection.cursor() as cursor:
@@ -116,19 +118,28 @@ def child(singles: int, batches: int) -> None:
         with connection.cursor() as cursor:  # a new transaction: the flush happened at the last one's end
             cursor.execute("SELECT pg_stat_clear_snapshot()")
             cursor.execute(
-                "SELECT pg_current_wal_lsn()::text, (SELECT blks_hit + blks_read FROM pg_stat_database"
+                "SELECT pg_current_wal_flush_lsn()::text, (SELECT blks_hit + blks_read FROM pg_stat_database"
                 " WHERE datname = current_database()), (SELECT sum(idx_blks_hit + idx_blks_read)"
                 " FROM pg_statio_user_indexes WHERE relname = 'transaction_logs')"
             )
             lsn, blocks, index_blocks = cursor.fetchone()
-            cursor.execute("SELECT %s::pg_lsn - '0/0'::pg_lsn", [lsn])
-            (wal,) = cursor.fetchone()
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         cpu = (int(fields[11]) + int(fields[12])) * 1000 / CLK_TCK
-        return {"cpu_ms": cpu, "wal_bytes": int(wal), "blocks": int(blocks), "log_index_blocks": int(index_blocks or 0)}
+        return {"cpu_ms": cpu, "lsn": lsn, "blocks": int(blocks), "log_index_blocks": int(index_blocks or 0)}
 
     def delta(before: dict, after: dict, n: int) -> dict:
-        return {k: (after[k] - before[k]) / n for k in before}
+        found = {k: (after[k] - before[k]) / n for k in before if k != "lsn"}
+        # This database's WAL alone (the server is shared): the records with
+        # a block of one of its relations; commit records carry none.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), sum(record_length), sum(fpi_length) FROM pg_get_wal_records_info(%s, %s)"
+                " WHERE block_ref LIKE %s",
+                [before["lsn"], after["lsn"], f"%/{database_oid}/%"],
+            )
+            records, length, fpi = cursor.fetchone()
+        found.update(wal_records=records / n, wal_bytes=int(length or 0) / n, wal_fpi_bytes=int(fpi or 0) / n)
+        return found
 
     tag = uuid.uuid4().hex[:8]
     # Warm: the service's compiled statements, the caches.
