@@ -111,6 +111,9 @@ def child(singles: int, batches: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid(), oid FROM pg_database WHERE datname = current_database()")
         pid, database_oid = cursor.fetchone()
+        # Keeps the round's WAL until pg_walinspect has read it (a checkpoint
+        # may come in the middle); temporary: gone when this process ends.
+        cursor.execute("SELECT pg_create_physical_replication_slot(%s, true, true)", [f"idxw_{pid}"])
 
     def sample() -> dict:
         with connection.cursor() as cursor:

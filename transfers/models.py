@@ -188,10 +188,11 @@ class TransactionLog(models.Model):
                 name="idx_txlogs_status",
                 condition=~Q(status=TransactionStatus.COMPLETED),
             ),
-            # Newest-first lists (the admin's, reconciliation's keyset pages)
-            # and support's search by key alone, across clients.
+            # Newest-first lists (the admin's, reconciliation's keyset pages).
+            # Support's search by key alone, across clients, reads the
+            # (client, key) unique index once per client (transfers/admin.py):
+            # a key's own index was two more entries every movement writes.
             models.Index(fields=["created_at", "id"], name="idx_txlogs_created_at"),
-            models.Index(fields=["idempotency_key"], name="idx_txlogs_idempotency_key"),
             # A wallet's movements in the order they moved money, either side
             # (transfers/statements.py): the last one before an instant gives
             # the balance then; a period's are a statement. batch_index orders

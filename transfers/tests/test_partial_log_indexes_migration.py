@@ -1,12 +1,14 @@
-"""Migration transfers/0021_partial_indexes_of_logs: the status index, the
-unique (batch, batch_index) and reversal_of's uniqueness hold only the logs
-their queries and rules are about (docs/design.md, "The indexes of
-transaction_logs"), each query by them still reads its index, and the
-migration goes back (the three as they were) and forward."""
+"""Migrations transfers/0021_partial_indexes_of_logs and 0022_drop_key_index:
+the status index, the unique (batch, batch_index) and reversal_of's
+uniqueness hold only the logs their queries and rules are about, the key has
+no index of its own (docs/design.md, "The indexes of transaction_logs"),
+each query by them still reads an index, and the migrations go back (the
+indexes as they were) and forward."""
 
 import uuid
 
 import pytest
+from django.contrib import admin
 from django.db import IntegrityError, connection, transaction
 
 from reconciliation.services import stale_pending_logs
@@ -19,13 +21,14 @@ from wallets.tests.factories import WalletFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("transfers", "0020_fk_indexes_led_by_composites")]
-AFTER = [("transfers", "0021_partial_indexes_of_logs")]
+AFTER = [("transfers", "0022_drop_key_index")]
 PARTIAL = {
     "idx_txlogs_status": "(status, created_at) WHERE (NOT ((status)::text = 'COMPLETED'::text))",
     "transfers_transactionlog_unique_batch_index": "(batch_id, batch_index) WHERE (batch_id IS NOT NULL)",
     "transfers_transactionlog_one_reversal_each": "(reversal_of_id) WHERE (reversal_of_id IS NOT NULL)",
 }
 COLUMN_UNIQUE = "transaction_logs_reversal_of_id_key"
+KEY_INDEX = "idx_txlogs_idempotency_key"
 
 
 def index_definitions() -> dict[str, str]:
@@ -48,6 +51,7 @@ def test_the_three_indexes_hold_only_the_logs_they_are_for():
 
     assert {name: definitions.get(name) for name in PARTIAL} == PARTIAL
     assert COLUMN_UNIQUE not in definitions
+    assert KEY_INDEX not in definitions
 
 
 @pytest.mark.parametrize(
@@ -73,6 +77,17 @@ def test_each_query_by_them_reads_its_partial_index(query, index):
     assert f"using {index} " in read or f"Bitmap Index Scan on {index} " in read, read
 
 
+def test_supports_search_by_key_reads_the_client_key_index_under_each_client():
+    ApiUserFactory(), ApiUserFactory()
+    logs = TransactionLog.objects.all()
+    found, _ = admin.site._registry[TransactionLog].get_search_results(None, logs, "some-key")
+
+    read = plan(found)
+
+    assert "Index Cond: ((client_id = ANY (" in read and "idempotency_key)::text = 'some-key'" in read, read
+    assert "transfers_transactionlog_unique_client_key" in read, read
+
+
 def test_the_migration_goes_back_to_the_full_indexes_and_forward_again(back_to_latest):
     migrate(BEFORE)
     before = index_definitions()
@@ -80,11 +95,13 @@ def test_the_migration_goes_back_to_the_full_indexes_and_forward_again(back_to_l
     assert before["transfers_transactionlog_unique_batch_index"] == "(batch_id, batch_index)"
     assert before[COLUMN_UNIQUE] == "(reversal_of_id)"
     assert "transfers_transactionlog_one_reversal_each" not in before
+    assert before[KEY_INDEX] == "(idempotency_key)"
 
     migrate(AFTER)
     after = index_definitions()
     assert {name: after.get(name) for name in PARTIAL} == PARTIAL
     assert COLUMN_UNIQUE not in after
+    assert KEY_INDEX not in after
 
 
 def test_a_second_reversal_is_refused_after_the_migration_as_before(back_to_latest):
