@@ -12,6 +12,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.db.models import Func, Q, Value
 from django.db.models.functions import Cast, Now
@@ -79,7 +80,15 @@ class Event(models.Model):
         permissions = [("resend_event", "Can send events to webhook endpoints again")]
         indexes = [
             models.Index(fields=["client", "txid", "seq"], name="idx_events_client_cursor"),
-            models.Index(fields=["created_at"], name="idx_events_created_at"),
+            # The retention purge's (events.outbox.expired_events) and a
+            # resend's from an instant: a BRIN, a summary per range of pages,
+            # as the rows are appended in created_at order; a b-tree was one
+            # more entry per event, written in the settle statement under
+            # the wallet row locks (bench/HISTORY.md, 2026-12-07 12:12).
+            # A filled range is summarized by autovacuum (autosummarize);
+            # one not yet summarized is read as a match, and the purge, oldest
+            # pages first, stops at its batch's limit.
+            BrinIndex(fields=["created_at"], name="idx_events_created_at", autosummarize=True),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(type__in=EventType.values), name="wallets_event_type_known"),

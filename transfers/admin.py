@@ -99,8 +99,12 @@ class TransactionLogAdmin(LagTolerantChangeListMixin, ReadOnlyAdminMixin, admin.
         if not term:
             return queryset, False
         # Exact matches only, each on an indexed column, so that PostgreSQL
-        # can OR index scans instead of reading a million rows.
-        match = Q(reference=term.upper()) | Q(idempotency_key=term)
+        # can OR index scans instead of reading a million rows. A key is
+        # unique per client and has no index of its own (docs/design.md,
+        # "The indexes of transaction_logs"): it is looked up under each
+        # client, one probe per client in the (client, key) index.
+        clients = list(queryset.model.client.field.related_model.objects.values_list("pk", flat=True))
+        match = Q(reference=term.upper()) | Q(client_id__in=clients, idempotency_key=term)
         value = parse_uuid(term)
         if value is not None:
             match |= Q(pk=value) | Q(source_wallet_id=value) | Q(destination_wallet_id=value)

@@ -87,6 +87,19 @@ class TransactionStatus(models.TextChoices):
 MONEY_MOVED_STATUSES = (TransactionStatus.COMPLETED, TransactionStatus.REVERSED)
 
 
+class OneToOneIndexedByConstraint(models.OneToOneField):
+    """A one-to-one link whose uniqueness is a Meta UniqueConstraint of its
+    model (typically partial: only the rows that have a link), not the
+    column's own unique index; give it db_index=False (the constraint's
+    index serves lookups and foreign-key checks by it). The reverse side
+    stays one object, as any OneToOneField's."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("db_index", False)
+        super().__init__(*args, **kwargs)
+        self._unique = False
+
+
 class TransactionLog(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     client = models.ForeignKey(
@@ -131,7 +144,12 @@ class TransactionLog(models.Model):
         "TransferBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="payouts", db_index=False
     )
     batch_index = models.PositiveIntegerField(null=True, blank=True, help_text="Its place in the batch, from 0.")
-    reversal_of = models.OneToOneField(
+    # At most one compensating log per original: the partial unique
+    # transfers_transactionlog_one_reversal_each (Meta), not the column's own
+    # unique index, which would hold a NULL entry for every other log and be
+    # written twice per movement (docs/design.md, "The indexes of
+    # transaction_logs").
+    reversal_of = OneToOneIndexedByConstraint(
         "self",
         null=True,
         blank=True,
@@ -160,11 +178,21 @@ class TransactionLog(models.Model):
         indexes = [
             models.Index(fields=["source_wallet", "created_at"], name="idx_txlogs_source_wallet"),
             models.Index(fields=["destination_wallet", "created_at"], name="idx_txlogs_destination_wallet"),
-            models.Index(fields=["status", "created_at"], name="idx_txlogs_status"),
-            # Newest-first lists (the admin's, reconciliation's keyset pages)
-            # and support's search by key alone, across clients.
+            # The logs not COMPLETED, by status (the beat's re-drive of old
+            # PENDING logs, on-call's pending summary, the admin's and the
+            # API's filters on PENDING, FAILED, REVERSED): the settle that
+            # completes a log writes no entry here (a status=COMPLETED filter
+            # reads the created_at order instead, where nearly every row is).
+            models.Index(
+                fields=["status", "created_at"],
+                name="idx_txlogs_status",
+                condition=~Q(status=TransactionStatus.COMPLETED),
+            ),
+            # Newest-first lists (the admin's, reconciliation's keyset pages).
+            # Support's search by key alone, across clients, reads the
+            # (client, key) unique index once per client (transfers/admin.py):
+            # a key's own index was two more entries every movement writes.
             models.Index(fields=["created_at", "id"], name="idx_txlogs_created_at"),
-            models.Index(fields=["idempotency_key"], name="idx_txlogs_idempotency_key"),
             # A wallet's movements in the order they moved money, either side
             # (transfers/statements.py): the last one before an instant gives
             # the balance then; a period's are a statement. batch_index orders
@@ -208,8 +236,20 @@ class TransactionLog(models.Model):
                 condition=~Q(status=TransactionStatus.FAILED) | (~Q(error_code="") & ~Q(error_message="")),
                 name="transfers_transactionlog_failed_has_reason",
             ),
+            # Only a batch's payouts have a batch (and an index): a single
+            # movement writes no entry here. Still the index every lookup and
+            # foreign-key check by batch reads (batch_id = x implies the
+            # condition).
             models.UniqueConstraint(
-                fields=["batch", "batch_index"], name="transfers_transactionlog_unique_batch_index"
+                fields=["batch", "batch_index"],
+                name="transfers_transactionlog_unique_batch_index",
+                condition=Q(batch__isnull=False),
+            ),
+            # A log is reversed at most once (reversal_of, above).
+            models.UniqueConstraint(
+                fields=["reversal_of"],
+                name="transfers_transactionlog_one_reversal_each",
+                condition=Q(reversal_of__isnull=False),
             ),
             models.CheckConstraint(
                 condition=Q(batch__isnull=True, batch_index__isnull=True)

@@ -216,13 +216,23 @@ def test_raw_insert_of_a_duplicate_reference_is_refused(log_fields):
 
 
 def test_second_compensating_log_for_one_original_is_refused(log_fields):
-    # A log is reversed at most once, whatever the code path (reversal_of is one-to-one).
+    # A log is reversed at most once, whatever the code path (reversal_of is
+    # one-to-one, a partial unique index on the logs that have it).
     original = TransactionLog.objects.create(**log_fields)
     reversal = {"reversal_of": original, "source_wallet": log_fields["destination_wallet"]}
     reversal["destination_wallet"] = log_fields["source_wallet"]
     TransactionLog.objects.create(**{**log_fields, **reversal, "idempotency_key": "reversal-1"})
-    with violates("transaction_logs_reversal_of_id_key"):
+    with violates("transfers_transactionlog_one_reversal_each"):
         TransactionLog.objects.create(**{**log_fields, **reversal, "idempotency_key": "reversal-2"})
+
+
+def test_pointing_a_second_log_at_a_reversed_one_is_refused(log_fields):
+    original = TransactionLog.objects.create(**log_fields)
+    first = TransactionLog.objects.create(**{**log_fields, "idempotency_key": "reversal-1", "reversal_of": original})
+    other = TransactionLog.objects.create(**{**log_fields, "idempotency_key": "other"})
+    assert original.reversed_by == first
+    with violates("transfers_transactionlog_one_reversal_each"):
+        TransactionLog.objects.filter(pk=other.pk).update(reversal_of=original)
 
 
 # --- logs the service wrote ------------------------------------------------------------------
@@ -306,9 +316,14 @@ def test_a_settlement_wallet_with_logs_cannot_be_deleted(funded_wallet):
 def test_deleting_a_wallet_with_logs_in_raw_sql_is_refused(completed_transfer):
     # PROTECT is Django's; underneath, the foreign key refuses too (checked at
     # commit, so made immediate here to see it inside the test's transaction).
+    # The wallet's daily totals go first: their foreign key would otherwise
+    # refuse too, and which one PostgreSQL reports depends on the order of
+    # its triggers' names (their oids, which migrating back and forth moves).
+    wallet = completed_transfer.destination_wallet_id
     with pytest.raises(IntegrityError) as refused, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("DELETE FROM wallets WHERE id = %s", [completed_transfer.destination_wallet_id])
+        cursor.execute("DELETE FROM wallet_daily_totals WHERE wallet_id = %s", [wallet])
+        cursor.execute("DELETE FROM wallets WHERE id = %s", [wallet])
     assert refused.value.__cause__.diag.constraint_name.startswith("transaction_logs_destination_wallet_id_")
 
 

@@ -19,9 +19,11 @@ FOREIGN_KEYS = ["batch_id", "client_id", "destination_wallet_id", "source_wallet
 
 
 def indexes_led_by() -> dict[str, set[str]]:
-    """Each column of transaction_logs that leads a valid index, unconditional
-    (a partial index serves only the lookups its condition covers), and the
-    names of those indexes."""
+    """Each column of transaction_logs that leads a valid index that serves
+    every lookup by it, and the names of those indexes: unconditional, or on
+    the rows where the column IS NOT NULL (an equality implies it: migration
+    0021's batch index); a partial index on any other condition serves only
+    the lookups it covers."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -29,7 +31,8 @@ def indexes_led_by() -> dict[str, set[str]]:
               FROM pg_index i
               JOIN pg_class c ON c.oid = i.indexrelid
               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-             WHERE i.indrelid = 'transaction_logs'::regclass AND i.indisvalid AND i.indpred IS NULL
+             WHERE i.indrelid = 'transaction_logs'::regclass AND i.indisvalid
+               AND (i.indpred IS NULL OR pg_get_expr(i.indpred, i.indrelid) = '(' || a.attname || ' IS NOT NULL)')
             """
         )
         led: dict[str, set[str]] = {}
