@@ -9,7 +9,8 @@ SQL statements of one batch with their wall time as the service sees it
 Against a database made by bench/run.py's setup (the "bench" API client and
 wallets), e.g. BENCH_DB's after a `make bench`. Prints wall and CPU per
 payout, the statements of one batch with their wall time, and cProfile's top
-functions by cumulative time.
+functions by cumulative and by own time (PROFILE_OUT=file: the whole profile,
+for pstats).
 """
 
 import cProfile
@@ -94,7 +95,12 @@ def main(size: int, batches: int) -> None:
             post(key, text)
         profile.disable()
         out = io.StringIO()
-        pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(35)
+        stats = pstats.Stats(profile, stream=out)
+        stats.sort_stats("cumulative").print_stats(35)
+        # Where the CPU itself goes (the wait for PostgreSQL shows as psycopg's wait).
+        stats.sort_stats("tottime").print_stats(40)
+        if os.environ.get("PROFILE_OUT"):
+            stats.dump_stats(os.environ["PROFILE_OUT"])
         print(out.getvalue())
     finally:
         api_key_revoke(api_key=issued.api_key)
