@@ -7,10 +7,12 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
 from transfers import serializers as transfer_serializers
+from transfers.models import REFERENCE_ALPHABET, REFERENCE_FORMAT, new_reference, new_references
 from transfers.serializers import PayoutListSerializer, PayoutRequestSerializer, payout_reads_short
 from wallet_project.policies import decode_json
 
@@ -241,3 +243,16 @@ def test_the_short_path_is_decided_once_per_class():
     assert payout_reads_short(PayoutRequestSerializer) is True
     assert PayoutRequestSerializer.__dict__["_reads_short"] is True
     assert "_reads_short" not in transfer_serializers.PayoutListSerializer.__dict__
+
+
+def test_a_batchs_references_are_drawn_together_each_as_new_reference_makes_one():
+    """new_references: today's date, ten characters of the alphabet each,
+    every one its own; new_reference is the one-reference case."""
+    today = "TXN-" + timezone.now().date().strftime("%Y%m%d")
+    references = new_references(1000) + [new_reference()]
+
+    assert len(set(references)) == 1001
+    for reference in references:
+        assert REFERENCE_FORMAT.fullmatch(reference) and reference.startswith(today), reference
+        assert len(reference) == len(today) + 10 and set(reference[len(today) :]) <= set(REFERENCE_ALPHABET)
+    assert new_references(0) == []
