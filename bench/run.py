@@ -23,7 +23,8 @@ What it does (see bench/README.md):
 Knobs (environment): BENCH_QUICK, BENCH_ROUNDS, BENCH_DURATION, BENCH_WARMUP,
 BENCH_CONCURRENCY ("1,8,32"), BENCH_WALLETS, BENCH_REPLAY_KEYS,
 BENCH_LOAD_THREADS (wrk -t / pgbench -j, default 1), BENCH_PGBENCH_PROTOCOL
-(simple | extended | prepared, default prepared: what the service sends), BENCH_DB, BENCH_REDIS_URL;
+(simple | extended | prepared, default prepared: what the service sends), BENCH_BATCH_SIZES,
+BENCH_BATCH_CONCURRENCY, BENCH_WORKLOADS (which workloads run, e.g. "batch"), BENCH_DB, BENCH_REDIS_URL;
 WEB_CONCURRENCY etc. are passed to the service as in production.
 """
 
@@ -87,6 +88,30 @@ BATCH_CONCURRENCY = [
 
 SERVICE_WORKLOADS = ("uniform", "hot", "replay")
 BATCH_WORKLOADS = tuple(f"batch{size}" for size in BATCH_SIZES)
+
+
+def chosen_workloads(text: str) -> frozenset[str]:
+    """The service workloads BENCH_WORKLOADS names (comma-separated: uniform,
+    hot, replay, batch for every size of BENCH_BATCH_SIZES, or one batchN),
+    with those a chosen one's ratio is taken over: a replay's is over service
+    uniform. Empty: all of them. The pgbench ceiling a service workload is
+    compared with runs whenever that workload does (Bench.measure)."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    if not names:
+        return frozenset(SERVICE_WORKLOADS + BATCH_WORKLOADS)
+    if "batch" in names:
+        names = (names - {"batch"}) | set(BATCH_WORKLOADS)
+    unknown = names - set(SERVICE_WORKLOADS + BATCH_WORKLOADS)
+    if unknown:
+        raise SystemExit(f"BENCH_WORKLOADS: unknown {sorted(unknown)}; known {SERVICE_WORKLOADS + BATCH_WORKLOADS}")
+    if "replay" in names:
+        names.add("uniform")
+    return frozenset(names)
+
+
+# Which workloads run: all by default; BENCH_WORKLOADS=batch runs the
+# batches alone (with pgbench hot, their ceiling) while iterating on them.
+WORKLOADS = chosen_workloads(os.environ.get("BENCH_WORKLOADS", ""))
 
 
 class Bench:
@@ -255,9 +280,19 @@ class Bench:
     def warm_up(self) -> None:
         log(f"warm-up: {WARMUP:.0f} s each, c=8")
         for workload in SERVICE_WORKLOADS + BATCH_WORKLOADS:
-            self.service_run(workload, 8, WARMUP, None)
+            if workload in WORKLOADS:
+                self.service_run(workload, 8, WARMUP, None)
         for workload in ("uniform", "hot"):
-            self.pgbench_run(workload, 8, WARMUP, None)
+            if self.ceiling_runs(workload):
+                self.pgbench_run(workload, 8, WARMUP, None)
+
+    @staticmethod
+    def ceiling_runs(workload: str) -> bool:
+        """Whether pgbench `workload` (uniform or hot) runs: a chosen service
+        workload is compared with it (batches with hot)."""
+        if workload == "hot":
+            return "hot" in WORKLOADS or any(w in WORKLOADS for w in BATCH_WORKLOADS)
+        return workload in WORKLOADS
 
     def measure(self) -> None:
         for round_no in range(1, ROUNDS + 1):
@@ -265,14 +300,18 @@ class Bench:
                 vacuum_analyze()
             log(f"round {round_no}/{ROUNDS}")
             for conc in CONCURRENCY:
-                self.service_run("uniform", conc, DURATION, round_no)
-                self.pgbench_run("uniform", conc, DURATION, round_no)
-                self.service_run("hot", conc, DURATION, round_no)
-                self.pgbench_run("hot", conc, DURATION, round_no)
-                self.service_run("replay", conc, DURATION, round_no)
-                if conc in BATCH_CONCURRENCY:
-                    for workload in BATCH_WORKLOADS:
-                        self.service_run(workload, conc, DURATION, round_no)
+                batches = [w for w in BATCH_WORKLOADS if w in WORKLOADS and conc in BATCH_CONCURRENCY]
+                if "uniform" in WORKLOADS:
+                    self.service_run("uniform", conc, DURATION, round_no)
+                    self.pgbench_run("uniform", conc, DURATION, round_no)
+                if "hot" in WORKLOADS:
+                    self.service_run("hot", conc, DURATION, round_no)
+                if "hot" in WORKLOADS or batches:
+                    self.pgbench_run("hot", conc, DURATION, round_no)
+                if "replay" in WORKLOADS:
+                    self.service_run("replay", conc, DURATION, round_no)
+                for workload in batches:
+                    self.service_run(workload, conc, DURATION, round_no)
 
     # --- after the run -----------------------------------------------------------------------
 
@@ -473,7 +512,8 @@ def main() -> None:
     try:
         bench.setup()
         workers = len(bench.service.worker_pids())
-        bench.seed_replays()
+        if "replay" in WORKLOADS:
+            bench.seed_replays()
         bench.warm_up()
         bench.measure()
     finally:
@@ -492,6 +532,7 @@ def main() -> None:
         "replay_keys": REPLAY_KEYS,
         "load_threads": LOAD_THREADS,
         "pgbench_protocol": PGBENCH_PROTOCOL,
+        "workloads": sorted(WORKLOADS),
         "web_workers": workers,
         "web_command": procfile_command("web"),
         "cpus": os.cpu_count(),

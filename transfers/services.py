@@ -65,6 +65,7 @@ from transfers.models import (
     TransferBatch,
     canonical_fingerprint,
     new_reference,
+    new_references,
 )
 from wallet_project.db.base import fetch, from_row, in_model_order
 from wallets.exceptions import WalletNotFound
@@ -820,11 +821,11 @@ def _record_pending_payouts(batch_id: uuid.UUID, request: BatchRequest, recorded
             "fingerprint": p.movement(source).fingerprint(),
             "destination": str(p.destination_wallet_id),
             "amount": str(p.amount),
-            "reference": new_reference(),
+            "reference": reference,
             "metadata": p.metadata,
             "index": index,
         }
-        for index, p in recorded
+        for (index, p), reference in zip(recorded, new_references(len(recorded)), strict=True)
     ]
     returned = fetch(
         connection, _INSERT_PAYOUTS, {"batch": batch_id, "payouts": json.dumps(payouts, separators=(",", ":"))}
