@@ -42,9 +42,11 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from time import monotonic
+from types import MethodType
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_backends, get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -359,7 +361,37 @@ class ApiKeyAuthentication(TokenAuthentication):
             )
         # What ModelBackend.get_all_permissions would compute with two queries.
         user._perm_cache = set(client.permissions)
+        if _only_model_backend_answers():
+            user.has_perm = MethodType(_key_client_has_perm, user)
         return user, client.key
+
+
+# has_perm of a key's client, answered from its preloaded permissions. Django's
+# User.has_perm loads and instantiates every AUTHENTICATION_BACKENDS entry on
+# each call (django.contrib.auth.get_backends: import_string, then the class
+# called) to end in ModelBackend's `perm in user._perm_cache`; a transfer asks
+# twice (the action's permission, paying other clients), a replay once.
+# Callgrind, 1,000 calls in one process: figures in bench/HISTORY.md,
+# 2026-12-07 12:18.
+_BACKENDS_CHECKED: list = [None, False]  # [the AUTHENTICATION_BACKENDS list checked, its answer]
+
+
+def _only_model_backend_answers() -> bool:
+    """Whether ModelBackend itself is the one backend with has_perm, so that
+    its answer is Django's: checked again whenever the setting is another list
+    (override_settings in tests)."""
+    backends = settings.AUTHENTICATION_BACKENDS
+    if _BACKENDS_CHECKED[0] is not backends:
+        answering = [type(backend) for backend in get_backends() if hasattr(backend, "has_perm")]
+        _BACKENDS_CHECKED[:] = [backends, answering == [ModelBackend]]
+    return _BACKENDS_CHECKED[1]
+
+
+def _key_client_has_perm(user, perm: str, obj=None) -> bool:
+    """User.has_perm as Django answers it with ModelBackend alone, for a user
+    that is no superuser (staff_refusal refuses them): an active user, no
+    object, a permission in its preloaded set."""
+    return user.is_active and obj is None and perm in user._perm_cache
 
 
 # --- what changes a client's credentials -----------------------------------------------

@@ -123,6 +123,43 @@ def test_a_malformed_key_is_a_401_in_the_envelope(wallet, key):
     assert response.json()["success"] is False
 
 
+def key_client(api) -> object:
+    """The user a key's request runs as (ApiKeyAuthentication, no cache)."""
+    user, _identity = authentication.ApiKeyAuthentication().authenticate_credentials(api.api_key)
+    return user
+
+
+class AnswersHasPerm:
+    """A backend after ModelBackend that grants everything asked of it."""
+
+    def authenticate(self, request, **credentials):
+        return None
+
+    def has_perm(self, user_obj, perm, obj=None):
+        return True
+
+
+def test_a_key_clients_has_perm_loads_no_backend_and_answers_as_django(transfer_api, monkeypatch):
+    user = key_client(transfer_api)
+    held, not_held = "transfers.create_transfer", "transfers.pay_other_clients"
+    expected = {
+        (perm, obj): type(user).has_perm(user, perm, obj) for perm in (held, not_held) for obj in (None, object())
+    }
+    assert expected[(held, None)] and not expected[(not_held, None)]
+
+    # Django's User.has_perm calls get_backends() on every call (import_string per entry).
+    monkeypatch.setattr("django.contrib.auth.get_backends", lambda: pytest.fail("backends loaded for has_perm"))
+    assert {(perm, obj): user.has_perm(perm, obj) for perm, obj in expected} == expected
+
+
+def test_another_backend_with_has_perm_is_asked_as_django_asks_it(transfer_api, settings):
+    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, f"{__name__}.AnswersHasPerm"]
+
+    user = key_client(transfer_api)
+
+    assert user.has_perm("transfers.pay_other_clients")
+
+
 # --- revocation on the next request ----------------------------------------------------
 
 

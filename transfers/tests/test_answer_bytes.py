@@ -73,6 +73,10 @@ def test_a_deposit_and_a_batch_are_drfs_bytes(treasury_api, transfer_api, funded
     [
         {"reference": "line\u2028separator\u2029paragraph", "message": "naïve ₦ 🙂", "n": 3, "ok": True, "none": None},
         {"payouts": [{"amount": "1.50", "errorCode": None}], "failedPayoutIndex": 0, "atomic": False},
+        # Every character JSON escapes, and DEL, which it does not.
+        {"message": "".join(map(chr, range(0x20))) + '"\\/\x7f', "count": -(2**63)},
+        # Past what orjson writes (64 bits): the json module's bytes.
+        {"big": 2**64, "negative": -(2**64) - 1, "reference": "\u2028"},
     ],
 )
 def test_the_bytes_are_json_renderers(data):
