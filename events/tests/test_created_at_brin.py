@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, transaction
 
 from events.outbox import expired_events
-from wallet_project.tests.migrating import migrate
+from wallet_project.tests.migrating import builds_after_a_drop, migrate, migration_sql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,3 +34,12 @@ def test_the_migration_goes_back_to_a_btree_and_forward_again(back_to_latest):
 
     migrate([("events", "0002_created_at_brin")])
     assert created_at_index() == "brin (created_at) WITH (autosummarize='on')"
+
+
+def test_the_brin_is_built_before_the_btree_is_dropped():
+    # A drop takes the events' ACCESS EXCLUSIVE lock to the migration's
+    # commit: a build after it would keep every read of the events waiting.
+    statements = migration_sql("events", "0002_created_at_brin")
+
+    assert any(s.lstrip().startswith("DROP INDEX") for s in statements), statements
+    assert builds_after_a_drop(statements) == []

@@ -16,9 +16,13 @@ a lookup or a foreign-key check by batch_id or reversal_of_id (an equality,
 which implies IS NOT NULL) reads the partial index. reversal_of keeps its
 foreign key: its field is altered in the migration state only (Django's
 AlterField would drop and re-add the foreign key, which checks every row
-under the table's lock); the database side creates the new index before
-dropping the old constraint. Each index is built under the table's lock,
-as every earlier index of this table was.
+under the table's lock). Each index is built under the table's lock
+(SHARE: writes wait, reads go on), as every earlier index of this table
+was. Every new index is built before an old one is dropped, the two that
+keep their names built under temporary ones and renamed last: a DROP takes
+the table's ACCESS EXCLUSIVE lock, held to the migration's commit, so a
+drop before a build would stop every read of the logs (a lookup by
+reference, a list) for as long as the builds take.
 """
 
 import django.db.models.deletion
@@ -31,30 +35,34 @@ import transfers.models
 REVERSAL_UNIQUE = "transaction_logs_reversal_of_id_key"
 
 
+# The temporary names the two renamed indexes are built under.
+STATUS_BUILT_AS = "idx_txlogs_status_partial"
+BATCH_INDEX = "transfers_transactionlog_unique_batch_index"
+BATCH_INDEX_BUILT_AS = "transfers_transactionlog_unique_batch_index_partial"
+
+
+def unique_batch_index(name: str) -> models.UniqueConstraint:
+    return models.UniqueConstraint(
+        condition=models.Q(("batch__isnull", False)), fields=("batch", "batch_index"), name=name
+    )
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("transfers", "0020_fk_indexes_led_by_composites"),
     ]
 
     operations = [
-        migrations.RemoveIndex(model_name="transactionlog", name="idx_txlogs_status"),
+        # The builds first (SHARE lock)...
         migrations.AddIndex(
             model_name="transactionlog",
             index=models.Index(
                 condition=models.Q(("status", "COMPLETED"), _negated=True),
                 fields=["status", "created_at"],
-                name="idx_txlogs_status",
+                name=STATUS_BUILT_AS,
             ),
         ),
-        migrations.RemoveConstraint(model_name="transactionlog", name="transfers_transactionlog_unique_batch_index"),
-        migrations.AddConstraint(
-            model_name="transactionlog",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("batch__isnull", False)),
-                fields=("batch", "batch_index"),
-                name="transfers_transactionlog_unique_batch_index",
-            ),
-        ),
+        migrations.AddConstraint(model_name="transactionlog", constraint=unique_batch_index(BATCH_INDEX_BUILT_AS)),
         migrations.AddConstraint(
             model_name="transactionlog",
             constraint=models.UniqueConstraint(
@@ -63,6 +71,9 @@ class Migration(migrations.Migration):
                 name="transfers_transactionlog_one_reversal_each",
             ),
         ),
+        # ...then the drops (ACCESS EXCLUSIVE, to the commit), and the renames.
+        migrations.RemoveIndex(model_name="transactionlog", name="idx_txlogs_status"),
+        migrations.RemoveConstraint(model_name="transactionlog", name=BATCH_INDEX),
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.AlterField(
@@ -83,6 +94,19 @@ class Migration(migrations.Migration):
                 migrations.RunSQL(
                     sql=f"ALTER TABLE transaction_logs DROP CONSTRAINT {REVERSAL_UNIQUE}",
                     reverse_sql=f"ALTER TABLE transaction_logs ADD CONSTRAINT {REVERSAL_UNIQUE} UNIQUE (reversal_of_id)",
+                )
+            ],
+        ),
+        migrations.RenameIndex(model_name="transactionlog", new_name="idx_txlogs_status", old_name=STATUS_BUILT_AS),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.RemoveConstraint(model_name="transactionlog", name=BATCH_INDEX_BUILT_AS),
+                migrations.AddConstraint(model_name="transactionlog", constraint=unique_batch_index(BATCH_INDEX)),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    sql=f"ALTER INDEX {BATCH_INDEX_BUILT_AS} RENAME TO {BATCH_INDEX}",
+                    reverse_sql=f"ALTER INDEX {BATCH_INDEX} RENAME TO {BATCH_INDEX_BUILT_AS}",
                 )
             ],
         ),

@@ -15,7 +15,7 @@ from reconciliation.services import stale_pending_logs
 from transfers.models import TransactionLog, TransactionStatus
 from transfers.tests.factories import ApiUserFactory
 from transfers.tests.test_constraints import raw_insert_log
-from wallet_project.tests.migrating import migrate
+from wallet_project.tests.migrating import builds_after_a_drop, migrate, migration_sql
 from wallets.tests.factories import WalletFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,3 +134,12 @@ def test_a_second_reversal_is_refused_after_the_migration_as_before(back_to_late
     assert second_reversal_refused("transfers_transactionlog_one_reversal_each")
     migrate(BEFORE)
     assert second_reversal_refused(COLUMN_UNIQUE)
+
+
+def test_every_index_is_built_before_an_old_one_is_dropped():
+    # A drop takes the logs' ACCESS EXCLUSIVE lock to the migration's commit:
+    # a build after it would keep every read of the logs waiting.
+    statements = migration_sql("transfers", "0021_partial_indexes_of_logs")
+
+    assert any(s.lstrip().startswith("DROP INDEX") for s in statements), statements
+    assert builds_after_a_drop(statements) == []
