@@ -502,7 +502,8 @@ EVENT_TYPE = (
 # A posting, applied in one statement on rows the caller has locked: every
 # balance, every exposure, every log COMPLETED or FAILED (a log moves money at
 # most once: its row lock and the PENDING check before deciding make it so;
-# the statement's PENDING condition is a backstop), for a reversal its original REVERSED
+# the statement's PENDING condition is a backstop for the log's row and
+# events only, not for the balances), for a reversal its original REVERSED
 # (only a COMPLETED one), and each log's event per owner of its wallets, in
 # the order decided, each completed log with its wallets' balances after it
 # (sa, da: decide's). One statement: no round trip added while the wallet
