@@ -14,6 +14,7 @@ import json
 import re
 import uuid
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import cached_property
 from urllib.parse import parse_qs, urlsplit
 
@@ -623,12 +624,17 @@ _WHOLE_NUMBER_TEXT = re.compile(r"-?[0-9]{1,18}")
 
 
 class StrictIntegerField(serializers.IntegerField):
-    """A whole number as written: a JSON integer, or its text in ASCII digits
-    ("60", "-1"). DRF's IntegerField reads int(str(value)) after dropping a
-    trailing ".0", so "60.0", 60.0, " 60", "+60", "6_0" and digits of other
-    scripts ("٦٠", "６０") were 60 seconds or a page of 60."""
+    """A whole number as written: a JSON number whose value is whole (60,
+    and 60.0, which JSON Schema's "integer", the schema's word for this
+    field, also takes), or its text in ASCII digits ("60", "-1"). DRF's
+    IntegerField reads int(str(value)) after dropping a trailing ".0", so
+    the text "60.0", " 60", "+60", "6_0" and digits of other scripts ("٦٠",
+    "６０") were 60 seconds or a page of 60."""
 
     def to_internal_value(self, data):
+        # The JSON decoder gives a number with a point as a Decimal (policies.decode_json).
+        if type(data) is Decimal and data.is_finite() and data == data.to_integral_value():
+            data = int(data)
         if type(data) is not int and not (type(data) is str and _WHOLE_NUMBER_TEXT.fullmatch(data)):
             self.fail("invalid")
         return super().to_internal_value(data)
