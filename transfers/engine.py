@@ -518,8 +518,8 @@ EVENT_TYPE = (
 # never picks the status index for it (which reads every dead PENDING entry
 # since the last VACUUM). Together with `o`, PostgreSQL's CPU per transfer
 # 2.35 -> 2.1 ms (bench/pg_cpu.py; bench/HISTORY.md, 2026-12-07 12:10).
-# Sent compacted (_compact: whitespace collapsed, none left beside a comma or
-# a parenthesis, no literal changed): psycopg parses a statement longer than
+# Sent compacted (_compact: whitespace collapsed, none left beside a comma, a
+# parenthesis or =, ||, ->, ->>; no literal changed): psycopg parses a statement longer than
 # 4096 bytes afresh on every execute (its cache's limit,
 # MAX_CACHED_STATEMENT_LENGTH), which cost about 0.2M instructions per
 # transfer; transfers/tests/test_engine_statements.py keeps it under.
@@ -581,12 +581,16 @@ o AS MATERIALIZED (
 
 def _compact(statement: str) -> str:
     """`statement` as it is sent: each run of whitespace one space, and none
-    beside a comma or a parenthesis, outside its literals (the text between
-    single quotes is left as it is; no literal here holds a quote)."""
+    beside a comma, a parenthesis or the operators =, ||, -> and ->>,
+    outside its literals (the text between single quotes is left as it is).
+    It assumes plain SQL: no comment, no quote but a literal's, no operator
+    that a removed space kept apart from another;
+    transfers/tests/test_engine_statements.py checks that the statement
+    sent reads as the same tokens."""
     parts = statement.split("'")
     for i in range(0, len(parts), 2):
         text = re.sub(r"\s+", " ", parts[i])
-        parts[i] = re.sub(r" ?([,()]) ?", r"\1", text)
+        parts[i] = re.sub(r" ?(->>|->|\|\||=|[,()]) ?", r"\1", text)
     return "'".join(parts).strip()
 
 
