@@ -104,17 +104,22 @@ def _bound_to(client_id: int) -> bytes:
     return f"client:{client_id}".encode()
 
 
-def insert_events_sql(*, rows: str, order: str, client: str, type: str, data: str, created_at: str = "now()") -> str:
+def insert_events_sql(
+    *, rows: str, order: str, client: str, type: str, data: str, created_at: str = "now()", where: str = ""
+) -> str:
     """The one statement that writes events, for every writer: each row of
     `rows` (a FROM clause) in `order`, each column (EVENT_COLUMNS) given as
     an SQL expression over it; `created_at` by default the transaction's
-    start, the table's own default. The settle step generates its events'
-    part from it (transfers/engine.py, SETTLE); everything else goes
-    through record_event_rows."""
+    start, the table's own default; `where`, if given, a condition on the
+    rows. The settle step generates its events' part from it
+    (transfers/engine.py, SETTLE); everything else goes through
+    record_event_rows."""
     values = {"client_id": client, "type": type, "data": data, "created_at": created_at}
     return (
         f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608 (the callers' constants)
-        f"SELECT {', '.join(values[column] for column in EVENT_COLUMNS)} FROM {rows} ORDER BY {order}"
+        f"SELECT {', '.join(values[column] for column in EVENT_COLUMNS)} FROM {rows}"
+        + (f" WHERE {where}" if where else "")
+        + f" ORDER BY {order}"
     )
 
 

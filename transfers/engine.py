@@ -500,21 +500,24 @@ EVENT_TYPE = (
 )
 
 # A posting, applied in one statement on rows the caller has locked: every
-# balance, every exposure, every log COMPLETED or FAILED (a log moves money at
-# most once: its row lock and the PENDING check before deciding make it so;
-# the statement's PENDING condition is a backstop for the log's row and
-# events only, not for the balances), for a reversal its original REVERSED
-# (only a COMPLETED one), and each log's event per owner of its wallets, in
-# the order decided, each completed log with its wallets' balances after it
-# (sa, da: decide's). One statement: no round trip added while the wallet
-# rows are locked. The CHECK on customer balances is the backstop should a
-# rule check ever be wrong. The posting comes as one JSON document `p`
+# balance, every exposure, every log COMPLETED or FAILED, for a reversal its
+# original REVERSED, and each log's event per owner of its wallets, in the
+# order decided, each completed log with its wallets' balances after it (sa,
+# da: decide's). A log moves money at most once: its row lock and the
+# PENDING check before deciding make it so. The statement defends the ledger
+# as well: it refuses the whole posting, with an error, unless it finds
+# every log it names as decided (`settled`: PENDING; `reversed`: the
+# original COMPLETED), so a caller that skipped its check writes nothing,
+# money included (settle_as_decided, in SETTLE_EVENTS; docs/design.md, "The
+# steps", step 10). One statement: no round trip added while the wallet rows
+# are locked. The CHECK on customer balances is the backstop should a rule
+# check ever be wrong. The posting comes as one JSON document `p`
 # (apply_statement): psycopg adapts one text parameter for much less than
 # eleven arrays (bench/instructions.py: about 0.3M instructions per transfer).
 # Wallets and logs are found by primary key (`id = ANY` of the document's
 # arrays), each row's values then taken from the document: joined to
 # jsonb_to_recordset, whose 100 rows the planner assumes, it scanned them
-# worse; and the PENDING backstop is `status || ''`, so that the planner
+# worse; and the PENDING condition is `status || ''`, so that the planner
 # never picks the status index for it (which reads every dead PENDING entry
 # since the last VACUUM). Together with `o`, PostgreSQL's CPU per transfer
 # 2.35 -> 2.1 ms (bench/pg_cpu.py; bench/HISTORY.md, 2026-12-07 12:10).
@@ -532,6 +535,13 @@ SETTLE_EVENTS = insert_events_sql(
     type="o.type",
     data=f"o.data || {request_details_overlay_sql(row='o', viewer='e.owner')}",
     created_at="%(now)s",
+    # The posting's refusal (settle_as_decided, transfers/migrations/0024:
+    # raises unless every log the document's `objects` names is in `t`). A
+    # condition on none of the query's rows: PostgreSQL evaluates it once,
+    # before the first event (a one-time filter), even when there is none;
+    # reading `t` runs `settled` and `reversed` to the end first. Its error
+    # fails the whole statement, the money CTEs' writes with it.
+    where="(SELECT settle_as_decided(count(*), jsonb_array_length(%(p)s::jsonb -> 'objects')) FROM t)",
 )
 SETTLE_READABLE = f"""
 WITH legs AS (
@@ -613,8 +623,11 @@ def apply_statement(posting: Posting, now) -> None:
 
     The caller holds the rows decide was given (the unit's row, its
     wallets, the limit rows), inside its transaction: it takes no lock
-    and reads nothing back. A log that is no longer PENDING is left as it
-    is by the statement (a backstop: the caller checked it under its lock)."""
+    and reads nothing back. IntegrityError ("settle refused"), having
+    written nothing, when a log is no longer PENDING or the reversed
+    original no longer COMPLETED: a bug in the caller, which checked them
+    under its locks (docs/design.md, "The steps", step 10); its
+    transaction must roll back."""
     decisions = posting.decisions
     events = [(decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]]
     legs = _legs(posting)

@@ -7,14 +7,12 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import transaction
-from django.utils import timezone
 from rest_framework.test import APIRequestFactory
 
 from conftest import make_api_client
 from corrections.tests.people import reversed_with_four_eyes
 from events.models import Event, EventType
-from transfers import engine, services
+from transfers import services
 from transfers.models import TransactionLog
 from transfers.selectors import with_reversal_links
 from transfers.serializers import DETAIL_FIELD_NAMES, TransactionDetailSerializer
@@ -204,28 +202,3 @@ def test_record_events_refuses_to_run_outside_the_changes_transaction(wallet_own
 
     with pytest.raises(RuntimeError):
         record_events(type="batch.finished", data_by_client={wallet_owner.pk: {"id": str(uuid.uuid4())}})
-
-
-def test_settle_leaves_a_log_no_longer_pending_and_writes_no_event_for_it(funded_wallet):
-    """SETTLE's backstop (engine.apply_statement, written `status || ''` to
-    keep the planner off the status index): a log that is not PENDING keeps
-    its outcome, and no event is rendered for it."""
-    payer = make_api_client("Disbursement client").user
-    source, destination = funded_wallet("20.00", owner=payer), WalletFactory(owner=payer)
-    log = services.transfer_create(
-        client=payer, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("7"),
-        idempotency_key="settled-once", metadata={},
-    ).log  # fmt: skip
-    before = events_of(payer)
-    posting = engine.Posting(
-        decisions=[engine.Decision(log, engine.Failure("insufficient_balance", "again"))],
-        owners={log.pk: [payer.pk]},
-        kinds={source.pk: source.kind, destination.pk: destination.kind},
-    )
-
-    with transaction.atomic():
-        engine.apply_statement(posting, timezone.now())
-
-    log.refresh_from_db()
-    assert (log.status, log.error_code) == ("COMPLETED", "")
-    assert events_of(payer) == before
