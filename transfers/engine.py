@@ -182,7 +182,7 @@ class DayTotals:
 class Posting:
     """The decisions for a set of movements, in order, and what applying them
     changes: each wallet's balance and each exposure row's amount (signed
-    sums, by primary key), and who hears of each movement (owner ids).
+    sums, by primary key).
     `day`: the business day its movements count in; `totals`: each
     customer wallet's DayTotals to add to its totals of the day,
     `client_debits`: each client daily-debits row's addition (none for a
@@ -191,8 +191,9 @@ class Posting:
     sums, by primary key: placing, capturing, voiding, expiring a hold).
     `reverses`: for a reversal (one decision, its compensation), the
     COMPLETED log it reverses, which apply marks REVERSED.
-    `kinds`: each locked wallet's kind, by primary key, which its logs'
-    events show (apply_statement)."""
+    `wallets`: the locked wallets its logs move money between, by primary
+    key, as decide was given them: each log's event goes to the owners of
+    its two wallets and shows their kinds (apply_statement)."""
 
     decisions: list[Decision]
     day: datetime.date | None = None
@@ -201,8 +202,7 @@ class Posting:
     totals: dict[uuid.UUID, DayTotals] = field(default_factory=dict)
     client_debits: dict[int, Decimal] = field(default_factory=dict)
     held_changes: dict[uuid.UUID, Decimal] = field(default_factory=dict)
-    owners: dict[uuid.UUID, list[int]] = field(default_factory=dict)
-    kinds: dict[uuid.UUID, str] = field(default_factory=dict)
+    wallets: dict[uuid.UUID, Wallet] = field(default_factory=dict)
     reverses: TransactionLog | None = None
 
     @property
@@ -315,12 +315,10 @@ def decide(
     captures, whose payers' debits were checked and counted in their
     wallets' daily totals when the holds were placed (docs/limits.md,
     "Holds"): neither is done again."""
-    posting = Posting(decisions=[], day=day)
+    posting = Posting(decisions=[], day=day, wallets=wallets)
     balances, exposure_changes = posting.balance_changes, posting.exposure_changes
     for log in logs:
         source, destination = wallets[log.source_wallet_id], wallets[log.destination_wallet_id]
-        posting.owners[log.pk] = owners(source, destination)
-        posting.kinds[source.pk], posting.kinds[destination.pk] = source.kind, destination.kind
         exposure = _locked_exposure_change(source, destination, log.amount, rows)
         client_debits = client_debits_row(source, rows) if tiers else None
         try:
@@ -628,11 +626,15 @@ def apply_statement(posting: Posting, now) -> None:
     original no longer COMPLETED: a bug in the caller, which checked them
     under its locks (docs/design.md, "The steps", step 10); its
     transaction must roll back."""
-    decisions = posting.decisions
-    events = [(decision.log.pk, owner) for decision in decisions for owner in posting.owners[decision.log.pk]]
+    decisions, wallets = posting.decisions, posting.wallets
+    logs = [decision.log for decision in decisions]
+    events = [
+        (log.pk, owner)
+        for log in logs
+        for owner in owners(wallets[log.source_wallet_id], wallets[log.destination_wallet_id])
+    ]
     legs = _legs(posting)
-    log_ids = [str(decision.log.pk) for decision in decisions]
-    kinds = posting.kinds
+    log_ids = [str(log.pk) for log in logs]
     document = {
         "legs": legs,
         "wallet_ids": "{" + ",".join([leg["id"] for leg in legs]) + "}",  # uuid[] as text
@@ -659,21 +661,19 @@ def apply_statement(posting: Posting, now) -> None:
         # reverses it ("rb", absent: none; a log still PENDING was never
         # reversed).
         "objects": [
-            {"id": log_id, "sk": kinds[decision.log.source_wallet_id], "dk": kinds[decision.log.destination_wallet_id]}
-            for log_id, decision in zip(log_ids, decisions, strict=True)
+            {"id": log_id, "sk": wallets[log.source_wallet_id].kind, "dk": wallets[log.destination_wallet_id].kind}
+            for log_id, log in zip(log_ids, logs, strict=True)
         ],
     }
     reverses = posting.reverses
     if reverses is not None:
-        # Its compensation moves money between the same two wallets: the same owners hear of it.
+        # Its compensation moves money between the same two wallets, both locked.
+        source, destination = wallets[reverses.source_wallet_id], wallets[reverses.destination_wallet_id]
         document["reverses"] = str(reverses.pk)
-        events += [(reverses.pk, owner) for owner in posting.owners[decisions[0].log.pk]]
+        events += [(reverses.pk, owner) for owner in owners(source, destination)]
         document["objects"].append(
-            {
-                "id": document["reverses"], "sk": kinds[reverses.source_wallet_id],
-                "dk": kinds[reverses.destination_wallet_id], "rb": log_ids[0],
-            }
-        )  # fmt: skip
+            {"id": document["reverses"], "sk": source.kind, "dk": destination.kind, "rb": log_ids[0]}
+        )
     document["events"] = [{"n": n, "log": str(log_id), "owner": owner} for n, (log_id, owner) in enumerate(events)]
     _run(SETTLE, {"now": now, "p": json.dumps(document, separators=(",", ":"))})
 
@@ -895,7 +895,7 @@ def _none_moves(posting: Posting, first: PayoutFailure) -> Posting:
     decisions = [
         Decision(d.log, d.failure if d.log.batch_index == first.index else not_moved) for d in posting.decisions
     ]
-    return Posting(decisions=decisions, day=posting.day, owners=posting.owners, kinds=posting.kinds)
+    return Posting(decisions=decisions, day=posting.day, wallets=posting.wallets)
 
 
 def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | None, now) -> None:

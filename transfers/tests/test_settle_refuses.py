@@ -101,10 +101,9 @@ def test_a_posting_with_no_money_and_no_recipient_is_refused_all_the_same(funded
         client=payer, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("7"),
         idempotency_key="settled-once", metadata={},
     ).log  # fmt: skip
+    unowned = {wallet.pk: Wallet(pk=wallet.pk, kind=wallet.kind, owner_id=None) for wallet in (source, destination)}
     posting = engine.Posting(
-        decisions=[engine.Decision(log, engine.Failure("insufficient_balance", "again"))],
-        owners={log.pk: []},
-        kinds={source.pk: source.kind, destination.pk: destination.kind},
+        decisions=[engine.Decision(log, engine.Failure("insufficient_balance", "again"))], wallets=unowned
     )
     before = ledger()
 
