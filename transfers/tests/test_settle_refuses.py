@@ -70,15 +70,22 @@ def decided(monkeypatch):
     return postings
 
 
+def settled_transfer(funded_wallet) -> tuple[TransactionLog, Wallet, Wallet]:
+    """(log, source, destination): 7.00 moved between two wallets of one
+    client, from 20.00; COMPLETED."""
+    payer = make_api_client("Disbursement client").user
+    source, destination = funded_wallet("20.00", owner=payer), WalletFactory(owner=payer)
+    log = services.transfer_create(
+        client=payer, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("7"),
+        idempotency_key="settled-once", metadata={},
+    ).log  # fmt: skip
+    return log, source, destination
+
+
 def test_a_settled_transfers_posting_applied_again_is_refused_and_moves_nothing(
     funded_wallet, client_debit_cap, decided
 ):
-    payer = make_api_client("Disbursement client").user
-    source, destination = funded_wallet("20.00", owner=payer), WalletFactory(owner=payer)
-    services.transfer_create(
-        client=payer, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("7"),
-        idempotency_key="settled-once", metadata={},
-    )  # fmt: skip
+    _, source, _ = settled_transfer(funded_wallet)
     (posting,) = decided[-1:]
     assert posting.totals and posting.client_debits  # every part of the statement is in play
     before = ledger()
@@ -95,12 +102,7 @@ def test_a_posting_with_no_money_and_no_recipient_is_refused_all_the_same(funded
     """The refusal does not depend on what else the posting writes: a
     FAILED decision (no balance) for a log between wallets with no owner to
     tell (no event)."""
-    payer = make_api_client("Disbursement client").user
-    source, destination = funded_wallet("20.00", owner=payer), WalletFactory(owner=payer)
-    log = services.transfer_create(
-        client=payer, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("7"),
-        idempotency_key="settled-once", metadata={},
-    ).log  # fmt: skip
+    log, source, destination = settled_transfer(funded_wallet)
     unowned = {wallet.pk: Wallet(pk=wallet.pk, kind=wallet.kind, owner_id=None) for wallet in (source, destination)}
     posting = engine.Posting(
         decisions=[engine.Decision(log, engine.Failure("insufficient_balance", "again"))], wallets=unowned
@@ -143,16 +145,12 @@ def test_one_log_of_many_already_settled_refuses_the_whole_posting(funded_wallet
     )) == ["PENDING", "FAILED", "PENDING"]  # fmt: skip
 
 
-def test_a_reversal_of_a_log_no_longer_completed_is_refused_and_moves_nothing(funded_wallet, wallet_owner):
-    source, destination = funded_wallet("20.00"), funded_wallet("0")
-    original = services.transfer_create(
-        client=wallet_owner, source_wallet_id=source.pk, destination_wallet_id=destination.pk, amount=Decimal("7"),
-        idempotency_key="to-reverse", metadata={},
-    ).log  # fmt: skip
+def test_a_reversal_of_a_log_no_longer_completed_is_refused_and_moves_nothing(funded_wallet):
+    original, source, destination = settled_transfer(funded_wallet)
     # Marked REVERSED by someone who did not hold its lock.
     TransactionLog.objects.filter(pk=original.pk).update(status="REVERSED")
     compensation = TransactionLog(
-        client=wallet_owner, idempotency_key=f"reversal:{original.pk}", movement_fingerprint="0" * 64,
+        client_id=original.client_id, idempotency_key=f"reversal:{original.pk}", movement_fingerprint="0" * 64,
         type=TransactionType.TRANSFER, source_wallet_id=destination.pk, destination_wallet_id=source.pk,
         amount=original.amount, currency=original.currency, metadata={}, reversal_of=original,
     )  # fmt: skip
