@@ -50,6 +50,15 @@ def applied_again(posting: engine.Posting) -> None:
         engine.apply_statement(posting, timezone.now())
 
 
+@pytest.fixture(params=["auto", "force_generic_plan"])
+def plan(request):
+    """PostgreSQL's plan for SETTLE: its own choice, and the generic plan
+    it settles on for a statement prepared once per connection (the
+    refusal is part of the plan's shape, not of the values given)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL plan_cache_mode = {request.param}")
+
+
 @pytest.fixture
 def client_debit_cap(settings):
     """A client daily-debits cap in NGN: SETTLE then writes the client's row too."""
@@ -83,7 +92,7 @@ def settled_transfer(funded_wallet) -> tuple[TransactionLog, Wallet, Wallet]:
 
 
 def test_a_settled_transfers_posting_applied_again_is_refused_and_moves_nothing(
-    funded_wallet, client_debit_cap, decided
+    funded_wallet, client_debit_cap, decided, plan
 ):
     _, source, _ = settled_transfer(funded_wallet)
     (posting,) = decided[-1:]
@@ -98,7 +107,7 @@ def test_a_settled_transfers_posting_applied_again_is_refused_and_moves_nothing(
     assert source.balance == Decimal("13.00")
 
 
-def test_a_posting_with_no_money_and_no_recipient_is_refused_all_the_same(funded_wallet):
+def test_a_posting_with_no_money_and_no_recipient_is_refused_all_the_same(funded_wallet, plan):
     """The refusal does not depend on what else the posting writes: a
     FAILED decision (no balance) for a log between wallets with no owner to
     tell (no event)."""
