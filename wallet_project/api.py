@@ -378,7 +378,9 @@ class ReadsAsDeclared:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        inherited = cls._read_as
+        inherited = {}  # every base's record, so that two lines of bases both count
+        for base in reversed(cls.__mro__[1:]):
+            inherited.update(base.__dict__.get("_read_as", {}))
         cls.reads_as_declared = (
             all(getattr(cls, name, None) is value for name, value in inherited.items()) and cls._reads_as_declared_too()
         )
