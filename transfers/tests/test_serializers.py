@@ -215,8 +215,21 @@ def test_whether_a_class_reads_as_declared_is_decided_once_when_it_is_created():
         def _reads_as_declared_too(cls):
             return False
 
-    assert Reader.reads_as_declared and Same.reads_as_declared
-    assert not any(c.reads_as_declared for c in (Own, UnderOwn, Wider, Refusing))
+    class Writer(ReadsAsDeclared):
+        reading_methods = ("write",)
+
+        def write(self):
+            return "short"
+
+    class BothSame(Reader, Writer):
+        pass
+
+    class WritesItsOwnWay(Reader, Writer):  # held to both bases' records
+        def write(self):
+            return "own"
+
+    assert Reader.reads_as_declared and Same.reads_as_declared and BothSame.reads_as_declared
+    assert not any(c.reads_as_declared for c in (Own, UnderOwn, Wider, Refusing, WritesItsOwnWay))
     assert all("reads_as_declared" in c.__dict__ for c in (Reader, Same, Own, UnderOwn, Wider, Refusing))
 
 
