@@ -34,6 +34,7 @@ is what API_AUTH_CACHE_SECONDS still bounds; so is a change made by raw SQL,
 which no receiver sees.
 """
 
+import functools
 import hashlib
 import logging
 import re
@@ -49,6 +50,7 @@ from django.contrib.auth import get_backends, get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.core.cache import cache
+from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.signals import m2m_changed, post_delete, post_save
@@ -373,18 +375,21 @@ class ApiKeyAuthentication(TokenAuthentication):
 # twice (the action's permission, paying other clients), a replay once.
 # Callgrind, 1,000 calls in one process: figures in bench/HISTORY.md,
 # 2026-12-07 12:18.
-_BACKENDS_CHECKED: list = [None, False]  # [the AUTHENTICATION_BACKENDS list checked, its answer]
 
 
+@functools.cache
 def _only_model_backend_answers() -> bool:
     """Whether ModelBackend itself is the one backend with has_perm, so that
-    its answer is Django's: checked again whenever the setting is another list
-    (override_settings in tests)."""
-    backends = settings.AUTHENTICATION_BACKENDS
-    if _BACKENDS_CHECKED[0] is not backends:
-        answering = [type(backend) for backend in get_backends() if hasattr(backend, "has_perm")]
-        _BACKENDS_CHECKED[:] = [backends, answering == [ModelBackend]]
-    return _BACKENDS_CHECKED[1]
+    its answer is Django's. Worked out once, and again after Django's
+    setting_changed signal names AUTHENTICATION_BACKENDS (override_settings
+    in tests; _backends_changed), as Django resets its own caches of a
+    setting."""
+    return [type(backend) for backend in get_backends() if hasattr(backend, "has_perm")] == [ModelBackend]
+
+
+def _backends_changed(*, setting: str, **kwargs) -> None:
+    if setting == "AUTHENTICATION_BACKENDS":
+        _only_model_backend_answers.cache_clear()
 
 
 def _key_client_has_perm(user, perm: str, obj=None) -> bool:
@@ -420,7 +425,10 @@ def _memberships_changed(sender, action, **kwargs) -> None:
 def connect_receivers() -> None:
     """Called by ClientsConfig.ready: whatever changes what a key may do
     changes the credentials version. Through the ORM only: a QuerySet.update()
-    or raw SQL sends no signal (API_AUTH_CACHE_SECONDS bounds those)."""
+    or raw SQL sends no signal (API_AUTH_CACHE_SECONDS bounds those). And a
+    changed AUTHENTICATION_BACKENDS setting (tests) is asked again whether
+    has_perm may be answered from the preloaded permissions."""
+    setting_changed.connect(_backends_changed, dispatch_uid="wallets.auth.backends_changed")
     post_save.connect(_user_saved, sender=User, dispatch_uid="wallets.auth.user_saved")
     for model in (User, Group, Permission, ApiKey):
         post_delete.connect(_deleted, sender=model, dispatch_uid=f"wallets.auth.deleted.{model._meta.label}")

@@ -54,6 +54,7 @@ from wallet_project.api import (
     DayField,
     InstantField,
     LeanSerializer,
+    ReadsAsDeclared,
     RefusesUnknownFields,
     StrictBooleanField,
     StrictCharField,
@@ -85,7 +86,7 @@ AMOUNT_PATTERN = r"^0*([1-9][0-9]{0,17}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$
         "999999999999999999.99); never rounded.",
     }
 )
-class AmountField(serializers.DecimalField):
+class AmountField(ReadsAsDeclared, serializers.DecimalField):
     """A positive amount with at most two decimal places.
 
     Accepts a JSON number (parsed as Decimal by the API's parser) or a decimal
@@ -93,6 +94,12 @@ class AmountField(serializers.DecimalField):
     arrive if something bypassed the Decimal parser), NaN, Infinity, zero,
     negatives, extra places and anything beyond NUMERIC(20,2). Never rounds.
     """
+
+    # What plain_amount stands in for (ReadsAsDeclared): a subclass that
+    # reads, checks or rounds its own way gets DRF's path for every amount.
+    reading_methods = (
+        "validate_empty_values", "to_internal_value", "validate_precision", "quantize", "run_validators",
+    )  # fmt: skip
 
     default_error_messages = {
         "not_a_number": "A valid number or decimal string is required.",
@@ -104,8 +111,9 @@ class AmountField(serializers.DecimalField):
         kwargs.setdefault("min_value", MIN_AMOUNT)
         kwargs.setdefault("max_value", MAX_AMOUNT)
         super().__init__(**kwargs)
-        # Whether run_validation may take its short path (plain_amount).
-        self.plain = takes_plain_amounts(self)
+        # Whether run_validation may take its short path (plain_amount): the
+        # class's flag, and this field's own arguments.
+        self.plain = self.reads_as_declared and takes_plain_amounts(self)
 
     def run_validation(self, data=empty):
         """DRF's, with a short path for an amount as clients send one
@@ -136,7 +144,9 @@ def takes_plain_amounts(field: serializers.DecimalField) -> bool:
     both bounds, a range that holds no number DRF's digit checks refuse
     (max_digits, max_whole_digits), no validators but the two DRF adds for
     the bounds (only_bound_validators), and no localized input (DRF's path
-    rewrites its separators)."""
+    rewrites its separators). These are the field's own arguments; whether
+    its class reads as AmountField does is the class's flag
+    (reads_as_declared), which AmountField.__init__ adds."""
     return (
         field.decimal_places == DECIMAL_PLACES
         and field.min_value is not None
@@ -948,15 +958,36 @@ class PayoutListSerializer(serializers.ListSerializer):
 
     DRF's per-field steps were about a quarter of the service's CPU per
     payout of a batch of 1,000 (bench/HISTORY.md, 2026-12-07 12:14). A
-    payout serializer that is not PayoutRequestSerializer as it reads
-    (payout_reads_short) gets DRF's path for every payout."""
+    payout serializer that does not read as PayoutRequestSerializer reads
+    (its reads_as_declared, ReadsAsDeclared), or is not one at all, gets
+    DRF's path for every payout.
+
+    read_payout is a reader of a flat body beside LeanSerializer's own
+    (to_internal_value), kept for its speed: that loop, even with short
+    paths for the wallet id and the key in their fields, read the bench's
+    1,000 payouts with 82M instructions against 48M (bench/HISTORY.md,
+    2026-12-07 14:35)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads_payouts = isinstance(self.child, PayoutRequestSerializer) and self.child.reads_as_declared
 
     def run_child_validation(self, data):
-        if payout_reads_short(type(self.child)):
+        if self.reads_payouts:
             payout = read_payout(self.child.fields, data)
             if payout is not None:
                 return payout
         return super().run_child_validation(data)
+
+
+# The payout's fields as read_payout reads them: (name, field class, source).
+_SHORT_PAYOUT_FIELDS = {
+    "destinationWalletId": (StrictUUIDField, "destination_wallet_id"),
+    "amount": (AmountField, "amount"),
+    "idempotencyKey": (PayoutKeyField, "idempotency_key"),
+    "metadata": (MetadataField, "metadata"),
+}
+_PAYOUT_NAMES = frozenset(_SHORT_PAYOUT_FIELDS)
 
 
 @extend_schema_serializer(component_name="Payout")
@@ -972,42 +1003,26 @@ class PayoutRequestSerializer(RefusesUnknownFields, LeanSerializer):
     )
     metadata = MetadataField(required=False, default=dict)
 
+    # What read_payout stands in for (ReadsAsDeclared): each would change
+    # what DRF's path reads or refuses; get_fields is LeanSerializer's.
+    reading_methods = (
+        "to_internal_value", "run_validation", "validate_empty_values", "validate", "run_validators",
+    )  # fmt: skip
+
     class Meta:
         list_serializer_class = PayoutListSerializer
 
-
-# The payout's fields as read_payout reads them: (name, field class, source).
-_SHORT_PAYOUT_FIELDS = {
-    "destinationWalletId": (StrictUUIDField, "destination_wallet_id"),
-    "amount": (AmountField, "amount"),
-    "idempotencyKey": (PayoutKeyField, "idempotency_key"),
-    "metadata": (MetadataField, "metadata"),
-}
-_PAYOUT_NAMES = frozenset(_SHORT_PAYOUT_FIELDS)
-# What a payout serializer must not have of its own for read_payout to read
-# for it: each would change what DRF's path reads or refuses.
-_READING_METHODS = (
-    "get_fields", "to_internal_value", "run_validation", "validate_empty_values", "validate", "run_validators",
-)  # fmt: skip
-
-
-def payout_reads_short(cls: type[serializers.Serializer]) -> bool:
-    """Whether read_payout reads the payouts of `cls` (decided once per
-    class): PayoutRequestSerializer, or a subclass that reads as it does:
-    the same fields, of the same classes and sources, the amount read by
-    plain_amount, the key checked by validate_idempotency_key and DRF's own
-    two character checks only, no validate_<field> method, no validators of
-    its own (Meta.validators) and none of _READING_METHODS of its own. Any
-    other gets DRF's path, whose answer is then its own."""
-    decided = cls.__dict__.get("_reads_short")
-    if decided is None:
+    @classmethod
+    def _reads_as_declared_too(cls) -> bool:
+        """Whether read_payout reads as this class's DRF path reads: the same
+        fields, of the same classes and sources, the amount read by
+        plain_amount, the key checked by validate_idempotency_key and DRF's
+        own two character checks only, no validate_<field> method and no
+        validators of its own (Meta.validators)."""
         declared = cls._declared_fields
         key = declared.get("idempotencyKey")
-        decided = (
-            issubclass(cls, PayoutRequestSerializer)
-            and all(getattr(cls, name) is getattr(PayoutRequestSerializer, name) for name in _READING_METHODS)
-            and cls._fields_declared
-            and {name: (type(f), f.source or name) for name, f in declared.items()} == _SHORT_PAYOUT_FIELDS
+        return (
+            {name: (type(f), f.source or name) for name, f in declared.items()} == _SHORT_PAYOUT_FIELDS
             and not any(hasattr(cls, f"validate_{name}") for name in declared)
             and not getattr(getattr(cls, "Meta", None), "validators", None)
             and declared["amount"].plain
@@ -1017,8 +1032,6 @@ def payout_reads_short(cls: type[serializers.Serializer]) -> bool:
             == {ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator}
             and not (key.allow_blank or key.trim_whitespace or key.max_length or key.min_length)
         )
-        cls._reads_short = decided
-    return decided
 
 
 def read_payout(fields, data) -> dict | None:

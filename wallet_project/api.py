@@ -351,7 +351,50 @@ class EnvelopeCursorPagination(CursorPagination):
 # rendering of a timestamp, and the one reader of an instant and of a day.
 
 
-class LeanSerializer(serializers.Serializer):
+class ReadsAsDeclared:
+    """The one rule for a class with a short reading path (a way of reading
+    input that stands in for DRF's generic steps, for speed): whether a
+    class may take it is decided once, when the class is created, and read
+    as one flag (`reads_as_declared`), never worked out per call.
+
+    The class that has the path names in `reading_methods` what the path
+    stands in for: the methods (or attributes) whose behaviour it
+    reproduces. Their values on that class are recorded when it is created,
+    and added to those its bases recorded. A class reads as declared when
+    each recorded name is still the recorded object on it (it overrides
+    none of them) and `_reads_as_declared_too()` holds (a class's own
+    further conditions, such as the fields it declares). One that does not
+    gets the generic path for everything it reads, so its own method runs
+    and every answer, every error included, is its own: a silent slow path
+    rather than a refusal, since such a class is correct, only slower.
+
+    What varies per object rather than per class (a field's validators or
+    bounds) is that object's own check, made once when it is built."""
+
+    reading_methods: tuple[str, ...] = ()
+    reads_as_declared = True
+    # {name: the object each recorded class had under it}: bases' and own.
+    _read_as: dict[str, object] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        inherited = {}  # every base's record, so that two lines of bases both count
+        for base in reversed(cls.__mro__[1:]):
+            inherited.update(base.__dict__.get("_read_as", {}))
+        cls.reads_as_declared = (
+            all(getattr(cls, name, None) is value for name, value in inherited.items()) and cls._reads_as_declared_too()
+        )
+        own = cls.__dict__.get("reading_methods", ())
+        cls._read_as = {**inherited, **{name: getattr(cls, name, None) for name in own}}
+
+    @classmethod
+    def _reads_as_declared_too(cls) -> bool:
+        """A class's own further conditions for its short path, beyond
+        overriding none of the recorded methods: none by default."""
+        return True
+
+
+class LeanSerializer(ReadsAsDeclared, serializers.Serializer):
     """A Serializer whose fields are shallow copies of the declared ones.
 
     DRF deep-copies every declared field for each serializer instance
@@ -369,19 +412,17 @@ class LeanSerializer(serializers.Serializer):
     bench's transfer body: 857K to 771K).
     """
 
-    # Whether the class's fields are its declared ones, so that `fields`
-    # builds them from bound templates and _writable_plan finds them once
-    # per class; __init_subclass__ sets it for each subclass, and a class
-    # that builds its own in get_fields gets DRF's path, deep copies and
-    # all. This class's own are its declared ones (none).
-    _fields_declared = True
+    # A class reads as declared (ReadsAsDeclared) when its fields are its
+    # declared ones: `fields` then builds them from bound templates and
+    # _writable_plan finds them once per class. A class that builds its own
+    # in get_fields gets DRF's path, deep copies and all.
+    reading_methods = ("get_fields",)
 
     def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
         nested = [name for name, f in cls._declared_fields.items() if isinstance(f, serializers.BaseSerializer)]
         if nested:
             raise TypeError(f"{cls.__name__}: LeanSerializer cannot hold nested serializers ({', '.join(nested)})")
-        cls._fields_declared = cls.get_fields is serializers.Serializer.get_fields
+        super().__init_subclass__(**kwargs)
 
     def __init__(self, instance=None, data=empty, **kwargs):
         """DRF's Serializer.__init__; for the per-request call (data and a
@@ -415,8 +456,8 @@ class LeanSerializer(serializers.Serializer):
         once per class (field_name, label, source, source_attrs: what bind()
         derives from the name alone), each shallow-copied and given this
         instance as its parent. A subclass with its own get_fields gets DRF's
-        path (_fields_declared)."""
-        if not self._fields_declared:
+        path (reads_as_declared)."""
+        if not self.reads_as_declared:
             return super().fields
         fields = BindingDict(self)
         for name, template in _bound_templates(type(self)).items():
@@ -491,7 +532,7 @@ def _bound_templates(cls: type[LeanSerializer]) -> dict[str, serializers.Field]:
 def _writable_plan(serializer: LeanSerializer) -> list[tuple[serializers.Field, object]]:
     """The serializer's writable fields, in order, each with its bound
     validate_<field_name> method or None. Which ones is found once per
-    class whose fields are its declared ones (_fields_declared), and per
+    class whose fields are its declared ones (reads_as_declared), and per
     instance for a class that builds its own in get_fields: a lookup of a
     method a class lacks is a failed attribute search, five per transfer
     body (with the plan kept per class, callgrind, 100 transfer bodies
@@ -505,7 +546,7 @@ def _writable_plan(serializer: LeanSerializer) -> list[tuple[serializers.Field, 
             for name, field in fields.items()
             if not field.read_only
         ]
-        if cls._fields_declared:
+        if cls.reads_as_declared:
             cls._lean_plan = plan
     return [(fields[name], None if method is None else getattr(serializer, method)) for name, method in plan]
 

@@ -10,10 +10,11 @@ Two real web processes: test_api_keys_e2e.py.
 import copy
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, Permission
 from django.core.cache import cache
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_settings
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
@@ -158,6 +159,23 @@ def test_another_backend_with_has_perm_is_asked_as_django_asks_it(transfer_api, 
     user = key_client(transfer_api)
 
     assert user.has_perm("transfers.pay_other_clients")
+
+
+def test_has_perm_is_djangos_under_overridden_backends_and_short_again_after(transfer_api, monkeypatch):
+    """override_settings(AUTHENTICATION_BACKENDS=...) resets the cached answer
+    (Django's setting_changed signal): with a second backend that has
+    has_perm, Django asks it; back to ModelBackend alone, the preloaded
+    permissions answer again, without loading a backend."""
+    held_elsewhere = "transfers.pay_other_clients"  # not held by the transfer client
+    with override_settings(
+        AUTHENTICATION_BACKENDS=[*django_settings.AUTHENTICATION_BACKENDS, f"{__name__}.AnswersHasPerm"]
+    ):
+        assert key_client(transfer_api).has_perm(held_elsewhere)
+
+    user = key_client(transfer_api)
+    monkeypatch.setattr("django.contrib.auth.get_backends", lambda: pytest.fail("backends loaded for has_perm"))
+    assert not user.has_perm(held_elsewhere)
+    assert user.has_perm("transfers.create_transfer")
 
 
 # --- revocation on the next request ----------------------------------------------------

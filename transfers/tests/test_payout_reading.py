@@ -13,7 +13,7 @@ from rest_framework.exceptions import ErrorDetail
 
 from transfers import serializers as transfer_serializers
 from transfers.models import REFERENCE_ALPHABET, REFERENCE_FORMAT, new_reference, new_references
-from transfers.serializers import PayoutListSerializer, PayoutRequestSerializer, payout_reads_short
+from transfers.serializers import PayoutListSerializer, PayoutRequestSerializer
 from wallet_project.policies import decode_json
 
 WALLET = "5b971839-c77c-cdbd-76dd-325c1634e9fe"
@@ -170,7 +170,7 @@ def test_a_parsed_batch_body_is_answered_as_drfs_path_answers_it():
 def test_good_payouts_are_read_by_the_short_path(monkeypatch):
     """The payout serializer's own run_validation is not called for a good
     payout (a bad one still reaches it)."""
-    assert payout_reads_short(PayoutRequestSerializer)
+    assert PayoutRequestSerializer.reads_as_declared
     assert isinstance(PayoutRequestSerializer(many=True), PayoutListSerializer)
     called = []
     drf_run_validation = PayoutRequestSerializer.run_validation
@@ -180,7 +180,7 @@ def test_good_payouts_are_read_by_the_short_path(monkeypatch):
         return drf_run_validation(self, data)
 
     monkeypatch.setattr(PayoutRequestSerializer, "run_validation", counted)
-    monkeypatch.setattr(PayoutRequestSerializer, "_reads_short", True, raising=False)
+    monkeypatch.setattr(PayoutRequestSerializer, "reads_as_declared", True)
     payouts = [good(), good(metadata={"a": 1}), good(amount="0")]
 
     serializer = PayoutRequestSerializer(many=True, data=payouts)
@@ -231,7 +231,7 @@ class BuildsItsOwnFields(PayoutRequestSerializer):
 def test_a_payout_serializer_that_reads_its_own_way_gets_drfs_path(subclass, amount, error):
     """A subclass with a validate_<field> method, or its own
     to_internal_value, run_validation or get_fields: its own reading runs."""
-    assert not payout_reads_short(subclass)
+    assert not subclass.reads_as_declared
     serializer = subclass(many=True, data=[good(), good(amount=amount)])
 
     assert isinstance(serializer, PayoutListSerializer)
@@ -240,9 +240,9 @@ def test_a_payout_serializer_that_reads_its_own_way_gets_drfs_path(subclass, amo
 
 
 def test_the_short_path_is_decided_once_per_class():
-    assert payout_reads_short(PayoutRequestSerializer) is True
-    assert PayoutRequestSerializer.__dict__["_reads_short"] is True
-    assert "_reads_short" not in transfer_serializers.PayoutListSerializer.__dict__
+    assert PayoutRequestSerializer.reads_as_declared is True
+    assert PayoutRequestSerializer.__dict__["reads_as_declared"] is True
+    assert "reads_as_declared" not in transfer_serializers.PayoutListSerializer.__dict__
 
 
 def test_a_batchs_references_are_drawn_together_each_as_new_reference_makes_one():

@@ -17,7 +17,7 @@ from transfers.serializers import (
     plain_amount,
     takes_plain_amounts,
 )
-from wallet_project.api import LeanSerializer
+from wallet_project.api import LeanSerializer, ReadsAsDeclared
 from wallets.models import CENT, MAX_AMOUNT, MIN_AMOUNT
 
 
@@ -162,6 +162,77 @@ def test_an_amount_field_whose_validators_are_not_drfs_bounds_takes_drfs_path():
     assert AmountField().run_validation("17.00") == Decimal("17.00")
 
 
+class EvenAmounts(AmountField):
+    """An amount field that reads its own way: even whole amounts only."""
+
+    def to_internal_value(self, data):
+        amount = super().to_internal_value(data)
+        if amount % 2:
+            self.fail("invalid")
+        return amount
+
+
+def test_an_amount_field_that_reads_its_own_way_gets_drfs_path():
+    """A subclass of AmountField with its own to_internal_value: its own
+    reading runs for every amount (the short path, plain_amount, would
+    have read "3.00" without it)."""
+    field = EvenAmounts()
+
+    assert AmountField.reads_as_declared and not EvenAmounts.reads_as_declared and not field.plain
+    with pytest.raises(serializers.ValidationError) as refused:
+        field.run_validation("3.00")
+    assert refused.value.detail == [serializers.DecimalField.default_error_messages["invalid"]]
+    assert field.run_validation("4.00") == Decimal("4.00")
+
+
+def test_whether_a_class_reads_as_declared_is_decided_once_when_it_is_created():
+    """ReadsAsDeclared: a class overriding a method its base's short path
+    stands in for, or inheriting such an override, does not read as
+    declared, whatever it names itself; one that overrides none does. Each
+    class's answer is its own flag, set when the class is made."""
+
+    class Reader(ReadsAsDeclared):
+        reading_methods = ("read",)
+
+        def read(self):
+            return "short"
+
+    class Same(Reader):
+        pass
+
+    class Own(Reader):
+        def read(self):
+            return "own"
+
+    class UnderOwn(Own):
+        pass
+
+    class Wider(Own):
+        reading_methods = ("read", "also")
+
+    class Refusing(Reader):
+        @classmethod
+        def _reads_as_declared_too(cls):
+            return False
+
+    class Writer(ReadsAsDeclared):
+        reading_methods = ("write",)
+
+        def write(self):
+            return "short"
+
+    class BothSame(Reader, Writer):
+        pass
+
+    class WritesItsOwnWay(Reader, Writer):  # held to both bases' records
+        def write(self):
+            return "own"
+
+    assert Reader.reads_as_declared and Same.reads_as_declared and BothSame.reads_as_declared
+    assert not any(c.reads_as_declared for c in (Own, UnderOwn, Wider, Refusing, WritesItsOwnWay))
+    assert all("reads_as_declared" in c.__dict__ for c in (Reader, Same, Own, UnderOwn, Wider, Refusing))
+
+
 def test_a_lean_serializer_that_builds_its_own_fields_gets_them():
     """A LeanSerializer subclass with its own get_fields gets DRF's fields
     (its own, the declared ones included, each instance its own copies);
@@ -180,7 +251,7 @@ def test_a_lean_serializer_that_builds_its_own_fields_gets_them():
     assert list(first.fields) == ["amount", "from"]
     assert first.fields["amount"] is not second.fields["amount"]
     assert first.fields["from"].parent is first
-    assert not WithOwnFields._fields_declared and TransferRequestSerializer._fields_declared
+    assert not WithOwnFields.reads_as_declared and TransferRequestSerializer.reads_as_declared
     assert WithOwnFields(data={"amount": "1", "from": "x"}).is_valid()
 
 
