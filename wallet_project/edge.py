@@ -26,6 +26,20 @@ BODY_MARGIN_BYTES = 64 * 1024
 # Where nginx's own answers live (internal locations; ops/nginx.conf).
 EDGE_ERROR_PREFIX = "/_edge/error/"
 NOT_FOUND = {"success": False, "message": "No such path.", "code": "not_found"}
+# The headers the service reads whose value, blanked, reads as another request
+# (no API key, no key at all, no media type), each with what to do instead.
+# Granian hands a WSGI application "" for any header value holding a byte
+# outside printable ASCII and tab (HeaderValue::to_str, not PEP 3333's
+# latin-1), so Django cannot tell such a value from an empty one: the edge,
+# which still sees the bytes, refuses the request naming the header.
+ASCII_HEADERS = {
+    "Authorization": "Send `Authorization: Token <key>`.",
+    "Idempotency-Key": "Header keys are ASCII: send a key with other characters in the idempotencyKey field.",
+    "Content-Type": "Send `Content-Type: application/json`.",
+    "Accept": "Send `Accept: application/json`, or no Accept header.",
+}
+# What Granian passes on: tab, then space to tilde (PCRE on bytes).
+_NOT_PRINTABLE_ASCII = r"~[^\x09\x20-\x7e]"
 
 
 def edge_errors(max_body_bytes: int) -> list[tuple[tuple[int, ...], int, dict]]:
@@ -76,6 +90,33 @@ def nginx_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def unreadable_header_body(name: str) -> dict:
+    """The edge's answer to a request whose `name` header (one of
+    ASCII_HEADERS) holds a byte outside printable ASCII: 400 bad_request."""
+    return {
+        "success": False,
+        "message": f"Bad request: the {name} header holds a byte outside printable ASCII, which the service "
+        f"cannot read. {ASCII_HEADERS[name]}",
+        "code": "bad_request",
+    }
+
+
+def header_checks() -> str:
+    """A map per ASCII_HEADERS entry, chained so that $edge_unreadable_header
+    is the answer for the first unreadable one (empty when none is)."""
+    lines, previous = [], "''"
+    for position, name in enumerate(ASCII_HEADERS):
+        last = position == len(ASCII_HEADERS) - 1
+        variable = "$edge_unreadable_header" if last else f"$edge_unreadable_header_{position}"
+        body = nginx_string(json.dumps(unreadable_header_body(name), separators=(",", ":")))
+        lines.append(f"    map $http_{name.lower().replace('-', '_')} {variable} {{")
+        lines.append(f'        "{_NOT_PRINTABLE_ASCII}" {body};')
+        lines.append(f"        default {previous};")
+        lines.append("    }")
+        previous = variable
+    return "\n".join(lines)
+
+
 def error_pages(max_body_bytes: int) -> str:
     """An error_page and an internal location per answer. A URI, not a named
     location: nginx cannot redirect to a named location before it has read
@@ -113,6 +154,7 @@ def render(runtime: Path, listen: str, *, as_root: bool) -> str:
         "UPSTREAM_KEEPALIVE": upstream_keepalive(os.environ.get("WEB_EDGE_KEEPALIVE", "0")),
         "PROXY_BUFFERING": os.environ.get("WEB_EDGE_PROXY_BUFFERING", "on"),
         "ERROR_PAGES": error_pages(max_body),
+        "HEADER_CHECKS": header_checks(),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():
