@@ -165,6 +165,25 @@ def test_a_header_the_service_reads_holding_bytes_outside_ascii_is_refused_by_na
         assert "idempotencyKey field" in message
 
 
+@pytest.mark.parametrize("raw", [b"\xff", b"\xe9", b"\xc3\xa9"], ids=["not-utf-8", "latin-1", "utf-8"])
+@pytest.mark.parametrize("where", ["path", "query"])
+def test_a_request_line_holding_bytes_outside_ascii_is_the_edges_json_400_saying_to_percent_encode(server, where, raw):
+    """Granian answered the first two with its bare, empty 400; UTF-8 passed,
+    though the contract asks for percent-encoding."""
+    api = make_api_client("Transfer client")
+    target = b"/api/transfer/key-" + raw if where == "path" else b"/api/wallets?limit=" + raw
+    request = (
+        b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Authorization: Token " + api.api_key.encode() + b"\r\n\r\n"
+    )
+
+    status, headers, body = raw_exchange(server, request)
+
+    assert_edge_envelope(status, headers, body, 400, "bad_request")
+    message = json.loads(body)["message"]
+    assert "the request line holds a byte outside printable ASCII" in message and "Percent-encode" in message
+
+
 @pytest.mark.parametrize("name", ["Authorization", "Host"])
 def test_a_header_sent_twice_that_may_be_sent_once_is_the_edges_json_400_saying_so(server, name):
     request = (
