@@ -21,8 +21,16 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from reconciliation import records
-from transfers.models import MONEY_MOVED_STATUSES, BatchStatus, TransactionLog, TransactionStatus, TransferBatch
+from transfers.models import (
+    MONEY_MOVED_STATUSES,
+    REFERENCE_FORMAT,
+    BatchStatus,
+    TransactionLog,
+    TransactionStatus,
+    TransferBatch,
+)
 from transfers.services import batch_settle, transaction_settle
+from wallet_project.api import uuid_from_text
 from wallet_project.db.faults import is_transient
 from wallets.models import WalletKind
 
@@ -60,11 +68,23 @@ def stale_pending_batches(*, older_than: timedelta | None = None):
 
 
 def pending_log_lookup(*, identifier: str) -> TransactionLog | None:
-    """A single log by id or reference (for `reconcile --transaction`)."""
+    """A single log (for `reconcile --transaction`) by its id, read as the
+    API reads one (uuid_from_text: 8-4-4-4-12 hex digits, not uuid.UUID's
+    braces, `urn:uuid:` or bare 32 digits), or by its reference (TXN-...);
+    None when no log has it. Raises ValueError, saying what is accepted,
+    for text that is neither."""
     try:
-        return TransactionLog.objects.filter(pk=uuid.UUID(identifier)).first()
+        log_id = uuid_from_text(identifier)
     except ValueError:
-        return TransactionLog.objects.filter(reference=identifier).first()
+        log_id = None
+    if log_id is not None:
+        return TransactionLog.objects.filter(pk=log_id).first()
+    if not REFERENCE_FORMAT.fullmatch(identifier):
+        raise ValueError(
+            "neither a transaction id (8-4-4-4-12 hex digits, such as 4f1c2a9e-0b7d-4c3e-9a51-2d6f8e0b1a7c) nor a "
+            "reference (TXN- and at least 10 upper-case letters or digits)."
+        )
+    return TransactionLog.objects.filter(reference=identifier).first()
 
 
 def logs_reconcile(

@@ -898,7 +898,7 @@ class StrictQuery(serializers.Serializer):
 class BalanceQuerySerializer(StrictQuery):
     """GET /api/wallets/{id}/balance?at=: `at` omitted is now."""
 
-    at = InstantField(required=False, up_to_now=True, help_text="The instant, ISO 8601 with its offset; omitted: now.")
+    at = InstantField(required=False, up_to_now=True, help_text="The instant, RFC 3339 with its offset; omitted: now.")
 
 
 STATEMENT_FORMATS = ("json", "csv", "pdf")
@@ -1163,7 +1163,7 @@ class ExpiryFields(LeanSerializer):
     ahead. Validated into `expiry` (transfers.holds.Expiry)."""
 
     expiresAt = InstantField(
-        source="expires_at", required=False, help_text="ISO 8601 with its offset (Z for UTC), in the future."
+        source="expires_at", required=False, help_text="RFC 3339 with its offset (Z for UTC), in the future."
     )
     expiresInSeconds = StrictIntegerField(
         source="expires_in_seconds", required=False, min_value=1, max_value=settings.HOLD_MAX_SECONDS

@@ -24,7 +24,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
 from django.urls import register_converter
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, viewsets
 from rest_framework import status as http_status
@@ -703,21 +702,34 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+# RFC 3339's date-time (section 5.6), the one spelling of an instant the API
+# reads: full date, "T", hours, minutes, seconds (a fraction allowed), "Z" or
+# an offset with a colon, all ASCII. The time, or the offset, may be missing
+# here only so that a time without one (or a bare date) gets the message
+# that says what is missing. re.ASCII: `\d` would take other scripts' digits.
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(?P<offset>Z|[+-]\d{2}:\d{2})?)?", re.ASCII)
+
+
 @extend_schema_field({"type": "string", "format": "date-time", "example": "2026-12-03T12:00:00+01:00"})
 class InstantField(serializers.Field):
     """The one reader of an instant, wherever a client gives one (a query
-    parameter, a body field): ISO 8601 with its offset
+    parameter, a body field, a management command's option): RFC 3339
     (2026-12-03T12:00:00+01:00, or Z for UTC), read as a UTC datetime.
 
-    A time without an offset, or a bare date, names no instant: the reader
-    refuses it rather than guess UTC (a client in Lagos who meant its own
-    10:00 would be an hour off). An instant that exists in its own offset
-    but not in UTC (0001-01-01T00:00:00+01:00 is in year 0) is refused under
-    the field's own name, not left to fail when it is written out.
-    `up_to_now`: refuse one still to come (the ledger knows nothing of it)."""
+    Only that spelling: datetime.fromisoformat, and so Django's
+    parse_datetime, also read ISO 8601's basic format (20261207T100000Z),
+    week and ordinal dates (2026-W49-1T10:00:00Z), a space for the "T",
+    hours alone and offsets without a colon, which a client's own parser
+    may read otherwise or not at all. A time without an offset, or a bare
+    date, names no instant: the reader refuses it rather than guess UTC (a
+    client in Lagos who meant its own 10:00 would be an hour off). An
+    instant that exists in its own offset but not in UTC
+    (0001-01-01T00:00:00+01:00 is in year 0) is refused under the field's
+    own name, not left to fail when it is written out. `up_to_now`: refuse
+    one still to come (the ledger knows nothing of it)."""
 
     default_error_messages = {
-        "invalid": "An ISO 8601 date and time with its offset, such as 2026-12-03T12:00:00+01:00 or "
+        "invalid": "An RFC 3339 date and time with its offset, such as 2026-12-03T12:00:00+01:00 or "
         "2026-12-03T11:00:00Z.",
         "naive": "Give the time's offset (Z for UTC, +01:00 for Lagos): without one it names no instant.",
         "range": "Out of range: an instant from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.",
@@ -729,18 +741,14 @@ class InstantField(serializers.Field):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data) -> datetime:
-        # ASCII, nothing around it: parse_datetime's fallback regex reads
-        # other scripts' digits (`\d`; "٢٠٢٦-١٢-٠٧T10:00:00Z" was that
-        # instant) and ends at `$`, which a trailing newline passes.
-        if not isinstance(data, str) or not data.isascii() or data != data.strip():
+        spelled = _INSTANT.fullmatch(data) if isinstance(data, str) else None
+        if spelled is None:
             self.fail("invalid")
         try:
-            instant = parse_datetime(data)
-        except ValueError:
-            instant = None
-        if instant is None:
+            instant = datetime.fromisoformat(data)
+        except ValueError:  # a day or a time that does not exist
             self.fail("invalid")
-        if instant.tzinfo is None:
+        if spelled["offset"] is None:
             self.fail("naive")
         try:
             instant = instant.astimezone(UTC)

@@ -26,6 +26,34 @@ BODY_MARGIN_BYTES = 64 * 1024
 # Where nginx's own answers live (internal locations; ops/nginx.conf).
 EDGE_ERROR_PREFIX = "/_edge/error/"
 NOT_FOUND = {"success": False, "message": "No such path.", "code": "not_found"}
+# The headers the service reads whose value, blanked, reads as another request
+# (no API key, no key at all, no media type), each with what to do instead.
+# Granian hands a WSGI application "" for any header value holding a byte
+# outside printable ASCII and tab (HeaderValue::to_str, not PEP 3333's
+# latin-1), so Django cannot tell such a value from an empty one; and it
+# answers a bare, empty 400 itself for a control byte there, or for a byte
+# on the request line that is not UTF-8. The edge, which still sees the
+# bytes, refuses the request in the envelope, naming where they were.
+ASCII_HEADERS = {
+    "Authorization": "Send `Authorization: Token <key>`.",
+    "Idempotency-Key": "Header keys are ASCII: send a key with other characters in the idempotencyKey field.",
+    "Content-Type": "Send `Content-Type: application/json`.",
+    "Accept": "Send `Accept: application/json`, or no Accept header.",
+}
+# (nginx variable, where, what to do, bytes refused: PCRE on bytes.) Last
+# checked first: the request line.
+UNREADABLE = [
+    *(
+        (f"$http_{name.lower().replace('-', '_')}", f"the {name} header", hint, r"[^\x09\x20-\x7e]")
+        for name, hint in ASCII_HEADERS.items()
+    ),
+    (
+        "$request",
+        "the request line",
+        "Percent-encode every other byte of the path and the query (UTF-8: é is %C3%A9).",
+        r"[^\x20-\x7e]",
+    ),
+]
 
 
 def edge_errors(max_body_bytes: int) -> list[tuple[tuple[int, ...], int, dict]]:
@@ -76,6 +104,23 @@ def nginx_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def unreadable_checks() -> str:
+    """A map per UNREADABLE entry, chained so that $edge_unreadable is the
+    edge's answer (400 bad_request, naming where the byte was) for the first
+    one holding a refused byte; empty when none does."""
+    lines, previous = [], "''"
+    for position, (variable, where, hint, refused) in enumerate(UNREADABLE):
+        result = "$edge_unreadable" if position == len(UNREADABLE) - 1 else f"$edge_unreadable_{position}"
+        message = f"Bad request: {where} holds a byte outside printable ASCII, which the service cannot read. {hint}"
+        body = {"success": False, "message": message, "code": "bad_request"}
+        lines.append(f"    map {variable} {result} {{")
+        lines.append(f'        "~{refused}" {nginx_string(json.dumps(body, separators=(",", ":")))};')
+        lines.append(f"        default {previous};")
+        lines.append("    }")
+        previous = result
+    return "\n".join(lines)
+
+
 def error_pages(max_body_bytes: int) -> str:
     """An error_page and an internal location per answer. A URI, not a named
     location: nginx cannot redirect to a named location before it has read
@@ -113,6 +158,7 @@ def render(runtime: Path, listen: str, *, as_root: bool) -> str:
         "UPSTREAM_KEEPALIVE": upstream_keepalive(os.environ.get("WEB_EDGE_KEEPALIVE", "0")),
         "PROXY_BUFFERING": os.environ.get("WEB_EDGE_PROXY_BUFFERING", "on"),
         "ERROR_PAGES": error_pages(max_body),
+        "UNREADABLE_CHECKS": unreadable_checks(),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

@@ -38,9 +38,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "bad_request": ErrorCode(
         400,
-        "The request could not be read at all (for instance a Host header the service does not serve).",
+        "The request could not be read at all: a Host header the service does not serve, a header sent twice "
+        "that may be sent once (Host, Authorization), a header holding control characters, or the request line "
+        "or a header the service reads (Authorization, Idempotency-Key, Content-Type, Accept) holding bytes "
+        "outside printable ASCII, which the message names.",
         "Check the URL and headers your HTTP client sends.",
-        message="Bad request: the request could not be read (check the URL and the Host header).",
+        message="Bad request: the request could not be read (check the URL, the Host header, and that no header "
+        "is sent twice or holds control characters).",
     ),
     "payload_too_large": ErrorCode(
         413,

@@ -11,7 +11,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -265,6 +265,12 @@ def test_resend_events_sends_a_clients_events_since_a_time_again_with_the_same_i
     pump(lambda: len(receiver.accepted_ids()) == 5)
     again = Counter(receiver.accepted_ids())
     assert sorted(again.values()) == [1, 2, 2]
+
+
+@pytest.mark.parametrize("since", ["20261130T050000Z", "2026-W49-1T05:00:00Z", "2026-11-30 05:00:00Z", "2026-11-30"])
+def test_resend_events_reads_since_as_the_api_reads_an_instant(wallet_owner, since):
+    with pytest.raises(CommandError, match="RFC 3339|offset"):
+        call_command("resend_events", wallet_owner.username, "--since", since, stdout=StringIO())
 
 
 def test_events_past_retention_are_purged_with_their_deliveries(wallet_owner, receiver):

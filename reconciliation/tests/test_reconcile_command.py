@@ -92,6 +92,28 @@ def test_one_transaction_by_reference_or_id_whatever_its_age(stuck, by):
     assert TransactionLog.objects.get(pk=other.pk).status == TransactionStatus.PENDING
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda pk: f"{{{pk}}}",
+        lambda pk: f"urn:uuid:{pk}",
+        lambda pk: pk.hex,
+        lambda pk: f" {pk}",
+        lambda pk: "txn-20260101abcdefghjk",
+    ],
+    ids=["braces", "urn", "no-hyphens", "space", "lower-case-reference"],
+)
+def test_an_id_the_api_would_not_read_is_a_command_error_and_settles_nothing(stuck, spelling):
+    """uuid.UUID read each of the first four as the log's id (the API reads
+    only the canonical text); the command now names what it takes."""
+    log = stuck()
+
+    with pytest.raises(CommandError, match="neither a transaction id .* nor a reference"):
+        run("--transaction", spelling(log.pk))
+
+    assert TransactionLog.objects.get(pk=log.pk).status == TransactionStatus.PENDING
+
+
 def test_a_finished_or_unknown_transaction_is_said_plainly(stuck):
     log = stuck()
     run("--transaction", log.reference)

@@ -3,7 +3,7 @@ available balance; exactly one end under concurrency; replays; tenancy; bad
 input. Real PostgreSQL and Redis; concurrency from real threads."""
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
@@ -353,6 +353,25 @@ def test_an_expiry_without_an_offset_is_a_400_naming_expires_at_and_changes_noth
     if "range" not in body["errors"]["expiresAt"][0]:
         assert "offset" in body["errors"]["expiresAt"][0]
     assert not Event.objects.filter(type="hold.extended").exists()
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda at: at.strftime("%Y%m%dT%H%M%SZ"),  # ISO 8601 basic
+        lambda at: at.strftime("%G-W%V-%uT%H:%M:%SZ"),  # ISO week date
+        lambda at: at.strftime("%Y-%m-%d %H:%M:%SZ"),
+        lambda at: at.strftime("%Y-%m-%dT%H:%M:%S+0000"),
+    ],
+    ids=["basic", "week-date", "space", "offset-without-colon"],
+)
+def test_an_expiry_in_another_iso_8601_spelling_than_rfc_3339_is_a_400_naming_expires_at(treasury_api, pair, spelling):
+    source, destination = pair
+    expires_at = spelling((timezone.now() + timedelta(hours=2)).astimezone(UTC))
+    response = place(treasury_api, source, destination, expiresInSeconds=None, expiresAt=expires_at)
+    body = assert_error_envelope(response, status=400, code="validation_error", field="expiresAt")
+    assert "RFC 3339" in body["errors"]["expiresAt"][0]
+    assert not Hold.objects.exists()
 
 
 def test_an_expiry_with_an_offset_other_than_utc_names_the_same_instant(treasury_api, pair):

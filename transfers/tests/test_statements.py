@@ -291,6 +291,18 @@ def _explain(sql, params):
         "\uff12\uff10\uff12\uff16-12-01T00:00:00Z",  # fullwidth digits
         "2026-12-01T00:00:00Z\n",
         " 2026-12-01T00:00:00Z",
+        # Instants that have come in ISO 8601 spellings other than RFC 3339's:
+        # datetime.fromisoformat (and parse_datetime through it) read each.
+        "20261201T000000Z",  # basic format
+        "2026-W49-1T00:00:00Z",  # week date
+        "2026-335T00:00:00Z",  # ordinal date
+        "2026-12-01 00:00:00Z",  # a space for the T
+        "2026-12-01T00Z",  # hours alone
+        "2026-12-01T00:00Z",  # no seconds
+        "2026-12-01T00:00:00+0100",  # offset without a colon
+        "2026-12-01T00:00:00+01",
+        "2026-12-01T00:00:00,5Z",  # decimal comma
+        "2026-12-01t00:00:00z",
     ],
 )
 def test_a_bad_at_is_a_400_naming_it(treasury_api, funded_wallet, at):

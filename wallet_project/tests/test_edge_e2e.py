@@ -28,6 +28,7 @@ from django.conf import settings
 
 from conftest import make_api_client
 from reconciliation.tests.faults import free_port
+from wallet_project.edge import ASCII_HEADERS
 from wallet_project.tests.test_observability_e2e import (
     WebServer,
     descendants,
@@ -137,6 +138,63 @@ def test_a_malformed_request_line_is_the_edges_json_400(server, request_line):
     request = request_line + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
     assert_edge_envelope(*raw_exchange(server, request), 400, "bad_request")
+
+
+# Granian hands Django "" for each (wallet_project/edge.py, ASCII_HEADERS).
+UNREADABLE_VALUES = {"UTF-8": "clé-1".encode(), "Latin-1": "clé-1".encode("latin-1"), "a control byte": b"k\x01ey"}
+
+
+@pytest.mark.parametrize("value", UNREADABLE_VALUES.values(), ids=UNREADABLE_VALUES.keys())
+@pytest.mark.parametrize("name", ASCII_HEADERS)
+def test_a_header_the_service_reads_holding_bytes_outside_ascii_is_refused_by_name(server, name, value):
+    """Such an Idempotency-Key reached Django empty ("must not be blank"),
+    such an Authorization as no key at all; a control byte got Granian's
+    bare 400, outside the envelope."""
+    api = make_api_client("Transfer client")
+    authorization = f"Token {api.api_key}".encode()
+    headers = {b"Authorization": authorization, b"Content-Type": b"application/json", name.encode(): value}
+    request = b"POST /api/transfer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n"
+    request += b"".join(b"%s: %s\r\n" % item for item in headers.items()) + b"\r\n{}"
+
+    status, answer_headers, body = raw_exchange(server, request)
+
+    assert_edge_envelope(status, answer_headers, body, 400, "bad_request")
+    message = json.loads(body)["message"]
+    assert f"the {name} header holds a byte outside printable ASCII" in message
+    if name == "Idempotency-Key":
+        assert "idempotencyKey field" in message
+
+
+@pytest.mark.parametrize("raw", [b"\xff", b"\xe9", b"\xc3\xa9"], ids=["not-utf-8", "latin-1", "utf-8"])
+@pytest.mark.parametrize("where", ["path", "query"])
+def test_a_request_line_holding_bytes_outside_ascii_is_the_edges_json_400_saying_to_percent_encode(server, where, raw):
+    """Granian answered the first two with its bare, empty 400; UTF-8 passed,
+    though the contract asks for percent-encoding."""
+    api = make_api_client("Transfer client")
+    target = b"/api/transfer/key-" + raw if where == "path" else b"/api/wallets?limit=" + raw
+    request = (
+        b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Authorization: Token " + api.api_key.encode() + b"\r\n\r\n"
+    )
+
+    status, headers, body = raw_exchange(server, request)
+
+    assert_edge_envelope(status, headers, body, 400, "bad_request")
+    message = json.loads(body)["message"]
+    assert "the request line holds a byte outside printable ASCII" in message and "Percent-encode" in message
+
+
+@pytest.mark.parametrize("name", ["Authorization", "Host"])
+def test_a_header_sent_twice_that_may_be_sent_once_is_the_edges_json_400_saying_so(server, name):
+    request = (
+        b"GET /api/wallets HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token a\r\nConnection: close\r\n"
+        + f"{name}: {'127.0.0.1' if name == 'Host' else 'Token b'}\r\n\r\n".encode()
+    )
+
+    status, headers, body = raw_exchange(server, request)
+
+    assert_edge_envelope(status, headers, body, 400, "bad_request")
+    assert "sent twice" in json.loads(body)["message"]
 
 
 def test_the_edges_own_error_pages_are_not_a_route(server):

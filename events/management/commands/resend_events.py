@@ -10,9 +10,10 @@ has one already may drop it. Only events still within EVENTS_RETENTION_DAYS.
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime
+from rest_framework.exceptions import ValidationError
 
 from events.webhooks import events_resend_since
+from wallet_project.api import InstantField
 
 
 class Command(BaseCommand):
@@ -20,15 +21,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("client", help="The client's username.")
-        parser.add_argument("--since", required=True, help="ISO 8601 with a time zone, e.g. 2026-11-30T05:00:00Z.")
+        parser.add_argument("--since", required=True, help="RFC 3339 with its offset, e.g. 2026-11-30T05:00:00Z.")
 
     def handle(self, *args, client: str, since: str, **options):
         try:
             user = get_user_model().objects.get_by_natural_key(client)
         except get_user_model().DoesNotExist:
             raise CommandError(f"No such client: {client}") from None
-        moment = parse_datetime(since)
-        if moment is None or moment.tzinfo is None:
-            raise CommandError(f"--since must be an ISO 8601 time with a time zone, not {since!r}")
+        # The API's reader of an instant, so that --since takes what `at=` does.
+        try:
+            moment = InstantField().to_internal_value(since)
+        except ValidationError as exc:
+            raise CommandError(f"--since {since!r}: {exc.detail[0]}") from None
         events, queued = events_resend_since(client=user, since=moment)
         self.stdout.write(f"{events} events of {client} since {moment.isoformat()}: {queued} deliveries queued")

@@ -28,7 +28,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, older_than, dry_run, transaction, **options):
         if transaction:
-            log = services.pending_log_lookup(identifier=transaction)
+            try:
+                log = services.pending_log_lookup(identifier=transaction)
+            except ValueError as exc:
+                raise CommandError(f"--transaction {transaction!r}: {exc}") from None
             if log is None:
                 raise CommandError(f"No transaction {transaction!r}.")
             if log.status != TransactionStatus.PENDING:
