@@ -210,20 +210,50 @@ class Bench:
             # (batch.lua counts a partly completed batch as replay_bad).
             res = {**res, "batches": res["transfers"], "transfers": res["transfers"] * batch_size}
             res["tps"] *= batch_size
-            self.drain_batches()
+            # Finished after wrk stopped waiting for them: counted in no run.
+            res["batches_unanswered"] = self.drain_batches(run_id) - res["batches"]
         return self._record(res, meter.result, "service", workload, conc, round_no, run_id)
 
-    def drain_batches(self, timeout: float = 60) -> None:
-        """Wait until the batches wrk left in flight have settled (a batch of
-        1,000 takes a second or more): counted in no run, they would
-        otherwise slow the next run down, and stopping the server under them
-        would leave them PENDING for reconciliation."""
+    def drain_batches(self, run_id: str, timeout: float = 120) -> int:
+        """Wait until the server has finished every batch of run `run_id`,
+        answered or not, and return how many rows that run wrote (batches
+        the server finished). Those wrk never saw answered are counted in no
+        run; left running, they would slow the next run down, and stopping
+        the server under them would leave them PENDING for reconciliation.
+
+        wrk stops at its duration with a request unanswered on every
+        connection and closes them all; nginx then drops its connections to
+        Granian, but Granian still runs each request it had taken, on a
+        Django thread as one frees up. A batch writes its row only after
+        reading its payouts, so a request still queued in Granian (at c=8
+        with 2 x 2 Django threads, up to half of them) or being read has no
+        row yet: a count of PENDING rows alone reached 0 with batches still
+        to come, and the server was stopped under them. Settled: no PENDING
+        batch, none of the service's connections to the bench database
+        running a statement, and the service's processes used at most one
+        clock tick each 0.3 s, three polls in a row: a queued request would
+        be running on a free thread, on the CPU or in PostgreSQL."""
+        settle_polls, poll_s, quiet = 3, 0.3, 0
         deadline = time.monotonic() + timeout
-        while pg_admin("SELECT count(*) FROM transfer_batches WHERE status = 'PENDING'", db=BENCH_DB)[0][0]:
+        ticks = self.service.cpu_ticks()
+        while quiet < settle_polls:
             if time.monotonic() > deadline:
-                log(f"batches still PENDING after {timeout:.0f} s")
-                return
-            time.sleep(0.2)
+                log(f"batches still in flight after {timeout:.0f} s")
+                break
+            time.sleep(poll_s)
+            pending, busy = pg_admin(
+                "SELECT (SELECT count(*) FROM transfer_batches WHERE status = 'PENDING'),"
+                " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state <> 'idle' AND pid <> pg_backend_pid() AND backend_type = 'client backend')",
+                db=BENCH_DB,
+            )[0]
+            now = self.service.cpu_ticks()
+            quiet = quiet + 1 if not pending and not busy and now - ticks <= 1 else 0
+            ticks = now
+        (finished,) = pg_admin(
+            f"SELECT count(*) FROM transfer_batches WHERE idempotency_key LIKE '{run_id}-%'", db=BENCH_DB
+        )[0]
+        return finished
 
     def pgbench_run(self, workload: str, conc: int, duration: float, round_no: int | None) -> dict:
         self.pgbench_runs += 1
@@ -270,6 +300,7 @@ class Bench:
             f"{label}: {system:<7} {workload:<7} c={conc:<3} {res['tps']:8.1f}/s  p50 {res['p50_ms']:6.1f} ms"
             f"  p99 {res['p99_ms']:6.1f} ms  non-2xx {res['non_2xx']}  5xx {res['5xx']}"
             + (f"  svc {run['service_cpu_ms_per_transfer']:.2f}" if system == "service" else "")
+            + (f"  finished unanswered {res['batches_unanswered']}" if "batches_unanswered" in res else "")
             + f"  pg {run['postgres_cpu_ms_per_transfer']:.2f} ms/tr  busy {run['machine_busy_cores']:.2f} cores"
             f" (other {run['other_cores']:.2f})"
         )
