@@ -706,8 +706,13 @@ class StrictBooleanField(serializers.BooleanField):
 # reads: full date, "T", hours, minutes, seconds (a fraction allowed), "Z" or
 # an offset with a colon, all ASCII. The time, or the offset, may be missing
 # here only so that a time without one (or a bare date) gets the message
-# that says what is missing. re.ASCII: `\d` would take other scripts' digits.
-_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(?P<offset>Z|[+-]\d{2}:\d{2})?)?", re.ASCII)
+# that says what is missing. The offset's hours are 00-23 and its minutes
+# 00-59 (time-numoffset): fromisoformat reads +05:60 as +06:00 and +01:99 as
+# +02:39, where the date and time themselves it checks. re.ASCII: `\d` would
+# take other scripts' digits.
+_INSTANT = re.compile(
+    r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(?P<offset>Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?", re.ASCII
+)
 
 
 @extend_schema_field({"type": "string", "format": "date-time", "example": "2026-12-03T12:00:00+01:00"})

@@ -303,6 +303,12 @@ def _explain(sql, params):
         "2026-12-01T00:00:00+01",
         "2026-12-01T00:00:00,5Z",  # decimal comma
         "2026-12-01t00:00:00z",
+        # Offsets RFC 3339 has no room for (time-numoffset: hours 00-23,
+        # minutes 00-59) that fromisoformat reads as a longer one (+05:60 as
+        # +06:00, +01:99 as +02:39).
+        "2026-12-01T00:00:00+05:60",
+        "2026-12-01T00:00:00+01:99",
+        "2026-12-01T00:00:00-00:75",
     ],
 )
 def test_a_bad_at_is_a_400_naming_it(treasury_api, funded_wallet, at):
