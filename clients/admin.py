@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 
 from clients.api_keys import ApiKeyError, api_key_issue, api_key_revoke
 from clients.models import ApiKey
+from wallet_project.admin_lists import OfferedValuesFilter
 
 
 class IssueApiKeyForm(forms.Form):
@@ -23,7 +24,7 @@ class IssueApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, help_text="What the key is for.")
 
 
-class ApiKeyStatusFilter(admin.SimpleListFilter):
+class ApiKeyStatusFilter(OfferedValuesFilter):
     title = "status"
     parameter_name = "status"
 

@@ -1,12 +1,14 @@
 """What every admin list shares, whatever app's rows it shows: a paginator
-that never counts a big table row by row, the currency filter, read-only
-pages, and how an id is shown and searched. The ground floor, so that each
+that never counts a big table row by row, filters that take only a value
+they offer (the currency filter among them), read-only pages, and how an id
+is shown and searched. The ground floor, so that each
 app's admin (wallets, events, transfers, corrections) takes it from below."""
 
 import uuid
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
@@ -46,7 +48,23 @@ def table_size_estimate(table: str) -> int:
         return cursor.fetchone()[0]
 
 
-class CurrencyListFilter(admin.SimpleListFilter):
+class OfferedValuesFilter(admin.SimpleListFilter):
+    """A list filter that takes only a value it offers (one of its
+    lookups). Its value comes from the query string as any text; one it
+    does not offer (an owner or tier filter's "abc", any value with a NUL)
+    is the admin's own answer to a bad filter value, as a field filter
+    gives it: IncorrectLookupParameters, so the list again without filters,
+    flagged ?e=1. Otherwise its queryset would read it as an id (a
+    ValueError) or send it to PostgreSQL (a NUL: a DataError), a 500."""
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        value = self.value()
+        if value is not None and value not in {str(offered) for offered, _ in self.lookup_choices}:
+            raise IncorrectLookupParameters(f"{self.parameter_name}: not a value this filter offers.")
+
+
+class CurrencyListFilter(OfferedValuesFilter):
     """Currency from the configured list. The admin's default filter for a
     plain CharField runs SELECT DISTINCT over the whole table on every page."""
 

@@ -26,6 +26,7 @@ from django.utils.html import format_html
 from wallet_project.admin_lists import (
     CurrencyListFilter,
     EstimatedCountPaginator,
+    OfferedValuesFilter,
     ReadOnlyAdminMixin,
     parse_uuid,
     short_id_html,
@@ -60,7 +61,7 @@ SETTLEMENT_EXPLAINED = (
 )
 
 
-class WalletKindFilter(admin.SimpleListFilter):
+class WalletKindFilter(OfferedValuesFilter):
     """Customer wallets or the settlement wallets, set apart: the list of
     settlement wallets opens with why their balances are negative
     (SETTLEMENT_EXPLAINED, in wallets/templates/admin/wallets/wallet/change_list.html)."""
@@ -79,7 +80,7 @@ class WalletKindFilter(admin.SimpleListFilter):
         return queryset.filter(kind=self.value()) if self.value() else queryset
 
 
-class ApiClientFilter(admin.SimpleListFilter):
+class ApiClientFilter(OfferedValuesFilter):
     """The owning API client (tenancy): users who are neither staff nor
     superusers. The people who sign in to the admin own no wallet, and
     listing them among the owners would only mislead."""
@@ -95,7 +96,7 @@ class ApiClientFilter(admin.SimpleListFilter):
         return queryset.filter(owner_id=self.value()) if self.value() else queryset
 
 
-class TierFilter(admin.SimpleListFilter):
+class TierFilter(OfferedValuesFilter):
     """By tier; "no tier" lists the wallets opened before tiers existed (and
     those whose client has no default), unrestricted until reviewed."""
 

@@ -140,6 +140,27 @@ def test_filters_by_currency_active_flag_and_kind(support):
     assert ngn.pk in listed(support.get(CHANGELIST, {"kind__exact": "CUSTOMER", "is_active__exact": "1"}))
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"owner__id__exact": "abc"},
+        {"owner__id__exact": "1.5"},
+        {"tier": "abc"},
+        {"tier": "none\x00"},
+        {"currency": "NGN\x00"},
+        {"kind__exact": "\x00"},
+    ],
+    ids=["owner-not-an-id", "owner-a-fraction", "tier-not-an-id", "tier-with-nul", "currency-with-nul", "kind-nul"],
+)
+def test_a_filter_value_the_list_does_not_offer_is_the_admins_own_answer_not_a_500(support, params):
+    """As for a field filter's bad value: the list again, without filters,
+    flagged ?e=1 (Django's IncorrectLookupParameters), rather than a value
+    read as an id (ValueError) or sent to PostgreSQL (a NUL: DataError)."""
+    WalletFactory()
+    response = support.get(CHANGELIST, params)
+    assert (response.status_code, response["Location"]) == (302, f"{CHANGELIST}?e=1")
+
+
 # --- read-only ---------------------------------------------------------------------------
 
 
