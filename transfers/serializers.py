@@ -959,8 +959,8 @@ class PayoutListSerializer(serializers.ListSerializer):
     DRF's per-field steps were about a quarter of the service's CPU per
     payout of a batch of 1,000 (bench/HISTORY.md, 2026-12-07 12:14). A
     payout serializer that does not read as PayoutRequestSerializer reads
-    (its reads_as_declared, ReadsAsDeclared), or is not one at all, gets
-    DRF's path for every payout.
+    (its reads_as_declared, ReadsAsDeclared), is built with validators of
+    its own, or is not one at all, gets DRF's path for every payout.
 
     read_payout is a reader of a flat body beside LeanSerializer's own
     (to_internal_value), kept for its speed: that loop, even with short
@@ -970,7 +970,14 @@ class PayoutListSerializer(serializers.ListSerializer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.reads_payouts = isinstance(self.child, PayoutRequestSerializer) and self.child.reads_as_declared
+        # The class's flag, and the child's own check (ReadsAsDeclared: what
+        # varies per object): read_payout runs no validators, so a child
+        # built with some gets DRF's path, which runs them.
+        self.reads_payouts = (
+            isinstance(self.child, PayoutRequestSerializer)
+            and self.child.reads_as_declared
+            and not self.child.validators
+        )
 
     def run_child_validation(self, data):
         if self.reads_payouts:

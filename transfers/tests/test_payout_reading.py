@@ -239,6 +239,21 @@ def test_a_payout_serializer_that_reads_its_own_way_gets_drfs_path(subclass, amo
     assert serializer.errors == {1: {"amount": [error]}}
 
 
+def test_a_payout_serializer_built_with_validators_of_its_own_runs_them():
+    """What varies per object rather than per class: validators given to
+    the payout serializer when it is built run as on DRF's path."""
+
+    def refuse_thirteen(payout):
+        if payout["amount"] == 13:
+            raise serializers.ValidationError("Unlucky.")
+
+    child = PayoutRequestSerializer(validators=[refuse_thirteen])
+    serializer = PayoutListSerializer(child=child, data=[good(), good(amount="13.00")])
+
+    assert not serializer.is_valid()
+    assert serializer.errors == {1: {"nonFieldErrors": ["Unlucky."]}}
+
+
 def test_the_short_path_is_decided_once_per_class():
     assert PayoutRequestSerializer.reads_as_declared is True
     assert PayoutRequestSerializer.__dict__["reads_as_declared"] is True
