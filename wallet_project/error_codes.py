@@ -39,9 +39,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "bad_request": ErrorCode(
         400,
         "The request could not be read at all: a Host header the service does not serve, a header sent twice "
-        "that may be sent once (Host, Authorization), a header holding control characters, or the request line "
+        "that may be sent once (Host, Authorization), a header holding a NUL byte, or the request line "
         "or a header the service reads (Authorization, Idempotency-Key, Content-Type, Accept) holding bytes "
-        "outside printable ASCII, which the message names.",
+        "outside printable ASCII, which the message names. Any other control byte in a header the service does "
+        "not read (User-Agent, Cookie, X-Request-ID) is a 400 with no body at all, answered before the service "
+        "sees the request.",
         "Check the URL and headers your HTTP client sends.",
         message="Bad request: the request could not be read (check the URL, the Host header, and that no header "
         "is sent twice or holds control characters).",
