@@ -72,6 +72,21 @@ def test_young_pending_logs_are_left_to_their_client_unless_asked(stuck):
     assert TransactionLog.objects.get(pk=young.pk).status == TransactionStatus.COMPLETED
 
 
+@pytest.mark.parametrize(
+    "seconds", ["-5", "\uff11\uff10", "+5", " 5", "5.0"], ids=["negative", "fullwidth", "plus", "space", "point"]
+)
+def test_an_age_the_api_would_not_read_as_a_whole_number_of_seconds_is_a_command_error(stuck, seconds):
+    """int() read each (-5 re-drove PENDING logs still in their clients'
+    hands, as --older-than 0 does, and "\uff11\uff10" was 10); the option
+    now reads a whole number as the API does, 0 or more."""
+    young = stuck(age=timedelta(seconds=5))
+
+    with pytest.raises(CommandError, match="--older-than"):
+        run("--older-than", seconds)
+
+    assert TransactionLog.objects.get(pk=young.pk).status == TransactionStatus.PENDING
+
+
 def test_dry_run_lists_and_changes_nothing(stuck):
     log = stuck()
 

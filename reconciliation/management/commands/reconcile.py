@@ -9,20 +9,34 @@ A batch of payouts left PENDING is settled whole (its row is batch:<id>); a
 payout's reference given to --transaction settles its batch.
 """
 
+import argparse
 import sys
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
+from rest_framework.exceptions import ValidationError
 
 from reconciliation import services
 from transfers.models import TransactionLog, TransactionStatus
+from wallet_project.api import StrictIntegerField
+
+
+def seconds(text: str) -> int:
+    """--older-than's value: a whole number of seconds, 0 or more, read as
+    the API reads a whole number (StrictIntegerField: ASCII digits, so not
+    int()'s sign, spaces, underscores or other scripts' digits). A negative
+    age would take PENDING logs still in their clients' hands."""
+    try:
+        return StrictIntegerField(min_value=0).run_validation(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc.detail[0]}") from None
 
 
 class Command(BaseCommand):
     help = "Complete or fail PENDING transactions that a crash left behind."
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than", type=int, metavar="SECONDS", help="Default: RECONCILE_PENDING_AFTER.")
+        parser.add_argument("--older-than", type=seconds, metavar="SECONDS", help="Default: RECONCILE_PENDING_AFTER.")
         parser.add_argument("--dry-run", action="store_true", help="List what would be re-driven; change nothing.")
         parser.add_argument("--transaction", metavar="ID_OR_REFERENCE", help="Only this transaction (any age).")
 
