@@ -1,14 +1,17 @@
-"""What every admin list shares, whatever app's rows it shows: a paginator
-that never counts a big table row by row, filters that take only a value
-they offer (the currency filter among them), read-only pages, and how an id
-is shown and searched. The ground floor, so that each
-app's admin (wallets, events, transfers, corrections) takes it from below."""
+"""What every admin list shares, whatever app's rows it shows: the site,
+which reads no NUL from a query string, a paginator that never counts a big
+table row by row, filters that take only a value they offer (the currency
+filter among them), read-only pages, and how an id is shown and searched.
+The ground floor, so that each app's admin (wallets, events, transfers,
+corrections) takes it from below."""
 
 import uuid
+from functools import wraps
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
@@ -48,14 +51,36 @@ def table_size_estimate(table: str) -> int:
         return cursor.fetchone()[0]
 
 
+class WalletAdminSite(admin.AdminSite):
+    """The admin's site (wallet_project.apps.WalletAdminConfig): Django's,
+    with one rule for the query string of every admin page, the project's
+    and those django.contrib.auth and django-axes register alike: no NUL.
+    PostgreSQL holds no NUL in text, and the list filters (Django's own
+    field filters among them) hand a value to it as it came: a NUL there was
+    a 500 (DataError). It is a 400 (BadRequest), before the page runs."""
+
+    def admin_view(self, view, cacheable=False):
+        """Django's admin_view(view), refusing a query string with a NUL in
+        a name or a value first."""
+        page = super().admin_view(view, cacheable)
+
+        @wraps(page)
+        def readable(request, *args, **kwargs):
+            if any("\x00" in name or any("\x00" in value for value in values) for name, values in request.GET.lists()):
+                raise BadRequest("The query string holds a NUL character.")
+            return page(request, *args, **kwargs)
+
+        return readable
+
+
 class OfferedValuesFilter(admin.SimpleListFilter):
     """A list filter that takes only a value it offers (one of its
     lookups). Its value comes from the query string as any text; one it
-    does not offer (an owner or tier filter's "abc", any value with a NUL)
-    is the admin's own answer to a bad filter value, as a field filter
-    gives it: IncorrectLookupParameters, so the list again without filters,
-    flagged ?e=1. Otherwise its queryset would read it as an id (a
-    ValueError) or send it to PostgreSQL (a NUL: a DataError), a 500."""
+    does not offer (an owner or tier filter's "abc") is the admin's own
+    answer to a bad filter value, as a field filter gives it:
+    IncorrectLookupParameters, so the list again without filters, flagged
+    ?e=1. Otherwise its queryset would read it as an id: a ValueError, a
+    500."""
 
     def __init__(self, request, params, model, model_admin):
         super().__init__(request, params, model, model_admin)

@@ -69,7 +69,8 @@ if PRODUCTION:  # no default in production: name the hosts
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, on the project's site (wallet_project/admin_lists.py).
+    "wallet_project.apps.WalletAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
