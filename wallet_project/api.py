@@ -10,6 +10,7 @@ content negotiation, body parsing) are wallet_project/policies.py; the
 error half of the envelope is wallet_project/exceptions.py.
 """
 
+import argparse
 import json
 import re
 import uuid
@@ -799,3 +800,19 @@ class DayField(serializers.Field):
 
     def to_representation(self, value):
         return value.isoformat()
+
+
+def option_reader(field: serializers.Field):
+    """A management command option's reader (argparse's `type=`) that reads
+    its text as the API reads `field` (InstantField, StrictIntegerField...),
+    so that an operator's option takes what a client's request would: the
+    field's value, or argparse's error with the text and the field's own
+    message (a CommandError under call_command, a usage error in a shell)."""
+
+    def read(text: str):
+        try:
+            return field.run_validation(text)
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc.detail[0]}") from None
+
+    return read

@@ -9,27 +9,20 @@ A batch of payouts left PENDING is settled whole (its row is batch:<id>); a
 payout's reference given to --transaction settles its batch.
 """
 
-import argparse
 import sys
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.exceptions import ValidationError
 
 from reconciliation import services
 from transfers.models import TransactionLog, TransactionStatus
-from wallet_project.api import StrictIntegerField
+from wallet_project.api import StrictIntegerField, option_reader
 
-
-def seconds(text: str) -> int:
-    """--older-than's value: a whole number of seconds, 0 or more, read as
-    the API reads a whole number (StrictIntegerField: ASCII digits, so not
-    int()'s sign, spaces, underscores or other scripts' digits). A negative
-    age would take PENDING logs still in their clients' hands."""
-    try:
-        return StrictIntegerField(min_value=0).run_validation(text)
-    except ValidationError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc.detail[0]}") from None
+# --older-than: a whole number of seconds, 0 or more, read as the API reads a
+# whole number (StrictIntegerField: ASCII digits, so not int()'s sign, spaces,
+# underscores or other scripts' digits). A negative age would take PENDING
+# logs still in their clients' hands.
+seconds = option_reader(StrictIntegerField(min_value=0))
 
 
 class Command(BaseCommand):
