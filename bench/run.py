@@ -191,6 +191,7 @@ class Bench:
     def service_run(self, workload: str, conc: int, duration: float, round_no: int | None) -> dict:
         run_id = f"r{round_no if round_no is not None else 'w'}-svc-{workload}-c{conc}-{uuid.uuid4().hex[:6]}"
         batch_size = int(workload.removeprefix("batch")) if workload in BATCH_WORKLOADS else None
+        vacuum_analyze()
         with CpuMeter(self.service, self.postmaster) as meter:
             res = run_wrk(
                 url=self.service.url,
@@ -258,6 +259,7 @@ class Bench:
     def pgbench_run(self, workload: str, conc: int, duration: float, round_no: int | None) -> dict:
         self.pgbench_runs += 1
         run_id = f"r{round_no if round_no is not None else 'w'}-pgb-{workload}-c{conc}-{self.pgbench_runs}"
+        vacuum_analyze()
         with CpuMeter(self.service, self.postmaster) as meter:
             res = run_pgbench(
                 hot=workload == "hot",
@@ -327,8 +329,6 @@ class Bench:
 
     def measure(self) -> None:
         for round_no in range(1, ROUNDS + 1):
-            if round_no > 1:
-                vacuum_analyze()
             log(f"round {round_no}/{ROUNDS}")
             for conc in CONCURRENCY:
                 batches = [w for w in BATCH_WORKLOADS if w in WORKLOADS and conc in BATCH_CONCURRENCY]

@@ -515,7 +515,14 @@ EVENT_TYPE = (
 # Wallets and logs are found by primary key (`id = ANY` of the document's
 # arrays), each row's values then taken from the document: joined to
 # jsonb_to_recordset, whose 100 rows the planner assumes, it scanned them
-# worse; and the PENDING condition is `status || ''`, so that the planner
+# worse. Each array is read once, by a scalar subquery (an InitPlan; the
+# outer `::uuid[]` makes it an expression rather than ANY's set of rows):
+# as a plain condition, `(p ->> 'wallet_ids')::uuid[]` was parsed again for
+# every row a plan scanned, and a batch of 1,000 payouts spent 360 of its
+# settle's 450 ms so when the planner chose to scan wallets (bench/HISTORY.md,
+# 2026-12-07 18:00). Not parameters of their own: PostgreSQL then planned
+# SETTLE afresh at every execute (0.7 ms) rather than keep its generic plan;
+# and the PENDING condition is `status || ''`, so that the planner
 # never picks the status index for it (which reads every dead PENDING entry
 # since the last VACUUM). Together with `o`, PostgreSQL's CPU per transfer
 # 2.35 -> 2.1 ms (bench/pg_cpu.py; bench/HISTORY.md, 2026-12-07 12:10).
@@ -545,7 +552,7 @@ SETTLE_READABLE = f"""
 WITH legs AS (
   UPDATE wallets w SET balance = w.balance + v.delta, held = w.held + COALESCE(v.held, 0), updated_at = %(now)s
     FROM jsonb_to_recordset(%(p)s::jsonb -> 'legs') AS v(id uuid, delta numeric, held numeric)
-   WHERE w.id = ANY((%(p)s::jsonb ->> 'wallet_ids')::uuid[]) AND w.id = v.id
+   WHERE w.id = ANY((SELECT (%(p)s::jsonb ->> 'wallet_ids')::uuid[])::uuid[]) AND w.id = v.id
 ),
 exposure AS (
   UPDATE client_exposures x SET amount = x.amount + v.change, updated_at = %(now)s
@@ -570,7 +577,8 @@ settled AS (
          source_balance_after = v.sa, destination_balance_after = v.da
     FROM jsonb_to_recordset(%(p)s::jsonb -> 'logs')
       AS v(id uuid, status text, code text, message text, sa numeric, da numeric)
-   WHERE t.id = ANY((%(p)s::jsonb ->> 'log_ids')::uuid[]) AND t.id = v.id AND t.status || '' = 'PENDING'
+   WHERE t.id = ANY((SELECT (%(p)s::jsonb ->> 'log_ids')::uuid[])::uuid[]) AND t.id = v.id
+     AND t.status || '' = 'PENDING'
   RETURNING t.*
 ),
 reversed AS (
