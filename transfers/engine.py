@@ -520,7 +520,7 @@ EVENT_TYPE = (
 # as a plain condition, `(p ->> 'wallet_ids')::uuid[]` was parsed again for
 # every row a plan scanned, and a batch of 1,000 payouts spent 360 of its
 # settle's 450 ms so when the planner chose to scan wallets (bench/HISTORY.md,
-# 2026-12-07 18:00). Not parameters of their own: PostgreSQL then planned
+# 2026-12-07 17:40). Not parameters of their own: PostgreSQL then planned
 # SETTLE afresh at every execute (0.7 ms) rather than keep its generic plan;
 # and the PENDING condition is `status || ''`, so that the planner
 # never picks the status index for it (which reads every dead PENDING entry
