@@ -138,7 +138,6 @@ class Bench:
         subprocess.run([PYTHON, "bench/setup_data.py", CLIENT_NAME, str(WALLETS)], cwd=ROOT, env=self.env, check=True)
         self.wallets_file = self.outdir / "wallets.txt"
         self.wallets_file.write_text("".join(f"{wallet_id(n)}\n" for n in range(WALLETS + 1)))
-        vacuum_analyze()
         self.service = Service(port=free_port(), env=self.env, log_path=self.outdir / "web.log")
         log(f"starting the web server (Procfile: {procfile_command('web')}) on {self.service.url}")
         self.service.start()
