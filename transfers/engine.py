@@ -512,16 +512,17 @@ EVENT_TYPE = (
 # check ever be wrong. The posting comes as one JSON document `p`
 # (apply_statement): psycopg adapts one text parameter for much less than
 # eleven arrays (bench/instructions.py: about 0.3M instructions per transfer).
-# Wallets and logs are found by primary key (`id = ANY` of the document's
-# arrays), each row's values then taken from the document: joined to
-# jsonb_to_recordset, whose 100 rows the planner assumes, it scanned them
-# worse. Each array is read once, by a scalar subquery (an InitPlan; the
-# outer `::uuid[]` makes it an expression rather than ANY's set of rows):
-# as a plain condition, `(p ->> 'wallet_ids')::uuid[]` was parsed again for
-# every row a plan scanned, and a batch of 1,000 payouts spent 360 of its
-# settle's 450 ms so when the planner chose to scan wallets (bench/HISTORY.md,
-# 2026-12-07 17:40). Not parameters of their own: PostgreSQL then planned
-# SETTLE afresh at every execute (0.7 ms) rather than keep its generic plan;
+# Logs are found by primary key (`id = ANY` of the document's `log_ids`),
+# wallets likewise (below: WALLETS_OF_A_PAIR, WALLETS_OF_MANY), each row's
+# values then taken from the document: joined to jsonb_to_recordset, whose
+# 100 rows the planner assumes, it scanned them worse. Each array is read
+# once, by a scalar subquery (an InitPlan; the outer `::uuid[]` makes it an
+# expression rather than ANY's set of rows): as a plain condition,
+# `(p ->> 'log_ids')::uuid[]` was parsed again for every row a plan scanned,
+# and a batch of 1,000 payouts spent 360 of its settle's 450 ms so when the
+# planner chose to scan wallets (bench/HISTORY.md, 2026-12-07 17:40). Not
+# parameters of their own: PostgreSQL then planned SETTLE afresh at every
+# execute (0.7 ms) rather than keep its generic plan;
 # and the PENDING condition is `status || ''`, so that the planner
 # never picks the status index for it (which reads every dead PENDING entry
 # since the last VACUUM). Together with `o`, PostgreSQL's CPU per transfer
@@ -548,11 +549,29 @@ SETTLE_EVENTS = insert_events_sql(
     # fails the whole statement, the money CTEs' writes with it.
     where="(SELECT settle_as_decided(count(*), jsonb_array_length(%(p)s::jsonb -> 'objects')) FROM t)",
 )
-SETTLE_READABLE = f"""
+# The posting's wallet rows. A posting of one movement (a transfer, a
+# deposit, a withdrawal, a capture, a reversal, a hold's `held`) has at most
+# two, named as two ids: the planner counts them, and its generic plan
+# reads wallets_pkey whatever the table's size. As an array its length is
+# unknown to a generic plan (PostgreSQL assumes 10), and with 1,000 wallets
+# it scanned them all for every transfer, copying the array once per row:
+# 0.11 ms of the statement's 0.63 (bench/statement_times.py; bench/HISTORY.md,
+# 2026-12-07 20:05). A batch's posting names hundreds, as the array, read
+# once (above), which a scan of the table suits when it wants most of it.
+WALLETS_OF_A_PAIR = (
+    "w.id IN ((%(p)s::jsonb -> 'legs' -> 0 ->> 'id')::uuid, (%(p)s::jsonb -> 'legs' -> 1 ->> 'id')::uuid)"
+)
+WALLETS_OF_MANY = "w.id = ANY((SELECT (%(p)s::jsonb ->> 'wallet_ids')::uuid[])::uuid[])"
+
+
+def settle_readable(wallets: str) -> str:
+    """SETTLE as written, its wallet rows found by `wallets` (a condition on
+    `w`: WALLETS_OF_A_PAIR or WALLETS_OF_MANY)."""
+    return f"""
 WITH legs AS (
   UPDATE wallets w SET balance = w.balance + v.delta, held = w.held + COALESCE(v.held, 0), updated_at = %(now)s
     FROM jsonb_to_recordset(%(p)s::jsonb -> 'legs') AS v(id uuid, delta numeric, held numeric)
-   WHERE w.id = ANY((SELECT (%(p)s::jsonb ->> 'wallet_ids')::uuid[])::uuid[]) AND w.id = v.id
+   WHERE {wallets} AND w.id = v.id
 ),
 exposure AS (
   UPDATE client_exposures x SET amount = x.amount + v.change, updated_at = %(now)s
@@ -610,7 +629,9 @@ def _compact(statement: str) -> str:
     return "'".join(parts).strip()
 
 
-SETTLE = _compact(SETTLE_READABLE)
+# The statements sent: for a posting of at most two wallets, and of more.
+SETTLE = _compact(settle_readable(WALLETS_OF_A_PAIR))
+SETTLE_MANY = _compact(settle_readable(WALLETS_OF_MANY))
 
 
 def apply(posting: Posting, now) -> None:
@@ -621,11 +642,11 @@ def apply(posting: Posting, now) -> None:
 
 
 def apply_statement(posting: Posting, now) -> None:
-    """Write `posting` in one statement (SETTLE): every balance, held,
-    exposure and daily total it changes, each decided log COMPLETED (with
-    its balances after) or FAILED, `posting.reverses` REVERSED, and every
-    log's events; the log instances in memory are left as they are
-    (applied). Returns nothing.
+    """Write `posting` in one statement (SETTLE, or SETTLE_MANY for more
+    than two wallets): every balance, held, exposure and daily total it
+    changes, each decided log COMPLETED (with its balances after) or
+    FAILED, `posting.reverses` REVERSED, and every log's events; the log
+    instances in memory are left as they are (applied). Returns nothing.
 
     The caller holds the rows decide was given (the unit's row, its
     wallets, the limit rows), inside its transaction: it takes no lock
@@ -683,7 +704,8 @@ def apply_statement(posting: Posting, now) -> None:
             {"id": document["reverses"], "sk": source.kind, "dk": destination.kind, "rb": log_ids[0]}
         )
     document["events"] = [{"n": n, "log": str(log_id), "owner": owner} for n, (log_id, owner) in enumerate(events)]
-    _run(SETTLE, {"now": now, "p": json.dumps(document, separators=(",", ":"))})
+    statement = SETTLE if len(legs) <= 2 else SETTLE_MANY
+    _run(statement, {"now": now, "p": json.dumps(document, separators=(",", ":"))})
 
 
 def applied(posting: Posting, now) -> None:

@@ -1,7 +1,7 @@
-"""The settle statement stays one psycopg keeps parsed: a statement longer
+"""The settle statements stay ones psycopg keeps parsed: a statement longer
 than its cache's limit is parsed again on every execute, on every transfer
-(transfers/engine.py, SETTLE). And compacting it (engine._compact) changes
-none of its tokens."""
+(transfers/engine.py, SETTLE and SETTLE_MANY). And compacting them
+(engine._compact) changes none of their tokens."""
 
 import pytest
 from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
@@ -9,16 +9,24 @@ from sqlparse import lexer, tokens
 
 from transfers import engine
 
+# Each statement sent, with the text it is compacted from.
+STATEMENTS = [
+    pytest.param(engine.SETTLE, engine.settle_readable(engine.WALLETS_OF_A_PAIR), id="SETTLE"),
+    pytest.param(engine.SETTLE_MANY, engine.settle_readable(engine.WALLETS_OF_MANY), id="SETTLE_MANY"),
+]
 
-def test_the_settle_statement_fits_psycopgs_parsed_statement_cache():
-    assert len(engine.SETTLE.encode()) <= MAX_CACHED_STATEMENT_LENGTH
+
+@pytest.mark.parametrize(("sent", "readable"), STATEMENTS)
+def test_the_settle_statement_fits_psycopgs_parsed_statement_cache(sent, readable):
+    assert len(sent.encode()) <= MAX_CACHED_STATEMENT_LENGTH
 
 
-def test_collapsing_the_settle_statement_changes_no_literal():
+@pytest.mark.parametrize(("sent", "readable"), STATEMENTS)
+def test_collapsing_the_settle_statement_changes_no_literal(sent, readable):
     def literals(sql: str) -> list[str]:
         return sql.split("'")[1::2]
 
-    assert literals(engine.SETTLE) == literals(engine.SETTLE_READABLE)
+    assert literals(sent) == literals(readable)
 
 
 def sql_tokens(sql: str) -> list[str]:
@@ -41,8 +49,9 @@ def sql_tokens(sql: str) -> list[str]:
     return read
 
 
-def test_the_settle_statement_sent_reads_as_the_same_tokens_as_the_readable_one():
-    assert sql_tokens(engine.SETTLE) == sql_tokens(engine.SETTLE_READABLE)
+@pytest.mark.parametrize(("sent", "readable"), STATEMENTS)
+def test_the_settle_statement_sent_reads_as_the_same_tokens_as_the_readable_one(sent, readable):
+    assert sql_tokens(sent) == sql_tokens(readable)
 
 
 @pytest.mark.parametrize(
