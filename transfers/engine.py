@@ -515,14 +515,14 @@ EVENT_TYPE = (
 # Logs are found by primary key (`id = ANY` of the document's `log_ids`),
 # wallets likewise (below: WALLETS_OF_A_PAIR, WALLETS_OF_MANY), each row's
 # values then taken from the document: joined to jsonb_to_recordset, whose
-# 100 rows the planner assumes, it scanned them worse. Each array is read
-# once, by a scalar subquery (an InitPlan; the outer `::uuid[]` makes it an
-# expression rather than ANY's set of rows): as a plain condition,
-# `(p ->> 'log_ids')::uuid[]` was parsed again for every row a plan scanned,
-# and a batch of 1,000 payouts spent 360 of its settle's 450 ms so when the
-# planner chose to scan wallets (bench/HISTORY.md, 2026-12-07 17:40). Not
-# parameters of their own: PostgreSQL then planned SETTLE afresh at every
-# execute (0.7 ms) rather than keep its generic plan;
+# 100 rows the planner assumes, it scanned them worse. Every id is read from
+# the document once, by a scalar subquery (an InitPlan; for an array, the
+# outer `::uuid[]` makes it an expression rather than ANY's set of rows): as
+# a plain condition it is read again for every row a plan scans, and a batch
+# of 1,000 payouts spent 360 of its settle's 450 ms parsing `wallet_ids` so
+# when the planner chose to scan wallets (bench/HISTORY.md, 2026-12-07
+# 17:40). Not parameters of their own: PostgreSQL then planned SETTLE afresh
+# at every execute (0.7 ms) rather than keep its generic plan;
 # and the PENDING condition is `status || ''`, so that the planner
 # never picks the status index for it (which reads every dead PENDING entry
 # since the last VACUUM). Together with `o`, PostgreSQL's CPU per transfer
@@ -549,17 +549,19 @@ SETTLE_EVENTS = insert_events_sql(
     # fails the whole statement, the money CTEs' writes with it.
     where="(SELECT settle_as_decided(count(*), jsonb_array_length(%(p)s::jsonb -> 'objects')) FROM t)",
 )
-# The posting's wallet rows. A posting of one movement (a transfer, a
-# deposit, a withdrawal, a capture, a reversal, a hold's `held`) has at most
-# two, named as two ids: the planner counts them, and its generic plan
-# reads wallets_pkey whatever the table's size. As an array its length is
-# unknown to a generic plan (PostgreSQL assumes 10), and with 1,000 wallets
-# it scanned them all for every transfer, copying the array once per row:
-# 0.11 ms of the statement's 0.63 (bench/statement_times.py; bench/HISTORY.md,
-# 2026-12-07 20:05). A batch's posting names hundreds, as the array, read
-# once (above), which a scan of the table suits when it wants most of it.
+# The posting's wallet rows. A posting of at most two wallets (any one
+# movement: a transfer, a deposit, a withdrawal, a capture, a reversal, a
+# hold's `held`; a batch of one payout) names them as two ids: the planner
+# counts them, and its generic plan reads wallets_pkey whatever the
+# table's size. As an array its length is unknown to a generic plan
+# (PostgreSQL assumes 10), and with 1,000 wallets it scanned them all for
+# every transfer, copying the array once per row: 0.11 ms of the
+# statement's 0.63 (bench/statement_times.py; bench/HISTORY.md, 2026-12-07
+# 20:05). A posting of more (a batch's, a set of holds) names them as the
+# array, which a scan of the table suits when it wants most of it.
 WALLETS_OF_A_PAIR = (
-    "w.id IN ((%(p)s::jsonb -> 'legs' -> 0 ->> 'id')::uuid, (%(p)s::jsonb -> 'legs' -> 1 ->> 'id')::uuid)"
+    "w.id IN ((SELECT (%(p)s::jsonb -> 'legs' -> 0 ->> 'id')::uuid),"
+    " (SELECT (%(p)s::jsonb -> 'legs' -> 1 ->> 'id')::uuid))"
 )
 WALLETS_OF_MANY = "w.id = ANY((SELECT (%(p)s::jsonb ->> 'wallet_ids')::uuid[])::uuid[])"
 
@@ -666,7 +668,6 @@ def apply_statement(posting: Posting, now) -> None:
     log_ids = [str(log.pk) for log in logs]
     document = {
         "legs": legs,
-        "wallet_ids": "{" + ",".join([leg["id"] for leg in legs]) + "}",  # uuid[] as text
         "exposures": [{"id": pk, "change": str(change)} for pk, change in posting.exposure_changes.items()],
         "day": posting.day.isoformat() if posting.day else None,
         "totals": [
@@ -704,7 +705,11 @@ def apply_statement(posting: Posting, now) -> None:
             {"id": document["reverses"], "sk": source.kind, "dk": destination.kind, "rb": log_ids[0]}
         )
     document["events"] = [{"n": n, "log": str(log_id), "owner": owner} for n, (log_id, owner) in enumerate(events)]
-    statement = SETTLE if len(legs) <= 2 else SETTLE_MANY
+    if len(legs) <= 2:
+        statement = SETTLE
+    else:
+        statement = SETTLE_MANY
+        document["wallet_ids"] = "{" + ",".join([leg["id"] for leg in legs]) + "}"  # uuid[] as text
     _run(statement, {"now": now, "p": json.dumps(document, separators=(",", ":"))})
 
 
