@@ -52,9 +52,10 @@ def applied_again(posting: engine.Posting) -> None:
 
 @pytest.fixture(params=["auto", "force_generic_plan"])
 def plan(request):
-    """PostgreSQL's plan for SETTLE: its own choice, and the generic plan
-    it settles on for a statement prepared once per connection (the
-    refusal is part of the plan's shape, not of the values given)."""
+    """PostgreSQL's plan for SETTLE and SETTLE_MANY: its own choice, and
+    the generic plan it settles on for a statement prepared once per
+    connection (the refusal is part of the plan's shape, not of the values
+    given)."""
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL plan_cache_mode = {request.param}")
 
@@ -134,13 +135,14 @@ def pending_payout(pool: Wallet, destination: Wallet, amount: str) -> Transactio
     )  # fmt: skip
 
 
-def test_one_log_of_many_already_settled_refuses_the_whole_posting(funded_wallet, client_debit_cap):
+def test_one_log_of_many_already_settled_refuses_the_whole_posting(funded_wallet, client_debit_cap, plan):
     pool = funded_wallet("100.00")
     payouts = [pending_payout(pool, funded_wallet("0"), amount) for amount in ("10.00", "20.00", "30.00")]
     day = business_day(timezone.now())
     wallets = locks.lock_wallets(pool.pk, *(log.destination_wallet_id for log in payouts), day=day)
     posting = engine.decide(payouts, wallets, locks.lock_limit_rows(payouts, wallets, day=day), day=day)
     assert [decision.failure for decision in posting.decisions] == [None, None, None]
+    assert len(engine._legs(posting)) > 2  # sent as SETTLE_MANY
     # Settled in the meantime by someone who did not hold the lock.
     TransactionLog.objects.filter(pk=payouts[1].pk).update(status="FAILED", error_code="x", error_message="x")
     before = ledger()
