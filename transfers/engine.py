@@ -674,7 +674,7 @@ def apply_statement(posting: Posting, now) -> None:
             {"id": str(pk), "d": str(added.debits), "c": str(added.credits)} for pk, added in posting.totals.items()
         ],
         "client_debits": [{"id": pk, "change": str(change)} for pk, change in posting.client_debits.items()],
-        "log_ids": "{" + ",".join(log_ids) + "}",
+        "log_ids": uuid_array_text(log_ids),
         "logs": [
             {
                 "id": log_id,
@@ -709,7 +709,7 @@ def apply_statement(posting: Posting, now) -> None:
         statement = SETTLE
     else:
         statement = SETTLE_MANY
-        document["wallet_ids"] = "{" + ",".join([leg["id"] for leg in legs]) + "}"  # uuid[] as text
+        document["wallet_ids"] = uuid_array_text([leg["id"] for leg in legs])
     _run(statement, {"now": now, "p": json.dumps(document, separators=(",", ":"))})
 
 
@@ -741,6 +741,12 @@ def _legs(posting: Posting) -> list[dict]:
     for pk, held in posting.held_changes.items():
         legs.setdefault(pk, {"id": str(pk), "delta": "0"})["held"] = str(held)
     return list(legs.values())
+
+
+def uuid_array_text(ids: list[str]) -> str:
+    """`ids` (uuids as text) as a PostgreSQL array's text, which SETTLE
+    casts to uuid[]: `{a,b}`."""
+    return "{" + ",".join(ids) + "}"
 
 
 def _text(amount: Decimal | None) -> str | None:
