@@ -111,7 +111,9 @@ def insert_events_sql(
     `rows` (a FROM clause) in `order`, each column (EVENT_COLUMNS) given as
     an SQL expression over it; `created_at` by default the transaction's
     start, the table's own default; `where`, if given, a condition on the
-    rows. The settle step generates its events' part from it
+    rows, or one on none of them that PostgreSQL evaluates once, before the
+    first row (the settle step's refusal, settle_as_decided: it fails the
+    whole statement). The settle step generates its events' part from it
     (transfers/engine.py, SETTLE); everything else goes through
     record_event_rows."""
     values = {"client_id": client, "type": type, "data": data, "created_at": created_at}

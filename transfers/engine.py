@@ -15,9 +15,13 @@ of a batch) goes through the same step, for one movement or many at once
    the balances the movements before it leave (`check_rules`, every rule in
    one function): COMPLETED, or FAILED with the rule it broke. A `Posting`
    holds the decisions and the balance and exposure changes they add up to.
-3. Apply (`apply`): one statement changes every balance and exposure, marks
-   every log COMPLETED or FAILED and writes each one's events, one per owner
-   of its wallets (the transactional outbox), before the commit.
+3. Apply (`apply_statement`): one statement changes every balance and
+   exposure, marks every log COMPLETED or FAILED and writes each one's
+   events, one per owner of its wallets (the transactional outbox), before
+   the commit. A caller that answers from the log instances in memory copies
+   the outcome onto them with `applied`, after its commit when it commits
+   right away (a single movement); `apply` does both, for a caller whose
+   transaction goes on (a correction, a hold's end).
 
 A single movement is the one-movement case (`settle_log`); a batch
 (`settle_batch`) adds only what is its own: the PENDING payouts are found
@@ -358,10 +362,10 @@ def _count(
     SETTLE; a hold's capture adds no debit, counted when it was placed),
     and its paying client's."""
     if source.kind == WalletKind.CUSTOMER and not counted_at_hold:
-        source.day.debits += log.amount
+        source.limits_today.debits += log.amount
         posting.totals.setdefault(source.pk, DayTotals()).debits += log.amount
     if destination.kind == WalletKind.CUSTOMER:
-        destination.day.credits += log.amount
+        destination.limits_today.credits += log.amount
         posting.totals.setdefault(destination.pk, DayTotals()).credits += log.amount
     if client_debits is not None:
         client_debits.amount += log.amount
@@ -422,7 +426,7 @@ def check_caps(
     counted_at_hold: bool = False,
 ) -> None:
     """The caps on `log` between the locked `source` and `destination` (each
-    customer wallet carries its WalletDay as `.day`), in the order above;
+    customer wallet carries its LimitsToday as `.limits_today`), in the order above;
     raises the first broken as LimitExceeded. `client_debits`: the paying
     client's locked row of the day, when its currency has a
     CLIENT_DAILY_DEBIT_LIMIT. `counted_at_hold`: `log` is a hold's capture,
@@ -440,20 +444,22 @@ def check_caps(
         if client_debits.amount + amount > daily:
             raise _refuse("clientDailyDebits", daily, daily - client_debits.amount, currency, "the client, today")
     if payer and not counted_at_hold:
-        day, tier = source.day, source.day.tier
+        today, tier = source.limits_today, source.limits_today.tier
         whose = f"the source wallet's tier {tier.name}"
         if tier.max_single_debit is not None and amount > tier.max_single_debit:
             raise _refuse("maxSingleDebit", tier.max_single_debit, tier.max_single_debit, currency, whose)
-        if tier.max_daily_debits is not None and day.debits + amount > tier.max_daily_debits:
-            raise _refuse("maxDailyDebits", tier.max_daily_debits, tier.max_daily_debits - day.debits, currency, whose)
+        if tier.max_daily_debits is not None and today.debits + amount > tier.max_daily_debits:
+            raise _refuse(
+                "maxDailyDebits", tier.max_daily_debits, tier.max_daily_debits - today.debits, currency, whose
+            )
     if payee:
-        day, tier = destination.day, destination.day.tier
+        today, tier = destination.limits_today, destination.limits_today.tier
         whose = f"the destination wallet's tier {tier.name}"
         refusal = None
         if tier.max_single_credit is not None and amount > tier.max_single_credit:
             refusal = _refuse("maxSingleCredit", tier.max_single_credit, tier.max_single_credit, currency, whose)
-        elif tier.max_daily_credits is not None and day.credits + amount > tier.max_daily_credits:
-            room = tier.max_daily_credits - day.credits
+        elif tier.max_daily_credits is not None and today.credits + amount > tier.max_daily_credits:
+            room = tier.max_daily_credits - today.credits
             refusal = _refuse("maxDailyCredits", tier.max_daily_credits, room, currency, whose)
         elif tier.max_balance is not None and destination.balance + amount > tier.max_balance:
             room = tier.max_balance - destination.balance
@@ -507,7 +513,7 @@ EVENT_TYPE = (
 # every log it names as decided (`settled`: PENDING; `reversed`: the
 # original COMPLETED), so a caller that skipped its check writes nothing,
 # money included (settle_as_decided, in SETTLE_EVENTS; docs/design.md, "The
-# steps", step 10). One statement: no round trip added while the wallet rows
+# settle statement's refusal"). One statement: no round trip added while the wallet rows
 # are locked. The CHECK on customer balances is the backstop should a rule
 # check ever be wrong. The posting comes as one JSON document `p`
 # (apply_statement): psycopg adapts one text parameter for much less than
@@ -568,7 +574,9 @@ WALLETS_OF_MANY = "w.id = ANY((SELECT (%(p)s::jsonb ->> 'wallet_ids')::uuid[])::
 
 def settle_readable(wallets: str) -> str:
     """SETTLE as written, its wallet rows found by `wallets` (a condition on
-    `w`: WALLETS_OF_A_PAIR or WALLETS_OF_MANY)."""
+    `w`: WALLETS_OF_A_PAIR or WALLETS_OF_MANY). Its last part, SETTLE_EVENTS,
+    is also the posting's refusal: the events INSERT's condition is
+    settle_as_decided (docs/design.md, "The settle statement's refusal")."""
     return f"""
 WITH legs AS (
   UPDATE wallets w SET balance = w.balance + v.delta, held = w.held + COALESCE(v.held, 0), updated_at = %(now)s
@@ -638,7 +646,10 @@ SETTLE_MANY = _compact(settle_readable(WALLETS_OF_MANY))
 
 def apply(posting: Posting, now) -> None:
     """apply_statement, then applied: the posting written and its outcome on
-    the log instances in memory."""
+    the log instances in memory, for a caller that answers from them and
+    whose transaction goes on after (settle_correction, end_hold). A single
+    movement calls the two itself, applied after its commit (_settle_once);
+    a batch never calls applied (its answer reads its payouts back)."""
     apply_statement(posting, now)
     applied(posting, now)
 
@@ -655,7 +666,7 @@ def apply_statement(posting: Posting, now) -> None:
     and reads nothing back. IntegrityError ("settle refused"), having
     written nothing, when a log is no longer PENDING or the reversed
     original no longer COMPLETED: a bug in the caller, which checked them
-    under its locks (docs/design.md, "The steps", step 10); its
+    under its locks (docs/design.md, "The settle statement's refusal"); its
     transaction must roll back."""
     decisions, wallets = posting.decisions, posting.wallets
     logs = [decision.log for decision in decisions]
@@ -903,7 +914,10 @@ def _settle_batch_once(batch_id: uuid.UUID, *, skip_locked: bool) -> bool | None
             posting = _none_moves(posting, first_failure)
         now = timezone.now()
         if posting.decisions:
-            apply(posting, now)
+            # Not apply: nothing reads the payouts in memory after this (the
+            # answer reads them back: services.batch_settle), and applied
+            # would walk every one of them while the source wallet is locked.
+            apply_statement(posting, now)
         _finish(batch, posting, first_failure if batch.atomic else None, now)
     telemetry.LOCK_WAIT.observe(lock_wait)
     telemetry.limits_refused(posting.decisions)
@@ -986,7 +1000,7 @@ def _finish(batch: TransferBatch, posting: Posting, failure: PayoutFailure | Non
 # (as a log's), then the wallets in primary-key order.
 
 # The hold, OPEN, on the wallets the caller's tenancy rule allows ({wallets}:
-# services._WALLETS_OF's, the one rule for money); no row: the key is taken,
+# services.TENANCY_RULES', the one rule for money); no row: the key is taken,
 # or a wallet is unknown or not the client's to use.
 _INSERT_HOLD = """
 INSERT INTO holds (
@@ -1125,7 +1139,7 @@ def _place_hold_once(hold: Hold, wallets_rule: str, rule_params: dict) -> str:
             # (docs/limits.md, "Holds"); a void, an expiry or the rest of a
             # partial capture gives the room back the same day.
             posting.totals[source.pk] = DayTotals(debits=hold.amount)
-        apply(posting, now)
+        apply_statement(posting, now)  # no log to copy its outcome onto
         record_event_rows(_hold_events(hold, owners(source, destination)))
     return "placed"
 
@@ -1287,9 +1301,9 @@ def _release_room(ends: list[tuple[Hold, HoldEnd]], wallets: dict, day: datetime
         if source.kind != WalletKind.CUSTOMER or business_day(hold.created_at) != day:
             continue
         moved = end.captured(hold) if end.status == HoldStatus.CAPTURED else Decimal(0)
-        released = min(hold.amount - moved, source.day.debits)
+        released = min(hold.amount - moved, source.limits_today.debits)
         if released > 0:
-            source.day.debits -= released
+            source.limits_today.debits -= released
             releases[source.pk] = releases.get(source.pk, Decimal(0)) + released
     if releases:
         # Not through SETTLE's upsert: PostgreSQL checks an INSERT's row (a

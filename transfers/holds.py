@@ -58,7 +58,7 @@ from transfers.models import (
 )
 from transfers.selectors import VIEW_ALL_TRANSFERS
 from transfers.serializers import hold_json
-from transfers.services import _WALLETS_OF, PAY_OTHER_CLIENTS, _ensure_wallets
+from transfers.services import PAY_OTHER_CLIENTS, TENANCY_RULES, _ensure_wallets
 from wallet_project.db.base import fetch, in_model_order
 
 
@@ -145,7 +145,7 @@ def hold_place(
         pay_others = client.has_perm(PAY_OTHER_CLIENTS)
         placed = engine.place_hold(
             hold,
-            wallets_rule=_WALLETS_OF[TransactionType.TRANSFER],
+            wallets_rule=TENANCY_RULES[TransactionType.TRANSFER],
             rule_params={"client": client.pk, "pay_others": pay_others},
         )
         if placed == "taken":

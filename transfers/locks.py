@@ -43,10 +43,10 @@ from transfers.models import (
     ClientDailyDebit,
     ClientExposure,
     Hold,
+    LimitsToday,
     Tier,
     TransactionLog,
     TransferBatch,
-    WalletDay,
     client_debits_key,
     exposure_change,
 )
@@ -255,7 +255,7 @@ def _locked_rows(model, fields: list[str], sql: str, params) -> list:
 class RowLock:
     """One row of `model` by primary key, locked FOR NO KEY UPDATE (waiting,
     or with skip_locked passing over a row another transaction holds): the
-    log of a transfer, the row of a batch."""
+    log of a transfer, the row of a batch, a hold."""
 
     def __init__(self, model, fields: tuple[str, ...]):
         self.model = model
@@ -349,15 +349,15 @@ def lock_wallets(*wallet_ids: uuid.UUID, day: datetime.date) -> dict[uuid.UUID, 
     """Wallets by id (a transfer's two, a batch's source and every
     destination), locked in one statement in primary-key order: the one
     order every caller uses, so two movements on the same wallets wait for
-    each other, never deadlock. Each customer wallet carries `.day`
-    (transfers.models.WalletDay): its tier and its totals of `day` (a
+    each other, never deadlock. Each customer wallet carries `.limits_today`
+    (transfers.models.LimitsToday): its tier and its totals of `day` (a
     business day), as they stand under the lock."""
     return _locked_wallets(fetch(connection, _LOCK_WALLETS, [day, list(set(wallet_ids))]), day)
 
 
 def _locked_wallets(rows: list[tuple], day: datetime.date) -> dict[uuid.UUID, Wallet]:
     """The wallets of _lock_wallets_where's rows, each customer wallet with
-    its `.day`, its tier or totals read again where they may be stale."""
+    its `.limits_today`, its tier or totals read again where they may be stale."""
     wallets: dict[uuid.UUID, Wallet] = {}
     stale_tiers: dict[int, list[Wallet]] = {}
     stale_totals: list[Wallet] = []
@@ -370,7 +370,7 @@ def _locked_wallets(rows: list[tuple], day: datetime.date) -> dict[uuid.UUID, Wa
         wallet_xmin, tier_row = row[width], row[width + 1 : width + 1 + len(_TIER_COLUMNS)]
         debits, credits, totals_xmin = row[width + 1 + len(_TIER_COLUMNS) :]
         tier = NO_TIER if tier_row[0] is None else Tier(*tier_row)
-        wallet.day = WalletDay(tier, debits or ZERO, credits or ZERO)
+        wallet.limits_today = LimitsToday(tier, debits or ZERO, credits or ZERO)
         if wallet.tier_id != tier.id:
             # Its tier changed while this transaction waited for the row.
             stale_tiers.setdefault(wallet.tier_id, []).append(wallet)
@@ -381,14 +381,14 @@ def _locked_wallets(rows: list[tuple], day: datetime.date) -> dict[uuid.UUID, Wa
     if stale_tiers:
         for tier_row in fetch(connection, _READ_TIERS, [list(stale_tiers)]):
             for wallet in stale_tiers[tier_row[0]]:
-                wallet.day.tier = Tier(*tier_row)
+                wallet.limits_today.tier = Tier(*tier_row)
     if stale_totals:
         # A statement of its own sees every commit before it; the totals
         # cannot change now: every writer holds the wallet's row lock.
         rows = fetch(connection, _READ_TOTALS, [[wallet.pk for wallet in stale_totals], day])
         fresh = {wallet_id: (debits, credits) for wallet_id, debits, credits in rows}
         for wallet in stale_totals:
-            wallet.day.debits, wallet.day.credits = fresh.get(wallet.pk, (ZERO, ZERO))
+            wallet.limits_today.debits, wallet.limits_today.credits = fresh.get(wallet.pk, (ZERO, ZERO))
     return wallets
 
 
@@ -458,7 +458,7 @@ class LimitRows:
 def lock_limit_rows(
     movements, wallets: dict[uuid.UUID, Wallet], *, day: datetime.date, exposures: bool = True, tiers: bool = True
 ) -> LimitRows:
-    """Locks 4 and 5 of the order (docs/design.md, "The locks, and their
+    """The exposure and daily-debits locks (docs/design.md, "The locks, and their
     order"), after the wallets (`wallets`, locked, by id): every exposure
     row the movements change (models.exposure_change), then, with `tiers`,
     every paying client's daily-debits row of `day` (models.client_debits_key),

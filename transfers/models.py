@@ -22,7 +22,7 @@ body_digest) is defined next to its column.
 
 Between the ledger's tables and those dataclasses: the holds' table, and
 what the engine's limits count in (docs/limits.md): the business day
-(business_day), a locked wallet's Tier and WalletDay, and the exposure and
+(business_day), a locked wallet's Tier and LimitsToday, and the exposure and
 daily-debits rows a movement changes (exposure_change, client_debits_key).
 The rules that read them are transfers/engine.py's (check_rules,
 check_caps); the locks that take them, transfers/locks.py's.
@@ -506,7 +506,7 @@ NO_TIER = Tier(None, UNRESTRICTED)
 
 
 @dataclass
-class WalletDay:
+class LimitsToday:
     """What the limits need of one locked customer wallet: its tier, and
     what it sent and received today so far (running: the engine adds each
     movement it completes, so a batch checks each payout on the totals the

@@ -1082,6 +1082,8 @@ class BatchRequestSerializer(RefusesUnknownFields, serializers.Serializer):
     sourceWalletId = StrictUUIDField(source="source_wallet_id")
     atomic = StrictBooleanField(help_text="true: every payout completes or none does; false: each on its own.")
     idempotencyKey = IdempotencyKeyField()
+    # The batch's payouts: "transfers" is the API's name for them since its
+    # first version (docs/api.md, "Batch payouts"); the code says payouts.
     transfers = PayoutRequestSerializer(many=True, allow_empty=False)
 
     def get_fields(self):

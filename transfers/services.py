@@ -348,6 +348,10 @@ def adjustment_post(
 # statements in engine.py. All of them run through wallet_project.db.base's
 # fetch and run, on its statement_cursor.
 
+# Every field an answer from a found log reads (serializers.movement_result_json,
+# telemetry.movement_answered, Found's comparisons): one more read there must
+# be added here, or each replay pays a deferred field's query
+# (transfers/tests/test_round_trips.py counts them).
 _FOUND_LOG_FIELDS = in_model_order(
     TransactionLog,
     [
@@ -383,7 +387,9 @@ def _payable(wallet: str) -> str:
 
 # The settlement wallet of a deposit or withdrawal: the customer wallet's currency's.
 _SETTLES = f"{{settlement}}.kind = '{_SETTLEMENT}' AND {{settlement}}.currency = {{customer}}.currency"
-_WALLETS_OF = {
+# Which wallets (s: source, d: destination) a client may move money between,
+# by movement type: the condition every money statement's wallets must meet.
+TENANCY_RULES = {
     TransactionType.TRANSFER: f"s.id = %(source)s AND {_owned('s')} AND d.id = %(destination)s AND {_payable('d')}",
     TransactionType.DEPOSIT: f"d.id = %(destination)s AND {_owned('d')} AND "
     + _SETTLES.format(settlement="s", customer="d"),
@@ -480,7 +486,7 @@ def _record_pending(
         # Read from the permissions authentication loaded: no query.
         "pay_others": client.has_perm(PAY_OTHER_CLIENTS),
     }
-    insert = _INSERT_PENDING.format(wallets=_WALLETS_OF[movement.type])
+    insert = _INSERT_PENDING.format(wallets=TENANCY_RULES[movement.type])
     for attempt in (1, 2):
         if fetch(connection, insert, params):
             return from_row(TransactionLog, DEFAULT_DB_ALIAS, ["id", "status"], [params["id"], "PENDING"]), True
@@ -499,7 +505,7 @@ def _record_pending(
 def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others: bool) -> None:
     """Why the PENDING insert found no wallets, put right where it can be:
     raises WalletNotFound naming the side that is unknown or not the
-    client's to use (the insert's rule, _WALLETS_OF, in Python); else,
+    client's to use (the insert's rule, TENANCY_RULES, in Python); else,
     for a deposit or a withdrawal, creates the currency's settlement wallet
     on its first use, and returns for the caller to insert again.
 
@@ -521,8 +527,9 @@ def _ensure_wallets(movement: Movement, *, client: AbstractBaseUser, pay_others:
 
 # --- batch payouts -----------------------------------------------------------------
 #
-# docs/api.md, "Batch payouts": the protocol above, for a batch key and its
-# payouts' own keys at once.
+# docs/api.md, "Batch payouts": the protocol's five layers (above, and
+# docs/design.md, "The protocol: five layers"), numbered as there, for a
+# batch key and its payouts' own keys at once.
 #
 # 1. The batch of (client, batch key): a finished one is replayed, one for
 #    another batch refused (IdempotencyKeyReused).
@@ -561,7 +568,7 @@ SELECT %(id)s, %(client)s, %(key)s, %(fingerprint)s, %(digest)s, s.id, %(atomic)
 ON CONFLICT (client_id, idempotency_key) DO NOTHING
 RETURNING id
 """  # noqa: S608 (constants only)
-# The destinations a payout may credit: _WALLETS_OF's rule for a transfer.
+# The destinations a payout may credit: TENANCY_RULES' rule for a transfer.
 _USABLE_DESTINATIONS = f"""
 SELECT d.id FROM wallets d
  WHERE d.id = ANY(%(destinations)s) AND {_payable("d")}

@@ -25,7 +25,6 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
-from rest_framework.response import Response
 
 from transfers import locks, selectors, services, statements
 from transfers.exceptions import BUSINESS_RULE_ERRORS, BatchFailed
@@ -236,7 +235,8 @@ def admit(
     lock = None
     if lock_key is not None and not found.finished:
         lock = locks.charge_lock(request.user.pk, lock_key(money.key))
-    if not view.charge(request, replay=found.finished, units=units(fields), lock=lock):
+    lock_taken = view.charge(request, replay=found.finished, units=units(fields), lock=lock)
+    if not lock_taken:  # another request holds it, or Redis did not answer: not ours to release
         lock = None
     with locks.taken_with_charge(lock):
         yield Admitted(money.key, money.body_digest, found, unread=False, fields=fields)
@@ -292,7 +292,7 @@ MONEY_RESPONSES = {
 MONEY_SCOPES = ChargedOnLookup(new=TRANSFERS, replay=REPLAYS)
 
 
-def money_request(request, view, serializer_class, create: Callable[..., MovementResult]) -> Response:
+def answer_movement(request, view, serializer_class, create: Callable[..., MovementResult]) -> HttpResponse:
     """Answer a single movement request: let it in through the door
     (transfers.views.admit: its key read once, looked up, its body validated,
     charged by the one rule), answer a byte-identical retry unread, else call
@@ -345,7 +345,7 @@ class TransferViewSet(ApiViewSet):
 
     @extend_schema(request=TransferRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     def create(self, request):
-        return money_request(request, self, TransferRequestSerializer, services.transfer_create)
+        return answer_movement(request, self, TransferRequestSerializer, services.transfer_create)
 
     @extend_schema(
         responses={
@@ -407,12 +407,12 @@ class WalletMoneyViewSet(ApiViewSet):
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def deposit(self, request, pk):
-        return money_request(request, self, MoneyRequestSerializer, partial(services.deposit_create, wallet_id=pk))
+        return answer_movement(request, self, MoneyRequestSerializer, partial(services.deposit_create, wallet_id=pk))
 
     @extend_schema(request=MoneyRequestSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses=MONEY_RESPONSES)
     @action(detail=True, methods=["post"])
     def withdraw(self, request, pk):
-        return money_request(request, self, MoneyRequestSerializer, partial(services.withdrawal_create, wallet_id=pk))
+        return answer_movement(request, self, MoneyRequestSerializer, partial(services.withdrawal_create, wallet_id=pk))
 
     @extend_schema(
         filters=True,

@@ -123,6 +123,8 @@ class ApiViewSet(viewsets.GenericViewSet):
         if not isinstance(entry, ChargedOnLookup):
             raise TypeError(f"{type(self).__name__}.{self.action} is charged by DRF before it runs, not by its view")
         self.request_charge = Charge(entry.replay if replay else entry.new, units, lock)
+        # Set by the throttle that charges it (throttling.ActionScopeThrottle)
+        # when its script took the lock.
         self.charge_locked = False
         self.check_throttles(request)
         return self.charge_locked

@@ -234,8 +234,8 @@ def is_token_api(request: HttpRequest) -> bool:
 
 class BrowserChain:
     """Where the token API leaves the middleware chain: settings.MIDDLEWARE
-    lists the door's middleware (SecurityMiddleware, CorsMiddleware,
-    CommonMiddleware, XFrameOptionsMiddleware: TOKEN_API_DOOR) and the
+    lists the header middleware (SecurityMiddleware, CorsMiddleware,
+    CommonMiddleware, XFrameOptionsMiddleware: TOKEN_API_HEADER_MIDDLEWARE) and the
     browser's (the CSP, static files, session, CSRF, user, messages,
     django-axes) between this and BrowserChainEnd, and a token API request
     goes from here straight to what BrowserChainEnd calls (the view): the
@@ -244,8 +244,8 @@ class BrowserChain:
     There a session, a session user and flash messages have no use: reading
     the session cookie would only let a browser's admin login stand in for a
     token; nor do static files or CSRF (DRF's views are exempt: a token is no
-    ambient credential). The door's headers it does get, the same bytes in
-    the same order (wallet_project/tests/test_door_headers.py): `_door` is
+    ambient credential). The header middleware's headers it does get, the same bytes in
+    the same order (wallet_project/tests/test_header_middleware.py): `_header_chain` is
     Django's four classes, made and wrapped as Django makes a chain, around
     the view, and what nearly every request is, one that is no CORS request
     (no Origin, not OPTIONS) and needs no redirect to HTTPS, gets their
@@ -257,7 +257,7 @@ class BrowserChain:
     does nothing: skipping the seven browser layers cost a token API
     request 57K instructions fewer (callgrind, 200 requests through the
     middleware around a view that answers at once: 611K -> 554K each).
-    The door's four in one step, their headers written once each: 118K
+    The four header middleware in one step, their headers written once each: 118K
     instructions fewer a transfer, 123K a replay (bench/instructions.py
     n=40, layouts 0,1,2: 4.437M -> 4.319M, 2.325M -> 2.202M;
     bench/HISTORY.md, 2026-12-07 03:30).
@@ -266,19 +266,19 @@ class BrowserChain:
     def __init__(self, get_response):
         self.get_response = get_response
         self.past_browser = _past(get_response)
-        listed = [m for m in settings.MIDDLEWARE if m in TOKEN_API_DOOR]
-        if listed != list(TOKEN_API_DOOR):
+        listed = [m for m in settings.MIDDLEWARE if m in TOKEN_API_HEADER_MIDDLEWARE]
+        if listed != list(TOKEN_API_HEADER_MIDDLEWARE):
             raise ImproperlyConfigured(
-                f"wallet_project.middleware.BrowserChain needs {', '.join(TOKEN_API_DOOR)} in MIDDLEWARE, "
+                f"wallet_project.middleware.BrowserChain needs {', '.join(TOKEN_API_HEADER_MIDDLEWARE)} in MIDDLEWARE, "
                 "in that order."
             )
-        # The door as Django would chain it: each made around the next, each
+        # The header middleware as Django would chain it: each made around the next, each
         # wrapped in Django's exception conversion.
-        door = self.past_browser
-        for path in reversed(TOKEN_API_DOOR):
-            door = convert_exception_to_response(import_string(path)(door))
-        self._door = door
-        x_frame, self.common, self.cors, self.security = _door_layers(door)
+        chain = self.past_browser
+        for path in reversed(TOKEN_API_HEADER_MIDDLEWARE):
+            chain = convert_exception_to_response(import_string(path)(chain))
+        self._header_chain = chain
+        x_frame, self.common, self.cors, self.security = _header_layers(chain)
         # What XFrameOptionsMiddleware and SecurityMiddleware write, as each
         # reads its settings; HSTS apart, as it goes only over HTTPS.
         self.x_frame_options = _stored("X-Frame-Options", x_frame.get_xframe_options_value(None, None))
@@ -294,7 +294,7 @@ class BrowserChain:
         return self.get_response(request)
 
     def _token_api(self, request: HttpRequest) -> HttpResponse:
-        """The door's four middleware and the view, as `_door` runs them, for
+        """The four header middleware and the view, as `_header_chain` runs them, for
         a request that is no CORS request and needs no redirect: their
         headers, which are constants, written into the response's header
         store in their order (HttpResponse's own checks of a header name and
@@ -304,7 +304,7 @@ class BrowserChain:
         redirect = self.security.redirect
         secure = (redirect or self.hsts) and request.is_secure()
         if request.method == "OPTIONS" or "HTTP_ORIGIN" in request.META or (redirect and not secure):
-            return self._door(request)
+            return self._header_chain(request)
         try:
             response = self.common.process_request(request)
             if response is None:
@@ -334,8 +334,8 @@ class BrowserChain:
         return response
 
 
-# The door's middleware on the token API, in settings.MIDDLEWARE's order (BrowserChain).
-TOKEN_API_DOOR = (
+# The header middleware on the token API, in settings.MIDDLEWARE's order (BrowserChain).
+TOKEN_API_HEADER_MIDDLEWARE = (
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -343,13 +343,13 @@ TOKEN_API_DOOR = (
 )
 
 
-def _door_layers(door) -> list:
-    """The middleware of a chain made of TOKEN_API_DOOR, innermost first."""
+def _header_layers(chain) -> list:
+    """The middleware of a chain made of TOKEN_API_HEADER_MIDDLEWARE, innermost first."""
     layers = []
-    while len(layers) < len(TOKEN_API_DOOR):
-        door = door.__wrapped__
-        layers.append(door)
-        door = door.get_response
+    while len(layers) < len(TOKEN_API_HEADER_MIDDLEWARE):
+        chain = chain.__wrapped__
+        layers.append(chain)
+        chain = chain.get_response
     return layers[::-1]
 
 

@@ -102,7 +102,7 @@ MIDDLEWARE = [
     "wallet_project.middleware.RequestMiddleware",
     # From here to BrowserChainEnd, the browser's: a token API request goes
     # from BrowserChain past BrowserChainEnd in one step, with the headers
-    # of the door's four (security, CORS, common, X-Frame-Options) and
+    # of the four header middleware (security, CORS, common, X-Frame-Options) and
     # nothing of the rest: no session, no user but its token's, nothing to
     # show (wallet_project/middleware.py).
     "wallet_project.middleware.BrowserChain",

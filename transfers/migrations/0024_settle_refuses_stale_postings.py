@@ -1,5 +1,5 @@
 """The settle statement refuses a posting whose logs are not all as decided
-(docs/design.md, "The steps", step 10): SETTLE (transfers/engine.py) calls
+(docs/design.md, "The settle statement's refusal"): SETTLE (transfers/engine.py) calls
 this function once, with how many of the posting's logs it found as decided
 (each PENDING; a reversal's original COMPLETED) and how many the posting
 names; when they differ it raises, and the whole statement (every balance,

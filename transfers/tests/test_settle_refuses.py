@@ -1,4 +1,4 @@
-"""SETTLE defends the ledger itself (docs/design.md, "The steps", step 10): a
+"""SETTLE defends the ledger itself (docs/design.md, "The settle statement's refusal"): a
 posting whose logs are not all as decided (each PENDING; a reversal's
 original COMPLETED) is refused whole by the statement, with an error, and
 writes nothing: no balance, held, exposure, daily total, client debit, log,

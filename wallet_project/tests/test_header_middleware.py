@@ -1,7 +1,7 @@
 """Every header the token API answers with, in order, for what passes its
-door: a transfer, its replay, a refusal (400, 401, the catch-all 404, a host
+header middleware: a transfer, its replay, a refusal (400, 401, the catch-all 404, a host
 it does not serve), a CORS preflight, and under the production profile's
-HTTPS settings (HSTS, the redirect of plain HTTP). The door's work
+HTTPS settings (HSTS, the redirect of plain HTTP). Their work
 (SecurityMiddleware's, CorsMiddleware's, CommonMiddleware's and
 XFrameOptionsMiddleware's headers, wallet_project/middleware.py) must come
 out byte for byte as those four middleware wrote it."""
@@ -39,7 +39,7 @@ def sent(response) -> list[tuple[str, str]]:
 
 
 def tail(response, *, cors=True, hsts=False) -> list[tuple[str, str]]:
-    """What the door and the request middleware add after the view's own headers."""
+    """What the header middleware and the request middleware add after the view's own headers."""
     return [
         ("X-Frame-Options", "DENY"),
         ("Content-Length", str(len(response.content))),
@@ -52,7 +52,7 @@ def tail(response, *, cors=True, hsts=False) -> list[tuple[str, str]]:
     ]
 
 
-# A browser's request (Origin) and a server's (none), which the door takes
+# A browser's request (Origin) and a server's (none), which the header middleware takes
 # two ways (BrowserChain._token_api).
 FROM = pytest.mark.parametrize("origin", [{"Origin": ORIGIN}, {}], ids=["browser", "server"])
 
@@ -61,8 +61,8 @@ FROM = pytest.mark.parametrize("origin", [{"Origin": ORIGIN}, {}], ids=["browser
 def test_a_transfer_and_its_replay(allowed_origin, transfer_api, funded_wallet, origin):
     source, destination = funded_wallet("100.00"), funded_wallet("0.00")
 
-    first = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-1", **origin})
-    again = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-1", **origin})
+    first = transfer(transfer_api, source, destination, **{"Idempotency-Key": "headers-1", **origin})
+    again = transfer(transfer_api, source, destination, **{"Idempotency-Key": "headers-1", **origin})
 
     assert first.status_code == 201
     assert sent(first) == [("Content-Type", "application/json"), ("Allow", "POST, OPTIONS"), *tail(first, cors=origin)]
@@ -78,8 +78,10 @@ def test_a_transfer_and_its_replay(allowed_origin, transfer_api, funded_wallet, 
 def test_refusals(allowed_origin, transfer_api, client, funded_wallet):
     source = funded_wallet("100.00")
 
-    invalid = transfer(transfer_api, source, source, **{"Idempotency-Key": "door-2", "Origin": "https://other.example"})
-    no_key = client.get("/api/transfer/door-3", headers={"X-Request-ID": REQUEST_ID, "Origin": ORIGIN})
+    invalid = transfer(
+        transfer_api, source, source, **{"Idempotency-Key": "headers-2", "Origin": "https://other.example"}
+    )
+    no_key = client.get("/api/transfer/headers-3", headers={"X-Request-ID": REQUEST_ID, "Origin": ORIGIN})
     nowhere = client.get("/api/nope", headers={"X-Request-ID": REQUEST_ID})
 
     assert invalid.status_code == 400
@@ -101,7 +103,7 @@ def test_refusals(allowed_origin, transfer_api, client, funded_wallet):
 
 def test_a_host_the_service_does_not_serve(client):
     """CommonMiddleware's host check answers before any view: no X-Frame-Options, no Content-Length."""
-    response = client.get("/api/transfer/door-4", headers={"X-Request-ID": REQUEST_ID}, HTTP_HOST="evil.example")
+    response = client.get("/api/transfer/headers-4", headers={"X-Request-ID": REQUEST_ID}, HTTP_HOST="evil.example")
 
     assert response.status_code == 400
     assert sent(response) == [
@@ -148,9 +150,9 @@ def test_under_production_https(production_https, allowed_origin, transfer_api, 
     source, destination = funded_wallet("100.00"), funded_wallet("0.00")
     https = {"X-Forwarded-Proto": "https", **origin}
 
-    first = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-5", **https})
-    again = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-5", **https})
-    plain = transfer(transfer_api, source, destination, **{"Idempotency-Key": "door-5", **origin})
+    first = transfer(transfer_api, source, destination, **{"Idempotency-Key": "headers-5", **https})
+    again = transfer(transfer_api, source, destination, **{"Idempotency-Key": "headers-5", **https})
+    plain = transfer(transfer_api, source, destination, **{"Idempotency-Key": "headers-5", **origin})
 
     assert first.status_code == 201
     assert sent(first) == [

@@ -1,5 +1,5 @@
-"""BrowserChain's one step (_token_api) against Django's own four door
-middleware chained as Django chains them (_door), on the same requests and
+"""BrowserChain's one step (_token_api) against Django's own four header
+middleware chained as Django chains them (_header_chain), on the same requests and
 the same views: answers of every shape a view can give (its own Vary,
 Cache-Control, X-Frame-Options or exemption, a 404, a redirect, a stream,
 an exception), under the default and the production HTTPS settings. The
@@ -86,5 +86,5 @@ def test_the_one_step_answers_as_djangos_four(view, profile):
         chain = BrowserChain(convert_exception_to_response(BrowserChainEnd(convert_exception_to_response(view))))
         for name, make in REQUESTS.items():
             if profile and name != "https":
-                continue  # plain HTTP is redirected by Django's own four (_door), not by the one step
-            assert answer(chain._token_api(make(rf))) == answer(chain._door(make(rf))), name
+                continue  # plain HTTP is redirected by Django's own four (_header_chain), not by the one step
+            assert answer(chain._token_api(make(rf))) == answer(chain._header_chain(make(rf))), name
