@@ -264,10 +264,12 @@ class MetadataField(serializers.JSONField):
 
     def _storable(self, value, floats: list[float]):
         """What PostgreSQL's jsonb accepts, built from what the parser gives:
-        Decimals become ints (integral) or finite floats, collected in
-        `floats` for the size measure."""
+        Decimals become ints (integral, however written: 1, 1.0, 1e0 and
+        10e-1 are one number, and a retry that writes it otherwise must be
+        a replay, not a reused key) or finite floats, collected in `floats`
+        for the size measure."""
         if isinstance(value, Decimal):
-            if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
+            if value == value.to_integral_value():
                 # Cheap: the parser bounds the digits (JSON_MAX_NUMBER_DIGITS).
                 return int(value)
             number = float(value)

@@ -65,6 +65,30 @@ def test_the_same_amount_written_differently_is_the_same_payload(treasury_api, f
 
 
 @pytest.mark.parametrize(
+    ("first", "retry"), [("1.0", "1"), ("1", "1.0"), ("10e-1", "1"), ("1.50", "1.5"), ("2.0e1", "20")]
+)
+def test_a_metadata_number_written_differently_is_the_same_payload(treasury_api, funded_wallet, first, retry):
+    # A retry layer that parses and writes the body again (JavaScript writes
+    # 1.0 as 1) must get its replay, not idempotency_key_reused.
+    source, destination = funded_wallet("100.00"), funded_wallet("0")
+
+    def send(number: str):
+        body = (
+            f'{{"sourceWalletId": "{source.pk}", "destinationWalletId": "{destination.pk}", '
+            f'"amount": "10.00", "metadata": {{"r": {number}}}}}'
+        )
+        return treasury_api.post(
+            "/api/transfer", body, content_type="application/json", headers={"Idempotency-Key": "meta-number"}
+        )
+
+    assert send(first).status_code == 201
+    again = send(retry)
+
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (200, "true")
+    assert balances(source) == [Decimal("90.00")]
+
+
+@pytest.mark.parametrize(
     "change",
     [{"amount": "11.00"}, {"metadata": {"note": "other"}}, {"swap": True}],
     ids=["other-amount", "other-metadata", "other-direction"],
